@@ -1,0 +1,529 @@
+//! [`ApiKeyAuthenticator`]: finds an API key in a request and checks it against a store.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
+
+use super::format::{FormatError, KeyId};
+use super::store::{KeyRecord, KeyStore};
+use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
+use crate::error::ConfigError;
+use crate::principal::{AuthMethod, Principal};
+use crate::rejection::{Challenge, Reason, Rejection};
+use crate::secret::KeyDigest;
+
+/// The query parameter watched for keys sent where they leak (logs, `Referer`).
+const DEFAULT_QUERY_PARAMETER: &str = "api_key";
+/// Seconds a client is asked to wait when the key store is down.
+const STORE_RETRY_AFTER_SECONDS: u32 = 5;
+
+/// Checks API keys: reads one from the request, refuses malformed ones before any lookup,
+/// finds the record by the key's public id, compares digests in constant time, and enforces
+/// revocation and expiry.
+///
+/// Every failure (malformed, bad checksum, unknown, wrong secret, revoked, expired) gets the
+/// same 401; the precise reason goes to the `tracing` event only.
+pub struct ApiKeyAuthenticator<K> {
+    store: Arc<K>,
+    config: Arc<Config>,
+}
+
+impl<K> Clone for ApiKeyAuthenticator<K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for ApiKeyAuthenticator<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyAuthenticator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    header: Option<HeaderName>,
+    authorization_scheme: bool,
+    cookie: Option<String>,
+    query_parameter: String,
+    query_allowed: bool,
+    strip_credentials: bool,
+    realm: Cow<'static, str>,
+}
+
+impl<K: KeyStore> ApiKeyAuthenticator<K> {
+    /// An authenticator with the strict defaults; see [`ApiKeyAuthenticatorBuilder`].
+    #[must_use]
+    pub fn new(store: Arc<K>) -> Self {
+        Self {
+            store,
+            config: Arc::new(Config {
+                header: Some(HeaderName::from_static("x-api-key")),
+                authorization_scheme: true,
+                cookie: None,
+                query_parameter: DEFAULT_QUERY_PARAMETER.to_owned(),
+                query_allowed: false,
+                strip_credentials: true,
+                realm: Cow::Borrowed("api"),
+            }),
+        }
+    }
+
+    /// Configures where keys are read from and what happens to them.
+    pub fn builder(store: Arc<K>) -> ApiKeyAuthenticatorBuilder<K> {
+        let config = Config::clone(&Self::new(store.clone()).config);
+        ApiKeyAuthenticatorBuilder {
+            store,
+            config,
+            header: None,
+            error: None,
+        }
+    }
+
+    /// The store keys are checked against.
+    #[must_use]
+    pub fn store(&self) -> &Arc<K> {
+        &self.store
+    }
+
+    fn challenge_for(&self) -> Challenge {
+        Challenge::new("ApiKey", self.config.realm.clone())
+    }
+
+    fn reject(&self, reason: Reason) -> AuthOutcome {
+        AuthOutcome::Rejected(Rejection::new(reason).with_challenge(self.challenge_for()))
+    }
+
+    /// Every key-shaped value in the request, in source order.
+    fn presented<'a>(&self, request: &'a Parts) -> Result<Vec<&'a [u8]>, Reason> {
+        let config = &*self.config;
+        let mut found = Vec::new();
+        if let Some(header) = &config.header {
+            found.extend(request.headers.get_all(header).iter().map(trimmed));
+        }
+        if config.authorization_scheme {
+            for value in request.headers.get_all(AUTHORIZATION) {
+                if let Some(key) = strip_scheme(value.as_bytes()) {
+                    found.push(key);
+                }
+            }
+        }
+        if let Some(cookie) = &config.cookie {
+            for value in request.headers.get_all(COOKIE) {
+                push_cookie_values(value.as_bytes(), cookie.as_bytes(), &mut found);
+            }
+        }
+        if let Some(query) = request.uri.query() {
+            let before = found.len();
+            push_query_values(query, &config.query_parameter, &mut found);
+            if found.len() > before && !config.query_allowed {
+                return Err(Reason::CredentialsInQuery);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Finds the key in `Authorization: ApiKey <key>` (scheme case-insensitive).
+fn strip_scheme(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"apikey";
+    let scheme = value.get(..SCHEME.len())?;
+    let rest = value.get(SCHEME.len()..)?;
+    (scheme.eq_ignore_ascii_case(SCHEME) && rest.first() == Some(&b' ')).then(|| trim(rest))
+}
+
+fn trimmed(value: &HeaderValue) -> &[u8] {
+    trim(value.as_bytes())
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// Appends the values of cookie `name` in one `Cookie` header to `out`.
+fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Vec<&'h [u8]>) {
+    for pair in header.split(|&b| b == b';') {
+        if let Some((key, value)) = split_once(trim(pair), b'=') {
+            if trim(key) == name {
+                out.push(trim(value));
+            }
+        }
+    }
+}
+
+/// Appends the values of query parameter `name` to `out` (not percent-decoded: keys never
+/// need encoding, so an encoded key fails the format check).
+fn push_query_values<'q>(query: &'q str, name: &str, out: &mut Vec<&'q [u8]>) {
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            out.push(value.as_bytes());
+        }
+    }
+}
+
+fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == separator)?;
+    Some((&bytes[..at], &bytes[at + 1..]))
+}
+
+impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
+    fn authenticate(&self, request: &Parts) -> AuthFuture {
+        let presented = match self.presented(request) {
+            Ok(presented) => presented,
+            Err(reason) => return AuthFuture::ready(self.reject(reason)),
+        };
+        let Some((first, rest)) = presented.split_first() else {
+            return AuthFuture::ready(AuthOutcome::Absent);
+        };
+        if rest.iter().any(|other| other != first) {
+            return AuthFuture::ready(self.reject(Reason::AmbiguousCredentials));
+        }
+        let Ok(text) = std::str::from_utf8(first) else {
+            return AuthFuture::ready(self.reject(Reason::MalformedKey));
+        };
+        let parsed = match self.store.format().parse(text) {
+            Ok(parsed) => parsed,
+            Err(FormatError::Malformed) => return AuthFuture::ready(self.reject(Reason::MalformedKey)),
+            Err(FormatError::BadChecksum) => return AuthFuture::ready(self.reject(Reason::BadChecksum)),
+        };
+        let Some(id) = KeyId::parse(parsed.id) else {
+            return AuthFuture::ready(self.reject(Reason::MalformedKey));
+        };
+        // Digest before the lookup, so unknown and known ids take the same work.
+        let digest = KeyDigest::of(parsed.secret);
+        let this = self.clone();
+        AuthFuture::new(async move {
+            match this.store.find(&id).await {
+                Ok(Some(record)) => this.check(&record, &digest),
+                Ok(None) => this.reject(Reason::UnknownKey),
+                Err(error) => {
+                    tracing::warn!(
+                        target: "portcullis::api_key",
+                        %error,
+                        "key store lookup failed; refusing with 503"
+                    );
+                    AuthOutcome::Rejected(
+                        Rejection::new(Reason::Unavailable)
+                            .with_retry_after(STORE_RETRY_AFTER_SECONDS),
+                    )
+                }
+            }
+        })
+    }
+
+    fn challenge(&self) -> Option<Challenge> {
+        Some(self.challenge_for())
+    }
+
+    fn strip_credentials(&self, request: &mut Parts) {
+        let config = &*self.config;
+        if !config.strip_credentials {
+            mark_sensitive(request, config);
+            return;
+        }
+        if let Some(header) = &config.header {
+            request.headers.remove(header);
+        }
+        if config.authorization_scheme {
+            retain_values(request, &AUTHORIZATION, |value| strip_scheme(value).is_none());
+        }
+        if let Some(cookie) = &config.cookie {
+            remove_cookie(request, cookie);
+        }
+        if config.query_allowed {
+            remove_query_parameter(request, &config.query_parameter);
+        }
+    }
+}
+
+impl<K: KeyStore> ApiKeyAuthenticator<K> {
+    fn check(&self, record: &KeyRecord, digest: &KeyDigest) -> AuthOutcome {
+        if !record.digest().matches(digest) {
+            return self.reject(Reason::KeyMismatch);
+        }
+        if record.revoked_at().is_some() {
+            return self.reject(Reason::KeyRevoked);
+        }
+        if record.is_expired_at(SystemTime::now()) {
+            return self.reject(Reason::KeyExpired);
+        }
+        let method = AuthMethod::ApiKey {
+            key_id: record.id().shared(),
+        };
+        let mut principal = Principal::builder(record.owner_shared(), method)
+            .role_names(record.roles().clone())
+            .scope_names(record.scopes().clone())
+            .claims(record.metadata().clone());
+        if let Some(tenant) = record.tenant_shared() {
+            principal = principal.tenant(tenant);
+        }
+        AuthOutcome::Authenticated(principal.build())
+    }
+}
+
+fn mark_sensitive(request: &mut Parts, config: &Config) {
+    let mut names = vec![AUTHORIZATION, COOKIE];
+    names.extend(config.header.clone());
+    for name in names {
+        if let http::header::Entry::Occupied(mut entry) = request.headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+}
+
+/// Keeps only the values of header `name` that `keep` accepts.
+fn retain_values(request: &mut Parts, name: &HeaderName, keep: impl Fn(&[u8]) -> bool) {
+    let values = request.headers.get_all(name);
+    if values.iter().all(|value| keep(value.as_bytes())) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = values
+        .iter()
+        .filter(|value| keep(value.as_bytes()))
+        .cloned()
+        .collect();
+    request.headers.remove(name);
+    for value in kept {
+        request.headers.append(name, value);
+    }
+}
+
+/// Rewrites the `Cookie` headers without cookie `name`.
+fn remove_cookie(request: &mut Parts, name: &str) {
+    let name = name.as_bytes();
+    let mut rewritten = Vec::new();
+    let mut changed = false;
+    for value in &request.headers.get_all(COOKIE) {
+        let pairs: Vec<&[u8]> = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(trim)
+            .filter(|pair| !pair.is_empty())
+            .collect();
+        let kept: Vec<&[u8]> = pairs
+            .iter()
+            .copied()
+            .filter(|pair| split_once(pair, b'=').is_none_or(|(key, _)| trim(key) != name))
+            .collect();
+        changed |= kept.len() != pairs.len();
+        if !kept.is_empty() {
+            let joined = kept.join(&b"; "[..]);
+            if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                rewritten.push(value);
+            }
+        }
+    }
+    if changed {
+        request.headers.remove(COOKIE);
+        for value in rewritten {
+            request.headers.append(COOKIE, value);
+        }
+    }
+}
+
+/// Rewrites the URI without query parameter `name`.
+fn remove_query_parameter(request: &mut Parts, name: &str) {
+    let Some(query) = request.uri.query() else {
+        return;
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
+        .collect();
+    let path = request.uri.path();
+    let path_and_query = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    let mut parts = request.uri.clone().into_parts();
+    if let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            request.uri = uri;
+        }
+    }
+}
+
+/// Configures an [`ApiKeyAuthenticator`]. Every setting documents its default.
+#[must_use]
+pub struct ApiKeyAuthenticatorBuilder<K> {
+    store: Arc<K>,
+    config: Config,
+    header: Option<String>,
+    error: Option<ConfigError>,
+}
+
+impl<K> fmt::Debug for ApiKeyAuthenticatorBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyAuthenticatorBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
+    /// Reads keys from header `name`. Defaults to `x-api-key`.
+    pub fn header(mut self, name: &str) -> Self {
+        self.header = Some(name.to_owned());
+        self
+    }
+
+    /// Stops reading keys from a dedicated header (keys then come only from
+    /// `Authorization`, a cookie, or the query).
+    pub fn no_header(mut self) -> Self {
+        self.config.header = None;
+        self.header = None;
+        self
+    }
+
+    /// Whether to read keys from `Authorization: ApiKey <key>`. Defaults to true.
+    pub fn authorization_scheme(mut self, enabled: bool) -> Self {
+        self.config.authorization_scheme = enabled;
+        self
+    }
+
+    /// Reads keys from the cookie `name` too. Defaults to none: browsers attach cookies to
+    /// cross-site requests, so cookie keys need CSRF protection in front of the service.
+    pub fn cookie(mut self, name: &str) -> Self {
+        if !valid_token(name) {
+            self.error.get_or_insert(ConfigError::InvalidParameterName {
+                name: name.to_owned(),
+            });
+        }
+        self.config.cookie = Some(name.to_owned());
+        self
+    }
+
+    /// **Insecure**: accepts keys in the query parameter `name`, where they end up in access
+    /// logs, browser history and `Referer` headers. Defaults to off: a request with a key in
+    /// the `api_key` query parameter is refused with 400.
+    pub fn insecure_allow_query_key(mut self, name: &str) -> Self {
+        if !valid_token(name) {
+            self.error.get_or_insert(ConfigError::InvalidParameterName {
+                name: name.to_owned(),
+            });
+        }
+        self.config.query_parameter = name.to_owned();
+        self.config.query_allowed = true;
+        self
+    }
+
+    /// Whether to remove the key from the request before the inner service sees it.
+    /// Defaults to true. When false, the headers carrying it are marked sensitive instead,
+    /// so `Debug` output and well-behaved loggers hide them.
+    pub fn strip_credentials(mut self, strip: bool) -> Self {
+        self.config.strip_credentials = strip;
+        self
+    }
+
+    /// The realm named in `WWW-Authenticate: ApiKey realm="…"`. Defaults to `api`.
+    pub fn realm(mut self, realm: impl Into<Cow<'static, str>>) -> Self {
+        self.config.realm = realm.into();
+        self
+    }
+
+    /// Checks the configuration and builds the authenticator.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidHeaderName`], [`ConfigError::InvalidParameterName`],
+    /// [`ConfigError::InvalidRealm`], or [`ConfigError::NoKeySource`] when every source is
+    /// turned off.
+    pub fn build(mut self) -> Result<ApiKeyAuthenticator<K>, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if let Some(name) = self.header {
+            let header = HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::InvalidHeaderName { name: name.clone() })?;
+            self.config.header = Some(header);
+        }
+        if !crate::rejection::valid_realm(&self.config.realm) {
+            return Err(ConfigError::InvalidRealm {
+                realm: self.config.realm.into_owned(),
+            });
+        }
+        let config = &self.config;
+        if config.header.is_none()
+            && !config.authorization_scheme
+            && config.cookie.is_none()
+            && !config.query_allowed
+        {
+            return Err(ConfigError::NoKeySource);
+        }
+        Ok(ApiKeyAuthenticator {
+            store: self.store,
+            config: Arc::new(self.config),
+        })
+    }
+}
+
+/// Whether `name` can be a cookie or query parameter name (an RFC 9110 token).
+fn valid_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_scheme_is_case_insensitive() {
+        assert_eq!(strip_scheme(b"ApiKey abc"), Some(&b"abc"[..]));
+        assert_eq!(strip_scheme(b"apikey  abc "), Some(&b"abc"[..]));
+        assert_eq!(strip_scheme(b"APIKEY abc"), Some(&b"abc"[..]));
+        assert_eq!(strip_scheme(b"Bearer abc"), None);
+        assert_eq!(strip_scheme(b"ApiKeyabc"), None);
+        assert_eq!(strip_scheme(b"Api"), None);
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut found = Vec::new();
+        push_cookie_values(b"a=1; api_key=k1;x=2;api_key = k2", b"api_key", &mut found);
+        assert_eq!(found, [&b"k1"[..], &b"k2"[..]]);
+        found.clear();
+        push_cookie_values(b"xapi_key=1", b"api_key", &mut found);
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn query_parameter_is_removed_and_others_kept() {
+        let (mut parts, ()) = http::Request::get("/a?x=1&api_key=k&y=2").body(()).expect("request").into_parts();
+        remove_query_parameter(&mut parts, "api_key");
+        assert_eq!(parts.uri, "/a?x=1&y=2");
+        let (mut parts, ()) = http::Request::get("/a?api_key=k").body(()).expect("request").into_parts();
+        remove_query_parameter(&mut parts, "api_key");
+        assert_eq!(parts.uri, "/a");
+    }
+
+    #[test]
+    fn cookie_is_removed_and_others_kept() {
+        let (mut parts, ()) = http::Request::get("/")
+            .header(COOKIE, "a=1; api_key=k; b=2")
+            .header(COOKIE, "api_key=k")
+            .body(())
+            .expect("request")
+            .into_parts();
+        remove_cookie(&mut parts, "api_key");
+        let cookies: Vec<_> = parts.headers.get_all(COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
+    }
+}

@@ -1,0 +1,237 @@
+//! [`MemoryKeyStore`]: API keys held in process memory.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::format::{KeyFormat, KeyId};
+use super::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
+use crate::secret::KeyDigest;
+
+/// An in-memory [`KeyStore`]: for tests, demos, and services that load their keys at start.
+///
+/// Holds records (digests, never secrets) in a map behind a read-write lock; lookups take
+/// the read side only. Contents are lost when the process ends.
+///
+/// # Example
+///
+/// ```
+/// use portcullis::api_key::{KeyStore, MemoryKeyStore, NewKey};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryKeyStore::new();
+/// let issued = store.issue(NewKey::for_owner("alice").roles(["admin"])).await?;
+/// println!("give this to alice once: {}", issued.key.expose_secret());
+/// assert_eq!(store.list(Some("alice")).await?.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryKeyStore {
+    format: KeyFormat,
+    records: RwLock<HashMap<KeyId, KeyRecord>>,
+}
+
+impl MemoryKeyStore {
+    /// An empty store issuing keys with the default `pcl` prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store issuing keys in `format`.
+    #[must_use]
+    pub fn with_format(format: KeyFormat) -> Self {
+        Self {
+            format,
+            records: RwLock::default(),
+        }
+    }
+
+    /// Adds an existing record (restored from elsewhere), replacing any with the same id.
+    pub fn insert(&self, record: KeyRecord) {
+        self.write().insert(record.id().clone(), record);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyId, KeyRecord>> {
+        // A panic while holding the lock cannot leave a record half-written: every write
+        // is a single insert or field update. Keep serving.
+        self.records.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<KeyId, KeyRecord>> {
+        self.records.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn issue_now(&self, spec: NewKey) -> Result<IssuedKey, StoreError> {
+        loop {
+            let (id, key) = self
+                .format
+                .generate()
+                .map_err(|error| StoreError::Randomness(error.to_string()))?;
+            let Some(parsed) = self.format.parse(key.expose_secret()).ok() else {
+                return Err(StoreError::Randomness("generated key does not parse".into()));
+            };
+            let record = KeyRecord::new(
+                id.clone(),
+                KeyDigest::of(parsed.secret),
+                spec.clone(),
+                SystemTime::now(),
+            );
+            let mut records = self.write();
+            // 71 random bits make a repeat id practically impossible; still, never overwrite.
+            if records.contains_key(&id) {
+                continue;
+            }
+            records.insert(id, record.clone());
+            return Ok(IssuedKey { key, record });
+        }
+    }
+}
+
+impl KeyStore for MemoryKeyStore {
+    fn format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    async fn find(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.read().get(id).cloned())
+    }
+
+    async fn issue(&self, spec: NewKey) -> Result<IssuedKey, StoreError> {
+        self.issue_now(spec)
+    }
+
+    async fn list(&self, owner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut records: Vec<KeyRecord> = self
+            .read()
+            .values()
+            .filter(|record| owner.is_none_or(|owner| record.owner() == owner))
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| (a.created_at(), a.id()).cmp(&(b.created_at(), b.id())));
+        Ok(records)
+    }
+
+    async fn rotate(&self, id: &KeyId, overlap: Duration) -> Result<IssuedKey, StoreError> {
+        let successor = {
+            let records = self.read();
+            let old = records.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            if old.revoked_at().is_some() {
+                return Err(StoreError::Revoked(id.clone()));
+            }
+            old.successor()
+        };
+        let issued = self.issue_now(successor)?;
+        let now = SystemTime::now();
+        if let Some(old) = self.write().get_mut(id) {
+            old.expire_by(now.checked_add(overlap).unwrap_or(now));
+        }
+        Ok(issued)
+    }
+
+    async fn revoke(&self, id: &KeyId) -> Result<(), StoreError> {
+        let mut records = self.write();
+        let record = records
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        record.revoke(SystemTime::now());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_store_holds_no_secret_bytes() {
+        block_on(async {
+            let store = MemoryKeyStore::new();
+            let issued = store
+                .issue(NewKey::for_owner("alice").metadata("team", "ops"))
+                .await
+                .expect("issued");
+            let secret = store
+                .format()
+                .parse(issued.key.expose_secret())
+                .expect("parses")
+                .secret
+                .to_owned();
+            let debug = format!("{store:?}");
+            let json = serde_json::to_string(&store.list(None).await.expect("list"))
+                .expect("records serialise");
+            for dump in [&debug, &json] {
+                // No 8-character window of the secret appears anywhere in the store.
+                for window in secret.as_bytes().windows(8) {
+                    let window = std::str::from_utf8(window).expect("ASCII");
+                    assert!(!dump.contains(window), "secret bytes {window} in {dump}");
+                }
+            }
+            assert!(json.contains(issued.record.id().as_str()));
+        });
+    }
+
+    #[test]
+    fn revoke_and_rotate() {
+        block_on(async {
+            let store = MemoryKeyStore::new();
+            let first = store
+                .issue(NewKey::for_owner("bob").roles(["viewer"]).expires_in(Duration::from_secs(3600)))
+                .await
+                .expect("issued");
+            let id = first.record.id().clone();
+            let second = store
+                .rotate(&id, Duration::from_secs(60))
+                .await
+                .expect("rotated");
+            assert_ne!(second.record.id(), &id);
+            assert_eq!(second.record.owner(), "bob");
+            assert!(second.record.roles().contains("viewer"));
+            let lifetime = second
+                .record
+                .expires_at()
+                .and_then(|at| at.duration_since(second.record.created_at()).ok());
+            assert_eq!(lifetime, Some(Duration::from_secs(3600)));
+            let old = store.find(&id).await.expect("found").expect("exists");
+            let left = old
+                .expires_at()
+                .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                .expect("old key expires in the future");
+            assert!(left <= Duration::from_secs(60));
+            assert_eq!(store.list(Some("bob")).await.expect("list").len(), 2);
+
+            store.revoke(&id).await.expect("revoked");
+            let old = store.find(&id).await.expect("found").expect("exists");
+            assert!(old.revoked_at().is_some());
+            assert!(matches!(
+                store.rotate(&id, Duration::ZERO).await,
+                Err(StoreError::Revoked(_))
+            ));
+            let unknown = KeyId::parse("000000000000").expect("valid id");
+            assert!(matches!(store.revoke(&unknown).await, Err(StoreError::NotFound(_))));
+        });
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        block_on(async {
+            let store = MemoryKeyStore::new();
+            let issued = store
+                .issue(NewKey::for_owner("carol").scopes(["a", "b"]).tenant("acme"))
+                .await
+                .expect("issued");
+            let json = serde_json::to_string(&issued.record).expect("serialises");
+            let restored: KeyRecord = serde_json::from_str(&json).expect("deserialises");
+            assert!(restored.digest().matches(issued.record.digest()));
+            assert_eq!(restored.tenant(), Some("acme"));
+            assert_eq!(restored.scopes(), issued.record.scopes());
+        });
+    }
+}

@@ -1,0 +1,121 @@
+//! API-key authentication: [`ApiKeyLayer`], the key format, and key stores.
+//!
+//! Keys look like `pcl_8dK2mQ0vX1aZ` + 32 secret characters + a 6-character checksum (see
+//! [`KeyFormat`]). A request presents one in the `x-api-key` header or as
+//! `Authorization: ApiKey <key>` (a cookie, or, insecurely, the query string, when
+//! configured). The layer:
+//!
+//! 1. refuses a request carrying two different keys, or a key in the query string;
+//! 2. refuses keys with the wrong prefix, length, alphabet or checksum before any lookup;
+//! 3. finds the record by the key's public id in a [`KeyStore`] and compares the secret's
+//!    digest in constant time;
+//! 4. refuses revoked and expired keys, with the same 401 as every other key failure;
+//! 5. attaches a [`Principal`](crate::Principal) with the key's owner, roles, scopes, tenant
+//!    and metadata, and removes the key from the request before the inner service sees it.
+//!
+//! A request with no key goes on without a principal: the authorization rules decide
+//! whether the route needs one.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use http::{Request, Response, StatusCode};
+//! use portcullis::api_key::{ApiKeyAuthenticator, ApiKeyLayer, KeyStore, MemoryKeyStore, NewKey};
+//! use portcullis::Principal;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(MemoryKeyStore::new());
+//! let issued = store.issue(NewKey::for_owner("alice").roles(["admin"])).await?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(ApiKeyLayer::new(ApiKeyAuthenticator::new(store)))
+//!     .service(service_fn(|request: Request<String>| async move {
+//!         // The key has been removed; the principal has been added.
+//!         assert!(request.headers().get("x-api-key").is_none());
+//!         let owner = request.extensions().get::<Principal>().map(|p| p.subject().to_owned());
+//!         Ok::<_, std::convert::Infallible>(Response::new(owner.unwrap_or_default()))
+//!     }));
+//!
+//! let request = Request::get("/")
+//!     .header("x-api-key", issued.key.expose_secret())
+//!     .body(String::new())?;
+//! assert_eq!(service.clone().oneshot(request).await?.status(), StatusCode::OK);
+//!
+//! let request = Request::get("/").header("x-api-key", "pcl_made-up").body(String::new())?;
+//! let response = service.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], r#"ApiKey realm="api", error="invalid_key""#);
+//! # Ok(()) }
+//! ```
+
+mod authenticator;
+mod format;
+mod memory;
+mod store;
+
+use std::fmt;
+
+use tower_layer::Layer;
+
+#[doc(inline)]
+pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
+#[doc(inline)]
+pub use self::format::{KeyFormat, KeyId};
+#[doc(inline)]
+pub use self::memory::MemoryKeyStore;
+#[doc(inline)]
+pub use self::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
+#[doc(inline)]
+pub use crate::secret::{ApiKey, KeyDigest};
+
+use crate::authenticate::{Authentication, AuthenticationLayer};
+use crate::rejection::RejectionResponse;
+
+/// Authenticates requests by API key; see the [module documentation](self).
+///
+/// The service it makes is the same [`Authentication`] service every authenticator chain
+/// uses, so it stacks with other layers, and inside `GatewaySecurityLayer`, unchanged.
+#[derive(Clone)]
+#[must_use]
+pub struct ApiKeyLayer {
+    inner: AuthenticationLayer,
+}
+
+impl ApiKeyLayer {
+    /// A layer checking keys with `authenticator`.
+    pub fn new<K: KeyStore>(authenticator: ApiKeyAuthenticator<K>) -> Self {
+        Self {
+            inner: AuthenticationLayer::new(authenticator),
+        }
+    }
+
+    /// Lets CORS preflight requests through without a key. Defaults to false.
+    pub fn allow_cors_preflight(self, allow: bool) -> Self {
+        Self {
+            inner: self.inner.allow_cors_preflight(allow),
+        }
+    }
+
+    /// Renders rejections with `renderer` instead of problem+json.
+    pub fn rejection_response(self, renderer: impl RejectionResponse) -> Self {
+        Self {
+            inner: self.inner.rejection_response(renderer),
+        }
+    }
+}
+
+impl fmt::Debug for ApiKeyLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ApiKeyLayer").field(&self.inner).finish()
+    }
+}
+
+impl<S> Layer<S> for ApiKeyLayer {
+    type Service = Authentication<S>;
+
+    fn layer(&self, inner: S) -> Authentication<S> {
+        self.inner.layer(inner)
+    }
+}

@@ -1,0 +1,571 @@
+//! [`RouteRules`]: the route table, role → permission mapping, and the decision.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use http::Method;
+
+use super::requirement::{Access, Level};
+use crate::error::ConfigError;
+use crate::principal::{Names, Principal};
+use crate::rejection::{Reason, Rejection};
+
+/// A validated set of access rules: `METHOD /path` patterns mapped to [`Access`], the
+/// access of unmatched routes, and the role → permission mapping.
+///
+/// Patterns use matchit's syntax, as axum does: `/orders/{id}` matches one segment,
+/// `/files/{*rest}` (or `/files/*rest`) the rest of the path. The method is an HTTP method,
+/// several joined by `|` (`GET|POST`), or `*` for any. A more specific path wins over a
+/// wildcard; for one path, a rule naming the method wins over `*`, and `HEAD` falls back to
+/// the `GET` rule, as axum routes it.
+///
+/// Paths are matched as they arrive, not decoded or normalised, exactly as axum's router
+/// matches them, so the rule that applies is the rule for the handler that runs.
+///
+/// # Example
+///
+/// ```
+/// use portcullis::authz::{RouteRules, all, authenticated, permission, public, role, scope};
+///
+/// let rules = RouteRules::builder()
+///     .role("admin", ["orders:*", "users:*"])
+///     .role("viewer", ["orders:read"])
+///     .route("GET /health", public())
+///     .route("GET /orders/{id}", permission("orders:read"))
+///     .route("POST|DELETE /orders/{id}", all([role("admin"), scope("orders:write")]))
+///     .route("* /admin/{*rest}", role("admin"))
+///     .unmatched(authenticated())
+///     .build()?;
+/// # Ok::<(), portcullis::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RouteRules {
+    inner: Arc<Table>,
+}
+
+struct Table {
+    router: matchit::Router<usize>,
+    paths: Vec<PathRules>,
+    rules: Vec<Rule>,
+    unmatched: Rule,
+    role_permissions: HashMap<Box<str>, Names>,
+}
+
+struct Rule {
+    text: Box<str>,
+    access: Access,
+}
+
+#[derive(Default)]
+struct PathRules {
+    methods: Vec<(Method, usize)>,
+    any_method: Option<usize>,
+}
+
+/// What the rules decided for one request.
+#[derive(Debug)]
+pub(crate) struct Decision<'a> {
+    /// The rule that applied, as written (`GET /orders/{id}`), or `unmatched`.
+    pub(crate) rule: &'a str,
+    /// `None` when allowed.
+    pub(crate) rejection: Option<Rejection>,
+}
+
+impl RouteRules {
+    /// Starts an empty rule set whose unmatched routes are denied.
+    pub fn builder() -> RouteRulesBuilder {
+        RouteRulesBuilder::default()
+    }
+
+    /// A rule set with no routes, applying `access` to every request.
+    pub(crate) fn everywhere(access: Access) -> Self {
+        Self {
+            inner: Arc::new(Table {
+                router: matchit::Router::new(),
+                paths: Vec::new(),
+                rules: Vec::new(),
+                unmatched: Rule {
+                    text: access.to_string().into(),
+                    access,
+                },
+                role_permissions: HashMap::new(),
+            }),
+        }
+    }
+
+    fn rule_for(&self, method: &Method, path: &str) -> &Rule {
+        let table = &*self.inner;
+        let Ok(found) = table.router.at(path) else {
+            return &table.unmatched;
+        };
+        let Some(path_rules) = table.paths.get(*found.value) else {
+            return &table.unmatched;
+        };
+        let by_method = |wanted: &Method| {
+            path_rules
+                .methods
+                .iter()
+                .find(|(method, _)| method == wanted)
+                .map(|&(_, index)| index)
+        };
+        let index = by_method(method)
+            .or_else(|| (*method == Method::HEAD).then(|| by_method(&Method::GET)).flatten())
+            .or(path_rules.any_method);
+        index
+            .and_then(|index| table.rules.get(index))
+            .unwrap_or(&table.unmatched)
+    }
+
+    /// Whether the route is `public()`: the gateway skips authentication for it.
+    pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
+        self.rule_for(method, path).access.is_public()
+    }
+
+
+    /// Whether a role → permission mapping is configured.
+    pub(crate) fn maps_roles(&self) -> bool {
+        !self.inner.role_permissions.is_empty()
+    }
+
+    /// `principal` with the permissions its roles grant added, when they add any.
+    pub(crate) fn resolve_permissions(&self, principal: &Principal) -> Option<Principal> {
+        let mapping = &self.inner.role_permissions;
+        let granted: BTreeSet<&str> = principal
+            .roles()
+            .iter()
+            .filter_map(|role| mapping.get(role))
+            .flat_map(Names::iter)
+            .filter(|permission| !principal.permissions().contains(permission))
+            .collect();
+        (!granted.is_empty()).then(|| principal.with_permissions(granted))
+    }
+
+    /// Decides whether `principal` (or an anonymous caller) may make this request.
+    pub(crate) fn decide(&self, method: &Method, path: &str, principal: Option<&Principal>) -> Decision<'_> {
+        let rule = self.rule_for(method, path);
+        let rejection = match (&rule.access.0, principal) {
+            (Level::Public | Level::Optional, _) => None,
+            (Level::Deny, _) => Some(Rejection::new(if std::ptr::eq(rule, &self.inner.unmatched) {
+                Reason::RouteDenied
+            } else {
+                Reason::Forbidden
+            })),
+            (Level::Authenticated | Level::Require(_), None) => {
+                Some(Rejection::new(Reason::MissingCredentials))
+            }
+            (Level::Authenticated, Some(_)) => None,
+            (Level::Require(requirement), Some(principal)) => {
+                if requirement.is_met_by(principal) {
+                    None
+                } else {
+                    Some(match requirement.missing_scopes(principal) {
+                        Some(scopes) => Rejection::new(Reason::InsufficientScope).with_scope(scopes),
+                        None => Rejection::new(Reason::Forbidden),
+                    })
+                }
+            }
+        };
+        Decision {
+            rule: &rule.text,
+            rejection,
+        }
+    }
+}
+
+impl fmt::Debug for RouteRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = &*self.inner;
+        f.debug_struct("RouteRules")
+            .field(
+                "rules",
+                &table
+                    .rules
+                    .iter()
+                    .map(|rule| format!("{} => {}", rule.text, rule.access))
+                    .collect::<Vec<_>>(),
+            )
+            .field("unmatched", &table.unmatched.access)
+            .field("roles", &table.role_permissions.keys().collect::<BTreeSet<_>>())
+            .finish()
+    }
+}
+
+/// Builds [`RouteRules`]; every problem is reported by [`build`](Self::build).
+#[derive(Default)]
+#[must_use]
+pub struct RouteRulesBuilder {
+    routes: Vec<(String, Access)>,
+    roles: Vec<(String, Vec<String>)>,
+    unmatched: Option<Access>,
+}
+
+impl fmt::Debug for RouteRulesBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteRulesBuilder")
+            .field("routes", &self.routes)
+            .field("unmatched", &self.unmatched)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteRulesBuilder {
+    /// Adds a rule: `"GET /orders/{id}"` → who may call it.
+    pub fn route(mut self, rule: &str, access: impl Into<Access>) -> Self {
+        self.routes.push((rule.to_owned(), access.into()));
+        self
+    }
+
+    /// Declares a role and the permissions it grants (possibly none). Rules may only name
+    /// declared roles, so a typo is a build error, not a silent 403.
+    pub fn role<I, T>(mut self, role: &str, permissions: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.roles.push((
+            role.to_owned(),
+            permissions.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// Who may call routes no rule matches. Defaults to nobody ([`deny`](super::deny)):
+    /// a route you forgot is closed, not open. [`authenticated`](super::authenticated) is
+    /// the usual relaxation.
+    pub fn unmatched(mut self, access: impl Into<Access>) -> Self {
+        self.unmatched = Some(access.into());
+        self
+    }
+
+    /// Checks the rules and builds the table.
+    ///
+    /// # Errors
+    ///
+    /// - [`ConfigError::InvalidRoute`] for a rule that is not `METHOD /path` with a valid
+    ///   method and matchit pattern;
+    /// - [`ConfigError::ConflictingRules`] when two rules cover the same method and path
+    ///   (one could never apply), or their patterns overlap ambiguously;
+    /// - [`ConfigError::UnknownRole`] for a role no [`role`](Self::role) declares;
+    /// - [`ConfigError::DuplicateRole`] for a role declared twice;
+    /// - [`ConfigError::UnsatisfiableRule`] for a requirement that can never be met.
+    pub fn build(self) -> Result<RouteRules, ConfigError> {
+        let mut role_permissions = HashMap::new();
+        for (role, permissions) in self.roles {
+            if role_permissions
+                .insert(role.clone().into_boxed_str(), Names::new(permissions))
+                .is_some()
+            {
+                return Err(ConfigError::DuplicateRole { role });
+            }
+        }
+
+        let mut router = matchit::Router::new();
+        let mut paths: Vec<PathRules> = Vec::new();
+        let mut path_index: HashMap<String, usize> = HashMap::new();
+        let mut rules: Vec<Rule> = Vec::new();
+        for (text, access) in self.routes {
+            check_access(&text, &access, &role_permissions)?;
+            let (methods, pattern) = parse_rule(&text)?;
+            let index = match path_index.get(&pattern) {
+                Some(&index) => index,
+                None => {
+                    router
+                        .insert(pattern.clone(), paths.len())
+                        .map_err(|error| insert_error(&text, &rules, &error))?;
+                    path_index.insert(pattern, paths.len());
+                    paths.push(PathRules::default());
+                    paths.len() - 1
+                }
+            };
+            let rule_index = rules.len();
+            let path_rules = &mut paths[index];
+            match methods {
+                None => {
+                    if let Some(previous) = path_rules.any_method {
+                        return Err(conflict(&rules[previous].text, &text));
+                    }
+                    path_rules.any_method = Some(rule_index);
+                }
+                Some(methods) => {
+                    for method in methods {
+                        if let Some(&(_, previous)) =
+                            path_rules.methods.iter().find(|(held, _)| *held == method)
+                        {
+                            return Err(conflict(&rules[previous].text, &text));
+                        }
+                        path_rules.methods.push((method, rule_index));
+                    }
+                }
+            }
+            rules.push(Rule {
+                text: text.into_boxed_str(),
+                access,
+            });
+        }
+
+        let unmatched = self.unmatched.unwrap_or(Access(Level::Deny));
+        check_access("unmatched", &unmatched, &role_permissions)?;
+        Ok(RouteRules {
+            inner: Arc::new(Table {
+                router,
+                paths,
+                rules,
+                unmatched: Rule {
+                    text: "unmatched".into(),
+                    access: unmatched,
+                },
+                role_permissions,
+            }),
+        })
+    }
+}
+
+fn conflict(first: &str, second: &str) -> ConfigError {
+    ConfigError::ConflictingRules {
+        first: first.to_owned(),
+        second: second.to_owned(),
+        reason: "both cover the same method and path, so the later one could never apply".into(),
+    }
+}
+
+fn insert_error(text: &str, rules: &[Rule], error: &matchit::InsertError) -> ConfigError {
+    match error {
+        matchit::InsertError::Conflict { with } => {
+            let first = rules
+                .iter()
+                .find(|rule| rule.text.split_once(' ').is_some_and(|(_, path)| normalise_path(path) == *with))
+                .map_or_else(|| with.clone(), |rule| rule.text.to_string());
+            ConfigError::ConflictingRules {
+                first,
+                second: text.to_owned(),
+                reason: "the patterns overlap ambiguously".into(),
+            }
+        }
+        other => ConfigError::InvalidRoute {
+            rule: text.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn check_access(
+    text: &str,
+    access: &Access,
+    roles: &HashMap<Box<str>, Names>,
+) -> Result<(), ConfigError> {
+    let Some(requirement) = access.requirement() else {
+        return Ok(());
+    };
+    if let Some(reason) = requirement.defect() {
+        return Err(ConfigError::UnsatisfiableRule {
+            rule: text.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+    if let Some(role) = requirement.roles().into_iter().find(|role| !roles.contains_key(*role)) {
+        return Err(ConfigError::UnknownRole {
+            rule: text.to_owned(),
+            role: role.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits `GET|POST /path` into its methods (`None` for `*`) and a matchit pattern.
+fn parse_rule(text: &str) -> Result<(Option<Vec<Method>>, String), ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidRoute {
+        rule: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (methods, path) = text
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| invalid("expected `METHOD /path`"))?;
+    let path = path.trim();
+    if !path.starts_with('/') {
+        return Err(invalid("the path must start with `/`"));
+    }
+    let methods = if methods == "*" || methods.eq_ignore_ascii_case("any") {
+        None
+    } else {
+        let mut parsed = Vec::new();
+        for method in methods.split('|') {
+            let valid = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+            let method = Method::from_bytes(method.as_bytes())
+                .ok()
+                .filter(|_| valid)
+                .ok_or_else(|| invalid("methods are upper-case HTTP methods, `|`-separated, or `*`"))?;
+            if parsed.contains(&method) {
+                return Err(invalid("a method is listed twice"));
+            }
+            parsed.push(method);
+        }
+        Some(parsed)
+    };
+    Ok((methods, normalise_path(path)))
+}
+
+/// Accepts `/*rest` as a shorthand for matchit's `/{*rest}`.
+fn normalise_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment.strip_prefix('*') {
+            Some(name) if !name.is_empty() => format!("{{*{name}}}"),
+            _ => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::{all, any, authenticated, deny, not, optional, permission, public, role, scope};
+    use crate::principal::AuthMethod;
+
+    fn rules() -> RouteRules {
+        RouteRules::builder()
+            .role("admin", ["orders:*"])
+            .role("viewer", ["orders:read"])
+            .route("GET /health", public())
+            .route("GET /feed", optional())
+            .route("GET /orders/{id}", permission("orders:read"))
+            .route("* /orders/{id}", role("admin"))
+            .route("POST /orders", all([role("admin"), scope("orders:write")]))
+            .route("* /internal/*rest", deny())
+            .build()
+            .expect("valid rules")
+    }
+
+    fn principal(roles: &[&str], scopes: &[&str]) -> Principal {
+        let p = Principal::builder("p", AuthMethod::Bearer)
+            .roles(roles.iter().copied())
+            .scopes(scopes.iter().copied())
+            .build();
+        rules().resolve_permissions(&p).unwrap_or(p)
+    }
+
+    fn reason(rules: &RouteRules, method: Method, path: &str, who: Option<&Principal>) -> Option<Reason> {
+        rules.decide(&method, path, who).rejection.map(|r| r.reason())
+    }
+
+    #[test]
+    fn decisions_follow_the_table() {
+        let rules = rules();
+        let viewer = principal(&["viewer"], &[]);
+        let admin = principal(&["admin"], &["orders:write"]);
+        assert_eq!(reason(&rules, Method::GET, "/health", None), None);
+        assert_eq!(reason(&rules, Method::GET, "/feed", None), None);
+        assert_eq!(reason(&rules, Method::GET, "/orders/1", None), Some(Reason::MissingCredentials));
+        assert_eq!(reason(&rules, Method::GET, "/orders/1", Some(&viewer)), None);
+        assert_eq!(reason(&rules, Method::HEAD, "/orders/1", Some(&viewer)), None);
+        assert_eq!(reason(&rules, Method::DELETE, "/orders/1", Some(&viewer)), Some(Reason::Forbidden));
+        assert_eq!(reason(&rules, Method::DELETE, "/orders/1", Some(&admin)), None);
+        assert_eq!(reason(&rules, Method::POST, "/orders", Some(&admin)), None);
+        assert_eq!(reason(&rules, Method::GET, "/internal/x/y", Some(&admin)), Some(Reason::Forbidden));
+        assert_eq!(reason(&rules, Method::GET, "/nowhere", Some(&admin)), Some(Reason::RouteDenied));
+        // Paths are matched raw, as axum matches them.
+        assert_eq!(reason(&rules, Method::GET, "/health/", None), Some(Reason::RouteDenied));
+    }
+
+    #[test]
+    fn missing_scope_is_named() {
+        let rules = rules();
+        let admin = principal(&["admin"], &[]);
+        let rejection = rules
+            .decide(&Method::POST, "/orders", Some(&admin))
+            .rejection
+            .expect("refused");
+        assert_eq!(rejection.reason(), Reason::InsufficientScope);
+        assert_eq!(rejection.scope(), Some("orders:write"));
+    }
+
+    #[test]
+    fn roles_resolve_to_permissions() {
+        let viewer = principal(&["viewer"], &[]);
+        assert!(viewer.has_permission("orders:read"));
+        assert!(!viewer.has_permission("orders:write"));
+        let admin = principal(&["admin"], &[]);
+        assert!(admin.has_permission("orders:write"));
+    }
+
+    #[test]
+    fn public_routes_are_known() {
+        let rules = rules();
+        assert!(rules.is_public(&Method::GET, "/health"));
+        assert!(!rules.is_public(&Method::POST, "/health"));
+        assert!(!rules.is_public(&Method::GET, "/feed"));
+    }
+
+    #[test]
+    fn bad_rule_sets_fail_to_build() {
+        let cases: Vec<(RouteRulesBuilder, fn(&ConfigError) -> bool)> = vec![
+            (
+                RouteRules::builder().route("GET /a", public()).route("GET /a", authenticated()),
+                |e| matches!(e, ConfigError::ConflictingRules { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET|POST /a", public()).route("POST /a", authenticated()),
+                |e| matches!(e, ConfigError::ConflictingRules { .. }),
+            ),
+            (
+                RouteRules::builder().route("* /a", public()).route("ANY /a", authenticated()),
+                |e| matches!(e, ConfigError::ConflictingRules { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET /a/{id}", public()).route("GET /a/{name}", public()),
+                |e| matches!(e, ConfigError::ConflictingRules { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET /a", role("admin")),
+                |e| matches!(e, ConfigError::UnknownRole { role, .. } if role == "admin"),
+            ),
+            (
+                RouteRules::builder().role("a", ["x"]).role("a", ["y"]),
+                |e| matches!(e, ConfigError::DuplicateRole { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET /a", any([])),
+                |e| matches!(e, ConfigError::UnsatisfiableRule { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET /a", all([scope("x"), not(scope("x"))])),
+                |e| matches!(e, ConfigError::UnsatisfiableRule { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET a", public()),
+                |e| matches!(e, ConfigError::InvalidRoute { .. }),
+            ),
+            (
+                RouteRules::builder().route("get /a", public()),
+                |e| matches!(e, ConfigError::InvalidRoute { .. }),
+            ),
+            (
+                RouteRules::builder().route("/a", public()),
+                |e| matches!(e, ConfigError::InvalidRoute { .. }),
+            ),
+            (
+                RouteRules::builder().route("GET /a/{", public()),
+                |e| matches!(e, ConfigError::InvalidRoute { .. }),
+            ),
+            (
+                RouteRules::builder().unmatched(role("ghost")),
+                |e| matches!(e, ConfigError::UnknownRole { .. }),
+            ),
+        ];
+        for (builder, expected) in cases {
+            let debug = format!("{builder:?}");
+            match builder.build() {
+                Err(error) => assert!(expected(&error), "{debug}: unexpected {error}"),
+                Ok(_) => panic!("{debug} built"),
+            }
+        }
+    }
+
+    #[test]
+    fn star_rest_is_shorthand_for_catch_all() {
+        assert_eq!(normalise_path("/files/*rest"), "/files/{*rest}");
+        assert_eq!(normalise_path("/files/{*rest}"), "/files/{*rest}");
+        assert_eq!(normalise_path("/"), "/");
+    }
+}

@@ -1,0 +1,83 @@
+//! [`ConfigError`]: what is wrong with a configuration, found when it is built.
+
+/// A configuration that cannot work, found by a builder's `build()`; never at request time.
+///
+/// Variants carry the offending input (a header name, a route pattern, a role) so the
+/// message points at the line to fix. They never carry a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A header name is not a valid HTTP header name.
+    #[error("`{name}` is not a valid header name")]
+    InvalidHeaderName {
+        /// The name given.
+        name: String,
+    },
+    /// A cookie or query parameter name is empty or has characters it cannot carry.
+    #[error("`{name}` is not a valid cookie or query parameter name")]
+    InvalidParameterName {
+        /// The name given.
+        name: String,
+    },
+    /// An API key prefix is not 2 to 16 lowercase ASCII letters or digits.
+    #[error("API key prefix `{prefix}` must be 2 to 16 lowercase ASCII letters or digits")]
+    InvalidKeyPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
+    /// An API-key authenticator has every credential source turned off.
+    #[error("the API-key authenticator has no source to read keys from")]
+    NoKeySource,
+    /// A realm has characters that cannot appear in a `WWW-Authenticate` header.
+    #[error("realm `{realm}` must be printable ASCII without `\"` or `\\`")]
+    InvalidRealm {
+        /// The realm given.
+        realm: String,
+    },
+    /// A route rule's `METHOD /path` text cannot be parsed.
+    #[error("route rule `{rule}`: {reason}")]
+    InvalidRoute {
+        /// The rule as written.
+        rule: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two route rules cover the same requests, so one of them could never apply.
+    #[error("route rules `{first}` and `{second}` conflict: {reason}")]
+    ConflictingRules {
+        /// The rule added first.
+        first: String,
+        /// The rule added later.
+        second: String,
+        /// Why they conflict.
+        reason: String,
+    },
+    /// A rule needs a role that no role declaration names.
+    #[error("route rule `{rule}` needs role `{role}`, which is not declared")]
+    UnknownRole {
+        /// The rule as written.
+        rule: String,
+        /// The undeclared role.
+        role: String,
+    },
+    /// A role is declared twice.
+    #[error("role `{role}` is declared twice")]
+    DuplicateRole {
+        /// The role.
+        role: String,
+    },
+    /// A rule's requirement can never be met (an empty `any`, or a term and its negation).
+    #[error("route rule `{rule}` can never be satisfied: {reason}")]
+    UnsatisfiableRule {
+        /// The rule as written.
+        rule: String,
+        /// Why it can never be met.
+        reason: String,
+    },
+    /// The gateway was built without route rules.
+    #[error("the gateway has no route rules; add some with `rules(...)`")]
+    MissingRules,
+    /// The gateway was built without an authenticator, so no caller could ever be known.
+    #[error("the gateway has no authenticator; add one with `authenticate(...)`")]
+    NoAuthenticator,
+}

@@ -1,0 +1,50 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod authenticate;
+mod body;
+mod error;
+#[cfg(feature = "authz")]
+mod future;
+mod principal;
+mod rejection;
+mod trace;
+
+#[cfg(feature = "api-key")]
+mod secret;
+
+#[cfg(feature = "axum")]
+mod extract;
+
+#[cfg(feature = "authz")]
+mod gateway;
+
+#[cfg(feature = "api-key")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-key")))]
+pub mod api_key;
+
+#[cfg(feature = "authz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
+pub mod authz;
+
+#[doc(inline)]
+pub use crate::authenticate::{
+    AuthFuture, AuthOutcome, Authenticate, Authentication, AuthenticationLayer, Challenges,
+    ResponseFuture as AuthenticationFuture,
+};
+#[doc(inline)]
+pub use crate::body::ResponseBody;
+#[doc(inline)]
+pub use crate::error::ConfigError;
+#[doc(inline)]
+pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};
+#[doc(inline)]
+pub use crate::rejection::{Challenge, ProblemJson, Reason, Rejection, RejectionResponse};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[doc(inline)]
+pub use crate::extract::Claims;
+#[cfg(feature = "authz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
+#[doc(inline)]
+pub use crate::gateway::{GatewaySecurity, GatewaySecurityBuilder, GatewaySecurityLayer};
