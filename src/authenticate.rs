@@ -284,11 +284,13 @@ impl AuthenticationLayer {
         self
     }
 
+    #[cfg(feature = "authz")]
     pub(crate) fn renderer(mut self, renderer: Arc<dyn RejectionResponse>) -> Self {
         self.chain_mut().renderer = renderer;
         self
     }
 
+    #[cfg(feature = "authz")]
     pub(crate) fn skip_when(mut self, skip: SkipAuthentication) -> Self {
         self.chain_mut().skip = Some(skip);
         self
@@ -355,7 +357,8 @@ where
         let (mut parts, body) = request.into_parts();
         let chain = &self.chain;
 
-        let bypass = (chain.allow_cors_preflight && is_cors_preflight(&parts.method, &parts.headers))
+        let bypass = (chain.allow_cors_preflight
+            && is_cors_preflight(&parts.method, &parts.headers))
             || chain.skip.as_ref().is_some_and(|skip| skip(&parts));
         if bypass {
             for authenticator in &chain.authenticators {
@@ -447,8 +450,8 @@ where
                 StateProj::Authenticating { pending } => {
                     let Some(step) = pending.as_mut() else {
                         // Only reachable if polled after a panic inside an authenticator.
-                        let response = Rejection::new(Reason::Unavailable)
-                            .into_response(&*default_renderer());
+                        let response =
+                            Rejection::new(Reason::Unavailable).render(&*default_renderer());
                         state.set(State::Rejected {
                             response: Some(response),
                         });
@@ -485,8 +488,9 @@ impl<S, B> Pending<S, B> {
             AuthOutcome::Absent => {}
             AuthOutcome::Authenticated(principal) => {
                 if self.found.is_some() {
-                    return Err(Rejection::new(Reason::AmbiguousCredentials)
-                        .with_detail("The request carries credentials for more than one identity."));
+                    return Err(Rejection::new(Reason::AmbiguousCredentials).with_detail(
+                        "The request carries credentials for more than one identity.",
+                    ));
                 }
                 self.found = Some(principal);
             }
@@ -542,6 +546,6 @@ impl<S, B> Pending<S, B> {
             http.path = crate::trace::bounded(self.parts.uri.path()),
             "request refused by authentication"
         );
-        rejection.into_response(&*self.chain.renderer)
+        rejection.render(&*self.chain.renderer)
     }
 }

@@ -107,6 +107,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
 impl IntoResponse for Rejection {
     /// Renders the rejection as problem+json, with its challenges.
     fn into_response(self) -> Response {
-        Rejection::into_response(&self, &ProblemJson::new()).map(axum_core::body::Body::from)
+        self.render(&ProblemJson::new())
+            .map(axum_core::body::Body::from)
     }
 }

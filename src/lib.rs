@@ -36,10 +36,6 @@ pub use crate::authenticate::{
 pub use crate::body::ResponseBody;
 #[doc(inline)]
 pub use crate::error::ConfigError;
-#[doc(inline)]
-pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};
-#[doc(inline)]
-pub use crate::rejection::{Challenge, ProblemJson, Reason, Rejection, RejectionResponse};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[doc(inline)]
@@ -48,3 +44,7 @@ pub use crate::extract::Claims;
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 #[doc(inline)]
 pub use crate::gateway::{GatewaySecurity, GatewaySecurityBuilder, GatewaySecurityLayer};
+#[doc(inline)]
+pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};
+#[doc(inline)]
+pub use crate::rejection::{Challenge, ProblemJson, Reason, Rejection, RejectionResponse};

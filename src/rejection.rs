@@ -235,6 +235,7 @@ fn push_quoted(out: &mut String, value: &str) {
 }
 
 /// Whether `realm` can be sent in a challenge unchanged: printable ASCII without `"` or `\\`.
+#[cfg(feature = "api-key")]
 pub(crate) fn valid_realm(realm: &str) -> bool {
     !realm.is_empty()
         && realm.len() <= MAX_PARAM_BYTES
@@ -374,7 +375,7 @@ impl Rejection {
     /// Renders this rejection with `renderer`, then makes sure the response carries the
     /// challenges a 401 must have and the `Retry-After` a 503 announces, whatever the
     /// renderer did.
-    pub(crate) fn into_response(&self, renderer: &dyn RejectionResponse) -> Response<Bytes> {
+    pub(crate) fn render(&self, renderer: &dyn RejectionResponse) -> Response<Bytes> {
         let mut response = renderer.respond(self);
         let status = response.status();
         let headers = response.headers_mut();
@@ -385,10 +386,11 @@ impl Rejection {
                 headers.append(WWW_AUTHENTICATE, value);
             }
         }
-        if let Some(seconds) = self.retry_after {
-            if status == StatusCode::SERVICE_UNAVAILABLE && !headers.contains_key(RETRY_AFTER) {
-                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-            }
+        if let Some(seconds) = self.retry_after
+            && status == StatusCode::SERVICE_UNAVAILABLE
+            && !headers.contains_key(RETRY_AFTER)
+        {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -525,7 +527,7 @@ mod tests {
         let render = |reason| {
             Rejection::new(reason)
                 .with_challenge(Challenge::new("ApiKey", "api"))
-                .into_response(&ProblemJson::new())
+                .render(&ProblemJson::new())
         };
         let reference = render(Reason::UnknownKey);
         for reason in [
@@ -560,12 +562,9 @@ mod tests {
 
     #[test]
     fn problem_body_has_rfc9457_members() {
-        let response = Rejection::new(Reason::Forbidden).into_response(&ProblemJson::new());
+        let response = Rejection::new(Reason::Forbidden).render(&ProblemJson::new());
         assert_eq!(response.status(), 403);
-        assert_eq!(
-            response.headers()[CONTENT_TYPE],
-            "application/problem+json"
-        );
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         let body = body(&response);
         assert_eq!(body["type"], "about:blank");
         assert_eq!(body["title"], "Forbidden");
@@ -580,7 +579,7 @@ mod tests {
         let response = Rejection::new(Reason::InsufficientScope)
             .with_challenge(Challenge::new("Bearer", "api"))
             .with_scope("orders:write")
-            .into_response(&ProblemJson::new().type_base("https://errors.example/"));
+            .render(&ProblemJson::new().type_base("https://errors.example/"));
         assert_eq!(response.status(), 403);
         assert_eq!(
             response.headers()[WWW_AUTHENTICATE],
@@ -624,11 +623,14 @@ mod tests {
         };
         let response = Rejection::new(Reason::MissingCredentials)
             .with_challenge(Challenge::new("ApiKey", "api"))
-            .into_response(&render);
-        assert_eq!(response.headers()[WWW_AUTHENTICATE], r#"ApiKey realm="api""#);
+            .render(&render);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"ApiKey realm="api""#
+        );
         let response = Rejection::new(Reason::Unavailable)
             .with_retry_after(5)
-            .into_response(&render);
+            .render(&render);
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[RETRY_AFTER], "5");
     }

@@ -153,10 +153,10 @@ fn trim(bytes: &[u8]) -> &[u8] {
 /// Appends the values of cookie `name` in one `Cookie` header to `out`.
 fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Vec<&'h [u8]>) {
     for pair in header.split(|&b| b == b';') {
-        if let Some((key, value)) = split_once(trim(pair), b'=') {
-            if trim(key) == name {
-                out.push(trim(value));
-            }
+        if let Some((key, value)) = split_once(trim(pair), b'=')
+            && trim(key) == name
+        {
+            out.push(trim(value));
         }
     }
 }
@@ -194,8 +194,12 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
         };
         let parsed = match self.store.format().parse(text) {
             Ok(parsed) => parsed,
-            Err(FormatError::Malformed) => return AuthFuture::ready(self.reject(Reason::MalformedKey)),
-            Err(FormatError::BadChecksum) => return AuthFuture::ready(self.reject(Reason::BadChecksum)),
+            Err(FormatError::Malformed) => {
+                return AuthFuture::ready(self.reject(Reason::MalformedKey));
+            }
+            Err(FormatError::BadChecksum) => {
+                return AuthFuture::ready(self.reject(Reason::BadChecksum));
+            }
         };
         let Some(id) = KeyId::parse(parsed.id) else {
             return AuthFuture::ready(self.reject(Reason::MalformedKey));
@@ -236,7 +240,9 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
             request.headers.remove(header);
         }
         if config.authorization_scheme {
-            retain_values(request, &AUTHORIZATION, |value| strip_scheme(value).is_none());
+            retain_values(request, &AUTHORIZATION, |value| {
+                strip_scheme(value).is_none()
+            });
         }
         if let Some(cookie) = &config.cookie {
             remove_cookie(request, cookie);
@@ -506,10 +512,16 @@ mod tests {
 
     #[test]
     fn query_parameter_is_removed_and_others_kept() {
-        let (mut parts, ()) = http::Request::get("/a?x=1&api_key=k&y=2").body(()).expect("request").into_parts();
+        let (mut parts, ()) = http::Request::get("/a?x=1&api_key=k&y=2")
+            .body(())
+            .expect("request")
+            .into_parts();
         remove_query_parameter(&mut parts, "api_key");
         assert_eq!(parts.uri, "/a?x=1&y=2");
-        let (mut parts, ()) = http::Request::get("/a?api_key=k").body(()).expect("request").into_parts();
+        let (mut parts, ()) = http::Request::get("/a?api_key=k")
+            .body(())
+            .expect("request")
+            .into_parts();
         remove_query_parameter(&mut parts, "api_key");
         assert_eq!(parts.uri, "/a");
     }

@@ -69,7 +69,9 @@ impl MemoryKeyStore {
                 .generate()
                 .map_err(|error| StoreError::Randomness(error.to_string()))?;
             let Some(parsed) = self.format.parse(key.expose_secret()).ok() else {
-                return Err(StoreError::Randomness("generated key does not parse".into()));
+                return Err(StoreError::Randomness(
+                    "generated key does not parse".into(),
+                ));
             };
             let record = KeyRecord::new(
                 id.clone(),
@@ -115,7 +117,9 @@ impl KeyStore for MemoryKeyStore {
     async fn rotate(&self, id: &KeyId, overlap: Duration) -> Result<IssuedKey, StoreError> {
         let successor = {
             let records = self.read();
-            let old = records.get(id).ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let old = records
+                .get(id)
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
             if old.revoked_at().is_some() {
                 return Err(StoreError::Revoked(id.clone()));
             }
@@ -183,7 +187,11 @@ mod tests {
         block_on(async {
             let store = MemoryKeyStore::new();
             let first = store
-                .issue(NewKey::for_owner("bob").roles(["viewer"]).expires_in(Duration::from_secs(3600)))
+                .issue(
+                    NewKey::for_owner("bob")
+                        .roles(["viewer"])
+                        .expires_in(Duration::from_secs(3600)),
+                )
                 .await
                 .expect("issued");
             let id = first.record.id().clone();
@@ -215,7 +223,10 @@ mod tests {
                 Err(StoreError::Revoked(_))
             ));
             let unknown = KeyId::parse("000000000000").expect("valid id");
-            assert!(matches!(store.revoke(&unknown).await, Err(StoreError::NotFound(_))));
+            assert!(matches!(
+                store.revoke(&unknown).await,
+                Err(StoreError::NotFound(_))
+            ));
         });
     }
 

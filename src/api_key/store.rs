@@ -141,7 +141,6 @@ impl KeyRecord {
 
     /// The description of a key that replaces this one: same owner, roles, scopes, tenant
     /// and metadata, and the same lifetime counted from its own issue.
-    #[must_use]
     pub fn successor(&self) -> NewKey {
         let lifetime = self
             .expires_at
@@ -295,7 +294,10 @@ pub trait KeyStore: Send + Sync + 'static {
     fn format(&self) -> &KeyFormat;
 
     /// The record for `id`, if there is one. Errors mean "cannot tell" and lead to 503.
-    fn find(&self, id: &KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+    fn find(
+        &self,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
     /// Issues a new key.
     fn issue(&self, spec: NewKey) -> impl Future<Output = Result<IssuedKey, StoreError>> + Send;
@@ -323,12 +325,19 @@ mod unix_seconds {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-        let seconds = time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    pub(super) fn serialize<S: Serializer>(
+        time: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let seconds = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
         serializer.serialize_u64(seconds)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<SystemTime, D::Error> {
         let seconds = u64::deserialize(deserializer)?;
         UNIX_EPOCH
             .checked_add(Duration::from_secs(seconds))

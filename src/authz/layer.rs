@@ -177,7 +177,7 @@ where
             "request refused by authorization"
         );
         let rejection = with_challenges(rejection, &request);
-        ResponseFuture::rejected(rejection.into_response(&*config.renderer))
+        ResponseFuture::rejected(rejection.render(&*config.renderer))
     }
 }
 
@@ -191,19 +191,19 @@ fn with_challenges<B>(rejection: Rejection, request: &Request<B>) -> Rejection {
             None => rejection,
         };
     }
-    if rejection.reason() == Reason::InsufficientScope {
-        if let Some(principal) = request.extensions().get::<Principal>() {
-            let scheme = principal.auth_method().scheme();
-            let realm = challenges
-                .and_then(|challenges| {
-                    challenges
-                        .as_slice()
-                        .iter()
-                        .find(|challenge| challenge.scheme().eq_ignore_ascii_case(scheme))
-                })
-                .map_or("api", Challenge::realm);
-            return rejection.with_challenge(Challenge::new(scheme.to_owned(), realm.to_owned()));
-        }
+    if rejection.reason() == Reason::InsufficientScope
+        && let Some(principal) = request.extensions().get::<Principal>()
+    {
+        let scheme = principal.auth_method().scheme();
+        let realm = challenges
+            .and_then(|challenges| {
+                challenges
+                    .as_slice()
+                    .iter()
+                    .find(|challenge| challenge.scheme().eq_ignore_ascii_case(scheme))
+            })
+            .map_or("api", Challenge::realm);
+        return rejection.with_challenge(Challenge::new(scheme.to_owned(), realm.to_owned()));
     }
     rejection
 }

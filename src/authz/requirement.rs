@@ -254,7 +254,6 @@ impl Access {
             _ => None,
         }
     }
-
 }
 
 impl fmt::Debug for Access {

@@ -110,7 +110,11 @@ impl RouteRules {
                 .map(|&(_, index)| index)
         };
         let index = by_method(method)
-            .or_else(|| (*method == Method::HEAD).then(|| by_method(&Method::GET)).flatten())
+            .or_else(|| {
+                (*method == Method::HEAD)
+                    .then(|| by_method(&Method::GET))
+                    .flatten()
+            })
             .or(path_rules.any_method);
         index
             .and_then(|index| table.rules.get(index))
@@ -121,7 +125,6 @@ impl RouteRules {
     pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
         self.rule_for(method, path).access.is_public()
     }
-
 
     /// Whether a role → permission mapping is configured.
     pub(crate) fn maps_roles(&self) -> bool {
@@ -142,15 +145,22 @@ impl RouteRules {
     }
 
     /// Decides whether `principal` (or an anonymous caller) may make this request.
-    pub(crate) fn decide(&self, method: &Method, path: &str, principal: Option<&Principal>) -> Decision<'_> {
+    pub(crate) fn decide(
+        &self,
+        method: &Method,
+        path: &str,
+        principal: Option<&Principal>,
+    ) -> Decision<'_> {
         let rule = self.rule_for(method, path);
         let rejection = match (&rule.access.0, principal) {
             (Level::Public | Level::Optional, _) => None,
-            (Level::Deny, _) => Some(Rejection::new(if std::ptr::eq(rule, &self.inner.unmatched) {
-                Reason::RouteDenied
-            } else {
-                Reason::Forbidden
-            })),
+            (Level::Deny, _) => Some(Rejection::new(
+                if std::ptr::eq(rule, &self.inner.unmatched) {
+                    Reason::RouteDenied
+                } else {
+                    Reason::Forbidden
+                },
+            )),
             (Level::Authenticated | Level::Require(_), None) => {
                 Some(Rejection::new(Reason::MissingCredentials))
             }
@@ -160,7 +170,9 @@ impl RouteRules {
                     None
                 } else {
                     Some(match requirement.missing_scopes(principal) {
-                        Some(scopes) => Rejection::new(Reason::InsufficientScope).with_scope(scopes),
+                        Some(scopes) => {
+                            Rejection::new(Reason::InsufficientScope).with_scope(scopes)
+                        }
                         None => Rejection::new(Reason::Forbidden),
                     })
                 }
@@ -186,7 +198,10 @@ impl fmt::Debug for RouteRules {
                     .collect::<Vec<_>>(),
             )
             .field("unmatched", &table.unmatched.access)
-            .field("roles", &table.role_permissions.keys().collect::<BTreeSet<_>>())
+            .field(
+                "roles",
+                &table.role_permissions.keys().collect::<BTreeSet<_>>(),
+            )
             .finish()
     }
 }
@@ -334,7 +349,11 @@ fn insert_error(text: &str, rules: &[Rule], error: &matchit::InsertError) -> Con
         matchit::InsertError::Conflict { with } => {
             let first = rules
                 .iter()
-                .find(|rule| rule.text.split_once(' ').is_some_and(|(_, path)| normalise_path(path) == *with))
+                .find(|rule| {
+                    rule.text
+                        .split_once(' ')
+                        .is_some_and(|(_, path)| normalise_path(path) == *with)
+                })
                 .map_or_else(|| with.clone(), |rule| rule.text.to_string());
             ConfigError::ConflictingRules {
                 first,
@@ -363,7 +382,11 @@ fn check_access(
             reason: reason.to_owned(),
         });
     }
-    if let Some(role) = requirement.roles().into_iter().find(|role| !roles.contains_key(*role)) {
+    if let Some(role) = requirement
+        .roles()
+        .into_iter()
+        .find(|role| !roles.contains_key(*role))
+    {
         return Err(ConfigError::UnknownRole {
             rule: text.to_owned(),
             role: role.to_owned(),
@@ -395,7 +418,9 @@ fn parse_rule(text: &str) -> Result<(Option<Vec<Method>>, String), ConfigError> 
             let method = Method::from_bytes(method.as_bytes())
                 .ok()
                 .filter(|_| valid)
-                .ok_or_else(|| invalid("methods are upper-case HTTP methods, `|`-separated, or `*`"))?;
+                .ok_or_else(|| {
+                    invalid("methods are upper-case HTTP methods, `|`-separated, or `*`")
+                })?;
             if parsed.contains(&method) {
                 return Err(invalid("a method is listed twice"));
             }
@@ -420,7 +445,9 @@ fn normalise_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::{all, any, authenticated, deny, not, optional, permission, public, role, scope};
+    use crate::authz::{
+        all, any, authenticated, deny, not, optional, permission, public, role, scope,
+    };
     use crate::principal::AuthMethod;
 
     fn rules() -> RouteRules {
@@ -445,8 +472,16 @@ mod tests {
         rules().resolve_permissions(&p).unwrap_or(p)
     }
 
-    fn reason(rules: &RouteRules, method: Method, path: &str, who: Option<&Principal>) -> Option<Reason> {
-        rules.decide(&method, path, who).rejection.map(|r| r.reason())
+    fn reason(
+        rules: &RouteRules,
+        method: Method,
+        path: &str,
+        who: Option<&Principal>,
+    ) -> Option<Reason> {
+        rules
+            .decide(&method, path, who)
+            .rejection
+            .map(|r| r.reason())
     }
 
     #[test]
@@ -456,16 +491,40 @@ mod tests {
         let admin = principal(&["admin"], &["orders:write"]);
         assert_eq!(reason(&rules, Method::GET, "/health", None), None);
         assert_eq!(reason(&rules, Method::GET, "/feed", None), None);
-        assert_eq!(reason(&rules, Method::GET, "/orders/1", None), Some(Reason::MissingCredentials));
-        assert_eq!(reason(&rules, Method::GET, "/orders/1", Some(&viewer)), None);
-        assert_eq!(reason(&rules, Method::HEAD, "/orders/1", Some(&viewer)), None);
-        assert_eq!(reason(&rules, Method::DELETE, "/orders/1", Some(&viewer)), Some(Reason::Forbidden));
-        assert_eq!(reason(&rules, Method::DELETE, "/orders/1", Some(&admin)), None);
+        assert_eq!(
+            reason(&rules, Method::GET, "/orders/1", None),
+            Some(Reason::MissingCredentials)
+        );
+        assert_eq!(
+            reason(&rules, Method::GET, "/orders/1", Some(&viewer)),
+            None
+        );
+        assert_eq!(
+            reason(&rules, Method::HEAD, "/orders/1", Some(&viewer)),
+            None
+        );
+        assert_eq!(
+            reason(&rules, Method::DELETE, "/orders/1", Some(&viewer)),
+            Some(Reason::Forbidden)
+        );
+        assert_eq!(
+            reason(&rules, Method::DELETE, "/orders/1", Some(&admin)),
+            None
+        );
         assert_eq!(reason(&rules, Method::POST, "/orders", Some(&admin)), None);
-        assert_eq!(reason(&rules, Method::GET, "/internal/x/y", Some(&admin)), Some(Reason::Forbidden));
-        assert_eq!(reason(&rules, Method::GET, "/nowhere", Some(&admin)), Some(Reason::RouteDenied));
+        assert_eq!(
+            reason(&rules, Method::GET, "/internal/x/y", Some(&admin)),
+            Some(Reason::Forbidden)
+        );
+        assert_eq!(
+            reason(&rules, Method::GET, "/nowhere", Some(&admin)),
+            Some(Reason::RouteDenied)
+        );
         // Paths are matched raw, as axum matches them.
-        assert_eq!(reason(&rules, Method::GET, "/health/", None), Some(Reason::RouteDenied));
+        assert_eq!(
+            reason(&rules, Method::GET, "/health/", None),
+            Some(Reason::RouteDenied)
+        );
     }
 
     #[test]
@@ -499,21 +558,30 @@ mod tests {
 
     #[test]
     fn bad_rule_sets_fail_to_build() {
-        let cases: Vec<(RouteRulesBuilder, fn(&ConfigError) -> bool)> = vec![
+        type Expectation = fn(&ConfigError) -> bool;
+        let cases: Vec<(RouteRulesBuilder, Expectation)> = vec![
             (
-                RouteRules::builder().route("GET /a", public()).route("GET /a", authenticated()),
+                RouteRules::builder()
+                    .route("GET /a", public())
+                    .route("GET /a", authenticated()),
                 |e| matches!(e, ConfigError::ConflictingRules { .. }),
             ),
             (
-                RouteRules::builder().route("GET|POST /a", public()).route("POST /a", authenticated()),
+                RouteRules::builder()
+                    .route("GET|POST /a", public())
+                    .route("POST /a", authenticated()),
                 |e| matches!(e, ConfigError::ConflictingRules { .. }),
             ),
             (
-                RouteRules::builder().route("* /a", public()).route("ANY /a", authenticated()),
+                RouteRules::builder()
+                    .route("* /a", public())
+                    .route("ANY /a", authenticated()),
                 |e| matches!(e, ConfigError::ConflictingRules { .. }),
             ),
             (
-                RouteRules::builder().route("GET /a/{id}", public()).route("GET /a/{name}", public()),
+                RouteRules::builder()
+                    .route("GET /a/{id}", public())
+                    .route("GET /a/{name}", public()),
                 |e| matches!(e, ConfigError::ConflictingRules { .. }),
             ),
             (
@@ -524,34 +592,28 @@ mod tests {
                 RouteRules::builder().role("a", ["x"]).role("a", ["y"]),
                 |e| matches!(e, ConfigError::DuplicateRole { .. }),
             ),
-            (
-                RouteRules::builder().route("GET /a", any([])),
-                |e| matches!(e, ConfigError::UnsatisfiableRule { .. }),
-            ),
+            (RouteRules::builder().route("GET /a", any([])), |e| {
+                matches!(e, ConfigError::UnsatisfiableRule { .. })
+            }),
             (
                 RouteRules::builder().route("GET /a", all([scope("x"), not(scope("x"))])),
                 |e| matches!(e, ConfigError::UnsatisfiableRule { .. }),
             ),
-            (
-                RouteRules::builder().route("GET a", public()),
-                |e| matches!(e, ConfigError::InvalidRoute { .. }),
-            ),
-            (
-                RouteRules::builder().route("get /a", public()),
-                |e| matches!(e, ConfigError::InvalidRoute { .. }),
-            ),
-            (
-                RouteRules::builder().route("/a", public()),
-                |e| matches!(e, ConfigError::InvalidRoute { .. }),
-            ),
-            (
-                RouteRules::builder().route("GET /a/{", public()),
-                |e| matches!(e, ConfigError::InvalidRoute { .. }),
-            ),
-            (
-                RouteRules::builder().unmatched(role("ghost")),
-                |e| matches!(e, ConfigError::UnknownRole { .. }),
-            ),
+            (RouteRules::builder().route("GET a", public()), |e| {
+                matches!(e, ConfigError::InvalidRoute { .. })
+            }),
+            (RouteRules::builder().route("get /a", public()), |e| {
+                matches!(e, ConfigError::InvalidRoute { .. })
+            }),
+            (RouteRules::builder().route("/a", public()), |e| {
+                matches!(e, ConfigError::InvalidRoute { .. })
+            }),
+            (RouteRules::builder().route("GET /a/{", public()), |e| {
+                matches!(e, ConfigError::InvalidRoute { .. })
+            }),
+            (RouteRules::builder().unmatched(role("ghost")), |e| {
+                matches!(e, ConfigError::UnknownRole { .. })
+            }),
         ];
         for (builder, expected) in cases {
             let debug = format!("{builder:?}");

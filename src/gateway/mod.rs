@@ -1,55 +1,4 @@
-//! [`GatewaySecurityLayer`]: authentication and authorization in one layer, in a fixed order.
-//!
-//! ```text
-//! request ──► authenticate ──► authorize ──► your service
-//!             every installed   the route rules
-//!             authenticator     (401 / 403)
-//!             (401 / 400 / 503)
-//! ```
-//!
-//! The order never changes: nothing is authorized before the caller is known, and (once
-//! validation arrives) nothing parses a body for a caller who is not allowed in. The layer
-//! is a stack of the public [`AuthenticationLayer`] and [`AuthorizeLayer`], so each part
-//! behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
-//! routes, credentials are not even looked at (so `/health` never touches a key store).
-//!
-//! # Example
-//!
-//! ```
-//! use std::sync::Arc;
-//! use axum::{Router, routing::get};
-//! use http::{Request, StatusCode};
-//! use portcullis::GatewaySecurityLayer;
-//! use portcullis::api_key::{ApiKeyAuthenticator, KeyStore, MemoryKeyStore, NewKey};
-//! use portcullis::authz::{RouteRules, public, role};
-//! use tower::ServiceExt;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = Arc::new(MemoryKeyStore::new());
-//! let viewer = store.issue(NewKey::for_owner("vera").roles(["viewer"])).await?;
-//!
-//! let security = GatewaySecurityLayer::builder()
-//!     .authenticate(ApiKeyAuthenticator::new(store))
-//!     .rules(
-//!         RouteRules::builder()
-//!             .role("admin", ["*"])
-//!             .role("viewer", ["reports:read"])
-//!             .route("GET /health", public())
-//!             .route("GET /admin", role("admin"))
-//!             .build()?,
-//!     )
-//!     .build()?;
-//! let app = Router::new()
-//!     .route("/health", get(|| async { "ok" }))
-//!     .route("/admin", get(|| async { "secret" }))
-//!     .layer(security);
-//!
-//! let request = Request::get("/admin")
-//!     .header("x-api-key", viewer.key.expose_secret())
-//!     .body(axum::body::Body::empty())?;
-//! assert_eq!(app.oneshot(request).await?.status(), StatusCode::FORBIDDEN);
-//! # Ok(()) }
-//! ```
+//! [`GatewaySecurityLayer`]: authentication and authorization in one layer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -65,8 +14,58 @@ use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::rejection::{RejectionResponse, default_renderer};
 
-/// Authentication then authorization, assembled and checked as one policy; see the
-/// [module documentation](self).
+/// Authentication then authorization, assembled and checked as one policy.
+///
+/// ```text
+/// request ──► authenticate ──► authorize ──► your service
+///             every installed   the route rules
+///             authenticator     (401 / 403)
+///             (401 / 400 / 503)
+/// ```
+///
+/// The order never changes: nothing is authorized before the caller is known, and (once
+/// validation arrives) nothing parses a body for a caller who is not allowed in. The layer
+/// is a stack of the public [`AuthenticationLayer`] and [`AuthorizeLayer`], so each part
+/// behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
+/// routes, credentials are not even looked at (so `/health` never touches a key store).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use http::{Request, StatusCode};
+/// use portcullis::GatewaySecurityLayer;
+/// use portcullis::api_key::{ApiKeyAuthenticator, KeyStore, MemoryKeyStore, NewKey};
+/// use portcullis::authz::{RouteRules, public, role};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(MemoryKeyStore::new());
+/// let viewer = store.issue(NewKey::for_owner("vera").roles(["viewer"])).await?;
+///
+/// let security = GatewaySecurityLayer::builder()
+///     .authenticate(ApiKeyAuthenticator::new(store))
+///     .rules(
+///         RouteRules::builder()
+///             .role("admin", ["*"])
+///             .role("viewer", ["reports:read"])
+///             .route("GET /health", public())
+///             .route("GET /admin", role("admin"))
+///             .build()?,
+///     )
+///     .build()?;
+/// let app = Router::new()
+///     .route("/health", get(|| async { "ok" }))
+///     .route("/admin", get(|| async { "secret" }))
+///     .layer(security);
+///
+/// let request = Request::get("/admin")
+///     .header("x-api-key", viewer.key.expose_secret())
+///     .body(axum::body::Body::empty())?;
+/// assert_eq!(app.oneshot(request).await?.status(), StatusCode::FORBIDDEN);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct GatewaySecurityLayer {
@@ -203,7 +202,10 @@ impl GatewaySecurityBuilder {
         let renderer = self.renderer.unwrap_or_else(default_renderer);
         let public_routes = rules.clone();
         let authenticate = authenticators
-            .fold(AuthenticationLayer::new_shared(first), AuthenticationLayer::and_shared)
+            .fold(
+                AuthenticationLayer::new_shared(first),
+                AuthenticationLayer::and_shared,
+            )
             .allow_cors_preflight(self.allow_cors_preflight)
             .renderer(renderer.clone())
             .skip_when(Arc::new(move |request| {
