@@ -168,7 +168,8 @@ pub trait Authenticate: Send + Sync + 'static {
         None
     }
 
-    /// Removes this authenticator's credentials from a request before it is passed on.
+    /// Removes this authenticator's credentials from a request before it is passed on (or,
+    /// if you keep them, marks their headers sensitive with `HeaderValue::set_sensitive`).
     /// Called for every request that goes on, whatever the outcome. Defaults to nothing.
     fn strip_credentials(&self, _request: &mut Parts) {}
 }

@@ -8,6 +8,8 @@ mod error;
 mod future;
 mod principal;
 mod rejection;
+#[cfg(feature = "authz")]
+mod route;
 mod trace;
 
 #[cfg(feature = "api-key")]

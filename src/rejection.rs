@@ -145,10 +145,16 @@ impl Reason {
         }
     }
 
-    /// The error code used in the `WWW-Authenticate` challenge, when one applies.
-    const fn challenge_error(self, scheme_is_bearer: bool) -> Option<&'static str> {
+    /// The `error` parameter of a challenge in `scheme`, when one applies. Only the schemes
+    /// whose error vocabulary we know get one: `Bearer` (RFC 6750) and `ApiKey` (which
+    /// mirrors it); a custom scheme's challenge stays bare rather than borrow their words.
+    fn challenge_error(self, scheme: &str) -> Option<&'static str> {
+        let bearer = scheme.eq_ignore_ascii_case("bearer");
+        if !bearer && !scheme.eq_ignore_ascii_case("apikey") {
+            return None;
+        }
         match self.public() {
-            Self::InvalidCredentials | Self::AmbiguousCredentials if scheme_is_bearer => {
+            Self::InvalidCredentials | Self::AmbiguousCredentials if bearer => {
                 Some("invalid_token")
             }
             Self::InvalidCredentials | Self::AmbiguousCredentials => Some("invalid_key"),
@@ -202,7 +208,7 @@ impl Challenge {
         out.push_str(" realm=");
         push_quoted(&mut out, &self.realm);
         let is_bearer = self.scheme.eq_ignore_ascii_case("bearer");
-        if let Some(error) = rejection.reason.challenge_error(is_bearer) {
+        if let Some(error) = rejection.reason.challenge_error(&self.scheme) {
             out.push_str(", error=");
             push_quoted(&mut out, error);
             if rejection.reason.public() != Reason::InsufficientScope && is_bearer {

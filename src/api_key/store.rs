@@ -14,7 +14,8 @@ use crate::secret::{ApiKey, KeyDigest};
 /// Everything known about one API key, except its secret.
 ///
 /// Records serialise to JSON (times as Unix seconds, the digest as hex) so stores can
-/// persist them as they are.
+/// persist them as they are. Because that form includes the digest, do not return it from
+/// an API as it is: show [`KeyRecord::summary`] instead.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRecord {
     id: KeyId,
@@ -53,6 +54,16 @@ impl KeyRecord {
             expires_at,
             revoked_at: None,
         }
+    }
+
+    /// What may be shown about the key to its owner or an admin: everything but the digest.
+    #[must_use]
+    pub fn summary(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("digest");
+        }
+        value
     }
 
     /// The key's public identifier.

@@ -202,8 +202,11 @@ fn with_challenges<B>(rejection: Rejection, request: &Request<B>) -> Rejection {
                     .iter()
                     .find(|challenge| challenge.scheme().eq_ignore_ascii_case(scheme))
             })
-            .map_or("api", Challenge::realm);
-        return rejection.with_challenge(Challenge::new(scheme.to_owned(), realm.to_owned()));
+            .map(Challenge::realm);
+        // Only answer in the scheme the caller used, in its installed realm; never invent one.
+        if let Some(realm) = realm {
+            return rejection.with_challenge(Challenge::new(scheme.to_owned(), realm.to_owned()));
+        }
     }
     rejection
 }

@@ -10,6 +10,7 @@ use super::requirement::{Access, Level};
 use crate::error::ConfigError;
 use crate::principal::{Names, Principal};
 use crate::rejection::{Reason, Rejection};
+use crate::route::RouteTable;
 
 /// A validated set of access rules: `METHOD /path` patterns mapped to [`Access`], the
 /// access of unmatched routes, and the role → permission mapping.
@@ -45,22 +46,9 @@ pub struct RouteRules {
 }
 
 struct Table {
-    router: matchit::Router<usize>,
-    paths: Vec<PathRules>,
-    rules: Vec<Rule>,
-    unmatched: Rule,
+    routes: RouteTable<Access>,
+    unmatched: Access,
     role_permissions: HashMap<Box<str>, Names>,
-}
-
-struct Rule {
-    text: Box<str>,
-    access: Access,
-}
-
-#[derive(Default)]
-struct PathRules {
-    methods: Vec<(Method, usize)>,
-    any_method: Option<usize>,
 }
 
 /// What the rules decided for one request.
@@ -82,48 +70,25 @@ impl RouteRules {
     pub(crate) fn everywhere(access: Access) -> Self {
         Self {
             inner: Arc::new(Table {
-                router: matchit::Router::new(),
-                paths: Vec::new(),
-                rules: Vec::new(),
-                unmatched: Rule {
-                    text: access.to_string().into(),
-                    access,
-                },
+                routes: RouteTable::default(),
+                unmatched: access,
                 role_permissions: HashMap::new(),
             }),
         }
     }
 
-    fn rule_for(&self, method: &Method, path: &str) -> &Rule {
+    /// The rule text and access for a request: the matching rule, or `unmatched`.
+    fn rule_for(&self, method: &Method, path: &str) -> (&str, &Access) {
         let table = &*self.inner;
-        let Ok(found) = table.router.at(path) else {
-            return &table.unmatched;
-        };
-        let Some(path_rules) = table.paths.get(*found.value) else {
-            return &table.unmatched;
-        };
-        let by_method = |wanted: &Method| {
-            path_rules
-                .methods
-                .iter()
-                .find(|(method, _)| method == wanted)
-                .map(|&(_, index)| index)
-        };
-        let index = by_method(method)
-            .or_else(|| {
-                (*method == Method::HEAD)
-                    .then(|| by_method(&Method::GET))
-                    .flatten()
-            })
-            .or(path_rules.any_method);
-        index
-            .and_then(|index| table.rules.get(index))
-            .unwrap_or(&table.unmatched)
+        match table.routes.at(method, path) {
+            Some(matched) => (matched.text, matched.value),
+            None => ("unmatched", &table.unmatched),
+        }
     }
 
     /// Whether the route is `public()`: the gateway skips authentication for it.
     pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
-        self.rule_for(method, path).access.is_public()
+        self.rule_for(method, path).1.is_public()
     }
 
     /// Whether a role → permission mapping is configured.
@@ -151,11 +116,11 @@ impl RouteRules {
         path: &str,
         principal: Option<&Principal>,
     ) -> Decision<'_> {
-        let rule = self.rule_for(method, path);
-        let rejection = match (&rule.access.0, principal) {
+        let (rule, access) = self.rule_for(method, path);
+        let rejection = match (&access.0, principal) {
             (Level::Public | Level::Optional, _) => None,
             (Level::Deny, _) => Some(Rejection::new(
-                if std::ptr::eq(rule, &self.inner.unmatched) {
+                if std::ptr::eq(access, &self.inner.unmatched) {
                     Reason::RouteDenied
                 } else {
                     Reason::Forbidden
@@ -178,10 +143,7 @@ impl RouteRules {
                 }
             }
         };
-        Decision {
-            rule: &rule.text,
-            rejection,
-        }
+        Decision { rule, rejection }
     }
 }
 
@@ -192,12 +154,12 @@ impl fmt::Debug for RouteRules {
             .field(
                 "rules",
                 &table
-                    .rules
+                    .routes
                     .iter()
-                    .map(|rule| format!("{} => {}", rule.text, rule.access))
+                    .map(|(text, access)| format!("{text} => {access}"))
                     .collect::<Vec<_>>(),
             )
-            .field("unmatched", &table.unmatched.access)
+            .field("unmatched", &table.unmatched)
             .field(
                 "roles",
                 &table.role_permissions.keys().collect::<BTreeSet<_>>(),
@@ -275,96 +237,21 @@ impl RouteRulesBuilder {
             }
         }
 
-        let mut router = matchit::Router::new();
-        let mut paths: Vec<PathRules> = Vec::new();
-        let mut path_index: HashMap<String, usize> = HashMap::new();
-        let mut rules: Vec<Rule> = Vec::new();
+        let mut routes = RouteTable::default();
         for (text, access) in self.routes {
             check_access(&text, &access, &role_permissions)?;
-            let (methods, pattern) = parse_rule(&text)?;
-            let index = match path_index.get(&pattern) {
-                Some(&index) => index,
-                None => {
-                    router
-                        .insert(pattern.clone(), paths.len())
-                        .map_err(|error| insert_error(&text, &rules, &error))?;
-                    path_index.insert(pattern, paths.len());
-                    paths.push(PathRules::default());
-                    paths.len() - 1
-                }
-            };
-            let rule_index = rules.len();
-            let path_rules = &mut paths[index];
-            match methods {
-                None => {
-                    if let Some(previous) = path_rules.any_method {
-                        return Err(conflict(&rules[previous].text, &text));
-                    }
-                    path_rules.any_method = Some(rule_index);
-                }
-                Some(methods) => {
-                    for method in methods {
-                        if let Some(&(_, previous)) =
-                            path_rules.methods.iter().find(|(held, _)| *held == method)
-                        {
-                            return Err(conflict(&rules[previous].text, &text));
-                        }
-                        path_rules.methods.push((method, rule_index));
-                    }
-                }
-            }
-            rules.push(Rule {
-                text: text.into_boxed_str(),
-                access,
-            });
+            routes.insert(&text, access)?;
         }
 
         let unmatched = self.unmatched.unwrap_or(Access(Level::Deny));
         check_access("unmatched", &unmatched, &role_permissions)?;
         Ok(RouteRules {
             inner: Arc::new(Table {
-                router,
-                paths,
-                rules,
-                unmatched: Rule {
-                    text: "unmatched".into(),
-                    access: unmatched,
-                },
+                routes,
+                unmatched,
                 role_permissions,
             }),
         })
-    }
-}
-
-fn conflict(first: &str, second: &str) -> ConfigError {
-    ConfigError::ConflictingRules {
-        first: first.to_owned(),
-        second: second.to_owned(),
-        reason: "both cover the same method and path, so the later one could never apply".into(),
-    }
-}
-
-fn insert_error(text: &str, rules: &[Rule], error: &matchit::InsertError) -> ConfigError {
-    match error {
-        matchit::InsertError::Conflict { with } => {
-            let first = rules
-                .iter()
-                .find(|rule| {
-                    rule.text
-                        .split_once(' ')
-                        .is_some_and(|(_, path)| normalise_path(path) == *with)
-                })
-                .map_or_else(|| with.clone(), |rule| rule.text.to_string());
-            ConfigError::ConflictingRules {
-                first,
-                second: text.to_owned(),
-                reason: "the patterns overlap ambiguously".into(),
-            }
-        }
-        other => ConfigError::InvalidRoute {
-            rule: text.to_owned(),
-            reason: other.to_string(),
-        },
     }
 }
 
@@ -393,53 +280,6 @@ fn check_access(
         });
     }
     Ok(())
-}
-
-/// Splits `GET|POST /path` into its methods (`None` for `*`) and a matchit pattern.
-fn parse_rule(text: &str) -> Result<(Option<Vec<Method>>, String), ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidRoute {
-        rule: text.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let (methods, path) = text
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| invalid("expected `METHOD /path`"))?;
-    let path = path.trim();
-    if !path.starts_with('/') {
-        return Err(invalid("the path must start with `/`"));
-    }
-    let methods = if methods == "*" || methods.eq_ignore_ascii_case("any") {
-        None
-    } else {
-        let mut parsed = Vec::new();
-        for method in methods.split('|') {
-            let valid = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
-            let method = Method::from_bytes(method.as_bytes())
-                .ok()
-                .filter(|_| valid)
-                .ok_or_else(|| {
-                    invalid("methods are upper-case HTTP methods, `|`-separated, or `*`")
-                })?;
-            if parsed.contains(&method) {
-                return Err(invalid("a method is listed twice"));
-            }
-            parsed.push(method);
-        }
-        Some(parsed)
-    };
-    Ok((methods, normalise_path(path)))
-}
-
-/// Accepts `/*rest` as a shorthand for matchit's `/{*rest}`.
-fn normalise_path(path: &str) -> String {
-    path.split('/')
-        .map(|segment| match segment.strip_prefix('*') {
-            Some(name) if !name.is_empty() => format!("{{*{name}}}"),
-            _ => segment.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[cfg(test)]
@@ -622,12 +462,5 @@ mod tests {
                 Ok(_) => panic!("{debug} built"),
             }
         }
-    }
-
-    #[test]
-    fn star_rest_is_shorthand_for_catch_all() {
-        assert_eq!(normalise_path("/files/*rest"), "/files/{*rest}");
-        assert_eq!(normalise_path("/files/{*rest}"), "/files/{*rest}");
-        assert_eq!(normalise_path("/"), "/");
     }
 }
