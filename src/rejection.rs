@@ -13,7 +13,7 @@
 //! cache-control: no-store
 //!
 //! {"type":"about:blank","title":"Unauthorized","status":401,
-//!  "detail":"The API key is not valid.","code":"invalid_credentials"}
+//!  "detail":"The credentials are not valid.","code":"invalid_credentials"}
 //! ```
 //!
 //! Rejections never carry secrets, and text that came from the request is cut to a short
@@ -73,6 +73,18 @@ pub enum Reason {
     InvalidClaims,
     /// A decision cannot be made right now (a key store or identity provider is down). 503.
     Unavailable,
+    /// The body's media type is not one the route accepts. 415.
+    UnsupportedMediaType,
+    /// The body is larger than the route allows. 413.
+    PayloadTooLarge,
+    /// The body did not arrive within the read timeout. 408.
+    RequestTimeout,
+    /// The route needs a body and none was sent. 400.
+    MissingBody,
+    /// The body is not acceptable JSON: syntax, invalid UTF-8, or a structure limit. 400.
+    InvalidJson,
+    /// The body, query, path or headers break the route's schema. 400 (or 422, configurable).
+    SchemaViolation,
 }
 
 impl Reason {
@@ -96,6 +108,12 @@ impl Reason {
             Self::RouteDenied => "route_denied",
             Self::InvalidClaims => "invalid_claims",
             Self::Unavailable => "unavailable",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
+            Self::MissingBody => "missing_body",
+            Self::InvalidJson => "invalid_json",
+            Self::SchemaViolation => "schema_violation",
         }
     }
 
@@ -120,7 +138,14 @@ impl Reason {
             Self::MissingCredentials | Self::InvalidCredentials | Self::AmbiguousCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::CredentialsInQuery | Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::CredentialsInQuery
+            | Self::InvalidRequest
+            | Self::MissingBody
+            | Self::InvalidJson
+            | Self::SchemaViolation => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::InsufficientScope | Self::Forbidden | Self::RouteDenied | Self::InvalidClaims => {
                 StatusCode::FORBIDDEN
             }
@@ -141,6 +166,12 @@ impl Reason {
             Self::Forbidden => "The credentials do not grant access to this resource.",
             Self::RouteDenied => "No access rule allows this request.",
             Self::InvalidClaims => "The credentials lack information this resource requires.",
+            Self::UnsupportedMediaType => "The request body's media type is not accepted here.",
+            Self::PayloadTooLarge => "The request body is too large.",
+            Self::RequestTimeout => "The request body did not arrive in time.",
+            Self::MissingBody => "This request needs a body.",
+            Self::InvalidJson => "The request body is not acceptable JSON.",
+            Self::SchemaViolation => "The request does not match the API's schema.",
             _ => "Access cannot be decided right now; try again later.",
         }
     }
@@ -204,7 +235,13 @@ impl Challenge {
     /// Renders the challenge with the rejection's error parameters.
     fn render(&self, rejection: &Rejection) -> String {
         let mut out = String::with_capacity(64);
-        out.push_str(&self.scheme);
+        // The scheme is an RFC 9110 token: keep only the characters a token may have.
+        out.extend(
+            self.scheme
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(*c))
+                .take(64),
+        );
         out.push_str(" realm=");
         push_quoted(&mut out, &self.realm);
         let is_bearer = self.scheme.eq_ignore_ascii_case("bearer");
@@ -273,6 +310,60 @@ pub struct Rejection {
     challenges: Arc<[Challenge]>,
     scope: Option<Box<str>>,
     retry_after: Option<u32>,
+    violations: Arc<[Violation]>,
+    status: Option<StatusCode>,
+}
+
+/// One way a request breaks a route's schema: where, which rule, and a short message.
+///
+/// Messages are cut to a short bound, so a violation never echoes much of the request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    location: &'static str,
+    pointer: String,
+    keyword: String,
+    message: String,
+}
+
+/// The longest violation message, in bytes.
+const MAX_VIOLATION_MESSAGE_BYTES: usize = 160;
+
+impl Violation {
+    /// A violation in `location` (`body`, `query`, `path` or `header`) at JSON `pointer`,
+    /// breaking schema `keyword`.
+    #[must_use]
+    pub fn new(location: &'static str, pointer: &str, keyword: &str, message: &str) -> Self {
+        Self {
+            location,
+            pointer: truncate(pointer, MAX_PARAM_BYTES).to_owned(),
+            keyword: truncate(keyword, 64).to_owned(),
+            message: truncate(message, MAX_VIOLATION_MESSAGE_BYTES).to_owned(),
+        }
+    }
+
+    /// Where in the request: `body`, `query`, `path` or `header`.
+    #[must_use]
+    pub fn location(&self) -> &str {
+        self.location
+    }
+
+    /// The JSON pointer into that part of the request (`/items/0/quantity`).
+    #[must_use]
+    pub fn pointer(&self) -> &str {
+        &self.pointer
+    }
+
+    /// The schema keyword that failed (`type`, `required`, …) or a limit's code.
+    #[must_use]
+    pub fn keyword(&self) -> &str {
+        &self.keyword
+    }
+
+    /// A short human-readable message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl Rejection {
@@ -285,7 +376,29 @@ impl Rejection {
             challenges: Arc::new([]),
             scope: None,
             retry_after: None,
+            violations: Arc::new([]),
+            status: None,
         }
+    }
+
+    /// Lists what is wrong with the request (sent as `violations` in the problem body).
+    #[must_use]
+    pub fn with_violations(mut self, violations: impl Into<Arc<[Violation]>>) -> Self {
+        self.violations = violations.into();
+        self
+    }
+
+    /// Answers with `status` instead of the reason's own, e.g. 422 for schema violations.
+    #[must_use]
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// What is wrong with the request, for validation rejections.
+    #[must_use]
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
     }
 
     /// Replaces the client-facing detail. Text longer than 200 bytes is cut, so request
@@ -343,7 +456,7 @@ impl Rejection {
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {
-        self.reason.status()
+        self.status.unwrap_or_else(|| self.reason.status())
     }
 
     /// The client-facing explanation.
@@ -500,8 +613,14 @@ impl RejectionResponse for ProblemJson {
             "detail": rejection.detail(),
             "code": code,
         });
-        if let (Some(scope), Some(object)) = (&rejection.scope, body.as_object_mut()) {
-            object.insert("scope".into(), (**scope).into());
+        if let Some(object) = body.as_object_mut() {
+            if let Some(scope) = &rejection.scope {
+                object.insert("scope".into(), (**scope).into());
+            }
+            if !rejection.violations.is_empty() {
+                let violations = serde_json::to_value(&*rejection.violations).unwrap_or_default();
+                object.insert("violations".into(), violations);
+            }
         }
         let mut response = Response::new(Bytes::from(body.to_string()));
         *response.status_mut() = status;

@@ -420,10 +420,14 @@ async fn credentials_never_reach_the_handler() {
     assert_eq!(body["subject"], "vic");
     assert_eq!(body["cookie"], serde_json::json!(["theme=dark; lang=en"]));
 
-    // Public routes skip authentication but still strip credentials.
+    // Public routes skip authentication but still strip credentials, query keys included.
     let (status, _, body) = send(&app, get_with("/health", &[("x-api-key", viewer)])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json(&body)["x-api-key"], serde_json::json!([]));
+    let path = format!("/health?api_key={viewer}&x=1");
+    let (status, _, body) = send(&app, get_with(&path, &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["uri"], "/health?x=1");
 }
 
 #[tokio::test]

@@ -247,9 +247,9 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
         if let Some(cookie) = &config.cookie {
             remove_cookie(request, cookie);
         }
-        if config.query_allowed {
-            remove_query_parameter(request, &config.query_parameter);
-        }
+        // Even where query keys are refused (or not looked at, on public routes), one
+        // that was sent is not passed on.
+        remove_query_parameter(request, &config.query_parameter);
     }
 }
 

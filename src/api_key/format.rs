@@ -89,11 +89,25 @@ impl KeyFormat {
         self.prefix.len() + 1 + BODY_LEN
     }
 
-    /// Generates a new key from the operating system's CSPRNG.
+    /// Generates a new key for a [`KeyStore`](super::KeyStore) implementation to issue: its
+    /// id, the key text to hand out once, and the digest to store.
     ///
     /// # Errors
     ///
-    /// When the operating system cannot provide random bytes.
+    /// [`StoreError::Randomness`](super::StoreError::Randomness) when the operating system
+    /// cannot provide random bytes.
+    pub fn generate_key(&self) -> Result<GeneratedKey, super::StoreError> {
+        let (id, key) = self
+            .generate()
+            .map_err(|error| super::StoreError::Randomness(error.to_string()))?;
+        let parsed = self
+            .parse(key.expose_secret())
+            .map_err(|_| super::StoreError::Randomness("generated key does not parse".into()))?;
+        let digest = crate::secret::KeyDigest::of(parsed.secret);
+        Ok(GeneratedKey { id, key, digest })
+    }
+
+    /// Generates a new key from the operating system's CSPRNG.
     pub(crate) fn generate(&self) -> Result<(KeyId, ApiKey), getrandom::Error> {
         let mut text = String::with_capacity(self.key_len());
         text.push_str(&self.prefix);
@@ -166,6 +180,19 @@ fn decode_base62(text: &str) -> Option<u64> {
         };
         Some(value * 62 + u64::from(digit))
     })
+}
+
+/// A freshly generated key: what a store keeps ([`id`](Self::id), [`digest`](Self::digest))
+/// and what it hands out once ([`key`](Self::key)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct GeneratedKey {
+    /// The key's public identifier.
+    pub id: KeyId,
+    /// The full key text, to return once in an [`IssuedKey`](super::IssuedKey).
+    pub key: ApiKey,
+    /// The digest of the secret, to store in the [`KeyRecord`](super::KeyRecord).
+    pub digest: crate::secret::KeyDigest,
 }
 
 /// The public identifier of an API key: 12 base62 characters, safe to log and show.

@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use super::format::{KeyFormat, KeyId};
 use super::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
-use crate::secret::KeyDigest;
 
 /// An in-memory [`KeyStore`]: for tests, demos, and services that load their keys at start.
 ///
@@ -64,21 +63,9 @@ impl MemoryKeyStore {
 
     fn issue_now(&self, spec: NewKey) -> Result<IssuedKey, StoreError> {
         loop {
-            let (id, key) = self
-                .format
-                .generate()
-                .map_err(|error| StoreError::Randomness(error.to_string()))?;
-            let Some(parsed) = self.format.parse(key.expose_secret()).ok() else {
-                return Err(StoreError::Randomness(
-                    "generated key does not parse".into(),
-                ));
-            };
-            let record = KeyRecord::new(
-                id.clone(),
-                KeyDigest::of(parsed.secret),
-                spec.clone(),
-                SystemTime::now(),
-            );
+            let generated = self.format.generate_key()?;
+            let (id, key) = (generated.id, generated.key);
+            let record = KeyRecord::new(id.clone(), generated.digest, spec.clone(), SystemTime::now());
             let mut records = self.write();
             // 71 random bits make a repeat id practically impossible; still, never overwrite.
             if records.contains_key(&id) {

@@ -62,7 +62,7 @@ use tower_layer::Layer;
 #[doc(inline)]
 pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
 #[doc(inline)]
-pub use self::format::{KeyFormat, KeyId};
+pub use self::format::{GeneratedKey, KeyFormat, KeyId};
 #[doc(inline)]
 pub use self::memory::MemoryKeyStore;
 #[doc(inline)]

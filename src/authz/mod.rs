@@ -59,6 +59,8 @@
 //! ```
 
 mod layer;
+#[cfg(feature = "validate")]
+mod openapi;
 mod requirement;
 mod rules;
 
@@ -66,8 +68,8 @@ mod rules;
 pub use self::layer::{Authorize, AuthorizeLayer};
 #[doc(inline)]
 pub use self::requirement::{
-    Access, Requirement, all, any, authenticated, claim, deny, not, optional, permission, public,
-    role, scope,
+    Access, Requirement, all, any, auth_method, authenticated, claim, deny, not, optional,
+    permission, public, role, scope,
 };
 #[doc(inline)]
 pub use self::rules::{RouteRules, RouteRulesBuilder};

@@ -19,6 +19,7 @@ enum Term {
     Scope(Box<str>),
     Permission(Box<str>),
     Claim(Box<str>, Value),
+    Method(Box<str>),
     All(Vec<Term>),
     Any(Vec<Term>),
     Not(Box<Term>),
@@ -47,6 +48,13 @@ pub fn claim(path: impl Into<Box<str>>, value: impl Into<Value>) -> Requirement 
     Requirement(Term::Claim(path.into(), value.into()))
 }
 
+/// The caller authenticated with the method named `name` (see
+/// [`AuthMethod::name`](crate::AuthMethod::name): `api_key`, `bearer`, `oidc`, or a custom
+/// authenticator's name).
+pub fn auth_method(name: impl Into<Box<str>>) -> Requirement {
+    Requirement(Term::Method(name.into()))
+}
+
 /// Every requirement holds.
 pub fn all(requirements: impl IntoIterator<Item = Requirement>) -> Requirement {
     Requirement(Term::All(requirements.into_iter().map(|r| r.0).collect()))
@@ -69,11 +77,11 @@ impl Requirement {
         self.0.eval(principal)
     }
 
-    /// The scopes this requirement asks for (outside any `not`) that `principal` lacks,
-    /// space-separated, for the `scope` parameter of an `insufficient_scope` challenge.
+    /// When the requirement fails only for want of scopes: the scopes whose grant would
+    /// make it pass, space-separated, for an `insufficient_scope` answer. `None` when a
+    /// role, permission, claim or method is (also) missing: then scopes are not the reason.
     pub(crate) fn missing_scopes(&self, principal: &Principal) -> Option<String> {
-        let mut missing = BTreeSet::new();
-        self.0.collect_missing_scopes(principal, &mut missing);
+        let missing = self.0.needed_scopes(principal)?;
         (!missing.is_empty()).then(|| missing.into_iter().collect::<Vec<_>>().join(" "))
     }
 
@@ -101,23 +109,27 @@ impl Term {
                 Some(value) => value == expected,
                 None => false,
             },
+            Self::Method(name) => principal.auth_method().name() == &**name,
             Self::All(terms) => terms.iter().all(|term| term.eval(principal)),
             Self::Any(terms) => terms.iter().any(|term| term.eval(principal)),
             Self::Not(term) => !term.eval(principal),
         }
     }
 
-    fn collect_missing_scopes<'a>(&'a self, principal: &Principal, out: &mut BTreeSet<&'a str>) {
+    /// The fewest scopes whose grant makes this term pass, or `None` when scopes alone
+    /// cannot.
+    fn needed_scopes(&self, principal: &Principal) -> Option<BTreeSet<&str>> {
         match self {
-            Self::Scope(scope) if !principal.has_scope(scope) => {
-                out.insert(scope);
-            }
-            Self::All(terms) | Self::Any(terms) => {
-                for term in terms {
-                    term.collect_missing_scopes(principal, out);
-                }
-            }
-            _ => {}
+            Self::Scope(scope) if !principal.has_scope(scope) => Some(BTreeSet::from([&**scope])),
+            Self::All(terms) => terms.iter().try_fold(BTreeSet::new(), |mut needed, term| {
+                needed.extend(term.needed_scopes(principal)?);
+                Some(needed)
+            }),
+            Self::Any(terms) => terms
+                .iter()
+                .filter_map(|term| term.needed_scopes(principal))
+                .min_by_key(BTreeSet::len),
+            other => other.eval(principal).then(BTreeSet::new),
         }
     }
 
@@ -186,6 +198,7 @@ impl fmt::Display for Term {
             Self::Scope(scope) => write!(f, "scope({scope:?})"),
             Self::Permission(permission) => write!(f, "permission({permission:?})"),
             Self::Claim(path, value) => write!(f, "claim({path:?}, {value})"),
+            Self::Method(name) => write!(f, "auth_method({name:?})"),
             Self::All(terms) => list(f, "all", terms),
             Self::Any(terms) => list(f, "any", terms),
             Self::Not(term) => write!(f, "not({term})"),
@@ -305,19 +318,24 @@ mod tests {
     }
 
     #[test]
-    fn missing_scopes_ignore_negations_and_held_scopes() {
+    fn missing_scopes_are_the_fewest_that_would_do() {
         let p = alice();
         let requirement = all([
             scope("orders:read"),
             scope("orders:write"),
             not(scope("admin:all")),
-            any([scope("b"), scope("a")]),
+            any([all([scope("b"), scope("c")]), scope("a")]),
         ]);
         assert_eq!(
             requirement.missing_scopes(&p).as_deref(),
-            Some("a b orders:write")
+            Some("a orders:write")
         );
+        // A satisfied `any` asks for nothing more.
+        let satisfied = all([scope("x"), any([scope("orders:read"), scope("y")])]);
+        assert_eq!(satisfied.missing_scopes(&p).as_deref(), Some("x"));
+        // A missing role is not a scope problem.
         assert_eq!(role("x").missing_scopes(&p), None);
+        assert_eq!(all([role("viewer"), scope("x")]).missing_scopes(&p), None);
     }
 
     #[test]

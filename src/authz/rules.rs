@@ -48,6 +48,8 @@ pub struct RouteRules {
 struct Table {
     routes: RouteTable<Access>,
     unmatched: Access,
+    /// How the unmatched rule shows in logs: `unmatched`, or the requirement of `require`.
+    unmatched_text: Box<str>,
     role_permissions: HashMap<Box<str>, Names>,
 }
 
@@ -71,6 +73,7 @@ impl RouteRules {
         Self {
             inner: Arc::new(Table {
                 routes: RouteTable::default(),
+                unmatched_text: access.to_string().into(),
                 unmatched: access,
                 role_permissions: HashMap::new(),
             }),
@@ -82,7 +85,7 @@ impl RouteRules {
         let table = &*self.inner;
         match table.routes.at(method, path) {
             Some(matched) => (matched.text, matched.value),
-            None => ("unmatched", &table.unmatched),
+            None => (&table.unmatched_text, &table.unmatched),
         }
     }
 
@@ -207,6 +210,31 @@ impl RouteRulesBuilder {
         self
     }
 
+    /// Adds a rule for every operation of an OpenAPI document from its `security`
+    /// requirements (the operation's, else the document's):
+    ///
+    /// - `security: []` → [`public`](super::public);
+    /// - a requirement list containing `{}` → [`optional`](super::optional);
+    /// - otherwise [`any`](super::any) of the listed requirements, each [`all`](super::all)
+    ///   of its schemes: OAuth 2.0 and OpenID Connect scopes become [`scope`](super::scope)s
+    ///   (no scopes: a bearer or OIDC caller); `apiKey` needs an API-key caller, `http`
+    ///   `bearer` a bearer or OIDC caller, and other schemes a caller authenticated by the
+    ///   custom authenticator of that name (`basic`, `mtls`, …) — see
+    ///   [`auth_method`](super::auth_method).
+    ///
+    /// Operations whose document declares no security get no rule: [`unmatched`](Self::unmatched)
+    /// decides for them.
+    #[cfg(feature = "validate")]
+    pub fn openapi_security(mut self, spec: &crate::validate::OpenApiSpec) -> Self {
+        for operation in &spec.document.operations {
+            if let Some(access) = super::openapi::access(&operation.security) {
+                let rule = format!("{} {}", operation.method, operation.path);
+                self.routes.push((rule, access));
+            }
+        }
+        self
+    }
+
     /// Who may call routes no rule matches. Defaults to nobody ([`deny`](super::deny)):
     /// a route you forgot is closed, not open. [`authenticated`](super::authenticated) is
     /// the usual relaxation.
@@ -249,6 +277,7 @@ impl RouteRulesBuilder {
             inner: Arc::new(Table {
                 routes,
                 unmatched,
+                unmatched_text: "unmatched".into(),
                 role_permissions,
             }),
         })
