@@ -1,5 +1,5 @@
 //! A small orders API behind [`GatewaySecurityLayer`]: API keys from an in-memory store,
-//! role → permission mapping, and per-route rules.
+//! role → permission mapping, per-route rules, and a JSON Schema for new orders.
 //!
 //! ```text
 //! cargo run --example gateway
@@ -9,7 +9,8 @@
 //! It listens on `127.0.0.1:3000` (or `PORTCULLIS_ADDR`), issues two fresh demo keys at
 //! every start (`admin`, owned by "ada", and `viewer`, owned by "vic"), and prints
 //! ready-to-paste `curl` commands: some that succeed, one refused with 403 (a viewer
-//! deleting an order) and one refused with 401 (no key). Ctrl-C stops it.
+//! deleting an order), one refused with 401 (no key), and one new order refused with 400
+//! and problem details by the schema. Ctrl-C stops it.
 //!
 //! | route                 | who may call it              |
 //! |-----------------------|------------------------------|
@@ -32,6 +33,7 @@ use portcullis::api_key::{
     ApiKeyAuthenticator, IssuedKey, KeyRecord, KeyStore, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{RouteRules, authenticated, permission, public, role};
+use portcullis::validate::{RequestSchema, ValidationRules};
 use portcullis::{ConfigError, GatewaySecurityLayer, Principal};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
@@ -61,11 +63,33 @@ fn rules() -> Result<RouteRules, ConfigError> {
         .build()
 }
 
-/// The API, wrapped in the gateway's authentication and authorization.
+/// What a new order must look like; checked after authorization, before the handler.
+fn validation() -> Result<ValidationRules, ConfigError> {
+    let new_order = json!({
+        "type": "object",
+        "required": ["item", "quantity"],
+        "properties": {
+            "item": {"type": "string", "minLength": 1, "maxLength": 64},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000}
+        },
+        "additionalProperties": false
+    });
+    ValidationRules::builder()
+        .route(
+            "POST /orders",
+            RequestSchema::new()
+                .body(new_order)
+                .max_body_bytes(16 * 1024),
+        )
+        .build()
+}
+
+/// The API, wrapped in the gateway's authentication, authorization and validation.
 fn app(store: Arc<MemoryKeyStore>) -> Result<Router, ConfigError> {
     let security = GatewaySecurityLayer::builder()
         .authenticate(ApiKeyAuthenticator::new(store.clone()))
         .rules(rules()?)
+        .validate(validation()?)
         .build()?;
     Ok(Router::new()
         .route("/health", get(health))
@@ -167,6 +191,15 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey]) {
             );
             println!("curl -s -H 'x-api-key: {secret}' {base}/admin/keys");
         }
+    }
+    if let Some(admin) = keys.iter().find(|key| key.name == "admin") {
+        let secret = admin.issued.key.expose_secret();
+        println!();
+        println!("# 400: a new order that breaks the schema (problem details list why):");
+        println!(
+            "curl -si -H 'x-api-key: {secret}' -H 'content-type: application/json' \
+             -d '{{\"item\":\"\",\"quantity\":0,\"colour\":\"red\"}}' {base}/orders"
+        );
     }
     if let Some(viewer) = keys.iter().find(|key| key.name == "viewer") {
         let secret = viewer.issued.key.expose_secret();

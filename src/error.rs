@@ -74,6 +74,29 @@ pub enum ConfigError {
         /// Why it can never be met.
         reason: String,
     },
+    /// A JSON Schema does not compile (or needs a `$ref` we do not fetch, or a regex feature
+    /// the linear-time engine lacks).
+    #[error("route `{rule}`: the {part} schema does not compile: {reason}")]
+    InvalidSchema {
+        /// The route as written.
+        rule: String,
+        /// Which schema: `body`, `query`, `path` or `header`.
+        part: String,
+        /// The compiler's message.
+        reason: String,
+    },
+    /// An OpenAPI document cannot be loaded.
+    #[error("OpenAPI document: {reason}")]
+    InvalidOpenApi {
+        /// What is wrong, with a JSON pointer into the document where there is one.
+        reason: String,
+    },
+    /// A limit is zero or otherwise unusable.
+    #[error("`{setting}` must be greater than zero")]
+    InvalidLimit {
+        /// The setting.
+        setting: &'static str,
+    },
     /// The gateway was built without route rules.
     #[error("the gateway has no route rules; add some with `rules(...)`")]
     MissingRules,

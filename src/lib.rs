@@ -8,7 +8,7 @@ mod error;
 mod future;
 mod principal;
 mod rejection;
-#[cfg(feature = "authz")]
+#[cfg(any(feature = "authz", feature = "validate"))]
 mod route;
 mod trace;
 
@@ -28,6 +28,10 @@ pub mod api_key;
 #[cfg(feature = "authz")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 pub mod authz;
+
+#[cfg(feature = "validate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "validate")))]
+pub mod validate;
 
 #[doc(inline)]
 pub use crate::authenticate::{
@@ -49,4 +53,6 @@ pub use crate::gateway::{GatewaySecurity, GatewaySecurityBuilder, GatewaySecurit
 #[doc(inline)]
 pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};
 #[doc(inline)]
-pub use crate::rejection::{Challenge, ProblemJson, Reason, Rejection, RejectionResponse};
+pub use crate::rejection::{
+    Challenge, ProblemJson, Reason, Rejection, RejectionResponse, Violation,
+};

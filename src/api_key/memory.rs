@@ -65,7 +65,12 @@ impl MemoryKeyStore {
         loop {
             let generated = self.format.generate_key()?;
             let (id, key) = (generated.id, generated.key);
-            let record = KeyRecord::new(id.clone(), generated.digest, spec.clone(), SystemTime::now());
+            let record = KeyRecord::new(
+                id.clone(),
+                generated.digest,
+                spec.clone(),
+                SystemTime::now(),
+            );
             let mut records = self.write();
             // 71 random bits make a repeat id practically impossible; still, never overwrite.
             if records.contains_key(&id) {

@@ -39,8 +39,11 @@ fn bearer_caller() -> Requirement {
 fn scheme(requirement: &SchemeRequirement) -> Requirement {
     match &requirement.kind {
         SchemeKind::OAuth2 | SchemeKind::OpenIdConnect if !requirement.scopes.is_empty() => {
-            let mut scopes: Vec<Requirement> =
-                requirement.scopes.iter().map(|name| scope(name.as_str())).collect();
+            let mut scopes: Vec<Requirement> = requirement
+                .scopes
+                .iter()
+                .map(|name| scope(name.as_str()))
+                .collect();
             if scopes.len() == 1 {
                 scopes.remove(0)
             } else {

@@ -8,11 +8,13 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer, ResponseFuture};
+use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer};
 use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::rejection::{RejectionResponse, default_renderer};
+#[cfg(feature = "validate")]
+use crate::validate::{Validate, ValidateLayer, ValidationRules};
 
 /// Authentication then authorization, assembled and checked as one policy.
 ///
@@ -71,7 +73,27 @@ use crate::rejection::{RejectionResponse, default_renderer};
 pub struct GatewaySecurityLayer {
     authenticate: AuthenticationLayer,
     authorize: AuthorizeLayer,
+    #[cfg(feature = "validate")]
+    validate: ValidateLayer,
 }
+
+/// The stack inside [`GatewaySecurity`], innermost last.
+#[cfg(feature = "validate")]
+type Stack<S> = Authentication<Authorize<Validate<S>>>;
+#[cfg(not(feature = "validate"))]
+type Stack<S> = Authentication<Authorize<S>>;
+
+/// The request body the service behind the gateway receives.
+#[cfg(feature = "validate")]
+type InnerBody<B> = crate::validate::RequestBody<B>;
+#[cfg(not(feature = "validate"))]
+type InnerBody<B> = B;
+
+/// The response body of the gateway's service.
+#[cfg(feature = "validate")]
+type OuterBody<B> = ResponseBody<ResponseBody<ResponseBody<B>>>;
+#[cfg(not(feature = "validate"))]
+type OuterBody<B> = ResponseBody<ResponseBody<B>>;
 
 impl GatewaySecurityLayer {
     /// Starts a gateway configuration.
@@ -93,6 +115,8 @@ impl<S> Layer<S> for GatewaySecurityLayer {
     type Service = GatewaySecurity<S>;
 
     fn layer(&self, inner: S) -> GatewaySecurity<S> {
+        #[cfg(feature = "validate")]
+        let inner = self.validate.layer(inner);
         GatewaySecurity {
             inner: self.authenticate.layer(self.authorize.layer(inner)),
         }
@@ -102,7 +126,7 @@ impl<S> Layer<S> for GatewaySecurityLayer {
 /// The service made by [`GatewaySecurityLayer`].
 #[derive(Clone)]
 pub struct GatewaySecurity<S> {
-    inner: Authentication<Authorize<S>>,
+    inner: Stack<S>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for GatewaySecurity<S> {
@@ -115,11 +139,12 @@ impl<S: fmt::Debug> fmt::Debug for GatewaySecurity<S> {
 
 impl<S, B, ResBody> Service<Request<B>> for GatewaySecurity<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<InnerBody<B>>, Response = Response<ResBody>> + Clone,
+    Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = S::Error>,
 {
-    type Response = Response<ResponseBody<ResponseBody<ResBody>>>;
+    type Response = Response<OuterBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<Authorize<S>, B>;
+    type Future = <Stack<S> as Service<Request<B>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -136,6 +161,8 @@ where
 pub struct GatewaySecurityBuilder {
     authenticators: Vec<Arc<dyn Authenticate>>,
     rules: Option<RouteRules>,
+    #[cfg(feature = "validate")]
+    validation: Option<ValidationRules>,
     report_only: bool,
     allow_cors_preflight: bool,
     renderer: Option<Arc<dyn RejectionResponse>>,
@@ -163,6 +190,14 @@ impl GatewaySecurityBuilder {
     /// The route rules. Required.
     pub fn rules(mut self, rules: RouteRules) -> Self {
         self.rules = Some(rules);
+        self
+    }
+
+    /// Request validation, run after authorization: nothing parses a body for a caller who
+    /// is not allowed in. Defaults to none (requests pass unvalidated).
+    #[cfg(feature = "validate")]
+    pub fn validate(mut self, rules: ValidationRules) -> Self {
+        self.validation = Some(rules);
         self
     }
 
@@ -214,10 +249,22 @@ impl GatewaySecurityBuilder {
         let authorize = AuthorizeLayer::new(rules)
             .report_only(self.report_only)
             .allow_cors_preflight(self.allow_cors_preflight)
-            .renderer(renderer);
+            .renderer(renderer.clone());
+        #[cfg(feature = "validate")]
+        let validate = {
+            let rules = match self.validation {
+                Some(rules) => rules,
+                None => ValidationRules::builder().build()?,
+            };
+            ValidateLayer::new(rules).renderer(renderer)
+        };
+        #[cfg(not(feature = "validate"))]
+        drop(renderer);
         Ok(GatewaySecurityLayer {
             authenticate,
             authorize,
+            #[cfg(feature = "validate")]
+            validate,
         })
     }
 }

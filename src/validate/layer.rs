@@ -1,0 +1,587 @@
+//! [`ValidateLayer`], its service, and the future that reads and checks a body.
+
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use serde_json::{Map, Value};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::body::RequestBody;
+use super::json_limits::JsonScanner;
+use super::rules::{BodyCheck, ParameterSchema, RouteSchemas, Settings, ValidationRules};
+use super::schema::CompiledSchema;
+use crate::body::ResponseBody;
+use crate::rejection::{Reason, Rejection, RejectionResponse, Violation, default_renderer};
+
+/// The parsed JSON body of a validated request, in the request's extensions, so a handler
+/// that wants a `serde_json::Value` need not parse the body again.
+#[derive(Debug, Clone)]
+pub struct ValidatedJson(Arc<Value>);
+
+impl ValidatedJson {
+    /// The body as a JSON value.
+    #[must_use]
+    pub fn value(&self) -> &Value {
+        &self.0
+    }
+}
+
+/// Validates requests against [`ValidationRules`]; see the [module documentation](super).
+#[derive(Clone)]
+#[must_use]
+pub struct ValidateLayer {
+    settings: Arc<Settings>,
+    renderer: Arc<dyn RejectionResponse>,
+}
+
+impl ValidateLayer {
+    /// A layer enforcing `rules`.
+    pub fn new(rules: ValidationRules) -> Self {
+        Self {
+            settings: rules.inner,
+            renderer: default_renderer(),
+        }
+    }
+
+    /// Renders rejections with `renderer` instead of problem+json.
+    pub fn rejection_response(self, renderer: impl RejectionResponse) -> Self {
+        self.renderer(Arc::new(renderer))
+    }
+
+    pub(crate) fn renderer(mut self, renderer: Arc<dyn RejectionResponse>) -> Self {
+        self.renderer = renderer;
+        self
+    }
+}
+
+impl fmt::Debug for ValidateLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidateLayer")
+            .field(
+                "routes",
+                &self
+                    .settings
+                    .routes
+                    .iter()
+                    .map(|(text, _)| text)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for ValidateLayer {
+    type Service = Validate<S>;
+
+    fn layer(&self, inner: S) -> Validate<S> {
+        Validate {
+            inner,
+            settings: self.settings.clone(),
+            renderer: self.renderer.clone(),
+        }
+    }
+}
+
+/// The service made by [`ValidateLayer`].
+#[derive(Clone)]
+pub struct Validate<S> {
+    inner: S,
+    settings: Arc<Settings>,
+    renderer: Arc<dyn RejectionResponse>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Validate<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Validate")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with a request once its head has been checked.
+enum Plan {
+    /// No body checks: pass the body through as it streams.
+    PassThrough,
+    /// Read the body (bounded), then check it.
+    Read {
+        limit: usize,
+        json: bool,
+        schema: Option<Arc<CompiledSchema>>,
+    },
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Validate<S>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = mem::replace(&mut self.inner, clone);
+        let (parts, body) = request.into_parts();
+        let plan = match self.plan(&parts, &body) {
+            Ok(plan) => plan,
+            Err(rejection) => return self.reject(&parts, &rejection),
+        };
+        match plan {
+            Plan::PassThrough => {
+                let request = Request::from_parts(parts, RequestBody::streaming(body));
+                ResponseFuture {
+                    state: State::Calling {
+                        future: inner.call(request),
+                    },
+                }
+            }
+            Plan::Read {
+                limit,
+                json,
+                schema,
+            } => {
+                // Outside a tokio runtime there is no timer to arm; read without a deadline
+                // rather than panic.
+                let deadline = self
+                    .settings
+                    .read_timeout
+                    .filter(|_| tokio::runtime::Handle::try_current().is_ok())
+                    .map(|timeout| Box::pin(tokio::time::sleep(timeout)));
+                let capacity = declared_length(&parts).map_or(0, |length| length.min(limit));
+                ResponseFuture {
+                    state: State::Reading {
+                        body,
+                        reading: Some(Reading {
+                            parts,
+                            service: inner,
+                            settings: self.settings.clone(),
+                            renderer: self.renderer.clone(),
+                            collected: Collected::with_capacity(capacity),
+                            scanner: json.then(|| JsonScanner::new(&self.settings.limits)),
+                            schema,
+                            limit,
+                            trailers: None,
+                            deadline,
+                        }),
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl<S> Validate<S> {
+    /// Checks the request head: parameters, media type, declared length.
+    fn plan<B: Body>(&self, parts: &Parts, body: &B) -> Result<Plan, Rejection> {
+        let settings = &*self.settings;
+        let Some(matched) = settings.routes.at(&parts.method, parts.uri.path()) else {
+            return Ok(Plan::PassThrough);
+        };
+        let route: &RouteSchemas = matched.value;
+        let cap = settings.max_violations;
+        let mut violations = Vec::new();
+        if let Some(schema) = &route.path {
+            let object = schema.object(matched.params.iter().map(|(name, raw)| {
+                let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+                (name, vec![decoded.into_owned()])
+            }));
+            schema.schema.check("path", &object, cap, &mut violations);
+        }
+        if let Some(schema) = &route.query {
+            let mut values: Vec<(String, Vec<String>)> = Vec::new();
+            for (name, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            {
+                match values.iter_mut().find(|(held, _)| *held == name) {
+                    Some((_, held)) => held.push(value.into_owned()),
+                    None => values.push((name.into_owned(), vec![value.into_owned()])),
+                }
+            }
+            let object = schema.object(
+                values
+                    .iter()
+                    .map(|(name, values)| (name.as_str(), values.clone())),
+            );
+            schema.schema.check("query", &object, cap, &mut violations);
+        }
+        if let Some(schema) = &route.headers {
+            let object = schema.object(schema.coercions.keys().filter_map(|name| {
+                let values: Vec<String> = parts
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                    .collect();
+                (!values.is_empty()).then_some((name.as_str(), values))
+            }));
+            schema.schema.check("header", &object, cap, &mut violations);
+        }
+        if !violations.is_empty() {
+            return Err(Rejection::new(Reason::SchemaViolation)
+                .with_violations(violations)
+                .with_status(settings.violation_status));
+        }
+
+        let Some(body_schema) = &route.body else {
+            return Ok(Plan::PassThrough);
+        };
+        let declared = declared_length(parts);
+        let empty = declared == Some(0)
+            || (declared.is_none()
+                && (body.is_end_stream() || body.size_hint().exact() == Some(0)));
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok());
+        if empty {
+            return if body_schema.required {
+                Err(Rejection::new(Reason::MissingBody))
+            } else {
+                Ok(Plan::PassThrough)
+            };
+        }
+        let check = content_type
+            .and_then(|content_type| body_schema.check_for(content_type))
+            .ok_or_else(|| Rejection::new(Reason::UnsupportedMediaType))?;
+        let limit = route.max_body_bytes.unwrap_or(settings.max_body_bytes);
+        if declared.is_some_and(|length| length > limit) {
+            return Err(Rejection::new(Reason::PayloadTooLarge));
+        }
+        let (json, schema) = match check {
+            BodyCheck::Json(schema) => (true, schema),
+            BodyCheck::Opaque => (false, None),
+        };
+        Ok(Plan::Read {
+            limit,
+            json,
+            schema,
+        })
+    }
+
+    fn reject<B>(&self, parts: &Parts, rejection: &Rejection) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        trace_rejection(parts, rejection);
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(rejection.render(&*self.renderer)),
+            },
+        }
+    }
+}
+
+fn trace_rejection(parts: &Parts, rejection: &Rejection) {
+    tracing::info!(
+        target: "portcullis::validate",
+        outcome = "rejected",
+        reason = rejection.reason().code(),
+        violations = rejection.violations().len(),
+        http.method = %parts.method,
+        http.path = crate::trace::bounded(parts.uri.path()),
+        "request refused by validation"
+    );
+}
+
+fn declared_length(parts: &Parts) -> Option<usize> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+}
+
+impl ParameterSchema {
+    /// The JSON object to validate: each parameter coerced to its declared type.
+    fn object<'a>(&self, values: impl Iterator<Item = (&'a str, Vec<String>)>) -> Value {
+        let mut object = Map::new();
+        for (name, mut raw) in values {
+            let coercion = self.coercions.get(name);
+            let value = match coercion {
+                Some(coercion) if coercion.is_array() => {
+                    // Headers carry arrays comma-separated; the query repeats the parameter.
+                    if raw.len() == 1 && raw[0].contains(',') {
+                        coercion.array(raw[0].split(',').map(str::trim))
+                    } else {
+                        coercion.array(raw.iter().map(String::as_str))
+                    }
+                }
+                Some(coercion) if raw.len() == 1 => coercion.scalar(&raw[0]),
+                // Repeated but not an array: keep every value, so the schema says why.
+                _ if raw.len() > 1 => Value::Array(raw.into_iter().map(Value::String).collect()),
+                _ => Value::String(raw.pop().unwrap_or_default()),
+            };
+            object.insert(name.to_owned(), value);
+        }
+        Value::Object(object)
+    }
+}
+
+/// The body read so far: the first chunk kept as it came (no copy for single-chunk
+/// bodies), later chunks appended to one buffer sized from `Content-Length`.
+enum Collected {
+    /// Nothing yet; the declared length (bounded by the limit), if any.
+    Empty(usize),
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Collected {
+    fn with_capacity(capacity: usize) -> Self {
+        Self::Empty(capacity)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty(_) => 0,
+            Self::One(bytes) => bytes.len(),
+            Self::Many(buffer) => buffer.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        *self = match mem::replace(self, Self::Empty(0)) {
+            Self::Empty(expected) if expected > chunk.len() => {
+                let mut buffer = Vec::with_capacity(expected);
+                buffer.extend_from_slice(&chunk);
+                Self::Many(buffer)
+            }
+            Self::Empty(_) => Self::One(chunk),
+            Self::One(first) => {
+                let mut buffer = Vec::with_capacity(first.len() + chunk.len());
+                buffer.extend_from_slice(&first);
+                buffer.extend_from_slice(&chunk);
+                Self::Many(buffer)
+            }
+            Self::Many(mut buffer) => {
+                buffer.extend_from_slice(&chunk);
+                Self::Many(buffer)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Empty(_) => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(buffer) => Bytes::from(buffer),
+        }
+    }
+}
+
+struct Reading<S> {
+    parts: Parts,
+    service: S,
+    settings: Arc<Settings>,
+    renderer: Arc<dyn RejectionResponse>,
+    collected: Collected,
+    scanner: Option<JsonScanner>,
+    schema: Option<Arc<CompiledSchema>>,
+    limit: usize,
+    trailers: Option<HeaderMap>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+pin_project! {
+    /// The response future of [`Validate`].
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        Reading { #[pin] body: B, reading: Option<Reading<S>> },
+        Calling { #[pin] future: S::Future },
+        Rejected { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// What happened while reading.
+enum Read {
+    /// The whole body is in; go on.
+    Done,
+    /// Refuse with this.
+    Refused(Rejection),
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response.take().unwrap_or_default();
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Reading { mut body, reading } => {
+                    let Some(step) = reading.as_mut() else {
+                        state.set(State::Rejected { response: None });
+                        continue;
+                    };
+                    let outcome = ready!(step.poll_body(body.as_mut(), cx));
+                    let Some(step) = reading.take() else { continue };
+                    let next = match outcome {
+                        Read::Refused(rejection) => step.refuse(&rejection),
+                        Read::Done => step.finish(),
+                    };
+                    state.set(next);
+                }
+            }
+        }
+    }
+}
+
+impl<S> Reading<S> {
+    /// Reads frames until the body ends, a limit is broken, or the deadline passes.
+    fn poll_body<B>(&mut self, mut body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Read>
+    where
+        B: Body<Data = Bytes>,
+    {
+        if let Some(deadline) = &mut self.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Read::Refused(Rejection::new(Reason::RequestTimeout)));
+        }
+        loop {
+            let frame = match ready!(body.as_mut().poll_frame(cx)) {
+                None => return Poll::Ready(Read::Done),
+                Some(Err(_)) => {
+                    return Poll::Ready(Read::Refused(
+                        Rejection::new(Reason::InvalidRequest)
+                            .with_detail("The request body could not be read."),
+                    ));
+                }
+                Some(Ok(frame)) => frame,
+            };
+            let frame = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        self.trailers
+                            .get_or_insert_with(HeaderMap::new)
+                            .extend(trailers);
+                    }
+                    continue;
+                }
+            };
+            if self.collected.len().saturating_add(frame.len()) > self.limit {
+                return Poll::Ready(Read::Refused(Rejection::new(Reason::PayloadTooLarge)));
+            }
+            if let Some(scanner) = &mut self.scanner
+                && let Err(error) = scanner.feed(&frame)
+            {
+                return Poll::Ready(Read::Refused(invalid_json(&error)));
+            }
+            if !frame.is_empty() {
+                self.collected.push(frame);
+            }
+        }
+    }
+
+    fn refuse<B>(self, rejection: &Rejection) -> State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        trace_rejection(&self.parts, rejection);
+        State::Rejected {
+            response: Some(rejection.render(&*self.renderer)),
+        }
+    }
+
+    /// The body is complete: finish the structure check, parse, validate, and call the
+    /// service with exactly the bytes that arrived.
+    fn finish<B>(mut self) -> State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        let bytes = mem::replace(&mut self.collected, Collected::Empty(0)).into_bytes();
+        if let Some(scanner) = self.scanner.take() {
+            if let Err(error) = scanner.finish() {
+                return self.refuse(&invalid_json(&error));
+            }
+            let value: Value = match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(error) => {
+                    let violation = Violation::new("body", "", "json_syntax", &error.to_string());
+                    let rejection =
+                        Rejection::new(Reason::InvalidJson).with_violations(vec![violation]);
+                    return self.refuse(&rejection);
+                }
+            };
+            if let Some(schema) = &self.schema {
+                let mut violations = Vec::new();
+                schema.check(
+                    "body",
+                    &value,
+                    self.settings.max_violations,
+                    &mut violations,
+                );
+                if !violations.is_empty() {
+                    let rejection = Rejection::new(Reason::SchemaViolation)
+                        .with_violations(violations)
+                        .with_status(self.settings.violation_status);
+                    return self.refuse(&rejection);
+                }
+            }
+            self.parts.extensions.insert(ValidatedJson(Arc::new(value)));
+        }
+        tracing::debug!(
+            target: "portcullis::validate",
+            outcome = "valid",
+            http.path = crate::trace::bounded(self.parts.uri.path()),
+            bytes = bytes.len(),
+            "request body validated"
+        );
+        let request = Request::from_parts(self.parts, RequestBody::buffered(bytes, self.trailers));
+        State::Calling {
+            future: self.service.call(request),
+        }
+    }
+}
+
+fn invalid_json(error: &super::json_limits::JsonLimitError) -> Rejection {
+    Rejection::new(Reason::InvalidJson).with_violations(vec![error.to_violation()])
+}

@@ -1,0 +1,74 @@
+//! Request validation: JSON Schema and OpenAPI per route, with JSON limits enforced while
+//! the body arrives, before anything parses it.
+//!
+//! [`ValidationRules`] map `METHOD /path` patterns (the same matcher and precedence as the
+//! authorization rules) to a [`RequestSchema`]: a body schema, and object schemas for query
+//! parameters, path parameters and headers, whose string values are coerced to the types
+//! the schemas declare. Rules can also come from an OpenAPI 3.0 or 3.1 document
+//! ([`OpenApiSpec`]). Every schema is compiled once, at build time, with no network or file
+//! access and a linear-time regex engine for `pattern`.
+//!
+//! [`ValidateLayer`] checks each request to a route that has rules:
+//!
+//! 1. parameters (path, query, headers) → 400 listing every violation;
+//! 2. the body's media type → 415; a required body that is missing → 400;
+//! 3. `Content-Length` over the limit → 413 without reading;
+//! 4. the body, read with a size limit (413 as soon as it is passed), a read timeout (408)
+//!    and the [`JsonLimits`] structure checks (depth, sizes, duplicate keys, UTF-8,
+//!    trailing data: 400), all in one streaming pass that cannot be made to recurse;
+//! 5. the parsed body against its schema → 400 (or 422) listing violations with JSON
+//!    pointers.
+//!
+//! The service behind receives exactly the bytes that were sent, with the original headers,
+//! so axum's `Json<T>` works as before; the parsed value is also in the request's
+//! extensions as [`ValidatedJson`]. Requests to routes without rules pass untouched.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::post};
+//! use http::{Request, StatusCode};
+//! use portcullis::validate::{RequestSchema, ValidateLayer, ValidationRules};
+//! use serde_json::json;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rules = ValidationRules::builder()
+//!     .route("POST /orders", RequestSchema::new().body(json!({
+//!         "type": "object",
+//!         "required": ["quantity"],
+//!         "properties": {"quantity": {"type": "integer", "minimum": 1}}
+//!     })))
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/orders", post(|body: String| async move { body }))
+//!     .layer(ValidateLayer::new(rules));
+//!
+//! let request = Request::post("/orders")
+//!     .header("content-type", "application/json")
+//!     .body(Body::from(r#"{"quantity": 0}"#))?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+//!
+//! let request = Request::post("/orders")
+//!     .header("content-type", "text/plain")
+//!     .body(Body::from("3 please"))?;
+//! assert_eq!(app.oneshot(request).await?.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod json_limits;
+mod layer;
+pub(crate) mod openapi;
+mod rules;
+mod schema;
+
+#[doc(inline)]
+pub use self::body::RequestBody;
+#[doc(inline)]
+pub use self::json_limits::JsonLimits;
+#[doc(inline)]
+pub use self::layer::{ResponseFuture, Validate, ValidateLayer, ValidatedJson};
+#[doc(inline)]
+pub use self::rules::{OpenApiSpec, RequestSchema, ValidationRules, ValidationRulesBuilder};
