@@ -257,6 +257,16 @@ impl Principal {
             .any(|held| permission_grants(held, permission))
     }
 
+    /// A copy of this principal holding exactly `permissions` (shared, not copied).
+    #[must_use]
+    pub fn with_permission_names(&self, permissions: Names) -> Self {
+        let mut inner = Inner::clone(&self.inner);
+        inner.permissions = permissions;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// A copy of this principal with `permissions` added to the ones it holds.
     #[must_use]
     pub fn with_permissions<'a>(&self, permissions: impl IntoIterator<Item = &'a str>) -> Self {

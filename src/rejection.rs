@@ -606,23 +606,18 @@ impl RejectionResponse for ProblemJson {
             Some(base) => Cow::Owned(format!("{base}{code}")),
             None => Cow::Borrowed("about:blank"),
         };
-        let mut body = serde_json::json!({
-            "type": problem_type,
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": rejection.detail(),
-            "code": code,
-        });
-        if let Some(object) = body.as_object_mut() {
-            if let Some(scope) = &rejection.scope {
-                object.insert("scope".into(), (**scope).into());
-            }
-            if !rejection.violations.is_empty() {
-                let violations = serde_json::to_value(&*rejection.violations).unwrap_or_default();
-                object.insert("violations".into(), violations);
-            }
-        }
-        let mut response = Response::new(Bytes::from(body.to_string()));
+        let body = Problem {
+            problem_type: &problem_type,
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: rejection.detail(),
+            code,
+            scope: rejection.scope.as_deref(),
+            violations: &rejection.violations,
+        };
+        // Serialising borrowed fields of plain types cannot fail.
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(Bytes::from(bytes));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -632,6 +627,21 @@ impl RejectionResponse for ProblemJson {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
+}
+
+/// The RFC 9457 body, borrowed from the rejection: serialised straight to bytes.
+#[derive(serde::Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    problem_type: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    violations: &'a [Violation],
 }
 
 /// The renderer layers use when none is configured.

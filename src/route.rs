@@ -28,6 +28,7 @@ struct PathEntries {
 
 /// A matched route: the rule text as written, its value, and the path parameters.
 pub(crate) struct Matched<'t, 'p, T> {
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only authorization logs it.
     pub(crate) text: &'t str,
     pub(crate) value: &'t T,
     #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Only validation reads them.

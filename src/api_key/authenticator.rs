@@ -261,7 +261,7 @@ impl<K: KeyStore> ApiKeyAuthenticator<K> {
         if record.revoked_at().is_some() {
             return self.reject(Reason::KeyRevoked);
         }
-        if record.is_expired_at(SystemTime::now()) {
+        if record.expires_at().is_some() && record.is_expired_at(SystemTime::now()) {
             return self.reject(Reason::KeyExpired);
         }
         let method = AuthMethod::ApiKey {

@@ -102,10 +102,19 @@ impl RouteRules {
     /// `principal` with the permissions its roles grant added, when they add any.
     pub(crate) fn resolve_permissions(&self, principal: &Principal) -> Option<Principal> {
         let mapping = &self.inner.role_permissions;
-        let granted: BTreeSet<&str> = principal
+        let mut mapped = principal
             .roles()
             .iter()
             .filter_map(|role| mapping.get(role))
+            .peekable();
+        let first = mapped.next()?;
+        // The common case, one mapped role and no direct permissions: share the role's
+        // list as it is, without copying a name.
+        if principal.permissions().is_empty() && mapped.peek().is_none() {
+            return (!first.is_empty()).then(|| principal.with_permission_names(first.clone()));
+        }
+        let granted: BTreeSet<&str> = std::iter::once(first)
+            .chain(mapped)
             .flat_map(Names::iter)
             .filter(|permission| !principal.permissions().contains(permission))
             .collect();

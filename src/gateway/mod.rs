@@ -19,15 +19,17 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// Authentication then authorization, assembled and checked as one policy.
 ///
 /// ```text
-/// request ──► authenticate ──► authorize ──► your service
-///             every installed   the route rules
-///             authenticator     (401 / 403)
-///             (401 / 400 / 503)
+/// request ──► authenticate ──► authorize ──► validate ──► your service
+///             every installed   the route     schemas, JSON
+///             authenticator     rules         limits (400 /
+///             (401 / 400 / 503) (401 / 403)   408 / 413 / 415)
 /// ```
 ///
-/// The order never changes: nothing is authorized before the caller is known, and (once
-/// validation arrives) nothing parses a body for a caller who is not allowed in. The layer
-/// is a stack of the public [`AuthenticationLayer`] and [`AuthorizeLayer`], so each part
+/// The order never changes: nothing is authorized before the caller is known, and nothing
+/// parses a body for a caller who is not allowed in (validation needs the `validate`
+/// feature and [`GatewaySecurityBuilder::validate`]). The layer
+/// is a stack of the public [`AuthenticationLayer`], [`AuthorizeLayer`] and (with the
+/// `validate` feature) `ValidateLayer`, so each part
 /// behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
 /// routes, credentials are not even looked at (so `/health` never touches a key store).
 ///

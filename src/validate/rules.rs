@@ -367,7 +367,12 @@ impl ValidationRulesBuilder {
         for spec in &self.openapi {
             for operation in &spec.document.operations {
                 let rule = format!("{} {}", operation.method, operation.path);
-                let compiled = compile_operation(&rule, operation, spec.document.dialect)?;
+                // Build errors name the operation as the document does.
+                let named = match &operation.operation_id {
+                    Some(id) => format!("{rule} ({id})"),
+                    None => rule.clone(),
+                };
+                let compiled = compile_operation(&named, operation, spec.document.dialect)?;
                 routes.insert(&rule, compiled)?;
             }
         }
