@@ -176,6 +176,7 @@ pub(crate) struct Operation {
     /// The request body, when the operation declares one.
     pub(crate) body: Option<RequestBody>,
     /// The effective security: the operation's own, else the document's.
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Read by authorization rules.
     pub(crate) security: Security,
 }
 
