@@ -61,7 +61,8 @@ pub enum Reason {
     AmbiguousCredentials,
     /// Credentials were sent in the query string, which is refused by default. 400.
     CredentialsInQuery,
-    /// The request is malformed in a way that stops authentication. 400.
+    /// The request is malformed: an unparsable credential header, or a body that could not
+    /// be read. 400.
     InvalidRequest,
     /// The caller lacks a scope the route needs. 403.
     InsufficientScope,

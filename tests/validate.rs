@@ -81,7 +81,7 @@ fn app() -> Router {
                 "type": "object",
                 "properties": {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-                    "tag": {"type": "array", "items": {"type": "string", "maxLength": 8}},
+                    "tag": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]{1,8}$"}},
                     "express": {"type": "boolean"}
                 },
                 "additionalProperties": false
@@ -239,6 +239,11 @@ async fn parameters_are_coerced_and_validated() {
     assert_eq!(
         send(&app, get("/orders?tag=a&tag=b")).await.0,
         StatusCode::OK
+    );
+    // A query array repeats the parameter; a comma is part of the value.
+    assert_eq!(
+        send(&app, get("/orders?tag=a,b")).await.0,
+        StatusCode::BAD_REQUEST
     );
     let (status, _, body) = send(&app, get("/orders?limit=1000&express=maybe")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -475,11 +480,137 @@ async fn hostile_json_is_refused_cleanly() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{keyword}");
         assert_eq!(problem(&response)["violations"][0]["keyword"], keyword);
     }
-    // Without validation's limits (a route with no rules), bodies pass untouched.
-    let request = Request::post("/orders/1")
-        .body(Body::from("[[["))
+}
+
+#[tokio::test]
+async fn routes_without_body_rules_pass_bodies_untouched() {
+    let app = app();
+    // `PUT /orders/{id}` has parameter rules but no body rule: the body is not read.
+    let request = Request::put("/orders/7")
+        .header("x-request-id", "5f0c6a9e-3c1b-4b8e-9d2a-1f2e3d4c5b6a")
+        .header("content-type", "text/plain")
+        .body(Body::from("[[[ not json"))
         .expect("request");
-    assert_eq!(send(&app, request).await.0, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "[[[ not json".as_bytes());
+}
+
+#[tokio::test]
+async fn an_optional_body_may_be_empty_even_when_chunked() {
+    let rules = ValidationRules::builder()
+        .route(
+            "POST /raw",
+            RequestSchema::new()
+                .body(json!({"type": "object"}))
+                .optional_body(),
+        )
+        .build()
+        .expect("valid rules");
+    let app = app_with(rules);
+    assert_eq!(send(&app, chunked(vec![], false)).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, chunked(vec![b"{}"], false)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, chunked(vec![b"[]"], false)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn openapi_scheme_grants_need_the_scheme_too() {
+    use portcullis::{AuthFuture, AuthMethod, AuthOutcome, Principal};
+
+    let spec = OpenApiSpec::parse(
+        r#"{
+      "openapi": "3.1.0",
+      "info": {"title": "Admin", "version": "1"},
+      "paths": {
+        "/admin": {"get": {"security": [{"key": ["admin"]}], "responses": {"200": {"description": "ok"}}}},
+        "/reports": {"get": {"security": [{"oauth": ["reports:read"]}], "responses": {"200": {"description": "ok"}}}}
+      },
+      "components": {"securitySchemes": {
+        "key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        "oauth": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "https://idp.example/token", "scopes": {"reports:read": "read"}}}}
+      }}
+    }"#,
+    )
+    .expect("valid document");
+    // A scheme's roles must be declared, like any role a rule names.
+    assert!(
+        RouteRules::builder()
+            .openapi_security(&spec)
+            .build()
+            .is_err()
+    );
+
+    let store = Arc::new(MemoryKeyStore::new());
+    let admin = store
+        .issue(
+            NewKey::for_owner("ada")
+                .roles(["admin"])
+                .scopes(["reports:read"]),
+        )
+        .await
+        .expect("issue");
+    let viewer = store
+        .issue(NewKey::for_owner("vic").roles(["viewer"]))
+        .await
+        .expect("issue");
+    let bearer = |request: &http::request::Parts| {
+        AuthFuture::ready(match request.headers.get("authorization") {
+            Some(value) if value == "Bearer reports" => AuthOutcome::Authenticated(
+                Principal::builder("client", AuthMethod::Bearer)
+                    .scopes(["reports:read"])
+                    .build(),
+            ),
+            _ => AuthOutcome::Absent,
+        })
+    };
+    let rules = RouteRules::builder()
+        .role("admin", Vec::<String>::new())
+        .role("viewer", Vec::<String>::new())
+        .openapi_security(&spec)
+        .build()
+        .expect("rules");
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(ApiKeyAuthenticator::new(store))
+        .authenticate(bearer)
+        .rules(rules)
+        .build()
+        .expect("gateway");
+    let app = Router::new()
+        .route("/admin", get(|| async { "admin" }))
+        .route("/reports", get(|| async { "reports" }))
+        .layer(gateway);
+    let get_as = |path: &str, header: (&str, &str)| {
+        Request::get(path)
+            .header(header.0, header.1)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let admin_key = ("x-api-key", admin.key.expose_secret());
+    let viewer_key = ("x-api-key", viewer.key.expose_secret());
+    assert_eq!(
+        send(&app, get_as("/admin", admin_key)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, get_as("/admin", viewer_key)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // An OAuth scope is not enough on an API key: the scheme is OAuth 2.0.
+    assert_eq!(
+        send(&app, get_as("/reports", admin_key)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let token = ("authorization", "Bearer reports");
+    assert_eq!(
+        send(&app, get_as("/reports", token)).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

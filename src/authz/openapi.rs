@@ -1,6 +1,8 @@
 //! Turning OpenAPI `security` requirements into [`Access`] rules.
 
-use super::requirement::{Access, Requirement, all, any, auth_method, optional, public, scope};
+use super::requirement::{
+    Access, Requirement, all, any, auth_method, optional, public, role, scope,
+};
 use crate::validate::openapi::{SchemeKind, SchemeRequirement, Security};
 
 /// The access an operation's effective security asks for; `None` when it declares none.
@@ -36,24 +38,34 @@ fn bearer_caller() -> Requirement {
     any([auth_method("bearer"), auth_method("oidc")])
 }
 
+/// One scheme of a requirement: a caller authenticated that way, holding what it lists —
+/// scopes for OAuth 2.0 and OpenID Connect, roles for the other schemes (OpenAPI 3.1).
 fn scheme(requirement: &SchemeRequirement) -> Requirement {
-    match &requirement.kind {
-        SchemeKind::OAuth2 | SchemeKind::OpenIdConnect if !requirement.scopes.is_empty() => {
-            let mut scopes: Vec<Requirement> = requirement
-                .scopes
-                .iter()
-                .map(|name| scope(name.as_str()))
-                .collect();
-            if scopes.len() == 1 {
-                scopes.remove(0)
-            } else {
-                all(scopes)
-            }
-        }
+    let oauth = matches!(
+        requirement.kind,
+        SchemeKind::OAuth2 | SchemeKind::OpenIdConnect
+    );
+    let caller = match &requirement.kind {
         SchemeKind::OAuth2 | SchemeKind::OpenIdConnect | SchemeKind::HttpBearer => bearer_caller(),
         SchemeKind::ApiKey => auth_method("api_key"),
         SchemeKind::HttpBasic => auth_method("basic"),
         SchemeKind::MutualTls => auth_method("mtls"),
-        SchemeKind::HttpOther(name) => auth_method(name.to_ascii_lowercase()),
+        SchemeKind::HttpOther(name) => auth_method(name.as_str()),
+    };
+    let grants: Vec<Requirement> = requirement
+        .scopes
+        .iter()
+        .map(|name| {
+            if oauth {
+                scope(name.as_str())
+            } else {
+                role(name.as_str())
+            }
+        })
+        .collect();
+    if grants.is_empty() {
+        caller
+    } else {
+        all(std::iter::once(caller).chain(grants))
     }
 }

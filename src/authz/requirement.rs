@@ -48,7 +48,7 @@ pub fn claim(path: impl Into<Box<str>>, value: impl Into<Value>) -> Requirement 
     Requirement(Term::Claim(path.into(), value.into()))
 }
 
-/// The caller authenticated with the method named `name` (see
+/// The caller authenticated with the method named `name`, in any case (see
 /// [`AuthMethod::name`](crate::AuthMethod::name): `api_key`, `bearer`, `oidc`, or a custom
 /// authenticator's name).
 pub fn auth_method(name: impl Into<Box<str>>) -> Requirement {
@@ -109,7 +109,7 @@ impl Term {
                 Some(value) => value == expected,
                 None => false,
             },
-            Self::Method(name) => principal.auth_method().name() == &**name,
+            Self::Method(name) => principal.auth_method().name().eq_ignore_ascii_case(name),
             Self::All(terms) => terms.iter().all(|term| term.eval(principal)),
             Self::Any(terms) => terms.iter().any(|term| term.eval(principal)),
             Self::Not(term) => !term.eval(principal),

@@ -225,11 +225,12 @@ impl RouteRulesBuilder {
     /// - `security: []` → [`public`](super::public);
     /// - a requirement list containing `{}` → [`optional`](super::optional);
     /// - otherwise [`any`](super::any) of the listed requirements, each [`all`](super::all)
-    ///   of its schemes: OAuth 2.0 and OpenID Connect scopes become [`scope`](super::scope)s
-    ///   (no scopes: a bearer or OIDC caller); `apiKey` needs an API-key caller, `http`
-    ///   `bearer` a bearer or OIDC caller, and other schemes a caller authenticated by the
-    ///   custom authenticator of that name (`basic`, `mtls`, …) — see
-    ///   [`auth_method`](super::auth_method).
+    ///   of its schemes. A scheme needs a caller authenticated its way — OAuth 2.0, OpenID
+    ///   Connect and `http` `bearer`: a bearer or OIDC caller; `apiKey`: an API-key caller;
+    ///   other schemes: the custom authenticator of that name (`basic`, `mtls`, …), see
+    ///   [`auth_method`](super::auth_method) — holding what the scheme lists: the
+    ///   [`scope`](super::scope)s for OAuth 2.0 and OpenID Connect, the
+    ///   [`role`](super::role)s for the others (OpenAPI 3.1), which must be declared.
     ///
     /// Operations whose document declares no security get no rule: [`unmatched`](Self::unmatched)
     /// decides for them.

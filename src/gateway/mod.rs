@@ -1,4 +1,4 @@
-//! [`GatewaySecurityLayer`]: authentication and authorization in one layer.
+//! [`GatewaySecurityLayer`]: authentication, authorization and validation in one layer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -106,10 +106,13 @@ impl GatewaySecurityLayer {
 
 impl fmt::Debug for GatewaySecurityLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GatewaySecurityLayer")
+        let mut debug = f.debug_struct("GatewaySecurityLayer");
+        debug
             .field("authenticate", &self.authenticate)
-            .field("authorize", &self.authorize)
-            .finish()
+            .field("authorize", &self.authorize);
+        #[cfg(feature = "validate")]
+        debug.field("validate", &self.validate);
+        debug.finish()
     }
 }
 
@@ -210,7 +213,8 @@ impl GatewaySecurityBuilder {
         self
     }
 
-    /// Lets CORS preflight requests through both steps untouched. Defaults to false: put
+    /// Lets CORS preflight requests through authentication and authorization untouched
+    /// (validation rules for `OPTIONS`, if any, still apply). Defaults to false: put
     /// tower-http's `CorsLayer` outside the gateway instead, where it answers preflights
     /// before they reach us.
     pub fn allow_cors_preflight(mut self, allow: bool) -> Self {

@@ -265,21 +265,23 @@ pub(crate) struct JsonLimitError {
 
 impl JsonLimitError {
     /// An error without a limit to report.
-    fn new(kind: JsonLimitErrorKind, offset: u64) -> Self {
-        Self {
+    #[cold]
+    fn new(kind: JsonLimitErrorKind, offset: u64) -> Box<Self> {
+        Box::new(Self {
             kind,
             offset,
             limit: None,
-        }
+        })
     }
 
     /// An error for going over `limit`.
-    fn over_limit(kind: JsonLimitErrorKind, offset: u64, limit: usize) -> Self {
-        Self {
+    #[cold]
+    fn over_limit(kind: JsonLimitErrorKind, offset: u64, limit: usize) -> Box<Self> {
+        Box::new(Self {
             kind,
             offset,
             limit: Some(limit),
-        }
+        })
     }
 
     /// What was wrong.
@@ -471,8 +473,8 @@ impl JsonScanner {
                 Ok(())
             }
             Err(error) => {
-                self.failed = Some(error.clone());
-                Err(error)
+                self.failed = Some((*error).clone());
+                Err(*error)
             }
         }
     }
@@ -487,18 +489,18 @@ impl JsonScanner {
         match self.state {
             State::Between(Expect::Done) => Ok(()),
             State::Between(Expect::Start) => {
-                Err(JsonLimitError::new(JsonLimitErrorKind::Empty, end))
+                Err(*JsonLimitError::new(JsonLimitErrorKind::Empty, end))
             }
             // A number only ends at the next byte, so a body that is one number ends here.
             State::Number(number) if self.stack.is_empty() && number.phase.is_complete() => {
-                number.check_range()
+                number.check_range().map_err(|error| *error)
             }
-            _ => Err(JsonLimitError::new(JsonLimitErrorKind::Truncated, end)),
+            _ => Err(*JsonLimitError::new(JsonLimitErrorKind::Truncated, end)),
         }
     }
 
     /// Scans one chunk, token by token.
-    fn scan(&mut self, chunk: &[u8]) -> Result<(), JsonLimitError> {
+    fn scan(&mut self, chunk: &[u8]) -> Scan<()> {
         // First the rest of a token cut by the end of the last chunk, then token after token.
         let mut index = self.scan_token(chunk, 0)?;
         while index < chunk.len() {
@@ -515,7 +517,7 @@ impl JsonScanner {
 
     /// Scans the string, number or literal in progress, if any, up to its end or the end of
     /// the chunk. Returns the index after it.
-    fn scan_token(&mut self, chunk: &[u8], index: usize) -> Result<usize, JsonLimitError> {
+    fn scan_token(&mut self, chunk: &[u8], index: usize) -> Scan<usize> {
         match self.state {
             State::Between(_) => Ok(index),
             State::String(string) => self.scan_string(string, chunk, index),
@@ -524,36 +526,58 @@ impl JsonScanner {
         }
     }
 
-    /// Skips whitespace and handles structural bytes until a token begins or the chunk ends.
-    /// Returns the index after the last byte handled.
-    fn scan_between(&mut self, chunk: &[u8], mut index: usize) -> Result<usize, JsonLimitError> {
-        while let State::Between(expect) = self.state {
-            let Some(&byte) = chunk.get(index) else {
-                break;
-            };
-            if !matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
-                self.structural(expect, byte, self.offset(index))?;
-            }
+    /// Skips whitespace and handles structural bytes until a token begins that does not end in
+    /// this chunk (or needs a closer look), or until the chunk ends. Returns the index after the
+    /// last byte handled.
+    ///
+    /// A token that begins here is usually whole in the chunk, and usually plain: a string
+    /// without escapes, an integer, a literal. Such a token is finished on the spot by
+    /// [`token_in_chunk`](Self::token_in_chunk), without going through the byte-at-a-time
+    /// state machine. Any other token is left to [`scan_token`](Self::scan_token), which
+    /// continues it from its second byte exactly as if the fast path had not looked at it.
+    fn scan_between(&mut self, chunk: &[u8], mut index: usize) -> Scan<usize> {
+        let State::Between(mut expect) = self.state else {
+            return Ok(index);
+        };
+        while let Some(&byte) = chunk.get(index) {
+            let offset = self.offset(index);
             index += 1;
+            if matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
+                continue;
+            }
+            expect = match self.structural(expect, byte, offset)? {
+                Step::Expect(next) => next,
+                Step::Token(token) => match self.token_in_chunk(token, chunk, index, offset)? {
+                    Some(end) => {
+                        index = end;
+                        self.after_value_expect(token)
+                    }
+                    None => {
+                        self.begin_token(token, offset);
+                        return Ok(index);
+                    }
+                },
+            };
         }
+        self.state = State::Between(expect);
         Ok(index)
     }
 
-    /// Handles a byte that is not whitespace, outside any token.
-    fn structural(&mut self, expect: Expect, byte: u8, offset: u64) -> Result<(), JsonLimitError> {
+    /// Handles a byte that is not whitespace, outside any token: what comes next, or the
+    /// token it begins, already counted against the limits, for the caller to scan.
+    fn structural(&mut self, expect: Expect, byte: u8, offset: u64) -> Scan<Step> {
         match (expect, byte) {
             (Expect::Start | Expect::Value, _) => self.begin_value(byte, offset),
             (Expect::ValueOrArrayEnd, b']') | (Expect::KeyOrObjectEnd, b'}') => {
-                self.close();
-                Ok(())
+                Ok(Step::Expect(self.close()))
             }
             (Expect::ValueOrArrayEnd, _) => self.begin_value(byte, offset),
-            (Expect::KeyOrObjectEnd | Expect::Key, b'"') => self.begin_key(offset),
-            (Expect::Colon, b':') => {
-                self.state = State::Between(Expect::Value);
-                Ok(())
+            (Expect::KeyOrObjectEnd | Expect::Key, b'"') => {
+                self.begin_key(offset)?;
+                Ok(Step::Token(Token::String { key: true }))
             }
-            (Expect::CommaOrEnd, _) => self.after_value(byte, offset),
+            (Expect::Colon, b':') => Ok(Step::Expect(Expect::Value)),
+            (Expect::CommaOrEnd, _) => self.after_value(byte, offset).map(Step::Expect),
             (Expect::Done, _) => Err(JsonLimitError::new(
                 JsonLimitErrorKind::TrailingData,
                 offset,
@@ -563,27 +587,27 @@ impl JsonScanner {
     }
 
     /// Handles the byte after a value inside a container: a comma or the closing bracket.
-    fn after_value(&mut self, byte: u8, offset: u64) -> Result<(), JsonLimitError> {
+    fn after_value(&mut self, byte: u8, offset: u64) -> Scan<Expect> {
         let container = self.stack.last().map(|frame| frame.container);
         match (byte, container) {
-            (b',', Some(Container::Array)) => self.state = State::Between(Expect::Value),
-            (b',', Some(Container::Object)) => self.state = State::Between(Expect::Key),
-            (b']', Some(Container::Array)) | (b'}', Some(Container::Object)) => self.close(),
-            _ => return Err(syntax(offset)),
+            (b',', Some(Container::Array)) => Ok(Expect::Value),
+            (b',', Some(Container::Object)) => Ok(Expect::Key),
+            (b']', Some(Container::Array)) | (b'}', Some(Container::Object)) => Ok(self.close()),
+            _ => Err(syntax(offset)),
         }
-        Ok(())
     }
 
-    /// Begins the value whose first byte is `byte`, counting it against the limits.
-    fn begin_value(&mut self, byte: u8, offset: u64) -> Result<(), JsonLimitError> {
-        let start = match byte {
-            b'{' => ValueStart::Object,
-            b'[' => ValueStart::Array,
-            b'"' => ValueStart::String,
-            b'-' | b'0'..=b'9' => ValueStart::Number,
-            b't' => ValueStart::Literal(b"rue"),
-            b'f' => ValueStart::Literal(b"alse"),
-            b'n' => ValueStart::Literal(b"ull"),
+    /// Begins the value whose first byte is `byte`, counting it against the limits. Opens a
+    /// container; returns a scalar's token for the caller to scan.
+    fn begin_value(&mut self, byte: u8, offset: u64) -> Scan<Step> {
+        let step = match byte {
+            b'{' => Step::Expect(Expect::KeyOrObjectEnd),
+            b'[' => Step::Expect(Expect::ValueOrArrayEnd),
+            b'"' => Step::Token(Token::String { key: false }),
+            b'-' | b'0'..=b'9' => Step::Token(Token::Number { first: byte }),
+            b't' => Step::Token(Token::Literal(Literal::True)),
+            b'f' => Step::Token(Token::Literal(Literal::False)),
+            b'n' => Step::Token(Token::Literal(Literal::Null)),
             _ => return Err(syntax(offset)),
         };
         if let Some(frame) = self.stack.last_mut()
@@ -606,24 +630,97 @@ impl JsonScanner {
                 self.limits.max_values,
             ));
         }
-        self.state = match start {
-            ValueStart::Object => {
-                self.open(Container::Object, offset)?;
-                State::Between(Expect::KeyOrObjectEnd)
+        match byte {
+            b'{' => self.open(Container::Object, offset)?,
+            b'[' => self.open(Container::Array, offset)?,
+            _ => {}
+        }
+        Ok(step)
+    }
+
+    /// Hands a token whose first byte, at `offset`, has been handled to the byte-at-a-time
+    /// scan ([`scan_token`](Self::scan_token)).
+    fn begin_token(&mut self, token: Token, offset: u64) {
+        self.state = match token {
+            Token::String { key } => {
+                if key && let Some(duplicates) = &mut self.duplicates {
+                    duplicates.key.clear();
+                }
+                State::String(StringState::new(key, offset))
             }
-            ValueStart::Array => {
-                self.open(Container::Array, offset)?;
-                State::Between(Expect::ValueOrArrayEnd)
-            }
-            ValueStart::String => State::String(StringState::new(false, offset)),
-            ValueStart::Number => State::Number(NumberState::new(byte, offset)),
-            ValueStart::Literal(rest) => State::Literal(rest),
+            Token::Number { first } => State::Number(NumberState::new(first, offset)),
+            Token::Literal(literal) => State::Literal(literal.rest()),
         };
-        Ok(())
+    }
+
+    /// Finishes `token`, whose first byte is at `offset` and whose second would be
+    /// `chunk[index]`, when the whole of it is in the chunk and it is of a common, plain form.
+    /// Returns the index after it; or `None`, having changed nothing, when the token has to be
+    /// scanned byte by byte instead.
+    fn token_in_chunk(
+        &mut self,
+        token: Token,
+        chunk: &[u8],
+        index: usize,
+        offset: u64,
+    ) -> Scan<Option<usize>> {
+        match token {
+            Token::String { key } => self.string_in_chunk(key, chunk, index, offset),
+            // The number's first byte is the one just before `index`.
+            Token::Number { .. } => Ok(number_in_chunk(chunk, index - 1)),
+            // Every byte of the literal is here and as expected: exactly what `scan_literal`
+            // would check one by one.
+            Token::Literal(literal) => {
+                let rest = literal.rest();
+                Ok(
+                    (chunk.get(index..index.saturating_add(rest.len())) == Some(rest))
+                        .then_some(index + rest.len()),
+                )
+            }
+        }
+    }
+
+    /// The fast path of [`token_in_chunk`](Self::token_in_chunk) for a string or key whose
+    /// content begins at `chunk[index]`: one that ends in this chunk, within its length limit,
+    /// with no escape, no control character and only valid UTF-8.
+    ///
+    /// Why this agrees with [`scan_string`](Self::scan_string): for such content, that scan
+    /// takes the whole of it as one plain run (its run stops only at `"`, `\`, a control
+    /// byte, invalid UTF-8 or the length limit, and none comes before the closing quote), then
+    /// ends the string at the quote. The key it collects is the content itself, since there is
+    /// nothing to unescape, so the duplicate check is done on the chunk's bytes directly.
+    fn string_in_chunk(
+        &mut self,
+        key: bool,
+        chunk: &[u8],
+        index: usize,
+        offset: u64,
+    ) -> Scan<Option<usize>> {
+        let limit = if key {
+            self.limits.max_key_bytes
+        } else {
+            self.limits.max_string_bytes
+        };
+        let rest = chunk.get(index..).unwrap_or_default();
+        // Looking one byte past the limit is enough to see a closing quote right at it.
+        let window = rest.get(..limit.saturating_add(1)).unwrap_or(rest);
+        let (run, non_ascii) = plain_run(window);
+        // The quote is in the window, so `run <= limit`.
+        if window.get(run) != Some(&b'"') {
+            return Ok(None);
+        }
+        let content = window.get(..run).unwrap_or_default();
+        if non_ascii && std::str::from_utf8(content).is_err() {
+            return Ok(None);
+        }
+        if key {
+            self.check_key(content, offset)?;
+        }
+        Ok(Some(index + run + 1))
     }
 
     /// Opens a container, checking the depth limit.
-    fn open(&mut self, container: Container, offset: u64) -> Result<(), JsonLimitError> {
+    fn open(&mut self, container: Container, offset: u64) -> Scan<()> {
         if self.stack.len() >= self.limits.max_depth {
             return Err(JsonLimitError::over_limit(
                 JsonLimitErrorKind::TooDeep,
@@ -634,7 +731,7 @@ impl JsonScanner {
         if container == Container::Object
             && let Some(duplicates) = &mut self.duplicates
         {
-            duplicates.open_object(self.stack.len());
+            duplicates.open_object();
         }
         self.stack.push(Frame {
             container,
@@ -644,22 +741,42 @@ impl JsonScanner {
     }
 
     /// Closes the innermost container, which the caller has checked matches the bracket.
-    fn close(&mut self) {
-        self.stack.pop();
-        self.end_value();
+    /// Returns what comes next.
+    fn close(&mut self) -> Expect {
+        if let Some(frame) = self.stack.pop()
+            && frame.container == Container::Object
+            && let Some(duplicates) = &mut self.duplicates
+        {
+            duplicates.close_object();
+        }
+        self.after_complete_value()
+    }
+
+    /// What comes after a complete value.
+    fn after_complete_value(&self) -> Expect {
+        if self.stack.is_empty() {
+            Expect::Done
+        } else {
+            Expect::CommaOrEnd
+        }
+    }
+
+    /// What comes after a complete token: the colon after a key, else what comes after a
+    /// value.
+    fn after_value_expect(&self, token: Token) -> Expect {
+        match token {
+            Token::String { key: true } => Expect::Colon,
+            _ => self.after_complete_value(),
+        }
     }
 
     /// Moves on after a complete value.
     fn end_value(&mut self) {
-        self.state = State::Between(if self.stack.is_empty() {
-            Expect::Done
-        } else {
-            Expect::CommaOrEnd
-        });
+        self.state = State::Between(self.after_complete_value());
     }
 
-    /// Begins an object key at its opening quote, counting the entry.
-    fn begin_key(&mut self, offset: u64) -> Result<(), JsonLimitError> {
+    /// Counts an object entry whose key's opening quote is at `offset`.
+    fn begin_key(&mut self, offset: u64) -> Scan<()> {
         let Some(frame) = self.stack.last_mut() else {
             return Err(syntax(offset));
         };
@@ -671,18 +788,29 @@ impl JsonScanner {
                 self.limits.max_object_entries,
             ));
         }
-        if let Some(duplicates) = &mut self.duplicates {
-            duplicates.key.clear();
-        }
-        self.state = State::String(StringState::new(true, offset));
         Ok(())
     }
 
-    /// Ends an object key: checks it against the object's other keys.
-    fn end_key(&mut self, key_offset: u64) -> Result<(), JsonLimitError> {
+    /// Checks a complete object key, unescaped to `key`, against the object's other keys.
+    fn check_key(&mut self, key: &[u8], key_offset: u64) -> Scan<()> {
+        if let Some(duplicates) = &mut self.duplicates
+            && !duplicates.insert(key)
+        {
+            return Err(JsonLimitError::new(
+                JsonLimitErrorKind::DuplicateKey,
+                key_offset,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends an object key read byte by byte into the key buffer.
+    fn end_buffered_key(&mut self, key_offset: u64) -> Scan<()> {
         if let Some(duplicates) = &mut self.duplicates {
-            let level = self.stack.len().saturating_sub(1);
-            if !duplicates.insert_key(level) {
+            let key = std::mem::take(&mut duplicates.key);
+            let fresh = duplicates.insert(&key);
+            duplicates.key = key;
+            if !fresh {
                 return Err(JsonLimitError::new(
                     JsonLimitErrorKind::DuplicateKey,
                     key_offset,
@@ -699,7 +827,7 @@ impl JsonScanner {
         mut string: StringState,
         chunk: &[u8],
         mut index: usize,
-    ) -> Result<usize, JsonLimitError> {
+    ) -> Scan<usize> {
         let base = self.consumed;
         let (limit, too_long) = if string.key {
             (self.limits.max_key_bytes, JsonLimitErrorKind::KeyTooLong)
@@ -744,7 +872,7 @@ impl JsonScanner {
             index += 1;
             if byte == b'"' && string.is_plain() {
                 if string.key {
-                    self.end_key(string.start)?;
+                    self.end_buffered_key(string.start)?;
                 } else {
                     self.end_value();
                 }
@@ -765,7 +893,7 @@ impl JsonScanner {
         mut number: NumberState,
         chunk: &[u8],
         mut index: usize,
-    ) -> Result<usize, JsonLimitError> {
+    ) -> Scan<usize> {
         use NumberPhase as Phase;
         while let Some(&byte) = chunk.get(index) {
             if byte.is_ascii_digit() && matches!(number.phase, Phase::Integer | Phase::Fraction) {
@@ -851,7 +979,7 @@ impl JsonScanner {
         mut rest: &'static [u8],
         chunk: &[u8],
         mut index: usize,
-    ) -> Result<usize, JsonLimitError> {
+    ) -> Scan<usize> {
         while let Some((&expected, tail)) = rest.split_first() {
             let Some(&byte) = chunk.get(index) else {
                 self.state = State::Literal(rest);
@@ -868,10 +996,56 @@ impl JsonScanner {
     }
 }
 
+/// The fast path of [`JsonScanner::token_in_chunk`] for a number whose first byte is
+/// `chunk[start]`: returns the index after it when the number is of the plain form
+/// `-?(0|[1-9][0-9]*)(.[0-9]+)?` (no exponent) with at most 309 integer digits, and the byte
+/// that ends it is in this chunk. `None` leaves the number to [`JsonScanner::scan_number`].
+///
+/// Why this agrees with `scan_number`: a number of that form is valid; it is in range, since
+/// without an exponent its magnitude is below `10^integer_digits`, at most `10^309`; it is
+/// at most [`MAX_NUMBER_BYTES`] long, since its digits are counted up to that many only and
+/// a longer run is passed on (the byte after it is a digit); and it ends at the same byte,
+/// one that cannot continue it (anything but a digit, `.`, `e` or `E`, which are all passed
+/// on). That byte is left for the caller, as `scan_number` leaves it.
+fn number_in_chunk(chunk: &[u8], start: usize) -> Option<usize> {
+    let bytes = chunk.get(start..)?;
+    let digits_from = |at: usize| {
+        bytes.get(at..).map_or(0, |tail| {
+            tail.iter()
+                .take(MAX_NUMBER_BYTES)
+                .take_while(|byte| byte.is_ascii_digit())
+                .count()
+        })
+    };
+    let mut at = usize::from(bytes.first() == Some(&b'-'));
+    let integer_digits = match bytes.get(at)? {
+        b'0' => 1,
+        b'1'..=b'9' => 1 + digits_from(at + 1),
+        _ => return None,
+    };
+    at += integer_digits;
+    if bytes.get(at) == Some(&b'.') {
+        let fraction_digits = digits_from(at + 1);
+        if fraction_digits == 0 {
+            return None;
+        }
+        at += 1 + fraction_digits;
+    }
+    if matches!(bytes.get(at)?, b'0'..=b'9' | b'.' | b'e' | b'E') {
+        return None;
+    }
+    let in_range = integer_digits as i64 - 1 <= MAX_DECIMAL_MAGNITUDE;
+    (in_range && at <= MAX_NUMBER_BYTES).then_some(start + at)
+}
+
 /// A syntax error at `offset`.
-fn syntax(offset: u64) -> JsonLimitError {
+fn syntax(offset: u64) -> Box<JsonLimitError> {
     JsonLimitError::new(JsonLimitErrorKind::Syntax, offset)
 }
+
+/// The result of a step of the scan. The error is boxed, and built out of line, so that the
+/// many results passed around while scanning stay small: errors are rare, at most one per body.
+type Scan<T> = Result<T, Box<JsonLimitError>>;
 
 /// Where in the grammar the scanner is.
 #[derive(Debug, Clone, Copy)]
@@ -907,19 +1081,52 @@ enum Expect {
     Done,
 }
 
-/// The kind of value a byte begins.
+/// What a structural byte leads to.
 #[derive(Debug, Clone, Copy)]
-enum ValueStart {
-    /// `{`.
-    Object,
-    /// `[`.
-    Array,
-    /// `"`.
-    String,
-    /// `-` or a digit.
-    Number,
-    /// `t`, `f` or `n`, with the bytes that must follow.
-    Literal(&'static [u8]),
+enum Step {
+    /// Nothing to scan: this comes next.
+    Expect(Expect),
+    /// A token to scan, begun by the byte.
+    Token(Token),
+}
+
+/// A token begun by a byte between tokens.
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    /// A string value, or an object key when `key` is set.
+    String {
+        /// Whether it is a key.
+        key: bool,
+    },
+    /// A number.
+    Number {
+        /// Its first byte: `-` or a digit.
+        first: u8,
+    },
+    /// `true`, `false` or `null`.
+    Literal(Literal),
+}
+
+/// The three literals.
+#[derive(Debug, Clone, Copy)]
+enum Literal {
+    /// `true`.
+    True,
+    /// `false`.
+    False,
+    /// `null`.
+    Null,
+}
+
+impl Literal {
+    /// The bytes after the first.
+    fn rest(self) -> &'static [u8] {
+        match self {
+            Self::True => b"rue",
+            Self::False => b"alse",
+            Self::Null => b"ull",
+        }
+    }
 }
 
 /// An open container.
@@ -974,12 +1181,7 @@ impl StringState {
 
     /// Handles one content byte (already counted against the length limit) the slow way.
     /// Unescaped key bytes go to `key`, when given.
-    fn step(
-        &mut self,
-        byte: u8,
-        offset: u64,
-        key: Option<&mut Vec<u8>>,
-    ) -> Result<(), JsonLimitError> {
+    fn step(&mut self, byte: u8, offset: u64, key: Option<&mut Vec<u8>>) -> Scan<()> {
         if self.utf8.remaining > 0 {
             if !(self.utf8.low..=self.utf8.high).contains(&byte) {
                 return Err(JsonLimitError::new(
@@ -1068,7 +1270,7 @@ impl StringState {
         high: Option<u32>,
         offset: u64,
         key: Option<&mut Vec<u8>>,
-    ) -> Result<Escape, JsonLimitError> {
+    ) -> Scan<Escape> {
         let code_point = match (high, value) {
             (None, 0xD800..=0xDBFF) => return Ok(Escape::LowBackslash { high: value }),
             (None, 0xDC00..=0xDFFF) => return Err(syntax(offset)),
@@ -1213,7 +1415,7 @@ impl NumberState {
     }
 
     /// The error for a number longer than [`MAX_NUMBER_BYTES`].
-    fn too_long(&self) -> JsonLimitError {
+    fn too_long(&self) -> Box<JsonLimitError> {
         JsonLimitError::over_limit(
             JsonLimitErrorKind::NumberOutOfRange,
             self.start,
@@ -1223,7 +1425,7 @@ impl NumberState {
 
     /// Refuses a complete number whose magnitude is `10^309` or more (see
     /// [`JsonLimitErrorKind::NumberOutOfRange`]).
-    fn check_range(&self) -> Result<(), JsonLimitError> {
+    fn check_range(&self) -> Scan<()> {
         if !self.nonzero {
             return Ok(());
         }
@@ -1285,15 +1487,38 @@ impl NumberPhase {
 type KeySet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
 
 /// The keys of every open object.
+///
+/// Objects nest, and keys are only ever added to the innermost open one, so the keys kept
+/// verbatim live in one buffer used as a stack: each object's keys follow those of the object
+/// around it, and closing an object truncates the buffer back to where its keys began. One
+/// buffer serves the whole body, so small objects allocate nothing of their own.
 #[derive(Debug)]
 struct DuplicateKeys {
     /// The secret key of the fingerprints; random per scanner.
     hasher: RandomState,
-    /// The unescaped bytes of the key being read; at most `max_key_bytes` long.
+    /// The unescaped bytes of a key read byte by byte; at most `max_key_bytes` long.
     key: Vec<u8>,
-    /// `levels[depth]`: the keys of the object open at that stack depth. Sibling objects
-    /// reuse the storage of their depth.
-    levels: Vec<ObjectKeys>,
+    /// The verbatim keys of the open objects, innermost object last: each key as its length
+    /// (two bytes, little-endian) followed by its bytes.
+    exact: Vec<u8>,
+    /// The open objects, outermost first.
+    objects: Vec<ObjectKeys>,
+    /// `fingerprints[n]`: the fingerprints of the open object nested `n` objects deep, once
+    /// it has outgrown the verbatim form. Sibling objects reuse the set of their depth.
+    fingerprints: Vec<KeySet>,
+}
+
+/// Where one open object keeps its keys.
+#[derive(Debug, Clone, Copy)]
+struct ObjectKeys {
+    /// Where its keys begin in [`DuplicateKeys::exact`].
+    start: usize,
+    /// Keys kept verbatim.
+    count: usize,
+    /// Their bytes, without the length prefixes.
+    bytes: usize,
+    /// Whether it has outgrown the verbatim form, its keys now being fingerprints.
+    fingerprinted: bool,
 }
 
 impl DuplicateKeys {
@@ -1302,96 +1527,89 @@ impl DuplicateKeys {
         Self {
             hasher: RandomState::new(),
             key: Vec::new(),
-            levels: Vec::new(),
+            exact: Vec::new(),
+            objects: Vec::new(),
+            fingerprints: Vec::new(),
         }
     }
 
-    /// Starts the keys of an object opening at stack depth `level`.
-    fn open_object(&mut self, level: usize) {
-        self.level(level).reset();
-    }
-
-    /// Adds the key just read to the object at stack depth `level`; `false` if it was
-    /// already there.
-    fn insert_key(&mut self, level: usize) -> bool {
-        self.level(level);
-        let Self {
-            hasher,
-            key,
-            levels,
-        } = self;
-        levels
-            .get_mut(level)
-            .is_none_or(|object| object.insert(key, hasher))
-    }
-
-    /// The keys at stack depth `level`.
-    fn level(&mut self, level: usize) -> &mut ObjectKeys {
-        if self.levels.len() <= level {
-            self.levels.resize_with(level + 1, ObjectKeys::default);
+    /// Starts the keys of an object that opens inside the open ones.
+    fn open_object(&mut self) {
+        if self.exact.capacity() == 0 {
+            // Room for one object at its largest verbatim form, in one allocation rather than
+            // several as the first keys arrive.
+            self.exact.reserve(EXACT_KEY_BYTES + 2 * EXACT_KEYS);
         }
-        &mut self.levels[level]
+        self.objects.push(ObjectKeys {
+            start: self.exact.len(),
+            count: 0,
+            bytes: 0,
+            fingerprinted: false,
+        });
     }
-}
 
-/// The keys of one object: verbatim while it is small, which is the common case and needs no
-/// hashing, then as fingerprints.
-#[derive(Debug, Default)]
-struct ObjectKeys {
-    /// While the object is small: its keys, unescaped and concatenated.
-    exact_bytes: Vec<u8>,
-    /// Where each key in `exact_bytes` ends.
-    exact_ends: Vec<usize>,
-    /// Whether the object has outgrown the verbatim form.
-    fingerprinted: bool,
-    /// Once it has: the fingerprints of all its keys.
-    fingerprints: KeySet,
-}
-
-impl ObjectKeys {
-    /// Forgets the keys of the previous object at this depth.
-    fn reset(&mut self) {
-        self.exact_bytes.clear();
-        self.exact_ends.clear();
-        self.fingerprinted = false;
-        if self.fingerprints.capacity() > KEEP_KEY_SET_CAPACITY {
-            self.fingerprints = KeySet::default();
-        } else {
-            self.fingerprints.clear();
+    /// Forgets the keys of the innermost object, which closes.
+    fn close_object(&mut self) {
+        if let Some(object) = self.objects.pop() {
+            self.exact.truncate(object.start);
         }
     }
 
-    /// Adds `key`; `false` if the object already has it.
-    fn insert(&mut self, key: &[u8], hasher: &RandomState) -> bool {
-        if !self.fingerprinted {
-            if exact_keys(&self.exact_bytes, &self.exact_ends).any(|seen| seen == key) {
+    /// Adds `key` to the innermost open object; `false` if it was already there.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        let depth = self.objects.len().saturating_sub(1);
+        let Some(object) = self.objects.last_mut() else {
+            return true;
+        };
+        if !object.fingerprinted {
+            let own = self.exact.get(object.start..).unwrap_or_default();
+            if exact_keys(own).any(|seen| seen == key) {
                 return false;
             }
-            if self.exact_ends.len() < EXACT_KEYS
-                && self.exact_bytes.len() + key.len() <= EXACT_KEY_BYTES
+            if object.count < EXACT_KEYS
+                && object.bytes + key.len() <= EXACT_KEY_BYTES
+                && let Ok(length) = u16::try_from(key.len())
             {
-                self.exact_bytes.extend_from_slice(key);
-                self.exact_ends.push(self.exact_bytes.len());
+                self.exact.extend_from_slice(&length.to_le_bytes());
+                self.exact.extend_from_slice(key);
+                object.count += 1;
+                object.bytes += key.len();
                 return true;
             }
-            for seen in exact_keys(&self.exact_bytes, &self.exact_ends) {
-                self.fingerprints.insert(fingerprint(hasher, seen));
+            // Too many keys or bytes: move this object's keys to the fingerprint set of its
+            // depth, forgetting those of the sibling that used it last.
+            if self.fingerprints.len() <= depth {
+                self.fingerprints.resize_with(depth + 1, KeySet::default);
             }
-            self.exact_bytes.clear();
-            self.exact_ends.clear();
-            self.fingerprinted = true;
+            let Some(set) = self.fingerprints.get_mut(depth) else {
+                return true;
+            };
+            if set.capacity() > KEEP_KEY_SET_CAPACITY {
+                *set = KeySet::default();
+            } else {
+                set.clear();
+            }
+            for seen in exact_keys(own) {
+                set.insert(fingerprint(&self.hasher, seen));
+            }
+            self.exact.truncate(object.start);
+            object.fingerprinted = true;
         }
-        self.fingerprints.insert(fingerprint(hasher, key))
+        self.fingerprints
+            .get_mut(depth)
+            .is_none_or(|set| set.insert(fingerprint(&self.hasher, key)))
     }
 }
 
-/// The keys stored verbatim in `bytes`, ending at `ends`.
-fn exact_keys<'a>(bytes: &'a [u8], ends: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
-    let mut start = 0;
-    ends.iter().map(move |&end| {
-        let key = bytes.get(start..end).unwrap_or_default();
-        start = end;
-        key
+/// The keys stored verbatim in `records`, each as its length (two bytes, little-endian)
+/// followed by its bytes.
+fn exact_keys(mut records: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (&[low, high], rest) = records.split_first_chunk::<2>()?;
+        let length = usize::from(u16::from_le_bytes([low, high]));
+        let (key, rest) = rest.split_at_checked(length)?;
+        records = rest;
+        Some(key)
     })
 }
 
@@ -1431,30 +1649,44 @@ impl Hasher for FingerprintHasher {
 /// The length of the leading run of string bytes that need no attention one by one: all but
 /// `"`, `\` and control characters. Also says whether the run has bytes above `0x7F`, which
 /// need UTF-8 validation.
+///
+/// Eight bytes at a time: each 8-byte word, read little-endian so that its first byte is its
+/// lowest, gets a flag (the byte's high bit) on every byte that stops the run. The flags come
+/// from the classic "has a zero byte" trick, `(w - 0x01…01) & !w & 0x80…80` (and `0x20…20`
+/// for control bytes), which can also flag a byte just above a truly flagged one, through the
+/// borrow of the subtraction, but never one below it. So the lowest flag is always right,
+/// and `trailing_zeros / 8` is the position of the first byte that stops the run.
 fn plain_run(bytes: &[u8]) -> (usize, bool) {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGH_BITS: u64 = ONES * 0x80;
-    /// High bit set in each byte of the word that is zero (exact as to whether any is).
-    const fn zero_bytes(word: u64) -> u64 {
-        word.wrapping_sub(ONES) & !word & HIGH_BITS
+    /// High bit set in each byte of the word that is below `limit` (exact for the lowest).
+    const fn below(word: u64, limit: u8) -> u64 {
+        word.wrapping_sub(ONES * limit as u64) & !word & HIGH_BITS
     }
     let mut length = 0;
     let mut seen = 0_u64;
-    for word in bytes.chunks_exact(8) {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(word) else {
             break;
         };
-        let word = u64::from_ne_bytes(word);
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS;
-        let quote = zero_bytes(word ^ (ONES * u64::from(b'"')));
-        let backslash = zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        if control | quote | backslash != 0 {
-            break;
+        let word = u64::from_le_bytes(word);
+        let stops = below(word, 0x20)
+            | below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if stops != 0 {
+            // Bytes before the first stop, as many low bytes of the word.
+            let run = stops.trailing_zeros() / 8;
+            let before = (1_u64 << (run * 8)) - 1;
+            return (
+                length + run as usize,
+                (seen | (word & before)) & HIGH_BITS != 0,
+            );
         }
         seen |= word;
         length += 8;
     }
-    for &byte in bytes.get(length..).unwrap_or_default() {
+    for &byte in words.remainder() {
         if byte < 0x20 || byte == b'"' || byte == b'\\' {
             break;
         }

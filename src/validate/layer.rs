@@ -115,6 +115,7 @@ enum Plan {
     PassThrough,
     /// Read the body (bounded), then check it.
     Read {
+        required: bool,
         limit: usize,
         json: bool,
         schema: Option<Arc<CompiledSchema>>,
@@ -152,6 +153,7 @@ where
                 }
             }
             Plan::Read {
+                required,
                 limit,
                 json,
                 schema,
@@ -175,6 +177,7 @@ where
                             collected: Collected::with_capacity(capacity),
                             scanner: json.then(|| JsonScanner::new(&self.settings.limits)),
                             schema,
+                            required,
                             limit,
                             trailers: None,
                             deadline,
@@ -197,10 +200,13 @@ impl<S> Validate<S> {
         let cap = settings.max_violations;
         let mut violations = Vec::new();
         if let Some(schema) = &route.path {
-            let object = schema.object(matched.params.iter().map(|(name, raw)| {
-                let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-                (name, vec![decoded.into_owned()])
-            }));
+            let object = schema.object(
+                matched.params.iter().map(|(name, raw)| {
+                    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+                    (name, vec![decoded.into_owned()])
+                }),
+                false,
+            );
             schema.schema.check("path", &object, cap, &mut violations);
         }
         if let Some(schema) = &route.query {
@@ -216,19 +222,25 @@ impl<S> Validate<S> {
                 values
                     .iter()
                     .map(|(name, values)| (name.as_str(), values.clone())),
+                false,
             );
             schema.schema.check("query", &object, cap, &mut violations);
         }
         if let Some(schema) = &route.headers {
-            let object = schema.object(schema.coercions.keys().filter_map(|name| {
-                let values: Vec<String> = parts
-                    .headers
-                    .get_all(name.as_str())
-                    .iter()
-                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-                    .collect();
-                (!values.is_empty()).then_some((name.as_str(), values))
-            }));
+            // Several lines of one header mean the same as one line joined with commas
+            // (RFC 9110, section 5.3).
+            let object = schema.object(
+                schema.coercions.keys().filter_map(|name| {
+                    let lines: Vec<String> = parts
+                        .headers
+                        .get_all(name.as_str())
+                        .iter()
+                        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                        .collect();
+                    (!lines.is_empty()).then(|| (name.as_str(), vec![lines.join(", ")]))
+                }),
+                true,
+            );
             schema.schema.check("header", &object, cap, &mut violations);
         }
         if !violations.is_empty() {
@@ -267,6 +279,7 @@ impl<S> Validate<S> {
             BodyCheck::Opaque => (false, None),
         };
         Ok(Plan::Read {
+            required: body_schema.required,
             limit,
             json,
             schema,
@@ -308,14 +321,20 @@ fn declared_length(parts: &Parts) -> Option<usize> {
 
 impl ParameterSchema {
     /// The JSON object to validate: each parameter coerced to its declared type.
-    fn object<'a>(&self, values: impl Iterator<Item = (&'a str, Vec<String>)>) -> Value {
+    /// `split_commas`: whether one value may carry a comma-separated array (headers do; a
+    /// query array repeats the parameter instead).
+    fn object<'a>(
+        &self,
+        values: impl Iterator<Item = (&'a str, Vec<String>)>,
+        split_commas: bool,
+    ) -> Value {
         let mut object = Map::new();
         for (name, mut raw) in values {
             let coercion = self.coercions.get(name);
             let value = match coercion {
                 Some(coercion) if coercion.is_array() => {
                     // Headers carry arrays comma-separated; the query repeats the parameter.
-                    if raw.len() == 1 && raw[0].contains(',') {
+                    if split_commas && raw.len() == 1 {
                         coercion.array(raw[0].split(',').map(str::trim))
                     } else {
                         coercion.array(raw.iter().map(String::as_str))
@@ -392,6 +411,7 @@ struct Reading<S> {
     collected: Collected,
     scanner: Option<JsonScanner>,
     schema: Option<Arc<CompiledSchema>>,
+    required: bool,
     limit: usize,
     trailers: Option<HeaderMap>,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -538,6 +558,13 @@ impl<S> Reading<S> {
         S: Service<Request<RequestBody<B>>>,
     {
         let bytes = mem::replace(&mut self.collected, Collected::Empty(0)).into_bytes();
+        if bytes.is_empty() {
+            if self.required {
+                return self.refuse(&Rejection::new(Reason::MissingBody));
+            }
+            // An optional body that turned out empty: nothing to parse.
+            self.scanner = None;
+        }
         if let Some(scanner) = self.scanner.take() {
             if let Err(error) = scanner.finish() {
                 return self.refuse(&invalid_json(&error));

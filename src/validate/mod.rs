@@ -11,7 +11,7 @@
 //! [`ValidateLayer`] checks each request to a route that has rules:
 //!
 //! 1. parameters (path, query, headers) → 400 listing every violation;
-//! 2. the body's media type → 415; a required body that is missing → 400;
+//! 2. a required body that is missing → 400; the body's media type → 415;
 //! 3. `Content-Length` over the limit → 413 without reading;
 //! 4. the body, read with a size limit (413 as soon as it is passed), a read timeout (408)
 //!    and the [`JsonLimits`] structure checks (depth, sizes, duplicate keys, UTF-8,
@@ -22,6 +22,9 @@
 //! The service behind receives exactly the bytes that were sent, with the original headers,
 //! so axum's `Json<T>` works as before; the parsed value is also in the request's
 //! extensions as [`ValidatedJson`]. Requests to routes without rules pass untouched.
+//!
+//! The read timeout uses tokio's timer: run the service on a tokio runtime with time
+//! enabled (as `axum::serve` does). Outside any tokio runtime the timeout is not armed.
 //!
 //! # Example
 //!

@@ -83,7 +83,7 @@ impl RequestSchema {
         self.media_types = Some(
             media_types
                 .into_iter()
-                .map(|media_type| media_type.into().to_ascii_lowercase())
+                .map(|media_type| essence_of(&media_type.into()))
                 .collect(),
         );
         self
@@ -152,15 +152,27 @@ impl BodySchema {
                 let exact = accepted
                     .iter()
                     .find(|(media_type, _)| media_type.eq_ignore_ascii_case(essence));
-                // `application/json` also covers the `+json` types (`application/merge-patch+json`).
-                let found = exact.or_else(|| {
-                    json.then(|| {
-                        accepted
-                            .iter()
-                            .find(|(media_type, _)| media_type == "application/json")
+                let range = || {
+                    accepted.iter().find(|(media_type, _)| {
+                        media_type == "*/*"
+                            || media_type.strip_suffix("/*").is_some_and(|kind| {
+                                essence
+                                    .split_once('/')
+                                    .is_some_and(|(wanted, _)| wanted.eq_ignore_ascii_case(kind))
+                            })
                     })
-                    .flatten()
-                })?;
+                };
+                // `application/json` also covers the `+json` types (`application/merge-patch+json`).
+                let found = exact
+                    .or_else(|| {
+                        json.then(|| {
+                            accepted
+                                .iter()
+                                .find(|(media_type, _)| media_type == "application/json")
+                        })
+                        .flatten()
+                    })
+                    .or_else(range)?;
                 Some(if json {
                     BodyCheck::Json(found.1.clone())
                 } else {
@@ -169,6 +181,16 @@ impl BodySchema {
             }
         }
     }
+}
+
+/// The essence of a media type (`type/subtype`), lower-case, without parameters.
+fn essence_of(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Whether a media type's essence (`type/subtype`, any case) is JSON: `application/json`
@@ -402,7 +424,7 @@ fn compile_route(rule: &str, schema: &RequestSchema) -> Result<RouteSchemas, Con
                 .map(|value| compile("body", value))
                 .transpose()?;
             Some(BodySchema {
-                required: !schema.body_optional,
+                required: body.is_some() && !schema.body_optional,
                 media_types: media_types.as_ref().map(|types| {
                     types
                         .iter()
@@ -471,13 +493,15 @@ fn compile_operation(
         Some(body) => {
             let mut media_types = Vec::new();
             for media in &body.content {
-                let schema = match (&media.schema, is_json(&media.media_type)) {
+                let essence = essence_of(&media.media_type);
+                let json = is_json(&essence) || essence == "*/*" || essence == "application/*";
+                let schema = match (&media.schema, json) {
                     (Some(schema), true) => Some(Arc::new(CompiledSchema::compile(
                         rule, "body", schema, dialect,
                     )?)),
                     _ => None,
                 };
-                media_types.push((media.media_type.clone(), schema));
+                media_types.push((essence_of(&media.media_type), schema));
             }
             Some(BodySchema {
                 required: body.required,

@@ -1,0 +1,305 @@
+// Local OpenID provider (panva/oidc-provider, a certified OpenID Provider
+// implementation) used by portcullis' Rust integration tests.
+//
+// Usage: `npm ci && node server.mjs`. Prints exactly one line to stdout,
+// `ISSUER=http://127.0.0.1:<port>`, once it accepts requests; everything else
+// (oidc-provider notices/warnings, errors) goes to stderr. Runs until SIGTERM
+// or SIGINT, then closes the server and exits 0. See README.md.
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+
+// stdout is reserved for the single ISSUER= line. oidc-provider prints its
+// NOTICEs with console.info (stdout), so route console.log/info to stderr
+// before the library is loaded (it is imported dynamically below for that).
+console.log = (...args) => console.error(...args);
+console.info = (...args) => console.error(...args);
+
+// Signal handling is installed first so that a SIGTERM/SIGINT arriving while
+// we are still starting up also ends the process cleanly (exit 0).
+let server;
+let closing = false;
+function shutdown(reason) {
+  if (closing) return;
+  closing = true;
+  console.error(`test idp: ${reason}, shutting down`);
+  if (!server?.listening) process.exit(0);
+  const timer = setTimeout(() => process.exit(0), 2000);
+  timer.unref();
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+}
+
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+
+const { default: Provider, errors } = await import('oidc-provider');
+
+// ---------------------------------------------------------------------------
+// Settings (environment)
+// ---------------------------------------------------------------------------
+
+const HOST = '127.0.0.1';
+
+function positiveIntEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new TypeError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function portEnv() {
+  const raw = process.env.IDP_PORT ?? process.env.PORT;
+  if (raw === undefined || raw === '') return 0;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 0 || value > 65535) {
+    throw new TypeError(`IDP_PORT/PORT must be a TCP port number, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+const AT_TTL = positiveIntEnv('IDP_AT_TTL', 300);
+const REQUESTED_PORT = portEnv();
+const KEYS_FILE = process.env.IDP_KEYS_FILE || undefined;
+const KID_SUFFIX = process.env.IDP_KID_SUFFIX ?? '';
+const EXIT_ON_STDIN_CLOSE = ['1', 'true', 'yes'].includes(
+  (process.env.IDP_EXIT_ON_STDIN_CLOSE ?? '').toLowerCase(),
+);
+
+// ---------------------------------------------------------------------------
+// Signing keys: one RS256 (RSA 2048) and one ES256 (P-256) private JWK
+// ---------------------------------------------------------------------------
+
+// RFC 7638 JWK thumbprint (SHA-256, base64url).
+function thumbprint(jwk) {
+  const members = jwk.kty === 'RSA'
+    ? { e: jwk.e, kty: jwk.kty, n: jwk.n }
+    : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  return crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+}
+
+function generateJwks() {
+  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+  const rsaJwk = rsa.privateKey.export({ format: 'jwk' });
+  const ecJwk = ec.privateKey.export({ format: 'jwk' });
+
+  return {
+    keys: [
+      {
+        ...rsaJwk, kid: `rs256-${thumbprint(rsaJwk).slice(0, 16)}${KID_SUFFIX}`, alg: 'RS256', use: 'sig',
+      },
+      {
+        ...ecJwk, kid: `es256-${thumbprint(ecJwk).slice(0, 16)}${KID_SUFFIX}`, alg: 'ES256', use: 'sig',
+      },
+    ],
+  };
+}
+
+function validateJwks(jwks, source) {
+  if (!jwks || !Array.isArray(jwks.keys) || jwks.keys.length === 0) {
+    throw new TypeError(`${source}: expected a JWKS object {"keys": [...]}`);
+  }
+  for (const alg of ['RS256', 'ES256']) {
+    const key = jwks.keys.find((k) => k.alg === alg);
+    if (!key || typeof key.kid !== 'string' || !key.d) {
+      throw new TypeError(`${source}: expected a private ${alg} JWK with a kid`);
+    }
+  }
+  return jwks;
+}
+
+function loadOrCreateJwks() {
+  if (!KEYS_FILE) return generateJwks();
+
+  if (fs.existsSync(KEYS_FILE)) {
+    return validateJwks(JSON.parse(fs.readFileSync(KEYS_FILE, 'utf8')), KEYS_FILE);
+  }
+
+  const jwks = generateJwks();
+  fs.mkdirSync(path.dirname(path.resolve(KEYS_FILE)), { recursive: true });
+  // Write atomically so a concurrently starting provider never reads half a file.
+  const tmp = `${KEYS_FILE}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify(jwks, null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, KEYS_FILE);
+  return jwks;
+}
+
+const jwks = loadOrCreateJwks();
+
+// ---------------------------------------------------------------------------
+// Clients, resource servers, claims
+// ---------------------------------------------------------------------------
+
+const clients = [
+  {
+    client_id: 'resource-client',
+    client_secret: 'resource-secret',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: 'orders:read orders:write openid',
+  },
+  {
+    client_id: 'post-client',
+    client_secret: 'post-secret',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_post',
+    scope: 'orders:read orders:write openid',
+  },
+  {
+    client_id: 'api-introspector',
+    client_secret: 'introspector-secret',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+];
+
+const RESOURCE_SCOPE = 'orders:read orders:write';
+
+// Resource indicator (RFC 8707) -> resource server. Matched exactly.
+const resourceServers = new Map([
+  ['https://api.example.test', {
+    scope: RESOURCE_SCOPE,
+    audience: 'https://api.example.test',
+    accessTokenTTL: AT_TTL,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: 'RS256' } },
+  }],
+  ['https://es256.api.example.test', {
+    scope: RESOURCE_SCOPE,
+    audience: 'https://es256.api.example.test',
+    accessTokenTTL: AT_TTL,
+    accessTokenFormat: 'jwt',
+    jwt: { sign: { alg: 'ES256' } },
+  }],
+  ['urn:portcullis:opaque', {
+    scope: RESOURCE_SCOPE,
+    audience: 'urn:portcullis:opaque',
+    accessTokenTTL: AT_TTL,
+    accessTokenFormat: 'opaque',
+  }],
+]);
+
+// Extra claims per client, added to access tokens (JWT payload, and the
+// introspection response of opaque tokens).
+const extraClaimsByClient = new Map([
+  ['resource-client', { roles: ['orders-admin'], realm_access: { roles: ['admin'] } }],
+]);
+
+const INTROSPECTOR = 'api-introspector';
+
+// ---------------------------------------------------------------------------
+// Provider
+// ---------------------------------------------------------------------------
+
+const configuration = {
+  clients,
+  jwks,
+  scopes: ['openid', 'offline_access', 'orders:read', 'orders:write'],
+  // Not used by client credentials, only set so oidc-provider does not use
+  // its development-only defaults.
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // api-introspector may introspect any token; other clients only their own.
+      async allowedPolicy(ctx, client, token) {
+        return client.clientId === INTROSPECTOR || client.clientId === token.clientId;
+      },
+    },
+    revocation: {
+      enabled: true,
+      // The owning client, or api-introspector, may revoke a token. Anyone
+      // else gets 200 with the token left untouched (RFC 7009 behaviour).
+      async allowedPolicy(ctx, client, token) {
+        return client.clientId === INTROSPECTOR || client.clientId === token.clientId;
+      },
+    },
+    resourceIndicators: {
+      enabled: true,
+      // No resource unless the client sends one.
+      async defaultResource(ctx, client, oneOf) {
+        return oneOf || undefined;
+      },
+      // Only consulted by authorization_code / refresh_token grants (which the
+      // test clients do not use); client_credentials always uses the request's
+      // `resource` parameter.
+      async useGrantedResource() {
+        return true;
+      },
+      async getResourceServerInfo(ctx, resourceIndicator, client) {
+        const info = resourceServers.get(resourceIndicator);
+        if (!info) {
+          throw new errors.InvalidTarget(`unknown resource indicator ${resourceIndicator}`);
+        }
+        return structuredClone(info);
+      },
+    },
+  },
+  async extraTokenClaims(ctx, token) {
+    const extra = extraClaimsByClient.get(token.clientId);
+    return extra ? structuredClone(extra) : undefined;
+  },
+  ttl: {
+    ClientCredentials(ctx, token) {
+      return token.resourceServer?.accessTokenTTL || AT_TTL;
+    },
+    AccessToken(ctx, token) {
+      return token.resourceServer?.accessTokenTTL || AT_TTL;
+    },
+  },
+  async renderError(ctx, out) {
+    ctx.type = 'application/json; charset=utf-8';
+    ctx.body = out;
+  },
+};
+
+// Bind first (port 0 = any free port), then build the provider with the real
+// issuer and attach it: no window in which another process could take the port.
+server = http.createServer();
+
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(REQUESTED_PORT, HOST, () => {
+    server.off('error', reject);
+    resolve();
+  });
+});
+
+const { port } = server.address();
+const issuer = `http://${HOST}:${port}`;
+
+const provider = new Provider(issuer, configuration);
+provider.on('server_error', (ctx, err) => {
+  console.error('oidc-provider server_error:', err);
+});
+
+server.on('request', provider.callback());
+
+if (EXIT_ON_STDIN_CLOSE) {
+  // Lets a test harness tie our lifetime to its own: when the parent dies, the
+  // stdin pipe closes and we exit even if nobody sent a signal.
+  process.stdin.on('end', () => shutdown('stdin closed'));
+  process.stdin.on('error', () => shutdown('stdin error'));
+  process.stdin.resume();
+}
+
+console.error(
+  `test idp: issuer ${issuer}, kids ${jwks.keys.map((k) => `${k.kid} (${k.alg})`).join(', ')}, `
+  + `access token TTL ${AT_TTL}s${KEYS_FILE ? `, keys file ${KEYS_FILE}` : ''}`,
+);
+if (!closing) process.stdout.write(`ISSUER=${issuer}\n`);
