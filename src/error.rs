@@ -97,6 +97,10 @@ pub enum ConfigError {
         /// The setting.
         setting: &'static str,
     },
+    /// A bearer-token configuration cannot work (issuer, audience, keys, algorithms).
+    #[cfg(feature = "bearer")]
+    #[error(transparent)]
+    Bearer(#[from] crate::bearer::BearerConfigError),
     /// The gateway was built without route rules.
     #[error("the gateway has no route rules; add some with `rules(...)`")]
     MissingRules,

@@ -25,6 +25,10 @@ mod gateway;
 #[cfg_attr(docsrs, doc(cfg(feature = "api-key")))]
 pub mod api_key;
 
+#[cfg(feature = "bearer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
+pub mod bearer;
+
 #[cfg(feature = "authz")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 pub mod authz;

@@ -536,35 +536,33 @@ impl JsonScanner {
     /// state machine. Any other token is left to [`scan_token`](Self::scan_token), which
     /// continues it from its second byte exactly as if the fast path had not looked at it.
     fn scan_between(&mut self, chunk: &[u8], mut index: usize) -> Scan<usize> {
-        let State::Between(mut expect) = self.state else {
-            return Ok(index);
-        };
-        while let Some(&byte) = chunk.get(index) {
+        while let State::Between(expect) = self.state {
+            let Some(&byte) = chunk.get(index) else {
+                break;
+            };
             let offset = self.offset(index);
             index += 1;
             if matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
                 continue;
             }
-            expect = match self.structural(expect, byte, offset)? {
+            let next = match self.structural(expect, byte, offset)? {
                 Step::Expect(next) => next,
                 Step::Token(token) => match self.token_in_chunk(token, chunk, index, offset)? {
-                    Some(end) => {
+                    TokenEnd::Complete(end) => {
                         index = end;
-                        self.after_value_expect(token)
+                        self.after_token(token, chunk, &mut index)
                     }
-                    None => {
-                        self.begin_token(token, offset);
-                        return Ok(index);
-                    }
+                    TokenEnd::Partial(end) => return Ok(end),
                 },
             };
+            self.state = State::Between(next);
         }
-        self.state = State::Between(expect);
         Ok(index)
     }
 
     /// Handles a byte that is not whitespace, outside any token: what comes next, or the
     /// token it begins, already counted against the limits, for the caller to scan.
+    #[inline(always)]
     fn structural(&mut self, expect: Expect, byte: u8, offset: u64) -> Scan<Step> {
         match (expect, byte) {
             (Expect::Start | Expect::Value, _) => self.begin_value(byte, offset),
@@ -587,6 +585,7 @@ impl JsonScanner {
     }
 
     /// Handles the byte after a value inside a container: a comma or the closing bracket.
+    #[inline(always)]
     fn after_value(&mut self, byte: u8, offset: u64) -> Scan<Expect> {
         let container = self.stack.last().map(|frame| frame.container);
         match (byte, container) {
@@ -599,6 +598,7 @@ impl JsonScanner {
 
     /// Begins the value whose first byte is `byte`, counting it against the limits. Opens a
     /// container; returns a scalar's token for the caller to scan.
+    #[inline(always)]
     fn begin_value(&mut self, byte: u8, offset: u64) -> Scan<Step> {
         let step = match byte {
             b'{' => Step::Expect(Expect::KeyOrObjectEnd),
@@ -653,70 +653,94 @@ impl JsonScanner {
         };
     }
 
-    /// Finishes `token`, whose first byte is at `offset` and whose second would be
-    /// `chunk[index]`, when the whole of it is in the chunk and it is of a common, plain form.
-    /// Returns the index after it; or `None`, having changed nothing, when the token has to be
-    /// scanned byte by byte instead.
+    /// Scans `token`, whose first byte is at `offset` and whose second would be
+    /// `chunk[index]`, as far as it can without the byte-at-a-time state machine: to its end,
+    /// when the whole of it is in the chunk and it is of a common, plain form. Otherwise the
+    /// scanner's state is set for [`scan_token`](Self::scan_token) to go on with it.
+    #[inline(always)]
     fn token_in_chunk(
         &mut self,
         token: Token,
         chunk: &[u8],
         index: usize,
         offset: u64,
-    ) -> Scan<Option<usize>> {
-        match token {
-            Token::String { key } => self.string_in_chunk(key, chunk, index, offset),
+    ) -> Scan<TokenEnd> {
+        let end = match token {
+            Token::String { key } => return self.string_in_chunk(key, chunk, index, offset),
             // The number's first byte is the one just before `index`.
-            Token::Number { .. } => Ok(number_in_chunk(chunk, index - 1)),
+            Token::Number { .. } => number_in_chunk(chunk, index - 1),
             // Every byte of the literal is here and as expected: exactly what `scan_literal`
-            // would check one by one.
+            // would check one by one. (Fixed-size arrays, so the comparison is a couple of
+            // integer compares rather than a call to `memcmp`.)
             Token::Literal(literal) => {
-                let rest = literal.rest();
-                Ok(
-                    (chunk.get(index..index.saturating_add(rest.len())) == Some(rest))
-                        .then_some(index + rest.len()),
-                )
+                let rest = chunk.get(index..).unwrap_or_default();
+                let whole = match literal {
+                    Literal::True => rest.first_chunk() == Some(b"rue"),
+                    Literal::False => rest.first_chunk() == Some(b"alse"),
+                    Literal::Null => rest.first_chunk() == Some(b"ull"),
+                };
+                whole.then_some(index + literal.rest().len())
             }
-        }
+        };
+        Ok(match end {
+            Some(end) => TokenEnd::Complete(end),
+            None => {
+                self.begin_token(token, offset);
+                TokenEnd::Partial(index)
+            }
+        })
     }
 
     /// The fast path of [`token_in_chunk`](Self::token_in_chunk) for a string or key whose
-    /// content begins at `chunk[index]`: one that ends in this chunk, within its length limit,
-    /// with no escape, no control character and only valid UTF-8.
+    /// opening quote is at `offset` and whose content begins at `chunk[index]`.
     ///
-    /// Why this agrees with [`scan_string`](Self::scan_string): for such content, that scan
-    /// takes the whole of it as one plain run (its run stops only at `"`, `\`, a control
-    /// byte, invalid UTF-8 or the length limit, and none comes before the closing quote), then
-    /// ends the string at the quote. The key it collects is the content itself, since there is
-    /// nothing to unescape, so the duplicate check is done on the chunk's bytes directly.
+    /// This is the first round of [`scan_string`](Self::scan_string)'s loop, specialised to a
+    /// fresh string: the same plain run (bounded by the length limit, cut short at the first
+    /// invalid UTF-8), then the same test of the byte after it. When that byte is the closing
+    /// quote, the string is complete and, for a key, the key is the run itself (there was
+    /// nothing to unescape), checked for duplicates straight from the chunk. Otherwise the
+    /// string is handed to `scan_string` in exactly the state its own first round would have
+    /// left.
+    #[inline(always)]
     fn string_in_chunk(
         &mut self,
         key: bool,
         chunk: &[u8],
         index: usize,
         offset: u64,
-    ) -> Scan<Option<usize>> {
+    ) -> Scan<TokenEnd> {
         let limit = if key {
             self.limits.max_key_bytes
         } else {
             self.limits.max_string_bytes
         };
         let rest = chunk.get(index..).unwrap_or_default();
-        // Looking one byte past the limit is enough to see a closing quote right at it.
-        let window = rest.get(..limit.saturating_add(1)).unwrap_or(rest);
-        let (run, non_ascii) = plain_run(window);
-        // The quote is in the window, so `run <= limit`.
-        if window.get(run) != Some(&b'"') {
-            return Ok(None);
+        let window = rest.get(..limit).unwrap_or(rest);
+        let run = plain_run(window);
+        let mut length = run.length;
+        let mut complete = run.quote;
+        if run.non_ascii
+            && let Some(head) = window.get(..length)
+            && let Err(error) = std::str::from_utf8(head)
+        {
+            length = error.valid_up_to();
+            complete = false;
         }
-        let content = window.get(..run).unwrap_or_default();
-        if non_ascii && std::str::from_utf8(content).is_err() {
-            return Ok(None);
+        let content = window.get(..length).unwrap_or_default();
+        if complete {
+            if key {
+                self.check_key(content, offset)?;
+            }
+            return Ok(TokenEnd::Complete(index + length + 1));
         }
-        if key {
-            self.check_key(content, offset)?;
+        let mut string = StringState::new(key, offset);
+        string.length = length;
+        if key && let Some(duplicates) = &mut self.duplicates {
+            duplicates.key.clear();
+            duplicates.key.extend_from_slice(content);
         }
-        Ok(Some(index + run + 1))
+        self.state = State::String(string);
+        Ok(TokenEnd::Partial(index + length))
     }
 
     /// Opens a container, checking the depth limit.
@@ -761,12 +785,32 @@ impl JsonScanner {
         }
     }
 
-    /// What comes after a complete token: the colon after a key, else what comes after a
-    /// value.
-    fn after_value_expect(&self, token: Token) -> Expect {
-        match token {
-            Token::String { key: true } => Expect::Colon,
-            _ => self.after_complete_value(),
+    /// What comes after a complete token whose end is `chunk[*index]`: the colon after a key,
+    /// else what comes after a value.
+    ///
+    /// In compact JSON that is also the next byte: a key is followed by `:`, and a value in a
+    /// container by `,`. Such a byte is consumed here at once, with the same effect as one more
+    /// round of [`scan_between`](Self::scan_between) would have, which saves that round.
+    #[inline(always)]
+    fn after_token(&self, token: Token, chunk: &[u8], index: &mut usize) -> Expect {
+        let next = chunk.get(*index);
+        if let Token::String { key: true } = token {
+            if next == Some(&b':') {
+                *index += 1;
+                return Expect::Value;
+            }
+            return Expect::Colon;
+        }
+        match self.stack.last() {
+            None => Expect::Done,
+            Some(frame) if next == Some(&b',') => {
+                *index += 1;
+                match frame.container {
+                    Container::Array => Expect::Value,
+                    Container::Object => Expect::Key,
+                }
+            }
+            Some(_) => Expect::CommaOrEnd,
         }
     }
 
@@ -776,6 +820,7 @@ impl JsonScanner {
     }
 
     /// Counts an object entry whose key's opening quote is at `offset`.
+    #[inline(always)]
     fn begin_key(&mut self, offset: u64) -> Scan<()> {
         let Some(frame) = self.stack.last_mut() else {
             return Err(syntax(offset));
@@ -792,6 +837,7 @@ impl JsonScanner {
     }
 
     /// Checks a complete object key, unescaped to `key`, against the object's other keys.
+    #[inline(always)]
     fn check_key(&mut self, key: &[u8], key_offset: u64) -> Scan<()> {
         if let Some(duplicates) = &mut self.duplicates
             && !duplicates.insert(key)
@@ -849,7 +895,11 @@ impl JsonScanner {
                 let rest = chunk.get(index..).unwrap_or_default();
                 let room = limit.saturating_sub(string.length);
                 let rest = rest.get(..room).unwrap_or(rest);
-                let (mut run, non_ascii) = plain_run(rest);
+                let PlainRun {
+                    length: mut run,
+                    non_ascii,
+                    ..
+                } = plain_run(rest);
                 if non_ascii
                     && let Some(head) = rest.get(..run)
                     && let Err(error) = std::str::from_utf8(head)
@@ -1007,6 +1057,7 @@ impl JsonScanner {
 /// a longer run is passed on (the byte after it is a digit); and it ends at the same byte,
 /// one that cannot continue it (anything but a digit, `.`, `e` or `E`, which are all passed
 /// on). That byte is left for the caller, as `scan_number` leaves it.
+#[inline(always)]
 fn number_in_chunk(chunk: &[u8], start: usize) -> Option<usize> {
     let bytes = chunk.get(start..)?;
     let digits_from = |at: usize| {
@@ -1105,6 +1156,15 @@ enum Token {
     },
     /// `true`, `false` or `null`.
     Literal(Literal),
+}
+
+/// How far [`JsonScanner::token_in_chunk`] got with a token.
+#[derive(Debug, Clone, Copy)]
+enum TokenEnd {
+    /// The token is complete, before this index.
+    Complete(usize),
+    /// The token goes on from this index, byte by byte; the scanner's state says where in it.
+    Partial(usize),
 }
 
 /// The three literals.
@@ -1556,45 +1616,63 @@ impl DuplicateKeys {
     }
 
     /// Adds `key` to the innermost open object; `false` if it was already there.
+    #[inline(always)]
     fn insert(&mut self, key: &[u8]) -> bool {
-        let depth = self.objects.len().saturating_sub(1);
         let Some(object) = self.objects.last_mut() else {
             return true;
         };
-        if !object.fingerprinted {
-            let own = self.exact.get(object.start..).unwrap_or_default();
-            if exact_keys(own).any(|seen| seen == key) {
-                return false;
-            }
-            if object.count < EXACT_KEYS
-                && object.bytes + key.len() <= EXACT_KEY_BYTES
-                && let Ok(length) = u16::try_from(key.len())
-            {
-                self.exact.extend_from_slice(&length.to_le_bytes());
-                self.exact.extend_from_slice(key);
-                object.count += 1;
-                object.bytes += key.len();
-                return true;
-            }
-            // Too many keys or bytes: move this object's keys to the fingerprint set of its
-            // depth, forgetting those of the sibling that used it last.
-            if self.fingerprints.len() <= depth {
-                self.fingerprints.resize_with(depth + 1, KeySet::default);
-            }
-            let Some(set) = self.fingerprints.get_mut(depth) else {
-                return true;
-            };
-            if set.capacity() > KEEP_KEY_SET_CAPACITY {
-                *set = KeySet::default();
-            } else {
-                set.clear();
-            }
-            for seen in exact_keys(own) {
-                set.insert(fingerprint(&self.hasher, seen));
-            }
-            self.exact.truncate(object.start);
-            object.fingerprinted = true;
+        if object.fingerprinted {
+            return self.insert_fingerprint(key);
         }
+        let own = self.exact.get(object.start..).unwrap_or_default();
+        if exact_keys(own).any(|seen| seen == key) {
+            return false;
+        }
+        if object.count < EXACT_KEYS
+            && object.bytes + key.len() <= EXACT_KEY_BYTES
+            && let Ok(length) = u16::try_from(key.len())
+        {
+            self.exact.extend_from_slice(&length.to_le_bytes());
+            self.exact.extend_from_slice(key);
+            object.count += 1;
+            object.bytes += key.len();
+            return true;
+        }
+        self.switch_to_fingerprints();
+        self.insert_fingerprint(key)
+    }
+
+    /// Moves the keys of the innermost open object, which has outgrown the verbatim form, to
+    /// the fingerprint set of its depth, forgetting those of the sibling that used it last.
+    #[cold]
+    fn switch_to_fingerprints(&mut self) {
+        let depth = self.objects.len().saturating_sub(1);
+        let Some(object) = self.objects.last_mut() else {
+            return;
+        };
+        if self.fingerprints.len() <= depth {
+            self.fingerprints.resize_with(depth + 1, KeySet::default);
+        }
+        let Some(set) = self.fingerprints.get_mut(depth) else {
+            return;
+        };
+        if set.capacity() > KEEP_KEY_SET_CAPACITY {
+            *set = KeySet::default();
+        } else {
+            set.clear();
+        }
+        let own = self.exact.get(object.start..).unwrap_or_default();
+        for seen in exact_keys(own) {
+            set.insert(fingerprint(&self.hasher, seen));
+        }
+        self.exact.truncate(object.start);
+        object.fingerprinted = true;
+    }
+
+    /// Adds `key` to the fingerprints of the innermost open object; `false` if it was
+    /// already there.
+    fn insert_fingerprint(&mut self, key: &[u8]) -> bool {
+        let depth = self.objects.len().saturating_sub(1);
         self.fingerprints
             .get_mut(depth)
             .is_none_or(|set| set.insert(fingerprint(&self.hasher, key)))
@@ -1646,54 +1724,121 @@ impl Hasher for FingerprintHasher {
     }
 }
 
-/// The length of the leading run of string bytes that need no attention one by one: all but
-/// `"`, `\` and control characters. Also says whether the run has bytes above `0x7F`, which
-/// need UTF-8 validation.
+/// A run of string bytes that need no attention one by one, as found by [`plain_run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PlainRun {
+    /// Its length.
+    length: usize,
+    /// Whether it has bytes above `0x7F`, which need UTF-8 validation.
+    non_ascii: bool,
+    /// Whether the byte that ends it is `"`, rather than `\`, a control character or the end
+    /// of the input.
+    quote: bool,
+}
+
+/// The leading run of string bytes that need no attention one by one: all but `"`, `\\` and
+/// control characters.
 ///
 /// Eight bytes at a time: each 8-byte word, read little-endian so that its first byte is its
-/// lowest, gets a flag (the byte's high bit) on every byte that stops the run. The flags come
-/// from the classic "has a zero byte" trick, `(w - 0x01…01) & !w & 0x80…80` (and `0x20…20`
-/// for control bytes), which can also flag a byte just above a truly flagged one, through the
-/// borrow of the subtraction, but never one below it. So the lowest flag is always right,
-/// and `trailing_zeros / 8` is the position of the first byte that stops the run.
-fn plain_run(bytes: &[u8]) -> (usize, bool) {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH_BITS: u64 = ONES * 0x80;
-    /// High bit set in each byte of the word that is below `limit` (exact for the lowest).
-    const fn below(word: u64, limit: u8) -> u64 {
-        word.wrapping_sub(ONES * limit as u64) & !word & HIGH_BITS
-    }
+/// lowest, gets a flag (the byte's high bit) on every byte that stops the run (see
+/// [`stop_flags`]). Words go two by two, which most strings (keys, short values) do not
+/// outlast, and which gives the processor two independent computations per round.
+#[inline(always)]
+fn plain_run(bytes: &[u8]) -> PlainRun {
     let mut length = 0;
     let mut seen = 0_u64;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let word = u64::from_le_bytes(word);
-        let stops = below(word, 0x20)
-            | below(word ^ (ONES * u64::from(b'"')), 1)
-            | below(word ^ (ONES * u64::from(b'\\')), 1);
-        if stops != 0 {
-            // Bytes before the first stop, as many low bytes of the word.
-            let run = stops.trailing_zeros() / 8;
-            let before = (1_u64 << (run * 8)) - 1;
-            return (
-                length + run as usize,
-                (seen | (word & before)) & HIGH_BITS != 0,
-            );
+    let mut rest = bytes;
+    while let Some((pair, tail)) = rest.split_first_chunk::<16>() {
+        let pair = u128::from_le_bytes(*pair);
+        // The low half holds the first eight bytes. Truncation intended.
+        let (low, high) = (pair as u64, (pair >> 64) as u64);
+        let (low_stops, high_stops) = (stop_flags(low), stop_flags(high));
+        if low_stops.any != 0 {
+            return low_stops.run(length, seen, low);
+        }
+        if high_stops.any != 0 {
+            return high_stops.run(length + 8, seen | low, high);
+        }
+        seen |= low | high;
+        length += 16;
+        rest = tail;
+    }
+    if let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        let word = u64::from_le_bytes(*word);
+        let stops = stop_flags(word);
+        if stops.any != 0 {
+            return stops.run(length, seen, word);
         }
         seen |= word;
         length += 8;
+        rest = tail;
     }
-    for &byte in words.remainder() {
+    let mut quote = false;
+    for &byte in rest {
         if byte < 0x20 || byte == b'"' || byte == b'\\' {
+            quote = byte == b'"';
             break;
         }
         seen |= u64::from(byte);
         length += 1;
     }
-    (length, seen & HIGH_BITS != 0)
+    PlainRun {
+        length,
+        non_ascii: seen & HIGH_BITS != 0,
+        quote,
+    }
+}
+
+/// `0x01` in every byte of a word.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+
+/// The high bit of every byte of a word.
+const HIGH_BITS: u64 = ONES * 0x80;
+
+/// The bytes of a word that stop a plain run, flagged by their high bit.
+#[derive(Debug, Clone, Copy)]
+struct StopFlags {
+    /// Control characters, `"` and `\\`.
+    any: u64,
+    /// `"` only.
+    quotes: u64,
+}
+
+/// Flags the bytes of `word` (bytes in little-endian order) that stop a plain run.
+///
+/// The flags come from the classic "has a zero byte" trick, `(w - 0x01…01) & !w & 0x80…80`
+/// (with `0x20…20` for control bytes), which can also flag a byte just above a truly flagged
+/// one, through the borrow of the subtraction, but never one below it: a byte borrows only
+/// if it is itself flagged or a byte below it borrowed. So the lowest flag is always right,
+/// which is all [`StopFlags::run`] uses.
+#[inline(always)]
+const fn stop_flags(word: u64) -> StopFlags {
+    /// The flag on each byte of the word that is below `limit` (exact for the lowest).
+    const fn below(word: u64, limit: u8) -> u64 {
+        word.wrapping_sub(ONES * limit as u64) & !word & HIGH_BITS
+    }
+    let quotes = below(word ^ (ONES * b'"' as u64), 1);
+    let backslashes = below(word ^ (ONES * b'\\' as u64), 1);
+    StopFlags {
+        any: below(word, 0x20) | quotes | backslashes,
+        quotes,
+    }
+}
+
+impl StopFlags {
+    /// The run ending at the first flagged byte of `word`, which has some, after `length`
+    /// bytes whose words OR to `seen`.
+    #[inline(always)]
+    fn run(self, length: usize, seen: u64, word: u64) -> PlainRun {
+        // The first stop's flag alone, and the bytes before it.
+        let first = self.any & self.any.wrapping_neg();
+        let before = (first >> 7).wrapping_sub(1);
+        PlainRun {
+            length: length + (first.trailing_zeros() / 8) as usize,
+            non_ascii: (seen | (word & before)) & HIGH_BITS != 0,
+            quote: self.quotes & first != 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -2481,7 +2626,13 @@ mod tests {
             }
         }
         for sample in samples {
-            assert_eq!(plain_run(&sample), naive(&sample), "{sample:?}");
+            let run = plain_run(&sample);
+            assert_eq!((run.length, run.non_ascii), naive(&sample), "{sample:?}");
+            assert_eq!(
+                run.quote,
+                sample.get(run.length) == Some(&b'"'),
+                "{sample:?}"
+            );
         }
     }
 

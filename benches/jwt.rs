@@ -1,0 +1,159 @@
+//! Bearer-token verification against the raw-library floor: `jsonwebtoken::decode` into a
+//! JSON map, with a pre-parsed `DecodingKey` and an equivalent `Validation` (alg, `aud`,
+//! `iss`, required `exp`/`iss`/`aud`, 60 s leeway), in the same run.
+//!
+//! `ours/uncached` is the full path minus HTTP: size check, strict parse, issuer and key
+//! selection, signature, claims, and the `Principal`. `ours/cache_hit` is a repeated token.
+
+#![allow(missing_docs, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use portcullis::bearer::{BearerAuthenticator, IssuerRules, KeySet, VerificationKey};
+use serde_json::{Map, Value, json};
+
+const ISSUER: &str = "https://issuer.example";
+const AUDIENCE: &str = "orders-api";
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-bench-only";
+
+struct Case {
+    name: &'static str,
+    alg: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    key: VerificationKey,
+}
+
+fn cases() -> Vec<Case> {
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    };
+    let (rsa_key, rsa_pub) = (fixture("rsa2048.key"), fixture("rsa2048.pub"));
+    let (ec_key, ec_pub) = (fixture("p256.key"), fixture("p256.pub"));
+    let (ed_key, ed_pub) = (fixture("ed25519.key"), fixture("ed25519.pub"));
+    vec![
+        Case {
+            name: "RS256",
+            alg: Algorithm::RS256,
+            encoding: EncodingKey::from_rsa_pem(&rsa_key).expect("rsa"),
+            decoding: DecodingKey::from_rsa_pem(&rsa_pub).expect("rsa"),
+            key: VerificationKey::from_rsa_pem(&rsa_pub).expect("rsa"),
+        },
+        Case {
+            name: "ES256",
+            alg: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_pem(&ec_key).expect("ec"),
+            decoding: DecodingKey::from_ec_pem(&ec_pub).expect("ec"),
+            key: VerificationKey::from_ec_pem(&ec_pub).expect("ec"),
+        },
+        Case {
+            name: "EdDSA",
+            alg: Algorithm::EdDSA,
+            encoding: EncodingKey::from_ed_pem(&ed_key).expect("ed"),
+            decoding: DecodingKey::from_ed_pem(&ed_pub).expect("ed"),
+            key: VerificationKey::from_ed_pem(&ed_pub).expect("ed"),
+        },
+        Case {
+            name: "HS256",
+            alg: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(SECRET),
+            decoding: DecodingKey::from_secret(SECRET),
+            key: VerificationKey::from_hmac_secret(SECRET).expect("hmac"),
+        },
+    ]
+}
+
+/// A realistic access token: RFC 9068 claims, scopes and Keycloak-style roles.
+fn token(case: &Case) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = json!({
+        "iss": ISSUER,
+        "aud": [AUDIENCE, "account"],
+        "sub": "f3a1c0de-5b7e-4f55-9a3c-2d1e0b9c8a77",
+        "client_id": "orders-web",
+        "exp": now + 3600,
+        "iat": now,
+        "nbf": now,
+        "jti": "0c9f6a2e-9d84-4b0e-8f6a-3e2d1c0b9a88",
+        "scope": "openid profile orders:read orders:write",
+        "realm_access": { "roles": ["offline_access", "clerk", "viewer"] },
+    });
+    let mut header = Header::new(case.alg);
+    header.typ = Some("at+jwt".to_owned());
+    jsonwebtoken::encode(&header, &claims, &case.encoding).expect("encode")
+}
+
+fn authenticator(case: &Case, cached: bool) -> BearerAuthenticator {
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .keys(KeySet::new([case.key.clone()]).expect("set"))
+        .roles_claim("realm_access.roles")
+        .build()
+        .expect("rules");
+    let builder = BearerAuthenticator::builder().issuer(rules);
+    let builder = if cached { builder } else { builder.no_cache() };
+    builder.build().expect("authenticator")
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.validate_nbf = true;
+    validation.leeway = 60;
+    validation
+}
+
+fn verify(c: &mut Criterion) {
+    for case in cases() {
+        let token = token(&case);
+        let uncached = authenticator(&case, false);
+        let cached = authenticator(&case, true);
+        let validation = validation(case.alg);
+        assert!(uncached.verify(&token).is_ok(), "{}", case.name);
+        assert!(
+            jsonwebtoken::decode::<Map<String, Value>>(&token, &case.decoding, &validation).is_ok()
+        );
+
+        let mut group = c.benchmark_group(case.name);
+        group.bench_function("jsonwebtoken_decode", |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<Map<String, Value>>(
+                    black_box(&token),
+                    &case.decoding,
+                    &validation,
+                )
+            });
+        });
+        group.bench_function("ours_uncached", |b| {
+            b.iter(|| uncached.verify(black_box(&token)));
+        });
+        if case.alg == Algorithm::ES256 {
+            let _ = cached.verify(&token);
+            group.bench_function("ours_cache_hit", |b| {
+                b.iter(|| cached.verify(black_box(&token)));
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = verify
+}
+criterion_main!(benches);

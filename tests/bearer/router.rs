@@ -1,0 +1,277 @@
+//! An axum `Router` behind `BearerLayer`, end to end.
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Json;
+use axum::routing::get;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use portcullis::Principal;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use portcullis::bearer::BearerLayer;
+
+use crate::support::*;
+
+async fn who(principal: Option<Principal>) -> Json<Value> {
+    Json(match principal {
+        None => Value::Null,
+        Some(p) => json!({
+            "subject": p.subject(),
+            "issuer": p.issuer(),
+            "method": p.auth_method().name(),
+            "scopes": p.scopes().iter().collect::<Vec<_>>(),
+            "roles": p.roles().iter().collect::<Vec<_>>(),
+        }),
+    })
+}
+
+/// Echoes the `Authorization` headers and the query the handler received.
+async fn echo(request: Request<Body>) -> Json<Value> {
+    let auth: Vec<String> = request
+        .headers()
+        .get_all("authorization")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    Json(json!({ "authorization": auth, "query": request.uri().query() }))
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(who))
+        .route("/echo", get(echo))
+        .layer(BearerLayer::new(authenticator()))
+}
+
+async fn call(request: Request<Body>) -> (StatusCode, Option<String>, Value) {
+    let response: Response<Body> = app().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, challenge, body)
+}
+
+fn with_token(token: &str) -> Request<Body> {
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+fn invalid_token(description: &str) -> String {
+    format!(r#"Bearer realm="api", error="invalid_token", error_description="{description}""#)
+}
+
+#[tokio::test]
+async fn accepts_every_key_type() {
+    for signer in [rsa(), es256(), es384(), eddsa(), hs256()] {
+        let (status, _, body) = call(with_token(&mint(&signer, &claims()))).await;
+        assert_eq!(status, StatusCode::OK, "{:?}", signer.alg);
+        assert_eq!(body["subject"], "alice");
+        assert_eq!(body["issuer"], ISSUER);
+        assert_eq!(body["method"], "bearer");
+    }
+}
+
+#[tokio::test]
+async fn accepts_rs256_and_ps256_without_kid_when_one_key_fits() {
+    let mut signer = rsa();
+    signer.kid = None;
+    let (status, _, _) = call(with_token(&mint(&signer, &claims()))).await;
+    assert_eq!(status, StatusCode::OK);
+    signer.alg = portcullis::bearer::Algorithm::PS256;
+    let (status, _, _) = call(with_token(&mint(&signer, &claims()))).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn no_token_reaches_the_handler_without_principal() {
+    let request = Request::get("/").body(Body::empty()).expect("request");
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, Value::Null);
+
+    // Another scheme is not ours either.
+    let request = Request::get("/")
+        .header("authorization", "ApiKey pcl_whatever")
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, Value::Null);
+}
+
+#[tokio::test]
+async fn refuses_bad_tokens_with_a_bearer_challenge() {
+    let now = now();
+    let mut expired = claims();
+    expired["exp"] = json!(now - 3600);
+    let mut wrong_aud = claims();
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = claims();
+    wrong_iss["iss"] = json!("https://evil.example");
+
+    let good = mint(&rsa(), &claims());
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let mut tampered_claims = claims();
+    tampered_claims["sub"] = json!("admin");
+    let forged_payload = b64(tampered_claims.to_string());
+    parts[1] = &forged_payload;
+    let tampered_payload = parts.join(".");
+    let mut signature = good.rsplit('.').next().expect("signature").to_owned();
+    let flipped = if signature[10..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    signature.replace_range(10..11, flipped);
+    let tampered_signature = format!(
+        "{}.{}.{}",
+        parts[0],
+        good.split('.').nth(1).expect("p"),
+        signature
+    );
+
+    let cases = [
+        (mint(&rsa(), &expired), "The token has expired."),
+        (
+            mint(&es256(), &wrong_aud),
+            "The token is not meant for this audience.",
+        ),
+        (
+            mint(&eddsa(), &wrong_iss),
+            "The token's issuer is not trusted.",
+        ),
+        (tampered_payload, "The token is not valid."),
+        (tampered_signature, "The token is not valid."),
+        (mint(&rsa_other(), &claims()), "The token is not valid."),
+    ];
+    for (token, description) in cases {
+        let (status, challenge, body) = call(with_token(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{description}");
+        assert_eq!(challenge.as_deref(), Some(&*invalid_token(description)));
+        assert_eq!(body["code"], "invalid_credentials");
+    }
+}
+
+#[tokio::test]
+async fn maps_scopes_and_roles() {
+    // `scope` string + `realm_access.roles` for the main issuer.
+    let mut c = claims();
+    c["realm_access"] = json!({ "roles": ["admin", "viewer"] });
+    let (status, _, body) = call(with_token(&mint(&rsa(), &c))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["scopes"], json!(["orders:read", "orders:write"]));
+    assert_eq!(body["roles"], json!(["admin", "viewer"]));
+
+    // `scp` array, and roles from `resource_access.client.roles` for the second issuer.
+    let mut c = claims();
+    c["iss"] = json!(ISSUER_B);
+    c.as_object_mut().expect("object").remove("scope");
+    c["scp"] = json!(["profile", "orders:read"]);
+    c["resource_access"] = json!({ "client": { "roles": ["clerk"] }, "other": { "roles": ["x"] } });
+    c["realm_access"] = json!({ "roles": ["ignored"] });
+    let (status, _, body) = call(with_token(&mint(&rsa(), &c))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["issuer"], ISSUER_B);
+    assert_eq!(body["scopes"], json!(["orders:read", "profile"]));
+    assert_eq!(body["roles"], json!(["clerk"]));
+
+    // The second issuer has only an RSA key: an ES256 token claiming it is refused.
+    let (status, _, _) = call(with_token(&mint(&es256(), &c))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400() {
+    let token = mint(&rsa(), &claims());
+    let requests = [
+        Request::get("/").header("authorization", "Bearer"),
+        Request::get("/").header("authorization", "Bearer "),
+        Request::get("/").header("authorization", "Bearer abc def"),
+        Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .header("authorization", format!("Bearer {token}")),
+        Request::get(format!("/?access_token={token}"))
+            .header("authorization", format!("Bearer {token}")),
+        Request::get(format!("/?access_token={token}")),
+    ];
+    for request in requests {
+        let (status, challenge, body) = call(request.body(Body::empty()).expect("req")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(challenge.is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_token_is_removed_before_the_handler() {
+    let token = mint(&rsa(), &claims());
+    let request = Request::get("/echo?page=2")
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["authorization"], json!(["Basic dXNlcjpwYXNz"]));
+    assert_eq!(body["query"], "page=2");
+}
+
+#[tokio::test]
+async fn query_tokens_only_when_opted_in() {
+    use portcullis::bearer::{BearerAuthenticator, IssuerRules};
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .keys(keys())
+        .build()
+        .expect("rules");
+    let authenticator = BearerAuthenticator::builder()
+        .issuer(rules)
+        .insecure_allow_query_token()
+        .build()
+        .expect("authenticator");
+    let app = Router::new()
+        .route("/", get(echo))
+        .layer(BearerLayer::new(authenticator));
+    let token = mint(&es256(), &claims());
+    let request = Request::get(format!("/?a=1&access_token={token}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(body["query"], "a=1");
+}
+
+#[tokio::test]
+async fn cached_tokens_are_accepted_again_and_failures_are_not_cached() {
+    let authenticator = authenticator();
+    let token = mint(&eddsa(), &claims());
+    let first = authenticator.verify(&token).expect("valid");
+    let second = authenticator.verify(&token).expect("cached");
+    assert_eq!(first, second);
+
+    let mut expired = claims();
+    expired["exp"] = json!(now() - 3600);
+    let token = mint(&eddsa(), &expired);
+    assert!(authenticator.verify(&token).is_err());
+    assert!(authenticator.verify(&token).is_err());
+}
