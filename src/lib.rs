@@ -3,6 +3,8 @@
 
 mod authenticate;
 mod body;
+#[cfg(any(feature = "api-key", feature = "bearer"))]
+mod credentials;
 mod error;
 #[cfg(feature = "authz")]
 mod future;

@@ -279,7 +279,7 @@ fn push_quoted(out: &mut String, value: &str) {
 }
 
 /// Whether `realm` can be sent in a challenge unchanged: printable ASCII without `"` or `\\`.
-#[cfg(feature = "api-key")]
+#[cfg(any(feature = "api-key", feature = "bearer"))]
 pub(crate) fn valid_realm(realm: &str) -> bool {
     !realm.is_empty()
         && realm.len() <= MAX_PARAM_BYTES

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 
 use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Uri};
 
 use super::format::{FormatError, KeyId};
 use super::store::{KeyRecord, KeyStore};
@@ -249,7 +248,7 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
         }
         // Even where query keys are refused (or not looked at, on public routes), one
         // that was sent is not passed on.
-        remove_query_parameter(request, &config.query_parameter);
+        crate::credentials::remove_query_parameter(request, &config.query_parameter);
     }
 }
 
@@ -336,30 +335,6 @@ fn remove_cookie(request: &mut Parts, name: &str) {
         request.headers.remove(COOKIE);
         for value in rewritten {
             request.headers.append(COOKIE, value);
-        }
-    }
-}
-
-/// Rewrites the URI without query parameter `name`.
-fn remove_query_parameter(request: &mut Parts, name: &str) {
-    let Some(query) = request.uri.query() else {
-        return;
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
-        .collect();
-    let path = request.uri.path();
-    let path_and_query = if kept.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{}", kept.join("&"))
-    };
-    let mut parts = request.uri.clone().into_parts();
-    if let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) {
-        parts.path_and_query = Some(path_and_query);
-        if let Ok(uri) = Uri::from_parts(parts) {
-            request.uri = uri;
         }
     }
 }
@@ -516,13 +491,13 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        remove_query_parameter(&mut parts, "api_key");
+        crate::credentials::remove_query_parameter(&mut parts, "api_key");
         assert_eq!(parts.uri, "/a?x=1&y=2");
         let (mut parts, ()) = http::Request::get("/a?api_key=k")
             .body(())
             .expect("request")
             .into_parts();
-        remove_query_parameter(&mut parts, "api_key");
+        crate::credentials::remove_query_parameter(&mut parts, "api_key");
         assert_eq!(parts.uri, "/a");
     }
 

@@ -9,7 +9,6 @@ use crate::{AuthFuture, AuthMethod, AuthOutcome, Authenticate, Challenge, Princi
 use crate::{ConfigError, Reason, Rejection};
 use http::header::{AUTHORIZATION, HeaderValue};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Uri};
 use serde_json::Value;
 
 use super::cache::{DEFAULT_CAPACITY, TokenCache};
@@ -20,9 +19,6 @@ use super::token::{self, Failure};
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The query parameter RFC 6750 section 2.3 defines for tokens.
 const QUERY_PARAMETER: &str = "access_token";
-/// The longest realm accepted, in bytes.
-const MAX_REALM_BYTES: usize = 400;
-
 /// Verifies OAuth 2.0 bearer tokens (JWT access tokens, RFC 9068) from one or more issuers.
 ///
 /// Reads `Authorization: Bearer <token>`; picks the issuer by the token's `iss`; checks
@@ -308,34 +304,7 @@ impl Authenticate for BearerAuthenticator {
                 request.headers.append(AUTHORIZATION, value);
             }
         }
-        remove_query_parameter(request);
-    }
-}
-
-/// Rewrites the URI without the `access_token` parameter.
-fn remove_query_parameter(request: &mut Parts) {
-    let Some(query) = request.uri.query() else {
-        return;
-    };
-    if query_values(query).next().is_none() {
-        return;
-    }
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != QUERY_PARAMETER)
-        .collect();
-    let path = request.uri.path();
-    let path_and_query = if kept.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{}", kept.join("&"))
-    };
-    let mut parts = request.uri.clone().into_parts();
-    if let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) {
-        parts.path_and_query = Some(path_and_query);
-        if let Ok(uri) = Uri::from_parts(parts) {
-            request.uri = uri;
-        }
+        crate::credentials::remove_query_parameter(request, QUERY_PARAMETER);
     }
 }
 
@@ -416,13 +385,7 @@ impl BearerAuthenticatorBuilder {
                 });
             }
         }
-        let realm_ok = !self.realm.is_empty()
-            && self.realm.len() <= MAX_REALM_BYTES
-            && self
-                .realm
-                .bytes()
-                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
-        if !realm_ok {
+        if !crate::rejection::valid_realm(&self.realm) {
             return Err(BearerConfigError::InvalidRealm {
                 realm: self.realm.into_owned(),
             });

@@ -744,6 +744,7 @@ impl JsonScanner {
     }
 
     /// Opens a container, checking the depth limit.
+    #[inline(always)]
     fn open(&mut self, container: Container, offset: u64) -> Scan<()> {
         if self.stack.len() >= self.limits.max_depth {
             return Err(JsonLimitError::over_limit(
@@ -766,6 +767,7 @@ impl JsonScanner {
 
     /// Closes the innermost container, which the caller has checked matches the bracket.
     /// Returns what comes next.
+    #[inline(always)]
     fn close(&mut self) -> Expect {
         if let Some(frame) = self.stack.pop()
             && frame.container == Container::Object
@@ -1577,6 +1579,9 @@ struct ObjectKeys {
     count: usize,
     /// Their bytes, without the length prefixes.
     bytes: usize,
+    /// Bit `n` set when some key kept verbatim has a length of `n` modulo 64: a key whose
+    /// length has no bit set here cannot equal any of them, and needs no comparing.
+    lengths: u64,
     /// Whether it has outgrown the verbatim form, its keys now being fingerprints.
     fingerprinted: bool,
 }
@@ -1604,6 +1609,7 @@ impl DuplicateKeys {
             start: self.exact.len(),
             count: 0,
             bytes: 0,
+            lengths: 0,
             fingerprinted: false,
         });
     }
@@ -1624,9 +1630,12 @@ impl DuplicateKeys {
         if object.fingerprinted {
             return self.insert_fingerprint(key);
         }
-        let own = self.exact.get(object.start..).unwrap_or_default();
-        if exact_keys(own).any(|seen| seen == key) {
-            return false;
+        let length_bit = 1_u64 << (key.len() % 64);
+        if object.lengths & length_bit != 0 {
+            let own = self.exact.get(object.start..).unwrap_or_default();
+            if exact_keys(own).any(|seen| seen == key) {
+                return false;
+            }
         }
         if object.count < EXACT_KEYS
             && object.bytes + key.len() <= EXACT_KEY_BYTES
@@ -1636,6 +1645,7 @@ impl DuplicateKeys {
             self.exact.extend_from_slice(key);
             object.count += 1;
             object.bytes += key.len();
+            object.lengths |= length_bit;
             return true;
         }
         self.switch_to_fingerprints();
