@@ -95,7 +95,7 @@ struct Inner {
 /// Cloning is a reference-count increment, so authenticators can keep one per key or
 /// token issuer and hand it to every request.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Names(Arc<[Box<str>]>);
+pub struct Names(Arc<[Arc<str>]>);
 
 impl Names {
     /// Sorts and de-duplicates the given names.
@@ -104,10 +104,42 @@ impl Names {
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
-        let mut names: Vec<Box<str>> = names.into_iter().map(Into::into).collect();
+        let mut names: Vec<Arc<str>> = names
+            .into_iter()
+            .map(|name| Arc::from(name.into()))
+            .collect();
         names.sort_unstable();
         names.dedup();
         Self(names.into())
+    }
+
+    /// The union of sorted lists, merged in one pass each, sharing the names (no copies).
+    pub(crate) fn union<'a>(lists: impl IntoIterator<Item = &'a Names>) -> Self {
+        let mut merged: Vec<Arc<str>> = Vec::new();
+        for list in lists {
+            let mut out = Vec::with_capacity(merged.len() + list.len());
+            let (mut left, mut right) = (merged.iter().peekable(), list.0.iter().peekable());
+            loop {
+                let next = match (left.peek(), right.peek()) {
+                    (Some(a), Some(b)) => match a.cmp(b) {
+                        std::cmp::Ordering::Less => left.next(),
+                        std::cmp::Ordering::Greater => right.next(),
+                        std::cmp::Ordering::Equal => {
+                            right.next();
+                            left.next()
+                        }
+                    },
+                    (Some(_), None) => left.next(),
+                    (None, _) => right.next(),
+                };
+                match next {
+                    Some(name) => out.push(name.clone()),
+                    None => break,
+                }
+            }
+            merged = out;
+        }
+        Self(merged.into())
     }
 
     /// Whether `name` is in the list.
@@ -466,6 +498,19 @@ mod tests {
         );
         assert_eq!(p.claim("realm_access.missing"), None);
         assert_eq!(p.claim("tenant.x"), None);
+    }
+
+    #[test]
+    fn union_merges_sorted_lists_without_duplicates() {
+        let a = Names::new(["b", "d", "f"]);
+        let b = Names::new(["a", "b", "c", "f", "g"]);
+        let c = Names::new(["d"]);
+        let union = Names::union([&a, &b, &c]);
+        assert_eq!(
+            union.iter().collect::<Vec<_>>(),
+            ["a", "b", "c", "d", "f", "g"]
+        );
+        assert!(Names::union([]).is_empty());
     }
 
     #[test]

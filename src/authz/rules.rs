@@ -113,12 +113,13 @@ impl RouteRules {
         if principal.permissions().is_empty() && mapped.peek().is_none() {
             return (!first.is_empty()).then(|| principal.with_permission_names(first.clone()));
         }
-        let granted: BTreeSet<&str> = std::iter::once(first)
-            .chain(mapped)
-            .flat_map(Names::iter)
-            .filter(|permission| !principal.permissions().contains(permission))
-            .collect();
-        (!granted.is_empty()).then(|| principal.with_permissions(granted))
+        let held = principal.permissions();
+        let merged = Names::union(
+            std::iter::once(held)
+                .chain(std::iter::once(first))
+                .chain(mapped),
+        );
+        (merged.len() > held.len()).then(|| principal.with_permission_names(merged))
     }
 
     /// Decides whether `principal` (or an anonymous caller) may make this request.

@@ -19,6 +19,7 @@ use super::token::{self, Failure};
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The query parameter RFC 6750 section 2.3 defines for tokens.
 const QUERY_PARAMETER: &str = "access_token";
+
 /// Verifies OAuth 2.0 bearer tokens (JWT access tokens, RFC 9068) from one or more issuers.
 ///
 /// Reads `Authorization: Bearer <token>`; picks the issuer by the token's `iss`; checks
