@@ -65,8 +65,8 @@ const MAX_DECIMAL_MAGNITUDE: i64 = 308;
 const EXPONENT_CAP: u32 = 1_000_000;
 
 /// A duplicate-key hash set whose capacity is above this is dropped, not cleared, when the next
-/// object at its depth opens, so that one big object does not make every small sibling pay to
-/// clear a big table.
+/// object at its depth outgrows the verbatim form, so that one big object does not make every
+/// mid-sized sibling pay to clear a big table.
 const KEEP_KEY_SET_CAPACITY: usize = 128;
 
 /// An object keeps its keys verbatim, and compares them byte for byte, while it has at most
