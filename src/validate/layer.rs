@@ -160,11 +160,12 @@ where
             } => {
                 // Outside a tokio runtime there is no timer to arm; read without a deadline
                 // rather than panic.
-                let deadline = self
-                    .settings
-                    .read_timeout
-                    .filter(|_| tokio::runtime::Handle::try_current().is_ok())
-                    .map(|timeout| Box::pin(tokio::time::sleep(timeout)));
+                let deadline = match self.settings.read_timeout {
+                    Some(timeout) if tokio::runtime::Handle::try_current().is_ok() => {
+                        Deadline::At(tokio::time::Instant::now() + timeout)
+                    }
+                    _ => Deadline::None,
+                };
                 let capacity = declared_length(&parts).map_or(0, |length| length.min(limit));
                 ResponseFuture {
                     state: State::Reading {
@@ -414,7 +415,31 @@ struct Reading<S> {
     required: bool,
     limit: usize,
     trailers: Option<HeaderMap>,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline: Deadline,
+}
+
+/// When reading must be over. The timer is armed only once the body makes us wait: a body
+/// that has already arrived in full is read without touching the timer wheel.
+enum Deadline {
+    /// No timeout (none configured, or no tokio runtime).
+    None,
+    /// Not armed yet.
+    At(tokio::time::Instant),
+    /// Armed, since the body once made us wait.
+    Armed(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl Deadline {
+    /// Whether the deadline has passed; arms the timer (and registers the waker) first.
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Self::At(at) = *self {
+            *self = Self::Armed(Box::pin(tokio::time::sleep_until(at)));
+        }
+        match self {
+            Self::Armed(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            Self::None | Self::At(_) => false,
+        }
+    }
 }
 
 pin_project! {
@@ -500,13 +525,12 @@ impl<S> Reading<S> {
     where
         B: Body<Data = Bytes>,
     {
-        if let Some(deadline) = &mut self.deadline
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Read::Refused(Rejection::new(Reason::RequestTimeout)));
-        }
         loop {
-            let frame = match ready!(body.as_mut().poll_frame(cx)) {
+            let polled = body.as_mut().poll_frame(cx);
+            if polled.is_pending() && self.deadline.passed(cx) {
+                return Poll::Ready(Read::Refused(Rejection::new(Reason::RequestTimeout)));
+            }
+            let frame = match ready!(polled) {
                 None => return Poll::Ready(Read::Done),
                 Some(Err(_)) => {
                     return Poll::Ready(Read::Refused(
