@@ -170,7 +170,8 @@ where
                 ResponseFuture {
                     state: State::Reading {
                         body,
-                        reading: Some(Reading {
+                        // Boxed once, so the state moves as a pointer from here on.
+                        reading: Some(Box::new(Reading {
                             parts,
                             service: inner,
                             settings: self.settings.clone(),
@@ -182,7 +183,7 @@ where
                             limit,
                             trailers: None,
                             deadline,
-                        }),
+                        })),
                     },
                 }
             }
@@ -459,7 +460,7 @@ pin_project! {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        Reading { #[pin] body: B, reading: Option<Reading<S>> },
+        Reading { #[pin] body: B, reading: Option<Box<Reading<S>>> },
         Calling { #[pin] future: S::Future },
         Rejected { response: Option<Response<Bytes>> },
     }
