@@ -114,6 +114,7 @@ impl Names {
     }
 
     /// The union of sorted lists, merged in one pass each, sharing the names (no copies).
+    #[cfg(feature = "authz")]
     pub(crate) fn union<'a>(lists: impl IntoIterator<Item = &'a Names>) -> Self {
         let mut merged: Vec<Arc<str>> = Vec::new();
         for list in lists {
@@ -501,6 +502,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "authz")]
     fn union_merges_sorted_lists_without_duplicates() {
         let a = Names::new(["b", "d", "f"]);
         let b = Names::new(["a", "b", "c", "f", "g"]);
