@@ -31,6 +31,10 @@ pub mod api_key;
 #[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
 pub mod bearer;
 
+#[cfg(feature = "bearer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
+pub mod remote;
+
 #[cfg(feature = "authz")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 pub mod authz;

@@ -754,3 +754,98 @@ fn expired_provider_tokens_are_refused() {
     let challenge = assert_refused(&call(&app, &token), "expired token");
     assert_eq!(challenge, invalid_token("The token has expired."));
 }
+
+/// The rules for the provider's tokens: its issuer, keys through discovery, the given audiences, roles from
+/// `realm_access.roles` (Keycloak's layout, which the test provider mimics).
+fn discovered_rules_for(issuer: &str, audiences: &[&str]) -> IssuerRules {
+    let mut builder = IssuerRules::builder(issuer)
+        .discover()
+        .jwks_cooldown(Duration::from_millis(200))
+        .roles_claim("realm_access.roles");
+    for audience in audiences {
+        builder = builder.audience(*audience);
+    }
+    builder.build().expect("valid issuer rules")
+}
+
+#[test]
+fn tokens_from_a_real_provider_are_accepted_with_discovered_keys() {
+    let idp = Idp::start(Settings::default());
+    let (_, kids) = idp.key_set();
+    let authenticator =
+        BearerAuthenticator::new(discovered_rules_for(&idp.issuer, &[API, ES256_API]));
+    assert!(
+        !authenticator.is_ready(),
+        "no runtime yet: loads on the first request"
+    );
+    let app = app(authenticator.clone());
+
+    for (resource, alg) in [(API, "RS256"), (ES256_API, "ES256")] {
+        let token = idp.token(resource);
+        let header = jwt_part(&token, 0);
+        assert_eq!(header["alg"], alg, "{header}");
+        let kid = header["kid"].as_str().expect("the token names its key");
+        assert!(
+            kids.iter().any(|known| known == kid),
+            "{kid} not in {kids:?}"
+        );
+
+        let reply = call(&app, &token);
+        assert_eq!(reply.status, StatusCode::OK, "{alg}: {}", reply.body);
+        let principal = &reply.body;
+        assert_eq!(principal["subject"], "resource-client", "{principal}");
+        assert_eq!(principal["issuer"], idp.issuer.as_str(), "{principal}");
+        assert_eq!(
+            principal["roles"],
+            serde_json::json!(["admin"]),
+            "{principal}"
+        );
+    }
+    assert!(authenticator.is_ready());
+
+    // Change the first signature character (the last one may carry only padding bits).
+    let token = idp.token(API);
+    let at = token.rfind('.').expect("three parts") + 1;
+    let swapped = if token[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+    assert_refused(&call(&app, &tampered), "tampered");
+}
+
+/// With discovery, a rotated provider key is picked up by one refetch: no reload needed.
+#[test]
+fn a_rotated_provider_key_is_picked_up_by_a_refetch() {
+    let first = Idp::start(Settings::default());
+    let issuer = first.issuer.clone();
+    let port = first.port();
+    let rules = discovered_rules_for(&issuer, &[API]);
+    let app = app(BearerAuthenticator::new(rules.clone()));
+    let old_token = first.token(API);
+    assert_eq!(call(&app, &old_token).status, StatusCode::OK);
+    let fetches = rules.jwks().expect("remote").fetch_count();
+
+    drop(first);
+    let second = Idp::start(Settings {
+        port: Some(port),
+        kid_suffix: Some("-rotated"),
+        ..Settings::default()
+    });
+    assert_eq!(second.issuer, issuer, "same port, same issuer");
+    let new_token = second.token(API);
+    let kid = jwt_part(&new_token, 0)["kid"]
+        .as_str()
+        .expect("kid")
+        .to_owned();
+    assert!(kid.ends_with("-rotated"), "kid {kid}");
+
+    thread::sleep(Duration::from_millis(250));
+    let reply = call(&app, &new_token);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let refetches = rules.jwks().expect("remote").fetch_count() - fetches;
+    assert!((1..=2).contains(&refetches), "{refetches} refetches");
+    // The old key is gone, and the cached verification of the old token with it.
+    assert_refused(&call(&app, &old_token), "old key after rotation");
+}

@@ -12,13 +12,33 @@ use http::request::Parts;
 use serde_json::Value;
 
 use super::cache::{DEFAULT_CAPACITY, TokenCache};
-use super::rules::{BearerConfigError, IssuerRules};
+use super::keys::KeySet;
+use super::rules::{BearerConfigError, IssuerRules, KeySource};
 use super::token::{self, Failure};
+use crate::remote::JwksCache;
 
 /// The largest token accepted by default, in bytes.
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The query parameter RFC 6750 section 2.3 defines for tokens.
 const QUERY_PARAMETER: &str = "access_token";
+/// The `Retry-After` sent with 503 while no usable fetched key set is loaded, in seconds.
+const UNAVAILABLE_RETRY_AFTER: u32 = 5;
+
+/// Why a token could not be accepted now.
+enum CheckError {
+    /// The token is bad: 401.
+    Token(Failure),
+    /// The issuer's keys are fetched and none is usable now.
+    NoKeys(Arc<JwksCache>),
+    /// The token names a `kid` the fetched set does not hold.
+    UnknownKid(Arc<JwksCache>),
+}
+
+impl From<Failure> for CheckError {
+    fn from(failure: Failure) -> Self {
+        Self::Token(failure)
+    }
+}
 
 /// Verifies OAuth 2.0 bearer tokens (JWT access tokens, RFC 9068) from one or more issuers.
 ///
@@ -40,7 +60,7 @@ struct Inner {
     realm: Cow<'static, str>,
     max_token_bytes: usize,
     allow_query_token: bool,
-    cache: Option<TokenCache>,
+    cache: Option<Arc<TokenCache>>,
 }
 
 impl fmt::Debug for BearerAuthenticator {
@@ -67,9 +87,39 @@ impl BearerAuthenticator {
                 realm: Cow::Borrowed("api"),
                 max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
                 allow_query_token: false,
-                cache: Some(TokenCache::new(DEFAULT_CAPACITY)),
+                cache: Some(Arc::new(TokenCache::new(DEFAULT_CAPACITY))),
             }),
         }
+        .start()
+    }
+
+    /// Wires each fetched key set to the token cache (cleared when the set changes) and
+    /// starts background loading if a tokio runtime is present (else it starts on the
+    /// first request).
+    fn start(self) -> Self {
+        for rules in &self.inner.issuers {
+            if let Some(jwks) = rules.jwks() {
+                if let Some(cache) = &self.inner.cache {
+                    let weak = Arc::downgrade(cache);
+                    jwks.on_change(Box::new(move || {
+                        if let Some(cache) = weak.upgrade() {
+                            cache.clear();
+                        }
+                    }));
+                }
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    jwks.load_in_background();
+                }
+            }
+        }
+        self
+    }
+
+    /// Whether every issuer has usable keys (for health endpoints): always true for keys
+    /// given in code; for fetched keys, once a usable set is loaded and not too stale.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.inner.issuers.iter().all(IssuerRules::is_ready)
     }
 
     /// Configures issuers, realm, limits and the cache.
@@ -89,10 +139,39 @@ impl BearerAuthenticator {
     /// # Errors
     ///
     /// The [`Rejection`] the layer would answer with: `invalid_credentials` (401, with a
-    /// `Bearer` challenge) for every kind of bad token.
+    /// `Bearer` challenge) for every kind of bad token; `unavailable` (503, `Retry-After`)
+    /// while an issuer's fetched keys are not usable. This call never waits for a fetch,
+    /// so a token with a `kid` the current set lacks is refused here where the layer would
+    /// refetch once.
     pub fn verify(&self, token: &str) -> Result<Principal, Rejection> {
         self.check(token, SystemTime::now())
-            .map_err(|failure| self.refuse(failure))
+            .map_err(|error| match error {
+                CheckError::Token(failure) => self.refuse(failure),
+                CheckError::UnknownKid(_) => self.refuse(Failure::UnknownKid),
+                CheckError::NoKeys(_) => self.unavailable(),
+            })
+    }
+
+    /// Verifies a token as the layer does: when the token names a `kid` the fetched set
+    /// lacks, or no fetched set is usable, refetches (rate-limited, single-flight) and
+    /// tries once more.
+    async fn verify_with_refetch(self, token: String) -> Result<Principal, Rejection> {
+        let cache = match self.check(&token, SystemTime::now()) {
+            Ok(principal) => return Ok(principal),
+            Err(CheckError::Token(failure)) => return Err(self.refuse(failure)),
+            Err(CheckError::NoKeys(cache) | CheckError::UnknownKid(cache)) => cache,
+        };
+        cache.refresh_for_unknown_kid().await;
+        self.verify(&token)
+    }
+
+    fn unavailable(&self) -> Rejection {
+        tracing::warn!(
+            target: "portcullis::bearer",
+            reason = "keys_unavailable",
+            "bearer token not checked: no usable key set"
+        );
+        Rejection::new(Reason::Unavailable).with_retry_after(UNAVAILABLE_RETRY_AFTER)
     }
 
     /// Forgets every cached verification (call it when a key is withdrawn).
@@ -133,10 +212,10 @@ impl BearerAuthenticator {
             .with_challenge(self.challenge_for())
     }
 
-    fn check(&self, token: &str, now: SystemTime) -> Result<Principal, Failure> {
+    fn check(&self, token: &str, now: SystemTime) -> Result<Principal, CheckError> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
-            return Err(Failure::TooLarge);
+            return Err(Failure::TooLarge.into());
         }
         let digest = inner.cache.as_ref().map(|cache| {
             let digest = TokenCache::digest(token);
@@ -145,7 +224,17 @@ impl BearerAuthenticator {
         if let Some((cache, digest)) = &digest
             && let Some(principal) = cache.get(digest, now)
         {
-            return Ok(principal);
+            // A token verified with fetched keys is not believed once no usable set is
+            // left (fail closed when the keys are too stale).
+            let issuer = principal
+                .issuer()
+                .and_then(|iss| inner.issuers.iter().find(|rules| rules.issuer() == iss));
+            match issuer.map(IssuerRules::key_source) {
+                Some(KeySource::Remote(jwks)) if !jwks.is_ready() => {
+                    return Err(CheckError::NoKeys(Arc::clone(jwks)));
+                }
+                _ => return Ok(principal),
+            }
         }
 
         let unverified = token::parse(token)?;
@@ -155,13 +244,29 @@ impl BearerAuthenticator {
                 .iter()
                 .find(|rules| rules.issuer() == iss)
                 .ok_or(Failure::IssMismatch)?,
-            Some(_) => return Err(Failure::ClaimType),
-            None => return Err(Failure::MissingClaim),
+            Some(_) => return Err(Failure::ClaimType.into()),
+            None => return Err(Failure::MissingClaim.into()),
+        };
+        let (keys, remote, generation): (Arc<KeySet>, _, _) = match issuer.key_source() {
+            KeySource::Static(keys) => (Arc::clone(keys), None, 0),
+            KeySource::Remote(jwks) => {
+                let generation = jwks.generation();
+                match jwks.snapshot_for_request() {
+                    Some(keys) => (keys, Some(jwks), generation),
+                    None => return Err(CheckError::NoKeys(Arc::clone(jwks))),
+                }
+            }
         };
         let seconds = now
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64());
-        let verified = issuer.verify(unverified, seconds)?;
+        let verified = match (issuer.verify(unverified, &keys, seconds), remote) {
+            (Ok(verified), _) => verified,
+            (Err(Failure::UnknownKid), Some(jwks)) => {
+                return Err(CheckError::UnknownKid(Arc::clone(jwks)));
+            }
+            (Err(failure), _) => return Err(failure.into()),
+        };
         let principal = Principal::builder(verified.subject, AuthMethod::Bearer)
             .issuer(issuer.issuer())
             .scopes(verified.scopes)
@@ -170,6 +275,11 @@ impl BearerAuthenticator {
             .build();
         if let Some((cache, digest)) = digest {
             cache.insert(digest, principal.clone(), verified.valid_until);
+            // The set changed while this token was checked: the entry may have been
+            // verified with a key that is gone, and the clear may have run before it.
+            if remote.is_some_and(|jwks| jwks.generation() != generation) {
+                cache.remove(&digest);
+            }
         }
         Ok(principal)
     }
@@ -281,9 +391,19 @@ impl Authenticate for BearerAuthenticator {
         let outcome = match self.presented(request) {
             Err(rejection) => AuthOutcome::Rejected(rejection),
             Ok(None) => AuthOutcome::Absent,
-            Ok(Some(token)) => match self.verify(token) {
+            Ok(Some(token)) => match self.check(token, SystemTime::now()) {
                 Ok(principal) => AuthOutcome::Authenticated(principal),
-                Err(rejection) => AuthOutcome::Rejected(rejection),
+                Err(CheckError::Token(failure)) => AuthOutcome::Rejected(self.refuse(failure)),
+                Err(CheckError::NoKeys(_) | CheckError::UnknownKid(_)) => {
+                    let this = self.clone();
+                    let token = token.to_owned();
+                    return AuthFuture::new(async move {
+                        match this.verify_with_refetch(token).await {
+                            Ok(principal) => AuthOutcome::Authenticated(principal),
+                            Err(rejection) => AuthOutcome::Rejected(rejection),
+                        }
+                    });
+                }
             },
         };
         AuthFuture::ready(outcome)
@@ -407,9 +527,12 @@ impl BearerAuthenticatorBuilder {
                 realm: self.realm,
                 max_token_bytes: self.max_token_bytes,
                 allow_query_token: self.allow_query_token,
-                cache: self.cache_capacity.map(TokenCache::new),
+                cache: self
+                    .cache_capacity
+                    .map(|capacity| Arc::new(TokenCache::new(capacity))),
             }),
-        })
+        }
+        .start())
     }
 }
 

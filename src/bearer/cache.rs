@@ -61,6 +61,11 @@ impl TokenCache {
         self.entries.insert(digest, (principal, deadline));
     }
 
+    /// Forgets one token.
+    pub(crate) fn remove(&self, digest: &TokenDigest) {
+        self.entries.remove(digest);
+    }
+
     /// Forgets every token (for when keys are removed).
     pub(crate) fn clear(&self) {
         self.entries.clear();

@@ -1,10 +1,13 @@
 //! OAuth 2.0 bearer-token authentication: [`BearerLayer`], [`BearerAuthenticator`], per
 //! issuer [`IssuerRules`], and the [`KeySet`] they verify with.
 //!
-//! Keys come from your code: PEM, a single JWK, an HMAC secret, or a JWKS document you
-//! load ([`KeySet::from_jwks`], which skips unusable keys one by one). Fetching a JWKS from
-//! a URL or through discovery, and introspecting opaque tokens (RFC 7662), are not built
-//! yet.
+//! Keys come from your code (PEM, a single JWK, an HMAC secret, or a JWKS document you
+//! load with [`KeySet::from_jwks`], which skips unusable keys one by one), or are fetched
+//! from a JWKS URL ([`IssuerRulesBuilder::jwks_url`]) or through discovery
+//! ([`IssuerRulesBuilder::discover`]) and kept fresh by a
+//! [`JwksCache`](crate::remote::JwksCache). While no usable fetched key set is loaded,
+//! requests with a token get 503 with `Retry-After` (never 401). Introspecting opaque
+//! tokens (RFC 7662) is not built yet.
 //!
 //! A request presents a JWT access token (RFC 9068) as `Authorization: Bearer <token>`.
 //! The layer:

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::keys::KeySet;
 use super::token::{self, Failure, Unverified};
+use crate::remote::{HttpClient, JwksCache, JwksSource};
 
 /// The leeway used when none is set.
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -33,7 +34,9 @@ pub enum BearerConfigError {
         issuer: String,
     },
     /// No keys were given for an issuer.
-    #[error("issuer `{issuer}` has no keys; add them with `keys(...)`")]
+    #[error(
+        "issuer `{issuer}` has no keys; add them with `keys(...)`, `jwks_url(...)` or `discover()`"
+    )]
     MissingKeys {
         /// The issuer.
         issuer: String,
@@ -74,6 +77,27 @@ pub enum BearerConfigError {
         /// The issuer.
         issuer: String,
     },
+    /// More than one key source (`keys`, `jwks_url`, `discover`) was given for an issuer.
+    #[error("issuer `{issuer}` has more than one key source; give exactly one")]
+    ConflictingKeySources {
+        /// The issuer.
+        issuer: String,
+    },
+    /// A JWKS or discovery URL breaks the URL rule: `https`, or `http` only to a loopback
+    /// host unless `insecure_allow_http()`.
+    #[error("URL `{url}` refused: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The default HTTP client could not be built.
+    #[error("the HTTP client could not be built: {reason}")]
+    HttpClient {
+        /// Why.
+        reason: String,
+    },
     /// The realm cannot appear in a `WWW-Authenticate` header.
     #[error("realm `{realm}` must be printable ASCII without `\"` or `\\`")]
     InvalidRealm {
@@ -93,7 +117,7 @@ pub struct IssuerRules {
 struct Rules {
     issuer: Arc<str>,
     audiences: Vec<String>,
-    keys: KeySet,
+    keys: KeySource,
     algorithms: Vec<Algorithm>,
     leeway: f64,
     max_token_age: Option<f64>,
@@ -119,6 +143,29 @@ impl fmt::Debug for IssuerRules {
     }
 }
 
+/// Where an issuer's keys come from.
+#[derive(Debug)]
+pub(crate) enum KeySource {
+    /// Keys given in code.
+    Static(Arc<KeySet>),
+    /// Keys fetched from a JWKS URL (directly or through discovery).
+    Remote(Arc<JwksCache>),
+}
+
+/// The algorithms a fetched JWKS may serve keys for (never HMAC: `oct` keys are not
+/// loaded from a JWKS).
+const REMOTE_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// A token that passed every check: who the caller is, and until when this may be
 /// believed without checking again.
 #[derive(Debug)]
@@ -138,6 +185,13 @@ impl IssuerRules {
             issuer: issuer.into(),
             audiences: Vec::new(),
             keys: None,
+            jwks_url: None,
+            discover: false,
+            http_client: None,
+            jwks_cooldown: None,
+            max_stale: None,
+            jwks_min_refresh: None,
+            allow_http: false,
             algorithms: None,
             leeway: DEFAULT_LEEWAY,
             max_token_age: None,
@@ -165,15 +219,47 @@ impl IssuerRules {
         &self.inner.algorithms
     }
 
-    /// The issuer's keys.
+    /// The issuer's keys now: the keys given in code, or the current usable fetched set
+    /// (`None` while none is loaded or the last one is too stale).
     #[must_use]
-    pub fn keys(&self) -> &KeySet {
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        match &self.inner.keys {
+            KeySource::Static(keys) => Some(Arc::clone(keys)),
+            KeySource::Remote(cache) => cache.snapshot(),
+        }
+    }
+
+    /// The JWKS cache, when the keys are fetched (`jwks_url` or `discover`).
+    #[must_use]
+    pub fn jwks(&self) -> Option<&Arc<JwksCache>> {
+        match &self.inner.keys {
+            KeySource::Static(_) => None,
+            KeySource::Remote(cache) => Some(cache),
+        }
+    }
+
+    /// Whether keys are available: always for keys given in code; for fetched keys, once a
+    /// usable set is loaded.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        match &self.inner.keys {
+            KeySource::Static(_) => true,
+            KeySource::Remote(cache) => cache.is_ready(),
+        }
+    }
+
+    pub(crate) fn key_source(&self) -> &KeySource {
         &self.inner.keys
     }
 
-    /// Checks the header against the rules, the signature against the keys, then the
+    /// Checks the header against the rules, the signature against `keys`, then the
     /// claims, in that order. `now` is seconds since the Unix epoch.
-    pub(crate) fn verify(&self, token: Unverified<'_>, now: f64) -> Result<Verified, Failure> {
+    pub(crate) fn verify(
+        &self,
+        token: Unverified<'_>,
+        keys: &KeySet,
+        now: f64,
+    ) -> Result<Verified, Failure> {
         let rules = &*self.inner;
         if !rules.algorithms.contains(&token.alg) {
             return Err(Failure::AlgNotAllowed);
@@ -188,14 +274,12 @@ impl IssuerRules {
         if !typ_ok {
             return Err(Failure::TypMismatch);
         }
-        let key =
-            rules
-                .keys
-                .select(token.kid.as_deref(), token.alg)
-                .map_err(|error| match error {
-                    super::keys::SelectError::UnknownKid => Failure::UnknownKid,
-                    super::keys::SelectError::AlgorithmNotAllowed => Failure::AlgNotAllowed,
-                })?;
+        let key = keys
+            .select(token.kid.as_deref(), token.alg)
+            .map_err(|error| match error {
+                super::keys::SelectError::UnknownKid => Failure::UnknownKid,
+                super::keys::SelectError::AlgorithmNotAllowed => Failure::AlgNotAllowed,
+            })?;
         token.verify(key)?;
         self.check_claims(token.claims, now)
     }
@@ -336,17 +420,46 @@ fn cache_deadline(until: f64, now: f64) -> SystemTime {
 
 /// Builds [`IssuerRules`]; see [`IssuerRules::builder`]. Every setting documents its default.
 #[must_use]
-#[derive(Debug)]
 pub struct IssuerRulesBuilder {
     issuer: String,
     audiences: Vec<String>,
     keys: Option<KeySet>,
+    jwks_url: Option<String>,
+    discover: bool,
+    http_client: Option<Arc<dyn HttpClient>>,
+    jwks_cooldown: Option<Duration>,
+    max_stale: Option<Duration>,
+    jwks_min_refresh: Option<Duration>,
+    allow_http: bool,
     algorithms: Option<Vec<Algorithm>>,
     leeway: Duration,
     max_token_age: Option<Duration>,
     roles_claim: Option<String>,
     allow_missing_typ: bool,
     allow_jwt_typ: bool,
+}
+
+impl fmt::Debug for IssuerRulesBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerRulesBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("keys", &self.keys)
+            .field("jwks_url", &self.jwks_url)
+            .field("discover", &self.discover)
+            .field("custom_http_client", &self.http_client.is_some())
+            .field("jwks_cooldown", &self.jwks_cooldown)
+            .field("max_stale", &self.max_stale)
+            .field("jwks_min_refresh", &self.jwks_min_refresh)
+            .field("allow_http", &self.allow_http)
+            .field("algorithms", &self.algorithms)
+            .field("leeway", &self.leeway)
+            .field("max_token_age", &self.max_token_age)
+            .field("roles_claim", &self.roles_claim)
+            .field("allow_missing_typ", &self.allow_missing_typ)
+            .field("allow_jwt_typ", &self.allow_jwt_typ)
+            .finish()
+    }
 }
 
 impl IssuerRulesBuilder {
@@ -358,9 +471,61 @@ impl IssuerRulesBuilder {
         self
     }
 
-    /// Verifies signatures with `keys`. Required.
+    /// Verifies signatures with `keys` given in code. Exactly one key source is required:
+    /// this, [`jwks_url`](Self::jwks_url) or [`discover`](Self::discover).
     pub fn keys(mut self, keys: KeySet) -> Self {
         self.keys = Some(keys);
+        self
+    }
+
+    /// Verifies signatures with the keys of the JWKS at `url`, fetched in the background
+    /// and refreshed (see [`JwksCache`]). The URL must be `https` (or `http` to a loopback
+    /// host, unless [`insecure_allow_http`](Self::insecure_allow_http)).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.jwks_url = Some(url.into());
+        self
+    }
+
+    /// Verifies signatures with the keys of the JWKS named by the issuer's discovery
+    /// document (`<issuer>/.well-known/openid-configuration`, falling back to
+    /// `/.well-known/oauth-authorization-server`), whose `issuer` must equal this issuer.
+    pub fn discover(mut self) -> Self {
+        self.discover = true;
+        self
+    }
+
+    /// Fetches remote keys through `client`. Defaults to a
+    /// [`ReqwestClient`](crate::remote::ReqwestClient) (5 s timeout, 1 MiB cap).
+    pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Refetches the JWKS because of an unknown `kid` at most once per `cooldown`.
+    /// Defaults to 30 s.
+    pub fn jwks_cooldown(mut self, cooldown: Duration) -> Self {
+        self.jwks_cooldown = Some(cooldown);
+        self
+    }
+
+    /// Keeps using the last good JWKS for at most `max_stale` after it was fetched while
+    /// refreshes fail; after that requests get 503. Defaults to 24 h.
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = Some(max_stale);
+        self
+    }
+
+    /// Refreshes the JWKS on the timer no more often than every `interval`, whatever its
+    /// `Cache-Control: max-age` says. Defaults to 60 s; at most 24 h.
+    pub fn jwks_min_refresh(mut self, interval: Duration) -> Self {
+        self.jwks_min_refresh = Some(interval);
+        self
+    }
+
+    /// Accepts plain `http` JWKS and discovery URLs to any host. Defaults to false:
+    /// `https` is required except for loopback hosts.
+    pub fn insecure_allow_http(mut self) -> Self {
+        self.allow_http = true;
         self
     }
 
@@ -428,15 +593,56 @@ impl IssuerRulesBuilder {
                 issuer: self.issuer,
             });
         }
-        let Some(keys) = self.keys else {
-            return Err(BearerConfigError::MissingKeys {
+        let sources = usize::from(self.keys.is_some())
+            + usize::from(self.jwks_url.is_some())
+            + usize::from(self.discover);
+        if sources > 1 {
+            return Err(BearerConfigError::ConflictingKeySources {
                 issuer: self.issuer,
             });
+        }
+        let remote = match (self.jwks_url, self.discover) {
+            (Some(url), _) => Some(JwksSource::Url(url)),
+            (None, true) => Some(JwksSource::Discover(self.issuer.clone())),
+            (None, false) => None,
+        };
+        let keys = match (self.keys, remote) {
+            (Some(keys), _) => KeySource::Static(Arc::new(keys)),
+            (None, Some(source)) => {
+                let mut cache = JwksCache::builder(source);
+                if let Some(client) = self.http_client {
+                    cache = cache.http_client(client);
+                }
+                if let Some(cooldown) = self.jwks_cooldown {
+                    cache = cache.cooldown(cooldown);
+                }
+                if let Some(max_stale) = self.max_stale {
+                    cache = cache.max_stale(max_stale);
+                }
+                if let Some(interval) = self.jwks_min_refresh {
+                    cache = cache.min_refresh(interval);
+                }
+                if self.allow_http {
+                    cache = cache.insecure_allow_http();
+                }
+                KeySource::Remote(cache.build()?)
+            }
+            (None, None) => {
+                return Err(BearerConfigError::MissingKeys {
+                    issuer: self.issuer,
+                });
+            }
         };
         let algorithms = match self.algorithms {
-            None => keys.algorithms(),
+            None => match &keys {
+                KeySource::Static(keys) => keys.algorithms(),
+                KeySource::Remote(_) => REMOTE_ALGORITHMS.to_vec(),
+            },
             Some(algorithms) => {
-                let supported = keys.algorithms();
+                let supported = match &keys {
+                    KeySource::Static(keys) => keys.algorithms(),
+                    KeySource::Remote(_) => REMOTE_ALGORITHMS.to_vec(),
+                };
                 if let Some(alg) = algorithms.iter().find(|alg| !supported.contains(alg)) {
                     return Err(BearerConfigError::AlgorithmWithoutKey {
                         issuer: self.issuer,

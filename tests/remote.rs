@@ -1,0 +1,795 @@
+//! Remote JWKS against a hand-written fault-injection server: outages, slowness, garbage,
+//! floods, rotation, redirects, size caps and discovery.
+
+#[allow(dead_code, unreachable_pub)] // Shared with tests/bearer; this binary uses part of it.
+#[path = "bearer/support.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use jsonwebtoken::jwk::Jwk;
+use portcullis::ConfigError;
+use portcullis::bearer::{BearerAuthenticator, BearerConfigError, BearerLayer, IssuerRules};
+use portcullis::remote::{HttpClient, RemoteError, ReqwestClient};
+use serde_json::{Value, json};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+use support::*;
+
+/// How the server answers `/jwks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Good,
+    Down,
+    Slow,
+    Garbage,
+    Empty,
+    Truncated,
+    Html,
+    Huge,
+    HugeChunked,
+    RedirectOther,
+    RedirectSame,
+}
+
+struct Fault {
+    mode: Mutex<Mode>,
+    keys: Mutex<Vec<Value>>,
+    max_age: Mutex<Option<u64>>,
+    hits: AtomicUsize,
+    base: Mutex<String>,
+    /// The discovery document's `issuer`, and whether `openid-configuration` is missing.
+    discovery_issuer: Mutex<Option<String>>,
+    oidc_missing: Mutex<bool>,
+    slow: Mutex<Duration>,
+}
+
+struct Server {
+    state: Arc<Fault>,
+    base: String,
+}
+
+impl Server {
+    async fn start(mode: Mode, keys: Vec<Value>) -> Self {
+        let state = Arc::new(Fault {
+            mode: Mutex::new(mode),
+            keys: Mutex::new(keys),
+            max_age: Mutex::new(None),
+            hits: AtomicUsize::new(0),
+            base: Mutex::new(String::new()),
+            discovery_issuer: Mutex::new(None),
+            oidc_missing: Mutex::new(false),
+            slow: Mutex::new(Duration::from_secs(5)),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        *state.base.lock().unwrap() = base.clone();
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { state, base }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/jwks", self.base)
+    }
+    fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+    fn set_keys(&self, keys: Vec<Value>) {
+        *self.state.keys.lock().unwrap() = keys;
+    }
+    fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn reply(status: u16, content_type: &str, body: impl Into<Body>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(body.into())
+        .expect("response")
+}
+
+async fn handle(State(state): State<Arc<Fault>>, uri: Uri) -> Response<Body> {
+    let base = state.base.lock().unwrap().clone();
+    match uri.path() {
+        "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
+            let oidc = uri.path().ends_with("openid-configuration");
+            if oidc && *state.oidc_missing.lock().unwrap() {
+                return reply(404, "text/plain", "not found");
+            }
+            let issuer = state.discovery_issuer.lock().unwrap().clone();
+            let issuer = issuer.unwrap_or_else(|| base.clone());
+            let doc = json!({ "issuer": issuer, "jwks_uri": format!("{base}/jwks") });
+            return reply(200, "application/json; charset=utf-8", doc.to_string());
+        }
+        "/jwks" | "/jwks2" => {}
+        _ => return reply(404, "text/plain", "not found"),
+    }
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    let mode = *state.mode.lock().unwrap();
+    let keys = state.keys.lock().unwrap().clone();
+    let good = json!({ "keys": keys }).to_string();
+    match mode {
+        Mode::Good => {
+            let mut response = reply(200, "application/jwk-set+json", good);
+            if let Some(age) = *state.max_age.lock().unwrap() {
+                response.headers_mut().insert(
+                    "cache-control",
+                    format!("public, max-age={age}").parse().unwrap(),
+                );
+            }
+            response
+        }
+        Mode::Down => reply(503, "text/plain", "down"),
+        Mode::Slow => {
+            let delay = *state.slow.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            reply(200, "application/json", good)
+        }
+        Mode::Garbage => reply(200, "application/json", "\u{0}\u{1}not json at all"),
+        Mode::Empty => reply(200, "application/json", r#"{"keys":[]}"#),
+        Mode::Truncated => reply(200, "application/json", good[..good.len() / 2].to_owned()),
+        Mode::Html => reply(200, "text/html", "<html>login</html>"),
+        Mode::Huge => reply(200, "application/json", " ".repeat(2 * 1024 * 1024) + &good),
+        Mode::HugeChunked => {
+            let chunks =
+                (0..64).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 64 * 1024])));
+            reply(
+                200,
+                "application/json",
+                Body::from_stream(futures_util::stream::iter(chunks)),
+            )
+        }
+        Mode::RedirectOther => {
+            let port = base.rsplit(':').next().unwrap_or_default().to_owned();
+            Response::builder()
+                .status(302)
+                .header("location", format!("http://localhost:{port}/jwks2"))
+                .body(Body::empty())
+                .unwrap()
+        }
+        Mode::RedirectSame => {
+            if uri.path() == "/jwks2" {
+                reply(200, "application/json", good)
+            } else {
+                Response::builder()
+                    .status(302)
+                    .header("location", "/jwks2")
+                    .body(Body::empty())
+                    .unwrap()
+            }
+        }
+    }
+}
+
+fn jwk(signer: &Signer, kid: &str) -> Value {
+    select_crypto_backend();
+    let mut value =
+        serde_json::to_value(Jwk::from_encoding_key(&signer.key, signer.alg).expect("jwk"))
+            .expect("json");
+    value["kid"] = json!(kid);
+    value
+}
+
+fn good_keys() -> Vec<Value> {
+    vec![jwk(&rsa(), "rsa-1"), jwk(&es256(), "ec-1")]
+}
+
+fn client(timeout_ms: u64) -> Arc<dyn HttpClient> {
+    Arc::new(
+        ReqwestClient::builder()
+            .timeout(Duration::from_millis(timeout_ms))
+            .build()
+            .expect("client"),
+    )
+}
+
+fn rules_for(url: &str, timeout_ms: u64) -> IssuerRules {
+    IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_url(url)
+        .http_client(client(timeout_ms))
+        .jwks_cooldown(Duration::from_millis(200))
+        .build()
+        .expect("rules")
+}
+
+fn authenticator(rules: &IssuerRules) -> BearerAuthenticator {
+    BearerAuthenticator::builder()
+        .issuer(rules.clone())
+        .no_cache()
+        .build()
+        .expect("authenticator")
+}
+
+/// A token from `signer` with kid `kid` and subject `sub`.
+fn token(signer: &Signer, kid: &'static str, sub: &str) -> String {
+    let signer = Signer {
+        kid: Some(kid),
+        ..signer.clone()
+    };
+    let mut claims = claims();
+    claims["sub"] = json!(sub);
+    mint(&signer, &claims)
+}
+
+/// Sends `token` through a `BearerLayer`: the status and the `Retry-After` header.
+async fn send(auth: &BearerAuthenticator, token: &str) -> (StatusCode, Option<String>) {
+    let service = ServiceBuilder::new()
+        .layer(BearerLayer::new(auth.clone()))
+        .service(service_fn(|_: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+        }));
+    let request = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(10), service.oneshot(request))
+        .await
+        .expect("answered within 10 s")
+        .expect("infallible");
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (response.status(), retry)
+}
+
+/// Waits (at most 5 s) for `condition`.
+async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+async fn ready_authenticator(server: &Server) -> (IssuerRules, BearerAuthenticator) {
+    let rules = rules_for(&server.url(), 300);
+    let auth = authenticator(&rules);
+    assert!(
+        wait_for(|| auth.is_ready()).await,
+        "keys load in the background"
+    );
+    (rules, auth)
+}
+
+#[tokio::test]
+async fn down_at_start_gives_503_then_recovers() {
+    let server = Server::start(Mode::Down, good_keys()).await;
+    let rules = rules_for(&server.url(), 300);
+    let auth = authenticator(&rules);
+    assert!(wait_for(|| server.hits() >= 1).await);
+    let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "alice")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry.as_deref(), Some("5"));
+    assert!(!auth.is_ready());
+
+    server.set_mode(Mode::Good);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if send(&auth, &token(&rsa(), "rsa-1", "alice")).await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        recovered,
+        "a refetch after the server comes up loads the keys"
+    );
+    assert!(auth.is_ready());
+}
+
+#[tokio::test]
+async fn down_after_a_good_fetch_keeps_the_stale_keys() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    let (rules, auth) = ready_authenticator(&server).await;
+    assert_eq!(
+        send(&auth, &token(&rsa(), "rsa-1", "a")).await.0,
+        StatusCode::OK
+    );
+
+    server.set_mode(Mode::Down);
+    let jwks = rules.jwks().expect("remote");
+    assert!(matches!(
+        jwks.refresh_now().await,
+        Err(RemoteError::Status { status: 503 })
+    ));
+    // An unknown kid also triggers a (failing) refetch; the good keys stay.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = server.hits();
+    assert_eq!(
+        send(&auth, &token(&rsa(), "nope", "a")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(server.hits(), before + 1);
+    assert!(auth.is_ready());
+    for sub in ["b", "c"] {
+        assert_eq!(
+            send(&auth, &token(&rsa(), "rsa-1", sub)).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(&auth, &token(&es256(), "ec-1", sub)).await.0,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_stale_bounds_the_stale_keys() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_url(server.url())
+        .http_client(client(300))
+        .jwks_cooldown(Duration::from_millis(200))
+        .max_stale(Duration::from_millis(400))
+        .build()
+        .expect("rules");
+    let auth = authenticator(&rules);
+    assert!(wait_for(|| auth.is_ready()).await);
+    server.set_mode(Mode::Down);
+    assert!(wait_for(|| !auth.is_ready()).await, "too stale: unusable");
+    let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "a")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry.as_deref(), Some("5"));
+}
+
+#[tokio::test]
+async fn a_slow_server_does_not_hold_up_requests_with_cached_keys() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    *server.state.slow.lock().unwrap() = Duration::from_secs(4);
+    let rules = rules_for(&server.url(), 1500);
+    let auth = authenticator(&rules);
+    assert!(wait_for(|| auth.is_ready()).await);
+    server.set_mode(Mode::Slow);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    // This one waits for a refetch that times out.
+    let waiting = {
+        let auth = auth.clone();
+        tokio::spawn(async move { send(&auth, &token(&rsa(), "new-kid", "x")).await.0 })
+    };
+    assert!(
+        wait_for(|| server.hits() >= 2).await,
+        "the refetch is in flight"
+    );
+    for sub in 0..20 {
+        let answer = tokio::time::timeout(
+            Duration::from_millis(1000),
+            send(&auth, &token(&rsa(), "rsa-1", &sub.to_string())),
+        )
+        .await
+        .expect("requests with known keys do not wait for the fetch");
+        assert_eq!(answer.0, StatusCode::OK);
+    }
+    assert_eq!(waiting.await.expect("task"), StatusCode::UNAUTHORIZED);
+    assert!(auth.is_ready());
+}
+
+#[tokio::test]
+async fn bad_answers_are_failed_fetches() {
+    for mode in [
+        Mode::Garbage,
+        Mode::Empty,
+        Mode::Truncated,
+        Mode::Html,
+        Mode::Down,
+    ] {
+        // With a good set loaded: the set is kept.
+        let server = Server::start(Mode::Good, good_keys()).await;
+        let (rules, auth) = ready_authenticator(&server).await;
+        server.set_mode(mode);
+        let error = rules.jwks().expect("remote").refresh_now().await;
+        assert!(error.is_err(), "{mode:?}");
+        assert!(auth.is_ready(), "{mode:?}");
+        assert_eq!(
+            send(&auth, &token(&rsa(), "rsa-1", "a")).await.0,
+            StatusCode::OK,
+            "{mode:?}"
+        );
+
+        // With nothing loaded: 503.
+        let server = Server::start(mode, good_keys()).await;
+        let rules = rules_for(&server.url(), 300);
+        let auth = authenticator(&rules);
+        assert!(wait_for(|| server.hits() >= 1).await, "{mode:?}");
+        let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "a")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
+        assert_eq!(retry.as_deref(), Some("5"), "{mode:?}");
+        assert!(!auth.is_ready(), "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn specific_failure_kinds() {
+    let server = Server::start(Mode::Html, good_keys()).await;
+    let rules = rules_for(&server.url(), 300);
+    let jwks = rules.jwks().expect("remote").clone();
+    assert!(matches!(
+        jwks.refresh_now().await,
+        Err(RemoteError::ContentType { .. })
+    ));
+    server.set_mode(Mode::Empty);
+    assert!(matches!(
+        jwks.refresh_now().await,
+        Err(RemoteError::KeySet(_))
+    ));
+    server.set_mode(Mode::Garbage);
+    assert!(matches!(
+        jwks.refresh_now().await,
+        Err(RemoteError::KeySet(_))
+    ));
+    assert!(!jwks.is_ready());
+}
+
+#[tokio::test]
+async fn a_set_with_some_bad_keys_uses_the_good_ones() {
+    let mut enc = jwk(&rsa_other(), "enc");
+    enc["use"] = json!("enc");
+    let weak: Value = serde_json::from_str(RSA1024_JWK).expect("fixture");
+    let keys = vec![
+        json!({"kty": "nonsense"}),
+        enc,
+        weak,
+        json!({"kty": "oct", "k": "c2VjcmV0", "kid": "hs"}),
+        jwk(&rsa(), "rsa-1"),
+        json!(42),
+    ];
+    let server = Server::start(Mode::Good, keys).await;
+    let (_rules, auth) = ready_authenticator(&server).await;
+    assert_eq!(
+        send(&auth, &token(&rsa(), "rsa-1", "a")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&auth, &token(&rsa_other(), "enc", "a")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_at_most_twice() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    let (_rules, auth) = ready_authenticator(&server).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = server.hits();
+    let kids = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let auth = auth.clone();
+            let token = token(&rsa(), kids[i % kids.len()], "flood");
+            tokio::spawn(async move { send(&auth, &token).await.0 })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), StatusCode::UNAUTHORIZED);
+    }
+    let fetched = server.hits() - before;
+    assert!((1..=2).contains(&fetched), "{fetched} fetches");
+}
+
+#[tokio::test]
+async fn many_requests_at_expiry_fetch_once() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    *server.state.max_age.lock().unwrap() = Some(0);
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_url(server.url())
+        .http_client(client(300))
+        .jwks_cooldown(Duration::from_millis(200))
+        .jwks_min_refresh(Duration::from_secs(2))
+        .build()
+        .expect("rules");
+    let auth = authenticator(&rules);
+    assert!(wait_for(|| auth.is_ready()).await);
+    assert_eq!(server.hits(), 1);
+    // Just past expiry (max-age 0, clamped up to the 2 s minimum).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let auth = auth.clone();
+            let token = token(&rsa(), "rsa-1", &i.to_string());
+            tokio::spawn(async move { send(&auth, &token).await.0 })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.hits(), 2, "one refresh at expiry");
+}
+
+#[tokio::test]
+async fn key_rotation_is_picked_up_by_one_refetch() {
+    let server = Server::start(Mode::Good, vec![jwk(&rsa(), "rsa-1")]).await;
+    let rules = rules_for(&server.url(), 300);
+    // With the token cache on: entries verified with a removed key must go.
+    let auth = BearerAuthenticator::new(rules.clone());
+    assert!(wait_for(|| auth.is_ready()).await);
+    let old = token(&rsa(), "rsa-1", "old");
+    assert_eq!(send(&auth, &old).await.0, StatusCode::OK);
+    assert_eq!(send(&auth, &old).await.0, StatusCode::OK);
+
+    server.set_keys(vec![jwk(&rsa(), "rsa-1"), jwk(&rsa_other(), "rsa-2")]);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let before = server.hits();
+    let new = token(&rsa_other(), "rsa-2", "new");
+    assert_eq!(send(&auth, &new).await.0, StatusCode::OK);
+    assert_eq!(server.hits(), before + 1, "one refetch");
+    assert_eq!(send(&auth, &new).await.0, StatusCode::OK);
+    assert_eq!(server.hits(), before + 1, "no more fetches");
+
+    // The old key is withdrawn: the cached verification goes with it.
+    server.set_keys(vec![jwk(&rsa_other(), "rsa-2")]);
+    rules
+        .jwks()
+        .expect("remote")
+        .refresh_now()
+        .await
+        .expect("refresh");
+    assert_eq!(send(&auth, &old).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&auth, &new).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn redirects_to_another_origin_are_refused() {
+    let server = Server::start(Mode::RedirectOther, good_keys()).await;
+    let rules = rules_for(&server.url(), 300);
+    let jwks = rules.jwks().expect("remote").clone();
+    assert!(matches!(
+        jwks.refresh_now().await,
+        Err(RemoteError::Redirect)
+    ));
+    assert_eq!(server.hits(), 1, "the other origin was never asked");
+    let auth = authenticator(&rules);
+    assert_eq!(
+        send(&auth, &token(&rsa(), "rsa-1", "a")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    server.set_mode(Mode::RedirectSame);
+    jwks.refresh_now().await.expect("same-origin redirect");
+    assert_eq!(
+        send(&auth, &token(&rsa(), "rsa-1", "a")).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn responses_over_the_cap_are_refused() {
+    for mode in [Mode::Huge, Mode::HugeChunked] {
+        let server = Server::start(mode, good_keys()).await;
+        let rules = rules_for(&server.url(), 2000);
+        let jwks = rules.jwks().expect("remote").clone();
+        assert!(
+            matches!(jwks.refresh_now().await, Err(RemoteError::TooLarge { .. })),
+            "{mode:?}"
+        );
+        assert!(!jwks.is_ready());
+    }
+}
+
+#[test]
+fn url_rule_and_key_sources_are_checked_at_build_time() {
+    let build = |builder: portcullis::bearer::IssuerRulesBuilder| match builder.build() {
+        Ok(_) => None,
+        Err(ConfigError::Bearer(error)) => Some(error),
+        Err(other) => panic!("{other:?}"),
+    };
+    let base = || IssuerRules::builder(ISSUER).audience(AUDIENCE);
+    assert!(matches!(
+        build(base().jwks_url("http://idp.example/jwks")),
+        Some(BearerConfigError::InvalidUrl { .. })
+    ));
+    assert!(matches!(
+        build(base().jwks_url("ftp://idp.example/jwks")),
+        Some(BearerConfigError::InvalidUrl { .. })
+    ));
+    assert!(matches!(
+        build(
+            IssuerRules::builder("http://idp.example")
+                .audience(AUDIENCE)
+                .discover()
+        ),
+        Some(BearerConfigError::InvalidUrl { .. })
+    ));
+    assert!(
+        build(
+            base()
+                .jwks_url("http://idp.example/jwks")
+                .insecure_allow_http()
+        )
+        .is_none()
+    );
+    assert!(build(base().jwks_url("http://127.0.0.1:1/jwks")).is_none());
+    assert!(build(base().jwks_url("http://[::1]:1/jwks")).is_none());
+    assert!(build(base().jwks_url("https://idp.example/jwks")).is_none());
+    assert!(matches!(
+        build(base().jwks_url("https://idp.example/jwks").discover()),
+        Some(BearerConfigError::ConflictingKeySources { .. })
+    ));
+    assert!(matches!(
+        build(base().keys(keys()).discover()),
+        Some(BearerConfigError::ConflictingKeySources { .. })
+    ));
+    assert!(matches!(
+        build(base()),
+        Some(BearerConfigError::MissingKeys { .. })
+    ));
+    assert!(matches!(
+        build(
+            base()
+                .jwks_url("https://idp.example/jwks")
+                .algorithms([portcullis::bearer::Algorithm::HS256])
+        ),
+        Some(BearerConfigError::AlgorithmWithoutKey { .. })
+    ));
+    assert!(matches!(
+        build(
+            base()
+                .jwks_url("https://idp.example/jwks")
+                .jwks_cooldown(Duration::ZERO)
+        ),
+        Some(BearerConfigError::InvalidLimit { .. })
+    ));
+}
+
+#[test]
+fn no_runtime_no_panic() {
+    // Built outside any runtime: nothing starts, a request-less check says not ready,
+    // and verifying is a 503, not a panic.
+    let rules = rules_for("http://127.0.0.1:9/jwks", 300);
+    let auth = authenticator(&rules);
+    assert!(!auth.is_ready());
+    let rejection = auth
+        .verify(&token(&rsa(), "rsa-1", "a"))
+        .expect_err("no keys");
+    assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(rejection.retry_after(), Some(5));
+}
+
+#[tokio::test]
+async fn discovery_finds_the_jwks() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    let issuer = server.base.clone();
+    let rules = IssuerRules::builder(issuer.clone())
+        .audience(AUDIENCE)
+        .discover()
+        .http_client(client(300))
+        .jwks_cooldown(Duration::from_millis(200))
+        .build()
+        .expect("rules");
+    let auth = authenticator(&rules);
+    assert!(wait_for(|| auth.is_ready()).await);
+    let mut claims = claims();
+    claims["iss"] = json!(issuer);
+    assert_eq!(send(&auth, &mint(&rsa(), &claims)).await.0, StatusCode::OK);
+
+    // The OAuth metadata document is the fallback.
+    *server.state.oidc_missing.lock().unwrap() = true;
+    let rules_b = IssuerRules::builder(issuer.clone())
+        .audience(AUDIENCE)
+        .discover()
+        .http_client(client(300))
+        .build()
+        .expect("rules");
+    rules_b
+        .jwks()
+        .expect("remote")
+        .refresh_now()
+        .await
+        .expect("fallback");
+
+    // A document naming another issuer is refused.
+    *server.state.discovery_issuer.lock().unwrap() = Some(format!("{issuer}/evil"));
+    let rules_c = IssuerRules::builder(issuer)
+        .audience(AUDIENCE)
+        .discover()
+        .http_client(client(300))
+        .build()
+        .expect("rules");
+    assert!(matches!(
+        rules_c.jwks().expect("remote").refresh_now().await,
+        Err(RemoteError::Discovery { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cached_verifications_do_not_outlive_max_stale() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_url(server.url())
+        .http_client(client(300))
+        .jwks_cooldown(Duration::from_millis(200))
+        .max_stale(Duration::from_millis(400))
+        .build()
+        .expect("rules");
+    // The token cache is on: a cached verification must not outlive the usable key set.
+    let auth = BearerAuthenticator::new(rules);
+    assert!(wait_for(|| auth.is_ready()).await);
+    let cached = token(&rsa(), "rsa-1", "cached");
+    assert_eq!(send(&auth, &cached).await.0, StatusCode::OK);
+    server.set_mode(Mode::Down);
+    assert!(wait_for(|| !auth.is_ready()).await);
+    assert_eq!(
+        send(&auth, &cached).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    server.set_mode(Mode::Good);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if send(&auth, &cached).await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered);
+}
+
+/// A custom client that lets anything through: the cache still checks status and type.
+struct Lenient {
+    content_type: &'static str,
+    status: u16,
+    calls: AtomicUsize,
+}
+
+impl HttpClient for Lenient {
+    fn get(&self, _url: &str, _accept: &[&str]) -> portcullis::remote::HttpFuture<'_> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let body = json!({ "keys": good_keys() }).to_string();
+        Box::pin(async move {
+            Ok(portcullis::remote::HttpResponse {
+                status: self.status,
+                content_type: Some(self.content_type.to_owned()),
+                cache_control_max_age: None,
+                body: Bytes::from(body),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_custom_client_cannot_skip_the_checks() {
+    for (content_type, status, ok) in [
+        ("application/jwk-set+json; charset=utf-8", 200, true),
+        ("text/html", 200, false),
+        ("application/json", 404, false),
+    ] {
+        let lenient = Arc::new(Lenient {
+            content_type,
+            status,
+            calls: AtomicUsize::new(0),
+        });
+        let rules = IssuerRules::builder(ISSUER)
+            .audience(AUDIENCE)
+            .jwks_url("https://idp.example/jwks")
+            .http_client(lenient.clone())
+            .build()
+            .expect("rules");
+        let result = rules.jwks().expect("remote").refresh_now().await;
+        assert_eq!(result.is_ok(), ok, "{content_type} {status}: {result:?}");
+        assert_eq!(lenient.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(rules.is_ready(), ok);
+    }
+}
