@@ -21,6 +21,18 @@
 //! | `DELETE /orders/{id}` | permission `orders:write`    |
 //! | `GET /admin/keys`     | role `admin`                 |
 //! | anything else         | nobody (403 `route_denied`)  |
+//!
+//! Bearer tokens too, when an issuer is configured through the environment:
+//!
+//! | variable                  | meaning                                                  |
+//! |---------------------------|----------------------------------------------------------|
+//! | `PORTCULLIS_JWT_ISSUER`   | the expected `iss`; also where discovery looks for keys   |
+//! | `PORTCULLIS_JWT_AUDIENCE` | the expected `aud` (required with an issuer)              |
+//! | `PORTCULLIS_JWKS_URL`     | the JWKS to use instead of discovery (optional)           |
+//! | `PORTCULLIS_JWT_ROLES_CLAIM` | where roles are, e.g. `realm_access.roles` (optional)  |
+//!
+//! `GET /whoami` then accepts either an API key or a valid access token for that issuer
+//! and audience, with no further role or scope needed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +45,7 @@ use portcullis::api_key::{
     ApiKeyAuthenticator, IssuedKey, KeyRecord, KeyStore, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{RouteRules, authenticated, permission, public, role};
+use portcullis::bearer::{BearerAuthenticator, IssuerRules};
 use portcullis::validate::{RequestSchema, ValidationRules};
 use portcullis::{ConfigError, GatewaySecurityLayer, Principal};
 use serde_json::{Value, json};
@@ -84,13 +97,35 @@ fn validation() -> Result<ValidationRules, ConfigError> {
         .build()
 }
 
+/// A bearer-token authenticator from `PORTCULLIS_JWT_*`, when an issuer is configured.
+fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::Error>> {
+    let Ok(issuer) = std::env::var("PORTCULLIS_JWT_ISSUER") else {
+        return Ok(None);
+    };
+    let audience = std::env::var("PORTCULLIS_JWT_AUDIENCE")
+        .map_err(|_| "PORTCULLIS_JWT_AUDIENCE is required with PORTCULLIS_JWT_ISSUER")?;
+    let mut rules = IssuerRules::builder(issuer).audience(audience);
+    rules = match std::env::var("PORTCULLIS_JWKS_URL") {
+        Ok(url) => rules.jwks_url(url),
+        Err(_) => rules.discover(),
+    };
+    if let Ok(path) = std::env::var("PORTCULLIS_JWT_ROLES_CLAIM") {
+        rules = rules.roles_claim(path);
+    }
+    Ok(Some(BearerAuthenticator::new(rules.build()?)))
+}
+
 /// The API, wrapped in the gateway's authentication, authorization and validation.
-fn app(store: Arc<MemoryKeyStore>) -> Result<Router, ConfigError> {
-    let security = GatewaySecurityLayer::builder()
-        .authenticate(ApiKeyAuthenticator::new(store.clone()))
-        .rules(rules()?)
-        .validate(validation()?)
-        .build()?;
+fn app(
+    store: Arc<MemoryKeyStore>,
+    bearer: Option<BearerAuthenticator>,
+) -> Result<Router, ConfigError> {
+    let mut security =
+        GatewaySecurityLayer::builder().authenticate(ApiKeyAuthenticator::new(store.clone()));
+    if let Some(bearer) = bearer {
+        security = security.authenticate(bearer);
+    }
+    let security = security.rules(rules()?).validate(validation()?).build()?;
     Ok(Router::new()
         .route("/health", get(health))
         .route("/whoami", get(whoami))
@@ -172,7 +207,7 @@ async fn list_keys(
 }
 
 /// Prints the address and `curl` commands to try, with the keys issued at this start.
-fn print_banner(addr: SocketAddr, keys: &[DemoKey]) {
+fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>) {
     let base = format!("http://{addr}");
     println!("portcullis gateway example listening on {base}");
     println!();
@@ -207,6 +242,11 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey]) {
         println!("# 403: a viewer may not delete orders:");
         println!("curl -si -X DELETE -H 'x-api-key: {secret}' {base}/orders/1");
     }
+    if let Some(issuer) = bearer_issuer {
+        println!();
+        println!("# with an access token from {issuer}:");
+        println!("curl -s -H \"authorization: Bearer $TOKEN\" {base}/whoami");
+    }
     println!();
     println!("# 401: no key:");
     println!("curl -si {base}/whoami");
@@ -226,11 +266,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let store = Arc::new(MemoryKeyStore::new());
     let keys = seed(&store).await?;
-    let app = app(store)?;
+    let bearer = bearer_from_env()?;
+    let bearer_issuer = std::env::var("PORTCULLIS_JWT_ISSUER")
+        .ok()
+        .filter(|_| bearer.is_some());
+    let app = app(store, bearer)?;
 
     let addr = std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    print_banner(listener.local_addr()?, &keys);
+    print_banner(listener.local_addr()?, &keys, bearer_issuer.as_deref());
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
