@@ -767,6 +767,16 @@ impl HttpClient for Lenient {
             })
         })
     }
+
+    fn post_form(
+        &self,
+        url: &str,
+        _form: &[(&str, &str)],
+        _basic_auth: Option<(&str, &str)>,
+        accept: &[&str],
+    ) -> portcullis::remote::HttpFuture<'_> {
+        self.get(url, accept)
+    }
 }
 
 #[tokio::test]

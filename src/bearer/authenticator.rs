@@ -12,6 +12,7 @@ use http::request::Parts;
 use serde_json::Value;
 
 use super::cache::{DEFAULT_CAPACITY, TokenCache};
+use super::introspection::{Introspection, Outcome, Refusal};
 use super::keys::KeySet;
 use super::rules::{BearerConfigError, IssuerRules, KeySource};
 use super::token::{self, Failure};
@@ -32,6 +33,9 @@ enum CheckError {
     NoKeys(Arc<JwksCache>),
     /// The token names a `kid` the fetched set does not hold.
     UnknownKid(Arc<JwksCache>),
+    /// No issuer's rules apply (no `iss`, or an issuer not configured): 401, or
+    /// introspection with `introspect_jwts()`.
+    NoRules(Failure),
 }
 
 impl From<Failure> for CheckError {
@@ -61,6 +65,8 @@ struct Inner {
     max_token_bytes: usize,
     allow_query_token: bool,
     cache: Option<Arc<TokenCache>>,
+    introspection: Option<Introspection>,
+    introspect_jwts: bool,
 }
 
 impl fmt::Debug for BearerAuthenticator {
@@ -72,6 +78,8 @@ impl fmt::Debug for BearerAuthenticator {
             .field("max_token_bytes", &inner.max_token_bytes)
             .field("allow_query_token", &inner.allow_query_token)
             .field("cache", &inner.cache)
+            .field("introspection", &inner.introspection)
+            .field("introspect_jwts", &inner.introspect_jwts)
             .finish()
     }
 }
@@ -88,6 +96,8 @@ impl BearerAuthenticator {
                 max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
                 allow_query_token: false,
                 cache: Some(Arc::new(TokenCache::new(DEFAULT_CAPACITY))),
+                introspection: None,
+                introspect_jwts: false,
             }),
         }
         .start()
@@ -130,6 +140,8 @@ impl BearerAuthenticator {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             allow_query_token: false,
             cache_capacity: Some(DEFAULT_CAPACITY),
+            introspection: None,
+            introspect_jwts: false,
         }
     }
 
@@ -142,14 +154,90 @@ impl BearerAuthenticator {
     /// `Bearer` challenge) for every kind of bad token; `unavailable` (503, `Retry-After`)
     /// while an issuer's fetched keys are not usable. This call never waits for a fetch,
     /// so a token with a `kid` the current set lacks is refused here where the layer would
-    /// refetch once.
+    /// refetch once, and a token to introspect is answered only from the introspection
+    /// cache (`unavailable` when it is not cached).
     pub fn verify(&self, token: &str) -> Result<Principal, Rejection> {
+        if token.len() > self.inner.max_token_bytes {
+            return Err(self.refuse(Failure::TooLarge));
+        }
+        let introspect = |introspection: &Introspection| {
+            let digest = TokenCache::digest(token);
+            match introspection.cached(&digest, SystemTime::now()) {
+                Some(outcome) => self.introspected(outcome),
+                None => self.introspected(Outcome::Unavailable("introspection_not_cached")),
+            }
+        };
+        if let Some(introspection) = self.introspection_first(token) {
+            return introspect(introspection);
+        }
         self.check(token, SystemTime::now())
-            .map_err(|error| match error {
-                CheckError::Token(failure) => self.refuse(failure),
-                CheckError::UnknownKid(_) => self.refuse(Failure::UnknownKid),
-                CheckError::NoKeys(_) => self.unavailable(),
+            .or_else(|error| match error {
+                CheckError::Token(failure) => Err(self.refuse(failure)),
+                CheckError::UnknownKid(_) => Err(self.refuse(Failure::UnknownKid)),
+                CheckError::NoKeys(_) => Err(self.unavailable()),
+                CheckError::NoRules(failure) => match self.introspection_fallback() {
+                    Some(introspection) => introspect(introspection),
+                    None => Err(self.refuse(failure)),
+                },
             })
+    }
+
+    /// The introspection to use before any JWT check: configured, and `token` is not
+    /// JWT-shaped.
+    fn introspection_first(&self, token: &str) -> Option<&Introspection> {
+        self.inner
+            .introspection
+            .as_ref()
+            .filter(|_| !looks_like_jwt(token))
+    }
+
+    /// The introspection for a JWT no issuer's rules match, with `introspect_jwts()`.
+    fn introspection_fallback(&self) -> Option<&Introspection> {
+        self.inner
+            .introspection
+            .as_ref()
+            .filter(|_| self.inner.introspect_jwts)
+    }
+
+    /// Introspects `token`: from the cache at once when possible, else asynchronously.
+    fn introspect(&self, introspection: &Introspection, token: &str) -> AuthFuture {
+        let digest = TokenCache::digest(token);
+        if let Some(outcome) = introspection.cached(&digest, SystemTime::now()) {
+            return AuthFuture::ready(into_outcome(self.introspected(outcome)));
+        }
+        let this = self.clone();
+        let introspection = introspection.clone();
+        let token = token.to_owned();
+        AuthFuture::new(async move {
+            let outcome = introspection.introspect(&token).await;
+            into_outcome(this.introspected(outcome))
+        })
+    }
+
+    /// The result of an introspection answer, logged.
+    fn introspected(&self, outcome: Outcome) -> Result<Principal, Rejection> {
+        match outcome {
+            Outcome::Active(principal) => Ok(principal),
+            Outcome::Refused(Refusal::Claim(failure)) => Err(self.refuse(failure)),
+            Outcome::Refused(Refusal::Inactive) => {
+                tracing::info!(
+                    target: "portcullis::bearer",
+                    reason = "inactive",
+                    "bearer token refused"
+                );
+                Err(Rejection::new(Reason::InvalidCredentials)
+                    .with_detail("The token is not active.")
+                    .with_challenge(self.challenge_for()))
+            }
+            Outcome::Unavailable(reason) => {
+                tracing::warn!(
+                    target: "portcullis::bearer",
+                    reason,
+                    "bearer token not checked: introspection unavailable"
+                );
+                Err(Rejection::new(Reason::Unavailable).with_retry_after(UNAVAILABLE_RETRY_AFTER))
+            }
+        }
     }
 
     /// Verifies a token as the layer does: when the token names a `kid` the fetched set
@@ -158,7 +246,9 @@ impl BearerAuthenticator {
     async fn verify_with_refetch(self, token: String) -> Result<Principal, Rejection> {
         let cache = match self.check(&token, SystemTime::now()) {
             Ok(principal) => return Ok(principal),
-            Err(CheckError::Token(failure)) => return Err(self.refuse(failure)),
+            Err(CheckError::Token(failure) | CheckError::NoRules(failure)) => {
+                return Err(self.refuse(failure));
+            }
             Err(CheckError::NoKeys(cache) | CheckError::UnknownKid(cache)) => cache,
         };
         cache.refresh_for_unknown_kid().await;
@@ -243,9 +333,9 @@ impl BearerAuthenticator {
                 .issuers
                 .iter()
                 .find(|rules| rules.issuer() == iss)
-                .ok_or(Failure::IssMismatch)?,
+                .ok_or(CheckError::NoRules(Failure::IssMismatch))?,
             Some(_) => return Err(Failure::ClaimType.into()),
-            None => return Err(Failure::MissingClaim.into()),
+            None => return Err(CheckError::NoRules(Failure::MissingClaim)),
         };
         let (keys, remote, generation): (Arc<KeySet>, _, _) = match issuer.key_source() {
             KeySource::Static(keys) => (Arc::clone(keys), None, 0),
@@ -378,6 +468,34 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
 }
 
+/// Whether `token` has the shape of a compact JWS: three base64url parts separated by
+/// dots, the first two non-empty.
+fn looks_like_jwt(token: &str) -> bool {
+    let is_b64url = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => {
+            !header.is_empty()
+                && !payload.is_empty()
+                && is_b64url(header)
+                && is_b64url(payload)
+                && is_b64url(signature)
+        }
+        _ => false,
+    }
+}
+
+/// An authentication outcome from a verification result.
+fn into_outcome(result: Result<Principal, Rejection>) -> AuthOutcome {
+    match result {
+        Ok(principal) => AuthOutcome::Authenticated(principal),
+        Err(rejection) => AuthOutcome::Rejected(rejection),
+    }
+}
+
 /// The values of `access_token` in a query string.
 fn query_values(query: &str) -> impl Iterator<Item = &str> {
     query.split('&').filter_map(|pair| {
@@ -391,9 +509,22 @@ impl Authenticate for BearerAuthenticator {
         let outcome = match self.presented(request) {
             Err(rejection) => AuthOutcome::Rejected(rejection),
             Ok(None) => AuthOutcome::Absent,
+            Ok(Some(token)) if token.len() > self.inner.max_token_bytes => {
+                AuthOutcome::Rejected(self.refuse(Failure::TooLarge))
+            }
+            Ok(Some(token)) if self.introspection_first(token).is_some() => {
+                return match self.introspection_first(token) {
+                    Some(introspection) => self.introspect(introspection, token),
+                    None => AuthFuture::ready(AuthOutcome::Absent),
+                };
+            }
             Ok(Some(token)) => match self.check(token, SystemTime::now()) {
                 Ok(principal) => AuthOutcome::Authenticated(principal),
                 Err(CheckError::Token(failure)) => AuthOutcome::Rejected(self.refuse(failure)),
+                Err(CheckError::NoRules(failure)) => match self.introspection_fallback() {
+                    Some(introspection) => return self.introspect(introspection, token),
+                    None => AuthOutcome::Rejected(self.refuse(failure)),
+                },
                 Err(CheckError::NoKeys(_) | CheckError::UnknownKid(_)) => {
                     let this = self.clone();
                     let token = token.to_owned();
@@ -438,6 +569,8 @@ pub struct BearerAuthenticatorBuilder {
     max_token_bytes: usize,
     allow_query_token: bool,
     cache_capacity: Option<usize>,
+    introspection: Option<Introspection>,
+    introspect_jwts: bool,
 }
 
 impl BearerAuthenticatorBuilder {
@@ -445,6 +578,22 @@ impl BearerAuthenticatorBuilder {
     /// each issuer identifier may appear once.
     pub fn issuer(mut self, rules: IssuerRules) -> Self {
         self.issuers.push(rules);
+        self
+    }
+
+    /// Introspects tokens that are not JWTs (RFC 7662) with `introspection`. With it, the
+    /// authenticator may have no issuer (opaque tokens only). Defaults to none: such
+    /// tokens are refused as malformed.
+    pub fn introspection(mut self, introspection: Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
+    /// Also introspects JWT-shaped tokens whose `iss` is missing or names no configured
+    /// issuer (needs [`introspection`](Self::introspection)). Defaults to false: such
+    /// tokens are refused.
+    pub fn introspect_jwts(mut self) -> Self {
+        self.introspect_jwts = true;
         self
     }
 
@@ -486,14 +635,15 @@ impl BearerAuthenticatorBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError::Bearer`] for no issuer, an issuer given twice, a realm that cannot
-    /// be sent in a header, or a zero size limit or cache capacity.
+    /// A [`ConfigError::Bearer`] for no issuer (and no introspection), an issuer given
+    /// twice, a realm that cannot be sent in a header, or a zero size limit or cache
+    /// capacity.
     pub fn build(self) -> Result<BearerAuthenticator, ConfigError> {
         self.try_build().map_err(ConfigError::from)
     }
 
     fn try_build(self) -> Result<BearerAuthenticator, BearerConfigError> {
-        if self.issuers.is_empty() {
+        if self.issuers.is_empty() && self.introspection.is_none() {
             return Err(BearerConfigError::NoIssuer);
         }
         for (index, rules) in self.issuers.iter().enumerate() {
@@ -530,6 +680,8 @@ impl BearerAuthenticatorBuilder {
                 cache: self
                     .cache_capacity
                     .map(|capacity| Arc::new(TokenCache::new(capacity))),
+                introspection: self.introspection,
+                introspect_jwts: self.introspect_jwts,
             }),
         }
         .start())

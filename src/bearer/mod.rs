@@ -6,8 +6,10 @@
 //! from a JWKS URL ([`IssuerRulesBuilder::jwks_url`]) or through discovery
 //! ([`IssuerRulesBuilder::discover`]) and kept fresh by a
 //! [`JwksCache`](crate::remote::JwksCache). While no usable fetched key set is loaded,
-//! requests with a token get 503 with `Retry-After` (never 401). Introspecting opaque
-//! tokens (RFC 7662) is not built yet.
+//! requests with a token get 503 with `Retry-After` (never 401). Tokens that are not JWTs
+//! (three base64url parts) are introspected (RFC 7662) when an [`Introspection`] is
+//! configured: inactive ones get 401, and an unusable endpoint gives 503 with
+//! `Retry-After`.
 //!
 //! A request presents a JWT access token (RFC 9068) as `Authorization: Bearer <token>`.
 //! The layer:
@@ -60,6 +62,7 @@
 
 mod authenticator;
 mod cache;
+mod introspection;
 mod keys;
 mod rules;
 mod token;
@@ -71,6 +74,8 @@ use tower_layer::Layer;
 
 #[doc(inline)]
 pub use self::authenticator::{BearerAuthenticator, BearerAuthenticatorBuilder};
+#[doc(inline)]
+pub use self::introspection::{Introspection, IntrospectionBuilder};
 #[doc(inline)]
 pub use self::keys::{KeyError, KeySet, KeySetError, KeyType, SkippedKey, VerificationKey};
 #[doc(inline)]

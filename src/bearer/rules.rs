@@ -104,6 +104,9 @@ pub enum BearerConfigError {
         /// The realm given.
         realm: String,
     },
+    /// The introspection client id is empty.
+    #[error("the introspection client id is empty")]
+    MissingIntrospectionClient,
 }
 
 /// What tokens from one issuer must satisfy.
@@ -391,18 +394,18 @@ fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Failur
     }
 }
 
-fn push_words(text: &str, out: &mut Vec<String>) {
+pub(super) fn push_words(text: &str, out: &mut Vec<String>) {
     out.extend(text.split(' ').filter(|w| !w.is_empty()).map(str::to_owned));
 }
 
-fn push_strings(items: &[Value], out: &mut Vec<String>) -> Result<(), Failure> {
+pub(super) fn push_strings(items: &[Value], out: &mut Vec<String>) -> Result<(), Failure> {
     for item in items {
         out.push(item.as_str().ok_or(Failure::ClaimType)?.to_owned());
     }
     Ok(())
 }
 
-fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+pub(super) fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
     let mut value = claims.get(first)?;
     for segment in rest {

@@ -34,7 +34,8 @@ pub struct HttpResponse {
 pub type HttpFuture<'a> =
     Pin<Box<dyn Future<Output = Result<HttpResponse, RemoteError>> + Send + 'a>>;
 
-/// Fetches documents from an identity provider with `GET`.
+/// Talks to an identity provider: fetches documents with `GET` and posts forms (token
+/// introspection) with `POST`.
 ///
 /// Implementations must bound the time and the size of a response, and must not follow
 /// redirects to another origin. The caller checks the status and the content type again,
@@ -46,6 +47,22 @@ pub trait HttpClient: Send + Sync + 'static {
     /// failures, timeouts, oversize bodies, refused redirects and (for 2xx answers)
     /// content types not in `accept` are errors.
     fn get(&self, url: &str, accept: &[&str]) -> HttpFuture<'_>;
+
+    /// Sends `POST url` with `form` as an `application/x-www-form-urlencoded` body,
+    /// `Accept: <accept joined by ", ">`, and, when `basic_auth` is given,
+    /// `Authorization: Basic base64(user:password)` (the two parts are used as given: the
+    /// caller encodes them if a scheme such as RFC 6749 section 2.3.1 requires it).
+    ///
+    /// Same contract as [`get`](Self::get): non-2xx statuses are `Ok`; transport
+    /// failures, timeouts, oversize bodies, refused redirects and (for 2xx answers)
+    /// content types not in `accept` are errors.
+    fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+        accept: &[&str],
+    ) -> HttpFuture<'_>;
 }
 
 /// The default [`HttpClient`], on reqwest with rustls.
@@ -87,8 +104,11 @@ impl ReqwestClient {
         }
     }
 
-    async fn fetch(&self, url: &str, accept: &[&str]) -> Result<HttpResponse, RemoteError> {
-        let mut request = self.client.get(url);
+    async fn fetch(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        accept: &[&str],
+    ) -> Result<HttpResponse, RemoteError> {
         if !accept.is_empty() {
             request = request.header(reqwest::header::ACCEPT, accept.join(", "));
         }
@@ -139,7 +159,25 @@ impl HttpClient for ReqwestClient {
         let accept: Vec<String> = accept.iter().map(|s| (*s).to_owned()).collect();
         Box::pin(async move {
             let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
-            self.fetch(&url, &accept).await
+            self.fetch(self.client.get(url), &accept).await
+        })
+    }
+
+    fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+        accept: &[&str],
+    ) -> HttpFuture<'_> {
+        let mut request = self.client.post(url).form(form);
+        if let Some((user, password)) = basic_auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let accept: Vec<String> = accept.iter().map(|s| (*s).to_owned()).collect();
+        Box::pin(async move {
+            let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+            self.fetch(request, &accept).await
         })
     }
 }
