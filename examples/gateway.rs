@@ -30,6 +30,8 @@
 //! | `PORTCULLIS_JWT_AUDIENCE` | the expected `aud` (required with an issuer)              |
 //! | `PORTCULLIS_JWKS_URL`     | the JWKS to use instead of discovery (optional)           |
 //! | `PORTCULLIS_JWT_ROLES_CLAIM` | where roles are, e.g. `realm_access.roles` (optional)  |
+//! | `PORTCULLIS_INTROSPECTION_URL` | an RFC 7662 endpoint for opaque tokens (optional)     |
+//! | `PORTCULLIS_CLIENT_ID`, `PORTCULLIS_CLIENT_SECRET` | its client credentials         |
 //!
 //! `GET /whoami` then accepts either an API key or a valid access token for that issuer
 //! and audience, with no further role or scope needed.
@@ -45,7 +47,7 @@ use portcullis::api_key::{
     ApiKeyAuthenticator, IssuedKey, KeyRecord, KeyStore, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{RouteRules, authenticated, permission, public, role};
-use portcullis::bearer::{BearerAuthenticator, IssuerRules};
+use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
 use portcullis::validate::{RequestSchema, ValidationRules};
 use portcullis::{ConfigError, GatewaySecurityLayer, Principal};
 use serde_json::{Value, json};
@@ -97,22 +99,47 @@ fn validation() -> Result<ValidationRules, ConfigError> {
         .build()
 }
 
-/// A bearer-token authenticator from `PORTCULLIS_JWT_*`, when an issuer is configured.
+/// A bearer-token authenticator from `PORTCULLIS_JWT_*` and `PORTCULLIS_INTROSPECTION_URL`,
+/// when either is configured.
 fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::Error>> {
-    let Ok(issuer) = std::env::var("PORTCULLIS_JWT_ISSUER") else {
+    let var = |name: &str| std::env::var(name).ok();
+    let (issuer, introspection_url) = (
+        var("PORTCULLIS_JWT_ISSUER"),
+        var("PORTCULLIS_INTROSPECTION_URL"),
+    );
+    if issuer.is_none() && introspection_url.is_none() {
         return Ok(None);
-    };
-    let audience = std::env::var("PORTCULLIS_JWT_AUDIENCE")
-        .map_err(|_| "PORTCULLIS_JWT_AUDIENCE is required with PORTCULLIS_JWT_ISSUER")?;
-    let mut rules = IssuerRules::builder(issuer).audience(audience);
-    rules = match std::env::var("PORTCULLIS_JWKS_URL") {
-        Ok(url) => rules.jwks_url(url),
-        Err(_) => rules.discover(),
-    };
-    if let Ok(path) = std::env::var("PORTCULLIS_JWT_ROLES_CLAIM") {
-        rules = rules.roles_claim(path);
     }
-    Ok(Some(BearerAuthenticator::new(rules.build()?)))
+    let roles_claim = var("PORTCULLIS_JWT_ROLES_CLAIM");
+    let mut bearer = BearerAuthenticator::builder();
+    if let Some(issuer) = &issuer {
+        let audience = var("PORTCULLIS_JWT_AUDIENCE")
+            .ok_or("PORTCULLIS_JWT_AUDIENCE is required with PORTCULLIS_JWT_ISSUER")?;
+        let mut rules = IssuerRules::builder(issuer.clone()).audience(audience);
+        rules = match var("PORTCULLIS_JWKS_URL") {
+            Some(url) => rules.jwks_url(url),
+            None => rules.discover(),
+        };
+        if let Some(path) = &roles_claim {
+            rules = rules.roles_claim(path.clone());
+        }
+        bearer = bearer.issuer(rules.build()?);
+    }
+    if let Some(url) = introspection_url {
+        let client_id = var("PORTCULLIS_CLIENT_ID")
+            .ok_or("PORTCULLIS_CLIENT_ID is required with PORTCULLIS_INTROSPECTION_URL")?;
+        let client_secret = var("PORTCULLIS_CLIENT_SECRET")
+            .ok_or("PORTCULLIS_CLIENT_SECRET is required with PORTCULLIS_INTROSPECTION_URL")?;
+        let mut introspection = Introspection::builder(url, client_id, client_secret);
+        if let Some(issuer) = issuer {
+            introspection = introspection.issuer(issuer);
+        }
+        if let Some(path) = roles_claim {
+            introspection = introspection.roles_claim(path);
+        }
+        bearer = bearer.introspection(introspection.build()?);
+    }
+    Ok(Some(bearer.build()?))
 }
 
 /// The API, wrapped in the gateway's authentication, authorization and validation.
@@ -268,6 +295,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = seed(&store).await?;
     let bearer = bearer_from_env()?;
     let bearer_issuer = std::env::var("PORTCULLIS_JWT_ISSUER")
+        .or_else(|_| std::env::var("PORTCULLIS_INTROSPECTION_URL"))
         .ok()
         .filter(|_| bearer.is_some());
     let app = app(store, bearer)?;

@@ -536,8 +536,13 @@ impl IntrospectionBuilder {
     /// [`BearerConfigError::MissingIntrospectionClient`] for an empty client id;
     /// [`BearerConfigError::InvalidLimit`] for a zero cache capacity;
     /// [`BearerConfigError::InvalidClaimPath`] for a bad roles path;
-    /// [`BearerConfigError::HttpClient`] if the default client cannot be built.
-    pub fn build(self) -> Result<Introspection, BearerConfigError> {
+    /// [`BearerConfigError::HttpClient`] if the default client cannot be built — each inside
+    /// [`ConfigError::Bearer`](crate::ConfigError::Bearer).
+    pub fn build(self) -> Result<Introspection, crate::ConfigError> {
+        self.try_build().map_err(crate::ConfigError::from)
+    }
+
+    fn try_build(self) -> Result<Introspection, BearerConfigError> {
         check_url(&self.url, self.allow_http).map_err(|error| error.into_config_error())?;
         if self.client_id.is_empty() {
             return Err(BearerConfigError::MissingIntrospectionClient);
@@ -687,7 +692,7 @@ mod tests {
 
     #[test]
     fn url_rule_and_limits() {
-        let build = |url: &str| Introspection::builder(url, "id", "s").build();
+        let build = |url: &str| Introspection::builder(url, "id", "s").try_build();
         assert!(matches!(
             build("http://idp.example/i"),
             Err(BearerConfigError::InvalidUrl { .. })
@@ -695,7 +700,7 @@ mod tests {
         assert!(build("https://idp.example/i").is_ok());
         assert_eq!(
             Introspection::builder("https://idp.example/i", "", "s")
-                .build()
+                .try_build()
                 .err(),
             Some(BearerConfigError::MissingIntrospectionClient)
         );
