@@ -4,15 +4,24 @@
 //!
 //! `ours/uncached` is the full path minus HTTP: size check, strict parse, issuer and key
 //! selection, signature, claims, and the `Principal`. `ours/cache_hit` is a repeated token.
+//!
+//! `introspection/cache_hit` is a repeated opaque token whose introspection result is
+//! cached (the endpoint is a stand-in that answers at once; it is called once, before the
+//! measurement).
 
 #![allow(missing_docs, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use portcullis::bearer::{BearerAuthenticator, IssuerRules, KeySet, VerificationKey};
+use portcullis::Authenticate;
+use portcullis::bearer::{
+    BearerAuthenticator, Introspection, IssuerRules, KeySet, VerificationKey,
+};
+use portcullis::remote::{HttpClient, HttpFuture, HttpResponse};
 use serde_json::{Map, Value, json};
 
 const ISSUER: &str = "https://issuer.example";
@@ -149,11 +158,78 @@ fn verify(c: &mut Criterion) {
     }
 }
 
+/// An introspection endpoint that answers every request with the same active token.
+struct ActiveEndpoint;
+
+impl ActiveEndpoint {
+    fn answer(&self) -> HttpFuture<'_> {
+        Box::pin(async {
+            Ok(HttpResponse {
+                status: 200,
+                content_type: Some("application/json".to_owned()),
+                cache_control_max_age: None,
+                body: Bytes::from_static(
+                    br#"{"active":true,"sub":"svc","scope":"orders:read orders:write","exp":4102444800}"#,
+                ),
+            })
+        })
+    }
+}
+
+impl HttpClient for ActiveEndpoint {
+    fn get(&self, _: &str, _: &[&str]) -> HttpFuture<'_> {
+        self.answer()
+    }
+
+    fn post_form(
+        &self,
+        _: &str,
+        _: &[(&str, &str)],
+        _: Option<(&str, &str)>,
+        _: &[&str],
+    ) -> HttpFuture<'_> {
+        self.answer()
+    }
+}
+
+fn introspection(c: &mut Criterion) {
+    let introspection = Introspection::builder("https://idp.example/introspect", "api", "secret")
+        .http_client(std::sync::Arc::new(ActiveEndpoint))
+        .build()
+        .expect("introspection");
+    let authenticator = BearerAuthenticator::builder()
+        .introspection(introspection)
+        .build()
+        .expect("authenticator");
+    let token = "opaque-token-0123456789abcdef";
+    // The first request introspects (the stand-in endpoint answers at once) and caches.
+    let (parts, ()) = http::Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .expect("request")
+        .into_parts();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(authenticator.authenticate(&parts));
+    assert!(
+        authenticator.verify(token).is_ok(),
+        "cached after one introspection"
+    );
+
+    let mut group = c.benchmark_group("introspection");
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| authenticator.verify(black_box(token)));
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = verify
+    targets = verify, introspection
 }
 criterion_main!(benches);
