@@ -220,6 +220,18 @@ fn wrong_audience_and_tampering_are_refused() {
         invalid_token("The token is not meant for this audience.")
     );
 
+    // The same token, at a gateway that trusts the same keys for another issuer only.
+    let (same_keys, _) = idp.key_set();
+    let other_issuer = crate::app(BearerAuthenticator::new(rules_for(
+        "https://other-issuer.example",
+        same_keys,
+        &[API],
+    )));
+    assert_refused(
+        &call(&other_issuer, &token),
+        "token from an untrusted issuer",
+    );
+
     // One character of the payload changed.
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "a JWS has three parts");
