@@ -367,7 +367,9 @@ where
             }
             let future = inner.call(Request::from_parts(parts, body));
             return ResponseFuture {
-                state: State::Calling { future },
+                state: State::Decided {
+                    future: crate::future::ResponseFuture::inner(future),
+                },
             };
         }
 
@@ -416,8 +418,7 @@ pin_project! {
         S: Service<Request<B>>,
     {
         Authenticating { pending: Option<Pending<S, B>> },
-        Calling { #[pin] future: S::Future },
-        Rejected { response: Option<Response<Bytes>> },
+        Decided { #[pin] future: crate::future::ResponseFuture<S::Future> },
     }
 }
 
@@ -440,21 +441,14 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Rejected { response } => {
-                    let response = response.take().unwrap_or_default();
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
+                StateProj::Decided { future } => return future.poll(cx),
                 StateProj::Authenticating { pending } => {
                     let Some(step) = pending.as_mut() else {
                         // Only reachable if polled after a panic inside an authenticator.
                         let response =
                             Rejection::new(Reason::Unavailable).render(&*default_renderer());
-                        state.set(State::Rejected {
-                            response: Some(response),
+                        state.set(State::Decided {
+                            future: crate::future::ResponseFuture::rejected(response),
                         });
                         continue;
                     };
@@ -464,14 +458,14 @@ where
                         Ok(false) => {
                             let Some(done) = pending.take() else { continue };
                             let (mut service, request) = done.finish();
-                            state.set(State::Calling {
-                                future: service.call(request),
+                            state.set(State::Decided {
+                                future: crate::future::ResponseFuture::inner(service.call(request)),
                             });
                         }
                         Err(rejection) => {
                             let response = step.reject(rejection);
-                            state.set(State::Rejected {
-                                response: Some(response),
+                            state.set(State::Decided {
+                                future: crate::future::ResponseFuture::rejected(response),
                             });
                         }
                     }

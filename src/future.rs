@@ -1,5 +1,6 @@
-//! The response future of the layers that decide synchronously: call the inner service, or
-//! answer with a rejection.
+//! The end of every layer's response future: the inner service's future, or a rendered
+//! rejection. Authorization decides synchronously and is nothing more; authentication and
+//! validation wait first (on authenticators, on the body), then end here.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,8 +13,8 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 
 pin_project! {
-    /// The response future of [`Authorize`](crate::authz::Authorize): the inner service's
-    /// future, or a ready rejection.
+    /// The response future of a layer that has decided: the inner service's future, or a
+    /// ready rejection.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]

@@ -6,7 +6,6 @@ mod body;
 #[cfg(any(feature = "api-key", feature = "bearer"))]
 mod credentials;
 mod error;
-#[cfg(feature = "authz")]
 mod future;
 mod principal;
 mod rejection;

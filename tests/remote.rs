@@ -176,7 +176,7 @@ async fn handle(State(state): State<Arc<Fault>>, uri: Uri) -> Response<Body> {
 }
 
 fn jwk(signer: &Signer, kid: &str) -> Value {
-    select_crypto_backend();
+    portcullis::bearer::select_crypto_backend();
     let mut value =
         serde_json::to_value(Jwk::from_encoding_key(&signer.key, signer.alg).expect("jwk"))
             .expect("json");

@@ -136,9 +136,12 @@ compile_error!(
 );
 
 /// With both crypto backends compiled in (as `--all-features` does), jsonwebtoken cannot
-/// pick one by itself and would panic when verifying: choose aws-lc-rs, the faster. Called
-/// before any key is parsed; installing twice is a no-op.
-pub(crate) fn select_crypto_backend() {
+/// pick one by itself and would panic when verifying: this chooses aws-lc-rs, the faster.
+///
+/// The bearer layer calls it before it parses any key; call it yourself before using
+/// jsonwebtoken directly in a program that compiles both backends. Installing twice is a
+/// no-op; with one backend it does nothing.
+pub fn select_crypto_backend() {
     #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
     {
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();

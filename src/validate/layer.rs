@@ -147,8 +147,8 @@ where
             Plan::PassThrough => {
                 let request = Request::from_parts(parts, RequestBody::streaming(body));
                 ResponseFuture {
-                    state: State::Calling {
-                        future: inner.call(request),
+                    state: State::Decided {
+                        future: crate::future::ResponseFuture::inner(inner.call(request)),
                     },
                 }
             }
@@ -294,8 +294,8 @@ impl<S> Validate<S> {
     {
         trace_rejection(parts, rejection);
         ResponseFuture {
-            state: State::Rejected {
-                response: Some(rejection.render(&*self.renderer)),
+            state: State::Decided {
+                future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
             },
         }
     }
@@ -461,8 +461,7 @@ pin_project! {
         S: Service<Request<RequestBody<B>>>,
     {
         Reading { #[pin] body: B, reading: Option<Box<Reading<S>>> },
-        Calling { #[pin] future: S::Future },
-        Rejected { response: Option<Response<Bytes>> },
+        Decided { #[pin] future: crate::future::ResponseFuture<S::Future> },
     }
 }
 
@@ -494,17 +493,15 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Rejected { response } => {
-                    let response = response.take().unwrap_or_default();
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
+                StateProj::Decided { future } => return future.poll(cx),
                 StateProj::Reading { mut body, reading } => {
                     let Some(step) = reading.as_mut() else {
-                        state.set(State::Rejected { response: None });
+                        // Only reachable if polled after a panic while reading.
+                        let response =
+                            Rejection::new(Reason::Unavailable).render(&*default_renderer());
+                        state.set(State::Decided {
+                            future: crate::future::ResponseFuture::rejected(response),
+                        });
                         continue;
                     };
                     let outcome = ready!(step.poll_body(body.as_mut(), cx));
@@ -571,8 +568,8 @@ impl<S> Reading<S> {
         S: Service<Request<RequestBody<B>>>,
     {
         trace_rejection(&self.parts, rejection);
-        State::Rejected {
-            response: Some(rejection.render(&*self.renderer)),
+        State::Decided {
+            future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
         }
     }
 
@@ -628,8 +625,8 @@ impl<S> Reading<S> {
             "request body validated"
         );
         let request = Request::from_parts(self.parts, RequestBody::buffered(bytes, self.trailers));
-        State::Calling {
-            future: self.service.call(request),
+        State::Decided {
+            future: crate::future::ResponseFuture::inner(self.service.call(request)),
         }
     }
 }

@@ -122,18 +122,9 @@ pub fn alg_name(alg: Algorithm) -> String {
         .unwrap_or_default()
 }
 
-/// With both crypto backends compiled in (`--all-features`), jsonwebtoken cannot pick one by
-/// itself: pick aws-lc-rs, as the crate does, before the tests use jsonwebtoken directly.
-pub fn select_crypto_backend() {
-    #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
-    {
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    }
-}
-
 /// Assembles `header.payload` from raw JSON text and signs it with `signer`.
 pub fn sign_raw(header: &str, payload: &str, signer: &Signer) -> String {
-    select_crypto_backend();
+    portcullis::bearer::select_crypto_backend();
     let input = format!("{}.{}", b64(header), b64(payload));
     let signature =
         jsonwebtoken::crypto::sign(input.as_bytes(), &signer.key, signer.alg).expect("sign");
