@@ -1,16 +1,123 @@
-//! Helpers shared by the authenticators that read credentials from a request.
+//! Reading credentials out of a request, shared by every authenticator, so that a
+//! credential is recognised by what it means and not by how it is spelled:
+//!
+//! - `Authorization` values are read per RFC 9110 section 11.4 for every scheme alike: the
+//!   scheme is case-insensitive and separated from its credentials by one or more spaces;
+//!   a value that names a scheme but does not follow that grammar is malformed, never
+//!   "someone else's";
+//! - query parameter names and values are compared after `application/x-www-form-urlencoded`
+//!   decoding (RFC 3986 section 2.3), exactly as axum's `Query` and every other form
+//!   decoder will read them, so `?api%5Fkey=…` is the `api_key` parameter.
 
+use std::borrow::Cow;
+
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 
-/// Rewrites the URI without query parameter `name`.
+use crate::rejection::is_tchar;
+
+/// What one `Authorization` value holds for one authentication scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SchemeValue<'a> {
+    /// The value names another scheme (or is not a credentials value at all).
+    Other,
+    /// The value names this scheme but does not follow `scheme 1*SP token68`: no
+    /// credentials, a tab or other separator, or characters token68 does not allow.
+    Malformed,
+    /// `scheme 1*SP token68`: the token68.
+    Credentials(&'a str),
+}
+
+/// Reads `value` as credentials of `scheme` (compared case-insensitively).
+pub(crate) fn scheme_value<'a>(value: &'a [u8], scheme: &str) -> SchemeValue<'a> {
+    let value = value.trim_ascii();
+    let scheme_len = value.iter().take_while(|&&b| is_tchar(b)).count();
+    let (name, rest) = value.split_at(scheme_len);
+    if name.is_empty() || !name.eq_ignore_ascii_case(scheme.as_bytes()) {
+        return SchemeValue::Other;
+    }
+    let Some(credentials) = rest.strip_prefix(b" ") else {
+        // `Bearer`, `Bearer\tabc`, `Bearer,abc`: ours, and wrong.
+        return SchemeValue::Malformed;
+    };
+    let credentials = credentials.trim_ascii_start();
+    if !is_token68(credentials) {
+        return SchemeValue::Malformed;
+    }
+    // token68 is ASCII, so this cannot fail.
+    std::str::from_utf8(credentials).map_or(SchemeValue::Malformed, SchemeValue::Credentials)
+}
+
+/// Whether `value` names `scheme`, well formed or not: such values are the scheme's to
+/// check and to strip.
+pub(crate) fn names_scheme(value: &[u8], scheme: &str) -> bool {
+    !matches!(scheme_value(value, scheme), SchemeValue::Other)
+}
+
+/// RFC 9110 section 11.2: `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub(crate) fn is_token68(bytes: &[u8]) -> bool {
+    let body = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    body > 0
+        && bytes[..body].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Whether `name` is an RFC 9110 token (usable as a cookie or query parameter name).
+pub(crate) fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_tchar)
+}
+
+/// Removes from header `name` every value that `drop` selects, keeping the others in
+/// order. Costs nothing when no value is selected.
+pub(crate) fn remove_header_values(
+    request: &mut Parts,
+    name: &HeaderName,
+    drop: impl Fn(&HeaderValue) -> bool,
+) {
+    let values = request.headers.get_all(name);
+    if !values.iter().any(&drop) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = values.iter().filter(|v| !drop(v)).cloned().collect();
+    request.headers.remove(name);
+    for value in kept {
+        request.headers.append(name, value);
+    }
+}
+
+/// Removes every `Authorization` value that names `scheme`.
+pub(crate) fn remove_scheme(request: &mut Parts, scheme: &str) {
+    remove_header_values(request, &AUTHORIZATION, |value| {
+        names_scheme(value.as_bytes(), scheme)
+    });
+}
+
+/// The decoded values of query parameter `name` (names compared after decoding).
+pub(crate) fn query_values<'q>(query: &'q str, name: &str) -> impl Iterator<Item = Cow<'q, str>> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(move |(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// Rewrites the URI without query parameter `name` (names compared after decoding; every
+/// other pair is kept byte for byte). Costs nothing when the parameter is not there.
 pub(crate) fn remove_query_parameter(request: &mut Parts, name: &str) {
     let Some(query) = request.uri.query() else {
         return;
     };
+    let is_named = |pair: &&str| {
+        form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .is_some_and(|(key, _)| key == name)
+    };
+    if query_values(query, name).next().is_none() {
+        return;
+    }
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
+        .filter(|pair| !pair.is_empty() && !is_named(pair))
         .collect();
     let path = request.uri.path();
     let path_and_query = if kept.is_empty() {
@@ -24,5 +131,124 @@ pub(crate) fn remove_query_parameter(request: &mut Parts, name: &str) {
         if let Ok(uri) = Uri::from_parts(parts) {
             request.uri = uri;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_is_case_insensitive_and_separated_by_spaces() {
+        for value in ["ApiKey abc", "apikey  abc ", "APIKEY abc", " ApiKey abc"] {
+            assert_eq!(
+                scheme_value(value.as_bytes(), "ApiKey"),
+                SchemeValue::Credentials("abc"),
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            scheme_value(b"Bearer a.b-c_d~e+f/g==", "Bearer"),
+            SchemeValue::Credentials("a.b-c_d~e+f/g==")
+        );
+    }
+
+    #[test]
+    fn a_value_naming_the_scheme_wrongly_is_malformed() {
+        for value in [
+            "ApiKey",
+            "ApiKey ",
+            "ApiKey\tabc",
+            "ApiKey\t abc",
+            "ApiKey,abc",
+            "ApiKey a b",
+            "ApiKey a,b",
+            "ApiKey =abc",
+            "ApiKey a=b",
+            "ApiKey \u{7f}",
+            "ApiKey ab\"c",
+        ] {
+            assert_eq!(
+                scheme_value(value.as_bytes(), "ApiKey"),
+                SchemeValue::Malformed,
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            scheme_value(b"ApiKey \xff", "ApiKey"),
+            SchemeValue::Malformed
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_not_ours() {
+        for value in [
+            "Bearer abc",
+            "ApiKeyabc",
+            "Api",
+            "",
+            " ",
+            "\tX",
+            "ApiKeys abc",
+        ] {
+            assert_eq!(
+                scheme_value(value.as_bytes(), "ApiKey"),
+                SchemeValue::Other,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token68_allows_trailing_padding_only() {
+        assert!(is_token68(b"abc=="));
+        assert!(!is_token68(b"=="));
+        assert!(!is_token68(b""));
+        assert!(!is_token68(b"a=b"));
+    }
+
+    fn parts(uri: &str) -> Parts {
+        http::Request::get(uri)
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn query_names_and_values_are_decoded() {
+        let values: Vec<_> =
+            query_values("x=1&api%5Fkey=a%5Fb&api_key=c&api+key=d", "api_key").collect();
+        assert_eq!(values, ["a_b", "c"]);
+        assert_eq!(query_values("api_keyx=1&xapi_key=2", "api_key").count(), 0);
+    }
+
+    #[test]
+    fn query_parameter_is_removed_in_every_spelling_and_others_kept() {
+        let mut request = parts("/a?x=1&api_key=k&y=%20&api%5fkey=k2&api%5Fkey&z");
+        remove_query_parameter(&mut request, "api_key");
+        assert_eq!(request.uri, "/a?x=1&y=%20&z");
+
+        let mut request = parts("/a?api%5Fkey=k");
+        remove_query_parameter(&mut request, "api_key");
+        assert_eq!(request.uri, "/a");
+
+        let mut request = parts("/a?x=1");
+        remove_query_parameter(&mut request, "api_key");
+        assert_eq!(request.uri, "/a?x=1");
+    }
+
+    #[test]
+    fn header_values_are_removed_selectively() {
+        let (mut request, ()) = http::Request::get("/")
+            .header(AUTHORIZATION, "Basic dTpw")
+            .header(AUTHORIZATION, "apikey\tpcl_x")
+            .header(AUTHORIZATION, "Bearer t")
+            .body(())
+            .expect("request")
+            .into_parts();
+        remove_scheme(&mut request, "ApiKey");
+        let left: Vec<_> = request.headers.get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(left, ["Basic dTpw", "Bearer t"]);
     }
 }

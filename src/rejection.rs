@@ -240,7 +240,7 @@ impl Challenge {
         out.extend(
             self.scheme
                 .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(*c))
+                .filter(|&c| u8::try_from(c).is_ok_and(is_tchar))
                 .take(64),
         );
         out.push_str(" realm=");
@@ -260,6 +260,12 @@ impl Challenge {
         }
         out
     }
+}
+
+/// RFC 9110 section 5.6.2 `tchar`: the characters of a token (a scheme, a header or
+/// parameter name).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Appends `value` as an RFC 9110 quoted-string, dropping characters a header cannot carry.

@@ -33,10 +33,8 @@ use portcullis::bearer::{BearerAuthenticator, BearerLayer, IssuerRules, KeySet};
 use serde_json::Value;
 use tower::ServiceExt;
 
-#[allow(dead_code, unreachable_pub)] // Shared with introspection.rs.
-#[path = "idp_harness/mod.rs"]
-mod idp_harness;
-use idp_harness::*;
+mod support;
+use support::idp::*;
 
 // ---------------------------------------------------------------------------------------
 // Tokens and the gateway

@@ -431,6 +431,83 @@ async fn credentials_never_reach_the_handler() {
 }
 
 #[tokio::test]
+async fn credentials_are_recognised_however_they_are_spelled() {
+    let fixture = Fixture::new().await;
+    let app = fixture.app();
+    let (viewer, admin) = (key(&fixture.viewer), key(&fixture.admin));
+
+    // Query parameter names are percent-decoded before they are compared (RFC 3986 2.3).
+    for spelling in ["api%5Fkey", "api%5fkey", "%61pi_key", "api_%6Bey"] {
+        let path = format!("/whoami?{spelling}={viewer}");
+        let (status, _, body) = send(&app, get_with(&path, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{spelling}");
+        assert_eq!(json(&body)["code"], "credentials_in_query", "{spelling}");
+        // On a public route the key is not looked at, but it is still removed.
+        let path = format!("/health?x=1&{spelling}={viewer}&y=2");
+        let (status, _, body) = send(&app, get_with(&path, &[])).await;
+        assert_eq!(status, StatusCode::OK, "{spelling}");
+        assert_eq!(json(&body)["uri"], "/health?x=1&y=2", "{spelling}");
+    }
+
+    // `Authorization` follows RFC 9110 section 11.4 for every scheme: case-insensitive
+    // scheme, one or more spaces, then the credentials.
+    for value in [format!("apikey {viewer}"), format!("APIKEY    {viewer}")] {
+        let (status, _, body) = send(&app, get_with("/whoami", &[("authorization", &value)])).await;
+        assert_eq!(status, StatusCode::OK, "{value}");
+        let body = json(&body);
+        assert_eq!(body["subject"], "vic");
+        assert_eq!(body["authorization"], serde_json::json!([]));
+    }
+    // Anything else that names the scheme is refused, never passed on: here an admin key
+    // behind a tab, beside a viewer key that would otherwise authenticate the request.
+    for value in [
+        format!("ApiKey\t{admin}"),
+        format!("apikey\t {admin}"),
+        format!("ApiKey,{admin}"),
+        format!("ApiKey {admin} x"),
+        "ApiKey".to_owned(),
+        "ApiKey ".to_owned(),
+    ] {
+        let headers = [("authorization", value.as_str()), ("x-api-key", viewer)];
+        let (status, _, body) = send(&app, get_with("/whoami", &headers)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{value:?}");
+        assert_eq!(json(&body)["code"], "invalid_request", "{value:?}");
+        // On a public route such a header is removed too.
+        let (status, _, body) = send(&app, get_with("/health", &[("authorization", &value)])).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            json(&body)["authorization"],
+            serde_json::json!([]),
+            "{value:?}"
+        );
+    }
+
+    // Where query keys are allowed, an encoded name or value is the same key, and removed.
+    let authenticator = ApiKeyAuthenticator::builder(fixture.store.clone())
+        .insecure_allow_query_key("api_key")
+        .build()
+        .expect("valid authenticator");
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(authenticator)
+        .rules(Fixture::rules())
+        .build()
+        .expect("valid gateway");
+    let app = fixture.router(gateway);
+    let encoded = viewer.replace('_', "%5F");
+    let path = format!("/whoami?x=1&api%5Fkey={encoded}");
+    let (status, _, body) = send(&app, get_with(&path, &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = json(&body);
+    assert_eq!(body["subject"], "vic");
+    assert_eq!(body["uri"], "/whoami?x=1");
+    // Two spellings of one parameter carrying two keys are two keys.
+    let path = format!("/whoami?api_key={viewer}&api%5Fkey={admin}");
+    let (status, _, body) = send(&app, get_with(&path, &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&body)["code"], "ambiguous_credentials");
+}
+
+#[tokio::test]
 async fn credentials_can_be_kept_and_marked_sensitive() {
     let fixture = Fixture::new().await;
     let authenticator = ApiKeyAuthenticator::builder(fixture.store.clone())

@@ -22,10 +22,8 @@ use portcullis::remote::{HttpClient, HttpFuture, ReqwestClient};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-#[allow(dead_code, unreachable_pub)] // Shared with bearer_idp.rs.
-#[path = "idp_harness/mod.rs"]
-mod idp_harness;
-use idp_harness::*;
+mod support;
+use support::idp::*;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 

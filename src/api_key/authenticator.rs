@@ -11,11 +11,16 @@ use http::request::Parts;
 use super::format::{FormatError, KeyId};
 use super::store::{KeyRecord, KeyStore};
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
+use crate::credentials::{
+    SchemeValue, is_token, query_values, remove_query_parameter, remove_scheme, scheme_value,
+};
 use crate::error::ConfigError;
 use crate::principal::{AuthMethod, Principal};
 use crate::rejection::{Challenge, Reason, Rejection};
 use crate::secret::KeyDigest;
 
+/// The `Authorization` scheme of API keys (`Authorization: ApiKey <key>`).
+const SCHEME: &str = "ApiKey";
 /// The query parameter watched for keys sent where they leak (logs, `Referer`).
 const DEFAULT_QUERY_PARAMETER: &str = "api_key";
 /// Seconds a client is asked to wait when the key store is down.
@@ -104,16 +109,24 @@ impl<K: KeyStore> ApiKeyAuthenticator<K> {
     }
 
     /// Every key-shaped value in the request, in source order.
-    fn presented<'a>(&self, request: &'a Parts) -> Result<Vec<&'a [u8]>, Reason> {
+    fn presented<'a>(&self, request: &'a Parts) -> Result<Vec<Cow<'a, [u8]>>, Reason> {
         let config = &*self.config;
         let mut found = Vec::new();
         if let Some(header) = &config.header {
-            found.extend(request.headers.get_all(header).iter().map(trimmed));
+            found.extend(
+                request
+                    .headers
+                    .get_all(header)
+                    .iter()
+                    .map(|value| Cow::Borrowed(value.as_bytes().trim_ascii())),
+            );
         }
         if config.authorization_scheme {
             for value in request.headers.get_all(AUTHORIZATION) {
-                if let Some(key) = strip_scheme(value.as_bytes()) {
-                    found.push(key);
+                match scheme_value(value.as_bytes(), SCHEME) {
+                    SchemeValue::Other => {}
+                    SchemeValue::Malformed => return Err(Reason::InvalidRequest),
+                    SchemeValue::Credentials(key) => found.push(Cow::Borrowed(key.as_bytes())),
                 }
             }
         }
@@ -124,7 +137,12 @@ impl<K: KeyStore> ApiKeyAuthenticator<K> {
         }
         if let Some(query) = request.uri.query() {
             let before = found.len();
-            push_query_values(query, &config.query_parameter, &mut found);
+            found.extend(
+                query_values(query, &config.query_parameter).map(|value| match value {
+                    Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                    Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+                }),
+            );
             if found.len() > before && !config.query_allowed {
                 return Err(Reason::CredentialsInQuery);
             }
@@ -133,40 +151,17 @@ impl<K: KeyStore> ApiKeyAuthenticator<K> {
     }
 }
 
-/// Finds the key in `Authorization: ApiKey <key>` (scheme case-insensitive).
-fn strip_scheme(value: &[u8]) -> Option<&[u8]> {
-    const SCHEME: &[u8] = b"apikey";
-    let scheme = value.get(..SCHEME.len())?;
-    let rest = value.get(SCHEME.len()..)?;
-    (scheme.eq_ignore_ascii_case(SCHEME) && rest.first() == Some(&b' ')).then(|| trim(rest))
-}
-
-fn trimmed(value: &HeaderValue) -> &[u8] {
-    trim(value.as_bytes())
-}
-
 fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
 /// Appends the values of cookie `name` in one `Cookie` header to `out`.
-fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Vec<&'h [u8]>) {
+fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Vec<Cow<'h, [u8]>>) {
     for pair in header.split(|&b| b == b';') {
         if let Some((key, value)) = split_once(trim(pair), b'=')
             && trim(key) == name
         {
-            out.push(trim(value));
-        }
-    }
-}
-
-/// Appends the values of query parameter `name` to `out` (not percent-decoded: keys never
-/// need encoding, so an encoded key fails the format check).
-fn push_query_values<'q>(query: &'q str, name: &str, out: &mut Vec<&'q [u8]>) {
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key == name {
-            out.push(value.as_bytes());
+            out.push(Cow::Borrowed(trim(value)));
         }
     }
 }
@@ -188,7 +183,7 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
         if rest.iter().any(|other| other != first) {
             return AuthFuture::ready(self.reject(Reason::AmbiguousCredentials));
         }
-        let Ok(text) = std::str::from_utf8(first) else {
+        let Ok(text) = std::str::from_utf8(first.as_ref()) else {
             return AuthFuture::ready(self.reject(Reason::MalformedKey));
         };
         let parsed = match self.store.format().parse(text) {
@@ -239,16 +234,14 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
             request.headers.remove(header);
         }
         if config.authorization_scheme {
-            retain_values(request, &AUTHORIZATION, |value| {
-                strip_scheme(value).is_none()
-            });
+            remove_scheme(request, SCHEME);
         }
         if let Some(cookie) = &config.cookie {
             remove_cookie(request, cookie);
         }
         // Even where query keys are refused (or not looked at, on public routes), one
         // that was sent is not passed on.
-        crate::credentials::remove_query_parameter(request, &config.query_parameter);
+        remove_query_parameter(request, &config.query_parameter);
     }
 }
 
@@ -286,23 +279,6 @@ fn mark_sensitive(request: &mut Parts, config: &Config) {
                 value.set_sensitive(true);
             }
         }
-    }
-}
-
-/// Keeps only the values of header `name` that `keep` accepts.
-fn retain_values(request: &mut Parts, name: &HeaderName, keep: impl Fn(&[u8]) -> bool) {
-    let values = request.headers.get_all(name);
-    if values.iter().all(|value| keep(value.as_bytes())) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = values
-        .iter()
-        .filter(|value| keep(value.as_bytes()))
-        .cloned()
-        .collect();
-    request.headers.remove(name);
-    for value in kept {
-        request.headers.append(name, value);
     }
 }
 
@@ -380,7 +356,7 @@ impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
     /// Reads keys from the cookie `name` too. Defaults to none: browsers attach cookies to
     /// cross-site requests, so cookie keys need CSRF protection in front of the service.
     pub fn cookie(mut self, name: &str) -> Self {
-        if !valid_token(name) {
+        if !is_token(name) {
             self.error.get_or_insert(ConfigError::InvalidParameterName {
                 name: name.to_owned(),
             });
@@ -393,7 +369,7 @@ impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
     /// logs, browser history and `Referer` headers. Defaults to off: a request with a key in
     /// the `api_key` query parameter is refused with 400.
     pub fn insecure_allow_query_key(mut self, name: &str) -> Self {
-        if !valid_token(name) {
+        if !is_token(name) {
             self.error.get_or_insert(ConfigError::InvalidParameterName {
                 name: name.to_owned(),
             });
@@ -453,27 +429,9 @@ impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
     }
 }
 
-/// Whether `name` can be a cookie or query parameter name (an RFC 9110 token).
-fn valid_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorization_scheme_is_case_insensitive() {
-        assert_eq!(strip_scheme(b"ApiKey abc"), Some(&b"abc"[..]));
-        assert_eq!(strip_scheme(b"apikey  abc "), Some(&b"abc"[..]));
-        assert_eq!(strip_scheme(b"APIKEY abc"), Some(&b"abc"[..]));
-        assert_eq!(strip_scheme(b"Bearer abc"), None);
-        assert_eq!(strip_scheme(b"ApiKeyabc"), None);
-        assert_eq!(strip_scheme(b"Api"), None);
-    }
 
     #[test]
     fn cookies_are_found_by_exact_name() {
@@ -483,22 +441,6 @@ mod tests {
         found.clear();
         push_cookie_values(b"xapi_key=1", b"api_key", &mut found);
         assert!(found.is_empty());
-    }
-
-    #[test]
-    fn query_parameter_is_removed_and_others_kept() {
-        let (mut parts, ()) = http::Request::get("/a?x=1&api_key=k&y=2")
-            .body(())
-            .expect("request")
-            .into_parts();
-        crate::credentials::remove_query_parameter(&mut parts, "api_key");
-        assert_eq!(parts.uri, "/a?x=1&y=2");
-        let (mut parts, ()) = http::Request::get("/a?api_key=k")
-            .body(())
-            .expect("request")
-            .into_parts();
-        crate::credentials::remove_query_parameter(&mut parts, "api_key");
-        assert_eq!(parts.uri, "/a");
     }
 
     #[test]

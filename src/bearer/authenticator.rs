@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{AuthFuture, AuthMethod, AuthOutcome, Authenticate, Challenge, Principal};
 use crate::{ConfigError, Reason, Rejection};
-use http::header::{AUTHORIZATION, HeaderValue};
+use http::header::AUTHORIZATION;
 use http::request::Parts;
 use serde_json::Value;
 
@@ -16,10 +16,15 @@ use super::introspection::{Introspection, Outcome, Refusal};
 use super::keys::KeySet;
 use super::rules::{BearerConfigError, IssuerRules, KeySource};
 use super::token::{self, Failure};
+use crate::credentials::{
+    SchemeValue, is_token68, query_values, remove_query_parameter, remove_scheme, scheme_value,
+};
 use crate::remote::JwksCache;
 
 /// The largest token accepted by default, in bytes.
 const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The `Authorization` scheme of RFC 6750 section 2.1.
+const SCHEME: &str = "Bearer";
 /// The query parameter RFC 6750 section 2.3 defines for tokens.
 const QUERY_PARAMETER: &str = "access_token";
 /// The `Retry-After` sent with 503 while no usable fetched key set is loaded, in seconds.
@@ -375,27 +380,27 @@ impl BearerAuthenticator {
     }
 
     /// The one bearer token in the request, if any.
-    fn presented<'a>(&self, request: &'a Parts) -> Result<Option<&'a str>, Rejection> {
+    fn presented<'a>(&self, request: &'a Parts) -> Result<Option<Cow<'a, str>>, Rejection> {
         let mut found = None;
         for value in request.headers.get_all(AUTHORIZATION) {
-            match bearer_value(value.as_bytes()) {
-                BearerValue::OtherScheme => {}
-                BearerValue::Malformed => {
+            match scheme_value(value.as_bytes(), SCHEME) {
+                SchemeValue::Other => {}
+                SchemeValue::Malformed => {
                     return Err(self.refuse_request(
                         Reason::InvalidRequest,
                         "malformed_header",
                         "The Authorization header is malformed.",
                     ));
                 }
-                BearerValue::Token(token) => {
-                    if found.replace(token).is_some() {
+                SchemeValue::Credentials(token) => {
+                    if found.replace(Cow::Borrowed(token)).is_some() {
                         return Err(self.more_than_one());
                     }
                 }
             }
         }
         if let Some(query) = request.uri.query() {
-            let mut in_query = query_values(query);
+            let mut in_query = query_values(query, QUERY_PARAMETER);
             if let Some(token) = in_query.next() {
                 if found.is_some() || in_query.next().is_some() {
                     return Err(self.more_than_one());
@@ -407,7 +412,7 @@ impl BearerAuthenticator {
                         "Tokens must not be sent in the query string.",
                     ));
                 }
-                if !token.bytes().all(is_token_byte) || token.is_empty() {
+                if !is_token68(token.as_bytes()) {
                     return Err(self.refuse_request(
                         Reason::InvalidRequest,
                         "malformed_query",
@@ -427,45 +432,6 @@ impl BearerAuthenticator {
             "The request carries more than one bearer token.",
         )
     }
-}
-
-/// What one `Authorization` value holds.
-enum BearerValue<'a> {
-    /// Another scheme (`Basic`, `ApiKey`, …): not ours.
-    OtherScheme,
-    /// `Bearer` with no token, or a token with characters RFC 6750 does not allow.
-    Malformed,
-    /// `Bearer <token>`.
-    Token(&'a str),
-}
-
-/// Reads `Bearer <token>` (scheme case-insensitive, RFC 6750 section 2.1).
-fn bearer_value(value: &[u8]) -> BearerValue<'_> {
-    const SCHEME: &[u8] = b"bearer";
-    let Some(scheme) = value.get(..SCHEME.len()) else {
-        return BearerValue::OtherScheme;
-    };
-    if !scheme.eq_ignore_ascii_case(SCHEME) {
-        return BearerValue::OtherScheme;
-    }
-    let rest = &value[SCHEME.len()..];
-    match rest.first() {
-        None => return BearerValue::Malformed,
-        Some(b' ' | b'\t') => {}
-        // `Bearerish …` is some other scheme.
-        Some(_) => return BearerValue::OtherScheme,
-    }
-    let token = rest.trim_ascii();
-    if token.is_empty() || !token.iter().copied().all(is_token_byte) {
-        return BearerValue::Malformed;
-    }
-    // Every byte is ASCII, so this cannot fail.
-    std::str::from_utf8(token).map_or(BearerValue::Malformed, BearerValue::Token)
-}
-
-/// The `b64token` characters of RFC 6750: `ALPHA DIGIT - . _ ~ + / =`.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
 }
 
 /// Whether `token` has the shape of a compact JWS: three base64url parts separated by
@@ -496,18 +462,11 @@ fn into_outcome(result: Result<Principal, Rejection>) -> AuthOutcome {
     }
 }
 
-/// The values of `access_token` in a query string.
-fn query_values(query: &str) -> impl Iterator<Item = &str> {
-    query.split('&').filter_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == QUERY_PARAMETER).then_some(value)
-    })
-}
-
 impl Authenticate for BearerAuthenticator {
     fn authenticate(&self, request: &Parts) -> AuthFuture {
-        let outcome = match self.presented(request) {
-            Err(rejection) => AuthOutcome::Rejected(rejection),
+        let presented = self.presented(request);
+        let outcome = match presented.as_ref().map(Option::as_deref) {
+            Err(rejection) => AuthOutcome::Rejected(rejection.clone()),
             Ok(None) => AuthOutcome::Absent,
             Ok(Some(token)) if token.len() > self.inner.max_token_bytes => {
                 AuthOutcome::Rejected(self.refuse(Failure::TooLarge))
@@ -545,18 +504,8 @@ impl Authenticate for BearerAuthenticator {
     }
 
     fn strip_credentials(&self, request: &mut Parts) {
-        let headers = request.headers.get_all(AUTHORIZATION);
-        let is_ours = |value: &HeaderValue| {
-            !matches!(bearer_value(value.as_bytes()), BearerValue::OtherScheme)
-        };
-        if headers.iter().any(is_ours) {
-            let kept: Vec<HeaderValue> = headers.iter().filter(|v| !is_ours(v)).cloned().collect();
-            request.headers.remove(AUTHORIZATION);
-            for value in kept {
-                request.headers.append(AUTHORIZATION, value);
-            }
-        }
-        crate::credentials::remove_query_parameter(request, QUERY_PARAMETER);
+        remove_scheme(request, SCHEME);
+        remove_query_parameter(request, QUERY_PARAMETER);
     }
 }
 
@@ -693,33 +642,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_bearer_values() {
-        assert!(matches!(
-            bearer_value(b"Bearer abc.def"),
-            BearerValue::Token("abc.def")
-        ));
-        assert!(matches!(
-            bearer_value(b"bEaReR   abc  "),
-            BearerValue::Token("abc")
-        ));
-        assert!(matches!(bearer_value(b"Bearer"), BearerValue::Malformed));
-        assert!(matches!(bearer_value(b"Bearer "), BearerValue::Malformed));
-        assert!(matches!(
-            bearer_value(b"Bearer a b"),
-            BearerValue::Malformed
-        ));
-        assert!(matches!(
-            bearer_value(b"Bearer a,b"),
-            BearerValue::Malformed
-        ));
-        assert!(matches!(
-            bearer_value(b"Bearerx abc"),
-            BearerValue::OtherScheme
-        ));
-        assert!(matches!(
-            bearer_value(b"ApiKey abc"),
-            BearerValue::OtherScheme
-        ));
-        assert!(matches!(bearer_value(b""), BearerValue::OtherScheme));
+    fn looks_like_jwt_needs_three_base64url_parts() {
+        assert!(looks_like_jwt("a.b.c"));
+        assert!(looks_like_jwt("a.b."));
+        assert!(!looks_like_jwt("a.b"));
+        assert!(!looks_like_jwt(".b.c"));
+        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(!looks_like_jwt("a+.b.c"));
     }
 }

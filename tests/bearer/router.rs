@@ -201,6 +201,15 @@ async fn malformed_requests_get_400() {
         Request::get("/").header("authorization", "Bearer"),
         Request::get("/").header("authorization", "Bearer "),
         Request::get("/").header("authorization", "Bearer abc def"),
+        // RFC 9110 section 11.4: one or more spaces after the scheme, nothing else.
+        Request::get("/").header("authorization", format!("Bearer\t{token}")),
+        Request::get("/").header("authorization", format!("bearer\t {token}")),
+        Request::get("/").header("authorization", format!("Bearer,{token}")),
+        // Query names are compared after percent-decoding, as axum's `Query` reads them.
+        Request::get(format!("/?access%5Ftoken={token}")),
+        Request::get(format!("/?x=1&access%5ftoken={token}")),
+        Request::get(format!("/?access%5Ftoken={token}"))
+            .header("authorization", format!("Bearer {token}")),
         Request::get("/")
             .header("authorization", format!("Bearer {token}"))
             .header("authorization", format!("Bearer {token}")),
@@ -227,6 +236,15 @@ async fn the_token_is_removed_before_the_handler() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["authorization"], json!(["Basic dXNlcjpwYXNz"]));
     assert_eq!(body["query"], "page=2");
+
+    // The scheme is case-insensitive and may be followed by several spaces.
+    let request = Request::get("/echo")
+        .header("authorization", format!("bEaReR   {token}"))
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, body) = call(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["authorization"], json!([]));
 }
 
 #[tokio::test]
@@ -249,7 +267,7 @@ async fn query_tokens_only_when_opted_in() {
     let request = Request::get(format!("/?a=1&access_token={token}"))
         .body(Body::empty())
         .expect("request");
-    let response = app.oneshot(request).await.expect("infallible");
+    let response = app.clone().oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::OK);
     let bytes = response
         .into_body()
@@ -259,6 +277,23 @@ async fn query_tokens_only_when_opted_in() {
         .to_bytes();
     let body: Value = serde_json::from_slice(&bytes).expect("json");
     assert_eq!(body["query"], "a=1");
+
+    // However the parameter's name is spelled, it is the same parameter, and it is removed.
+    for spelling in ["access%5Ftoken", "access%5ftoken", "%61ccess_token"] {
+        let request = Request::get(format!("/?a=1&{spelling}={token}&b=2"))
+            .body(Body::empty())
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK, "{spelling}");
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["query"], "a=1&b=2", "{spelling}");
+    }
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! The real identity provider in `tests/idp/`, started and stopped by the tests that need
-//! it, and a tiny HTTP client to talk to it. Shared by `bearer_idp.rs` and
-//! `introspection.rs`.
+//! it (its Node packages installed first by [`super::peers`]), and a tiny HTTP client to
+//! talk to it. Used by `bearer_idp.rs` and `introspection.rs`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -61,14 +61,7 @@ pub struct Idp {
 impl Idp {
     /// Starts a provider and waits (at most [`STARTUP_TIMEOUT`]) until it accepts requests.
     pub fn start(settings: Settings) -> Self {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("idp");
-        assert!(
-            dir.join("node_modules").is_dir(),
-            "{} is missing: run `npm ci` in tests/idp first (the .ci/run script does)",
-            dir.join("node_modules").display()
-        );
+        let dir = super::peers::ensure_idp();
 
         let keys_file = std::env::temp_dir().join(format!(
             "portcullis-bearer-idp-{}-{}.jwks.json",
