@@ -74,9 +74,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::ACCESS_CONTROL_REQUEST_METHOD;
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -210,11 +209,6 @@ impl Challenges {
     }
 }
 
-/// Whether a request is a CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
-pub(crate) fn is_cors_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
-    method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
-}
-
 /// A predicate over the request head; the gateway uses one to skip authentication on
 /// public routes.
 pub(crate) type SkipAuthentication = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
@@ -224,13 +218,14 @@ struct Chain {
     authenticators: Vec<Arc<dyn Authenticate>>,
     challenges: Arc<[Challenge]>,
     renderer: Arc<dyn RejectionResponse>,
-    allow_cors_preflight: bool,
     skip: Option<SkipAuthentication>,
 }
 
 /// Runs one or more [`Authenticate`] implementations over every request.
 ///
-/// Defaults: no CORS preflight exception, problem+json rejections.
+/// Defaults: problem+json rejections. A CORS preflight is a request like any other here (it
+/// carries no credentials): answer preflights with tower-http's `CorsLayer` outside this
+/// layer, or with the gateway's `cors`, so that they never reach your service.
 #[derive(Clone)]
 #[must_use]
 pub struct AuthenticationLayer {
@@ -249,7 +244,6 @@ impl AuthenticationLayer {
                 authenticators: Vec::new(),
                 challenges: Arc::new([]),
                 renderer: default_renderer(),
-                allow_cors_preflight: false,
                 skip: None,
             }),
         }
@@ -278,13 +272,6 @@ impl AuthenticationLayer {
         self
     }
 
-    /// Lets CORS preflight requests (`OPTIONS` with `Access-Control-Request-Method`) through
-    /// without authentication; browsers never send credentials on them. Defaults to false.
-    pub fn allow_cors_preflight(mut self, allow: bool) -> Self {
-        self.chain_mut().allow_cors_preflight = allow;
-        self
-    }
-
     #[cfg(feature = "authz")]
     pub(crate) fn renderer(mut self, renderer: Arc<dyn RejectionResponse>) -> Self {
         self.chain_mut().renderer = renderer;
@@ -307,7 +294,6 @@ impl fmt::Debug for AuthenticationLayer {
         f.debug_struct("AuthenticationLayer")
             .field("authenticators", &self.chain.authenticators.len())
             .field("challenges", &self.chain.challenges)
-            .field("allow_cors_preflight", &self.chain.allow_cors_preflight)
             .finish_non_exhaustive()
     }
 }
@@ -358,10 +344,7 @@ where
         let (mut parts, body) = request.into_parts();
         let chain = &self.chain;
 
-        let bypass = (chain.allow_cors_preflight
-            && is_cors_preflight(&parts.method, &parts.headers))
-            || chain.skip.as_ref().is_some_and(|skip| skip(&parts));
-        if bypass {
+        if chain.skip.as_ref().is_some_and(|skip| skip(&parts)) {
             for authenticator in &chain.authenticators {
                 authenticator.strip_credentials(&mut parts);
             }

@@ -43,6 +43,13 @@ impl<B> ResponseBody<B> {
     }
 }
 
+impl<B> Default for ResponseBody<B> {
+    /// An empty body, as a CORS preflight answer carries.
+    fn default() -> Self {
+        Self::rejection(Bytes::new())
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,

@@ -101,6 +101,13 @@ pub enum ConfigError {
     #[cfg(feature = "bearer")]
     #[error(transparent)]
     Bearer(#[from] crate::bearer::BearerConfigError),
+    /// The CORS configuration given to the gateway can never work (tower-http's
+    /// `CorsLayer` refuses it: credentials combined with a wildcard).
+    #[error("invalid CORS configuration: {reason}")]
+    InvalidCors {
+        /// Why, as tower-http words it.
+        reason: String,
+    },
     /// The gateway was built without route rules.
     #[error("the gateway has no route rules; add some with `rules(...)`")]
     MissingRules,

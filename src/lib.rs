@@ -58,7 +58,10 @@ pub use crate::extract::Claims;
 #[cfg(feature = "authz")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 #[doc(inline)]
-pub use crate::gateway::{GatewaySecurity, GatewaySecurityBuilder, GatewaySecurityLayer};
+pub use crate::gateway::{
+    GatewaySecurity, GatewaySecurityBuilder, GatewaySecurityLayer,
+    ResponseFuture as GatewaySecurityFuture,
+};
 #[doc(inline)]
 pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};
 #[doc(inline)]

@@ -538,37 +538,17 @@ async fn credentials_can_be_kept_and_marked_sensitive() {
 }
 
 #[tokio::test]
-async fn cors_preflight_passes_only_when_allowed() {
+async fn a_cors_preflight_is_a_request_like_any_other() {
     let fixture = Fixture::new().await;
-    let preflight = || {
-        Request::options("/orders/7")
-            .header("origin", "https://app.example")
-            .header("access-control-request-method", "DELETE")
-            .body(Body::empty())
-            .expect("request")
-    };
-    // By default a preflight is a request like any other: no rule for OPTIONS → denied.
-    assert_eq!(
-        send(&fixture.app(), preflight()).await.0,
-        StatusCode::FORBIDDEN
-    );
-
-    let gateway = GatewaySecurityLayer::builder()
-        .authenticate(fixture.authenticator())
-        .rules(Fixture::rules())
-        .allow_cors_preflight(true)
-        .build()
-        .expect("valid gateway");
-    let app = fixture.router(gateway);
-    let (status, _, body) = send(&app, preflight()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(json(&body)["subject"], serde_json::Value::Null);
-
-    // An OPTIONS request that is not a preflight gets no exception.
-    let plain = Request::options("/orders/7")
+    let preflight = Request::options("/orders/7")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "DELETE")
         .body(Body::empty())
         .expect("request");
-    assert_eq!(send(&app, plain).await.0, StatusCode::FORBIDDEN);
+    // No rule for OPTIONS: denied (tests/cors.rs covers the gateway's `cors`).
+    let (status, _, body) = send(&fixture.app(), preflight).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(json(&body)["code"], "route_denied");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::rules::RouteRules;
-use crate::authenticate::{Challenges, is_cors_preflight};
+use crate::authenticate::Challenges;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::principal::Principal;
@@ -18,8 +18,9 @@ use crate::rejection::{Challenge, Reason, Rejection, RejectionResponse, default_
 /// Decides, per request, whether the caller may use the route; see the
 /// [module documentation](super).
 ///
-/// Defaults: enforcing (not report-only), no CORS preflight exception, problem+json
-/// rejections.
+/// Defaults: enforcing (not report-only), problem+json rejections. A CORS preflight is a
+/// request like any other here: answer preflights with tower-http's `CorsLayer` outside
+/// this layer (or the gateway's `cors`).
 #[derive(Clone)]
 #[must_use]
 pub struct AuthorizeLayer {
@@ -30,7 +31,6 @@ pub struct AuthorizeLayer {
 struct Config {
     rules: RouteRules,
     report_only: bool,
-    allow_cors_preflight: bool,
     renderer: Arc<dyn RejectionResponse>,
 }
 
@@ -41,7 +41,6 @@ impl AuthorizeLayer {
             config: Arc::new(Config {
                 rules,
                 report_only: false,
-                allow_cors_preflight: false,
                 renderer: default_renderer(),
             }),
         }
@@ -52,13 +51,6 @@ impl AuthorizeLayer {
     /// false.
     pub fn report_only(mut self, report_only: bool) -> Self {
         Arc::make_mut(&mut self.config).report_only = report_only;
-        self
-    }
-
-    /// Lets CORS preflight requests (`OPTIONS` with `Access-Control-Request-Method`)
-    /// through without a decision. Defaults to false.
-    pub fn allow_cors_preflight(mut self, allow: bool) -> Self {
-        Arc::make_mut(&mut self.config).allow_cors_preflight = allow;
         self
     }
 
@@ -78,7 +70,6 @@ impl fmt::Debug for AuthorizeLayer {
         f.debug_struct("AuthorizeLayer")
             .field("rules", &self.config.rules)
             .field("report_only", &self.config.report_only)
-            .field("allow_cors_preflight", &self.config.allow_cors_preflight)
             .finish_non_exhaustive()
     }
 }
@@ -124,9 +115,6 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let config = &*self.config;
-        if config.allow_cors_preflight && is_cors_preflight(request.method(), request.headers()) {
-            return ResponseFuture::inner(self.inner.call(request));
-        }
         if config.rules.maps_roles() {
             let resolved = request
                 .extensions()

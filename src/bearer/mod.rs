@@ -101,13 +101,6 @@ impl BearerLayer {
         }
     }
 
-    /// Lets CORS preflight requests through without a token. Defaults to false.
-    pub fn allow_cors_preflight(self, allow: bool) -> Self {
-        Self {
-            inner: self.inner.allow_cors_preflight(allow),
-        }
-    }
-
     /// Renders rejections with `renderer` instead of problem+json.
     pub fn rejection_response(self, renderer: impl RejectionResponse) -> Self {
         Self {

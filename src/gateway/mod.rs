@@ -1,13 +1,18 @@
 //! [`GatewaySecurityLayer`]: authentication, authorization and validation in one layer.
 
+mod future;
+
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+#[cfg(feature = "cors")]
+use tower_http::cors::{Cors, CorsLayer};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use self::future::ResponseFuture;
 use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer};
 use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
@@ -32,6 +37,15 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// `validate` feature) `ValidateLayer`, so each part
 /// behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
 /// routes, credentials are not even looked at (so `/health` never touches a key store).
+///
+/// # CORS
+///
+/// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) carries no
+/// credentials, so without CORS it is a request like any other: refused unless a rule
+/// makes its route public. With the `cors` feature, [`GatewaySecurityBuilder::cors`] puts
+/// tower-http's `CorsLayer` in front of everything: it answers every `OPTIONS` request
+/// itself, so no preflight (nor any other `OPTIONS` request) ever reaches your service,
+/// and it adds the CORS headers to every other response, refusals included.
 ///
 /// # Example
 ///
@@ -77,6 +91,8 @@ pub struct GatewaySecurityLayer {
     authorize: AuthorizeLayer,
     #[cfg(feature = "validate")]
     validate: ValidateLayer,
+    #[cfg(feature = "cors")]
+    cors: Option<CorsLayer>,
 }
 
 /// The stack inside [`GatewaySecurity`], innermost last.
@@ -112,6 +128,8 @@ impl fmt::Debug for GatewaySecurityLayer {
             .field("authorize", &self.authorize);
         #[cfg(feature = "validate")]
         debug.field("validate", &self.validate);
+        #[cfg(feature = "cors")]
+        debug.field("cors", &self.cors);
         debug.finish()
     }
 }
@@ -122,8 +140,16 @@ impl<S> Layer<S> for GatewaySecurityLayer {
     fn layer(&self, inner: S) -> GatewaySecurity<S> {
         #[cfg(feature = "validate")]
         let inner = self.validate.layer(inner);
+        let stack = self.authenticate.layer(self.authorize.layer(inner));
+        #[cfg(feature = "cors")]
+        if let Some(cors) = &self.cors {
+            // `build()` has checked that this layer's rules are usable: no panic here.
+            return GatewaySecurity {
+                inner: Front::Cors(cors.layer(stack)),
+            };
+        }
         GatewaySecurity {
-            inner: self.authenticate.layer(self.authorize.layer(inner)),
+            inner: Front::Plain(stack),
         }
     }
 }
@@ -131,7 +157,18 @@ impl<S> Layer<S> for GatewaySecurityLayer {
 /// The service made by [`GatewaySecurityLayer`].
 #[derive(Clone)]
 pub struct GatewaySecurity<S> {
-    inner: Stack<S>,
+    inner: Front<S>,
+}
+
+/// What stands first in the gateway: the stack, or CORS in front of it.
+// One is chosen per layer and never changes; boxing the large one would cost an
+// allocation on every clone (axum clones the service per request).
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+enum Front<S> {
+    Plain(Stack<S>),
+    #[cfg(feature = "cors")]
+    Cors(Cors<Stack<S>>),
 }
 
 impl<S: fmt::Debug> fmt::Debug for GatewaySecurity<S> {
@@ -149,14 +186,22 @@ where
 {
     type Response = Response<OuterBody<ResBody>>;
     type Error = S::Error;
-    type Future = <Stack<S> as Service<Request<B>>>::Future;
+    type Future = ResponseFuture<<Stack<S> as Service<Request<B>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+        match &mut self.inner {
+            Front::Plain(stack) => stack.poll_ready(cx),
+            #[cfg(feature = "cors")]
+            Front::Cors(cors) => cors.poll_ready(cx),
+        }
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.inner.call(request)
+        match &mut self.inner {
+            Front::Plain(stack) => ResponseFuture::plain(stack.call(request)),
+            #[cfg(feature = "cors")]
+            Front::Cors(cors) => ResponseFuture::cors(cors.call(request)),
+        }
     }
 }
 
@@ -169,7 +214,8 @@ pub struct GatewaySecurityBuilder {
     #[cfg(feature = "validate")]
     validation: Option<ValidationRules>,
     report_only: bool,
-    allow_cors_preflight: bool,
+    #[cfg(feature = "cors")]
+    cors: Option<CorsLayer>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
 
@@ -179,7 +225,6 @@ impl fmt::Debug for GatewaySecurityBuilder {
             .field("authenticators", &self.authenticators.len())
             .field("rules", &self.rules)
             .field("report_only", &self.report_only)
-            .field("allow_cors_preflight", &self.allow_cors_preflight)
             .finish_non_exhaustive()
     }
 }
@@ -213,12 +258,14 @@ impl GatewaySecurityBuilder {
         self
     }
 
-    /// Lets CORS preflight requests through authentication and authorization untouched
-    /// (validation rules for `OPTIONS`, if any, still apply). Defaults to false: put
-    /// tower-http's `CorsLayer` outside the gateway instead, where it answers preflights
-    /// before they reach us.
-    pub fn allow_cors_preflight(mut self, allow: bool) -> Self {
-        self.allow_cors_preflight = allow;
+    /// Answers CORS with `cors` (tower-http's `CorsLayer`), put in front of everything:
+    /// every `OPTIONS` request is answered by it and never reaches authentication, the
+    /// rules or your service; every other response, refusals included, gets its CORS
+    /// headers. Defaults to none: a preflight is then a request like any other, refused
+    /// unless a rule makes its route public.
+    #[cfg(feature = "cors")]
+    pub fn cors(mut self, cors: CorsLayer) -> Self {
+        self.cors = Some(cors);
         self
     }
 
@@ -233,9 +280,14 @@ impl GatewaySecurityBuilder {
     /// # Errors
     ///
     /// [`ConfigError::MissingRules`] without rules; [`ConfigError::NoAuthenticator`] without
-    /// an authenticator.
+    /// an authenticator; [`ConfigError::InvalidCors`] for a CORS configuration tower-http
+    /// refuses (credentials with a wildcard).
     pub fn build(self) -> Result<GatewaySecurityLayer, ConfigError> {
         let rules = self.rules.ok_or(ConfigError::MissingRules)?;
+        #[cfg(feature = "cors")]
+        if let Some(cors) = &self.cors {
+            check_cors(cors)?;
+        }
         let mut authenticators = self.authenticators.into_iter();
         let Some(first) = authenticators.next() else {
             return Err(ConfigError::NoAuthenticator);
@@ -247,14 +299,12 @@ impl GatewaySecurityBuilder {
                 AuthenticationLayer::new_shared(first),
                 AuthenticationLayer::and_shared,
             )
-            .allow_cors_preflight(self.allow_cors_preflight)
             .renderer(renderer.clone())
             .skip_when(Arc::new(move |request| {
                 public_routes.is_public(&request.method, request.uri.path())
             }));
         let authorize = AuthorizeLayer::new(rules)
             .report_only(self.report_only)
-            .allow_cors_preflight(self.allow_cors_preflight)
             .renderer(renderer.clone());
         #[cfg(feature = "validate")]
         let validate = {
@@ -271,6 +321,23 @@ impl GatewaySecurityBuilder {
             authorize,
             #[cfg(feature = "validate")]
             validate,
+            #[cfg(feature = "cors")]
+            cors: self.cors,
         })
     }
+}
+
+/// tower-http checks a `CorsLayer`'s rules only by panicking when it is applied: apply it
+/// once here, at build time, and turn that panic into a [`ConfigError`].
+#[cfg(feature = "cors")]
+fn check_cors(cors: &CorsLayer) -> Result<(), ConfigError> {
+    let probe = std::panic::AssertUnwindSafe(|| drop(cors.layer(())));
+    std::panic::catch_unwind(probe).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+            .unwrap_or_else(|| "refused by tower-http".to_owned());
+        ConfigError::InvalidCors { reason }
+    })
 }
