@@ -46,7 +46,7 @@ use serde::de::DeserializeOwned;
 
 use crate::authenticate::Challenges;
 use crate::principal::Principal;
-use crate::rejection::{ProblemJson, Reason, Rejection};
+use crate::rejection::{Reason, Rejection};
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = Rejection;
@@ -71,7 +71,15 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
 fn missing_credentials(parts: &Parts) -> Rejection {
     let rejection = Rejection::new(Reason::MissingCredentials);
     match parts.extensions.get::<Challenges>() {
-        Some(challenges) => rejection.with_challenges(challenges.0.clone()),
+        Some(challenges) => as_layer_renders(rejection.with_challenges(challenges.shared()), parts),
+        None => rejection,
+    }
+}
+
+/// The rejection, to be rendered as the authentication layer in front renders its own.
+fn as_layer_renders(rejection: Rejection, parts: &Parts) -> Rejection {
+    match parts.extensions.get::<Challenges>() {
+        Some(challenges) => rejection.rendered_with(challenges.renderer()),
         None => rejection,
     }
 }
@@ -91,23 +99,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
             .extensions
             .get::<Principal>()
             .ok_or_else(|| missing_credentials(parts))?;
-        let claims = serde_json::Value::Object(principal.claims().clone());
-        T::deserialize(claims).map(Claims).map_err(|error| {
-            tracing::debug!(
-                target: "portcullis::extract",
-                subject = principal.subject(),
-                %error,
-                "claims do not fit the handler's type"
-            );
-            Rejection::new(Reason::InvalidClaims)
-        })
+        T::deserialize(principal.claims())
+            .map(Claims)
+            .map_err(|error| {
+                tracing::debug!(
+                    target: "portcullis::extract",
+                    subject = principal.subject(),
+                    %error,
+                    "claims do not fit the handler's type"
+                );
+                as_layer_renders(Rejection::new(Reason::InvalidClaims), parts)
+            })
     }
 }
 
 impl IntoResponse for Rejection {
-    /// Renders the rejection as problem+json, with its challenges.
+    /// Renders the rejection with its challenges: as the layer in front renders its
+    /// refusals when the rejection comes from an extractor behind one, else as
+    /// problem+json.
     fn into_response(self) -> Response {
-        self.render(&ProblemJson::new())
-            .map(axum_core::body::Body::from)
+        self.render_own().map(axum_core::body::Body::from)
     }
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderMap, Response};
 use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
@@ -26,7 +26,7 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<F> {
-        Inner { #[pin] future: F },
+        Inner { #[pin] future: F, headers: Option<HeaderMap> },
         Rejected { response: Option<Response<Bytes>> },
     }
 }
@@ -34,10 +34,22 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     pub(crate) fn inner(future: F) -> Self {
         Self {
-            kind: Kind::Inner { future },
+            kind: Kind::Inner {
+                future,
+                headers: None,
+            },
         }
     }
 
+    /// The inner service's future, with `headers` appended to its response (a refreshed
+    /// session cookie).
+    pub(crate) fn inner_with_headers(future: F, headers: Option<HeaderMap>) -> Self {
+        Self {
+            kind: Kind::Inner { future, headers },
+        }
+    }
+
+    /// A response decided here: a rejection, or an authenticator's own answer.
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
         Self {
             kind: Kind::Rejected {
@@ -55,14 +67,30 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => {
-                let response = ready!(future.poll(cx))?;
+            KindProj::Inner { future, headers } => {
+                let mut response = ready!(future.poll(cx))?;
+                if let Some(headers) = headers.take() {
+                    append_headers(response.headers_mut(), headers);
+                }
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             KindProj::Rejected { response } => {
                 let response = response.take().unwrap_or_default();
                 Poll::Ready(Ok(response.map(ResponseBody::rejection)))
             }
+        }
+    }
+}
+
+/// Appends every value of `extra` to `headers`, keeping what is there.
+pub(crate) fn append_headers(headers: &mut HeaderMap, extra: HeaderMap) {
+    let mut name = None;
+    for (next, value) in extra {
+        if let Some(next) = next {
+            name = Some(next);
+        }
+        if let Some(name) = &name {
+            headers.append(name, value);
         }
     }
 }

@@ -3,10 +3,9 @@
 
 mod authenticate;
 mod body;
-#[cfg(any(feature = "api-key", feature = "bearer"))]
-mod credentials;
 mod error;
 mod future;
+pub mod observe;
 mod principal;
 mod rejection;
 #[cfg(any(feature = "authz", feature = "validate"))]

@@ -310,16 +310,36 @@ fn truncate(text: &str, max: usize) -> &str {
 ///
 /// Layers answer with a rejection instead of calling the service; the configured
 /// [`RejectionResponse`] turns it into the response.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Rejection {
     reason: Reason,
+    cause: Option<&'static str>,
     detail: Cow<'static, str>,
     challenges: Arc<[Challenge]>,
     scope: Option<Box<str>>,
     retry_after: Option<u32>,
     violations: Arc<[Violation]>,
     status: Option<StatusCode>,
+    /// The renderer of the layer that refused (for extractors, whose rejections are turned
+    /// into responses by axum); problem+json when none.
+    renderer: Option<Arc<dyn RejectionResponse>>,
 }
+
+impl PartialEq for Rejection {
+    /// Compares what the rejection says; not how it will be rendered.
+    fn eq(&self, other: &Self) -> bool {
+        self.reason == other.reason
+            && self.cause == other.cause
+            && self.detail == other.detail
+            && self.challenges == other.challenges
+            && self.scope == other.scope
+            && self.retry_after == other.retry_after
+            && self.violations == other.violations
+            && self.status == other.status
+    }
+}
+
+impl Eq for Rejection {}
 
 /// One way a request breaks a route's schema: where, which rule, and a short message.
 ///
@@ -379,12 +399,45 @@ impl Rejection {
     pub fn new(reason: Reason) -> Self {
         Self {
             reason,
+            cause: None,
             detail: Cow::Borrowed(reason.default_detail()),
             challenges: Arc::new([]),
             scope: None,
             retry_after: None,
             violations: Arc::new([]),
             status: None,
+            renderer: None,
+        }
+    }
+
+    /// Records a finer cause than the reason (`token_expired`, `bad_signature`), for the
+    /// decision observer and logs only: the client never sees it.
+    #[must_use]
+    pub fn with_cause(mut self, cause: &'static str) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+
+    /// The finer cause, if one was recorded.
+    #[must_use]
+    pub fn cause(&self) -> Option<&'static str> {
+        self.cause
+    }
+
+    /// Renders with `renderer` when the rejection is turned into a response on its own
+    /// (by axum, for an extractor).
+    #[cfg(feature = "axum")]
+    pub(crate) fn rendered_with(mut self, renderer: Arc<dyn RejectionResponse>) -> Self {
+        self.renderer = Some(renderer);
+        self
+    }
+
+    /// Renders the rejection with the renderer it carries, or problem+json.
+    #[cfg(feature = "axum")]
+    pub(crate) fn render_own(&self) -> Response<Bytes> {
+        match &self.renderer {
+            Some(renderer) => self.render(&**renderer),
+            None => self.render(&ProblemJson::new()),
         }
     }
 
@@ -518,6 +571,8 @@ impl Rejection {
         {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
+        // For outer layers (metrics, traces): the precise reason, never sent to the client.
+        response.extensions_mut().insert(self.reason);
         response
     }
 }

@@ -652,7 +652,7 @@ async fn shadow_mode_reports_but_lets_through() {
     let gateway = GatewaySecurityLayer::builder()
         .authenticate(ApiKeyAuthenticator::new(store))
         .rules(Fixture::rules())
-        .report_only(true)
+        .dangerous_report_only()
         .build()
         .expect("valid gateway");
     let app = Fixture::new().await.router(gateway);
@@ -665,7 +665,8 @@ async fn shadow_mode_reports_but_lets_through() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json(&body)["subject"], "shadow-viewer");
     let lines = logs.lines_with(&[
-        "outcome=\"would_deny\"",
+        "portcullis::authorize",
+        "outcome=\"would_refuse\"",
         "reason=\"forbidden\"",
         "subject=\"shadow-viewer\"",
         r#"rule="DELETE /orders/{id}""#,
@@ -709,10 +710,23 @@ async fn decisions_are_traced_without_secrets() {
         .expect("request");
     send(&app, request).await;
 
-    let allowed = logs.lines_with(&["outcome=\"allowed\"", "subject=\"traced-viewer\""]);
+    let allowed = logs.lines_with(&[
+        "portcullis::authorize",
+        "outcome=\"allowed\"",
+        "subject=\"traced-viewer\"",
+    ]);
     assert_eq!(allowed.len(), 1, "{}", logs.text());
+    // One event per decision: authentication let the caller in twice.
+    let authenticated = logs.lines_with(&[
+        "portcullis::authenticate",
+        "outcome=\"allowed\"",
+        "subject=\"traced-viewer\"",
+        "auth_method=\"api_key\"",
+    ]);
+    assert_eq!(authenticated.len(), 2, "{}", logs.text());
     let denied = logs.lines_with(&[
-        "outcome=\"denied\"",
+        "portcullis::authorize",
+        "outcome=\"refused\"",
         "subject=\"traced-viewer\"",
         "reason=\"forbidden\"",
     ]);
@@ -724,6 +738,99 @@ async fn decisions_are_traced_without_secrets() {
     for secret in [key(&traced), key(&revoked)] {
         assert!(!text.contains(&secret[4 + 12..]), "secret in logs: {text}");
     }
+}
+
+#[tokio::test]
+async fn every_decision_reaches_the_observer_and_the_reason_the_response() {
+    use portcullis::observe::{Decision, Outcome, Stage};
+    type Seen = (
+        Stage,
+        Outcome,
+        Option<Reason>,
+        Option<String>,
+        Option<String>,
+    );
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let sink = seen.clone();
+    let observer = move |decision: &Decision<'_>| {
+        sink.lock().expect("lock").push((
+            decision.stage,
+            decision.outcome,
+            decision.reason,
+            decision.route.map(str::to_owned),
+            decision.principal.map(|p| p.subject().to_owned()),
+        ));
+    };
+    let fixture = Fixture::new().await;
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(fixture.authenticator())
+        .rules(Fixture::rules())
+        .observer(Arc::new(observer))
+        .build()
+        .expect("valid gateway");
+    let app = fixture.router(gateway);
+
+    let response = app
+        .clone()
+        .oneshot(get_with(
+            "/orders/1",
+            &[("x-api-key", key(&fixture.viewer))],
+        ))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.extensions().get::<Reason>(), None);
+    let request = Request::delete("/orders/7")
+        .header("x-api-key", key(&fixture.viewer))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        response.extensions().get::<Reason>(),
+        Some(&Reason::Forbidden)
+    );
+    let response = app
+        .oneshot(get_with("/whoami", &[("x-api-key", "pcl_bad")]))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // The precise reason for outer layers; the client sees `invalid_credentials`.
+    assert_eq!(
+        response.extensions().get::<Reason>(),
+        Some(&Reason::MalformedKey)
+    );
+
+    let vic = || Some("vic".to_owned());
+    let rule = |text: &str| Some(text.to_owned());
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [
+            (Stage::Authenticate, Outcome::Allowed, None, None, vic()),
+            (
+                Stage::Authorize,
+                Outcome::Allowed,
+                None,
+                rule("GET /orders/{id}"),
+                vic()
+            ),
+            (Stage::Authenticate, Outcome::Allowed, None, None, vic()),
+            (
+                Stage::Authorize,
+                Outcome::Refused,
+                Some(Reason::Forbidden),
+                rule("DELETE /orders/{id}"),
+                vic()
+            ),
+            (
+                Stage::Authenticate,
+                Outcome::Refused,
+                Some(Reason::MalformedKey),
+                None,
+                None
+            ),
+        ]
+    );
 }
 
 /// A store that cannot be reached.
@@ -1015,4 +1122,44 @@ async fn a_custom_rejection_renderer_keeps_the_challenge() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], r#"ApiKey realm="api""#);
     assert_eq!(body, br#"{"error":"missing_credentials"}"#);
+}
+
+#[tokio::test]
+async fn extractors_render_refusals_as_the_gateway_does() {
+    let fixture = Fixture::new().await;
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(fixture.authenticator())
+        .rules(Fixture::rules())
+        .rejection_response(|rejection: &Rejection| {
+            let body = format!(r#"{{"error":"{}"}}"#, rejection.reason().public());
+            let mut response = Response::new(bytes::Bytes::from(body));
+            *response.status_mut() = rejection.status();
+            response
+        })
+        .build()
+        .expect("valid gateway");
+    // `/feed` is `optional()`: the gateway lets anonymous callers in, and this handler's
+    // `Principal` extractor refuses them.
+    let app = Router::new()
+        .route(
+            "/feed",
+            get(|who: Principal| async move { who.subject().to_owned() }),
+        )
+        .route(
+            "/team",
+            get(|Claims(team): Claims<Team>| async move { team.team }),
+        )
+        .layer(gateway);
+    let (status, headers, body) = send(&app, get_with("/feed", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], r#"ApiKey realm="api""#);
+    assert_eq!(body, br#"{"error":"missing_credentials"}"#);
+
+    let (status, _, body) = send(
+        &app,
+        get_with("/team", &[("x-api-key", key(&fixture.viewer))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, br#"{"error":"invalid_claims"}"#);
 }

@@ -10,10 +10,10 @@ use http::request::Parts;
 
 use super::format::{FormatError, KeyId};
 use super::store::{KeyRecord, KeyStore};
-use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
-use crate::credentials::{
+use crate::authenticate::credentials::{
     SchemeValue, is_token, query_values, remove_query_parameter, remove_scheme, scheme_value,
 };
+use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
 use crate::error::ConfigError;
 use crate::principal::{AuthMethod, Principal};
 use crate::rejection::{Challenge, Reason, Rejection};

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
@@ -12,13 +13,15 @@ use super::rules::RouteRules;
 use crate::authenticate::Challenges;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
+use crate::observe::{self, Observe, Outcome, Stage, default_observer};
 use crate::principal::Principal;
 use crate::rejection::{Challenge, Reason, Rejection, RejectionResponse, default_renderer};
 
 /// Decides, per request, whether the caller may use the route; see the
 /// [module documentation](super).
 ///
-/// Defaults: enforcing (not report-only), problem+json rejections. A CORS preflight is a
+/// Defaults: enforcing (not report-only), problem+json rejections, decisions reported as
+/// `tracing` events. A CORS preflight is a
 /// request like any other here: answer preflights with tower-http's `CorsLayer` outside
 /// this layer (or the gateway's `cors`).
 #[derive(Clone)]
@@ -32,6 +35,7 @@ struct Config {
     rules: RouteRules,
     report_only: bool,
     renderer: Arc<dyn RejectionResponse>,
+    observer: Arc<dyn Observe>,
 }
 
 impl AuthorizeLayer {
@@ -42,15 +46,26 @@ impl AuthorizeLayer {
                 rules,
                 report_only: false,
                 renderer: default_renderer(),
+                observer: default_observer(),
             }),
         }
     }
 
-    /// Report-only (shadow) mode: evaluate every request and emit the decision as a tracing
-    /// event, but let every request through. For rolling out new rules safely. Defaults to
-    /// false.
-    pub fn report_only(mut self, report_only: bool) -> Self {
-        Arc::make_mut(&mut self.config).report_only = report_only;
+    /// **Dangerous**: report-only (shadow) mode, which turns authorization *off*. Every
+    /// request is evaluated and the would-be refusals are reported (`warn` events,
+    /// outcome `would_refuse`), but **every request is let through**, anonymous ones to
+    /// protected routes included. For trying new rules on real traffic, never for
+    /// protecting anything. Logs a warning when set. Defaults to off (enforcing).
+    pub fn dangerous_report_only(mut self) -> Self {
+        warn_report_only();
+        Arc::make_mut(&mut self.config).report_only = true;
+        self
+    }
+
+    /// Reports every decision to `observer` instead of the default
+    /// [`TracingObserver`](crate::observe::TracingObserver).
+    pub fn observer(mut self, observer: Arc<dyn Observe>) -> Self {
+        Arc::make_mut(&mut self.config).observer = observer;
         self
     }
 
@@ -125,47 +140,37 @@ where
             }
         }
 
+        let started = Instant::now();
         let principal = request.extensions().get::<Principal>();
         let decision = config
             .rules
             .decide(request.method(), request.uri().path(), principal);
-        let subject = principal.map(Principal::subject);
-        let Some(rejection) = decision.rejection else {
-            tracing::debug!(
-                target: "portcullis::authorize",
-                outcome = "allowed",
-                rule = decision.rule,
-                subject,
-                http.method = %request.method(),
-                "request allowed"
-            );
-            return ResponseFuture::inner(self.inner.call(request));
+        let outcome = match (&decision.rejection, config.report_only) {
+            (None, _) => Outcome::Allowed,
+            (Some(_), true) => Outcome::WouldRefuse,
+            (Some(_), false) => Outcome::Refused,
         };
-        if config.report_only {
-            tracing::warn!(
-                target: "portcullis::authorize",
-                outcome = "would_deny",
-                reason = rejection.reason().code(),
-                rule = decision.rule,
-                subject,
-                http.method = %request.method(),
-                http.path = crate::trace::bounded(request.uri().path()),
-                "report-only: request would be refused; letting it through"
-            );
-            return ResponseFuture::inner(self.inner.call(request));
+        let rejection = decision
+            .rejection
+            .map(|rejection| with_challenges(rejection, &request));
+        config.observer.decision(&observe::Decision {
+            stage: Stage::Authorize,
+            outcome,
+            reason: rejection.as_ref().map(Rejection::reason),
+            cause: None,
+            status: rejection.as_ref().map(Rejection::status),
+            route: Some(decision.rule),
+            method: request.method(),
+            path: request.uri().path(),
+            principal,
+            elapsed: started.elapsed(),
+        });
+        match rejection {
+            Some(rejection) if outcome == Outcome::Refused => {
+                ResponseFuture::rejected(rejection.render(&*config.renderer))
+            }
+            _ => ResponseFuture::inner(self.inner.call(request)),
         }
-        tracing::info!(
-            target: "portcullis::authorize",
-            outcome = "denied",
-            reason = rejection.reason().code(),
-            rule = decision.rule,
-            subject,
-            http.method = %request.method(),
-            http.path = crate::trace::bounded(request.uri().path()),
-            "request refused by authorization"
-        );
-        let rejection = with_challenges(rejection, &request);
-        ResponseFuture::rejected(rejection.render(&*config.renderer))
     }
 }
 
@@ -175,7 +180,7 @@ fn with_challenges<B>(rejection: Rejection, request: &Request<B>) -> Rejection {
     let challenges = request.extensions().get::<Challenges>();
     if rejection.status() == StatusCode::UNAUTHORIZED {
         return match challenges {
-            Some(challenges) => rejection.with_challenges(challenges.0.clone()),
+            Some(challenges) => rejection.with_challenges(challenges.shared()),
             None => rejection,
         };
     }
@@ -197,4 +202,13 @@ fn with_challenges<B>(rejection: Rejection, request: &Request<B>) -> Rejection {
         }
     }
     rejection
+}
+
+/// The loud warning that authorization is off.
+pub(crate) fn warn_report_only() {
+    tracing::warn!(
+        target: "portcullis::authorize",
+        "authorization is in report-only mode: refusals are only reported and EVERY request \
+         is let through; never use this to protect anything"
+    );
 }

@@ -16,7 +16,7 @@ use super::introspection::{Introspection, Outcome, Refusal};
 use super::keys::KeySet;
 use super::rules::{BearerConfigError, IssuerRules, KeySource};
 use super::token::{self, Failure};
-use crate::credentials::{
+use crate::authenticate::credentials::{
     SchemeValue, is_token68, query_values, remove_query_parameter, remove_scheme, scheme_value,
 };
 use crate::remote::JwksCache;

@@ -17,6 +17,7 @@ use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer};
 use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
 use crate::error::ConfigError;
+use crate::observe::{Observe, default_observer};
 use crate::rejection::{RejectionResponse, default_renderer};
 #[cfg(feature = "validate")]
 use crate::validate::{Validate, ValidateLayer, ValidationRules};
@@ -214,6 +215,7 @@ pub struct GatewaySecurityBuilder {
     #[cfg(feature = "validate")]
     validation: Option<ValidationRules>,
     report_only: bool,
+    observer: Option<Arc<dyn Observe>>,
     #[cfg(feature = "cors")]
     cors: Option<CorsLayer>,
     renderer: Option<Arc<dyn RejectionResponse>>,
@@ -251,10 +253,21 @@ impl GatewaySecurityBuilder {
         self
     }
 
-    /// Report-only (shadow) authorization: decide and log, let everything through.
-    /// Authentication still refuses bad credentials. Defaults to false.
-    pub fn report_only(mut self, report_only: bool) -> Self {
-        self.report_only = report_only;
+    /// **Dangerous**: report-only (shadow) authorization, which turns the rules *off*:
+    /// every decision is reported (would-be refusals as `warn` events, outcome
+    /// `would_refuse`) and **every request is let through**, anonymous ones to protected
+    /// routes included. Authentication still refuses bad credentials, and validation still
+    /// runs. For trying new rules on real traffic, never for protecting anything; `build()`
+    /// logs a warning. Defaults to off (enforcing).
+    pub fn dangerous_report_only(mut self) -> Self {
+        self.report_only = true;
+        self
+    }
+
+    /// Reports every decision of every step to `observer` instead of the default
+    /// [`TracingObserver`](crate::observe::TracingObserver).
+    pub fn observer(mut self, observer: Arc<dyn Observe>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -293,6 +306,7 @@ impl GatewaySecurityBuilder {
             return Err(ConfigError::NoAuthenticator);
         };
         let renderer = self.renderer.unwrap_or_else(default_renderer);
+        let observer = self.observer.unwrap_or_else(default_observer);
         let public_routes = rules.clone();
         let authenticate = authenticators
             .fold(
@@ -300,22 +314,28 @@ impl GatewaySecurityBuilder {
                 AuthenticationLayer::and_shared,
             )
             .renderer(renderer.clone())
+            .observer(observer.clone())
             .skip_when(Arc::new(move |request| {
                 public_routes.is_public(&request.method, request.uri.path())
             }));
-        let authorize = AuthorizeLayer::new(rules)
-            .report_only(self.report_only)
-            .renderer(renderer.clone());
+        let mut authorize = AuthorizeLayer::new(rules)
+            .renderer(renderer.clone())
+            .observer(observer.clone());
+        if self.report_only {
+            authorize = authorize.dangerous_report_only();
+        }
         #[cfg(feature = "validate")]
         let validate = {
             let rules = match self.validation {
                 Some(rules) => rules,
                 None => ValidationRules::builder().build()?,
             };
-            ValidateLayer::new(rules).renderer(renderer)
+            ValidateLayer::new(rules)
+                .renderer(renderer)
+                .observer(observer)
         };
         #[cfg(not(feature = "validate"))]
-        drop(renderer);
+        drop((renderer, observer));
         Ok(GatewaySecurityLayer {
             authenticate,
             authorize,

@@ -6,6 +6,7 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -22,6 +23,8 @@ use super::json_limits::JsonScanner;
 use super::rules::{BodyCheck, ParameterSchema, RouteSchemas, Settings, ValidationRules};
 use super::schema::CompiledSchema;
 use crate::body::ResponseBody;
+use crate::observe::{Decision, Observe, Outcome, Stage, default_observer};
+use crate::principal::Principal;
 use crate::rejection::{Reason, Rejection, RejectionResponse, Violation, default_renderer};
 
 /// The parsed JSON body of a validated request, in the request's extensions, so a handler
@@ -43,6 +46,7 @@ impl ValidatedJson {
 pub struct ValidateLayer {
     settings: Arc<Settings>,
     renderer: Arc<dyn RejectionResponse>,
+    observer: Arc<dyn Observe>,
 }
 
 impl ValidateLayer {
@@ -51,7 +55,15 @@ impl ValidateLayer {
         Self {
             settings: rules.inner,
             renderer: default_renderer(),
+            observer: default_observer(),
         }
+    }
+
+    /// Reports every decision to `observer` instead of the default
+    /// [`TracingObserver`](crate::observe::TracingObserver).
+    pub fn observer(mut self, observer: Arc<dyn Observe>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Renders rejections with `renderer` instead of problem+json.
@@ -89,6 +101,7 @@ impl<S> Layer<S> for ValidateLayer {
             inner,
             settings: self.settings.clone(),
             renderer: self.renderer.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -99,6 +112,7 @@ pub struct Validate<S> {
     inner: S,
     settings: Arc<Settings>,
     renderer: Arc<dyn RejectionResponse>,
+    observer: Arc<dyn Observe>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Validate<S> {
@@ -136,19 +150,19 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
         let (parts, body) = request.into_parts();
         let plan = match self.plan(&parts, &body) {
             Ok(plan) => plan,
-            Err(rejection) => return self.reject(&parts, &rejection),
+            Err(rejection) => return self.reject(&parts, &rejection, started),
         };
         match plan {
             Plan::PassThrough => {
+                // Called at once: the ready service is used, no swap needed.
                 let request = Request::from_parts(parts, RequestBody::streaming(body));
                 ResponseFuture {
                     state: State::Decided {
-                        future: crate::future::ResponseFuture::inner(inner.call(request)),
+                        future: crate::future::ResponseFuture::inner(self.inner.call(request)),
                     },
                 }
             }
@@ -167,6 +181,10 @@ where
                     _ => Deadline::None,
                 };
                 let capacity = declared_length(&parts).map_or(0, |length| length.min(limit));
+                // The ready service goes into the future; a fresh clone stays for the next
+                // call.
+                let clone = self.inner.clone();
+                let inner = mem::replace(&mut self.inner, clone);
                 ResponseFuture {
                     state: State::Reading {
                         body,
@@ -176,6 +194,8 @@ where
                             service: inner,
                             settings: self.settings.clone(),
                             renderer: self.renderer.clone(),
+                            observer: self.observer.clone(),
+                            started,
                             collected: Collected::with_capacity(capacity),
                             scanner: json.then(|| JsonScanner::new(&self.settings.limits)),
                             schema,
@@ -288,11 +308,16 @@ impl<S> Validate<S> {
         })
     }
 
-    fn reject<B>(&self, parts: &Parts, rejection: &Rejection) -> ResponseFuture<S, B>
+    fn reject<B>(
+        &self,
+        parts: &Parts,
+        rejection: &Rejection,
+        started: Instant,
+    ) -> ResponseFuture<S, B>
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        trace_rejection(parts, rejection);
+        observe(&*self.observer, parts, Some(rejection), started);
         ResponseFuture {
             state: State::Decided {
                 future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
@@ -301,16 +326,24 @@ impl<S> Validate<S> {
     }
 }
 
-fn trace_rejection(parts: &Parts, rejection: &Rejection) {
-    tracing::info!(
-        target: "portcullis::validate",
-        outcome = "rejected",
-        reason = rejection.reason().code(),
-        violations = rejection.violations().len(),
-        http.method = %parts.method,
-        http.path = crate::trace::bounded(parts.uri.path()),
-        "request refused by validation"
-    );
+/// Reports a validation decision: refused with `rejection`, or allowed.
+fn observe(observer: &dyn Observe, parts: &Parts, rejection: Option<&Rejection>, started: Instant) {
+    observer.decision(&Decision {
+        stage: Stage::Validate,
+        outcome: if rejection.is_some() {
+            Outcome::Refused
+        } else {
+            Outcome::Allowed
+        },
+        reason: rejection.map(Rejection::reason),
+        cause: None,
+        status: rejection.map(Rejection::status),
+        route: None,
+        method: &parts.method,
+        path: parts.uri.path(),
+        principal: parts.extensions.get::<Principal>(),
+        elapsed: started.elapsed(),
+    });
 }
 
 fn declared_length(parts: &Parts) -> Option<usize> {
@@ -410,6 +443,8 @@ struct Reading<S> {
     service: S,
     settings: Arc<Settings>,
     renderer: Arc<dyn RejectionResponse>,
+    observer: Arc<dyn Observe>,
+    started: Instant,
     collected: Collected,
     scanner: Option<JsonScanner>,
     schema: Option<Arc<CompiledSchema>>,
@@ -567,7 +602,7 @@ impl<S> Reading<S> {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        trace_rejection(&self.parts, rejection);
+        observe(&*self.observer, &self.parts, Some(rejection), self.started);
         State::Decided {
             future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
         }
@@ -617,13 +652,7 @@ impl<S> Reading<S> {
             }
             self.parts.extensions.insert(ValidatedJson(Arc::new(value)));
         }
-        tracing::debug!(
-            target: "portcullis::validate",
-            outcome = "valid",
-            http.path = crate::trace::bounded(self.parts.uri.path()),
-            bytes = bytes.len(),
-            "request body validated"
-        );
+        observe(&*self.observer, &self.parts, None, self.started);
         let request = Request::from_parts(self.parts, RequestBody::buffered(bytes, self.trailers));
         State::Decided {
             future: crate::future::ResponseFuture::inner(self.service.call(request)),

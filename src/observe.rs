@@ -1,0 +1,229 @@
+//! The decision observer: every layer reports each decision it makes to one [`Observe`]
+//! implementation, so that logs, metrics and an audit trail plug in at one point without
+//! touching the layers.
+//!
+//! The default, [`TracingObserver`], turns each decision into one `tracing` event (targets
+//! `portcullis::authenticate`, `portcullis::authorize`, `portcullis::validate`). Install your
+//! own with `observer(...)` on a layer or on the gateway builder; wrap [`TracingObserver`]
+//! inside it to keep the events.
+//!
+//! A refusal's [`Reason`] also travels in the response's extensions, so an outer layer (a
+//! metrics or trace layer) can read it without parsing the body.
+//!
+//! # Example
+//!
+//! Counting refusals per reason, beside the tracing events:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use http::{Request, StatusCode};
+//! use portcullis::observe::{Decision, Observe, Outcome, TracingObserver};
+//! use portcullis::{AuthFuture, AuthOutcome, AuthenticationLayer, Reason, Rejection};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! #[derive(Default)]
+//! struct Refusals(AtomicUsize);
+//!
+//! impl Observe for Refusals {
+//!     fn decision(&self, decision: &Decision<'_>) {
+//!         TracingObserver.decision(decision);
+//!         if decision.outcome == Outcome::Refused {
+//!             self.0.fetch_add(1, Ordering::Relaxed);
+//!         }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let refusals = Arc::new(Refusals::default());
+//! let refuse_all = |_: &http::request::Parts| {
+//!     AuthFuture::ready(AuthOutcome::Rejected(Rejection::new(Reason::InvalidCredentials)))
+//! };
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthenticationLayer::new(refuse_all).observer(refusals.clone()))
+//!     .service(service_fn(|_: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//!     }));
+//! let response = service.oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.extensions().get::<Reason>(), Some(&Reason::InvalidCredentials));
+//! assert_eq!(refusals.0.load(Ordering::Relaxed), 1);
+//! # }
+//! ```
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use crate::principal::Principal;
+use crate::rejection::Reason;
+
+/// Which layer made a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The authentication chain (API keys, bearer tokens, your authenticators).
+    Authenticate,
+    /// The route rules.
+    Authorize,
+    /// Request validation.
+    Validate,
+}
+
+impl Stage {
+    /// A stable lower-case name: `authenticate`, `authorize`, `validate`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Authenticate => "authenticate",
+            Self::Authorize => "authorize",
+            Self::Validate => "validate",
+        }
+    }
+}
+
+/// What a layer decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The request goes on (authentication: with or without a principal).
+    Allowed,
+    /// The request is refused; [`Decision::reason`] says why.
+    Refused,
+    /// An authenticator answered the request with a response of its own (a login
+    /// redirect, a callback); the service is not called.
+    Answered,
+    /// Report-only mode: the request would have been refused, and goes on.
+    WouldRefuse,
+}
+
+impl Outcome {
+    /// A stable lower-case name: `allowed`, `refused`, `answered`, `would_refuse`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Refused => "refused",
+            Self::Answered => "answered",
+            Self::WouldRefuse => "would_refuse",
+        }
+    }
+}
+
+/// One decision, as reported to an [`Observe`] implementation. Borrowed from the request:
+/// copy out what you keep.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Decision<'a> {
+    /// The layer that decided.
+    pub stage: Stage,
+    /// What it decided.
+    pub outcome: Outcome,
+    /// Why a request was (or would have been) refused: the precise reason, which may be
+    /// more specific than what the client is told ([`Reason::public`]).
+    pub reason: Option<Reason>,
+    /// A finer cause, for logs only (`token_expired`, `bad_signature`, …), when the
+    /// authenticator gives one.
+    pub cause: Option<&'static str>,
+    /// The status of the refusal or answer.
+    pub status: Option<StatusCode>,
+    /// The matched route rule (`GET /orders/{id}`), when the layer knows it.
+    pub route: Option<&'a str>,
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path, as received (cut to a bound by [`TracingObserver`]).
+    pub path: &'a str,
+    /// The caller, when known.
+    pub principal: Option<&'a Principal>,
+    /// How long the layer took to decide (authentication: including waiting on stores
+    /// and remote services).
+    pub elapsed: Duration,
+}
+
+/// Receives every decision of the layers it is installed on.
+///
+/// Called on the request path: keep it cheap and never block (hand slow work, such as
+/// writing an audit log, to a channel). Closures `Fn(&Decision<'_>)` implement it.
+pub trait Observe: Send + Sync + 'static {
+    /// Called once per decision.
+    fn decision(&self, decision: &Decision<'_>);
+}
+
+impl<F> Observe for F
+where
+    F: Fn(&Decision<'_>) + Send + Sync + 'static,
+{
+    fn decision(&self, decision: &Decision<'_>) {
+        self(decision);
+    }
+}
+
+/// The default observer: one `tracing` event per decision.
+///
+/// Targets `portcullis::authenticate`, `portcullis::authorize` and `portcullis::validate`;
+/// level `debug` when a request goes on, `info` when it is refused, `warn` for report-only
+/// would-be refusals. Fields: `outcome`, `reason`, `cause`, `status`, `rule`, `subject`,
+/// `auth_method`, `http.method`, `http.path` (cut to 256 bytes) and `elapsed_us`. Never a
+/// credential, a claim or a body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingObserver;
+
+/// Emits one event with the decision's fields at a fixed target and level.
+macro_rules! decision_event {
+    ($target:literal, $level:expr, $decision:expr, $message:literal) => {{
+        let d = $decision;
+        tracing::event!(
+            target: $target,
+            $level,
+            outcome = d.outcome.name(),
+            reason = d.reason.map(Reason::code),
+            cause = d.cause,
+            status = d.status.map(|status| status.as_u16()),
+            rule = d.route,
+            subject = d.principal.map(Principal::subject),
+            auth_method = d.principal.map(|p| p.auth_method().name()),
+            http.method = %d.method,
+            http.path = crate::trace::bounded(d.path),
+            elapsed_us = u64::try_from(d.elapsed.as_micros()).unwrap_or(u64::MAX),
+            $message
+        )
+    }};
+}
+
+/// One stage's events at each level.
+macro_rules! stage_events {
+    ($target:literal, $decision:expr) => {{
+        let d = $decision;
+        match d.outcome {
+            Outcome::Allowed | Outcome::Answered => {
+                decision_event!($target, tracing::Level::DEBUG, d, "request allowed")
+            }
+            Outcome::Refused => {
+                decision_event!($target, tracing::Level::INFO, d, "request refused")
+            }
+            Outcome::WouldRefuse => decision_event!(
+                $target,
+                tracing::Level::WARN,
+                d,
+                "report-only: request would be refused; letting it through"
+            ),
+        }
+    }};
+}
+
+impl Observe for TracingObserver {
+    fn decision(&self, decision: &Decision<'_>) {
+        match decision.stage {
+            Stage::Authenticate => stage_events!("portcullis::authenticate", decision),
+            Stage::Authorize => stage_events!("portcullis::authorize", decision),
+            Stage::Validate => stage_events!("portcullis::validate", decision),
+        }
+    }
+}
+
+/// The shared default observer.
+pub(crate) fn default_observer() -> Arc<dyn Observe> {
+    static DEFAULT: OnceLock<Arc<dyn Observe>> = OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(TracingObserver)).clone()
+}
