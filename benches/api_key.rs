@@ -37,7 +37,7 @@ use std::task::{Context, Poll, Waker};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
 use portcullis::api_key::{
-    ApiKeyAuthenticator, ApiKeyLayer, KeyDigest, KeyStore, MemoryKeyStore, NewKey,
+    ApiKeyAuthenticator, ApiKeyLayer, KeyAdmin, KeyDigest, MemoryKeyStore, NewKey,
 };
 use portcullis::authz::{RouteRules, all, permission, public, role, scope};
 use portcullis::{AuthOutcome, Authenticate, GatewaySecurityLayer};

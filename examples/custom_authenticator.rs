@@ -22,7 +22,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::routing::get;
-use portcullis::api_key::{ApiKeyAuthenticator, KeyStore, MemoryKeyStore, NewKey};
+use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 use portcullis::authz::{RouteRules, authenticated, permission};
 use portcullis::{
     AuthFuture, AuthMethod, AuthOutcome, Authenticate, Challenge, GatewaySecurityLayer, Names,

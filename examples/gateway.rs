@@ -44,7 +44,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use portcullis::api_key::{
-    ApiKeyAuthenticator, IssuedKey, KeyRecord, KeyStore, MemoryKeyStore, NewKey, StoreError,
+    ApiKeyAuthenticator, IssuedKey, KeyAdmin, KeyRecord, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};

@@ -322,6 +322,7 @@ pub struct Rejection {
     status: Option<StatusCode>,
     /// The renderer of the layer that refused (for extractors, whose rejections are turned
     /// into responses by axum); problem+json when none.
+    #[cfg(feature = "axum")]
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
 
@@ -406,6 +407,7 @@ impl Rejection {
             retry_after: None,
             violations: Arc::new([]),
             status: None,
+            #[cfg(feature = "axum")]
             renderer: None,
         }
     }

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::routing::{any, get};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use portcullis::api_key::{ApiKeyAuthenticator, KeyStore, MemoryKeyStore, NewKey};
+use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 use portcullis::authz::{RouteRules, public, role};
 use portcullis::{ConfigError, GatewaySecurityLayer};
 use tower::{ServiceExt, service_fn};

@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use portcullis::api_key::{
-    ApiKeyAuthenticator, IssuedKey, KeyFormat, KeyId, KeyRecord, KeyStore, MemoryKeyStore, NewKey,
-    StoreError,
+    ApiKeyAuthenticator, CachedKeyStore, IssuedKey, KeyAdmin, KeyFormat, KeyId, KeyStore,
+    LookupFuture, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{
     RouteRules, all, authenticated, optional, permission, public, require, role, scope,
@@ -120,7 +120,7 @@ impl Fixture {
             .expect("valid gateway")
     }
 
-    fn authenticator(&self) -> ApiKeyAuthenticator<MemoryKeyStore> {
+    fn authenticator(&self) -> ApiKeyAuthenticator {
         ApiKeyAuthenticator::builder(self.store.clone())
             .cookie("api_key")
             .build()
@@ -839,25 +839,62 @@ struct DownStore {
     format: KeyFormat,
 }
 
+/// A lookup-only store: the gateway needs nothing else.
 impl KeyStore for DownStore {
     fn format(&self) -> &KeyFormat {
         &self.format
     }
-    async fn find(&self, _: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+    fn find<'a>(&'a self, _: &'a KeyId) -> LookupFuture<'a> {
+        Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
     }
-    async fn issue(&self, _: NewKey) -> Result<IssuedKey, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+}
+
+/// A store across the network, answering only asynchronously, counting its lookups.
+#[derive(Default)]
+struct CountingStore {
+    store: MemoryKeyStore,
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl KeyStore for CountingStore {
+    fn format(&self) -> &KeyFormat {
+        self.store.format()
     }
-    async fn list(&self, _: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+    fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a> {
+        self.lookups
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.store.find(id)
     }
-    async fn rotate(&self, _: &KeyId, _: Duration) -> Result<IssuedKey, StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
+}
+
+#[tokio::test]
+async fn a_store_chosen_at_run_time_behind_a_cache() {
+    let remote = Arc::new(CountingStore::default());
+    let issued = remote
+        .store
+        .issue(NewKey::for_owner("cache-user").roles(["viewer"]))
+        .await
+        .expect("issue");
+    // The kind of store is decided at run time (say, by a config file).
+    let store: Arc<dyn KeyStore> = Arc::new(
+        CachedKeyStore::builder(remote.clone())
+            .max_age(Duration::from_secs(60))
+            .build()
+            .expect("valid cache"),
+    );
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(ApiKeyAuthenticator::new(store))
+        .rules(Fixture::rules())
+        .build()
+        .expect("valid gateway");
+    let app = Fixture::new().await.router(gateway);
+    for _ in 0..3 {
+        let (status, _, body) =
+            send(&app, get_with("/orders/1", &[("x-api-key", key(&issued))])).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json(&body)["subject"], "cache-user");
     }
-    async fn revoke(&self, _: &KeyId) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("connection refused".into()))
-    }
+    assert_eq!(remote.lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use portcullis::GatewaySecurityLayer;
-use portcullis::api_key::{ApiKeyAuthenticator, KeyStore, MemoryKeyStore, NewKey};
+use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 use portcullis::authz::RouteRules;
 use portcullis::validate::{
     JsonLimits, OpenApiSpec, RequestSchema, ValidateLayer, ValidatedJson, ValidationRules,

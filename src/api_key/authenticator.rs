@@ -9,7 +9,8 @@ use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use http::request::Parts;
 
 use super::format::{FormatError, KeyId};
-use super::store::{KeyRecord, KeyStore};
+use super::record::KeyRecord;
+use super::store::{KeyStore, Lookup};
 use crate::authenticate::credentials::{
     SchemeValue, is_token, query_values, remove_query_parameter, remove_scheme, scheme_value,
 };
@@ -32,21 +33,13 @@ const STORE_RETRY_AFTER_SECONDS: u32 = 5;
 ///
 /// Every failure (malformed, bad checksum, unknown, wrong secret, revoked, expired) gets the
 /// same 401; the precise reason goes to the `tracing` event only.
-pub struct ApiKeyAuthenticator<K> {
-    store: Arc<K>,
+#[derive(Clone)]
+pub struct ApiKeyAuthenticator {
+    store: Arc<dyn KeyStore>,
     config: Arc<Config>,
 }
 
-impl<K> Clone for ApiKeyAuthenticator<K> {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-            config: self.config.clone(),
-        }
-    }
-}
-
-impl<K> fmt::Debug for ApiKeyAuthenticator<K> {
+impl fmt::Debug for ApiKeyAuthenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyAuthenticator")
             .field("config", &self.config)
@@ -63,12 +56,16 @@ struct Config {
     query_allowed: bool,
     strip_credentials: bool,
     realm: Cow<'static, str>,
+    /// The challenge every refusal carries, made once.
+    challenges: Arc<[Challenge]>,
 }
 
-impl<K: KeyStore> ApiKeyAuthenticator<K> {
+impl ApiKeyAuthenticator {
     /// An authenticator with the strict defaults; see [`ApiKeyAuthenticatorBuilder`].
+    /// `store` is any [`KeyStore`] (`Arc<MemoryKeyStore>`, `Arc<dyn KeyStore>`, …).
     #[must_use]
-    pub fn new(store: Arc<K>) -> Self {
+    pub fn new(store: Arc<dyn KeyStore>) -> Self {
+        let realm = Cow::Borrowed("api");
         Self {
             store,
             config: Arc::new(Config {
@@ -78,13 +75,14 @@ impl<K: KeyStore> ApiKeyAuthenticator<K> {
                 query_parameter: DEFAULT_QUERY_PARAMETER.to_owned(),
                 query_allowed: false,
                 strip_credentials: true,
-                realm: Cow::Borrowed("api"),
+                challenges: challenges(realm.clone()),
+                realm,
             }),
         }
     }
 
     /// Configures where keys are read from and what happens to them.
-    pub fn builder(store: Arc<K>) -> ApiKeyAuthenticatorBuilder<K> {
+    pub fn builder(store: Arc<dyn KeyStore>) -> ApiKeyAuthenticatorBuilder {
         let config = Config::clone(&Self::new(store.clone()).config);
         ApiKeyAuthenticatorBuilder {
             store,
@@ -96,16 +94,14 @@ impl<K: KeyStore> ApiKeyAuthenticator<K> {
 
     /// The store keys are checked against.
     #[must_use]
-    pub fn store(&self) -> &Arc<K> {
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
     }
 
-    fn challenge_for(&self) -> Challenge {
-        Challenge::new("ApiKey", self.config.realm.clone())
-    }
-
     fn reject(&self, reason: Reason) -> AuthOutcome {
-        AuthOutcome::Rejected(Rejection::new(reason).with_challenge(self.challenge_for()))
+        AuthOutcome::Rejected(
+            Rejection::new(reason).with_challenges(self.config.challenges.clone()),
+        )
     }
 
     /// Every key-shaped value in the request, in source order.
@@ -171,7 +167,12 @@ fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
     Some((&bytes[..at], &bytes[at + 1..]))
 }
 
-impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
+/// The one challenge of an API-key authenticator in `realm`.
+fn challenges(realm: Cow<'static, str>) -> Arc<[Challenge]> {
+    Arc::new([Challenge::new(SCHEME, realm)])
+}
+
+impl Authenticate for ApiKeyAuthenticator {
     fn authenticate(&self, request: &Parts) -> AuthFuture {
         let presented = match self.presented(request) {
             Ok(presented) => presented,
@@ -200,28 +201,18 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
         };
         // Digest before the lookup, so unknown and known ids take the same work.
         let digest = KeyDigest::of(parsed.secret);
+        if let Some(lookup) = self.store.find_now(&id) {
+            return AuthFuture::ready(self.judge(lookup, &digest));
+        }
         let this = self.clone();
         AuthFuture::new(async move {
-            match this.store.find(&id).await {
-                Ok(Some(record)) => this.check(&record, &digest),
-                Ok(None) => this.reject(Reason::UnknownKey),
-                Err(error) => {
-                    tracing::warn!(
-                        target: "portcullis::api_key",
-                        %error,
-                        "key store lookup failed; refusing with 503"
-                    );
-                    AuthOutcome::Rejected(
-                        Rejection::new(Reason::Unavailable)
-                            .with_retry_after(STORE_RETRY_AFTER_SECONDS),
-                    )
-                }
-            }
+            let lookup = this.store.find(&id).await;
+            this.judge(lookup, &digest)
         })
     }
 
     fn challenge(&self) -> Option<Challenge> {
-        Some(self.challenge_for())
+        self.config.challenges.first().cloned()
     }
 
     fn strip_credentials(&self, request: &mut Parts) {
@@ -245,7 +236,25 @@ impl<K: KeyStore> Authenticate for ApiKeyAuthenticator<K> {
     }
 }
 
-impl<K: KeyStore> ApiKeyAuthenticator<K> {
+impl ApiKeyAuthenticator {
+    /// The answer for a lookup's result.
+    fn judge(&self, lookup: Lookup, digest: &KeyDigest) -> AuthOutcome {
+        match lookup {
+            Ok(Some(record)) => self.check(&record, digest),
+            Ok(None) => self.reject(Reason::UnknownKey),
+            Err(error) => {
+                tracing::warn!(
+                    target: "portcullis::api_key",
+                    %error,
+                    "key store lookup failed; refusing with 503"
+                );
+                AuthOutcome::Rejected(
+                    Rejection::new(Reason::Unavailable).with_retry_after(STORE_RETRY_AFTER_SECONDS),
+                )
+            }
+        }
+    }
+
     fn check(&self, record: &KeyRecord, digest: &KeyDigest) -> AuthOutcome {
         if !record.digest().matches(digest) {
             return self.reject(Reason::KeyMismatch);
@@ -317,14 +326,14 @@ fn remove_cookie(request: &mut Parts, name: &str) {
 
 /// Configures an [`ApiKeyAuthenticator`]. Every setting documents its default.
 #[must_use]
-pub struct ApiKeyAuthenticatorBuilder<K> {
-    store: Arc<K>,
+pub struct ApiKeyAuthenticatorBuilder {
+    store: Arc<dyn KeyStore>,
     config: Config,
     header: Option<String>,
     error: Option<ConfigError>,
 }
 
-impl<K> fmt::Debug for ApiKeyAuthenticatorBuilder<K> {
+impl fmt::Debug for ApiKeyAuthenticatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyAuthenticatorBuilder")
             .field("config", &self.config)
@@ -332,7 +341,7 @@ impl<K> fmt::Debug for ApiKeyAuthenticatorBuilder<K> {
     }
 }
 
-impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
+impl ApiKeyAuthenticatorBuilder {
     /// Reads keys from header `name`. Defaults to `x-api-key`.
     pub fn header(mut self, name: &str) -> Self {
         self.header = Some(name.to_owned());
@@ -400,7 +409,7 @@ impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
     /// [`ConfigError::InvalidHeaderName`], [`ConfigError::InvalidParameterName`],
     /// [`ConfigError::InvalidRealm`], or [`ConfigError::NoKeySource`] when every source is
     /// turned off.
-    pub fn build(mut self) -> Result<ApiKeyAuthenticator<K>, ConfigError> {
+    pub fn build(mut self) -> Result<ApiKeyAuthenticator, ConfigError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -422,6 +431,7 @@ impl<K: KeyStore> ApiKeyAuthenticatorBuilder<K> {
         {
             return Err(ConfigError::NoKeySource);
         }
+        self.config.challenges = challenges(self.config.realm.clone());
         Ok(ApiKeyAuthenticator {
             store: self.store,
             config: Arc::new(self.config),

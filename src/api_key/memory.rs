@@ -1,21 +1,25 @@
 //! [`MemoryKeyStore`]: API keys held in process memory.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
+use super::admin::KeyAdmin;
 use super::format::{KeyFormat, KeyId};
-use super::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
+use super::record::{IssuedKey, KeyRecord, NewKey};
+use super::store::{KeyStore, Lookup, LookupFuture, StoreError};
 
-/// An in-memory [`KeyStore`]: for tests, demos, and services that load their keys at start.
+/// An in-memory [`KeyStore`] and [`KeyAdmin`]: for tests, demos, and services that load
+/// their keys at start.
 ///
 /// Holds records (digests, never secrets) in a map behind a read-write lock; lookups take
-/// the read side only. Contents are lost when the process ends.
+/// the read side only and answer at once ([`KeyStore::find_now`]). Contents are lost when
+/// the process ends.
 ///
 /// # Example
 ///
 /// ```
-/// use portcullis::api_key::{KeyStore, MemoryKeyStore, NewKey};
+/// use portcullis::api_key::{KeyAdmin, MemoryKeyStore, NewKey};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryKeyStore::new();
@@ -27,7 +31,7 @@ use super::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
 #[derive(Debug, Default)]
 pub struct MemoryKeyStore {
     format: KeyFormat,
-    records: RwLock<HashMap<KeyId, KeyRecord>>,
+    records: RwLock<HashMap<KeyId, Arc<KeyRecord>>>,
 }
 
 impl MemoryKeyStore {
@@ -48,16 +52,16 @@ impl MemoryKeyStore {
 
     /// Adds an existing record (restored from elsewhere), replacing any with the same id.
     pub fn insert(&self, record: KeyRecord) {
-        self.write().insert(record.id().clone(), record);
+        self.write().insert(record.id().clone(), Arc::new(record));
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyId, KeyRecord>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyId, Arc<KeyRecord>>> {
         // A panic while holding the lock cannot leave a record half-written: every write
         // is a single insert or field update. Keep serving.
         self.records.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<KeyId, KeyRecord>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<KeyId, Arc<KeyRecord>>> {
         self.records.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -76,7 +80,7 @@ impl MemoryKeyStore {
             if records.contains_key(&id) {
                 continue;
             }
-            records.insert(id, record.clone());
+            records.insert(id, Arc::new(record.clone()));
             return Ok(IssuedKey { key, record });
         }
     }
@@ -87,10 +91,17 @@ impl KeyStore for MemoryKeyStore {
         &self.format
     }
 
-    async fn find(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.read().get(id).cloned())
+    fn find_now(&self, id: &KeyId) -> Option<Lookup> {
+        Some(Ok(self.read().get(id).cloned()))
     }
 
+    fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a> {
+        let found = self.read().get(id).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+}
+
+impl KeyAdmin for MemoryKeyStore {
     async fn issue(&self, spec: NewKey) -> Result<IssuedKey, StoreError> {
         self.issue_now(spec)
     }
@@ -100,7 +111,7 @@ impl KeyStore for MemoryKeyStore {
             .read()
             .values()
             .filter(|record| owner.is_none_or(|owner| record.owner() == owner))
-            .cloned()
+            .map(|record| KeyRecord::clone(record))
             .collect();
         records.sort_by(|a, b| (a.created_at(), a.id()).cmp(&(b.created_at(), b.id())));
         Ok(records)
@@ -120,7 +131,7 @@ impl KeyStore for MemoryKeyStore {
         let issued = self.issue_now(successor)?;
         let now = SystemTime::now();
         if let Some(old) = self.write().get_mut(id) {
-            old.expire_by(now.checked_add(overlap).unwrap_or(now));
+            Arc::make_mut(old).expire_by(now.checked_add(overlap).unwrap_or(now));
         }
         Ok(issued)
     }
@@ -130,7 +141,7 @@ impl KeyStore for MemoryKeyStore {
         let record = records
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        record.revoke(SystemTime::now());
+        Arc::make_mut(record).revoke(SystemTime::now());
         Ok(())
     }
 }

@@ -21,7 +21,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
-//! use portcullis::api_key::{ApiKeyAuthenticator, ApiKeyLayer, KeyStore, MemoryKeyStore, NewKey};
+//! use portcullis::api_key::{ApiKeyAuthenticator, ApiKeyLayer, KeyAdmin, MemoryKeyStore, NewKey};
 //! use portcullis::Principal;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
@@ -50,9 +50,12 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod authenticator;
+mod cached;
 mod format;
 mod memory;
+mod record;
 mod store;
 
 use std::fmt;
@@ -60,13 +63,19 @@ use std::fmt;
 use tower_layer::Layer;
 
 #[doc(inline)]
+pub use self::admin::KeyAdmin;
+#[doc(inline)]
 pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
+#[doc(inline)]
+pub use self::cached::{CachedKeyStore, CachedKeyStoreBuilder};
 #[doc(inline)]
 pub use self::format::{GeneratedKey, KeyFormat, KeyId};
 #[doc(inline)]
 pub use self::memory::MemoryKeyStore;
 #[doc(inline)]
-pub use self::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
+pub use self::record::{IssuedKey, KeyRecord, NewKey};
+#[doc(inline)]
+pub use self::store::{KeyStore, Lookup, LookupFuture, StoreError};
 #[doc(inline)]
 pub use crate::secret::{ApiKey, KeyDigest};
 
@@ -85,7 +94,7 @@ pub struct ApiKeyLayer {
 
 impl ApiKeyLayer {
     /// A layer checking keys with `authenticator`.
-    pub fn new<K: KeyStore>(authenticator: ApiKeyAuthenticator<K>) -> Self {
+    pub fn new(authenticator: ApiKeyAuthenticator) -> Self {
         Self {
             inner: AuthenticationLayer::new(authenticator),
         }

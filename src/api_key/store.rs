@@ -1,280 +1,17 @@
-//! The [`KeyStore`] trait and what it stores: [`KeyRecord`].
+//! [`KeyStore`]: how the authenticator finds a key's record, and nothing more.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::format::{KeyFormat, KeyId};
-use crate::principal::Names;
-use crate::secret::{ApiKey, KeyDigest};
+use super::record::KeyRecord;
 
-/// Everything known about one API key, except its secret.
-///
-/// Records serialise to JSON (times as Unix seconds, the digest as hex) so stores can
-/// persist them as they are. Because that form includes the digest, do not return it from
-/// an API as it is: show [`KeyRecord::summary`] instead.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyRecord {
-    id: KeyId,
-    digest: KeyDigest,
-    owner: Arc<str>,
-    #[serde(default)]
-    roles: Names,
-    #[serde(default)]
-    scopes: Names,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tenant: Option<Arc<str>>,
-    #[serde(default)]
-    metadata: Arc<Map<String, Value>>,
-    #[serde(with = "unix_seconds")]
-    created_at: SystemTime,
-    #[serde(default, with = "unix_seconds_option")]
-    expires_at: Option<SystemTime>,
-    #[serde(default, with = "unix_seconds_option")]
-    revoked_at: Option<SystemTime>,
-}
+/// What a lookup finds: the record for an id, none, or an error meaning "cannot tell".
+pub type Lookup = Result<Option<Arc<KeyRecord>>, StoreError>;
 
-impl KeyRecord {
-    /// A record for a key `id` whose secret has `digest`, described by `spec`.
-    #[must_use]
-    pub fn new(id: KeyId, digest: KeyDigest, spec: NewKey, created_at: SystemTime) -> Self {
-        let expires_at = spec.expiry.at(created_at);
-        Self {
-            id,
-            digest,
-            owner: spec.owner,
-            roles: spec.roles,
-            scopes: spec.scopes,
-            tenant: spec.tenant,
-            metadata: Arc::new(spec.metadata),
-            created_at,
-            expires_at,
-            revoked_at: None,
-        }
-    }
-
-    /// What may be shown about the key to its owner or an admin: everything but the digest.
-    #[must_use]
-    pub fn summary(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.remove("digest");
-        }
-        value
-    }
-
-    /// The key's public identifier.
-    #[must_use]
-    pub fn id(&self) -> &KeyId {
-        &self.id
-    }
-
-    /// The digest of the key's secret.
-    #[must_use]
-    pub fn digest(&self) -> &KeyDigest {
-        &self.digest
-    }
-
-    /// Who the key belongs to; becomes the principal's subject.
-    #[must_use]
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
-    pub(crate) fn owner_shared(&self) -> Arc<str> {
-        self.owner.clone()
-    }
-
-    /// The roles the key grants.
-    #[must_use]
-    pub fn roles(&self) -> &Names {
-        &self.roles
-    }
-
-    /// The scopes the key grants.
-    #[must_use]
-    pub fn scopes(&self) -> &Names {
-        &self.scopes
-    }
-
-    /// The tenant the key belongs to.
-    #[must_use]
-    pub fn tenant(&self) -> Option<&str> {
-        self.tenant.as_deref()
-    }
-
-    pub(crate) fn tenant_shared(&self) -> Option<Arc<str>> {
-        self.tenant.clone()
-    }
-
-    /// Free-form metadata; becomes the principal's claims.
-    #[must_use]
-    pub fn metadata(&self) -> &Arc<Map<String, Value>> {
-        &self.metadata
-    }
-
-    /// When the key was issued.
-    #[must_use]
-    pub fn created_at(&self) -> SystemTime {
-        self.created_at
-    }
-
-    /// When the key stops working, if ever.
-    #[must_use]
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at
-    }
-
-    /// When the key was revoked, if it was.
-    #[must_use]
-    pub fn revoked_at(&self) -> Option<SystemTime> {
-        self.revoked_at
-    }
-
-    /// Whether the key has expired at `now`.
-    #[must_use]
-    pub fn is_expired_at(&self, now: SystemTime) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
-    }
-
-    /// Marks the key revoked at `at` (keeps an earlier revocation time).
-    pub fn revoke(&mut self, at: SystemTime) {
-        self.revoked_at.get_or_insert(at);
-    }
-
-    /// Makes the key expire no later than `at`.
-    pub fn expire_by(&mut self, at: SystemTime) {
-        self.expires_at = Some(self.expires_at.map_or(at, |current| current.min(at)));
-    }
-
-    /// The description of a key that replaces this one: same owner, roles, scopes, tenant
-    /// and metadata, and the same lifetime counted from its own issue.
-    pub fn successor(&self) -> NewKey {
-        let lifetime = self
-            .expires_at
-            .and_then(|at| at.duration_since(self.created_at).ok());
-        NewKey {
-            owner: self.owner.clone(),
-            roles: self.roles.clone(),
-            scopes: self.scopes.clone(),
-            tenant: self.tenant.clone(),
-            metadata: Map::clone(&self.metadata),
-            expiry: lifetime.map_or(Expiry::Never, Expiry::After),
-        }
-    }
-}
-
-/// A newly issued or rotated key: the secret (shown once; store it nowhere) and its record.
-#[derive(Debug)]
-pub struct IssuedKey {
-    /// The key to hand to its owner.
-    pub key: ApiKey,
-    /// What the store keeps.
-    pub record: KeyRecord,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Expiry {
-    Never,
-    After(Duration),
-    At(SystemTime),
-}
-
-impl Expiry {
-    fn at(self, created_at: SystemTime) -> Option<SystemTime> {
-        match self {
-            Self::Never => None,
-            Self::After(lifetime) => created_at.checked_add(lifetime),
-            Self::At(at) => Some(at),
-        }
-    }
-}
-
-/// The description of a key to issue. Defaults: no roles, scopes, tenant or metadata, and
-/// no expiry.
-///
-/// # Example
-///
-/// ```
-/// use std::time::Duration;
-/// use portcullis::api_key::NewKey;
-///
-/// let spec = NewKey::for_owner("billing-service")
-///     .roles(["viewer"])
-///     .scopes(["invoices:read"])
-///     .expires_in(Duration::from_secs(90 * 24 * 3600));
-/// ```
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct NewKey {
-    owner: Arc<str>,
-    roles: Names,
-    scopes: Names,
-    tenant: Option<Arc<str>>,
-    metadata: Map<String, Value>,
-    expiry: Expiry,
-}
-
-impl NewKey {
-    /// A key belonging to `owner`, who becomes the principal's subject.
-    pub fn for_owner(owner: impl Into<Arc<str>>) -> Self {
-        Self {
-            owner: owner.into(),
-            roles: Names::default(),
-            scopes: Names::default(),
-            tenant: None,
-            metadata: Map::new(),
-            expiry: Expiry::Never,
-        }
-    }
-
-    /// The roles the key grants.
-    pub fn roles<I, T>(mut self, roles: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<Box<str>>,
-    {
-        self.roles = Names::new(roles);
-        self
-    }
-
-    /// The scopes the key grants.
-    pub fn scopes<I, T>(mut self, scopes: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<Box<str>>,
-    {
-        self.scopes = Names::new(scopes);
-        self
-    }
-
-    /// The tenant the key belongs to.
-    pub fn tenant(mut self, tenant: impl Into<Arc<str>>) -> Self {
-        self.tenant = Some(tenant.into());
-        self
-    }
-
-    /// Adds a metadata entry (readable by handlers as a claim).
-    pub fn metadata(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.metadata.insert(name.into(), value.into());
-        self
-    }
-
-    /// The key stops working `lifetime` after it is issued.
-    pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        self.expiry = Expiry::After(lifetime);
-        self
-    }
-
-    /// The key stops working at `at`.
-    pub fn expires_at(mut self, at: SystemTime) -> Self {
-        self.expiry = Expiry::At(at);
-        self
-    }
-}
+/// The future of an asynchronous lookup ([`KeyStore::find`]).
+pub type LookupFuture<'a> = Pin<Box<dyn Future<Output = Lookup> + Send + 'a>>;
 
 /// Why a key store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -294,89 +31,70 @@ pub enum StoreError {
     Randomness(String),
 }
 
-/// Where API keys live. Implement it for your database; [`MemoryKeyStore`](super::MemoryKeyStore)
-/// is the in-process implementation.
+/// Where the authenticator finds API-key records: the lookup on the request path, and
+/// nothing else. Implement it for your database (and [`KeyAdmin`](super::KeyAdmin) too if
+/// keys are issued through it); [`MemoryKeyStore`](super::MemoryKeyStore) is the
+/// in-process implementation, and [`CachedKeyStore`](super::CachedKeyStore) puts a bounded
+/// cache in front of a store that lives across the network.
 ///
 /// Stores keep [`KeyRecord`]s, never secrets: the authenticator finds a record by the key's
-/// public id and compares digests in constant time itself, so a store only needs lookups.
-/// `issue` and `rotate` return the new secret once.
+/// public id and compares digests in constant time itself. The trait is dyn-compatible
+/// (`Arc<dyn KeyStore>`), so the store can be chosen at run time.
+///
+/// # Example
+///
+/// A read-only store over a table loaded elsewhere:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use portcullis::api_key::{KeyFormat, KeyId, KeyRecord, KeyStore, Lookup, LookupFuture};
+///
+/// struct Table {
+///     format: KeyFormat,
+///     records: HashMap<KeyId, Arc<KeyRecord>>,
+/// }
+///
+/// impl KeyStore for Table {
+///     fn format(&self) -> &KeyFormat {
+///         &self.format
+///     }
+///
+///     // The answer is at hand: no future, no allocation.
+///     fn find_now(&self, id: &KeyId) -> Option<Lookup> {
+///         Some(Ok(self.records.get(id).cloned()))
+///     }
+///
+///     fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a> {
+///         Box::pin(async move { Ok(self.records.get(id).cloned()) })
+///     }
+/// }
+/// ```
 pub trait KeyStore: Send + Sync + 'static {
-    /// The format of the keys this store issues.
+    /// The format of the keys this store holds.
     fn format(&self) -> &KeyFormat;
 
-    /// The record for `id`, if there is one. Errors mean "cannot tell" and lead to 503.
-    fn find(
-        &self,
-        id: &KeyId,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+    /// The answer for `id` when it is at hand without waiting (an in-memory table, a cache
+    /// hit); `None` to have [`find`](Self::find) asked. Defaults to `None`.
+    fn find_now(&self, _id: &KeyId) -> Option<Lookup> {
+        None
+    }
 
-    /// Issues a new key.
-    fn issue(&self, spec: NewKey) -> impl Future<Output = Result<IssuedKey, StoreError>> + Send;
-
-    /// All records, or those of one owner.
-    fn list(
-        &self,
-        owner: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
-
-    /// Issues a successor of key `id` with the same grants, and makes `id` expire `overlap`
-    /// from now, so both work while clients switch. A zero overlap ends the old key at once.
-    fn rotate(
-        &self,
-        id: &KeyId,
-        overlap: Duration,
-    ) -> impl Future<Output = Result<IssuedKey, StoreError>> + Send;
-
-    /// Revokes key `id` with immediate effect.
-    fn revoke(&self, id: &KeyId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The record for `id`, if there is one. Errors mean "cannot tell" and lead to 503
+    /// with `Retry-After`, never to 401 and never to a pass.
+    fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a>;
 }
 
-mod unix_seconds {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        time: &SystemTime,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        let seconds = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        serializer.serialize_u64(seconds)
+impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
+    fn format(&self) -> &KeyFormat {
+        (**self).format()
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<SystemTime, D::Error> {
-        let seconds = u64::deserialize(deserializer)?;
-        UNIX_EPOCH
-            .checked_add(Duration::from_secs(seconds))
-            .ok_or_else(|| serde::de::Error::custom("time out of range"))
-    }
-}
-
-mod unix_seconds_option {
-    use std::time::SystemTime;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[allow(clippy::ref_option)] // serde's `with` passes `&Option<T>`.
-    pub(super) fn serialize<S: Serializer>(
-        time: &Option<SystemTime>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match time {
-            Some(time) => super::unix_seconds::serialize(time, serializer),
-            None => serializer.serialize_none(),
-        }
+    fn find_now(&self, id: &KeyId) -> Option<Lookup> {
+        (**self).find_now(id)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<SystemTime>, D::Error> {
-        #[derive(Deserialize)]
-        struct Seconds(#[serde(with = "super::unix_seconds")] SystemTime);
-        Ok(Option::<Seconds>::deserialize(deserializer)?.map(|Seconds(time)| time))
+    fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a> {
+        (**self).find(id)
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn is_token68(bytes: &[u8]) -> bool {
 }
 
 /// Whether `name` is an RFC 9110 token (usable as a cookie or query parameter name).
+#[cfg(feature = "api-key")]
 pub(crate) fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(is_tchar)
 }

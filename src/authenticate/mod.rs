@@ -230,6 +230,7 @@ impl Challenges {
     }
 
     /// The challenges as the shared list a rejection holds.
+    #[cfg(any(feature = "authz", feature = "axum"))]
     pub(crate) fn shared(&self) -> Arc<[Challenge]> {
         self.0.challenges.clone()
     }

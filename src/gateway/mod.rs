@@ -55,7 +55,7 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// use axum::{Router, routing::get};
 /// use http::{Request, StatusCode};
 /// use portcullis::GatewaySecurityLayer;
-/// use portcullis::api_key::{ApiKeyAuthenticator, KeyStore, MemoryKeyStore, NewKey};
+/// use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 /// use portcullis::authz::{RouteRules, public, role};
 /// use tower::ServiceExt;
 ///
