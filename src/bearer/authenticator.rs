@@ -48,9 +48,9 @@ impl From<Failure> for CheckError {
 ///
 /// Reads `Authorization: Bearer <token>`; picks the issuer by the token's `iss`; checks
 /// the header, the signature with that issuer's keys, and the claims; and answers with a
-/// [`Principal`] whose subject is `sub` (or `client_id`), with the token's scopes, roles
-/// and claims. Every failure gets a 401 with a `Bearer` challenge; the precise reason goes
-/// to a `tracing` event (target `portcullis::bearer`, field `reason`).
+/// [`Principal`] whose subject is `sub`, with the token's scopes, roles and claims. Every
+/// failure gets a 401 with a `Bearer` challenge; the precise reason goes to a `tracing`
+/// event (target `portcullis::bearer`, field `reason`).
 ///
 /// Requests with no bearer token (or another `Authorization` scheme) are passed on
 /// without a principal. Cloning is a reference-count increment.

@@ -19,10 +19,12 @@
 //! 2. refuses tokens over the size limit before decoding them;
 //! 3. parses the token strictly: three base64url parts, no duplicate JSON members, `alg`
 //!    from the issuer's allow-list (never `none`), no header-supplied keys (`jwk`, `jku`,
-//!    `x5u`, `x5c`), no `crit`, `typ` `at+jwt`;
+//!    `x5u`, `x5c`), no `crit`, no nested JWT (`cty: JWT`), `typ` `at+jwt`;
 //! 4. picks the issuer by `iss`, the key by `kid`, and verifies the signature with an
 //!    algorithm the key's type allows;
-//! 5. checks `exp` (required), `nbf`, `iat`, `iss` and `aud` with strict JSON types;
+//! 5. checks `exp` (required), `nbf`, `iat` (each a number up to year 9999), the token's
+//!    lifetime (at most 24 hours by default), `iss`, `aud` and `sub` (required, RFC 9068)
+//!    with strict JSON types;
 //! 6. attaches a [`Principal`](crate::Principal) with `sub`, scopes (`scope`, `scp`)
 //!    and roles (a configured claim path), and removes the token from the request.
 //!
