@@ -9,7 +9,8 @@
 //! requests with a token get 503 with `Retry-After` (never 401). Tokens that are not JWTs
 //! (three base64url parts) are introspected (RFC 7662) when an [`Introspection`] is
 //! configured: inactive ones get 401, and an unusable endpoint gives 503 with
-//! `Retry-After`.
+//! `Retry-After`. Introspection is bounded (token shape, concurrent calls, a call budget)
+//! so that made-up tokens cannot drive the provider; see [`Introspection`].
 //!
 //! A request presents a JWT access token (RFC 9068) as `Authorization: Bearer <token>`.
 //! The layer:
@@ -66,6 +67,7 @@ mod authenticator;
 mod cache;
 mod introspection;
 mod keys;
+mod load;
 mod rules;
 mod token;
 
@@ -77,7 +79,7 @@ use tower_layer::Layer;
 #[doc(inline)]
 pub use self::authenticator::{BearerAuthenticator, BearerAuthenticatorBuilder};
 #[doc(inline)]
-pub use self::introspection::{Introspection, IntrospectionBuilder};
+pub use self::introspection::{Introspection, IntrospectionBuilder, IntrospectionStats};
 #[doc(inline)]
 pub use self::keys::{KeyError, KeySet, KeySetError, KeyType, SkippedKey, VerificationKey};
 #[doc(inline)]

@@ -66,6 +66,8 @@ pub(crate) enum Failure {
     MissingJti,
     /// The strict RFC 9068 profile is on and `client_id` is missing.
     MissingClientId,
+    /// An opaque token is shorter than the introspection minimum.
+    TooShort,
 }
 
 impl Failure {
@@ -95,6 +97,7 @@ impl Failure {
             Self::MissingIat => "missing_iat",
             Self::MissingJti => "missing_jti",
             Self::MissingClientId => "missing_client_id",
+            Self::TooShort => "too_short",
         }
     }
 
@@ -109,7 +112,7 @@ impl Failure {
             Self::IssMismatch => "The token's issuer is not trusted.",
             Self::TypMismatch => "The token is not an access token.",
             Self::TooLarge => "The token is too large.",
-            Self::Malformed => "The token is malformed.",
+            Self::Malformed | Self::TooShort => "The token is malformed.",
             _ => "The token is not valid.",
         }
     }
