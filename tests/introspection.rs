@@ -441,6 +441,8 @@ struct Flood {
     peak: AtomicUsize,
     hold: std::sync::atomic::AtomicBool,
     gate: tokio::sync::Semaphore,
+    /// The number of calls in flight, for a test to wait on.
+    entered: tokio::sync::watch::Sender<usize>,
 }
 
 impl Default for Flood {
@@ -451,6 +453,7 @@ impl Default for Flood {
             peak: AtomicUsize::new(0),
             hold: std::sync::atomic::AtomicBool::new(false),
             gate: tokio::sync::Semaphore::new(0),
+            entered: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -459,6 +462,7 @@ async fn flood_introspect(State(endpoint): State<Arc<Flood>>, body: String) -> J
     endpoint.hits.fetch_add(1, Ordering::SeqCst);
     let now = endpoint.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     endpoint.peak.fetch_max(now, Ordering::SeqCst);
+    endpoint.entered.send_replace(now);
     if endpoint.hold.load(Ordering::SeqCst)
         && let Ok(permit) = endpoint.gate.acquire().await
     {
@@ -644,7 +648,15 @@ fn concurrent_new_tokens_beyond_the_bound_get_503_at_once() {
         assert_overloaded(reply, "beyond max_concurrent");
         assert_eq!(reply.retry_after.as_deref(), Some("1"), "{reply:?}");
     }
-    assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), MAX_CONCURRENT);
+    // The calls that hold a permit reach the endpoint (connections take a moment).
+    let mut entered = endpoint.entered.subscribe();
+    rt.block_on(async {
+        tokio::time::timeout(CALL_TIMEOUT, entered.wait_for(|&n| n == MAX_CONCURRENT))
+            .await
+            .expect("the permitted calls reach the endpoint")
+            .map(|_| ())
+            .expect("the endpoint is alive");
+    });
 
     // The genuine, cached token keeps working while every permit is taken.
     let reply = rt.block_on(send(&app, GENUINE));
