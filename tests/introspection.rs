@@ -423,3 +423,281 @@ fn concurrent_requests_with_one_new_token_share_one_introspection() {
     }
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 1);
 }
+
+// ---------------------------------------------------------------------------------------
+// Bounds on the calls anonymous callers can cause
+// ---------------------------------------------------------------------------------------
+
+/// The one token this endpoint says is active; every other token is inactive.
+const GENUINE: &str = "genuine-opaque-token-4f0c2a9e";
+
+/// An introspection endpoint that counts its calls and the peak number in flight, and
+/// that can hold every answer until the test opens its gate.
+struct Flood {
+    hits: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    hold: std::sync::atomic::AtomicBool,
+    gate: tokio::sync::Semaphore,
+    /// The number of calls in flight, for a test to wait on.
+    entered: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Flood {
+    fn default() -> Self {
+        Self {
+            hits: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            hold: std::sync::atomic::AtomicBool::new(false),
+            gate: tokio::sync::Semaphore::new(0),
+            entered: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+async fn flood_introspect(State(endpoint): State<Arc<Flood>>, body: String) -> Json<Value> {
+    endpoint.hits.fetch_add(1, Ordering::SeqCst);
+    let now = endpoint.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    endpoint.peak.fetch_max(now, Ordering::SeqCst);
+    endpoint.entered.send_replace(now);
+    if endpoint.hold.load(Ordering::SeqCst)
+        && let Ok(permit) = endpoint.gate.acquire().await
+    {
+        permit.forget();
+    }
+    endpoint.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let genuine = body
+        .split('&')
+        .any(|pair| pair == format!("token={GENUINE}"));
+    if genuine {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
+            + 300;
+        Json(json!({"active": true, "sub": "alice", "exp": exp}))
+    } else {
+        Json(json!({"active": false}))
+    }
+}
+
+async fn serve_flood(endpoint: Arc<Flood>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let router = Router::new()
+        .route("/introspect", post(flood_introspect))
+        .with_state(endpoint);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{address}/introspect")
+}
+
+/// A token no one issued: distinct for each `n`, and of a plausible length.
+fn made_up_token(n: u64) -> String {
+    // splitmix64, so the tokens look unrelated to each other.
+    let mut x = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    format!("flood{n:05}{x:016x}{:016x}", x.rotate_left(17))
+}
+
+fn assert_overloaded(reply: &Reply, what: &str) {
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{what}: {reply:?}"
+    );
+    let retry_after = reply
+        .retry_after
+        .as_deref()
+        .and_then(|s| s.parse::<u32>().ok());
+    assert!(
+        retry_after.is_some_and(|seconds| (1..=60).contains(&seconds)),
+        "{what}: {reply:?}"
+    );
+}
+
+#[test]
+fn a_flood_of_made_up_tokens_stays_within_the_call_budget() {
+    const BURST: u64 = 20;
+    const PER_SECOND: f64 = 20.0;
+    const FLOOD: u64 = 300;
+    let rt = runtime();
+    let endpoint = Arc::new(Flood::default());
+    let url = rt.block_on(serve_flood(Arc::clone(&endpoint)));
+    let introspection = Introspection::builder(url, "gateway", "gateway-secret")
+        .http_client(Counting::new(Duration::from_secs(5)))
+        .call_budget(BURST as u32, Duration::from_secs(1))
+        .build()
+        .expect("introspection settings");
+    let app = app(BearerAuthenticator::builder()
+        .introspection(introspection.clone())
+        .build()
+        .expect("authenticator settings"));
+
+    let start = std::time::Instant::now();
+    let reply = rt.block_on(send(&app, GENUINE));
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+
+    // The flood, with the genuine caller's requests among it.
+    let (floods, genuines) = rt.block_on(async {
+        let floods: Vec<_> = (0..FLOOD)
+            .map(|n| {
+                let app = app.clone();
+                tokio::spawn(async move { send(&app, &made_up_token(n)).await })
+            })
+            .collect();
+        let genuines: Vec<_> = (0..20)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { send(&app, GENUINE).await })
+            })
+            .collect();
+        let mut flood_replies = Vec::new();
+        for task in floods {
+            flood_replies.push(task.await.expect("task"));
+        }
+        let mut genuine_replies = Vec::new();
+        for task in genuines {
+            genuine_replies.push(task.await.expect("task"));
+        }
+        (flood_replies, genuine_replies)
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let calls = endpoint.hits.load(Ordering::SeqCst) as u64;
+    let allowed = BURST + (elapsed * PER_SECOND).ceil() as u64;
+    assert!(
+        calls <= allowed,
+        "{calls} calls in {elapsed:.3} s; the budget allows {allowed}"
+    );
+    let mut refused = 0;
+    for reply in &floods {
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_overloaded(reply, "flood");
+            refused += 1;
+        } else {
+            assert_inactive(reply, "flood");
+        }
+    }
+    for reply in &genuines {
+        assert_eq!(reply.status, StatusCode::OK, "genuine: {reply:?}");
+    }
+    // Every made-up token was either sent once or refused without a call.
+    assert_eq!(calls, 1 + FLOOD - refused);
+    let stats = introspection.stats();
+    assert_eq!(stats.calls, calls);
+    assert_eq!(stats.refused_busy + stats.refused_over_budget, refused);
+    assert_eq!(stats.cache_hits, 20);
+}
+
+#[test]
+fn concurrent_new_tokens_beyond_the_bound_get_503_at_once() {
+    const MAX_CONCURRENT: usize = 8;
+    const REQUESTS: u64 = 200;
+    let rt = runtime();
+    let endpoint = Arc::new(Flood::default());
+    let url = rt.block_on(serve_flood(Arc::clone(&endpoint)));
+    let introspection = Introspection::builder(url, "gateway", "gateway-secret")
+        .http_client(Counting::new(Duration::from_secs(10)))
+        .max_concurrent(MAX_CONCURRENT)
+        // Generous, so that only the concurrency bound refuses.
+        .call_budget(10_000, Duration::from_secs(1))
+        .build()
+        .expect("introspection settings");
+    let app = app(BearerAuthenticator::builder()
+        .introspection(introspection.clone())
+        .build()
+        .expect("authenticator settings"));
+    let reply = rt.block_on(send(&app, GENUINE));
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+
+    // From now on the endpoint holds every answer until the gate opens.
+    endpoint.hold.store(true, Ordering::SeqCst);
+    let (sender, mut replies) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = (0..REQUESTS)
+        .map(|n| {
+            let app = app.clone();
+            let sender = sender.clone();
+            rt.spawn(async move {
+                let _ = sender.send(send(&app, &made_up_token(n)).await);
+            })
+        })
+        .collect();
+
+    // All but MAX_CONCURRENT are refused at once, while the calls are still held: if the
+    // refused requests waited for a permit, they would never arrive here.
+    let refused = rt.block_on(async {
+        let mut refused = Vec::new();
+        while refused.len() < REQUESTS as usize - MAX_CONCURRENT {
+            let reply = tokio::time::timeout(CALL_TIMEOUT, replies.recv())
+                .await
+                .expect("refusals arrive while the calls are held")
+                .expect("a reply");
+            refused.push(reply);
+        }
+        refused
+    });
+    for reply in &refused {
+        assert_overloaded(reply, "beyond max_concurrent");
+        assert_eq!(reply.retry_after.as_deref(), Some("1"), "{reply:?}");
+    }
+    // The calls that hold a permit reach the endpoint (connections take a moment).
+    let mut entered = endpoint.entered.subscribe();
+    rt.block_on(async {
+        tokio::time::timeout(CALL_TIMEOUT, entered.wait_for(|&n| n == MAX_CONCURRENT))
+            .await
+            .expect("the permitted calls reach the endpoint")
+            .map(|_| ())
+            .expect("the endpoint is alive");
+    });
+
+    // The genuine, cached token keeps working while every permit is taken.
+    let reply = rt.block_on(send(&app, GENUINE));
+    assert_eq!(reply.status, StatusCode::OK, "cached while busy: {reply:?}");
+
+    endpoint.gate.add_permits(REQUESTS as usize);
+    rt.block_on(async {
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    drop(sender);
+    let mut answered = 0;
+    while let Ok(reply) = replies.try_recv() {
+        assert_inactive(&reply, "held, then answered");
+        answered += 1;
+    }
+    assert_eq!(answered, MAX_CONCURRENT);
+    assert_eq!(endpoint.peak.load(Ordering::SeqCst), MAX_CONCURRENT);
+    assert_eq!(endpoint.hits.load(Ordering::SeqCst), 1 + MAX_CONCURRENT);
+    let stats = introspection.stats();
+    assert_eq!(stats.refused_busy, REQUESTS - MAX_CONCURRENT as u64);
+    assert_eq!(stats.calls, 1 + MAX_CONCURRENT as u64);
+}
+
+#[test]
+fn malformed_and_short_tokens_are_refused_without_a_call() {
+    let rt = runtime();
+    let endpoint = Arc::new(Flood::default());
+    let url = rt.block_on(serve_flood(Arc::clone(&endpoint)));
+    let app = app(authenticator_for(
+        &url,
+        Counting::new(Duration::from_secs(5)),
+    ));
+    for token in ["a", "abc", "1234567"] {
+        let reply = rt.block_on(send(&app, token));
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token}: {reply:?}");
+        let challenge = reply.challenge.as_deref().unwrap_or_default();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#)
+                && challenge.contains("The token is malformed."),
+            "{token}: {challenge}"
+        );
+    }
+    assert_eq!(endpoint.hits.load(Ordering::SeqCst), 0);
+}

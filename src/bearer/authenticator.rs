@@ -12,7 +12,7 @@ use http::request::Parts;
 use serde_json::Value;
 
 use super::cache::{DEFAULT_CAPACITY, TokenCache};
-use super::introspection::{Introspection, Outcome, Refusal};
+use super::introspection::{Introspection, Lookup, Outcome, Refusal};
 use super::keys::KeySet;
 use super::rules::{BearerConfigError, IssuerRules, KeySource};
 use super::token::{self, Failure};
@@ -53,9 +53,9 @@ impl From<Failure> for CheckError {
 ///
 /// Reads `Authorization: Bearer <token>`; picks the issuer by the token's `iss`; checks
 /// the header, the signature with that issuer's keys, and the claims; and answers with a
-/// [`Principal`] whose subject is `sub` (or `client_id`), with the token's scopes, roles
-/// and claims. Every failure gets a 401 with a `Bearer` challenge; the precise reason goes
-/// to a `tracing` event (target `portcullis::bearer`, field `reason`).
+/// [`Principal`] whose subject is `sub`, with the token's scopes, roles and claims. Every
+/// failure gets a 401 with a `Bearer` challenge; the precise reason goes to a `tracing`
+/// event (target `portcullis::bearer`, field `reason`).
 ///
 /// Requests with no bearer token (or another `Authorization` scheme) are passed on
 /// without a principal. Cloning is a reference-count increment.
@@ -165,11 +165,12 @@ impl BearerAuthenticator {
         if token.len() > self.inner.max_token_bytes {
             return Err(self.refuse(Failure::TooLarge));
         }
-        let introspect = |introspection: &Introspection| {
-            let digest = TokenCache::digest(token);
-            match introspection.cached(&digest, SystemTime::now()) {
-                Some(outcome) => self.introspected(outcome),
-                None => self.introspected(Outcome::Unavailable("introspection_not_cached")),
+        let introspect = |introspection: &Introspection| match introspection
+            .lookup(token, self.inner.max_token_bytes)
+        {
+            Lookup::Done(outcome) => self.introspected(outcome),
+            Lookup::Uncached(_) => {
+                self.introspected(Outcome::Unavailable("introspection_not_cached"))
             }
         };
         if let Some(introspection) = self.introspection_first(token) {
@@ -204,17 +205,20 @@ impl BearerAuthenticator {
             .filter(|_| self.inner.introspect_jwts)
     }
 
-    /// Introspects `token`: from the cache at once when possible, else asynchronously.
+    /// Introspects `token`: at once when its shape or the cache decides, else
+    /// asynchronously (within the introspection's bounds on calls).
     fn introspect(&self, introspection: &Introspection, token: &str) -> AuthFuture {
-        let digest = TokenCache::digest(token);
-        if let Some(outcome) = introspection.cached(&digest, SystemTime::now()) {
-            return AuthFuture::ready(into_outcome(self.introspected(outcome)));
-        }
+        let digest = match introspection.lookup(token, self.inner.max_token_bytes) {
+            Lookup::Done(outcome) => {
+                return AuthFuture::ready(into_outcome(self.introspected(outcome)));
+            }
+            Lookup::Uncached(digest) => digest,
+        };
         let this = self.clone();
         let introspection = introspection.clone();
         let token = token.to_owned();
         AuthFuture::new(async move {
-            let outcome = introspection.introspect(&token).await;
+            let outcome = introspection.introspect(&token, digest).await;
             into_outcome(this.introspected(outcome))
         })
     }
@@ -223,7 +227,9 @@ impl BearerAuthenticator {
     fn introspected(&self, outcome: Outcome) -> Result<Principal, Rejection> {
         match outcome {
             Outcome::Active(principal) => Ok(principal),
-            Outcome::Refused(Refusal::Claim(failure)) => Err(self.refuse(failure)),
+            Outcome::Refused(Refusal::Claim(failure) | Refusal::Shape(failure)) => {
+                Err(self.refuse(failure))
+            }
             Outcome::Refused(Refusal::Inactive) => {
                 tracing::info!(
                     target: "portcullis::bearer",
@@ -241,6 +247,11 @@ impl BearerAuthenticator {
                     "bearer token not checked: introspection unavailable"
                 );
                 Err(Rejection::new(Reason::Unavailable).with_retry_after(UNAVAILABLE_RETRY_AFTER))
+            }
+            // Logged by the introspection, at most once a second: a flood of refusals must
+            // not become a flood of events.
+            Outcome::Overloaded { retry_after } => {
+                Err(Rejection::new(Reason::Unavailable).with_retry_after(retry_after))
             }
         }
     }

@@ -1,17 +1,21 @@
 //! [`Introspection`]: asks the authorization server about opaque tokens (RFC 7662), with a
-//! bounded cache and one request per token at a time.
+//! bounded cache, one request per token at a time, and bounds on the calls anonymous
+//! callers can cause.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{AuthMethod, Principal};
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
 
 use super::cache::{TokenCache, TokenDigest};
+use super::load::{CallBudget, LoadWarning, Overload};
 use super::rules::{BearerConfigError, claim_at, push_strings, push_words};
 use super::token::Failure;
 use crate::remote::{HttpClient, ReqwestClient, check_url};
@@ -25,6 +29,26 @@ const DEFAULT_CAPACITY: usize = 10_000;
 /// The most tokens being introspected at once that share their request; beyond that,
 /// requests for new tokens are sent without sharing.
 const MAX_IN_FLIGHT: usize = 4_096;
+/// How many introspection calls may be in flight at once by default.
+const DEFAULT_MAX_CONCURRENT: usize = 32;
+/// The largest bound on concurrent calls that may be set.
+const MAX_MAX_CONCURRENT: usize = MAX_IN_FLIGHT;
+/// The default call budget: this many calls per [`DEFAULT_BUDGET_PERIOD`], as a burst.
+const DEFAULT_BUDGET_CALLS: u32 = 50;
+/// The period of the default call budget.
+const DEFAULT_BUDGET_PERIOD: Duration = Duration::from_secs(1);
+/// The longest period a call budget may be spread over.
+const MAX_BUDGET_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest token sent to the endpoint by default, in bytes.
+const DEFAULT_MIN_TOKEN_BYTES: usize = 8;
+/// The largest minimum token length that may be set, in bytes.
+const MAX_MIN_TOKEN_BYTES: usize = 1024;
+/// At most one warning about refusals under load per this interval.
+const LOAD_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// The `Retry-After` for a token refused because every call permit is taken, in seconds.
+const BUSY_RETRY_AFTER: u32 = 1;
+/// The largest `Retry-After` for a token refused because the budget is spent, in seconds.
+const MAX_BUDGET_RETRY_AFTER: u32 = 60;
 /// What the introspection endpoint must answer with.
 const ACCEPT_JSON: &[&str] = &["application/json"];
 
@@ -37,13 +61,16 @@ enum ClientAuth {
     Post,
 }
 
-/// Why a token is refused after introspection.
+/// Why a token is refused after introspection, or without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// `active` is not `true`.
     Inactive,
     /// The answer is active but a member fails a check (expired, wrong audience, …).
     Claim(Failure),
+    /// The token cannot be a token (too short, too long, characters outside RFC 6750's
+    /// `b64token`): refused without a call.
+    Shape(Failure),
 }
 
 /// The answer for one token.
@@ -55,6 +82,60 @@ pub(crate) enum Outcome {
     Refused(Refusal),
     /// The endpoint could not give a usable answer (503); `reason` is logged.
     Unavailable(&'static str),
+    /// The token was not sent because the calls are at their bound (503 with this
+    /// `Retry-After`, in seconds); the refusals are logged by the [`Introspection`], at
+    /// most once a second.
+    Overloaded {
+        /// Seconds until a call is likely to be allowed.
+        retry_after: u32,
+    },
+}
+
+/// What can be said about a token without a call.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The answer: a refusal for its shape, or a cached result.
+    Done(Outcome),
+    /// Not cached: [`Introspection::introspect`] with this digest.
+    Uncached(TokenDigest),
+}
+
+/// Counts of what introspection has done since it was built, for metrics; see
+/// [`Introspection::stats`].
+///
+/// Each count only grows (wrapping after 2^64). The fields may be read but new ones may be
+/// added, so the type cannot be built outside this crate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntrospectionStats {
+    /// Requests sent to the introspection endpoint.
+    pub calls: u64,
+    /// Tokens answered from the cache (active and inactive alike).
+    pub cache_hits: u64,
+    /// New tokens refused with 503 because
+    /// [`max_concurrent`](IntrospectionBuilder::max_concurrent) calls were in flight.
+    pub refused_busy: u64,
+    /// New tokens refused with 503 because the
+    /// [`call_budget`](IntrospectionBuilder::call_budget) was spent.
+    pub refused_over_budget: u64,
+    /// Tokens refused with 401 without a call because of their length or characters.
+    pub refused_malformed: u64,
+}
+
+/// The live counters behind [`IntrospectionStats`].
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    cache_hits: AtomicU64,
+    refused_busy: AtomicU64,
+    refused_over_budget: AtomicU64,
+    refused_malformed: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Introspects opaque bearer tokens at an authorization server (RFC 7662).
@@ -67,6 +148,34 @@ pub(crate) enum Outcome {
 /// Concurrent requests with the same uncached token share one introspection request.
 /// When the endpoint is down, slow, or answers with something unusable, requests get 503
 /// with `Retry-After` (never 401), while cached answers keep working.
+///
+/// # Bounds
+///
+/// Anyone can send a made-up token, so the calls anonymous callers can cause are bounded,
+/// in this order:
+///
+/// 1. **Shape.** A token shorter than
+///    [`min_token_bytes`](IntrospectionBuilder::min_token_bytes) (default 8), longer than
+///    the authenticator's `max_token_bytes` (default 8 KiB), or not an RFC 6750
+///    `b64token` (`A-Z a-z 0-9 - . _ ~ + /`, then only `=`) is refused with 401
+///    `invalid_token` without a call.
+/// 2. **Cache.** A cached answer, active or inactive, is used whatever the load.
+/// 3. **Concurrency.** At most [`max_concurrent`](IntrospectionBuilder::max_concurrent)
+///    calls (default 32) are in flight; a request for another new token gets 503 with
+///    `Retry-After: 1` at once, never waiting. A request for a token already being
+///    introspected waits for that call and needs no permit.
+/// 4. **Budget.** At most [`call_budget`](IntrospectionBuilder::call_budget) calls
+///    (default 50 per second, as a burst of 50) are made; beyond it new tokens get 503 with
+///    `Retry-After` (the seconds until the budget allows a call) at once.
+///
+/// [`stats`](Self::stats) counts calls, cache hits and refusals; while tokens are refused
+/// for load, a warning with the counts goes to `tracing` (target `portcullis::bearer`) at
+/// most once a second.
+///
+/// # Subject
+///
+/// The principal's subject is `sub`, or `client_id` when the answer has no `sub`: RFC 7662
+/// makes `sub` optional (JWT access tokens, by contrast, must have `sub`).
 ///
 /// Cloning is a reference-count increment. `Debug` never shows the client secret.
 #[derive(Clone)]
@@ -87,6 +196,13 @@ struct Inner {
     cache: Cache<TokenDigest, (Result<Principal, Refusal>, SystemTime)>,
     client: Arc<dyn HttpClient>,
     in_flight: Mutex<HashMap<TokenDigest, Arc<OnceCell<Outcome>>>>,
+    min_token_bytes: usize,
+    max_concurrent: usize,
+    permits: Semaphore,
+    budget: CallBudget,
+    budget_settings: (u32, Duration),
+    load_warning: LoadWarning,
+    counters: Counters,
 }
 
 impl fmt::Debug for Introspection {
@@ -102,7 +218,11 @@ impl fmt::Debug for Introspection {
             .field("roles_claim", &inner.roles_claim)
             .field("max_cache", &inner.max_cache)
             .field("negative_cache", &inner.negative_cache)
+            .field("min_token_bytes", &inner.min_token_bytes)
+            .field("max_concurrent", &inner.max_concurrent)
+            .field("call_budget", &inner.budget_settings)
             .field("cached", &inner.cache.len())
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +248,9 @@ impl Introspection {
             cache_capacity: DEFAULT_CAPACITY,
             http_client: None,
             allow_http: false,
+            min_token_bytes: DEFAULT_MIN_TOKEN_BYTES,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            call_budget: (DEFAULT_BUDGET_CALLS, DEFAULT_BUDGET_PERIOD),
         }
     }
 
@@ -142,6 +265,57 @@ impl Introspection {
         self.inner.cache.clear();
     }
 
+    /// What introspection has done so far: calls made, cache hits, and tokens refused
+    /// without a call (busy, over budget, malformed). Reading is a few relaxed atomic
+    /// loads; export them to your metrics system as counters.
+    #[must_use]
+    pub fn stats(&self) -> IntrospectionStats {
+        let counters = &self.inner.counters;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        IntrospectionStats {
+            calls: read(&counters.calls),
+            cache_hits: read(&counters.cache_hits),
+            refused_busy: read(&counters.refused_busy),
+            refused_over_budget: read(&counters.refused_over_budget),
+            refused_malformed: read(&counters.refused_malformed),
+        }
+    }
+
+    /// What can be said about `token` without a call: refused for its shape (no longer
+    /// than `max_bytes`), or answered from the cache.
+    pub(crate) fn lookup(&self, token: &str, max_bytes: usize) -> Lookup {
+        if let Err(failure) = self.check_shape(token, max_bytes) {
+            Counters::add(&self.inner.counters.refused_malformed);
+            return Lookup::Done(Outcome::Refused(Refusal::Shape(failure)));
+        }
+        let digest = TokenCache::digest(token);
+        match self.cached(&digest, SystemTime::now()) {
+            Some(outcome) => Lookup::Done(outcome),
+            None => Lookup::Uncached(digest),
+        }
+    }
+
+    /// Whether `token` may be sent at all: within the length bounds, and an RFC 6750
+    /// `b64token` (`1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`).
+    fn check_shape(&self, token: &str, max_bytes: usize) -> Result<(), Failure> {
+        if token.len() > max_bytes {
+            return Err(Failure::TooLarge);
+        }
+        if token.len() < self.inner.min_token_bytes {
+            return Err(Failure::TooShort);
+        }
+        let body = token.trim_end_matches('=');
+        let body_ok = !body.is_empty()
+            && body.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+            });
+        if body_ok {
+            Ok(())
+        } else {
+            Err(Failure::Malformed)
+        }
+    }
+
     /// The cached answer for `digest`, if it is still valid at `now`.
     pub(crate) fn cached(&self, digest: &TokenDigest, now: SystemTime) -> Option<Outcome> {
         let (result, deadline) = self.inner.cache.get(digest)?;
@@ -149,21 +323,18 @@ impl Introspection {
             self.inner.cache.remove(digest);
             return None;
         }
+        Counters::add(&self.inner.counters.cache_hits);
         Some(match result {
             Ok(principal) => Outcome::Active(principal),
             Err(refusal) => Outcome::Refused(refusal),
         })
     }
 
-    /// The answer for `token`: from the cache, or from the endpoint (one request per
-    /// token at a time).
-    pub(crate) async fn introspect(&self, token: &str) -> Outcome {
-        let digest = TokenCache::digest(token);
-        if let Some(outcome) = self.cached(&digest, SystemTime::now()) {
-            return outcome;
-        }
+    /// The endpoint's answer for `token`, whose [`lookup`](Self::lookup) found nothing:
+    /// one call per token at a time, within the bounds, or a refusal at once.
+    pub(crate) async fn introspect(&self, token: &str, digest: TokenDigest) -> Outcome {
         let Some(cell) = self.join(digest) else {
-            return self.fetch(token, digest).await;
+            return self.call(token, digest).await;
         };
         let guard = InFlight {
             owner: self,
@@ -176,7 +347,7 @@ impl Introspection {
                 // Another request may have finished while this one waited for the map.
                 match self.cached(&digest, SystemTime::now()) {
                     Some(outcome) => outcome,
-                    None => self.fetch(token, digest).await,
+                    None => self.call(token, digest).await,
                 }
             })
             .await
@@ -199,6 +370,51 @@ impl Introspection {
         let cell = Arc::new(OnceCell::new());
         map.insert(digest, Arc::clone(&cell));
         Some(cell)
+    }
+
+    /// Sends one introspection request if a permit and the budget allow it now; else
+    /// refuses at once. The permit is held until the answer is in.
+    async fn call(&self, token: &str, digest: TokenDigest) -> Outcome {
+        let inner = &*self.inner;
+        let Ok(_permit) = inner.permits.try_acquire() else {
+            return self.overloaded(Overload::Busy, BUSY_RETRY_AFTER);
+        };
+        if let Err(wait) = inner.budget.try_take(Instant::now()) {
+            let seconds = wait
+                .as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0));
+            let retry_after = u32::try_from(seconds)
+                .unwrap_or(MAX_BUDGET_RETRY_AFTER)
+                .clamp(1, MAX_BUDGET_RETRY_AFTER);
+            return self.overloaded(Overload::OverBudget, retry_after);
+        }
+        Counters::add(&inner.counters.calls);
+        self.fetch(token, digest).await
+    }
+
+    /// Counts a refusal for load, warns when a warning is due, and answers 503.
+    fn overloaded(&self, overload: Overload, retry_after: u32) -> Outcome {
+        let inner = &*self.inner;
+        let (counter, reason) = match overload {
+            Overload::Busy => (&inner.counters.refused_busy, "introspection_busy"),
+            Overload::OverBudget => (
+                &inner.counters.refused_over_budget,
+                "introspection_over_budget",
+            ),
+        };
+        Counters::add(counter);
+        if let Some(refused) = inner.load_warning.note(overload, Instant::now()) {
+            tracing::warn!(
+                target: "portcullis::bearer",
+                reason,
+                refused_busy = refused.busy,
+                refused_over_budget = refused.over_budget,
+                max_concurrent = inner.max_concurrent,
+                "token introspection refusing new tokens under load \
+                 (counts since the last such warning)"
+            );
+        }
+        Outcome::Overloaded { retry_after }
     }
 
     /// Sends one introspection request and caches a definite answer.
@@ -443,6 +659,9 @@ pub struct IntrospectionBuilder {
     cache_capacity: usize,
     http_client: Option<Arc<dyn HttpClient>>,
     allow_http: bool,
+    min_token_bytes: usize,
+    max_concurrent: usize,
+    call_budget: (u32, Duration),
 }
 
 impl fmt::Debug for IntrospectionBuilder {
@@ -460,6 +679,9 @@ impl fmt::Debug for IntrospectionBuilder {
             .field("cache_capacity", &self.cache_capacity)
             .field("custom_http_client", &self.http_client.is_some())
             .field("allow_http", &self.allow_http)
+            .field("min_token_bytes", &self.min_token_bytes)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("call_budget", &self.call_budget)
             .finish()
     }
 }
@@ -514,6 +736,31 @@ impl IntrospectionBuilder {
         self
     }
 
+    /// Refuses tokens shorter than `bytes` with 401 `invalid_token`, without a call.
+    /// Defaults to 8 bytes (no provider issues shorter tokens, and short ones are cheap
+    /// to guess); from 1 to 1024.
+    pub fn min_token_bytes(mut self, bytes: usize) -> Self {
+        self.min_token_bytes = bytes;
+        self
+    }
+
+    /// Makes at most `calls` introspection calls at once; a request for another new
+    /// token then gets 503 with `Retry-After: 1` at once instead of waiting (requests for
+    /// a token already being introspected share its call). Defaults to 32; from 1 to 4096.
+    pub fn max_concurrent(mut self, calls: usize) -> Self {
+        self.max_concurrent = calls;
+        self
+    }
+
+    /// Makes at most `calls` introspection calls per `per`, as a token bucket: a burst of
+    /// `calls`, then one every `per / calls`. Beyond it, new tokens get 503 with
+    /// `Retry-After` at once; cached answers keep working. Defaults to 50 calls per second.
+    /// `calls` must be at least 1 and `per` between one nanosecond per call and 24 hours.
+    pub fn call_budget(mut self, calls: u32, per: Duration) -> Self {
+        self.call_budget = (calls, per);
+        self
+    }
+
     /// Sends requests with `client` instead of a default [`ReqwestClient`] (5 s timeout,
     /// 1 MiB cap).
     pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
@@ -534,7 +781,10 @@ impl IntrospectionBuilder {
     ///
     /// [`BearerConfigError::InvalidUrl`] for a URL that breaks the URL rule;
     /// [`BearerConfigError::MissingIntrospectionClient`] for an empty client id;
-    /// [`BearerConfigError::InvalidLimit`] for a zero cache capacity;
+    /// [`BearerConfigError::InvalidLimit`] for a zero cache capacity, minimum token length,
+    /// concurrency bound or call budget; [`BearerConfigError::LimitTooLarge`] for a
+    /// minimum token length over 1024, a concurrency bound over 4096 or a budget period
+    /// over 24 hours;
     /// [`BearerConfigError::InvalidClaimPath`] for a bad roles path;
     /// [`BearerConfigError::HttpClient`] if the default client cannot be built — each inside
     /// [`ConfigError::Bearer`](crate::ConfigError::Bearer).
@@ -552,6 +802,31 @@ impl IntrospectionBuilder {
                 setting: "cache_capacity",
             });
         }
+        let limits = [
+            ("min_token_bytes", self.min_token_bytes, MAX_MIN_TOKEN_BYTES),
+            ("max_concurrent", self.max_concurrent, MAX_MAX_CONCURRENT),
+        ];
+        for (setting, value, max) in limits {
+            if value == 0 {
+                return Err(BearerConfigError::InvalidLimit { setting });
+            }
+            if value > max {
+                return Err(BearerConfigError::LimitTooLarge {
+                    setting,
+                    max: max as u64,
+                });
+            }
+        }
+        let (calls, per) = self.call_budget;
+        if per > MAX_BUDGET_PERIOD {
+            return Err(BearerConfigError::LimitTooLarge {
+                setting: "call_budget",
+                max: MAX_BUDGET_PERIOD.as_secs(),
+            });
+        }
+        let budget = CallBudget::new(calls, per).ok_or(BearerConfigError::InvalidLimit {
+            setting: "call_budget",
+        })?;
         let roles_claim = match self.roles_claim {
             None => None,
             Some(path) => {
@@ -585,6 +860,13 @@ impl IntrospectionBuilder {
                 cache: Cache::new(self.cache_capacity),
                 client,
                 in_flight: Mutex::new(HashMap::new()),
+                min_token_bytes: self.min_token_bytes,
+                max_concurrent: self.max_concurrent,
+                permits: Semaphore::new(self.max_concurrent),
+                budget,
+                budget_settings: self.call_budget,
+                load_warning: LoadWarning::new(LOAD_WARNING_INTERVAL),
+                counters: Counters::default(),
             }),
         })
     }
@@ -681,6 +963,251 @@ mod tests {
         assert_eq!(
             refused(serde_json::json!({"active": true, "sub": "a", "aud": "api", "scope": []})),
             claim(Failure::ClaimType)
+        );
+    }
+
+    /// An endpoint in the process: answers `active` for tokens starting with `good`, else
+    /// inactive; optionally holds every answer until released; counts calls and the peak
+    /// number in flight.
+    struct FakeEndpoint {
+        hold: std::sync::atomic::AtomicBool,
+        gate: Semaphore,
+        calls: AtomicU64,
+        in_flight: AtomicU64,
+        peak: AtomicU64,
+    }
+
+    impl Default for FakeEndpoint {
+        fn default() -> Self {
+            Self {
+                hold: std::sync::atomic::AtomicBool::new(false),
+                gate: Semaphore::new(0),
+                calls: AtomicU64::new(0),
+                in_flight: AtomicU64::new(0),
+                peak: AtomicU64::new(0),
+            }
+        }
+    }
+
+    impl HttpClient for FakeEndpoint {
+        fn get(&self, _: &str, _: &[&str]) -> crate::remote::HttpFuture<'_> {
+            Box::pin(async { Err(crate::remote::RemoteError::Timeout) })
+        }
+
+        fn post_form(
+            &self,
+            _: &str,
+            form: &[(&str, &str)],
+            _: Option<(&str, &str)>,
+            _: &[&str],
+        ) -> crate::remote::HttpFuture<'_> {
+            let active = form
+                .iter()
+                .any(|(name, value)| *name == "token" && value.starts_with("good"));
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
+                if self.hold.load(Ordering::SeqCst) {
+                    let _ = self.gate.acquire().await.map(|permit| permit.forget());
+                }
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let body: &'static [u8] = if active {
+                    br#"{"active":true,"sub":"alice","exp":4102444800}"#
+                } else {
+                    br#"{"active":false}"#
+                };
+                Ok(crate::remote::HttpResponse {
+                    status: 200,
+                    content_type: Some("application/json".to_owned()),
+                    cache_control_max_age: None,
+                    body: bytes::Bytes::from_static(body),
+                })
+            })
+        }
+    }
+
+    fn bounded(endpoint: &Arc<FakeEndpoint>) -> IntrospectionBuilder {
+        Introspection::builder("https://idp.example/introspect", "id", "secret")
+            .http_client(Arc::clone(endpoint) as Arc<dyn HttpClient>)
+    }
+
+    async fn answer(introspection: &Introspection, token: &str) -> Outcome {
+        match introspection.lookup(token, 8 * 1024) {
+            Lookup::Done(outcome) => outcome,
+            Lookup::Uncached(digest) => introspection.introspect(token, digest).await,
+        }
+    }
+
+    fn is_active(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::Active(_))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_refuses_new_tokens_at_once_while_cached_ones_keep_working() {
+        let endpoint = Arc::new(FakeEndpoint::default());
+        let introspection = bounded(&endpoint)
+            .call_budget(3, Duration::from_secs(1))
+            .build()
+            .expect("valid settings");
+
+        assert!(is_active(&answer(&introspection, "good-token-1").await));
+        for n in 0..2 {
+            let outcome = answer(&introspection, &format!("random-token-{n}")).await;
+            assert!(matches!(outcome, Outcome::Refused(Refusal::Inactive)));
+        }
+        // Spent: new tokens are refused at once, with a Retry-After.
+        for n in 2..10 {
+            let outcome = answer(&introspection, &format!("random-token-{n}")).await;
+            assert!(
+                matches!(outcome, Outcome::Overloaded { retry_after: 1 }),
+                "{outcome:?}"
+            );
+        }
+        // Cached answers, positive and negative, need no budget.
+        assert!(is_active(&answer(&introspection, "good-token-1").await));
+        let negative = answer(&introspection, "random-token-0").await;
+        assert!(matches!(negative, Outcome::Refused(Refusal::Inactive)));
+        assert_eq!(endpoint.calls.load(Ordering::SeqCst), 3);
+
+        // A third of a second later, one more call is allowed.
+        tokio::time::advance(Duration::from_millis(334)).await;
+        assert!(is_active(&answer(&introspection, "good-token-2").await));
+        assert!(matches!(
+            answer(&introspection, "good-token-3").await,
+            Outcome::Overloaded { .. }
+        ));
+        assert_eq!(
+            introspection.stats(),
+            IntrospectionStats {
+                calls: 4,
+                cache_hits: 2,
+                refused_busy: 0,
+                refused_over_budget: 9,
+                refused_malformed: 0,
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beyond_max_concurrent_new_tokens_are_refused_without_waiting() {
+        let endpoint = Arc::new(FakeEndpoint::default());
+        endpoint.hold.store(true, Ordering::SeqCst);
+        let introspection = bounded(&endpoint)
+            .max_concurrent(2)
+            .build()
+            .expect("valid settings");
+
+        let held: Vec<_> = ["good-held-1", "good-held-2", "good-held-1"]
+            .into_iter()
+            .map(|token| {
+                let introspection = introspection.clone();
+                tokio::spawn(async move { answer(&introspection, token).await })
+            })
+            .collect();
+        for _ in 0..100 {
+            if endpoint.in_flight.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(endpoint.in_flight.load(Ordering::SeqCst), 2);
+
+        // Both permits are taken: a new token is refused at once (this does not wait for
+        // the held calls, which are only released below).
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            answer(&introspection, "good-new-token"),
+        )
+        .await
+        .expect("refused without waiting for the held calls");
+        assert!(
+            matches!(outcome, Outcome::Overloaded { retry_after: 1 }),
+            "{outcome:?}"
+        );
+
+        endpoint.gate.add_permits(2);
+        for task in held {
+            assert!(is_active(&task.await.expect("task")));
+        }
+        // The third request joined the call for its token: two calls, not three.
+        assert_eq!(endpoint.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(endpoint.peak.load(Ordering::SeqCst), 2);
+        assert_eq!(introspection.stats().refused_busy, 1);
+        // Permits are back once the calls are done.
+        endpoint.gate.add_permits(1);
+        assert!(is_active(&answer(&introspection, "good-new-token").await));
+    }
+
+    #[tokio::test]
+    async fn tokens_of_the_wrong_shape_are_refused_without_a_call() {
+        let endpoint = Arc::new(FakeEndpoint::default());
+        let introspection = bounded(&endpoint).build().expect("valid settings");
+        for (token, failure) in [
+            ("", Failure::TooShort),
+            ("good-12", Failure::TooShort),
+            ("good-token with space", Failure::Malformed),
+            ("good-token=tail", Failure::Malformed),
+            ("good-token\u{e9}", Failure::Malformed),
+            ("good-token\t", Failure::Malformed),
+            ("========", Failure::Malformed),
+            ("good-token-that-is-too-long", Failure::TooLarge),
+        ] {
+            let outcome = match introspection.lookup(token, 24) {
+                Lookup::Done(outcome) => outcome,
+                Lookup::Uncached(_) => panic!("{token:?} passed the shape check"),
+            };
+            assert!(
+                matches!(outcome, Outcome::Refused(Refusal::Shape(f)) if f == failure),
+                "{token:?}: {outcome:?}"
+            );
+        }
+        for token in ["good-tok", "good/+~._-A9==", "good-token-of-24-bytes--"] {
+            assert!(
+                matches!(introspection.lookup(token, 24), Lookup::Uncached(_)),
+                "{token:?}"
+            );
+        }
+        assert_eq!(endpoint.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(introspection.stats().refused_malformed, 8);
+    }
+
+    #[test]
+    fn bounds_are_checked_at_build() {
+        let build = |builder: IntrospectionBuilder| builder.try_build().err();
+        let base = || Introspection::builder("https://idp.example/i", "id", "s");
+        let zero = |setting| Some(BearerConfigError::InvalidLimit { setting });
+        assert_eq!(build(base().max_concurrent(0)), zero("max_concurrent"));
+        assert_eq!(build(base().min_token_bytes(0)), zero("min_token_bytes"));
+        assert_eq!(
+            build(base().call_budget(0, Duration::from_secs(1))),
+            zero("call_budget")
+        );
+        assert_eq!(
+            build(base().call_budget(5, Duration::ZERO)),
+            zero("call_budget")
+        );
+        assert!(matches!(
+            build(base().max_concurrent(100_000)),
+            Some(BearerConfigError::LimitTooLarge {
+                setting: "max_concurrent",
+                ..
+            })
+        ));
+        assert!(matches!(
+            build(base().call_budget(1, Duration::MAX)),
+            Some(BearerConfigError::LimitTooLarge {
+                setting: "call_budget",
+                ..
+            })
+        ));
+        assert_eq!(
+            build(
+                base()
+                    .max_concurrent(4096)
+                    .call_budget(u32::MAX, Duration::from_secs(24 * 60 * 60))
+            ),
+            None
         );
     }
 

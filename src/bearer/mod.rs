@@ -9,7 +9,8 @@
 //! requests with a token get 503 with `Retry-After` (never 401). Tokens that are not JWTs
 //! (three base64url parts) are introspected (RFC 7662) when an [`Introspection`] is
 //! configured: inactive ones get 401, and an unusable endpoint gives 503 with
-//! `Retry-After`.
+//! `Retry-After`. Introspection is bounded (token shape, concurrent calls, a call budget)
+//! so that made-up tokens cannot drive the provider; see [`Introspection`].
 //!
 //! A request presents a JWT access token (RFC 9068) as `Authorization: Bearer <token>`.
 //! The layer:
@@ -19,10 +20,12 @@
 //! 2. refuses tokens over the size limit before decoding them;
 //! 3. parses the token strictly: three base64url parts, no duplicate JSON members, `alg`
 //!    from the issuer's allow-list (never `none`), no header-supplied keys (`jwk`, `jku`,
-//!    `x5u`, `x5c`), no `crit`, `typ` `at+jwt`;
+//!    `x5u`, `x5c`), no `crit`, no nested JWT (`cty: JWT`), `typ` `at+jwt`;
 //! 4. picks the issuer by `iss`, the key by `kid`, and verifies the signature with an
 //!    algorithm the key's type allows;
-//! 5. checks `exp` (required), `nbf`, `iat`, `iss` and `aud` with strict JSON types;
+//! 5. checks `exp` (required), `nbf`, `iat` (each a number up to year 9999), the token's
+//!    lifetime (at most 24 hours by default), `iss`, `aud` and `sub` (required, RFC 9068)
+//!    with strict JSON types;
 //! 6. attaches a [`Principal`](crate::Principal) with `sub`, scopes (`scope`, `scp`)
 //!    and roles (a configured claim path), and removes the token from the request.
 //!
@@ -64,6 +67,7 @@ mod authenticator;
 mod cache;
 mod introspection;
 mod keys;
+mod load;
 mod rules;
 mod token;
 
@@ -75,7 +79,7 @@ use tower_layer::Layer;
 #[doc(inline)]
 pub use self::authenticator::{BearerAuthenticator, BearerAuthenticatorBuilder};
 #[doc(inline)]
-pub use self::introspection::{Introspection, IntrospectionBuilder};
+pub use self::introspection::{Introspection, IntrospectionBuilder, IntrospectionStats};
 #[doc(inline)]
 pub use self::keys::{KeyError, KeySet, KeySetError, KeyType, SkippedKey, VerificationKey};
 #[doc(inline)]

@@ -17,6 +17,13 @@ const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// The longest a verified token stays cached, whatever its `exp` says.
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest token lifetime (`exp` − `iat`) accepted when none is set.
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest maximum token lifetime that may be set: a credential that lives longer than
+/// a year is not an access token.
+const MAX_MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+/// The latest time a time claim may name: 9999-12-31T23:59:59Z.
+const LATEST_TIME: f64 = 253_402_300_799.0;
 
 /// A bearer-token configuration that cannot work, found when it is built.
 ///
@@ -61,6 +68,14 @@ pub enum BearerConfigError {
     InvalidLimit {
         /// The setting.
         setting: &'static str,
+    },
+    /// A duration or size setting is above the largest value it may take.
+    #[error("`{setting}` must be at most {max}")]
+    LimitTooLarge {
+        /// The setting.
+        setting: &'static str,
+        /// The largest accepted value, in the setting's unit (seconds for durations).
+        max: u64,
     },
     /// The roles claim path is empty or has an empty segment.
     #[error("claim path `{path}` is empty or has an empty segment")]
@@ -124,6 +139,8 @@ struct Rules {
     algorithms: Vec<Algorithm>,
     leeway: f64,
     max_token_age: Option<f64>,
+    max_lifetime: f64,
+    strict: bool,
     roles_claim: Option<Vec<String>>,
     allow_missing_typ: bool,
     allow_jwt_typ: bool,
@@ -139,6 +156,8 @@ impl fmt::Debug for IssuerRules {
             .field("algorithms", &rules.algorithms)
             .field("leeway", &rules.leeway)
             .field("max_token_age", &rules.max_token_age)
+            .field("max_lifetime", &rules.max_lifetime)
+            .field("rfc9068_strict", &rules.strict)
             .field("roles_claim", &rules.roles_claim)
             .field("allow_missing_typ", &rules.allow_missing_typ)
             .field("allow_jwt_typ", &rules.allow_jwt_typ)
@@ -198,6 +217,8 @@ impl IssuerRules {
             algorithms: None,
             leeway: DEFAULT_LEEWAY,
             max_token_age: None,
+            max_token_lifetime: DEFAULT_MAX_LIFETIME,
+            rfc9068_strict: false,
             roles_claim: None,
             allow_missing_typ: false,
             allow_jwt_typ: false,
@@ -291,17 +312,27 @@ impl IssuerRules {
         let rules = &*self.inner;
         let leeway = rules.leeway;
 
-        let exp = number(&claims, "exp")?.ok_or(Failure::MissingClaim)?;
+        let exp = time(&claims, "exp")?.ok_or(Failure::MissingClaim)?;
         if now > exp + leeway {
             return Err(Failure::Expired);
         }
-        if let Some(nbf) = number(&claims, "nbf")?
+        if let Some(nbf) = time(&claims, "nbf")?
             && now + leeway < nbf
         {
             return Err(Failure::NbfFuture);
         }
+        let iat = time(&claims, "iat")?;
+        // How long the issuer meant the token to live; without `iat`, how long it has left
+        // (our clock may be behind the issuer's by up to the leeway).
+        let lifetime = match iat {
+            Some(iat) => exp - iat,
+            None => exp - now - leeway,
+        };
+        if lifetime > rules.max_lifetime {
+            return Err(Failure::LifetimeTooLong);
+        }
         let mut valid_until = exp;
-        match (number(&claims, "iat")?, rules.max_token_age) {
+        match (iat, rules.max_token_age) {
             (Some(iat), _) if iat > now + leeway => return Err(Failure::IatFuture),
             (Some(iat), Some(max_age)) => {
                 if now - iat > max_age + leeway {
@@ -321,13 +352,28 @@ impl IssuerRules {
         }
         self.check_audience(claims.get("aud"))?;
 
-        let subject = match (claims.get("sub"), claims.get("client_id")) {
-            (Some(Value::String(sub)), _) => sub.clone(),
-            (Some(_), _) => return Err(Failure::ClaimType),
-            (None, Some(Value::String(client))) => client.clone(),
-            (None, Some(_)) => return Err(Failure::ClaimType),
-            (None, None) => return Err(Failure::MissingClaim),
+        // RFC 9068 section 2.2: `sub` is required. No `client_id` stands in for it here
+        // (introspection answers, where RFC 7662 makes `sub` optional, are another matter).
+        let subject = match claims.get("sub") {
+            Some(Value::String(sub)) => sub.clone(),
+            Some(_) => return Err(Failure::ClaimType),
+            None => return Err(Failure::MissingSub),
         };
+        if rules.strict {
+            if iat.is_none() {
+                return Err(Failure::MissingIat);
+            }
+            for (name, missing) in [
+                ("jti", Failure::MissingJti),
+                ("client_id", Failure::MissingClientId),
+            ] {
+                match claims.get(name) {
+                    Some(Value::String(_)) => {}
+                    Some(_) => return Err(Failure::ClaimType),
+                    None => return Err(missing),
+                }
+            }
+        }
 
         let mut scopes = Vec::new();
         match claims.get("scope") {
@@ -384,13 +430,19 @@ impl IssuerRules {
     }
 }
 
-/// A numeric time claim: absent is `None`, a JSON number is its value, anything else
-/// (a string, a boolean, null) is a type error.
-fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Failure> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(Failure::ClaimType),
-        Some(_) => Err(Failure::ClaimType),
+/// A numeric time claim: absent is `None`; a JSON number from 0 to the end of year 9999 is
+/// its value; another number is out of range; anything else (a string, a boolean, null)
+/// is a type error.
+fn time(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Failure> {
+    let seconds = match claims.get(name) {
+        None => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64().ok_or(Failure::ClaimType)?,
+        Some(_) => return Err(Failure::ClaimType),
+    };
+    if seconds.is_finite() && (0.0..=LATEST_TIME).contains(&seconds) {
+        Ok(Some(seconds))
+    } else {
+        Err(Failure::TimeOutOfRange)
     }
 }
 
@@ -437,6 +489,8 @@ pub struct IssuerRulesBuilder {
     algorithms: Option<Vec<Algorithm>>,
     leeway: Duration,
     max_token_age: Option<Duration>,
+    max_token_lifetime: Duration,
+    rfc9068_strict: bool,
     roles_claim: Option<String>,
     allow_missing_typ: bool,
     allow_jwt_typ: bool,
@@ -458,6 +512,8 @@ impl fmt::Debug for IssuerRulesBuilder {
             .field("algorithms", &self.algorithms)
             .field("leeway", &self.leeway)
             .field("max_token_age", &self.max_token_age)
+            .field("max_token_lifetime", &self.max_token_lifetime)
+            .field("rfc9068_strict", &self.rfc9068_strict)
             .field("roles_claim", &self.roles_claim)
             .field("allow_missing_typ", &self.allow_missing_typ)
             .field("allow_jwt_typ", &self.allow_jwt_typ)
@@ -553,6 +609,24 @@ impl IssuerRulesBuilder {
         self
     }
 
+    /// Refuses tokens meant to live longer than `lifetime`: `exp` − `iat`, or, without
+    /// `iat`, `exp` − now (less the leeway). Defaults to 24 hours; at most 366 days. A
+    /// stolen long-lived token is a long-lived breach, and a lifetime of years is the
+    /// mark of a forged or mis-issued token.
+    pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_token_lifetime = lifetime;
+        self
+    }
+
+    /// Applies the full RFC 9068 profile: besides what is always required (`iss`, `exp`,
+    /// `aud`, `sub`, `typ` `at+jwt`), requires `iat` (a number), `jti` (a string) and
+    /// `client_id` (a string). Defaults to off, because many providers omit `jti` or
+    /// `client_id`. The `insecure_allow_*_typ` options still apply when also set.
+    pub fn rfc9068_strict(mut self) -> Self {
+        self.rfc9068_strict = true;
+        self
+    }
+
     /// Reads roles from the claim at this dotted path (`realm_access.roles`,
     /// `resource_access.my-client.roles`, `roles`): an array of strings or one string.
     /// Defaults to none (no roles).
@@ -581,8 +655,10 @@ impl IssuerRulesBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError::Bearer`](crate::ConfigError::Bearer) for an empty issuer, no audience, no keys, an algorithm no
-    /// key can verify, a leeway over 5 minutes, a zero maximum age, or a bad claim path.
+    /// A [`ConfigError::Bearer`](crate::ConfigError::Bearer) for an empty issuer, no
+    /// audience, no keys, an algorithm no key can verify, a leeway over 5 minutes, a zero
+    /// maximum age, a maximum token lifetime that is zero or over 366 days, or a bad claim
+    /// path.
     pub fn build(self) -> Result<IssuerRules, crate::ConfigError> {
         self.try_build().map_err(crate::ConfigError::from)
     }
@@ -671,6 +747,17 @@ impl IssuerRulesBuilder {
                 setting: "max_token_age",
             });
         }
+        if self.max_token_lifetime.is_zero() {
+            return Err(BearerConfigError::InvalidLimit {
+                setting: "max_token_lifetime",
+            });
+        }
+        if self.max_token_lifetime > MAX_MAX_LIFETIME {
+            return Err(BearerConfigError::LimitTooLarge {
+                setting: "max_token_lifetime",
+                max: MAX_MAX_LIFETIME.as_secs(),
+            });
+        }
         let roles_claim = match self.roles_claim {
             None => None,
             Some(path) => {
@@ -689,6 +776,8 @@ impl IssuerRulesBuilder {
                 algorithms,
                 leeway: self.leeway.as_secs_f64(),
                 max_token_age: self.max_token_age.map(|age| age.as_secs_f64()),
+                max_lifetime: self.max_token_lifetime.as_secs_f64(),
+                strict: self.rfc9068_strict,
                 roles_claim,
                 allow_missing_typ: self.allow_missing_typ,
                 allow_jwt_typ: self.allow_jwt_typ,

@@ -51,6 +51,23 @@ pub(crate) enum Failure {
     TooLarge,
     /// The token is not a well-formed compact JWS.
     Malformed,
+    /// The token has no `sub` (RFC 9068 section 2.2 requires one in access tokens).
+    MissingSub,
+    /// The header's `cty` says the payload is itself a JWT: we never verify a token
+    /// inside a token.
+    NestedJwt,
+    /// A time claim (`exp`, `nbf`, `iat`) is negative, not finite, or after year 9999.
+    TimeOutOfRange,
+    /// The token lives longer than the issuer's maximum token lifetime.
+    LifetimeTooLong,
+    /// The strict RFC 9068 profile is on and `iat` is missing.
+    MissingIat,
+    /// The strict RFC 9068 profile is on and `jti` is missing.
+    MissingJti,
+    /// The strict RFC 9068 profile is on and `client_id` is missing.
+    MissingClientId,
+    /// An opaque token is shorter than the introspection minimum.
+    TooShort,
 }
 
 impl Failure {
@@ -73,6 +90,14 @@ impl Failure {
             Self::TooOld => "too_old",
             Self::TooLarge => "too_large",
             Self::Malformed => "malformed",
+            Self::MissingSub => "missing_sub",
+            Self::NestedJwt => "nested_jwt",
+            Self::TimeOutOfRange => "time_out_of_range",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::MissingIat => "missing_iat",
+            Self::MissingJti => "missing_jti",
+            Self::MissingClientId => "missing_client_id",
+            Self::TooShort => "too_short",
         }
     }
 
@@ -87,7 +112,7 @@ impl Failure {
             Self::IssMismatch => "The token's issuer is not trusted.",
             Self::TypMismatch => "The token is not an access token.",
             Self::TooLarge => "The token is too large.",
-            Self::Malformed => "The token is malformed.",
+            Self::Malformed | Self::TooShort => "The token is malformed.",
             _ => "The token is not valid.",
         }
     }
@@ -181,6 +206,14 @@ fn check_header(
         Some(Value::String(typ)) => Some(typ.clone()),
         Some(_) => return Err(Failure::ClaimType),
     };
+    match header.get("cty") {
+        None => {}
+        // A nested JWT (RFC 7519 section 5.2): the payload would be another token, whose
+        // checks we would have to repeat; access tokens are never nested.
+        Some(Value::String(cty)) if is_generic_jwt_typ(cty) => return Err(Failure::NestedJwt),
+        Some(Value::String(_)) => {}
+        Some(_) => return Err(Failure::ClaimType),
+    }
     Ok((alg, kid, typ))
 }
 
@@ -336,6 +369,18 @@ mod tests {
         assert!(!is_access_token_typ("JWT"));
         assert!(!is_access_token_typ("application/"));
         assert!(!is_access_token_typ("é"));
+    }
+
+    #[test]
+    fn refuses_nested_jwts_in_any_spelling() {
+        for cty in ["JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT"] {
+            let t = token(&format!(r#"{{"alg":"RS256","cty":"{cty}"}}"#), "{}");
+            assert_eq!(parse(&t).err(), Some(Failure::NestedJwt), "{cty}");
+        }
+        let t = token(r#"{"alg":"RS256","cty":1}"#, "{}");
+        assert_eq!(parse(&t).err(), Some(Failure::ClaimType));
+        let t = token(r#"{"alg":"RS256","cty":"jwt+x"}"#, "{}");
+        assert!(parse(&t).is_ok());
     }
 
     #[test]

@@ -256,6 +256,30 @@ fn rows() -> Vec<(String, String, Expect)> {
         Refused("crit_unsupported"),
     );
 
+    // Nested JWTs: a token inside a token is never verified.
+    for cty in ["JWT", "jwt", "Jwt", "application/jwt", "Application/JWT"] {
+        row(
+            &format!("cty {cty}"),
+            with_header(&rsa(), |h| h["cty"] = json!(cty)),
+            Refused("nested_jwt"),
+        );
+    }
+    let inner = mint(&rsa(), &claims());
+    row(
+        "cty JWT with a signed token as the payload",
+        sign_raw(
+            &json!({ "alg": "RS256", "typ": "at+jwt", "kid": "rsa-1", "cty": "JWT" }).to_string(),
+            &inner,
+            &rsa(),
+        ),
+        Refused("nested_jwt"),
+    );
+    row(
+        "cty as a number",
+        with_header(&rsa(), |h| h["cty"] = json!(1)),
+        Refused("claim_type"),
+    );
+
     // typ.
     row(
         "typ missing",
@@ -413,16 +437,87 @@ fn rows() -> Vec<(String, String, Expect)> {
         Accepted,
     );
 
+    // Time claims out of any sane range.
+    for (name, exp) in [
+        ("negative", json!(-1)),
+        ("very negative", json!(i64::MIN)),
+        ("after year 9999", json!(253_402_300_800_i64)),
+        ("u64 max", json!(u64::MAX)),
+        ("1e300", json!(1e300)),
+    ] {
+        row(
+            &format!("exp {name}"),
+            with_claims(&rsa(), |c| c["exp"] = exp.clone()),
+            Refused("time_out_of_range"),
+        );
+    }
+    row(
+        "iat negative",
+        with_claims(&rsa(), |c| c["iat"] = json!(-5)),
+        Refused("time_out_of_range"),
+    );
+    row(
+        "nbf after year 9999",
+        with_claims(&rsa(), |c| c["nbf"] = json!(1e13)),
+        Refused("time_out_of_range"),
+    );
+
+    // Lifetime: `exp` − `iat`, or `exp` − now without `iat`; at most 24 hours by default.
+    const DAY: i64 = 24 * 60 * 60;
+    row(
+        "lifetime of exactly 24 hours",
+        with_claims(&rsa(), |c| {
+            c["iat"] = json!(now - 5);
+            c["exp"] = json!(now - 5 + DAY);
+        }),
+        Accepted,
+    );
+    row(
+        "lifetime of 24 hours and a second",
+        with_claims(&rsa(), |c| {
+            c["iat"] = json!(now - 5);
+            c["exp"] = json!(now - 4 + DAY);
+        }),
+        Refused("lifetime_too_long"),
+    );
+    row(
+        "lifetime of ten years",
+        with_claims(&rsa(), |c| c["exp"] = json!(now + 10 * 365 * DAY)),
+        Refused("lifetime_too_long"),
+    );
+    row(
+        "iat long ago, exp soon",
+        with_claims(&rsa(), |c| c["iat"] = json!(now - 2 * DAY)),
+        Refused("lifetime_too_long"),
+    );
+    row(
+        "no iat, exp in 23 hours",
+        with_claims(&rsa(), |c| {
+            remove(c, "iat");
+            c["exp"] = json!(now + 23 * 3600);
+        }),
+        Accepted,
+    );
+    row(
+        "no iat, exp in 25 hours",
+        with_claims(&rsa(), |c| {
+            remove(c, "iat");
+            c["exp"] = json!(now + 25 * 3600);
+        }),
+        Refused("lifetime_too_long"),
+    );
+
     // Other claim types.
     row(
         "sub as a number",
         with_claims(&rsa(), |c| c["sub"] = json!(42)),
         Refused("claim_type"),
     );
+    // RFC 9068 section 2.2: `sub` is required, and `client_id` does not stand in for it.
     row(
         "no sub and no client_id",
         with_claims(&rsa(), |c| remove(c, "sub")),
-        Refused("missing_claim"),
+        Refused("missing_sub"),
     );
     row(
         "client_id instead of sub",
@@ -430,6 +525,16 @@ fn rows() -> Vec<(String, String, Expect)> {
             remove(c, "sub");
             c["client_id"] = json!("batch-job");
         }),
+        Refused("missing_sub"),
+    );
+    row(
+        "sub null",
+        with_claims(&rsa(), |c| c["sub"] = Value::Null),
+        Refused("claim_type"),
+    );
+    row(
+        "sub and client_id",
+        with_claims(&rsa(), |c| c["client_id"] = json!("batch-job")),
         Accepted,
     );
     row(
@@ -581,6 +686,133 @@ fn forged_tokens_are_refused() {
         failures.join("\n")
     );
     assert!(rows.len() > 100, "{} rows", rows.len());
+}
+
+/// A token with the standard claims plus `jti` and `client_id`, changed by `edit`.
+fn strict_token(edit: impl FnOnce(&mut Value)) -> String {
+    let mut c = claims();
+    c["jti"] = json!("7d1b6f0e-2c4a-4e8b-9f3d-5a6c7b8d9e0f");
+    c["client_id"] = json!("orders-web");
+    edit(&mut c);
+    mint(&rsa(), &c)
+}
+
+#[test]
+fn rfc9068_strict_profile_requires_iat_jti_and_client_id() {
+    use portcullis::bearer::{BearerAuthenticator, IssuerRules};
+
+    let strict = BearerAuthenticator::builder()
+        .issuer(
+            IssuerRules::builder(ISSUER)
+                .audience(AUDIENCE)
+                .keys(keys())
+                .rfc9068_strict()
+                .build()
+                .expect("rules"),
+        )
+        .no_cache()
+        .build()
+        .expect("authenticator");
+    let lenient = authenticator();
+    let table = [
+        ("complete", strict_token(|_| {}), Accepted),
+        (
+            "no iat",
+            strict_token(|c| remove(c, "iat")),
+            Refused("missing_iat"),
+        ),
+        (
+            "no jti",
+            strict_token(|c| remove(c, "jti")),
+            Refused("missing_jti"),
+        ),
+        (
+            "jti a number",
+            strict_token(|c| c["jti"] = json!(7)),
+            Refused("claim_type"),
+        ),
+        (
+            "no client_id",
+            strict_token(|c| remove(c, "client_id")),
+            Refused("missing_client_id"),
+        ),
+        (
+            "client_id an array",
+            strict_token(|c| c["client_id"] = json!(["orders-web"])),
+            Refused("claim_type"),
+        ),
+        (
+            "no sub",
+            strict_token(|c| remove(c, "sub")),
+            Refused("missing_sub"),
+        ),
+    ];
+    for (name, token, expect) in &table {
+        let (outcome, reasons) = reasons_of(|| strict.verify(token));
+        let got = match (outcome, reasons.as_slice()) {
+            (Ok(_), []) => Accepted,
+            (Err(rejection), [reason]) => {
+                assert_eq!(rejection.status(), 401, "{name}");
+                Refused(leak(reason))
+            }
+            (outcome, reasons) => panic!("{name}: {outcome:?} with reasons {reasons:?}"),
+        };
+        assert_eq!(got, *expect, "strict: {name}");
+        // Without the strict profile, only `sub` is required of the three.
+        let lenient_ok = lenient.verify(token).is_ok();
+        assert_eq!(lenient_ok, *name != "no sub", "lenient: {name}");
+    }
+}
+
+#[test]
+fn max_token_lifetime_is_configurable_and_bounded() {
+    use portcullis::ConfigError;
+    use portcullis::bearer::{BearerAuthenticator, BearerConfigError, IssuerRules};
+    use std::time::Duration;
+
+    let rules = |lifetime| {
+        IssuerRules::builder(ISSUER)
+            .audience(AUDIENCE)
+            .keys(keys())
+            .max_token_lifetime(lifetime)
+            .build()
+    };
+    let hour = BearerAuthenticator::builder()
+        .issuer(rules(Duration::from_secs(3600)).expect("rules"))
+        .no_cache()
+        .build()
+        .expect("authenticator");
+    let now = now();
+    let lifetime = |seconds: i64| {
+        let mut c = claims();
+        c["iat"] = json!(now - 5);
+        c["exp"] = json!(now - 5 + seconds);
+        mint(&rsa(), &c)
+    };
+    assert!(hour.verify(&lifetime(3600)).is_ok());
+    let (outcome, reasons) = reasons_of(|| hour.verify(&lifetime(3601)));
+    assert!(outcome.is_err());
+    assert_eq!(reasons, ["lifetime_too_long"]);
+    // Ten days is within the largest setting.
+    let ten_days = BearerAuthenticator::builder()
+        .issuer(rules(Duration::from_secs(10 * 24 * 3600)).expect("rules"))
+        .build()
+        .expect("authenticator");
+    assert!(ten_days.verify(&lifetime(9 * 24 * 3600)).is_ok());
+
+    assert!(matches!(
+        rules(Duration::ZERO).err(),
+        Some(ConfigError::Bearer(BearerConfigError::InvalidLimit {
+            setting: "max_token_lifetime"
+        }))
+    ));
+    assert!(matches!(
+        rules(Duration::from_secs(367 * 24 * 3600)).err(),
+        Some(ConfigError::Bearer(BearerConfigError::LimitTooLarge {
+            setting: "max_token_lifetime",
+            ..
+        }))
+    ));
 }
 
 #[test]
