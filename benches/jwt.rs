@@ -169,7 +169,7 @@ impl ActiveEndpoint {
                 content_type: Some("application/json".to_owned()),
                 cache_control_max_age: None,
                 body: Bytes::from_static(
-                    br#"{"active":true,"sub":"svc","scope":"orders:read orders:write","exp":4102444800}"#,
+                    br#"{"active":true,"sub":"svc","aud":"api","scope":"orders:read orders:write","exp":4102444800}"#,
                 ),
             })
         })
@@ -194,6 +194,7 @@ impl HttpClient for ActiveEndpoint {
 
 fn introspection(c: &mut Criterion) {
     let introspection = Introspection::builder("https://idp.example/introspect", "api", "secret")
+        .audience("api")
         .http_client(std::sync::Arc::new(ActiveEndpoint))
         .build()
         .expect("introspection");

@@ -27,7 +27,7 @@
 //! | variable                  | meaning                                                  |
 //! |---------------------------|----------------------------------------------------------|
 //! | `PORTCULLIS_JWT_ISSUER`   | the expected `iss`; also where discovery looks for keys   |
-//! | `PORTCULLIS_JWT_AUDIENCE` | the expected `aud` (required with an issuer)              |
+//! | `PORTCULLIS_JWT_AUDIENCE` | the expected `aud` (required with an issuer or introspection) |
 //! | `PORTCULLIS_JWKS_URL`     | the JWKS to use instead of discovery (optional)           |
 //! | `PORTCULLIS_JWT_ROLES_CLAIM` | where roles are, e.g. `realm_access.roles` (optional)  |
 //! | `PORTCULLIS_INTROSPECTION_URL` | an RFC 7662 endpoint for opaque tokens (optional)     |
@@ -130,7 +130,10 @@ fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::
             .ok_or("PORTCULLIS_CLIENT_ID is required with PORTCULLIS_INTROSPECTION_URL")?;
         let client_secret = var("PORTCULLIS_CLIENT_SECRET")
             .ok_or("PORTCULLIS_CLIENT_SECRET is required with PORTCULLIS_INTROSPECTION_URL")?;
-        let mut introspection = Introspection::builder(url, client_id, client_secret);
+        let audience = var("PORTCULLIS_JWT_AUDIENCE")
+            .ok_or("PORTCULLIS_JWT_AUDIENCE is required with PORTCULLIS_INTROSPECTION_URL")?;
+        let mut introspection =
+            Introspection::builder(url, client_id, client_secret).audience(audience);
         if let Some(issuer) = issuer {
             introspection = introspection.issuer(issuer);
         }

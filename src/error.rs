@@ -91,16 +91,104 @@ pub enum ConfigError {
         /// What is wrong, with a JSON pointer into the document where there is one.
         reason: String,
     },
-    /// A limit is zero or otherwise unusable.
+    /// A limit (a duration, a size, a count) is zero or otherwise unusable.
     #[error("`{setting}` must be greater than zero")]
     InvalidLimit {
         /// The setting.
         setting: &'static str,
     },
-    /// A bearer-token configuration cannot work (issuer, audience, keys, algorithms).
+    /// The issuer identifier is empty.
     #[cfg(feature = "bearer")]
-    #[error(transparent)]
-    Bearer(#[from] crate::bearer::BearerConfigError),
+    #[error("the issuer identifier is empty")]
+    EmptyIssuer,
+    /// No accepted audience was given for an issuer.
+    #[cfg(feature = "bearer")]
+    #[error("issuer `{issuer}` has no accepted audience; add one with `audience(...)`")]
+    MissingAudience {
+        /// The issuer.
+        issuer: String,
+    },
+    /// No keys were given for an issuer.
+    #[cfg(feature = "bearer")]
+    #[error(
+        "issuer `{issuer}` has no keys; add them with `keys(...)`, `jwks_url(...)` or `discover()`"
+    )]
+    MissingKeys {
+        /// The issuer.
+        issuer: String,
+    },
+    /// An allowed algorithm cannot be verified by any of the issuer's keys, or the
+    /// allow-list is empty.
+    #[cfg(feature = "bearer")]
+    #[error("issuer `{issuer}`: algorithm `{alg}` is not verifiable by any of its keys")]
+    AlgorithmWithoutKey {
+        /// The issuer.
+        issuer: String,
+        /// The algorithm (or `(none)` for an empty list).
+        alg: String,
+    },
+    /// The leeway exceeds five minutes.
+    #[cfg(feature = "bearer")]
+    #[error("leeway of {seconds} s exceeds the 300 s maximum")]
+    LeewayTooLarge {
+        /// The leeway asked for, in seconds.
+        seconds: u64,
+    },
+    /// A duration or size setting is above the largest value it may take.
+    #[cfg(feature = "bearer")]
+    #[error("`{setting}` must be at most {max}")]
+    LimitTooLarge {
+        /// The setting.
+        setting: &'static str,
+        /// The largest accepted value, in the setting's unit (seconds for durations).
+        max: u64,
+    },
+    /// The roles claim path is empty or has an empty segment.
+    #[cfg(feature = "bearer")]
+    #[error("claim path `{path}` is empty or has an empty segment")]
+    InvalidClaimPath {
+        /// The path given.
+        path: String,
+    },
+    /// The authenticator was built without an issuer.
+    #[cfg(feature = "bearer")]
+    #[error("the bearer authenticator has no issuer; add one with `issuer(...)`")]
+    NoIssuer,
+    /// Two issuer configurations have the same issuer identifier.
+    #[cfg(feature = "bearer")]
+    #[error("issuer `{issuer}` is configured twice")]
+    DuplicateIssuer {
+        /// The issuer.
+        issuer: String,
+    },
+    /// More than one key source (`keys`, `jwks_url`, `discover`) was given for an issuer.
+    #[cfg(feature = "bearer")]
+    #[error("issuer `{issuer}` has more than one key source; give exactly one")]
+    ConflictingKeySources {
+        /// The issuer.
+        issuer: String,
+    },
+    /// A JWKS or discovery URL breaks the URL rule: `https`, or `http` only to a loopback
+    /// host unless `insecure_allow_http()`.
+    #[cfg(feature = "bearer")]
+    #[error("URL `{url}` refused: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The default HTTP client could not be built.
+    #[cfg(feature = "bearer")]
+    #[error("the HTTP client could not be built: {reason}")]
+    HttpClient {
+        /// Why.
+        reason: String,
+    },
+    /// The introspection client id is empty.
+    #[cfg(feature = "bearer")]
+    #[error("the introspection client id is empty")]
+    MissingIntrospectionClient,
     /// The CORS configuration given to the gateway can never work (tower-http's
     /// `CorsLayer` refuses it: credentials combined with a wildcard).
     #[error("invalid CORS configuration: {reason}")]

@@ -31,6 +31,10 @@ pub mod bearer;
 
 #[cfg(feature = "bearer")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
+pub mod jwt;
+
+#[cfg(feature = "bearer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
 pub mod remote;
 
 #[cfg(feature = "authz")]

@@ -25,6 +25,9 @@ use tower::ServiceExt;
 mod support;
 use support::idp::*;
 
+/// The audience the fake endpoints' active answers name.
+const FAKE_AUDIENCE: &str = "urn:portcullis:test-api";
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------
@@ -261,6 +264,7 @@ fn opaque_tokens_from_a_real_provider_are_introspected() {
                 "api-introspector",
                 "wrong-secret",
             )
+            .audience(OPAQUE_API)
             .http_client(wrong)
             .build()
             .expect("introspection settings"),
@@ -296,7 +300,8 @@ async fn introspect(State(endpoint): State<Arc<Endpoint>>) -> axum::response::Re
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
         + 300;
-    let active = json!({"active": true, "sub": "alice", "scope": "a b", "exp": exp});
+    let active =
+        json!({"active": true, "sub": "alice", "aud": FAKE_AUDIENCE, "scope": "a b", "exp": exp});
     match endpoint.mode.load(Ordering::SeqCst) {
         ACTIVE => {
             // Long enough for concurrent requests to pile up behind the first.
@@ -341,6 +346,7 @@ fn authenticator_for(url: &str, client: Arc<Counting>) -> BearerAuthenticator {
     BearerAuthenticator::builder()
         .introspection(
             Introspection::builder(url, "gateway", "gateway-secret")
+                .audience(FAKE_AUDIENCE)
                 .http_client(client)
                 .negative_cache(Duration::ZERO)
                 .build()
@@ -475,7 +481,7 @@ async fn flood_introspect(State(endpoint): State<Arc<Flood>>, body: String) -> J
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs())
             + 300;
-        Json(json!({"active": true, "sub": "alice", "exp": exp}))
+        Json(json!({"active": true, "sub": "alice", "aud": FAKE_AUDIENCE, "exp": exp}))
     } else {
         Json(json!({"active": false}))
     }
@@ -530,6 +536,7 @@ fn a_flood_of_made_up_tokens_stays_within_the_call_budget() {
     let endpoint = Arc::new(Flood::default());
     let url = rt.block_on(serve_flood(Arc::clone(&endpoint)));
     let introspection = Introspection::builder(url, "gateway", "gateway-secret")
+        .audience(FAKE_AUDIENCE)
         .http_client(Counting::new(Duration::from_secs(5)))
         .call_budget(BURST as u32, Duration::from_secs(1))
         .build()
@@ -603,6 +610,7 @@ fn concurrent_new_tokens_beyond_the_bound_get_503_at_once() {
     let endpoint = Arc::new(Flood::default());
     let url = rt.block_on(serve_flood(Arc::clone(&endpoint)));
     let introspection = Introspection::builder(url, "gateway", "gateway-secret")
+        .audience(FAKE_AUDIENCE)
         .http_client(Counting::new(Duration::from_secs(10)))
         .max_concurrent(MAX_CONCURRENT)
         // Generous, so that only the concurrency bound refuses.

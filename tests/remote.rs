@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
 use jsonwebtoken::jwk::Jwk;
 use portcullis::ConfigError;
-use portcullis::bearer::{BearerAuthenticator, BearerConfigError, BearerLayer, IssuerRules};
+use portcullis::bearer::{BearerAuthenticator, BearerLayer, IssuerRules};
 use portcullis::remote::{HttpClient, RemoteError, ReqwestClient};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -590,19 +590,15 @@ async fn responses_over_the_cap_are_refused() {
 
 #[test]
 fn url_rule_and_key_sources_are_checked_at_build_time() {
-    let build = |builder: portcullis::bearer::IssuerRulesBuilder| match builder.build() {
-        Ok(_) => None,
-        Err(ConfigError::Bearer(error)) => Some(error),
-        Err(other) => panic!("{other:?}"),
-    };
+    let build = |builder: portcullis::bearer::IssuerRulesBuilder| builder.build().err();
     let base = || IssuerRules::builder(ISSUER).audience(AUDIENCE);
     assert!(matches!(
         build(base().jwks_url("http://idp.example/jwks")),
-        Some(BearerConfigError::InvalidUrl { .. })
+        Some(ConfigError::InvalidUrl { .. })
     ));
     assert!(matches!(
         build(base().jwks_url("ftp://idp.example/jwks")),
-        Some(BearerConfigError::InvalidUrl { .. })
+        Some(ConfigError::InvalidUrl { .. })
     ));
     assert!(matches!(
         build(
@@ -610,7 +606,7 @@ fn url_rule_and_key_sources_are_checked_at_build_time() {
                 .audience(AUDIENCE)
                 .discover()
         ),
-        Some(BearerConfigError::InvalidUrl { .. })
+        Some(ConfigError::InvalidUrl { .. })
     ));
     assert!(
         build(
@@ -625,15 +621,15 @@ fn url_rule_and_key_sources_are_checked_at_build_time() {
     assert!(build(base().jwks_url("https://idp.example/jwks")).is_none());
     assert!(matches!(
         build(base().jwks_url("https://idp.example/jwks").discover()),
-        Some(BearerConfigError::ConflictingKeySources { .. })
+        Some(ConfigError::ConflictingKeySources { .. })
     ));
     assert!(matches!(
         build(base().keys(keys()).discover()),
-        Some(BearerConfigError::ConflictingKeySources { .. })
+        Some(ConfigError::ConflictingKeySources { .. })
     ));
     assert!(matches!(
         build(base()),
-        Some(BearerConfigError::MissingKeys { .. })
+        Some(ConfigError::MissingKeys { .. })
     ));
     assert!(matches!(
         build(
@@ -641,7 +637,7 @@ fn url_rule_and_key_sources_are_checked_at_build_time() {
                 .jwks_url("https://idp.example/jwks")
                 .algorithms([portcullis::bearer::Algorithm::HS256])
         ),
-        Some(BearerConfigError::AlgorithmWithoutKey { .. })
+        Some(ConfigError::AlgorithmWithoutKey { .. })
     ));
     assert!(matches!(
         build(
@@ -649,7 +645,7 @@ fn url_rule_and_key_sources_are_checked_at_build_time() {
                 .jwks_url("https://idp.example/jwks")
                 .jwks_cooldown(Duration::ZERO)
         ),
-        Some(BearerConfigError::InvalidLimit { .. })
+        Some(ConfigError::InvalidLimit { .. })
     ));
 }
 

@@ -13,12 +13,12 @@ use serde_json::Value;
 
 use super::cache::{DEFAULT_CAPACITY, TokenCache};
 use super::introspection::{Introspection, Lookup, Outcome, Refusal};
-use super::keys::KeySet;
-use super::rules::{BearerConfigError, IssuerRules, KeySource};
-use super::token::{self, Failure};
+use super::rules::{IssuerRules, KeySource};
 use crate::authenticate::credentials::{
     SchemeValue, is_token68, query_values, remove_query_parameter, remove_scheme, scheme_value,
 };
+use crate::jwt::KeySet;
+use crate::jwt::token::{self, Failure};
 use crate::remote::JwksCache;
 
 /// The largest token accepted by default, in bytes.
@@ -595,39 +595,35 @@ impl BearerAuthenticatorBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError::Bearer`] for no issuer (and no introspection), an issuer given
+    /// A [`ConfigError`] for no issuer (and no introspection), an issuer given
     /// twice, a realm that cannot be sent in a header, or a zero size limit or cache
     /// capacity.
     pub fn build(self) -> Result<BearerAuthenticator, ConfigError> {
-        self.try_build().map_err(ConfigError::from)
-    }
-
-    fn try_build(self) -> Result<BearerAuthenticator, BearerConfigError> {
         if self.issuers.is_empty() && self.introspection.is_none() {
-            return Err(BearerConfigError::NoIssuer);
+            return Err(ConfigError::NoIssuer);
         }
         for (index, rules) in self.issuers.iter().enumerate() {
             if self.issuers[..index]
                 .iter()
                 .any(|earlier| earlier.issuer() == rules.issuer())
             {
-                return Err(BearerConfigError::DuplicateIssuer {
+                return Err(ConfigError::DuplicateIssuer {
                     issuer: rules.issuer().to_owned(),
                 });
             }
         }
         if !crate::rejection::valid_realm(&self.realm) {
-            return Err(BearerConfigError::InvalidRealm {
+            return Err(ConfigError::InvalidRealm {
                 realm: self.realm.into_owned(),
             });
         }
         if self.max_token_bytes == 0 {
-            return Err(BearerConfigError::InvalidLimit {
+            return Err(ConfigError::InvalidLimit {
                 setting: "max_token_bytes",
             });
         }
         if self.cache_capacity == Some(0) {
-            return Err(BearerConfigError::InvalidLimit {
+            return Err(ConfigError::InvalidLimit {
                 setting: "cache_capacity",
             });
         }

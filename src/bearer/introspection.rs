@@ -16,14 +16,17 @@ use tokio::time::Instant;
 
 use super::cache::{TokenCache, TokenDigest};
 use super::load::{CallBudget, LoadWarning, Overload};
-use super::rules::{BearerConfigError, claim_at, push_strings, push_words};
-use super::token::Failure;
+use crate::error::ConfigError;
+use crate::jwt::claims::{check_audience, push_words, roles_at, time};
+use crate::jwt::token::Failure;
 use crate::remote::{HttpClient, ReqwestClient, check_url};
 
 /// How long an active token's answer is kept by default (never past its `exp`).
 const DEFAULT_MAX_CACHE: Duration = Duration::from_secs(5 * 60);
 /// How long an inactive token's answer is kept by default.
 const DEFAULT_NEGATIVE_CACHE: Duration = Duration::from_secs(5);
+/// The clock skew forgiven on `exp` and `nbf` in an answer (as for JWTs by default).
+const INTROSPECTION_LEEWAY: Duration = Duration::from_secs(60);
 /// How many answers are kept by default.
 const DEFAULT_CAPACITY: usize = 10_000;
 /// The most tokens being introspected at once that share their request; beyond that,
@@ -251,6 +254,7 @@ impl Introspection {
             min_token_bytes: DEFAULT_MIN_TOKEN_BYTES,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             call_budget: (DEFAULT_BUDGET_CALLS, DEFAULT_BUDGET_PERIOD),
+            skip_audience: false,
         }
     }
 
@@ -504,16 +508,18 @@ impl Introspection {
         let seconds = now
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64());
+        let leeway = INTROSPECTION_LEEWAY.as_secs_f64();
         let mut until = now + inner.max_cache;
-        if let Some(exp) = number(&answer, "exp")? {
-            if exp <= seconds {
+        if let Some(exp) = time(&answer, "exp").map_err(claim)? {
+            if seconds > exp + leeway {
                 return Err(claim(Failure::Expired));
             }
+            // Believed no longer than `exp` itself (the leeway only forgives clock skew).
             let exp = UNIX_EPOCH + Duration::try_from_secs_f64(exp).unwrap_or_default();
             until = until.min(exp);
         }
-        if let Some(nbf) = number(&answer, "nbf")?
-            && nbf > seconds
+        if let Some(nbf) = time(&answer, "nbf").map_err(claim)?
+            && seconds + leeway < nbf
         {
             return Err(claim(Failure::NbfFuture));
         }
@@ -526,7 +532,7 @@ impl Introspection {
             (Some(_), _) => return Err(claim(Failure::ClaimType)),
         };
         if !inner.audiences.is_empty() {
-            self.check_audience(answer.get("aud")).map_err(claim)?;
+            check_audience(&inner.audiences, answer.get("aud")).map_err(claim)?;
         } else if answer
             .get("aud")
             .is_some_and(|aud| !(aud.is_string() || is_string_array(aud)))
@@ -545,15 +551,7 @@ impl Introspection {
             Some(Value::String(scope)) => push_words(scope, &mut scopes),
             Some(_) => return Err(claim(Failure::ClaimType)),
         }
-        let mut roles = Vec::new();
-        if let Some(path) = &inner.roles_claim {
-            match claim_at(&answer, path) {
-                None => {}
-                Some(Value::String(role)) => roles.push(role.clone()),
-                Some(Value::Array(items)) => push_strings(items, &mut roles).map_err(claim)?,
-                Some(_) => return Err(claim(Failure::ClaimType)),
-            }
-        }
+        let roles = roles_at(&answer, inner.roles_claim.as_deref()).map_err(claim)?;
         let mut principal = Principal::builder(subject, AuthMethod::Bearer)
             .scopes(scopes)
             .roles(roles);
@@ -561,27 +559,6 @@ impl Introspection {
             principal = principal.issuer(issuer);
         }
         Ok((principal.claims(answer).build(), until))
-    }
-
-    fn check_audience(&self, aud: Option<&Value>) -> Result<(), Failure> {
-        let accepted = |aud: &str| self.inner.audiences.iter().any(|ok| ok == aud);
-        match aud {
-            None => Err(Failure::MissingClaim),
-            Some(Value::String(aud)) if accepted(aud) => Ok(()),
-            Some(Value::String(_)) => Err(Failure::AudMismatch),
-            Some(Value::Array(items)) => {
-                let mut found = false;
-                for item in items {
-                    found |= accepted(item.as_str().ok_or(Failure::ClaimType)?);
-                }
-                if found {
-                    Ok(())
-                } else {
-                    Err(Failure::AudMismatch)
-                }
-            }
-            Some(_) => Err(Failure::ClaimType),
-        }
     }
 }
 
@@ -607,17 +584,6 @@ impl Drop for InFlight<'_> {
         if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 2) {
             map.remove(&self.digest);
         }
-    }
-}
-
-fn number(answer: &Map<String, Value>, name: &str) -> Result<Option<f64>, Refusal> {
-    match answer.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .map(Some)
-            .ok_or(Refusal::Claim(Failure::ClaimType)),
-        Some(_) => Err(Refusal::Claim(Failure::ClaimType)),
     }
 }
 
@@ -662,6 +628,7 @@ pub struct IntrospectionBuilder {
     min_token_bytes: usize,
     max_concurrent: usize,
     call_budget: (u32, Duration),
+    skip_audience: bool,
 }
 
 impl fmt::Debug for IntrospectionBuilder {
@@ -701,11 +668,20 @@ impl IntrospectionBuilder {
         self
     }
 
-    /// Accepts tokens for `audience`; call again for more. Once one is given, `aud` (a
-    /// string or an array of strings) must be present and name one of them. Defaults to
-    /// no audience check.
+    /// Accepts tokens for `audience`; call again for more: `aud` (a string or an array of
+    /// strings) must be present and name one of them. At least one is required, unless
+    /// [`insecure_skip_audience`](Self::insecure_skip_audience).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// **Insecure**: accepts active tokens whatever their `aud`, so a token the server
+    /// issued for another API is good here too. Only for an authorization server that
+    /// issues tokens for this API alone and never includes `aud`. Defaults to off: an
+    /// audience is required.
+    pub fn insecure_skip_audience(mut self) -> Self {
+        self.skip_audience = true;
         self
     }
 
@@ -779,26 +755,27 @@ impl IntrospectionBuilder {
     ///
     /// # Errors
     ///
-    /// [`BearerConfigError::InvalidUrl`] for a URL that breaks the URL rule;
-    /// [`BearerConfigError::MissingIntrospectionClient`] for an empty client id;
-    /// [`BearerConfigError::InvalidLimit`] for a zero cache capacity, minimum token length,
-    /// concurrency bound or call budget; [`BearerConfigError::LimitTooLarge`] for a
+    /// [`ConfigError::InvalidUrl`] for a URL that breaks the URL rule;
+    /// [`ConfigError::MissingIntrospectionClient`] for an empty client id;
+    /// [`ConfigError::InvalidLimit`] for a zero cache capacity, minimum token length,
+    /// concurrency bound or call budget; [`ConfigError::LimitTooLarge`] for a
     /// minimum token length over 1024, a concurrency bound over 4096 or a budget period
     /// over 24 hours;
-    /// [`BearerConfigError::InvalidClaimPath`] for a bad roles path;
-    /// [`BearerConfigError::HttpClient`] if the default client cannot be built — each inside
-    /// [`ConfigError::Bearer`](crate::ConfigError::Bearer).
+    /// [`ConfigError::InvalidClaimPath`] for a bad roles path;
+    /// [`ConfigError::HttpClient`] if the default client cannot be built — each inside
+    /// the [`ConfigError`](crate::ConfigError) variant that says what is wrong.
     pub fn build(self) -> Result<Introspection, crate::ConfigError> {
-        self.try_build().map_err(crate::ConfigError::from)
-    }
-
-    fn try_build(self) -> Result<Introspection, BearerConfigError> {
         check_url(&self.url, self.allow_http).map_err(|error| error.into_config_error())?;
         if self.client_id.is_empty() {
-            return Err(BearerConfigError::MissingIntrospectionClient);
+            return Err(ConfigError::MissingIntrospectionClient);
+        }
+        if self.audiences.is_empty() && !self.skip_audience {
+            return Err(ConfigError::MissingAudience {
+                issuer: self.issuer.clone().unwrap_or_else(|| self.url.clone()),
+            });
         }
         if self.cache_capacity == 0 {
-            return Err(BearerConfigError::InvalidLimit {
+            return Err(ConfigError::InvalidLimit {
                 setting: "cache_capacity",
             });
         }
@@ -808,10 +785,10 @@ impl IntrospectionBuilder {
         ];
         for (setting, value, max) in limits {
             if value == 0 {
-                return Err(BearerConfigError::InvalidLimit { setting });
+                return Err(ConfigError::InvalidLimit { setting });
             }
             if value > max {
-                return Err(BearerConfigError::LimitTooLarge {
+                return Err(ConfigError::LimitTooLarge {
                     setting,
                     max: max as u64,
                 });
@@ -819,12 +796,12 @@ impl IntrospectionBuilder {
         }
         let (calls, per) = self.call_budget;
         if per > MAX_BUDGET_PERIOD {
-            return Err(BearerConfigError::LimitTooLarge {
+            return Err(ConfigError::LimitTooLarge {
                 setting: "call_budget",
                 max: MAX_BUDGET_PERIOD.as_secs(),
             });
         }
-        let budget = CallBudget::new(calls, per).ok_or(BearerConfigError::InvalidLimit {
+        let budget = CallBudget::new(calls, per).ok_or(ConfigError::InvalidLimit {
             setting: "call_budget",
         })?;
         let roles_claim = match self.roles_claim {
@@ -832,20 +809,19 @@ impl IntrospectionBuilder {
             Some(path) => {
                 let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
                 if segments.iter().any(String::is_empty) {
-                    return Err(BearerConfigError::InvalidClaimPath { path });
+                    return Err(ConfigError::InvalidClaimPath { path });
                 }
                 Some(segments)
             }
         };
-        let client: Arc<dyn HttpClient> =
-            match self.http_client {
-                Some(client) => client,
-                None => Arc::new(ReqwestClient::new().map_err(|error| {
-                    BearerConfigError::HttpClient {
-                        reason: error.to_string(),
-                    }
-                })?),
-            };
+        let client: Arc<dyn HttpClient> = match self.http_client {
+            Some(client) => client,
+            None => Arc::new(
+                ReqwestClient::new().map_err(|error| ConfigError::HttpClient {
+                    reason: error.to_string(),
+                })?,
+            ),
+        };
         Ok(Introspection {
             inner: Arc::new(Inner {
                 url: self.url,
@@ -1013,7 +989,7 @@ mod tests {
                 }
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 let body: &'static [u8] = if active {
-                    br#"{"active":true,"sub":"alice","exp":4102444800}"#
+                    br#"{"active":true,"sub":"alice","aud":"api","exp":4102444800}"#
                 } else {
                     br#"{"active":false}"#
                 };
@@ -1029,6 +1005,7 @@ mod tests {
 
     fn bounded(endpoint: &Arc<FakeEndpoint>) -> IntrospectionBuilder {
         Introspection::builder("https://idp.example/introspect", "id", "secret")
+            .audience("api")
             .http_client(Arc::clone(endpoint) as Arc<dyn HttpClient>)
     }
 
@@ -1174,9 +1151,9 @@ mod tests {
 
     #[test]
     fn bounds_are_checked_at_build() {
-        let build = |builder: IntrospectionBuilder| builder.try_build().err();
-        let base = || Introspection::builder("https://idp.example/i", "id", "s");
-        let zero = |setting| Some(BearerConfigError::InvalidLimit { setting });
+        let build = |builder: IntrospectionBuilder| builder.build().err();
+        let base = || Introspection::builder("https://idp.example/i", "id", "s").audience("api");
+        let zero = |setting| Some(ConfigError::InvalidLimit { setting });
         assert_eq!(build(base().max_concurrent(0)), zero("max_concurrent"));
         assert_eq!(build(base().min_token_bytes(0)), zero("min_token_bytes"));
         assert_eq!(
@@ -1189,14 +1166,14 @@ mod tests {
         );
         assert!(matches!(
             build(base().max_concurrent(100_000)),
-            Some(BearerConfigError::LimitTooLarge {
+            Some(ConfigError::LimitTooLarge {
                 setting: "max_concurrent",
                 ..
             })
         ));
         assert!(matches!(
             build(base().call_budget(1, Duration::MAX)),
-            Some(BearerConfigError::LimitTooLarge {
+            Some(ConfigError::LimitTooLarge {
                 setting: "call_budget",
                 ..
             })
@@ -1218,21 +1195,74 @@ mod tests {
     }
 
     #[test]
+    fn an_audience_is_required_unless_waived_by_name() {
+        let builder = || Introspection::builder("https://idp.example/i", "id", "s");
+        assert_eq!(
+            builder().build().err(),
+            Some(ConfigError::MissingAudience {
+                issuer: "https://idp.example/i".to_owned()
+            })
+        );
+        let waived = builder()
+            .insecure_skip_audience()
+            .build()
+            .expect("audience waived");
+        let answer = serde_json::json!({"active": true, "sub": "a", "aud": "some-other-api"});
+        let Value::Object(answer) = answer else {
+            unreachable!()
+        };
+        assert!(waived.judge(answer, SystemTime::now()).is_ok());
+    }
+
+    #[test]
+    fn exp_and_nbf_forgive_a_minute_of_clock_skew_and_no_more() {
+        let now = SystemTime::now();
+        let seconds = now
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let judge_at = |member: &str, value: u64| {
+            let mut answer = serde_json::json!({"active": true, "sub": "a", "aud": "api"});
+            answer[member] = value.into();
+            let Value::Object(answer) = answer else {
+                unreachable!()
+            };
+            introspection().judge(answer, now).err()
+        };
+        assert_eq!(judge_at("exp", seconds - 30), None);
+        assert_eq!(
+            judge_at("exp", seconds - 90),
+            Some(Refusal::Claim(Failure::Expired))
+        );
+        assert_eq!(judge_at("nbf", seconds + 30), None);
+        assert_eq!(
+            judge_at("nbf", seconds + 90),
+            Some(Refusal::Claim(Failure::NbfFuture))
+        );
+    }
+
+    #[test]
     fn url_rule_and_limits() {
-        let build = |url: &str| Introspection::builder(url, "id", "s").try_build();
+        let build = |url: &str| {
+            Introspection::builder(url, "id", "s")
+                .audience("api")
+                .build()
+        };
         assert!(matches!(
             build("http://idp.example/i"),
-            Err(BearerConfigError::InvalidUrl { .. })
+            Err(ConfigError::InvalidUrl { .. })
         ));
         assert!(build("https://idp.example/i").is_ok());
         assert_eq!(
             Introspection::builder("https://idp.example/i", "", "s")
-                .try_build()
+                .audience("api")
+                .build()
                 .err(),
-            Some(BearerConfigError::MissingIntrospectionClient)
+            Some(ConfigError::MissingIntrospectionClient)
         );
         assert!(
             Introspection::builder("https://idp.example/i", "id", "s")
+                .audience("api")
                 .cache_capacity(0)
                 .build()
                 .is_err()

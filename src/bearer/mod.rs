@@ -66,10 +66,8 @@
 mod authenticator;
 mod cache;
 mod introspection;
-mod keys;
 mod load;
 mod rules;
-mod token;
 
 use std::fmt;
 
@@ -81,11 +79,12 @@ pub use self::authenticator::{BearerAuthenticator, BearerAuthenticatorBuilder};
 #[doc(inline)]
 pub use self::introspection::{Introspection, IntrospectionBuilder, IntrospectionStats};
 #[doc(inline)]
-pub use self::keys::{KeyError, KeySet, KeySetError, KeyType, SkippedKey, VerificationKey};
+pub use self::rules::{IssuerRules, IssuerRulesBuilder};
 #[doc(inline)]
-pub use self::rules::{BearerConfigError, IssuerRules, IssuerRulesBuilder};
-#[doc(inline)]
-pub use jsonwebtoken::Algorithm;
+pub use crate::jwt::{
+    Algorithm, KeyError, KeySet, KeySetError, KeyType, SkippedKey, VerificationKey,
+    select_crypto_backend,
+};
 
 /// Authenticates requests by bearer token; see the [module documentation](self).
 ///
@@ -124,23 +123,5 @@ impl<S> Layer<S> for BearerLayer {
 
     fn layer(&self, inner: S) -> Authentication<S> {
         self.inner.layer(inner)
-    }
-}
-
-#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
-compile_error!(
-    "the `bearer` feature needs a crypto backend: enable `aws-lc-rs` (default) or `rust-crypto`"
-);
-
-/// With both crypto backends compiled in (as `--all-features` does), jsonwebtoken cannot
-/// pick one by itself and would panic when verifying: this chooses aws-lc-rs, the faster.
-///
-/// The bearer layer calls it before it parses any key; call it yourself before using
-/// jsonwebtoken directly in a program that compiles both backends. Installing twice is a
-/// no-op; with one backend it does nothing.
-pub fn select_crypto_backend() {
-    #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
-    {
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     }
 }

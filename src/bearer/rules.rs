@@ -4,11 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::keys::KeySet;
-use super::token::{self, Failure, Unverified};
+use crate::error::ConfigError;
+use crate::jwt::claims::{check_audience, push_strings, push_words, roles_at, time};
+use crate::jwt::token::{self, Failure, Unverified};
+use crate::jwt::{Algorithm, KeySet};
 use crate::remote::{HttpClient, JwksCache, JwksSource};
 
 /// The leeway used when none is set.
@@ -22,107 +23,6 @@ const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest maximum token lifetime that may be set: a credential that lives longer than
 /// a year is not an access token.
 const MAX_MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 60 * 60);
-/// The latest time a time claim may name: 9999-12-31T23:59:59Z.
-const LATEST_TIME: f64 = 253_402_300_799.0;
-
-/// A bearer-token configuration that cannot work, found when it is built.
-///
-/// Reported inside [`ConfigError::Bearer`](crate::ConfigError::Bearer).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BearerConfigError {
-    /// The issuer identifier is empty.
-    #[error("the issuer identifier is empty")]
-    EmptyIssuer,
-    /// No accepted audience was given for an issuer.
-    #[error("issuer `{issuer}` has no accepted audience; add one with `audience(...)`")]
-    MissingAudience {
-        /// The issuer.
-        issuer: String,
-    },
-    /// No keys were given for an issuer.
-    #[error(
-        "issuer `{issuer}` has no keys; add them with `keys(...)`, `jwks_url(...)` or `discover()`"
-    )]
-    MissingKeys {
-        /// The issuer.
-        issuer: String,
-    },
-    /// An allowed algorithm cannot be verified by any of the issuer's keys, or the
-    /// allow-list is empty.
-    #[error("issuer `{issuer}`: algorithm `{alg}` is not verifiable by any of its keys")]
-    AlgorithmWithoutKey {
-        /// The issuer.
-        issuer: String,
-        /// The algorithm (or `(none)` for an empty list).
-        alg: String,
-    },
-    /// The leeway exceeds five minutes.
-    #[error("leeway of {seconds} s exceeds the 300 s maximum")]
-    LeewayTooLarge {
-        /// The leeway asked for, in seconds.
-        seconds: u64,
-    },
-    /// A duration or size setting is zero.
-    #[error("`{setting}` must be greater than zero")]
-    InvalidLimit {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// A duration or size setting is above the largest value it may take.
-    #[error("`{setting}` must be at most {max}")]
-    LimitTooLarge {
-        /// The setting.
-        setting: &'static str,
-        /// The largest accepted value, in the setting's unit (seconds for durations).
-        max: u64,
-    },
-    /// The roles claim path is empty or has an empty segment.
-    #[error("claim path `{path}` is empty or has an empty segment")]
-    InvalidClaimPath {
-        /// The path given.
-        path: String,
-    },
-    /// The authenticator was built without an issuer.
-    #[error("the bearer authenticator has no issuer; add one with `issuer(...)`")]
-    NoIssuer,
-    /// Two issuer configurations have the same issuer identifier.
-    #[error("issuer `{issuer}` is configured twice")]
-    DuplicateIssuer {
-        /// The issuer.
-        issuer: String,
-    },
-    /// More than one key source (`keys`, `jwks_url`, `discover`) was given for an issuer.
-    #[error("issuer `{issuer}` has more than one key source; give exactly one")]
-    ConflictingKeySources {
-        /// The issuer.
-        issuer: String,
-    },
-    /// A JWKS or discovery URL breaks the URL rule: `https`, or `http` only to a loopback
-    /// host unless `insecure_allow_http()`.
-    #[error("URL `{url}` refused: {reason}")]
-    InvalidUrl {
-        /// The URL.
-        url: String,
-        /// Why it was refused.
-        reason: &'static str,
-    },
-    /// The default HTTP client could not be built.
-    #[error("the HTTP client could not be built: {reason}")]
-    HttpClient {
-        /// Why.
-        reason: String,
-    },
-    /// The realm cannot appear in a `WWW-Authenticate` header.
-    #[error("realm `{realm}` must be printable ASCII without `\"` or `\\`")]
-    InvalidRealm {
-        /// The realm given.
-        realm: String,
-    },
-    /// The introspection client id is empty.
-    #[error("the introspection client id is empty")]
-    MissingIntrospectionClient,
-}
 
 /// What tokens from one issuer must satisfy.
 ///
@@ -301,8 +201,8 @@ impl IssuerRules {
         let key = keys
             .select(token.kid.as_deref(), token.alg)
             .map_err(|error| match error {
-                super::keys::SelectError::UnknownKid => Failure::UnknownKid,
-                super::keys::SelectError::AlgorithmNotAllowed => Failure::AlgNotAllowed,
+                crate::jwt::SelectError::UnknownKid => Failure::UnknownKid,
+                crate::jwt::SelectError::AlgorithmNotAllowed => Failure::AlgNotAllowed,
             })?;
         token.verify(key)?;
         self.check_claims(token.claims, now)
@@ -350,7 +250,7 @@ impl IssuerRules {
             Some(Value::String(_)) => return Err(Failure::IssMismatch),
             Some(_) => return Err(Failure::ClaimType),
         }
-        self.check_audience(claims.get("aud"))?;
+        check_audience(&rules.audiences, claims.get("aud"))?;
 
         // RFC 9068 section 2.2: `sub` is required. No `client_id` stands in for it here
         // (introspection answers, where RFC 7662 makes `sub` optional, are another matter).
@@ -388,15 +288,7 @@ impl IssuerRules {
             Some(_) => return Err(Failure::ClaimType),
         }
 
-        let mut roles = Vec::new();
-        if let Some(path) = &rules.roles_claim {
-            match claim_at(&claims, path) {
-                None => {}
-                Some(Value::String(role)) => roles.push(role.clone()),
-                Some(Value::Array(items)) => push_strings(items, &mut roles)?,
-                Some(_) => return Err(Failure::ClaimType),
-            }
-        }
+        let roles = roles_at(&claims, rules.roles_claim.as_deref())?;
 
         Ok(Verified {
             subject,
@@ -406,64 +298,6 @@ impl IssuerRules {
             valid_until: cache_deadline(valid_until, now),
         })
     }
-
-    fn check_audience(&self, aud: Option<&Value>) -> Result<(), Failure> {
-        let accepted = |aud: &str| self.inner.audiences.iter().any(|ok| ok == aud);
-        match aud {
-            None => Err(Failure::MissingClaim),
-            Some(Value::String(aud)) if accepted(aud) => Ok(()),
-            Some(Value::String(_)) => Err(Failure::AudMismatch),
-            Some(Value::Array(items)) => {
-                let mut found = false;
-                for item in items {
-                    let aud = item.as_str().ok_or(Failure::ClaimType)?;
-                    found |= accepted(aud);
-                }
-                if found {
-                    Ok(())
-                } else {
-                    Err(Failure::AudMismatch)
-                }
-            }
-            Some(_) => Err(Failure::ClaimType),
-        }
-    }
-}
-
-/// A numeric time claim: absent is `None`; a JSON number from 0 to the end of year 9999 is
-/// its value; another number is out of range; anything else (a string, a boolean, null)
-/// is a type error.
-fn time(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Failure> {
-    let seconds = match claims.get(name) {
-        None => return Ok(None),
-        Some(Value::Number(n)) => n.as_f64().ok_or(Failure::ClaimType)?,
-        Some(_) => return Err(Failure::ClaimType),
-    };
-    if seconds.is_finite() && (0.0..=LATEST_TIME).contains(&seconds) {
-        Ok(Some(seconds))
-    } else {
-        Err(Failure::TimeOutOfRange)
-    }
-}
-
-pub(super) fn push_words(text: &str, out: &mut Vec<String>) {
-    out.extend(text.split(' ').filter(|w| !w.is_empty()).map(str::to_owned));
-}
-
-pub(super) fn push_strings(items: &[Value], out: &mut Vec<String>) -> Result<(), Failure> {
-    for item in items {
-        out.push(item.as_str().ok_or(Failure::ClaimType)?.to_owned());
-    }
-    Ok(())
-}
-
-pub(super) fn claim_at<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = claims.get(first)?;
-    for segment in rest {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
 }
 
 /// Converts `until` (seconds since the epoch) to the time a cached verification expires,
@@ -655,20 +489,16 @@ impl IssuerRulesBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError::Bearer`](crate::ConfigError::Bearer) for an empty issuer, no
+    /// A [`ConfigError`](crate::ConfigError) for an empty issuer, no
     /// audience, no keys, an algorithm no key can verify, a leeway over 5 minutes, a zero
     /// maximum age, a maximum token lifetime that is zero or over 366 days, or a bad claim
     /// path.
     pub fn build(self) -> Result<IssuerRules, crate::ConfigError> {
-        self.try_build().map_err(crate::ConfigError::from)
-    }
-
-    fn try_build(self) -> Result<IssuerRules, BearerConfigError> {
         if self.issuer.is_empty() {
-            return Err(BearerConfigError::EmptyIssuer);
+            return Err(ConfigError::EmptyIssuer);
         }
         if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
-            return Err(BearerConfigError::MissingAudience {
+            return Err(ConfigError::MissingAudience {
                 issuer: self.issuer,
             });
         }
@@ -676,7 +506,7 @@ impl IssuerRulesBuilder {
             + usize::from(self.jwks_url.is_some())
             + usize::from(self.discover);
         if sources > 1 {
-            return Err(BearerConfigError::ConflictingKeySources {
+            return Err(ConfigError::ConflictingKeySources {
                 issuer: self.issuer,
             });
         }
@@ -707,7 +537,7 @@ impl IssuerRulesBuilder {
                 KeySource::Remote(cache.build()?)
             }
             (None, None) => {
-                return Err(BearerConfigError::MissingKeys {
+                return Err(ConfigError::MissingKeys {
                     issuer: self.issuer,
                 });
             }
@@ -723,13 +553,13 @@ impl IssuerRulesBuilder {
                     KeySource::Remote(_) => REMOTE_ALGORITHMS.to_vec(),
                 };
                 if let Some(alg) = algorithms.iter().find(|alg| !supported.contains(alg)) {
-                    return Err(BearerConfigError::AlgorithmWithoutKey {
+                    return Err(ConfigError::AlgorithmWithoutKey {
                         issuer: self.issuer,
                         alg: format!("{alg:?}"),
                     });
                 }
                 if algorithms.is_empty() {
-                    return Err(BearerConfigError::AlgorithmWithoutKey {
+                    return Err(ConfigError::AlgorithmWithoutKey {
                         issuer: self.issuer,
                         alg: "(none)".to_owned(),
                     });
@@ -738,22 +568,22 @@ impl IssuerRulesBuilder {
             }
         };
         if self.leeway > MAX_LEEWAY {
-            return Err(BearerConfigError::LeewayTooLarge {
+            return Err(ConfigError::LeewayTooLarge {
                 seconds: self.leeway.as_secs(),
             });
         }
         if self.max_token_age.is_some_and(|age| age.is_zero()) {
-            return Err(BearerConfigError::InvalidLimit {
+            return Err(ConfigError::InvalidLimit {
                 setting: "max_token_age",
             });
         }
         if self.max_token_lifetime.is_zero() {
-            return Err(BearerConfigError::InvalidLimit {
+            return Err(ConfigError::InvalidLimit {
                 setting: "max_token_lifetime",
             });
         }
         if self.max_token_lifetime > MAX_MAX_LIFETIME {
-            return Err(BearerConfigError::LimitTooLarge {
+            return Err(ConfigError::LimitTooLarge {
                 setting: "max_token_lifetime",
                 max: MAX_MAX_LIFETIME.as_secs(),
             });
@@ -763,7 +593,7 @@ impl IssuerRulesBuilder {
             Some(path) => {
                 let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
                 if segments.iter().any(String::is_empty) {
-                    return Err(BearerConfigError::InvalidClaimPath { path });
+                    return Err(ConfigError::InvalidClaimPath { path });
                 }
                 Some(segments)
             }

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::client::{HttpResponse, ReqwestClient, content_type_accepted, short};
 use super::{HttpClient, RemoteError, check_url};
-use crate::bearer::{BearerConfigError, KeySet};
+use crate::error::ConfigError;
+use crate::jwt::KeySet;
 
 /// The content types a JWKS may be served with.
 const ACCEPT_JWKS: &[&str] = &["application/jwk-set+json", "application/json"];
@@ -493,10 +494,10 @@ impl JwksCacheBuilder {
     ///
     /// # Errors
     ///
-    /// [`BearerConfigError::InvalidUrl`] for a URL breaking the URL rule,
-    /// [`BearerConfigError::InvalidLimit`] for a zero duration or a minimum refresh over
-    /// 24 h, [`BearerConfigError::HttpClient`] if the default client cannot be built.
-    pub fn build(self) -> Result<Arc<JwksCache>, BearerConfigError> {
+    /// [`ConfigError::InvalidUrl`] for a URL breaking the URL rule,
+    /// [`ConfigError::InvalidLimit`] for a zero duration or a minimum refresh over
+    /// 24 h, [`ConfigError::HttpClient`] if the default client cannot be built.
+    pub fn build(self) -> Result<Arc<JwksCache>, ConfigError> {
         match &self.source {
             JwksSource::Url(url) => {
                 check_url(url, self.allow_http).map_err(RemoteError::into_config_error)?;
@@ -512,11 +513,11 @@ impl JwksCacheBuilder {
             ("jwks_min_refresh", self.min_refresh),
         ] {
             if value.is_zero() {
-                return Err(BearerConfigError::InvalidLimit { setting });
+                return Err(ConfigError::InvalidLimit { setting });
             }
         }
         if self.min_refresh > MAX_REFRESH {
-            return Err(BearerConfigError::InvalidLimit {
+            return Err(ConfigError::InvalidLimit {
                 setting: "jwks_min_refresh",
             });
         }

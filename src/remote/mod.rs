@@ -17,7 +17,8 @@ pub use self::jwks::{JwksCache, JwksCacheBuilder, JwksSource};
 
 use std::net::IpAddr;
 
-use crate::bearer::{BearerConfigError, KeySetError};
+use crate::error::ConfigError;
+use crate::jwt::KeySetError;
 
 /// Why fetching remote material failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,10 +115,10 @@ fn client_short(text: &str) -> String {
 
 impl RemoteError {
     /// The build-time configuration error for a URL that breaks the URL rule.
-    pub(crate) fn into_config_error(self) -> BearerConfigError {
+    pub(crate) fn into_config_error(self) -> ConfigError {
         match self {
-            Self::Url { url, reason } => BearerConfigError::InvalidUrl { url, reason },
-            other => BearerConfigError::HttpClient {
+            Self::Url { url, reason } => ConfigError::InvalidUrl { url, reason },
+            other => ConfigError::HttpClient {
                 reason: other.to_string(),
             },
         }
