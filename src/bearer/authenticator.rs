@@ -55,7 +55,7 @@ impl From<Failure> for CheckError {
 /// the header, the signature with that issuer's keys, and the claims; and answers with a
 /// [`Principal`] whose subject is `sub`, with the token's scopes, roles and claims. Every
 /// failure gets a 401 with a `Bearer` challenge; the precise reason goes to a `tracing`
-/// event (target `portcullis::bearer`, field `reason`).
+/// decision (the rejection's `cause`, in the `portcullis::authenticate` event).
 ///
 /// Requests with no bearer token (or another `Authorization` scheme) are passed on
 /// without a principal. Cloning is a reference-count increment.
@@ -230,24 +230,13 @@ impl BearerAuthenticator {
             Outcome::Refused(Refusal::Claim(failure) | Refusal::Shape(failure)) => {
                 Err(self.refuse(failure))
             }
-            Outcome::Refused(Refusal::Inactive) => {
-                tracing::info!(
-                    target: "portcullis::bearer",
-                    reason = "inactive",
-                    "bearer token refused"
-                );
-                Err(Rejection::new(Reason::InvalidCredentials)
-                    .with_detail("The token is not active.")
-                    .with_challenge(self.challenge_for()))
-            }
-            Outcome::Unavailable(reason) => {
-                tracing::warn!(
-                    target: "portcullis::bearer",
-                    reason,
-                    "bearer token not checked: introspection unavailable"
-                );
-                Err(Rejection::new(Reason::Unavailable).with_retry_after(UNAVAILABLE_RETRY_AFTER))
-            }
+            Outcome::Refused(Refusal::Inactive) => Err(Rejection::new(Reason::InvalidCredentials)
+                .with_cause("inactive")
+                .with_detail("The token is not active.")
+                .with_challenge(self.challenge_for())),
+            Outcome::Unavailable(reason) => Err(Rejection::new(Reason::Unavailable)
+                .with_cause(reason)
+                .with_retry_after(UNAVAILABLE_RETRY_AFTER)),
             // Logged by the introspection, at most once a second: a flood of refusals must
             // not become a flood of events.
             Outcome::Overloaded { retry_after } => {
@@ -272,12 +261,9 @@ impl BearerAuthenticator {
     }
 
     fn unavailable(&self) -> Rejection {
-        tracing::warn!(
-            target: "portcullis::bearer",
-            reason = "keys_unavailable",
-            "bearer token not checked: no usable key set"
-        );
-        Rejection::new(Reason::Unavailable).with_retry_after(UNAVAILABLE_RETRY_AFTER)
+        Rejection::new(Reason::Unavailable)
+            .with_cause("keys_unavailable")
+            .with_retry_after(UNAVAILABLE_RETRY_AFTER)
     }
 
     /// Forgets every cached verification (call it when a key is withdrawn).
@@ -291,13 +277,11 @@ impl BearerAuthenticator {
         Challenge::new("Bearer", self.inner.realm.clone())
     }
 
+    /// Refuses a bad token. The precise failure travels as the rejection's cause, for the
+    /// one decision event (never to the client).
     fn refuse(&self, failure: Failure) -> Rejection {
-        tracing::info!(
-            target: "portcullis::bearer",
-            reason = failure.code(),
-            "bearer token refused"
-        );
         Rejection::new(Reason::InvalidCredentials)
+            .with_cause(failure.code())
             .with_detail(failure.detail())
             .with_challenge(self.challenge_for())
     }
@@ -308,12 +292,8 @@ impl BearerAuthenticator {
         code: &'static str,
         detail: &'static str,
     ) -> Rejection {
-        tracing::info!(
-            target: "portcullis::bearer",
-            reason = code,
-            "bearer request refused"
-        );
         Rejection::new(reason)
+            .with_cause(code)
             .with_detail(detail)
             .with_challenge(self.challenge_for())
     }
