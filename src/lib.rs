@@ -10,7 +10,7 @@ mod principal;
 mod rejection;
 #[cfg(any(feature = "authz", feature = "validate"))]
 mod route;
-mod trace;
+mod text;
 
 #[cfg(feature = "api-key")]
 mod secret;

@@ -184,7 +184,7 @@ macro_rules! decision_event {
             subject = d.principal.map(Principal::subject),
             auth_method = d.principal.map(|p| p.auth_method().name()),
             http.method = %d.method,
-            http.path = crate::trace::bounded(d.path),
+            http.path = crate::text::bounded(d.path),
             elapsed_us = u64::try_from(d.elapsed.as_micros()).unwrap_or(u64::MAX),
             $message
         )

@@ -271,7 +271,7 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 /// Appends `value` as an RFC 9110 quoted-string, dropping characters a header cannot carry.
 fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
-    for c in truncate(value, MAX_PARAM_BYTES).chars() {
+    for c in crate::text::truncate(value, MAX_PARAM_BYTES).chars() {
         match c {
             '"' | '\\' => {
                 out.push('\\');
@@ -295,17 +295,6 @@ pub(crate) fn valid_realm(realm: &str) -> bool {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 /// A refused request: the reason, what the client is told, and how they may retry.
 ///
 /// Layers answer with a rejection instead of calling the service; the configured
@@ -363,9 +352,9 @@ impl Violation {
     pub fn new(location: &'static str, pointer: &str, keyword: &str, message: &str) -> Self {
         Self {
             location,
-            pointer: truncate(pointer, MAX_PARAM_BYTES).to_owned(),
-            keyword: truncate(keyword, 64).to_owned(),
-            message: truncate(message, MAX_VIOLATION_MESSAGE_BYTES).to_owned(),
+            pointer: crate::text::truncate(pointer, MAX_PARAM_BYTES).to_owned(),
+            keyword: crate::text::truncate(keyword, 64).to_owned(),
+            message: crate::text::truncate(message, MAX_VIOLATION_MESSAGE_BYTES).to_owned(),
         }
     }
 
@@ -473,8 +462,8 @@ impl Rejection {
         }
         let detail = detail.into();
         self.detail = match detail {
-            Cow::Borrowed(text) => Cow::Borrowed(truncate(text, MAX_DETAIL_BYTES)),
-            Cow::Owned(text) => Cow::Owned(truncate(&text, MAX_DETAIL_BYTES).to_owned()),
+            Cow::Borrowed(text) => Cow::Borrowed(crate::text::truncate(text, MAX_DETAIL_BYTES)),
+            Cow::Owned(text) => Cow::Owned(crate::text::truncate(&text, MAX_DETAIL_BYTES).to_owned()),
         };
         self
     }

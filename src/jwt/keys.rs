@@ -669,7 +669,7 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 
 /// Cuts text from a key document to a length fit for an error message.
 fn short(text: &str) -> String {
-    text.chars().take(64).collect()
+    crate::text::truncate(text, 64).to_owned()
 }
 
 #[cfg(test)]

@@ -278,12 +278,9 @@ pub(crate) fn max_age(value: &str) -> Option<Duration> {
 }
 
 /// At most 200 bytes of `text`, on a character boundary, for error messages.
+/// Remote-derived `text`, cut to keep in an error.
 pub(crate) fn short(text: &str) -> String {
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    crate::text::truncate(text, 200).to_owned()
 }
 
 #[cfg(test)]
