@@ -463,7 +463,9 @@ impl Rejection {
         let detail = detail.into();
         self.detail = match detail {
             Cow::Borrowed(text) => Cow::Borrowed(crate::text::truncate(text, MAX_DETAIL_BYTES)),
-            Cow::Owned(text) => Cow::Owned(crate::text::truncate(&text, MAX_DETAIL_BYTES).to_owned()),
+            Cow::Owned(text) => {
+                Cow::Owned(crate::text::truncate(&text, MAX_DETAIL_BYTES).to_owned())
+            }
         };
         self
     }

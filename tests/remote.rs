@@ -54,11 +54,14 @@ struct Fault {
 struct Server {
     state: Arc<Fault>,
     base: String,
+    /// Serve through this client instead of over TCP (tests that run on tokio's paused
+    /// clock, where a real socket would let timers fire while it waits).
+    in_process: Option<Arc<dyn HttpClient>>,
 }
 
 impl Server {
-    async fn start(mode: Mode, keys: Vec<Value>) -> Self {
-        let state = Arc::new(Fault {
+    fn state(mode: Mode, keys: Vec<Value>) -> Arc<Fault> {
+        Arc::new(Fault {
             mode: Mutex::new(mode),
             keys: Mutex::new(keys),
             max_age: Mutex::new(None),
@@ -67,7 +70,24 @@ impl Server {
             discovery_issuer: Mutex::new(None),
             oidc_missing: Mutex::new(false),
             slow: Mutex::new(Duration::from_secs(5)),
-        });
+        })
+    }
+
+    /// The same faults answered in the process, through an [`HttpClient`] of their own.
+    fn in_process(mode: Mode, keys: Vec<Value>) -> Self {
+        let state = Self::state(mode, keys);
+        let base = "http://127.0.0.1:9".to_owned();
+        *state.base.lock().unwrap() = base.clone();
+        let client: Arc<dyn HttpClient> = Arc::new(InProcess(state.clone()));
+        Self {
+            state,
+            base,
+            in_process: Some(client),
+        }
+    }
+
+    async fn start(mode: Mode, keys: Vec<Value>) -> Self {
+        let state = Self::state(mode, keys);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -77,7 +97,19 @@ impl Server {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { state, base }
+        Self {
+            state,
+            base,
+            in_process: None,
+        }
+    }
+
+    /// The client to fetch with: over TCP with a `timeout_ms` bound, or in the process.
+    fn client(&self, timeout_ms: u64) -> Arc<dyn HttpClient> {
+        match &self.in_process {
+            Some(client) => client.clone(),
+            None => client(timeout_ms),
+        }
     }
 
     fn url(&self) -> String {
@@ -175,6 +207,60 @@ async fn handle(State(state): State<Arc<Fault>>, uri: Uri) -> Response<Body> {
     }
 }
 
+/// Answers like the TCP server, for the modes that need no HTTP machinery. A slow answer
+/// waits out the client timeout an HTTP client would have (1.5 s, on tokio's clock) and
+/// fails as a timeout.
+struct InProcess(Arc<Fault>);
+
+impl HttpClient for InProcess {
+    fn get(&self, url: &str, _accept: &[&str]) -> portcullis::remote::HttpFuture<'_> {
+        let path = url
+            .strip_prefix("http://127.0.0.1:9")
+            .unwrap_or(url)
+            .to_owned();
+        Box::pin(async move {
+            let state = &self.0;
+            if path == "/jwks" {
+                state.hits.fetch_add(1, Ordering::SeqCst);
+            }
+            let mode = *state.mode.lock().unwrap();
+            let keys = state.keys.lock().unwrap().clone();
+            let max_age = *state.max_age.lock().unwrap();
+            let good = json!({ "keys": keys }).to_string();
+            let (status, content_type, body) = match (path.as_str(), mode) {
+                ("/jwks", Mode::Good) => (200, "application/jwk-set+json", good),
+                ("/jwks", Mode::Down) => (503, "text/plain", "down".to_owned()),
+                ("/jwks", Mode::Slow) => {
+                    let slow = *state.slow.lock().unwrap();
+                    tokio::time::sleep(slow.min(Duration::from_millis(1500))).await;
+                    return Err(RemoteError::Timeout);
+                }
+                ("/jwks", Mode::Garbage) => (200, "application/json", "not json".to_owned()),
+                ("/jwks", Mode::Empty) => (200, "application/json", r#"{"keys":[]}"#.to_owned()),
+                ("/jwks", Mode::Html) => (200, "text/html", "<html>login</html>".to_owned()),
+                ("/jwks", other) => panic!("{other:?} needs the TCP server"),
+                _ => (404, "text/plain", "not found".to_owned()),
+            };
+            Ok(portcullis::remote::HttpResponse {
+                status,
+                content_type: Some(content_type.to_owned()),
+                cache_control_max_age: max_age.map(Duration::from_secs),
+                body: Bytes::from(body),
+            })
+        })
+    }
+
+    fn post_form(
+        &self,
+        _: &str,
+        _: &[(&str, &str)],
+        _: Option<(&str, &str)>,
+        _: &[&str],
+    ) -> portcullis::remote::HttpFuture<'_> {
+        Box::pin(async { Err(RemoteError::Timeout) })
+    }
+}
+
 fn jwk(signer: &Signer, kid: &str) -> Value {
     portcullis::bearer::select_crypto_backend();
     let mut value =
@@ -197,11 +283,11 @@ fn client(timeout_ms: u64) -> Arc<dyn HttpClient> {
     )
 }
 
-fn rules_for(url: &str, timeout_ms: u64) -> IssuerRules {
+fn rules_for(server: &Server, timeout_ms: u64) -> IssuerRules {
     IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
-        .jwks_url(url)
-        .http_client(client(timeout_ms))
+        .jwks_url(server.url())
+        .http_client(server.client(timeout_ms))
         .jwks_cooldown(Duration::from_millis(200))
         .build()
         .expect("rules")
@@ -249,7 +335,7 @@ async fn send(auth: &BearerAuthenticator, token: &str) -> (StatusCode, Option<St
     (response.status(), retry)
 }
 
-/// Waits (at most 5 s) for `condition`.
+/// Waits (at most 5 s, on tokio's clock: virtual in paused-clock tests) for `condition`.
 async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
     for _ in 0..250 {
         if condition() {
@@ -261,7 +347,7 @@ async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
 }
 
 async fn ready_authenticator(server: &Server) -> (IssuerRules, BearerAuthenticator) {
-    let rules = rules_for(&server.url(), 300);
+    let rules = rules_for(&server, 300);
     let auth = authenticator(&rules);
     assert!(
         wait_for(|| auth.is_ready()).await,
@@ -270,10 +356,10 @@ async fn ready_authenticator(server: &Server) -> (IssuerRules, BearerAuthenticat
     (rules, auth)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn down_at_start_gives_503_then_recovers() {
-    let server = Server::start(Mode::Down, good_keys()).await;
-    let rules = rules_for(&server.url(), 300);
+    let server = Server::in_process(Mode::Down, good_keys());
+    let rules = rules_for(&server, 300);
     let auth = authenticator(&rules);
     assert!(wait_for(|| server.hits() >= 1).await);
     let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "alice")).await;
@@ -297,9 +383,9 @@ async fn down_at_start_gives_503_then_recovers() {
     assert!(auth.is_ready());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn down_after_a_good_fetch_keeps_the_stale_keys() {
-    let server = Server::start(Mode::Good, good_keys()).await;
+    let server = Server::in_process(Mode::Good, good_keys());
     let (rules, auth) = ready_authenticator(&server).await;
     assert_eq!(
         send(&auth, &token(&rsa(), "rsa-1", "a")).await.0,
@@ -313,7 +399,7 @@ async fn down_after_a_good_fetch_keeps_the_stale_keys() {
         Err(RemoteError::Status { status: 503 })
     ));
     // An unknown kid also triggers a (failing) refetch; the good keys stay.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::advance(Duration::from_millis(250)).await;
     let before = server.hits();
     assert_eq!(
         send(&auth, &token(&rsa(), "nope", "a")).await.0,
@@ -333,13 +419,13 @@ async fn down_after_a_good_fetch_keeps_the_stale_keys() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_stale_bounds_the_stale_keys() {
-    let server = Server::start(Mode::Good, good_keys()).await;
+    let server = Server::in_process(Mode::Good, good_keys());
     let rules = IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
         .jwks_url(server.url())
-        .http_client(client(300))
+        .http_client(server.client(300))
         .jwks_cooldown(Duration::from_millis(200))
         .max_stale(Duration::from_millis(400))
         .build()
@@ -353,15 +439,15 @@ async fn max_stale_bounds_the_stale_keys() {
     assert_eq!(retry.as_deref(), Some("5"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_slow_server_does_not_hold_up_requests_with_cached_keys() {
-    let server = Server::start(Mode::Good, good_keys()).await;
+    let server = Server::in_process(Mode::Good, good_keys());
     *server.state.slow.lock().unwrap() = Duration::from_secs(4);
-    let rules = rules_for(&server.url(), 1500);
+    let rules = rules_for(&server, 1500);
     let auth = authenticator(&rules);
     assert!(wait_for(|| auth.is_ready()).await);
     server.set_mode(Mode::Slow);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::advance(Duration::from_millis(250)).await;
 
     // This one waits for a refetch that times out.
     let waiting = {
@@ -409,7 +495,7 @@ async fn bad_answers_are_failed_fetches() {
 
         // With nothing loaded: 503.
         let server = Server::start(mode, good_keys()).await;
-        let rules = rules_for(&server.url(), 300);
+        let rules = rules_for(&server, 300);
         let auth = authenticator(&rules);
         assert!(wait_for(|| server.hits() >= 1).await, "{mode:?}");
         let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "a")).await;
@@ -422,7 +508,7 @@ async fn bad_answers_are_failed_fetches() {
 #[tokio::test]
 async fn specific_failure_kinds() {
     let server = Server::start(Mode::Html, good_keys()).await;
-    let rules = rules_for(&server.url(), 300);
+    let rules = rules_for(&server, 300);
     let jwks = rules.jwks().expect("remote").clone();
     assert!(matches!(
         jwks.refresh_now().await,
@@ -466,11 +552,11 @@ async fn a_set_with_some_bad_keys_uses_the_good_ones() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_flood_of_unknown_kids_fetches_at_most_twice() {
-    let server = Server::start(Mode::Good, good_keys()).await;
+    let server = Server::in_process(Mode::Good, good_keys());
     let (_rules, auth) = ready_authenticator(&server).await;
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::advance(Duration::from_millis(250)).await;
     let before = server.hits();
     let kids = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
     let tasks: Vec<_> = (0..200)
@@ -487,14 +573,14 @@ async fn a_flood_of_unknown_kids_fetches_at_most_twice() {
     assert!((1..=2).contains(&fetched), "{fetched} fetches");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn many_requests_at_expiry_fetch_once() {
-    let server = Server::start(Mode::Good, good_keys()).await;
+    let server = Server::in_process(Mode::Good, good_keys());
     *server.state.max_age.lock().unwrap() = Some(0);
     let rules = IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
         .jwks_url(server.url())
-        .http_client(client(300))
+        .http_client(server.client(300))
         .jwks_cooldown(Duration::from_millis(200))
         .jwks_min_refresh(Duration::from_secs(2))
         .build()
@@ -503,7 +589,7 @@ async fn many_requests_at_expiry_fetch_once() {
     assert!(wait_for(|| auth.is_ready()).await);
     assert_eq!(server.hits(), 1);
     // Just past expiry (max-age 0, clamped up to the 2 s minimum).
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::advance(Duration::from_millis(2100)).await;
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let auth = auth.clone();
@@ -514,14 +600,14 @@ async fn many_requests_at_expiry_fetch_once() {
     for task in tasks {
         assert_eq!(task.await.expect("task"), StatusCode::OK);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::advance(Duration::from_millis(300)).await;
     assert_eq!(server.hits(), 2, "one refresh at expiry");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn key_rotation_is_picked_up_by_one_refetch() {
-    let server = Server::start(Mode::Good, vec![jwk(&rsa(), "rsa-1")]).await;
-    let rules = rules_for(&server.url(), 300);
+    let server = Server::in_process(Mode::Good, vec![jwk(&rsa(), "rsa-1")]);
+    let rules = rules_for(&server, 300);
     // With the token cache on: entries verified with a removed key must go.
     let auth = BearerAuthenticator::new(rules.clone());
     assert!(wait_for(|| auth.is_ready()).await);
@@ -530,7 +616,7 @@ async fn key_rotation_is_picked_up_by_one_refetch() {
     assert_eq!(send(&auth, &old).await.0, StatusCode::OK);
 
     server.set_keys(vec![jwk(&rsa(), "rsa-1"), jwk(&rsa_other(), "rsa-2")]);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::advance(Duration::from_millis(250)).await;
     let before = server.hits();
     let new = token(&rsa_other(), "rsa-2", "new");
     assert_eq!(send(&auth, &new).await.0, StatusCode::OK);
@@ -553,7 +639,7 @@ async fn key_rotation_is_picked_up_by_one_refetch() {
 #[tokio::test]
 async fn redirects_to_another_origin_are_refused() {
     let server = Server::start(Mode::RedirectOther, good_keys()).await;
-    let rules = rules_for(&server.url(), 300);
+    let rules = rules_for(&server, 300);
     let jwks = rules.jwks().expect("remote").clone();
     assert!(matches!(
         jwks.refresh_now().await,
@@ -578,7 +664,7 @@ async fn redirects_to_another_origin_are_refused() {
 async fn responses_over_the_cap_are_refused() {
     for mode in [Mode::Huge, Mode::HugeChunked] {
         let server = Server::start(mode, good_keys()).await;
-        let rules = rules_for(&server.url(), 2000);
+        let rules = rules_for(&server, 2000);
         let jwks = rules.jwks().expect("remote").clone();
         assert!(
             matches!(jwks.refresh_now().await, Err(RemoteError::TooLarge { .. })),
@@ -653,7 +739,7 @@ fn url_rule_and_key_sources_are_checked_at_build_time() {
 fn no_runtime_no_panic() {
     // Built outside any runtime: nothing starts, a request-less check says not ready,
     // and verifying is a 503, not a panic.
-    let rules = rules_for("http://127.0.0.1:9/jwks", 300);
+    let rules = rules_for(&Server::in_process(Mode::Good, good_keys()), 300);
     let auth = authenticator(&rules);
     assert!(!auth.is_ready());
     let rejection = auth
@@ -709,13 +795,13 @@ async fn discovery_finds_the_jwks() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cached_verifications_do_not_outlive_max_stale() {
-    let server = Server::start(Mode::Good, good_keys()).await;
+    let server = Server::in_process(Mode::Good, good_keys());
     let rules = IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
         .jwks_url(server.url())
-        .http_client(client(300))
+        .http_client(server.client(300))
         .jwks_cooldown(Duration::from_millis(200))
         .max_stale(Duration::from_millis(400))
         .build()

@@ -188,4 +188,3 @@ pub fn authenticator() -> BearerAuthenticator {
         .build()
         .expect("authenticator")
 }
-
