@@ -1,12 +1,12 @@
-//! Reading an OpenAPI 3.0.x or 3.1.x document into the list of operations that the
-//! validation layer compiles into JSON Schema validators and the authorization layer turns
-//! into route rules.
+//! Reading an OpenAPI 3.0.x or 3.1.x document ([`OpenApiSpec`]) into the list of operations
+//! that the validation layer compiles into JSON Schema validators and the authorization layer
+//! turns into route rules.
 //!
-//! [`parse`] takes the text of one document (JSON when it starts with `{` and parses as
-//! JSON, YAML otherwise) and returns a [`Document`]: for every operation its method, its
+//! `parse` takes the text of one document (JSON when it starts with `{` and parses as
+//! JSON, YAML otherwise) and returns a `Document`: for every operation its method, its
 //! path template as written (`/pets/{petId}`, the syntax `matchit` uses), its parameters
 //! (path-item level merged with operation level), the media types of its request body, and
-//! its effective [`Security`]. The document is read on its own: nothing is ever fetched.
+//! its effective `Security`. The document is read on its own: nothing is ever fetched.
 //! This module transforms data; it validates no request.
 //!
 //! # Schemas
@@ -19,12 +19,12 @@
 //! schema; every schema of one operation embeds the same set, so they can be merged into
 //! one root keeping any one's `components`.
 //!
-//! - OpenAPI 3.0 schemas are turned into JSON Schema Draft 4 ([`SchemaDialect::Draft4`]):
+//! - OpenAPI 3.0 schemas are turned into JSON Schema Draft 4 (`SchemaDialect::Draft4`):
 //!   `nullable: true` next to `type: T` becomes `type: [T, "null"]` (and adds `null` to an
 //!   `enum`); `nullable` is removed; a schema whose root is a `$ref` is wrapped in
 //!   `allOf`, because Draft 4 ignores the siblings of `$ref`. Boolean
 //!   `exclusiveMinimum`/`exclusiveMaximum` are already Draft 4 and stay.
-//! - OpenAPI 3.1 schemas are JSON Schema 2020-12 ([`SchemaDialect::Draft202012`]) and stay
+//! - OpenAPI 3.1 schemas are JSON Schema 2020-12 (`SchemaDialect::Draft202012`) and stay
 //!   as they are, boolean schemas included.
 //! - In both, a property marked `readOnly: true` (directly, or on the schema its `$ref`
 //!   names) is removed from its parent's `required`: a request need not send it.
@@ -54,9 +54,9 @@
 //! # Not supported
 //!
 //! - External references (`other.yaml#/Pet`, URLs): refused with
-//!   [`OpenApiError::UnresolvedRef`], never fetched.
+//!   `OpenApiError::UnresolvedRef`, never fetched.
 //! - Schema `$ref`s outside `#/components/schemas` (for example to a parameter's schema
-//!   or into `#/paths`): refused with [`OpenApiError::Invalid`].
+//!   or into `#/paths`): refused with `OpenApiError::Invalid`.
 //! - `servers`: their base paths are not prefixed to the path templates.
 //! - `webhooks`, `callbacks`, `responses`, `links`, `examples`: not read.
 //! - Parameter serialization (`style`, `explode`, `allowReserved`, `allowEmptyValue`): not
@@ -69,14 +69,19 @@
 //!   flows declare.
 //! - In 3.1: a `jsonSchemaDialect` other than the OpenAPI base dialect or 2020-12, and
 //!   `$id` in schemas (which would change what the references inside them mean once
-//!   embedded), are refused with [`OpenApiError::Invalid`]; `$dynamicRef` is passed to
+//!   embedded), are refused with `OpenApiError::Invalid`; `$dynamicRef` is passed to
 //!   the validator unchecked, and anchors declared outside `components.schemas` are not
 //!   found.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
 use http::Method;
 use serde_json::{Map, Value, json};
+
+use crate::error::ConfigError;
 
 /// How deeply schemas may nest, and how many Reference Objects a chain may follow, before
 /// the document is refused.
@@ -142,6 +147,70 @@ pub(crate) fn parse(text: &str) -> Result<Document, OpenApiError> {
     })
 }
 
+/// A loaded OpenAPI 3.0 or 3.1 document, to drive validation
+/// ([`ValidationRulesBuilder::openapi`](crate::validate::ValidationRulesBuilder::openapi),
+/// feature `validate`) and authorization
+/// ([`RouteRulesBuilder::openapi_security`](crate::authz::RouteRulesBuilder::openapi_security),
+/// features `authz` and `openapi`).
+///
+/// Only the document itself is read: external `$ref`s are refused, never fetched.
+#[derive(Clone)]
+pub struct OpenApiSpec {
+    document: Arc<Document>,
+}
+
+impl fmt::Debug for OpenApiSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenApiSpec")
+            .field("dialect", &self.document.dialect)
+            .field("operations", &self.document.operations.len())
+            .finish()
+    }
+}
+
+impl OpenApiSpec {
+    /// Parses a document given as JSON or YAML text.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidOpenApi`] when the text is not an OpenAPI 3.0/3.1 document we
+    /// can use, with a JSON pointer to the problem.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let document = parse(text).map_err(|error| ConfigError::InvalidOpenApi {
+            reason: error.to_string(),
+        })?;
+        Ok(Self {
+            document: Arc::new(document),
+        })
+    }
+
+    /// Reads and parses a document file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidOpenApi`] when the file cannot be read or parsed.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::InvalidOpenApi {
+            reason: format!("cannot read {}: {error}", path.display()),
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Every operation of the document, sorted by path template, then method: what the
+    /// validation and authorization layers turn into route rules.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
+    pub(crate) fn operations(&self) -> &[Operation] {
+        &self.document.operations
+    }
+
+    /// The dialect every schema of [`OpenApiSpec::operations`] is written in.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Read by validation rules.
+    pub(crate) fn dialect(&self) -> SchemaDialect {
+        self.document.dialect
+    }
+}
+
 /// The JSON Schema dialect every schema of a [`Document`] is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SchemaDialect {
@@ -164,16 +233,20 @@ pub(crate) struct Document {
 #[derive(Debug, Clone)]
 pub(crate) struct Operation {
     /// One of GET, PUT, POST, DELETE, OPTIONS, HEAD, PATCH, TRACE.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) method: Method,
     /// The path template as written in the document, e.g. `/pets/{petId}`.
     pub(crate) path: String,
     /// The `operationId`, when there is one.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Read by validation rules.
     pub(crate) operation_id: Option<String>,
     /// The path item's parameters merged with the operation's; the operation's win on the
     /// same name and location. `Accept`, `Content-Type` and `Authorization` headers are
     /// left out.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Read by validation rules.
     pub(crate) parameters: Vec<Parameter>,
     /// The request body, when the operation declares one.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Read by validation rules.
     pub(crate) body: Option<RequestBody>,
     /// The effective security: the operation's own, else the document's.
     #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Read by authorization rules.
@@ -213,6 +286,7 @@ pub(crate) struct Parameter {
     /// Where the parameter is sent.
     pub(crate) location: Location,
     /// Whether the request must carry it; always true for path parameters.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Read by validation rules.
     pub(crate) required: bool,
     /// The parameter's schema as a self-contained root (see the module documentation).
     pub(crate) schema: Option<Value>,
@@ -222,6 +296,7 @@ pub(crate) struct Parameter {
 #[derive(Debug, Clone)]
 pub(crate) struct RequestBody {
     /// Whether the request must carry a body.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Read by validation rules.
     pub(crate) required: bool,
     /// The accepted media types, sorted by name.
     pub(crate) content: Vec<MediaType>,
