@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use super::json_limits::JsonLimits;
 use super::schema::{Coercion, CompiledSchema, Dialect, property_coercions};
 use crate::error::ConfigError;
-use crate::openapi::{self, Location, OpenApiSpec, SchemaDialect};
+use crate::openapi::OpenApiSpec;
+use crate::openapi::model::{Location, Operation, Parameter, SchemaDialect};
 use crate::route::RouteTable;
 
 /// What to validate on one route: a JSON Schema for the body, and object schemas for the
@@ -464,7 +465,7 @@ fn parameters(
 
 fn compile_operation(
     rule: &str,
-    operation: &openapi::Operation,
+    operation: &Operation,
     dialect: SchemaDialect,
 ) -> Result<RouteSchemas, ConfigError> {
     let dialect = match dialect {
@@ -477,7 +478,7 @@ fn compile_operation(
         (Location::Header, "header", None),
     ];
     for (location, _, object) in &mut locations {
-        let declared: Vec<&openapi::Parameter> = operation
+        let declared: Vec<&Parameter> = operation
             .parameters
             .iter()
             .filter(|parameter| parameter.location == *location)
@@ -520,7 +521,7 @@ fn compile_operation(
 
 /// One object schema over separately declared parameters, with the document's components
 /// moved to its root so `$ref`s inside the parameter schemas still resolve.
-fn parameters_object(declared: &[&openapi::Parameter]) -> Value {
+fn parameters_object(declared: &[&Parameter]) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     let mut components = None;
