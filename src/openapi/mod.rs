@@ -1,13 +1,99 @@
-//! Reading an OpenAPI 3.0.x or 3.1.x document ([`OpenApiSpec`]) into the list of operations
-//! that the validation layer compiles into JSON Schema validators and the authorization layer
-//! turns into route rules.
+//! OpenAPI 3.0.x and 3.1.x documents, read once into the operations that the validation
+//! layer compiles into JSON Schema validators and the authorization layer turns into route
+//! rules.
 //!
-//! `parse` takes the text of one document (JSON when it starts with `{` and parses as
-//! JSON, YAML otherwise) and returns a `Document`: for every operation its method, its
-//! path template as written (`/pets/{petId}`, the syntax `matchit` uses), its parameters
-//! (path-item level merged with operation level), the media types of its request body, and
-//! its effective `Security`. The document is read on its own: nothing is ever fetched.
-//! This module transforms data; it validates no request.
+//! [`OpenApiSpec::parse`] takes the text of one document (JSON when it starts with `{` and
+//! parses as JSON, YAML otherwise; [`OpenApiSpec::from_file`] reads a file) and keeps, for
+//! every operation, its method, its path template as written (`/pets/{petId}`, the syntax
+//! axum and `matchit` use), its parameters (path-item level merged with operation level),
+//! the media types of its request body, and its effective security requirements. The
+//! document is read on its own: nothing is ever fetched. This module transforms data; it
+//! validates no request. Hand the spec to
+//! [`ValidationRulesBuilder::openapi`](crate::validate::ValidationRulesBuilder::openapi)
+//! (feature `validate`, which enables `openapi`) and to
+//! [`RouteRulesBuilder::openapi_security`](crate::authz::RouteRulesBuilder::openapi_security)
+//! (features `authz` and `openapi`; `validate` is not needed). A document that cannot be used
+//! is a [`ConfigError::InvalidOpenApi`] naming the problem, with a JSON pointer to it.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::{delete, post}};
+//! use http::{Request, StatusCode};
+//! use portcullis::authz::{AuthorizeLayer, RouteRules, deny};
+//! use portcullis::openapi::OpenApiSpec;
+//! use portcullis::validate::{ValidateLayer, ValidationRules};
+//! use tower::ServiceExt;
+//!
+//! # #[cfg(all(feature = "authz", feature = "validate"))]
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = OpenApiSpec::parse(r#"
+//! openapi: 3.1.0
+//! info: {title: Orders, version: "1.0"}
+//! paths:
+//!   /orders:
+//!     post:
+//!       security: []
+//!       requestBody:
+//!         required: true
+//!         content:
+//!           application/json:
+//!             schema:
+//!               type: object
+//!               required: [quantity]
+//!               properties:
+//!                 quantity: {type: integer, minimum: 1}
+//!   /orders/{id}:
+//!     delete:
+//!       security: [{oauth: ["orders:write"]}]
+//!       parameters: [{name: id, in: path, required: true, schema: {type: integer}}]
+//! components:
+//!   securitySchemes:
+//!     oauth:
+//!       type: oauth2
+//!       flows:
+//!         clientCredentials:
+//!           tokenUrl: https://id.example.com/token
+//!           scopes: {"orders:write": change orders}
+//! "#)?;
+//!
+//! let validation = ValidationRules::builder().openapi(&spec).build()?;
+//! let authorization = RouteRules::builder().openapi_security(&spec).unmatched(deny()).build()?;
+//! let app = Router::new()
+//!     .route("/orders", post(|| async { "created" }))
+//!     .route("/orders/{id}", delete(|| async { "deleted" }))
+//!     .layer(ValidateLayer::new(validation))
+//!     .layer(AuthorizeLayer::new(authorization));
+//!
+//! let order = |body: &'static str| {
+//!     Request::post("/orders")
+//!         .header("content-type", "application/json")
+//!         .body(Body::from(body))
+//! };
+//! // `security: []`: anyone may order, but only what the schema allows.
+//! assert_eq!(app.clone().oneshot(order(r#"{"quantity": 2}"#)?).await?.status(), StatusCode::OK);
+//! assert_eq!(app.clone().oneshot(order(r#"{"quantity": 0}"#)?).await?.status(), StatusCode::BAD_REQUEST);
+//! // The OAuth 2.0 requirement needs a caller holding `orders:write`.
+//! let cancel = Request::delete("/orders/7").body(Body::empty())?;
+//! assert_eq!(app.oneshot(cancel).await?.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "authz", feature = "validate")))] fn main() {}
+//! ```
+//!
+//! # Why `serde_json::Value`, and not an OpenAPI model crate
+//!
+//! The document is read from a [`serde_json::Value`] by hand, on purpose; please do not
+//! "fix" this by adopting `openapiv3` or `oas3`:
+//!
+//! - `openapiv3` reads OpenAPI 3.0.x only (3.1 was an incompatible change), and `oas3` reads
+//!   3.1.x only. Supporting both versions would take both crates and two code paths.
+//! - Both turn schemas into typed structs. This module's main job is the opposite: handing
+//!   `jsonschema` raw `Value`s with every keyword preserved (including the ones those structs
+//!   do not model), after the few rewrites below. Typed schemas would have to be converted
+//!   back into `Value`s, losing what they do not model.
+//! - What they would replace is the part that reads parameters, request bodies and security
+//!   requirements (about 400 lines); none of the schema conversion, reference checking or
+//!   component embedding.
 //!
 //! # Schemas
 //!
@@ -19,12 +105,12 @@
 //! schema; every schema of one operation embeds the same set, so they can be merged into
 //! one root keeping any one's `components`.
 //!
-//! - OpenAPI 3.0 schemas are turned into JSON Schema Draft 4 (`SchemaDialect::Draft4`):
+//! - OpenAPI 3.0 schemas are turned into JSON Schema Draft 4:
 //!   `nullable: true` next to `type: T` becomes `type: [T, "null"]` (and adds `null` to an
 //!   `enum`); `nullable` is removed; a schema whose root is a `$ref` is wrapped in
 //!   `allOf`, because Draft 4 ignores the siblings of `$ref`. Boolean
 //!   `exclusiveMinimum`/`exclusiveMaximum` are already Draft 4 and stay.
-//! - OpenAPI 3.1 schemas are JSON Schema 2020-12 (`SchemaDialect::Draft202012`) and stay
+//! - OpenAPI 3.1 schemas are JSON Schema 2020-12 and stay
 //!   as they are, boolean schemas included.
 //! - In both, a property marked `readOnly: true` (directly, or on the schema its `$ref`
 //!   names) is removed from its parent's `required`: a request need not send it.
@@ -53,10 +139,10 @@
 //!
 //! # Not supported
 //!
-//! - External references (`other.yaml#/Pet`, URLs): refused with
-//!   `OpenApiError::UnresolvedRef`, never fetched.
+//! - External references (`other.yaml#/Pet`, URLs): refused as references that
+//!   do not resolve, never fetched.
 //! - Schema `$ref`s outside `#/components/schemas` (for example to a parameter's schema
-//!   or into `#/paths`): refused with `OpenApiError::Invalid`.
+//!   or into `#/paths`): refused.
 //! - `servers`: their base paths are not prefixed to the path templates.
 //! - `webhooks`, `callbacks`, `responses`, `links`, `examples`: not read.
 //! - Parameter serialization (`style`, `explode`, `allowReserved`, `allowEmptyValue`): not
@@ -69,19 +155,19 @@
 //!   flows declare.
 //! - In 3.1: a `jsonSchemaDialect` other than the OpenAPI base dialect or 2020-12, and
 //!   `$id` in schemas (which would change what the references inside them mean once
-//!   embedded), are refused with `OpenApiError::Invalid`; `$dynamicRef` is passed to
+//!   embedded), are refused; `$dynamicRef` is passed to
 //!   the validator unchecked, and anchors declared outside `components.schemas` are not
 //!   found.
 
-mod error;
-pub(crate) mod model;
-mod pointer;
-mod reader;
-mod refs;
-mod schema;
-mod security;
+mod error; // OpenApiError
+pub(crate) mod model; // what the layers read: operations, parameters, bodies, security
+mod pointer; // JSON pointers and `$ref` fragments
+mod reader; // paths, operations, parameters, request bodies
+mod refs; // Reference Objects, schema `$ref`s and anchors, component embedding
+mod schema; // dialect conversion, `nullable`, `readOnly`
+mod security; // security requirements and scheme kinds
 #[cfg(test)]
-mod test_support;
+mod test_support; // the test documents (tests/fixtures/openapi) and shared test helpers
 
 use std::fmt;
 use std::path::Path;
