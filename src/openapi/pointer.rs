@@ -70,3 +70,39 @@ pub(super) fn pointer_fragment(pointer: &str) -> String {
     }
     fragment
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_escaped_in_pointers() {
+        assert_eq!(child("/paths", "/pets/{id}"), "/paths/~1pets~1{id}");
+        assert_eq!(child("", "a~b"), "/a~0b");
+    }
+
+    #[test]
+    fn local_refs_are_decoded_pointers() {
+        assert_eq!(local_pointer("#"), Some(String::new()));
+        assert_eq!(
+            local_pointer("#/components/parameters/Page%20Size").as_deref(),
+            Some("/components/parameters/Page Size")
+        );
+        assert_eq!(local_pointer("#/a%2Fb").as_deref(), Some("/a/b"));
+        // Anchors, other documents, malformed escapes and invalid UTF-8 name no pointer.
+        for reference in ["#anchor", "other.yaml#/x", "#/a%2", "#/a%zz", "#/%FF"] {
+            assert_eq!(local_pointer(reference), None, "{reference}");
+        }
+    }
+
+    #[test]
+    fn pointers_become_fragments_and_back() {
+        let pointer = "/components/schemas/Note/properties/the title é";
+        let fragment = pointer_fragment(pointer);
+        assert_eq!(
+            fragment,
+            "#/components/schemas/Note/properties/the%20title%20%C3%A9"
+        );
+        assert_eq!(local_pointer(&fragment).as_deref(), Some(pointer));
+    }
+}
