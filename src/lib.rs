@@ -41,6 +41,10 @@ pub mod remote;
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 pub mod authz;
 
+#[cfg(feature = "openapi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openapi")))]
+pub mod openapi;
+
 #[cfg(feature = "validate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "validate")))]
 pub mod validate;

@@ -59,7 +59,7 @@
 //! ```
 
 mod layer;
-#[cfg(feature = "validate")]
+#[cfg(feature = "openapi")]
 mod openapi;
 mod requirement;
 mod rules;

@@ -3,7 +3,7 @@
 use super::requirement::{
     Access, Requirement, all, any, auth_method, optional, public, role, scope,
 };
-use crate::validate::openapi::{SchemeKind, SchemeRequirement, Security};
+use crate::openapi::model::{SchemeKind, SchemeRequirement, Security};
 
 /// The access an operation's effective security asks for; `None` when it declares none.
 pub(crate) fn access(security: &Security) -> Option<Access> {

@@ -235,9 +235,10 @@ impl RouteRulesBuilder {
     ///
     /// Operations whose document declares no security get no rule: [`unmatched`](Self::unmatched)
     /// decides for them.
-    #[cfg(feature = "validate")]
-    pub fn openapi_security(mut self, spec: &crate::validate::OpenApiSpec) -> Self {
-        for operation in &spec.document.operations {
+    #[cfg(feature = "openapi")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "openapi")))]
+    pub fn openapi_security(mut self, spec: &crate::openapi::OpenApiSpec) -> Self {
+        for operation in spec.operations() {
             if let Some(access) = super::openapi::access(&operation.security) {
                 let rule = format!("{} {}", operation.method, operation.path);
                 self.routes.push((rule, access));

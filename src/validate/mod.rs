@@ -63,7 +63,6 @@
 mod body;
 mod json_limits;
 mod layer;
-pub(crate) mod openapi;
 mod rules;
 mod schema;
 
@@ -74,4 +73,6 @@ pub use self::json_limits::JsonLimits;
 #[doc(inline)]
 pub use self::layer::{ResponseFuture, Validate, ValidateLayer, ValidatedJson};
 #[doc(inline)]
-pub use self::rules::{OpenApiSpec, RequestSchema, ValidationRules, ValidationRulesBuilder};
+pub use self::rules::{RequestSchema, ValidationRules, ValidationRulesBuilder};
+#[doc(inline)]
+pub use crate::openapi::OpenApiSpec;

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +9,10 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::json_limits::JsonLimits;
-use super::openapi::{self, Location, SchemaDialect};
 use super::schema::{Coercion, CompiledSchema, Dialect, property_coercions};
 use crate::error::ConfigError;
+use crate::openapi::OpenApiSpec;
+use crate::openapi::model::{Location, Operation, Parameter, SchemaDialect};
 use crate::route::RouteTable;
 
 /// What to validate on one route: a JSON Schema for the body, and object schemas for the
@@ -387,14 +387,14 @@ impl ValidationRulesBuilder {
             routes.insert(rule, compile_route(rule, schema)?)?;
         }
         for spec in &self.openapi {
-            for operation in &spec.document.operations {
+            for operation in spec.operations() {
                 let rule = format!("{} {}", operation.method, operation.path);
                 // Build errors name the operation as the document does.
                 let named = match &operation.operation_id {
                     Some(id) => format!("{rule} ({id})"),
                     None => rule.clone(),
                 };
-                let compiled = compile_operation(&named, operation, spec.document.dialect)?;
+                let compiled = compile_operation(&named, operation, spec.dialect())?;
                 routes.insert(&rule, compiled)?;
             }
         }
@@ -465,7 +465,7 @@ fn parameters(
 
 fn compile_operation(
     rule: &str,
-    operation: &openapi::Operation,
+    operation: &Operation,
     dialect: SchemaDialect,
 ) -> Result<RouteSchemas, ConfigError> {
     let dialect = match dialect {
@@ -478,7 +478,7 @@ fn compile_operation(
         (Location::Header, "header", None),
     ];
     for (location, _, object) in &mut locations {
-        let declared: Vec<&openapi::Parameter> = operation
+        let declared: Vec<&Parameter> = operation
             .parameters
             .iter()
             .filter(|parameter| parameter.location == *location)
@@ -521,7 +521,7 @@ fn compile_operation(
 
 /// One object schema over separately declared parameters, with the document's components
 /// moved to its root so `$ref`s inside the parameter schemas still resolve.
-fn parameters_object(declared: &[&openapi::Parameter]) -> Value {
+fn parameters_object(declared: &[&Parameter]) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     let mut components = None;
@@ -545,53 +545,4 @@ fn parameters_object(declared: &[&openapi::Parameter]) -> Value {
         object["components"] = components;
     }
     object
-}
-
-/// A loaded OpenAPI 3.0 or 3.1 document, to drive validation
-/// ([`ValidationRulesBuilder::openapi`]) and authorization
-/// ([`RouteRulesBuilder::openapi_security`](crate::authz::RouteRulesBuilder::openapi_security)).
-///
-/// Only the document itself is read: external `$ref`s are refused, never fetched.
-#[derive(Clone)]
-pub struct OpenApiSpec {
-    pub(crate) document: Arc<openapi::Document>,
-}
-
-impl fmt::Debug for OpenApiSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenApiSpec")
-            .field("dialect", &self.document.dialect)
-            .field("operations", &self.document.operations.len())
-            .finish()
-    }
-}
-
-impl OpenApiSpec {
-    /// Parses a document given as JSON or YAML text.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::InvalidOpenApi`] when the text is not an OpenAPI 3.0/3.1 document we
-    /// can use, with a JSON pointer to the problem.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let document = openapi::parse(text).map_err(|error| ConfigError::InvalidOpenApi {
-            reason: error.to_string(),
-        })?;
-        Ok(Self {
-            document: Arc::new(document),
-        })
-    }
-
-    /// Reads and parses a document file.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::InvalidOpenApi`] when the file cannot be read or parsed.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::InvalidOpenApi {
-            reason: format!("cannot read {}: {error}", path.display()),
-        })?;
-        Self::parse(&text)
-    }
 }
