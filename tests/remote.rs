@@ -347,7 +347,7 @@ async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
 }
 
 async fn ready_authenticator(server: &Server) -> (IssuerRules, BearerAuthenticator) {
-    let rules = rules_for(&server, 300);
+    let rules = rules_for(server, 300);
     let auth = authenticator(&rules);
     assert!(
         wait_for(|| auth.is_ready()).await,
