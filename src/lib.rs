@@ -7,6 +7,9 @@ mod body;
 mod credentials;
 mod error;
 mod future;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod principal;
 mod rejection;
 #[cfg(any(feature = "authz", feature = "validate"))]

@@ -63,6 +63,9 @@ use tower_layer::Layer;
 pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
 #[doc(inline)]
 pub use self::format::{GeneratedKey, KeyFormat, KeyId};
+/// The key-format parser's outcome, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) use self::format::FormatError;
 #[doc(inline)]
 pub use self::memory::MemoryKeyStore;
 #[doc(inline)]
