@@ -1,10 +1,10 @@
 //! The route matcher shared by authorization and validation, on a fixed table.
 //!
 //! Input: `{method} {path}`. Properties: a match is sound (the rule's pattern with the
-//! captured parameters put back gives the path exactly; a `{name}` captures a non-empty
-//! segment; the rule covers the method, `HEAD` falling back to `GET`; a rule for `*` is
-//! used only when no rule names the method); and complete where the answer is plain (the
-//! static paths, and `/orders/{id}`).
+//! captured parameters put back gives the path exactly; a `{name}` captures one segment,
+//! without `/`; the rule covers the method, `HEAD` falling back to `GET`; a rule for `*`
+//! is used only when no rule names the method); and complete where the answer is plain
+//! (the static paths, and `/orders/{id}`).
 
 #![no_main]
 
@@ -34,8 +34,10 @@ fn rebuild(pattern: &str, params: &[(String, String)]) -> String {
                         .find(|(held, _)| held == name)
                         .map(|(_, value)| value.as_str());
                     if !segment.contains('*') {
+                        // matchit (as axum routes) captures an empty segment between two
+                        // slashes (`/users//keys/k`), so only the slash is ruled out.
                         let value = value.expect("every parameter captured");
-                        assert!(!value.is_empty() && !value.contains('/'), "{name} = {value:?}");
+                        assert!(!value.contains('/'), "{name} = {value:?}");
                     }
                     value.unwrap_or("").to_owned()
                 }
