@@ -44,7 +44,11 @@ fn check(format: &KeyFormat, key: &str) -> bool {
             assert_eq!(id, &key[start..start + 12]);
             assert_eq!(secret, &key[start + 12..start + 44]);
             let (signed, sum) = key.split_at(key.len() - 6);
-            assert_eq!(sum, checksum(signed), "{key:?} accepted with a wrong checksum");
+            assert_eq!(
+                sum,
+                checksum(signed),
+                "{key:?} accepted with a wrong checksum"
+            );
             true
         }
         Err("malformed") => {
@@ -54,7 +58,11 @@ fn check(format: &KeyFormat, key: &str) -> bool {
         Err("bad_checksum") => {
             assert!(shaped, "{key:?} badly shaped but blamed on its checksum");
             let (signed, sum) = key.split_at(key.len() - 6);
-            assert_ne!(sum, checksum(signed), "{key:?} refused with a right checksum");
+            assert_ne!(
+                sum,
+                checksum(signed),
+                "{key:?} refused with a right checksum"
+            );
             false
         }
         Err(other) => panic!("unknown outcome {other}"),
@@ -63,7 +71,12 @@ fn check(format: &KeyFormat, key: &str) -> bool {
 
 fn formats() -> &'static [KeyFormat; 2] {
     static FORMATS: OnceLock<[KeyFormat; 2]> = OnceLock::new();
-    FORMATS.get_or_init(|| [KeyFormat::default(), KeyFormat::new("acme2").expect("prefix")])
+    FORMATS.get_or_init(|| {
+        [
+            KeyFormat::default(),
+            KeyFormat::new("acme2").expect("prefix"),
+        ]
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -72,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for format in formats() {
         check(format, text);
-        let Some(cut) = text.len().checked_sub(6).filter(|&cut| text.is_char_boundary(cut))
+        let Some(cut) = text
+            .len()
+            .checked_sub(6)
+            .filter(|&cut| text.is_char_boundary(cut))
         else {
             continue;
         };

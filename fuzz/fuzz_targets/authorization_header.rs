@@ -30,7 +30,10 @@ fn check_value(value: &[u8]) {
             assert!(trimmed[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes()));
             assert!(trimmed.ends_with(credentials.as_bytes()));
             let canonical = format!("{scheme} {credentials}");
-            assert_eq!(scheme_value(canonical.as_bytes(), scheme), Some(Ok(credentials)));
+            assert_eq!(
+                scheme_value(canonical.as_bytes(), scheme),
+                Some(Ok(credentials))
+            );
         }
     }
 }
@@ -50,7 +53,12 @@ fn check_headers(data: &[u8]) {
     }
     let (mut parts, ()) = request.body(()).expect("request").into_parts();
     for scheme in SCHEMES {
-        let before: Vec<HeaderValue> = parts.headers.get_all(AUTHORIZATION).iter().cloned().collect();
+        let before: Vec<HeaderValue> = parts
+            .headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .cloned()
+            .collect();
         remove_scheme(&mut parts, scheme);
         let after: Vec<&HeaderValue> = parts.headers.get_all(AUTHORIZATION).iter().collect();
         let expected: Vec<&HeaderValue> = before
@@ -72,7 +80,10 @@ fn check_query(data: &[u8]) {
         return;
     };
     for name in QUERY_NAMES {
-        let (mut parts, ()) = Request::get(uri.clone()).body(()).expect("request").into_parts();
+        let (mut parts, ()) = Request::get(uri.clone())
+            .body(())
+            .expect("request")
+            .into_parts();
         remove_query_parameter(&mut parts, name);
         assert_eq!(parts.uri.path(), uri.path());
         assert_eq!(parts.uri.authority(), uri.authority());
@@ -90,7 +101,10 @@ fn check_query(data: &[u8]) {
             .filter(|pair| !pair.is_empty() && !named(pair))
             .collect();
         let left = parts.uri.query().unwrap_or("");
-        assert!(query_values(left, name).is_empty(), "{name} left in {left:?}");
+        assert!(
+            query_values(left, name).is_empty(),
+            "{name} left in {left:?}"
+        );
         assert_eq!(left, kept.join("&"), "other pairs changed");
     }
 }

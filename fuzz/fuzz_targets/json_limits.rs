@@ -67,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
         start = cut;
     }
     chunks.push(&body[start..]);
-    assert_eq!(json_limits_scan(&limits, chunks), whole, "chunked differently");
+    assert_eq!(
+        json_limits_scan(&limits, chunks),
+        whole,
+        "chunked differently"
+    );
     assert_eq!(
         json_limits_scan(&limits, body.chunks(1)),
         whole,

@@ -21,14 +21,49 @@ use serde_json::{Map, Value};
 /// Headers to sign under: the text, its algorithm, and whether the plain and the strict
 /// rules accept it.
 const HEADERS: [(&str, Algorithm, bool, bool); 8] = [
-    (r#"{"alg":"HS256","typ":"at+jwt"}"#, Algorithm::HS256, true, true),
-    (r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#, Algorithm::HS256, true, true),
-    (r#"{"alg":"HS384","typ":"application/at+jwt"}"#, Algorithm::HS384, true, true),
-    (r#"{"alg":"HS256","typ":"JWT"}"#, Algorithm::HS256, false, true),
+    (
+        r#"{"alg":"HS256","typ":"at+jwt"}"#,
+        Algorithm::HS256,
+        true,
+        true,
+    ),
+    (
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#,
+        Algorithm::HS256,
+        true,
+        true,
+    ),
+    (
+        r#"{"alg":"HS384","typ":"application/at+jwt"}"#,
+        Algorithm::HS384,
+        true,
+        true,
+    ),
+    (
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        Algorithm::HS256,
+        false,
+        true,
+    ),
     (r#"{"alg":"HS256"}"#, Algorithm::HS256, false, false),
-    (r#"{"alg":"HS256","typ":"at+jwt","kid":"k2"}"#, Algorithm::HS256, false, false),
-    (r#"{"alg":"HS256","typ":"at+jwt","crit":["exp"]}"#, Algorithm::HS256, false, false),
-    (r#"{"alg":"HS512","typ":"AT+JWT"}"#, Algorithm::HS512, true, true),
+    (
+        r#"{"alg":"HS256","typ":"at+jwt","kid":"k2"}"#,
+        Algorithm::HS256,
+        false,
+        false,
+    ),
+    (
+        r#"{"alg":"HS256","typ":"at+jwt","crit":["exp"]}"#,
+        Algorithm::HS256,
+        false,
+        false,
+    ),
+    (
+        r#"{"alg":"HS512","typ":"AT+JWT"}"#,
+        Algorithm::HS512,
+        true,
+        true,
+    ),
 ];
 
 fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, ()> {
@@ -40,15 +75,24 @@ fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, ()> {
 }
 
 fn strings(items: &[Value]) -> Result<Vec<String>, ()> {
-    items.iter().map(|item| item.as_str().map(str::to_owned).ok_or(())).collect()
+    items
+        .iter()
+        .map(|item| item.as_str().map(str::to_owned).ok_or(()))
+        .collect()
 }
 
 fn words(text: &str) -> Vec<String> {
-    text.split(' ').filter(|w| !w.is_empty()).map(str::to_owned).collect()
+    text.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What the rules must answer for these claims: `(subject, scopes, roles)` or refusal.
-fn expected(claims: &Map<String, Value>, strict: bool) -> Result<(String, Vec<String>, Vec<String>), ()> {
+fn expected(
+    claims: &Map<String, Value>,
+    strict: bool,
+) -> Result<(String, Vec<String>, Vec<String>), ()> {
     let exp = number(claims, "exp")?.ok_or(())?;
     if JWT_NOW > exp + JWT_LEEWAY {
         return Err(());
@@ -118,7 +162,8 @@ fn check_signed(selector: u8, claims_text: &[u8]) {
     if let Ok(verified) = &outcome {
         assert!(header_ok, "accepted under {header}");
         let claims = claims.as_ref().expect("accepted claims are a JSON object");
-        let (subject, scopes, roles) = expected(claims, strict).expect("accepted claims pass the model");
+        let (subject, scopes, roles) =
+            expected(claims, strict).expect("accepted claims pass the model");
         assert_eq!(verified.subject, subject);
         assert_eq!(verified.scopes, scopes);
         assert_eq!(verified.roles, roles);
@@ -152,7 +197,10 @@ fuzz_target!(|data: &[u8]| {
         // The authenticator reads the real clock and the check above a fixed one: only the
         // time checks may tell them apart.
         assert!(
-            matches!(plain, Ok(_) | Err("token_expired" | "nbf_future" | "iat_future")),
+            matches!(
+                plain,
+                Ok(_) | Err("token_expired" | "nbf_future" | "iat_future")
+            ),
             "authenticated a token the rules refuse: {plain:?}"
         );
     }

@@ -17,7 +17,9 @@ const NAMES: [&str; 6] = ["api_key", "access_token", "limit", "tags", "", "a b"]
 const KNOWN: [&str; 6] = ["limit", "ratio", "tags", "ids", "dry_run", "name"];
 
 fn hex(byte: u8) -> Option<u8> {
-    char::from(byte).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Decodes one name or value: `+` is a space, `%XX` a byte, anything else itself; then
@@ -28,7 +30,10 @@ fn decode(text: &[u8]) -> String {
     while i < text.len() {
         match text[i] {
             b'+' => out.push(b' '),
-            b'%' => match (text.get(i + 1).copied().and_then(hex), text.get(i + 2).copied().and_then(hex)) {
+            b'%' => match (
+                text.get(i + 1).copied().and_then(hex),
+                text.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(high), Some(low)) => {
                     out.push(high * 16 + low);
                     i += 2;
@@ -66,7 +71,11 @@ fuzz_target!(|data: &[u8]| {
             .map(|(_, value)| value)
             .collect();
         let values = query_values(text, name);
-        assert_eq!(values.iter().collect::<Vec<_>>(), expected, "values of {name:?}");
+        assert_eq!(
+            values.iter().collect::<Vec<_>>(),
+            expected,
+            "values of {name:?}"
+        );
     }
 
     let (id, query) = text.split_once('?').unwrap_or((text, ""));
@@ -81,7 +90,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if plain_id && uri.query() == Some(query) {
         let given = pairs(query);
-        let unknown = given.iter().any(|(name, _)| !KNOWN.contains(&name.as_str()));
+        let unknown = given
+            .iter()
+            .any(|(name, _)| !KNOWN.contains(&name.as_str()));
         let no_limit = !given.iter().any(|(name, _)| name == "limit");
         if unknown || no_limit {
             assert_eq!(status, 400, "{query:?} passed");

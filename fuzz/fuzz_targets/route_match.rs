@@ -49,7 +49,10 @@ fn rebuild(pattern: &str, params: &[(String, String)]) -> String {
 }
 
 fn index_of(rule: &str) -> usize {
-    ROUTES.iter().position(|r| *r == rule).expect("rule in table")
+    ROUTES
+        .iter()
+        .position(|r| *r == rule)
+        .expect("rule in table")
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -95,7 +98,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let expect = |rule: &str| {
-        assert_eq!(matched.as_ref().map(|(index, _)| *index), Some(index_of(rule)), "{method} {path}");
+        assert_eq!(
+            matched.as_ref().map(|(index, _)| *index),
+            Some(index_of(rule)),
+            "{method} {path}"
+        );
     };
     match (method, path) {
         ("GET" | "HEAD", "/") => expect("GET /"),
@@ -107,7 +114,11 @@ fuzz_target!(|data: &[u8]| {
         _ => {}
     }
     if let Some(id) = path.strip_prefix("/orders/") {
-        if !id.is_empty() && !id.contains('/') && id != "new" && http::Method::from_bytes(method.as_bytes()).is_ok() {
+        if !id.is_empty()
+            && !id.contains('/')
+            && id != "new"
+            && http::Method::from_bytes(method.as_bytes()).is_ok()
+        {
             match method {
                 "GET" | "HEAD" => expect("GET /orders/{id}"),
                 _ => expect("* /orders/{id}"),

@@ -63,15 +63,16 @@ use tower_layer::Layer;
 pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
 #[doc(inline)]
 pub use self::format::{GeneratedKey, KeyFormat, KeyId};
-/// The key-format parser's outcome, for the fuzz targets (`crate::fuzzing`).
-#[cfg(fuzzing)]
-pub(crate) use self::format::FormatError;
 #[doc(inline)]
 pub use self::memory::MemoryKeyStore;
 #[doc(inline)]
 pub use self::store::{IssuedKey, KeyRecord, KeyStore, NewKey, StoreError};
 #[doc(inline)]
 pub use crate::secret::{ApiKey, KeyDigest};
+
+/// The key-format parser's outcome, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) use self::format::FormatError;
 
 use crate::authenticate::{Authentication, AuthenticationLayer};
 use crate::rejection::RejectionResponse;

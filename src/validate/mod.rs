@@ -71,10 +71,11 @@ mod schema;
 pub use self::body::RequestBody;
 #[doc(inline)]
 pub use self::json_limits::JsonLimits;
-/// The streaming JSON limits pass, for the fuzz targets (`crate::fuzzing`).
-#[cfg(fuzzing)]
-pub(crate) use self::json_limits::JsonScanner;
 #[doc(inline)]
 pub use self::layer::{ResponseFuture, Validate, ValidateLayer, ValidatedJson};
 #[doc(inline)]
 pub use self::rules::{OpenApiSpec, RequestSchema, ValidationRules, ValidationRulesBuilder};
+
+/// The streaming JSON limits pass, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) use self::json_limits::JsonScanner;
