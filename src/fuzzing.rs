@@ -5,8 +5,6 @@
 //! and hands back plain values, so that the targets can state the properties that must
 //! hold. Fixed tables (routes, issuer rules, validation rules) are built once per process.
 
-#![allow(missing_docs, clippy::missing_panics_doc)]
-
 #[cfg(any(feature = "api-key", feature = "bearer"))]
 pub use self::credentials::*;
 
@@ -91,7 +89,7 @@ mod jwt {
     use jsonwebtoken::{Algorithm, EncodingKey};
 
     use crate::bearer::{BearerAuthenticator, IssuerRules, KeySet, VerificationKey};
-    use crate::bearer::{Failure, is_access_token_typ, is_generic_jwt_typ, parse_token};
+    use crate::bearer::{Failure, parse_token};
 
     /// The HMAC secret the targets sign with and the rules verify with.
     pub const JWT_SECRET: &[u8] = b"fuzzing-secret-of-at-least-32-bytes!";
@@ -113,8 +111,11 @@ mod jwt {
     /// What a token that passed every check yields.
     #[derive(Debug)]
     pub struct VerifiedToken {
+        /// `sub`, or `client_id` without one.
         pub subject: String,
+        /// The words of `scope`, then those of `scp`.
         pub scopes: Vec<String>,
+        /// The roles claim's values (strict rules only).
         pub roles: Vec<String>,
     }
 
@@ -212,16 +213,6 @@ mod jwt {
         )
         .expect("HMAC signing does not fail");
         format!("{signing_input}.{signature}")
-    }
-
-    /// Whether `typ` is accepted as an access token type by the plain rules.
-    pub fn jwt_is_access_token_typ(typ: &str) -> bool {
-        is_access_token_typ(typ)
-    }
-
-    /// Whether `typ` is the generic JWT type the strict rules also accept.
-    pub fn jwt_is_generic_typ(typ: &str) -> bool {
-        is_generic_jwt_typ(typ)
     }
 }
 

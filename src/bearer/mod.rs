@@ -85,9 +85,7 @@ pub use jsonwebtoken::Algorithm;
 
 /// The strict JWS parser, for the fuzz targets (`crate::fuzzing`).
 #[cfg(fuzzing)]
-pub(crate) use self::token::{
-    Failure, is_access_token_typ, is_generic_jwt_typ, parse as parse_token,
-};
+pub(crate) use self::token::{Failure, parse as parse_token};
 
 /// Authenticates requests by bearer token; see the [module documentation](self).
 ///
