@@ -5,6 +5,9 @@ mod authenticate;
 mod body;
 mod error;
 mod future;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod observe;
 mod principal;
 mod rejection;

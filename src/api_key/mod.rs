@@ -79,6 +79,10 @@ pub use self::store::{KeyStore, Lookup, LookupFuture, StoreError};
 #[doc(inline)]
 pub use crate::secret::{ApiKey, KeyDigest};
 
+/// The key-format parser's outcome, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) use self::format::FormatError;
+
 use crate::authenticate::{Authentication, AuthenticationLayer};
 use crate::rejection::RejectionResponse;
 

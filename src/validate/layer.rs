@@ -1,5 +1,6 @@
 //! [`ValidateLayer`], its service, and the future that reads and checks a body.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::mem;
@@ -232,14 +233,7 @@ impl<S> Validate<S> {
             schema.schema.check("path", &object, cap, &mut violations);
         }
         if let Some(schema) = &route.query {
-            let mut values: Vec<(String, Vec<String>)> = Vec::new();
-            for (name, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            {
-                match values.iter_mut().find(|(held, _)| *held == name) {
-                    Some((_, held)) => held.push(value.into_owned()),
-                    None => values.push((name.into_owned(), vec![value.into_owned()])),
-                }
-            }
+            let values = query_parameters(parts.uri.query().unwrap_or(""));
             let object = schema.object(
                 values
                     .iter()
@@ -344,6 +338,24 @@ fn observe(observer: &dyn Observe, parts: &Parts, rejection: Option<&Rejection>,
         principal: parts.extensions.get::<Principal>(),
         elapsed: started.elapsed(),
     });
+}
+
+/// The decoded query parameters, each name once with its values in order, names in the
+/// order they first appear. A hash index keeps this linear: a 64 KiB query of thousands of
+/// distinct names must not cost a quadratic number of comparisons.
+fn query_parameters(query: &str) -> Vec<(String, Vec<String>)> {
+    let mut values: Vec<(String, Vec<String>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match index.get(name.as_ref()) {
+            Some(&at) => values[at].1.push(value.into_owned()),
+            None => {
+                index.insert(name.clone().into_owned(), values.len());
+                values.push((name.into_owned(), vec![value.into_owned()]));
+            }
+        }
+    }
+    values
 }
 
 fn declared_length(parts: &Parts) -> Option<usize> {
@@ -662,4 +674,43 @@ impl<S> Reading<S> {
 
 fn invalid_json(error: &super::json_limits::JsonLimitError) -> Rejection {
     Rejection::new(Reason::InvalidJson).with_violations(vec![error.to_violation()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_parameters;
+
+    #[test]
+    fn query_parameters_group_repeats_in_first_seen_order() {
+        let parsed = query_parameters("b=1&a=x&b=2&a%5F=y&&c&b=%20");
+        let expected = [
+            ("b", vec!["1", "2", " "]),
+            ("a", vec!["x"]),
+            ("a_", vec!["y"]),
+            ("c", vec![""]),
+        ];
+        assert_eq!(parsed.len(), expected.len());
+        for ((name, values), (want_name, want_values)) in parsed.iter().zip(expected) {
+            assert_eq!(name, want_name);
+            assert_eq!(values, &want_values);
+        }
+        assert!(query_parameters("").is_empty());
+    }
+
+    /// Regression: names were grouped by a linear search, so a query of n distinct names
+    /// cost n²/2 string comparisons (8,000 names in a 63 KB URI took 8 s in the fuzz
+    /// build). The cost is checked by the fuzz target and recorded in the threat model; a
+    /// test states only what it can assert without a clock: every name kept, in order.
+    #[test]
+    fn many_distinct_query_names_are_all_kept_in_order() {
+        let query: Vec<String> = (0..40_000).map(|i| format!("p{i}=1")).collect();
+        let parsed = query_parameters(&query.join("&"));
+        assert_eq!(parsed.len(), 40_000);
+        assert!(
+            parsed
+                .iter()
+                .enumerate()
+                .all(|(i, (name, values))| { *name == format!("p{i}") && values.len() == 1 })
+        );
+    }
 }

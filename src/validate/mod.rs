@@ -76,3 +76,7 @@ pub use self::layer::{ResponseFuture, Validate, ValidateLayer, ValidatedJson};
 pub use self::rules::{RequestSchema, ValidationRules, ValidationRulesBuilder};
 #[doc(inline)]
 pub use crate::openapi::OpenApiSpec;
+
+/// The streaming JSON limits pass, for the fuzz targets (`crate::fuzzing`).
+#[cfg(fuzzing)]
+pub(crate) use self::json_limits::JsonScanner;
