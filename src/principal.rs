@@ -290,6 +290,12 @@ impl Principal {
             .any(|held| permission_grants(held, permission))
     }
 
+    /// Sets the permissions this principal holds, in place when it is not shared.
+    #[cfg(feature = "authz")]
+    pub(crate) fn set_permission_names(&mut self, permissions: Names) {
+        Arc::make_mut(&mut self.inner).permissions = permissions;
+    }
+
     /// A copy of this principal holding exactly `permissions` (shared, not copied).
     #[must_use]
     pub fn with_permission_names(&self, permissions: Names) -> Self {

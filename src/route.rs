@@ -28,8 +28,12 @@ struct PathEntries {
 
 /// A matched route: the rule text as written, its value, and the path parameters.
 pub(crate) struct Matched<'t, 'p, T> {
-    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only authorization logs it.
+    /// The entry's position, stable for the table's life: a match can be carried as it.
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only the gateway carries it.
+    pub(crate) index: usize,
+    #[allow(dead_code)] // Read by the fuzz target; the layers carry the index.
     pub(crate) text: &'t str,
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Authorization uses `index`.
     pub(crate) value: &'t T,
     #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Only validation reads them.
     pub(crate) params: matchit::Params<'t, 'p>,
@@ -111,10 +115,19 @@ impl<T> RouteTable<T> {
             .or(entries.any_method)?;
         let (text, value) = self.entries.get(index)?;
         Some(Matched {
+            index,
             text,
             value,
             params: found.params,
         })
+    }
+
+    /// The entry at `index` (from an earlier [`Matched::index`]): its text and value.
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only the gateway carries it.
+    pub(crate) fn entry(&self, index: usize) -> Option<(&str, &T)> {
+        self.entries
+            .get(index)
+            .map(|(text, value)| (&**text, value))
     }
 
     /// Every entry, in insertion order.

@@ -23,8 +23,8 @@ use crate::principal::Principal;
 use crate::rejection::{Challenge, Reason, Rejection, RejectionResponse, default_renderer};
 
 /// A predicate over the request head; the gateway uses one to skip authentication on
-/// public routes.
-pub(crate) type SkipAuthentication = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
+/// public routes (and to leave the route it matched in the extensions, for the next layer).
+pub(crate) type SkipAuthentication = Arc<dyn Fn(&mut Parts) -> bool + Send + Sync>;
 
 /// Everything the layer holds, shared by its services and, through [`Challenges`], by the
 /// requests it passes on.
@@ -181,7 +181,7 @@ where
         let (mut parts, body) = request.into_parts();
         let chain = &self.chain;
 
-        if chain.skip.as_ref().is_some_and(|skip| skip(&parts)) {
+        if chain.skip.as_ref().is_some_and(|skip| skip(&mut parts)) {
             // Called at once: the ready service is used, no swap needed.
             for authenticator in &chain.authenticators {
                 authenticator.strip_credentials(&mut parts);

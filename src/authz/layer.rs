@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::rules::RouteRules;
+use super::rules::{MatchedRule, RouteRules};
 use crate::authenticate::Challenges;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
@@ -130,21 +130,22 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let config = &*self.config;
-        if config.rules.maps_roles() {
-            let resolved = request
-                .extensions()
-                .get::<Principal>()
-                .and_then(|principal| config.rules.resolve_permissions(principal));
-            if let Some(principal) = resolved {
-                request.extensions_mut().insert(principal);
-            }
+        if config.rules.maps_roles()
+            && let Some(principal) = request.extensions_mut().get_mut::<Principal>()
+            && let Some(permissions) = config.rules.resolve_permissions(principal)
+        {
+            // In place: no copy of the principal unless something else shares it.
+            principal.set_permission_names(permissions);
         }
 
         let started = Instant::now();
+        let matched = config.rules.resolve(
+            request.extensions().get::<MatchedRule>(),
+            request.method(),
+            request.uri().path(),
+        );
         let principal = request.extensions().get::<Principal>();
-        let decision = config
-            .rules
-            .decide(request.method(), request.uri().path(), principal);
+        let decision = config.rules.decide(matched, principal);
         let outcome = match (&decision.rejection, config.report_only) {
             (None, _) => Outcome::Allowed,
             (Some(_), true) => Outcome::WouldRefuse,

@@ -53,6 +53,17 @@ struct Table {
     role_permissions: HashMap<Box<str>, Names>,
 }
 
+/// Which rule of one [`RouteRules`] applies to a request, found once (by the gateway,
+/// before authentication) and carried in the request's extensions to the authorization
+/// layer, so the route is matched once per request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatchedRule {
+    /// The rule set it was matched in (its address): any other set matches again.
+    table: usize,
+    /// The entry, or `None` for the unmatched rule.
+    index: Option<usize>,
+}
+
 /// What the rules decided for one request.
 #[derive(Debug)]
 pub(crate) struct Decision<'a> {
@@ -80,18 +91,49 @@ impl RouteRules {
         }
     }
 
-    /// The rule text and access for a request: the matching rule, or `unmatched`.
-    fn rule_for(&self, method: &Method, path: &str) -> (&str, &Access) {
+    /// Finds the rule for a request.
+    pub(crate) fn find(&self, method: &Method, path: &str) -> MatchedRule {
+        MatchedRule {
+            table: Arc::as_ptr(&self.inner) as usize,
+            index: self
+                .inner
+                .routes
+                .at(method, path)
+                .map(|matched| matched.index),
+        }
+    }
+
+    /// The rule text and access of a match: the matching rule, or `unmatched`.
+    fn rule_of(&self, matched: MatchedRule) -> (&str, &Access) {
         let table = &*self.inner;
-        match table.routes.at(method, path) {
-            Some(matched) => (matched.text, matched.value),
+        match matched.index.and_then(|index| table.routes.entry(index)) {
+            Some(entry) => entry,
             None => (&table.unmatched_text, &table.unmatched),
         }
     }
 
-    /// Whether the route is `public()`: the gateway skips authentication for it.
-    pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
-        self.rule_for(method, path).1.is_public()
+    /// `matched` if it was found in this rule set, else a fresh match.
+    pub(crate) fn resolve(
+        &self,
+        carried: Option<&MatchedRule>,
+        method: &Method,
+        path: &str,
+    ) -> MatchedRule {
+        match carried {
+            Some(matched) if matched.table == Arc::as_ptr(&self.inner) as usize => *matched,
+            _ => self.find(method, path),
+        }
+    }
+
+    /// The rule text (`GET /orders/{id}`, or `unmatched`) of a match.
+    #[cfg(test)]
+    pub(crate) fn rule_text(&self, matched: MatchedRule) -> &str {
+        self.rule_of(matched).0
+    }
+
+    /// Whether a match is a `public()` rule: the gateway skips authentication for it.
+    pub(crate) fn is_public(&self, matched: MatchedRule) -> bool {
+        self.rule_of(matched).1.is_public()
     }
 
     /// Whether a role → permission mapping is configured.
@@ -99,8 +141,8 @@ impl RouteRules {
         !self.inner.role_permissions.is_empty()
     }
 
-    /// `principal` with the permissions its roles grant added, when they add any.
-    pub(crate) fn resolve_permissions(&self, principal: &Principal) -> Option<Principal> {
+    /// The permissions `principal` holds once its roles' are added, when they add any.
+    pub(crate) fn resolve_permissions(&self, principal: &Principal) -> Option<Names> {
         let mapping = &self.inner.role_permissions;
         let mut mapped = principal
             .roles()
@@ -111,7 +153,7 @@ impl RouteRules {
         // The common case, one mapped role and no direct permissions: share the role's
         // list as it is, without copying a name.
         if principal.permissions().is_empty() && mapped.peek().is_none() {
-            return (!first.is_empty()).then(|| principal.with_permission_names(first.clone()));
+            return (!first.is_empty()).then(|| first.clone());
         }
         let held = principal.permissions();
         let merged = Names::union(
@@ -119,17 +161,16 @@ impl RouteRules {
                 .chain(std::iter::once(first))
                 .chain(mapped),
         );
-        (merged.len() > held.len()).then(|| principal.with_permission_names(merged))
+        (merged.len() > held.len()).then_some(merged)
     }
 
     /// Decides whether `principal` (or an anonymous caller) may make this request.
     pub(crate) fn decide(
         &self,
-        method: &Method,
-        path: &str,
+        matched: MatchedRule,
         principal: Option<&Principal>,
     ) -> Decision<'_> {
-        let (rule, access) = self.rule_for(method, path);
+        let (rule, access) = self.rule_of(matched);
         let rejection = match (&access.0, principal) {
             (Level::Public | Level::Optional, _) => None,
             (Level::Deny, _) => Some(Rejection::new(
@@ -350,7 +391,10 @@ mod tests {
             .roles(roles.iter().copied())
             .scopes(scopes.iter().copied())
             .build();
-        rules().resolve_permissions(&p).unwrap_or(p)
+        match rules().resolve_permissions(&p) {
+            Some(permissions) => p.with_permission_names(permissions),
+            None => p,
+        }
     }
 
     fn reason(
@@ -360,7 +404,7 @@ mod tests {
         who: Option<&Principal>,
     ) -> Option<Reason> {
         rules
-            .decide(&method, path, who)
+            .decide(rules.find(&method, path), who)
             .rejection
             .map(|r| r.reason())
     }
@@ -413,7 +457,7 @@ mod tests {
         let rules = rules();
         let admin = principal(&["admin"], &[]);
         let rejection = rules
-            .decide(&Method::POST, "/orders", Some(&admin))
+            .decide(rules.find(&Method::POST, "/orders"), Some(&admin))
             .rejection
             .expect("refused");
         assert_eq!(rejection.reason(), Reason::InsufficientScope);
@@ -432,9 +476,20 @@ mod tests {
     #[test]
     fn public_routes_are_known() {
         let rules = rules();
-        assert!(rules.is_public(&Method::GET, "/health"));
-        assert!(!rules.is_public(&Method::POST, "/health"));
-        assert!(!rules.is_public(&Method::GET, "/feed"));
+        let public = |method: Method, path| rules.is_public(rules.find(&method, path));
+        assert!(public(Method::GET, "/health"));
+        assert!(!public(Method::POST, "/health"));
+        assert!(!public(Method::GET, "/feed"));
+        // A match is carried by its rule set only: another set matches again.
+        let other = RouteRules::builder().build().expect("rules");
+        let carried = rules.find(&Method::GET, "/health");
+        let resolved = other.resolve(Some(&carried), &Method::GET, "/health");
+        assert!(!other.is_public(resolved));
+        assert_eq!(other.rule_text(resolved), "unmatched");
+        assert_eq!(
+            rules.rule_text(rules.resolve(Some(&carried), &Method::GET, "/x")),
+            "GET /health"
+        );
     }
 
     #[test]
