@@ -15,7 +15,6 @@ mod rejection;
 mod route;
 mod text;
 
-#[cfg(feature = "api-key")]
 mod secret;
 
 #[cfg(feature = "axum")]
@@ -78,3 +77,5 @@ pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};
 pub use crate::rejection::{
     Challenge, ProblemJson, Reason, Rejection, RejectionResponse, Violation,
 };
+#[doc(inline)]
+pub use crate::secret::ClientSecret;

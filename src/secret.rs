@@ -1,122 +1,191 @@
-//! Secret handling: the API key text shown once, and the digest stored in its place.
+//! Secret handling, one module for every secret the crate holds: credentials it presents
+//! to others ([`ClientSecret`]), the API key text shown once ([`ApiKey`]) and the digest
+//! stored in its place ([`KeyDigest`]).
 //!
 //! A secret lives in memory only as long as it must, is wiped when dropped, never prints
-//! through `Debug`, and is compared only through digests, in constant time.
+//! through `Debug`, and is compared only in constant time.
 
 use std::fmt;
 
+#[cfg(feature = "api-key")]
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-/// A complete API key as given to its owner, e.g. `pcl_0123456789abKq…`.
+/// A secret this crate presents to someone else: an OAuth 2.0 client secret (for
+/// introspection, and next the OpenID Connect token endpoint).
 ///
-/// The only place the secret exists: returned once when a key is issued or rotated, never
-/// stored. Its memory is wiped on drop and `Debug` shows only the non-secret key id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    text: Zeroizing<String>,
-    /// Byte length of the non-secret head (`prefix_` plus the key id), for `Debug`.
-    public_len: usize,
-}
+/// Wiped from memory when dropped; `Debug` shows `[redacted]`; equality is constant-time.
+/// Build it from the text (`ClientSecret::from(text)`), read it with
+/// [`expose_secret`](Self::expose_secret) only where it is sent.
+#[derive(Clone)]
+pub struct ClientSecret(Zeroizing<String>);
 
-impl ApiKey {
-    pub(crate) fn new(text: String, public_len: usize) -> Self {
-        Self {
-            text: Zeroizing::new(text),
-            public_len,
-        }
-    }
-
-    /// The full key text, to hand to its owner. Treat it as a password.
+impl ClientSecret {
+    /// The secret text, for the one place it is sent.
     #[must_use]
     pub fn expose_secret(&self) -> &str {
-        &self.text
+        &self.0
     }
 }
 
-impl fmt::Debug for ApiKey {
+impl From<String> for ClientSecret {
+    fn from(text: String) -> Self {
+        Self(Zeroizing::new(text))
+    }
+}
+
+impl From<&str> for ClientSecret {
+    fn from(text: &str) -> Self {
+        Self::from(text.to_owned())
+    }
+}
+
+impl PartialEq for ClientSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for ClientSecret {}
+
+impl fmt::Debug for ClientSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let public = self.text.get(..self.public_len).unwrap_or("");
-        write!(f, "ApiKey(\"{public}…[redacted]\")")
+        f.write_str("ClientSecret([redacted])")
     }
 }
 
-/// The SHA-256 digest of a key's secret part, stored instead of the secret.
-///
-/// Secrets are 190 random bits, so a fast hash suffices: nothing can be guessed from the
-/// digest. Digests are compared in constant time.
-#[derive(Clone, Copy)]
-pub struct KeyDigest([u8; 32]);
+#[cfg(feature = "api-key")]
+pub use self::api_key::{ApiKey, KeyDigest};
 
-/// Domain separation, so a digest of a key secret is never the digest of anything else.
-const DIGEST_CONTEXT: &[u8] = b"portcullis api-key v1\0";
+#[cfg(feature = "api-key")]
+mod api_key {
+    use super::*;
 
-impl KeyDigest {
-    /// The digest of `secret`.
-    #[must_use]
-    pub fn of(secret: &str) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(DIGEST_CONTEXT);
-        hasher.update(secret.as_bytes());
-        Self(hasher.finalize().into())
+    /// A complete API key as given to its owner, e.g. `pcl_0123456789abKq…`.
+    ///
+    /// The only place the secret exists: returned once when a key is issued or rotated, never
+    /// stored. Its memory is wiped on drop and `Debug` shows only the non-secret key id.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct ApiKey {
+        text: Zeroizing<String>,
+        /// Byte length of the non-secret head (`prefix_` plus the key id), for `Debug`.
+        public_len: usize,
     }
 
-    /// Restores a digest saved with [`to_hex`](Self::to_hex).
-    #[must_use]
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return None;
+    impl ApiKey {
+        pub(crate) fn new(text: String, public_len: usize) -> Self {
+            Self {
+                text: Zeroizing::new(text),
+                public_len,
+            }
         }
-        let mut out = [0u8; 32];
-        for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let high = char::from(pair[0]).to_digit(16)?;
-            let low = char::from(pair[1]).to_digit(16)?;
-            *byte = u8::try_from(high * 16 + low).ok()?;
+
+        /// The full key text, to hand to its owner. Treat it as a password.
+        #[must_use]
+        pub fn expose_secret(&self) -> &str {
+            &self.text
         }
-        Some(Self(out))
     }
 
-    /// The digest as lowercase hex, for stores that persist records.
-    #[must_use]
-    pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
-        self.0
-            .iter()
-            .fold(String::with_capacity(64), |mut out, byte| {
-                let _ = write!(out, "{byte:02x}");
-                out
-            })
+    impl fmt::Debug for ApiKey {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let public = self.text.get(..self.public_len).unwrap_or("");
+            write!(f, "ApiKey(\"{public}…[redacted]\")")
+        }
     }
 
-    /// Constant-time comparison.
-    #[must_use]
-    pub fn matches(&self, other: &KeyDigest) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
+    /// The SHA-256 digest of a key's secret part, stored instead of the secret.
+    ///
+    /// Secrets are 190 random bits, so a fast hash suffices: nothing can be guessed from the
+    /// digest. Digests are compared in constant time.
+    #[derive(Clone, Copy)]
+    pub struct KeyDigest([u8; 32]);
 
-impl fmt::Debug for KeyDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyDigest({}…)", &self.to_hex()[..8])
-    }
-}
+    /// Domain separation, so a digest of a key secret is never the digest of anything else.
+    const DIGEST_CONTEXT: &[u8] = b"portcullis api-key v1\0";
 
-impl serde::Serialize for KeyDigest {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
-    }
-}
+    impl KeyDigest {
+        /// The digest of `secret`.
+        #[must_use]
+        pub fn of(secret: &str) -> Self {
+            let mut hasher = Sha256::new();
+            hasher.update(DIGEST_CONTEXT);
+            hasher.update(secret.as_bytes());
+            Self(hasher.finalize().into())
+        }
 
-impl<'de> serde::Deserialize<'de> for KeyDigest {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let hex = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Self::from_hex(&hex).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+        /// Restores a digest saved with [`to_hex`](Self::to_hex).
+        #[must_use]
+        pub fn from_hex(hex: &str) -> Option<Self> {
+            let bytes = hex.as_bytes();
+            if bytes.len() != 64 {
+                return None;
+            }
+            let mut out = [0u8; 32];
+            for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                let high = char::from(pair[0]).to_digit(16)?;
+                let low = char::from(pair[1]).to_digit(16)?;
+                *byte = u8::try_from(high * 16 + low).ok()?;
+            }
+            Some(Self(out))
+        }
+
+        /// The digest as lowercase hex, for stores that persist records.
+        #[must_use]
+        pub fn to_hex(&self) -> String {
+            use fmt::Write as _;
+            self.0
+                .iter()
+                .fold(String::with_capacity(64), |mut out, byte| {
+                    let _ = write!(out, "{byte:02x}");
+                    out
+                })
+        }
+
+        /// Constant-time comparison.
+        #[must_use]
+        pub fn matches(&self, other: &KeyDigest) -> bool {
+            self.0.ct_eq(&other.0).into()
+        }
+    }
+
+    impl fmt::Debug for KeyDigest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "KeyDigest({}…)", &self.to_hex()[..8])
+        }
+    }
+
+    impl serde::Serialize for KeyDigest {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_str(&self.to_hex())
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for KeyDigest {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let hex = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            Self::from_hex(&hex).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+        }
     }
 }
 
 #[cfg(test)]
+mod client_secret_tests {
+    use super::*;
+
+    #[test]
+    fn client_secrets_never_print_and_compare_by_value() {
+        let secret = ClientSecret::from("s3cret-value");
+        assert_eq!(format!("{secret:?}"), "ClientSecret([redacted])");
+        assert_eq!(secret.expose_secret(), "s3cret-value");
+        assert_eq!(secret, ClientSecret::from("s3cret-value".to_owned()));
+        assert_ne!(secret, ClientSecret::from("s3cret-valuf"));
+        assert_ne!(secret, ClientSecret::from("s3cret"));
+    }
+}
+
+#[cfg(all(test, feature = "api-key"))]
 mod tests {
     use super::*;
 

@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use super::cache::{TokenCache, TokenDigest};
 use super::load::{CallBudget, LoadWarning, Overload};
 use crate::error::ConfigError;
+use crate::secret::ClientSecret;
+use zeroize::Zeroizing;
 use crate::jwt::claims::{check_audience, push_words, roles_at, time};
 use crate::jwt::token::Failure;
 use crate::remote::{HttpClient, ReqwestClient, check_url};
@@ -189,7 +191,7 @@ pub struct Introspection {
 struct Inner {
     url: String,
     client_id: String,
-    client_secret: String,
+    client_secret: ClientSecret,
     auth: ClientAuth,
     issuer: Option<String>,
     audiences: Vec<String>,
@@ -236,7 +238,7 @@ impl Introspection {
     pub fn builder(
         url: impl Into<String>,
         client_id: impl Into<String>,
-        client_secret: impl Into<String>,
+        client_secret: impl Into<ClientSecret>,
     ) -> IntrospectionBuilder {
         IntrospectionBuilder {
             url: url.into(),
@@ -427,7 +429,7 @@ impl Introspection {
         let response = match inner.auth {
             ClientAuth::Basic => {
                 let user = form_encode(&inner.client_id);
-                let password = form_encode(&inner.client_secret);
+                let password = Zeroizing::new(form_encode(inner.client_secret.expose_secret()));
                 let form = [("token", token), ("token_type_hint", "access_token")];
                 inner
                     .client
@@ -439,7 +441,7 @@ impl Introspection {
                     ("token", token),
                     ("token_type_hint", "access_token"),
                     ("client_id", inner.client_id.as_str()),
-                    ("client_secret", inner.client_secret.as_str()),
+                    ("client_secret", inner.client_secret.expose_secret()),
                 ];
                 inner
                     .client
@@ -615,7 +617,7 @@ fn form_encode(text: &str) -> String {
 pub struct IntrospectionBuilder {
     url: String,
     client_id: String,
-    client_secret: String,
+    client_secret: ClientSecret,
     auth: ClientAuth,
     issuer: Option<String>,
     audiences: Vec<String>,
