@@ -369,8 +369,8 @@ fn discovered_rules_for(issuer: &str, audiences: &[&str]) -> IssuerRules {
 fn tokens_from_a_real_provider_are_accepted_with_discovered_keys() {
     let idp = Idp::start(Settings::default());
     let (_, kids) = idp.key_set();
-    let authenticator =
-        BearerAuthenticator::new(discovered_rules_for(&idp.issuer, &[API, ES256_API]));
+    let rules = discovered_rules_for(&idp.issuer, &[API, ES256_API]);
+    let authenticator = BearerAuthenticator::new(rules.clone());
     assert!(
         !authenticator.is_ready(),
         "no runtime yet: loads on the first request"
@@ -399,6 +399,29 @@ fn tokens_from_a_real_provider_are_accepted_with_discovered_keys() {
         );
     }
     assert!(authenticator.is_ready());
+
+    // Discovery kept the provider's whole metadata, not only its `jwks_uri`.
+    let metadata = rules
+        .jwks()
+        .and_then(|jwks| jwks.provider_metadata())
+        .expect("discovered");
+    assert_eq!(metadata.issuer, idp.issuer);
+    for endpoint in [
+        Some(&metadata.jwks_uri),
+        metadata.token_endpoint.as_ref(),
+        metadata.authorization_endpoint.as_ref(),
+        metadata.introspection_endpoint.as_ref(),
+    ] {
+        let endpoint = endpoint.expect("the provider advertises it");
+        assert!(endpoint.starts_with(&idp.issuer), "{endpoint}");
+    }
+    assert!(
+        metadata
+            .code_challenge_methods_supported
+            .iter()
+            .any(|method| method == "S256"),
+        "{metadata:?}"
+    );
 
     // Change the first signature character (the last one may carry only padding bits).
     let token = idp.token(API);

@@ -17,11 +17,11 @@ use tokio::time::Instant;
 use super::cache::{TokenCache, TokenDigest};
 use super::load::{CallBudget, LoadWarning, Overload};
 use crate::error::ConfigError;
-use crate::secret::ClientSecret;
-use zeroize::Zeroizing;
 use crate::jwt::claims::{check_audience, push_words, roles_at, time};
 use crate::jwt::token::Failure;
 use crate::remote::{HttpClient, ReqwestClient, check_url};
+use crate::secret::ClientSecret;
+use zeroize::Zeroizing;
 
 /// How long an active token's answer is kept by default (never past its `exp`).
 const DEFAULT_MAX_CACHE: Duration = Duration::from_secs(5 * 60);

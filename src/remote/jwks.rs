@@ -8,23 +8,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::client::{HttpResponse, ReqwestClient, content_type_accepted, short};
+use super::discovery::{DISCOVERY_PATHS, ProviderMetadata};
 use super::{HttpClient, RemoteError, check_url};
 use crate::error::ConfigError;
 use crate::jwt::KeySet;
 
 /// The content types a JWKS may be served with.
 const ACCEPT_JWKS: &[&str] = &["application/jwk-set+json", "application/json"];
-/// The content type of a discovery document.
-const ACCEPT_JSON: &[&str] = &["application/json"];
-/// The discovery documents tried, in order, under the issuer.
-const DISCOVERY_PATHS: [&str; 2] = [
-    "/.well-known/openid-configuration",
-    "/.well-known/oauth-authorization-server",
-];
 
 /// The default time between refreshes when the server sends no `max-age`.
 const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
@@ -96,7 +89,8 @@ pub struct JwksCache {
     current: RwLock<Option<Current>>,
     fetch_guard: tokio::sync::Mutex<()>,
     last_attempt: Mutex<Option<Instant>>,
-    jwks_uri: Mutex<Option<String>>,
+    /// The provider's metadata, once discovered (with `JwksSource::Discover`).
+    metadata: Mutex<Option<Arc<ProviderMetadata>>>,
     cooldown: Duration,
     max_stale: Duration,
     min_refresh: Duration,
@@ -136,6 +130,17 @@ impl JwksCache {
     #[must_use]
     pub fn source(&self) -> &JwksSource {
         &self.source
+    }
+
+    /// The provider's whole metadata (token, authorization, end-session, introspection
+    /// endpoints, …), once discovery has run: `None` with a JWKS URL, or before the first
+    /// fetch.
+    #[must_use]
+    pub fn provider_metadata(&self) -> Option<Arc<ProviderMetadata>> {
+        self.metadata
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The current key set, if one is usable (fetched, and not older than `max_stale`).
@@ -299,7 +304,7 @@ impl JwksCache {
             }
             Err(error) => {
                 if matches!(self.source, JwksSource::Discover(_)) {
-                    *self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                    *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 }
                 tracing::warn!(
                     target: "portcullis::remote",
@@ -369,52 +374,13 @@ impl JwksCache {
             JwksSource::Url(url) => return Ok(url.clone()),
             JwksSource::Discover(issuer) => issuer,
         };
-        if let Some(url) = self
-            .jwks_uri
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        {
-            return Ok(url);
+        if let Some(metadata) = self.provider_metadata() {
+            return Ok(metadata.jwks_uri.clone());
         }
-        let base = issuer.trim_end_matches('/');
-        let mut last_error = None;
-        for path in DISCOVERY_PATHS {
-            match self.discover_at(&format!("{base}{path}"), issuer).await {
-                Ok(url) => {
-                    *self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(url.clone());
-                    return Ok(url);
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or(RemoteError::Discovery {
-            reason: "no discovery document".to_owned(),
-        }))
-    }
-
-    async fn discover_at(&self, url: &str, issuer: &str) -> Result<String, RemoteError> {
-        let response = self.client.get(url, ACCEPT_JSON).await?;
-        let body = checked_body(&response, ACCEPT_JSON)?;
-        let document: Value = serde_json::from_slice(body).map_err(|_| RemoteError::Discovery {
-            reason: "the discovery document is not JSON".to_owned(),
-        })?;
-        match document.get("issuer") {
-            Some(Value::String(found)) if found == issuer => {}
-            _ => {
-                return Err(RemoteError::Discovery {
-                    reason: "the discovery document names another issuer".to_owned(),
-                });
-            }
-        }
-        let Some(Value::String(jwks_uri)) = document.get("jwks_uri") else {
-            return Err(RemoteError::Discovery {
-                reason: "the discovery document has no `jwks_uri` string".to_owned(),
-            });
-        };
-        check_url(jwks_uri, self.allow_http)?;
-        Ok(jwks_uri.clone())
+        let metadata = ProviderMetadata::discover(&*self.client, issuer, self.allow_http).await?;
+        let jwks_uri = metadata.jwks_uri.clone();
+        *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(metadata));
+        Ok(jwks_uri)
     }
 }
 
@@ -534,7 +500,7 @@ impl JwksCacheBuilder {
             current: RwLock::new(None),
             fetch_guard: tokio::sync::Mutex::new(()),
             last_attempt: Mutex::new(None),
-            jwks_uri: Mutex::new(None),
+            metadata: Mutex::new(None),
             cooldown: self.cooldown,
             max_stale: self.max_stale,
             min_refresh: self.min_refresh,

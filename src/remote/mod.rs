@@ -1,5 +1,5 @@
-//! Remote material from the identity provider: fetching and caching a JWKS, directly or
-//! through discovery.
+//! Remote material from the identity provider: its metadata (discovery), and fetching and
+//! caching its JWKS, directly or through discovery. Depends on no layer.
 //!
 //! Everything fetched goes through an [`HttpClient`] ([`ReqwestClient`] by default) that
 //! bounds time and size, accepts only JSON content types and never follows a redirect to
@@ -8,10 +8,13 @@
 //! fails (for a bounded time), and never holds a lock across a fetch.
 
 mod client;
+mod discovery;
 mod jwks;
 
 #[doc(inline)]
 pub use self::client::{HttpClient, HttpFuture, HttpResponse, ReqwestClient, ReqwestClientBuilder};
+#[doc(inline)]
+pub use self::discovery::ProviderMetadata;
 #[doc(inline)]
 pub use self::jwks::{JwksCache, JwksCacheBuilder, JwksSource};
 
