@@ -58,10 +58,6 @@ mod memory;
 mod record;
 mod store;
 
-use std::fmt;
-
-use tower_layer::Layer;
-
 #[doc(inline)]
 pub use self::admin::KeyAdmin;
 #[doc(inline)]
@@ -83,45 +79,13 @@ pub use crate::secret::{ApiKey, KeyDigest};
 #[cfg(fuzzing)]
 pub(crate) use self::format::FormatError;
 
-use crate::authenticate::{Authentication, AuthenticationLayer};
-use crate::rejection::RejectionResponse;
+use crate::authenticate::AuthenticationLayer;
 
 /// Authenticates requests by API key; see the [module documentation](self).
 ///
-/// The service it makes is the same [`Authentication`] service every authenticator chain
-/// uses, so it stacks with other layers, and inside `GatewaySecurityLayer`, unchanged.
-#[derive(Clone)]
-#[must_use]
-pub struct ApiKeyLayer {
-    inner: AuthenticationLayer,
-}
-
-impl ApiKeyLayer {
-    /// A layer checking keys with `authenticator`.
-    pub fn new(authenticator: ApiKeyAuthenticator) -> Self {
-        Self {
-            inner: AuthenticationLayer::new(authenticator),
-        }
-    }
-
-    /// Renders rejections with `renderer` instead of problem+json.
-    pub fn rejection_response(self, renderer: impl RejectionResponse) -> Self {
-        Self {
-            inner: self.inner.rejection_response(renderer),
-        }
-    }
-}
-
-impl fmt::Debug for ApiKeyLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ApiKeyLayer").field(&self.inner).finish()
-    }
-}
-
-impl<S> Layer<S> for ApiKeyLayer {
-    type Service = Authentication<S>;
-
-    fn layer(&self, inner: S) -> Authentication<S> {
-        self.inner.layer(inner)
-    }
-}
+/// The one authentication layer, [`AuthenticationLayer`], under the name of what it runs
+/// here: `ApiKeyLayer::new(authenticator)` is `AuthenticationLayer::new(authenticator)`, and
+/// `.and(...)` adds other authenticators beside it. Its service is the same
+/// [`Authentication`](crate::Authentication) service every chain uses, so it stacks with
+/// other layers, and inside `GatewaySecurityLayer`, unchanged.
+pub type ApiKeyLayer = AuthenticationLayer;

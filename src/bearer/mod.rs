@@ -69,10 +69,7 @@ mod introspection;
 mod load;
 mod rules;
 
-use std::fmt;
-
-use crate::{Authentication, AuthenticationLayer, RejectionResponse};
-use tower_layer::Layer;
+use crate::AuthenticationLayer;
 
 #[doc(inline)]
 pub use self::authenticator::{BearerAuthenticator, BearerAuthenticatorBuilder};
@@ -88,40 +85,9 @@ pub use crate::jwt::{
 
 /// Authenticates requests by bearer token; see the [module documentation](self).
 ///
-/// The service it makes is the same [`Authentication`] service every authenticator chain
-/// uses, so it stacks with other layers unchanged.
-#[derive(Clone)]
-#[must_use]
-pub struct BearerLayer {
-    inner: AuthenticationLayer,
-}
-
-impl BearerLayer {
-    /// A layer checking tokens with `authenticator`.
-    pub fn new(authenticator: BearerAuthenticator) -> Self {
-        Self {
-            inner: AuthenticationLayer::new(authenticator),
-        }
-    }
-
-    /// Renders rejections with `renderer` instead of problem+json.
-    pub fn rejection_response(self, renderer: impl RejectionResponse) -> Self {
-        Self {
-            inner: self.inner.rejection_response(renderer),
-        }
-    }
-}
-
-impl fmt::Debug for BearerLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("BearerLayer").field(&self.inner).finish()
-    }
-}
-
-impl<S> Layer<S> for BearerLayer {
-    type Service = Authentication<S>;
-
-    fn layer(&self, inner: S) -> Authentication<S> {
-        self.inner.layer(inner)
-    }
-}
+/// The one authentication layer, [`AuthenticationLayer`], under the name of what it runs
+/// here: `BearerLayer::new(authenticator)` is `AuthenticationLayer::new(authenticator)`, and
+/// `.and(...)` adds other authenticators beside it. Its service is the same
+/// [`Authentication`](crate::Authentication) service every chain uses, so it stacks with
+/// other layers, and inside `GatewaySecurityLayer`, unchanged.
+pub type BearerLayer = AuthenticationLayer;
