@@ -11,7 +11,7 @@ use http::header::AUTHORIZATION;
 use http::request::Parts;
 use serde_json::Value;
 
-use super::cache::{DEFAULT_CAPACITY, TokenCache};
+use super::cache::{DEFAULT_CAPACITY, TokenCache, TokenDigest};
 use super::introspection::{Introspection, Lookup, Outcome, Refusal};
 use super::rules::{IssuerRules, KeySource};
 use crate::authenticate::credentials::{
@@ -41,6 +41,19 @@ enum CheckError {
     /// No issuer's rules apply (no `iss`, or an issuer not configured): 401, or
     /// introspection with `introspect_jwts()`.
     NoRules(Failure),
+}
+
+/// What deciding about a token needs next.
+enum Step {
+    /// The answer.
+    Done(Result<Principal, Rejection>),
+    /// An introspection call (the token is not cached).
+    Introspect(Introspection, TokenDigest),
+    /// A refetch of the issuer's keys; `otherwise` is the answer if that cannot help.
+    Refetch {
+        jwks: Arc<JwksCache>,
+        otherwise: Rejection,
+    },
 }
 
 impl From<Failure> for CheckError {
@@ -162,30 +175,48 @@ impl BearerAuthenticator {
     /// refetch once, and a token to introspect is answered only from the introspection
     /// cache (`unavailable` when it is not cached).
     pub fn verify(&self, token: &str) -> Result<Principal, Rejection> {
-        if token.len() > self.inner.max_token_bytes {
-            return Err(self.refuse(Failure::TooLarge));
-        }
-        let introspect = |introspection: &Introspection| match introspection
-            .lookup(token, self.inner.max_token_bytes)
-        {
-            Lookup::Done(outcome) => self.introspected(outcome),
-            Lookup::Uncached(_) => {
+        match self.step(token) {
+            Step::Done(result) => result,
+            Step::Introspect(..) => {
                 self.introspected(Outcome::Unavailable("introspection_not_cached"))
             }
-        };
-        if let Some(introspection) = self.introspection_first(token) {
-            return introspect(introspection);
+            Step::Refetch { otherwise, .. } => Err(otherwise),
         }
-        self.check(token, SystemTime::now())
-            .or_else(|error| match error {
-                CheckError::Token(failure) => Err(self.refuse(failure)),
-                CheckError::UnknownKid(_) => Err(self.refuse(Failure::UnknownKid)),
-                CheckError::NoKeys(_) => Err(self.unavailable()),
-                CheckError::NoRules(failure) => match self.introspection_fallback() {
-                    Some(introspection) => introspect(introspection),
-                    None => Err(self.refuse(failure)),
-                },
-            })
+    }
+
+    /// The one decision about a token, shared by the layer and [`verify`](Self::verify):
+    /// an answer now, or what must be waited for first.
+    fn step(&self, token: &str) -> Step {
+        if token.len() > self.inner.max_token_bytes {
+            return Step::Done(Err(self.refuse(Failure::TooLarge)));
+        }
+        if let Some(introspection) = self.introspection_first(token) {
+            return self.introspection_step(introspection, token);
+        }
+        match self.check(token, SystemTime::now()) {
+            Ok(principal) => Step::Done(Ok(principal)),
+            Err(CheckError::Token(failure)) => Step::Done(Err(self.refuse(failure))),
+            Err(CheckError::NoRules(failure)) => match self.introspection_fallback() {
+                Some(introspection) => self.introspection_step(introspection, token),
+                None => Step::Done(Err(self.refuse(failure))),
+            },
+            Err(CheckError::UnknownKid(jwks)) => Step::Refetch {
+                jwks,
+                otherwise: self.refuse(Failure::UnknownKid),
+            },
+            Err(CheckError::NoKeys(jwks)) => Step::Refetch {
+                jwks,
+                otherwise: self.unavailable(),
+            },
+        }
+    }
+
+    /// Introspection's answer now (shape checks, cache), or the call to make.
+    fn introspection_step(&self, introspection: &Introspection, token: &str) -> Step {
+        match introspection.lookup(token, self.inner.max_token_bytes) {
+            Lookup::Done(outcome) => Step::Done(self.introspected(outcome)),
+            Lookup::Uncached(digest) => Step::Introspect(introspection.clone(), digest),
+        }
     }
 
     /// The introspection to use before any JWT check: configured, and `token` is not
@@ -203,24 +234,6 @@ impl BearerAuthenticator {
             .introspection
             .as_ref()
             .filter(|_| self.inner.introspect_jwts)
-    }
-
-    /// Introspects `token`: at once when its shape or the cache decides, else
-    /// asynchronously (within the introspection's bounds on calls).
-    fn introspect(&self, introspection: &Introspection, token: &str) -> AuthFuture {
-        let digest = match introspection.lookup(token, self.inner.max_token_bytes) {
-            Lookup::Done(outcome) => {
-                return AuthFuture::ready(into_outcome(self.introspected(outcome)));
-            }
-            Lookup::Uncached(digest) => digest,
-        };
-        let this = self.clone();
-        let introspection = introspection.clone();
-        let token = token.to_owned();
-        AuthFuture::new(async move {
-            let outcome = introspection.introspect(&token, digest).await;
-            into_outcome(this.introspected(outcome))
-        })
     }
 
     /// The result of an introspection answer, logged.
@@ -243,21 +256,6 @@ impl BearerAuthenticator {
                 Err(Rejection::new(Reason::Unavailable).with_retry_after(retry_after))
             }
         }
-    }
-
-    /// Verifies a token as the layer does: when the token names a `kid` the fetched set
-    /// lacks, or no fetched set is usable, refetches (rate-limited, single-flight) and
-    /// tries once more.
-    async fn verify_with_refetch(self, token: String) -> Result<Principal, Rejection> {
-        let cache = match self.check(&token, SystemTime::now()) {
-            Ok(principal) => return Ok(principal),
-            Err(CheckError::Token(failure) | CheckError::NoRules(failure)) => {
-                return Err(self.refuse(failure));
-            }
-            Err(CheckError::NoKeys(cache) | CheckError::UnknownKid(cache)) => cache,
-        };
-        cache.refresh_for_unknown_kid().await;
-        self.verify(&token)
     }
 
     fn unavailable(&self) -> Rejection {
@@ -455,39 +453,39 @@ fn into_outcome(result: Result<Principal, Rejection>) -> AuthOutcome {
 
 impl Authenticate for BearerAuthenticator {
     fn authenticate(&self, request: &Parts) -> AuthFuture {
-        let presented = self.presented(request);
-        let outcome = match presented.as_ref().map(Option::as_deref) {
-            Err(rejection) => AuthOutcome::Rejected(rejection.clone()),
-            Ok(None) => AuthOutcome::Absent,
-            Ok(Some(token)) if token.len() > self.inner.max_token_bytes => {
-                AuthOutcome::Rejected(self.refuse(Failure::TooLarge))
-            }
-            Ok(Some(token)) if self.introspection_first(token).is_some() => {
-                return match self.introspection_first(token) {
-                    Some(introspection) => self.introspect(introspection, token),
-                    None => AuthFuture::ready(AuthOutcome::Absent),
-                };
-            }
-            Ok(Some(token)) => match self.check(token, SystemTime::now()) {
-                Ok(principal) => AuthOutcome::Authenticated(principal),
-                Err(CheckError::Token(failure)) => AuthOutcome::Rejected(self.refuse(failure)),
-                Err(CheckError::NoRules(failure)) => match self.introspection_fallback() {
-                    Some(introspection) => return self.introspect(introspection, token),
-                    None => AuthOutcome::Rejected(self.refuse(failure)),
-                },
-                Err(CheckError::NoKeys(_) | CheckError::UnknownKid(_)) => {
-                    let this = self.clone();
-                    let token = token.to_owned();
-                    return AuthFuture::new(async move {
-                        match this.verify_with_refetch(token).await {
-                            Ok(principal) => AuthOutcome::Authenticated(principal),
-                            Err(rejection) => AuthOutcome::Rejected(rejection),
-                        }
-                    });
-                }
-            },
+        let token = match self.presented(request) {
+            Err(rejection) => return AuthFuture::ready(AuthOutcome::Rejected(rejection)),
+            Ok(None) => return AuthFuture::ready(AuthOutcome::Absent),
+            Ok(Some(token)) => token,
         };
-        AuthFuture::ready(outcome)
+        match self.step(&token) {
+            Step::Done(result) => AuthFuture::ready(into_outcome(result)),
+            Step::Introspect(introspection, digest) => {
+                let this = self.clone();
+                let token = token.into_owned();
+                AuthFuture::new(async move {
+                    let outcome = introspection.introspect(&token, digest).await;
+                    into_outcome(this.introspected(outcome))
+                })
+            }
+            // The token names a `kid` the fetched set lacks, or no fetched set is usable:
+            // refetch (rate-limited, single-flight) and decide once more.
+            Step::Refetch { jwks, .. } => {
+                let this = self.clone();
+                let token = token.into_owned();
+                AuthFuture::new(async move {
+                    jwks.refresh_for_unknown_kid().await;
+                    let result = match this.step(&token) {
+                        Step::Done(result) => result,
+                        Step::Introspect(introspection, digest) => {
+                            this.introspected(introspection.introspect(&token, digest).await)
+                        }
+                        Step::Refetch { otherwise, .. } => Err(otherwise),
+                    };
+                    into_outcome(result)
+                })
+            }
+        }
     }
 
     fn challenge(&self) -> Option<Challenge> {
