@@ -19,9 +19,9 @@ use super::load::{CallBudget, LoadWarning, Overload};
 use crate::error::ConfigError;
 use crate::jwt::claims::{check_audience, push_words, roles_at, time};
 use crate::jwt::token::Failure;
+use crate::remote::introspection::{ClientAuth, IntrospectionClient};
 use crate::remote::{HttpClient, ReqwestClient, check_url};
 use crate::secret::ClientSecret;
-use zeroize::Zeroizing;
 
 /// How long an active token's answer is kept by default (never past its `exp`).
 const DEFAULT_MAX_CACHE: Duration = Duration::from_secs(5 * 60);
@@ -54,17 +54,6 @@ const LOAD_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 const BUSY_RETRY_AFTER: u32 = 1;
 /// The largest `Retry-After` for a token refused because the budget is spent, in seconds.
 const MAX_BUDGET_RETRY_AFTER: u32 = 60;
-/// What the introspection endpoint must answer with.
-const ACCEPT_JSON: &[&str] = &["application/json"];
-
-/// How the client authenticates to the introspection endpoint (RFC 6749 section 2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientAuth {
-    /// `Authorization: Basic` with the form-encoded id and secret.
-    Basic,
-    /// `client_id` and `client_secret` in the form body.
-    Post,
-}
 
 /// Why a token is refused after introspection, or without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,17 +178,13 @@ pub struct Introspection {
 }
 
 struct Inner {
-    url: String,
-    client_id: String,
-    client_secret: ClientSecret,
-    auth: ClientAuth,
+    exchange: IntrospectionClient,
     issuer: Option<String>,
     audiences: Vec<String>,
     roles_claim: Option<Vec<String>>,
     max_cache: Duration,
     negative_cache: Duration,
     cache: Cache<TokenDigest, (Result<Principal, Refusal>, SystemTime)>,
-    client: Arc<dyn HttpClient>,
     in_flight: Mutex<HashMap<TokenDigest, Arc<OnceCell<Outcome>>>>,
     min_token_bytes: usize,
     max_concurrent: usize,
@@ -214,10 +199,7 @@ impl fmt::Debug for Introspection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("Introspection")
-            .field("url", &inner.url)
-            .field("client_id", &inner.client_id)
-            .field("client_secret", &"[redacted]")
-            .field("auth", &inner.auth)
+            .field("exchange", &inner.exchange)
             .field("issuer", &inner.issuer)
             .field("audiences", &inner.audiences)
             .field("roles_claim", &inner.roles_claim)
@@ -263,7 +245,7 @@ impl Introspection {
     /// The introspection endpoint.
     #[must_use]
     pub fn url(&self) -> &str {
-        &self.inner.url
+        &self.inner.exchange.url
     }
 
     /// Forgets every cached answer.
@@ -426,56 +408,15 @@ impl Introspection {
     /// Sends one introspection request and caches a definite answer.
     async fn fetch(&self, token: &str, digest: TokenDigest) -> Outcome {
         let inner = &*self.inner;
-        let response = match inner.auth {
-            ClientAuth::Basic => {
-                let user = form_encode(&inner.client_id);
-                let password = Zeroizing::new(form_encode(inner.client_secret.expose_secret()));
-                let form = [("token", token), ("token_type_hint", "access_token")];
-                inner
-                    .client
-                    .post_form(&inner.url, &form, Some((&user, &password)), ACCEPT_JSON)
-                    .await
-            }
-            ClientAuth::Post => {
-                let form = [
-                    ("token", token),
-                    ("token_type_hint", "access_token"),
-                    ("client_id", inner.client_id.as_str()),
-                    ("client_secret", inner.client_secret.expose_secret()),
-                ];
-                inner
-                    .client
-                    .post_form(&inner.url, &form, None, ACCEPT_JSON)
-                    .await
-            }
-        };
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
+        let answer = match inner.exchange.ask(token).await {
+            Ok(answer) => answer,
+            Err(unanswered) => {
                 tracing::warn!(
                     target: "portcullis::bearer",
-                    error = %error,
-                    "token introspection failed"
+                    error = %unanswered,
+                    "token introspection gave no usable answer"
                 );
-                return Outcome::Unavailable("introspection_unavailable");
-            }
-        };
-        if !(200..300).contains(&response.status) {
-            tracing::warn!(
-                target: "portcullis::bearer",
-                status = response.status,
-                "token introspection answered with an error status"
-            );
-            return Outcome::Unavailable("introspection_status");
-        }
-        let answer = match serde_json::from_slice::<Value>(&response.body) {
-            Ok(Value::Object(answer)) => answer,
-            _ => {
-                tracing::warn!(
-                    target: "portcullis::bearer",
-                    "token introspection answered with something other than a JSON object"
-                );
-                return Outcome::Unavailable("introspection_garbage");
+                return Outcome::Unavailable(unanswered.cause());
             }
         };
         let now = SystemTime::now();
@@ -593,22 +534,6 @@ fn is_string_array(value: &Value) -> bool {
     value
         .as_array()
         .is_some_and(|items| items.iter().all(Value::is_string))
-}
-
-/// `application/x-www-form-urlencoded` encoding, as RFC 6749 section 2.3.1 asks for the
-/// client id and secret before they go into `Authorization: Basic`.
-fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 /// Builds an [`Introspection`]; see [`Introspection::builder`]. Every setting documents
@@ -826,17 +751,19 @@ impl IntrospectionBuilder {
         };
         Ok(Introspection {
             inner: Arc::new(Inner {
-                url: self.url,
-                client_id: self.client_id,
-                client_secret: self.client_secret,
-                auth: self.auth,
+                exchange: IntrospectionClient {
+                    url: self.url,
+                    client_id: self.client_id,
+                    client_secret: self.client_secret,
+                    auth: self.auth,
+                    http: client,
+                },
                 issuer: self.issuer,
                 audiences: self.audiences,
                 roles_claim,
                 max_cache: self.max_cache,
                 negative_cache: self.negative_cache,
                 cache: Cache::new(self.cache_capacity),
-                client,
                 in_flight: Mutex::new(HashMap::new()),
                 min_token_bytes: self.min_token_bytes,
                 max_concurrent: self.max_concurrent,
@@ -1188,12 +1115,6 @@ mod tests {
             ),
             None
         );
-    }
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("a-b_c.d*9"), "a-b_c.d*9");
-        assert_eq!(form_encode("a b:c%"), "a+b%3Ac%25");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod client;
 mod discovery;
+pub(crate) mod introspection;
 mod jwks;
 
 #[doc(inline)]
