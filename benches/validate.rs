@@ -4,11 +4,13 @@
 //! body into a `Value` and a compiled `jsonschema` validator's `is_valid` on it. Beside it:
 //!
 //! - `validate_layer/valid`: the whole `ValidateLayer` around a bare service, for the same
-//!   body (route match, media type, the streaming limits pass, parse, schema, the inner
-//!   call with the exact bytes, and `ValidatedJson` in the extensions);
+//!   body (route match, media type, reading the body, the one parse with the JSON limits
+//!   enforced, schema, the inner call with the exact bytes, and `ValidatedJson` in the
+//!   extensions);
 //! - `validate_layer/invalid`: the same with a body that breaks the schema (violations
 //!   collected and rendered as problem+json);
-//! - `json_limits/check`: the streaming structure pass alone (`JsonLimits::check`);
+//! - `json_limits/check`: the parse with the limits alone (`JsonLimits::check`), beside
+//!   `floor/parse`, `serde_json::from_slice` into a `Value` alone;
 //! - `bare_service`: the inner service alone, to subtract.
 //!
 //! Futures are polled with a no-op waker: every step completes without waiting, so no
@@ -150,6 +152,9 @@ fn benches(c: &mut Criterion) {
             let value: Value = serde_json::from_slice(black_box(&valid)).expect("parses");
             black_box(validator.is_valid(&value))
         });
+    });
+    group.bench_function("floor/parse", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&valid)).is_ok()));
     });
     group.bench_function("json_limits/check", |b| {
         b.iter(|| black_box(limits.check(black_box(&valid)).is_ok()));

@@ -232,23 +232,15 @@ mod validate {
     use tower_service::Service;
 
     use crate::validate::{JsonLimits, RequestSchema, ValidateLayer, ValidationRules};
-    use crate::validate::{JsonScanner, RequestBody};
+    use crate::validate::{RequestBody, parse_json};
 
-    /// The result of a JSON limits pass: `Err((keyword, message))` names the limit code
-    /// (`json_syntax`, `json_too_deep`, …) and the message, which includes the byte offset.
-    pub type JsonCheck = Result<(), (String, String)>;
+    /// The result of parsing with the JSON limits: the value, or `Err((keyword, message))`
+    /// naming the limit code (`json_syntax`, `json_too_deep`, …) and the message.
+    pub type JsonParse = Result<serde_json::Value, (String, String)>;
 
-    /// Runs the JSON limits pass over `chunks` in order, as a body arriving in those pieces.
-    pub fn json_limits_scan<'a>(
-        limits: &JsonLimits,
-        chunks: impl IntoIterator<Item = &'a [u8]>,
-    ) -> JsonCheck {
-        let mut scanner = JsonScanner::new(limits);
-        let outcome = chunks
-            .into_iter()
-            .try_for_each(|chunk| scanner.feed(chunk))
-            .and_then(|()| scanner.finish());
-        outcome.map_err(|error| {
+    /// Parses `body` with `limits` in one pass, as the validation layer does.
+    pub fn json_limits_parse(limits: &JsonLimits, body: &[u8]) -> JsonParse {
+        parse_json(body, limits).map_err(|error| {
             let violation = error.to_violation();
             (
                 violation.keyword().to_owned(),

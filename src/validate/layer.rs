@@ -20,13 +20,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::RequestBody;
-use super::json_limits::JsonScanner;
+use super::json;
 use super::rules::{BodyCheck, ParameterSchema, RouteSchemas, Settings, ValidationRules};
 use super::schema::CompiledSchema;
 use crate::body::ResponseBody;
 use crate::observe::{Decision, Observe, Outcome, Stage, default_observer};
 use crate::principal::Principal;
-use crate::rejection::{Reason, Rejection, RejectionResponse, Violation, default_renderer};
+use crate::rejection::{Reason, Rejection, RejectionResponse, default_renderer};
 
 /// The parsed JSON body of a validated request, in the request's extensions, so a handler
 /// that wants a `serde_json::Value` need not parse the body again.
@@ -198,7 +198,7 @@ where
                             observer: self.observer.clone(),
                             started,
                             collected: Collected::with_capacity(capacity),
-                            scanner: json.then(|| JsonScanner::new(&self.settings.limits)),
+                            json,
                             schema,
                             required,
                             limit,
@@ -458,7 +458,8 @@ struct Reading<S> {
     observer: Arc<dyn Observe>,
     started: Instant,
     collected: Collected,
-    scanner: Option<JsonScanner>,
+    /// Whether the body is JSON, to parse (with the limits) and check against `schema`.
+    json: bool,
     schema: Option<Arc<CompiledSchema>>,
     required: bool,
     limit: usize,
@@ -599,11 +600,6 @@ impl<S> Reading<S> {
             if self.collected.len().saturating_add(frame.len()) > self.limit {
                 return Poll::Ready(Read::Refused(Rejection::new(Reason::PayloadTooLarge)));
             }
-            if let Some(scanner) = &mut self.scanner
-                && let Err(error) = scanner.feed(&frame)
-            {
-                return Poll::Ready(Read::Refused(invalid_json(&error)));
-            }
             if !frame.is_empty() {
                 self.collected.push(frame);
             }
@@ -620,8 +616,8 @@ impl<S> Reading<S> {
         }
     }
 
-    /// The body is complete: finish the structure check, parse, validate, and call the
-    /// service with exactly the bytes that arrived.
+    /// The body is complete: parse it (enforcing the JSON limits in the same pass), validate,
+    /// and call the service with exactly the bytes that arrived.
     fn finish<B>(mut self) -> State<S, B>
     where
         S: Service<Request<RequestBody<B>>>,
@@ -632,18 +628,14 @@ impl<S> Reading<S> {
                 return self.refuse(&Rejection::new(Reason::MissingBody));
             }
             // An optional body that turned out empty: nothing to parse.
-            self.scanner = None;
+            self.json = false;
         }
-        if let Some(scanner) = self.scanner.take() {
-            if let Err(error) = scanner.finish() {
-                return self.refuse(&invalid_json(&error));
-            }
-            let value: Value = match serde_json::from_slice(&bytes) {
+        if self.json {
+            let value = match json::parse(&bytes, &self.settings.limits) {
                 Ok(value) => value,
                 Err(error) => {
-                    let violation = Violation::new("body", "", "json_syntax", &error.to_string());
-                    let rejection =
-                        Rejection::new(Reason::InvalidJson).with_violations(vec![violation]);
+                    let rejection = Rejection::new(Reason::InvalidJson)
+                        .with_violations(vec![error.to_violation()]);
                     return self.refuse(&rejection);
                 }
             };
@@ -670,10 +662,6 @@ impl<S> Reading<S> {
             future: crate::future::ResponseFuture::inner(self.service.call(request)),
         }
     }
-}
-
-fn invalid_json(error: &super::json_limits::JsonLimitError) -> Rejection {
-    Rejection::new(Reason::InvalidJson).with_violations(vec![error.to_violation()])
 }
 
 #[cfg(test)]

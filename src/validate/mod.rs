@@ -1,5 +1,5 @@
-//! Request validation: JSON Schema and OpenAPI per route, with JSON limits enforced while
-//! the body arrives, before anything parses it.
+//! Request validation: JSON Schema and OpenAPI per route, with JSON limits enforced in the
+//! one pass that parses the body.
 //!
 //! [`ValidationRules`] map `METHOD /path` patterns (the same matcher and precedence as the
 //! authorization rules) to a [`RequestSchema`]: a body schema, and object schemas for query
@@ -13,10 +13,12 @@
 //! 1. parameters (path, query, headers) → 400 listing every violation;
 //! 2. a required body that is missing → 400; the body's media type → 415;
 //! 3. `Content-Length` over the limit → 413 without reading;
-//! 4. the body, read with a size limit (413 as soon as it is passed), a read timeout (408)
-//!    and the [`JsonLimits`] structure checks (depth, sizes, duplicate keys, UTF-8,
-//!    trailing data: 400), all in one streaming pass that cannot be made to recurse;
-//! 5. the parsed body against its schema → 400 (or 422) listing violations with JSON
+//! 4. the body, read with a size limit (413 as soon as it is passed) and a read timeout
+//!    (408);
+//! 5. the body parsed once, with the [`JsonLimits`] (depth, sizes, duplicate keys) enforced
+//!    in the same pass as `serde_json`'s syntax, UTF-8 and number checks → 400, with nesting
+//!    refused before it can exhaust the stack;
+//! 6. the parsed body against its schema → 400 (or 422) listing violations with JSON
 //!    pointers.
 //!
 //! The service behind receives exactly the bytes that were sent, with the original headers,
@@ -61,7 +63,7 @@
 //! ```
 
 mod body;
-mod json_limits;
+mod json;
 mod layer;
 mod rules;
 mod schema;
@@ -69,7 +71,7 @@ mod schema;
 #[doc(inline)]
 pub use self::body::RequestBody;
 #[doc(inline)]
-pub use self::json_limits::JsonLimits;
+pub use self::json::JsonLimits;
 #[doc(inline)]
 pub use self::layer::{ResponseFuture, Validate, ValidateLayer, ValidatedJson};
 #[doc(inline)]
@@ -77,6 +79,6 @@ pub use self::rules::{RequestSchema, ValidationRules, ValidationRulesBuilder};
 #[doc(inline)]
 pub use crate::openapi::OpenApiSpec;
 
-/// The streaming JSON limits pass, for the fuzz targets (`crate::fuzzing`).
+/// The one-pass JSON parse with limits, for the fuzz targets (`crate::fuzzing`).
 #[cfg(fuzzing)]
-pub(crate) use self::json_limits::JsonScanner;
+pub(crate) use self::json::parse as parse_json;

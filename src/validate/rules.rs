@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::json_limits::JsonLimits;
+use super::json::JsonLimits;
 use super::schema::{Coercion, CompiledSchema, Dialect, property_coercions};
 use crate::error::ConfigError;
 use crate::openapi::OpenApiSpec;
@@ -325,8 +325,8 @@ impl ValidationRulesBuilder {
         self
     }
 
-    /// Structure limits for JSON bodies, checked while the body arrives, before parsing.
-    /// Defaults to [`JsonLimits::default`].
+    /// Structure limits for JSON bodies, enforced in the pass that parses them. Defaults to
+    /// [`JsonLimits::default`]; [`build`](Self::build) refuses a zero limit.
     pub fn json_limits(mut self, limits: JsonLimits) -> Self {
         self.limits = limits;
         self
@@ -382,6 +382,7 @@ impl ValidationRulesBuilder {
                 setting: "body_read_timeout",
             });
         }
+        self.limits.validate()?;
         let mut routes = RouteTable::default();
         for (rule, schema) in &self.routes {
             routes.insert(rule, compile_route(rule, schema)?)?;
