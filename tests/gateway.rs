@@ -1140,18 +1140,21 @@ async fn bad_policies_fail_at_build_time() {
     ));
 }
 
+/// A custom envelope: `{"error": "<public reason>"}` with the rejection's status.
+fn error_envelope(rejection: &Rejection) -> Response<bytes::Bytes> {
+    let body = format!(r#"{{"error":"{}"}}"#, rejection.reason().public());
+    let mut response = Response::new(bytes::Bytes::from(body));
+    *response.status_mut() = rejection.status();
+    response
+}
+
 #[tokio::test]
 async fn a_custom_rejection_renderer_keeps_the_challenge() {
     let fixture = Fixture::new().await;
     let gateway = GatewaySecurityLayer::builder()
         .authenticate(fixture.authenticator())
         .rules(Fixture::rules())
-        .rejection_response(|rejection: &Rejection| {
-            let body = format!(r#"{{"error":"{}"}}"#, rejection.reason().public());
-            let mut response = Response::new(bytes::Bytes::from(body));
-            *response.status_mut() = rejection.status();
-            response
-        })
+        .rejection_response(error_envelope)
         .build()
         .expect("valid gateway");
     let app = fixture.router(gateway);
@@ -1167,12 +1170,7 @@ async fn extractors_render_refusals_as_the_gateway_does() {
     let gateway = GatewaySecurityLayer::builder()
         .authenticate(fixture.authenticator())
         .rules(Fixture::rules())
-        .rejection_response(|rejection: &Rejection| {
-            let body = format!(r#"{{"error":"{}"}}"#, rejection.reason().public());
-            let mut response = Response::new(bytes::Bytes::from(body));
-            *response.status_mut() = rejection.status();
-            response
-        })
+        .rejection_response(error_envelope)
         .build()
         .expect("valid gateway");
     // `/feed` is `optional()`: the gateway lets anonymous callers in, and this handler's
