@@ -184,7 +184,8 @@ struct Inner {
     roles_claim: Option<Vec<String>>,
     max_cache: Duration,
     negative_cache: Duration,
-    cache: Cache<TokenDigest, (Result<Principal, Refusal>, SystemTime)>,
+    /// Answers and until when they hold, on tokio's clock (so tests can pause it).
+    cache: Cache<TokenDigest, (Result<Principal, Refusal>, Instant)>,
     in_flight: Mutex<HashMap<TokenDigest, Arc<OnceCell<Outcome>>>>,
     min_token_bytes: usize,
     max_concurrent: usize,
@@ -277,7 +278,7 @@ impl Introspection {
             return Lookup::Done(Outcome::Refused(Refusal::Shape(failure)));
         }
         let digest = TokenCache::digest(token);
-        match self.cached(&digest, SystemTime::now()) {
+        match self.cached(&digest) {
             Some(outcome) => Lookup::Done(outcome),
             None => Lookup::Uncached(digest),
         }
@@ -304,10 +305,10 @@ impl Introspection {
         }
     }
 
-    /// The cached answer for `digest`, if it is still valid at `now`.
-    pub(crate) fn cached(&self, digest: &TokenDigest, now: SystemTime) -> Option<Outcome> {
+    /// The cached answer for `digest`, if it still holds.
+    pub(crate) fn cached(&self, digest: &TokenDigest) -> Option<Outcome> {
         let (result, deadline) = self.inner.cache.get(digest)?;
-        if now >= deadline {
+        if Instant::now() >= deadline {
             self.inner.cache.remove(digest);
             return None;
         }
@@ -333,7 +334,7 @@ impl Introspection {
             .cell
             .get_or_init(|| async {
                 // Another request may have finished while this one waited for the map.
-                match self.cached(&digest, SystemTime::now()) {
+                match self.cached(&digest) {
                     Some(outcome) => outcome,
                     None => self.call(token, digest).await,
                 }
@@ -419,16 +420,20 @@ impl Introspection {
                 return Outcome::Unavailable(unanswered.cause());
             }
         };
+        // Claims are judged on the wall clock (`exp` is wall-clock time); how long the
+        // answer is kept is counted on tokio's clock.
         let now = SystemTime::now();
-        let (result, deadline) = match self.judge(answer, now) {
+        let (result, keep) = match self.judge(answer, now) {
             Ok((principal, until)) => {
-                let deadline = until.min(now + inner.max_cache);
-                (Ok(principal), deadline)
+                let left = until.duration_since(now).unwrap_or_default();
+                (Ok(principal), left.min(inner.max_cache))
             }
-            Err(refusal) => (Err(refusal), now + inner.negative_cache),
+            Err(refusal) => (Err(refusal), inner.negative_cache),
         };
-        if deadline > now {
-            inner.cache.insert(digest, (result.clone(), deadline));
+        if !keep.is_zero() {
+            inner
+                .cache
+                .insert(digest, (result.clone(), Instant::now() + keep));
         }
         match result {
             Ok(principal) => Outcome::Active(principal),
@@ -1043,6 +1048,38 @@ mod tests {
         // Permits are back once the calls are done.
         endpoint.gate.add_permits(1);
         assert!(is_active(&answer(&introspection, "good-new-token").await));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_kept_within_their_age_bounds_on_tokio_s_clock() {
+        let endpoint = Arc::new(FakeEndpoint::default());
+        let introspection = bounded(&endpoint)
+            .max_cache(Duration::from_millis(500))
+            .negative_cache(Duration::from_millis(100))
+            .build()
+            .expect("valid settings");
+        let calls = || endpoint.calls.load(Ordering::SeqCst);
+
+        assert!(is_active(&answer(&introspection, "good-token-1").await));
+        assert!(!is_active(&answer(&introspection, "bad-token-1").await));
+        assert_eq!(calls(), 2);
+
+        // Within both bounds: no call.
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert!(is_active(&answer(&introspection, "good-token-1").await));
+        assert!(!is_active(&answer(&introspection, "bad-token-1").await));
+        assert_eq!(calls(), 2);
+
+        // Past the negative bound only: the refusal is asked again, the answer is not.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!is_active(&answer(&introspection, "bad-token-1").await));
+        assert!(is_active(&answer(&introspection, "good-token-1").await));
+        assert_eq!(calls(), 3);
+
+        // Past `max_cache`: asked again.
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(is_active(&answer(&introspection, "good-token-1").await));
+        assert_eq!(calls(), 4);
     }
 
     #[tokio::test]
