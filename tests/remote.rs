@@ -733,6 +733,26 @@ fn url_rule_and_key_sources_are_checked_at_build_time() {
         ),
         Some(ConfigError::InvalidLimit { .. })
     ));
+    // A withdrawn key must not stay trusted without bound while refreshes fail.
+    assert!(matches!(
+        build(
+            base()
+                .jwks_url("https://idp.example/jwks")
+                .max_stale(Duration::from_secs(8 * 24 * 3600))
+        ),
+        Some(ConfigError::LimitTooLarge {
+            setting: "max_stale",
+            ..
+        })
+    ));
+    assert!(
+        build(
+            base()
+                .jwks_url("https://idp.example/jwks")
+                .max_stale(Duration::from_secs(7 * 24 * 3600))
+        )
+        .is_none()
+    );
 }
 
 #[test]

@@ -402,7 +402,7 @@ impl IssuerRulesBuilder {
     }
 
     /// Keeps using the last good JWKS for at most `max_stale` after it was fetched while
-    /// refreshes fail; after that requests get 503. Defaults to 24 h.
+    /// refreshes fail; after that requests get 503. Defaults to 24 h; at most 7 days.
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = Some(max_stale);
         self

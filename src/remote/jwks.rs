@@ -20,6 +20,8 @@ use crate::jwt::KeySet;
 const ACCEPT_JWKS: &[&str] = &["application/jwk-set+json", "application/json"];
 
 /// The default time between refreshes when the server sends no `max-age`.
+/// The longest a failed refresh may leave the last good set in use.
+const MAX_STALE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// The default shortest time between timer refreshes.
 const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(60);
@@ -445,7 +447,8 @@ impl JwksCacheBuilder {
     }
 
     /// Keeps using the last good set for at most `max_stale` after its fetch when refreshes
-    /// fail. Defaults to 24 h.
+    /// fail. Defaults to 24 h; at most 7 days (a key the provider withdrew must not stay
+    /// trusted without bound).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
         self
@@ -483,6 +486,12 @@ impl JwksCacheBuilder {
             if value.is_zero() {
                 return Err(ConfigError::InvalidLimit { setting });
             }
+        }
+        if self.max_stale > MAX_STALE {
+            return Err(ConfigError::LimitTooLarge {
+                setting: "max_stale",
+                max: MAX_STALE.as_secs(),
+            });
         }
         if self.min_refresh > MAX_REFRESH {
             return Err(ConfigError::InvalidLimit {
