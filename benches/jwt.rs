@@ -164,14 +164,13 @@ struct ActiveEndpoint;
 impl ActiveEndpoint {
     fn answer(&self) -> HttpFuture<'_> {
         Box::pin(async {
-            Ok(HttpResponse {
-                status: 200,
-                content_type: Some("application/json".to_owned()),
-                cache_control_max_age: None,
-                body: Bytes::from_static(
+            Ok(HttpResponse::new(
+                200,
+                Some("application/json"),
+                Bytes::from_static(
                     br#"{"active":true,"sub":"svc","aud":"api","scope":"orders:read orders:write","exp":4102444800}"#,
                 ),
-            })
+            ))
         })
     }
 }

@@ -241,12 +241,10 @@ impl HttpClient for InProcess {
                 ("/jwks", other) => panic!("{other:?} needs the TCP server"),
                 _ => (404, "text/plain", "not found".to_owned()),
             };
-            Ok(portcullis::remote::HttpResponse {
-                status,
-                content_type: Some(content_type.to_owned()),
-                cache_control_max_age: max_age.map(Duration::from_secs),
-                body: Bytes::from(body),
-            })
+            Ok(
+                portcullis::remote::HttpResponse::new(status, Some(content_type), body)
+                    .with_max_age(max_age.map(Duration::from_secs)),
+            )
         })
     }
 
@@ -861,12 +859,11 @@ impl HttpClient for Lenient {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let body = json!({ "keys": good_keys() }).to_string();
         Box::pin(async move {
-            Ok(portcullis::remote::HttpResponse {
-                status: self.status,
-                content_type: Some(self.content_type.to_owned()),
-                cache_control_max_age: None,
-                body: Bytes::from(body),
-            })
+            Ok(portcullis::remote::HttpResponse::new(
+                self.status,
+                Some(self.content_type),
+                body,
+            ))
         })
     }
 

@@ -927,12 +927,11 @@ mod tests {
                 } else {
                     br#"{"active":false}"#
                 };
-                Ok(crate::remote::HttpResponse {
-                    status: 200,
-                    content_type: Some("application/json".to_owned()),
-                    cache_control_max_age: None,
-                    body: bytes::Bytes::from_static(body),
-                })
+                Ok(crate::remote::HttpResponse::new(
+                    200,
+                    Some("application/json"),
+                    bytes::Bytes::from_static(body),
+                ))
             })
         }
     }

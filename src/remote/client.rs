@@ -17,8 +17,10 @@ const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// The most redirects followed (all to the same origin).
 const MAX_REDIRECTS: usize = 5;
 
-/// What an [`HttpClient`] answers with.
+/// What an [`HttpClient`] answers with. Build one with [`HttpResponse::new`] (more
+/// fields may come, such as `ETag`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpResponse {
     /// The HTTP status code.
     pub status: u16,
@@ -28,6 +30,26 @@ pub struct HttpResponse {
     pub cache_control_max_age: Option<Duration>,
     /// The response body (never more than the client's size cap).
     pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// An answer with `status`, `content_type` (as sent, if any) and `body`, and no
+    /// `Cache-Control: max-age`.
+    pub fn new(status: u16, content_type: Option<&str>, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            content_type: content_type.map(str::to_owned),
+            cache_control_max_age: None,
+            body: body.into(),
+        }
+    }
+
+    /// The answer with `Cache-Control: max-age` of `max_age`.
+    #[must_use]
+    pub fn with_max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.cache_control_max_age = max_age;
+        self
+    }
 }
 
 /// The boxed future an [`HttpClient`] returns.
