@@ -52,17 +52,36 @@ pub(crate) fn scheme_value<'a>(value: &'a [u8], scheme: &str) -> SchemeValue<'a>
 /// Whether `value` names `scheme`, well formed or not: such values are the scheme's to
 /// check and to strip.
 pub(crate) fn names_scheme(value: &[u8], scheme: &str) -> bool {
-    !matches!(scheme_value(value, scheme), SchemeValue::Other)
+    // What `scheme_value` answers `Other` to, without checking the credentials (a token can
+    // be kilobytes long, and it is checked once already, when it is read).
+    let value = value.trim_ascii();
+    let scheme_len = value.iter().take_while(|&&b| is_tchar(b)).count();
+    scheme_len > 0 && value[..scheme_len].eq_ignore_ascii_case(scheme.as_bytes())
 }
 
 /// RFC 9110 section 11.2: `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub(crate) fn is_token68(bytes: &[u8]) -> bool {
     let body = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    // One table lookup per byte, folded without branching: tokens are long (a JWT is
+    // hundreds of bytes) and every one is read on every request.
     body > 0
-        && bytes[..body].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && bytes[..body]
+            .iter()
+            .fold(true, |all, &b| all & TOKEN68[usize::from(b)])
 }
+
+/// The bytes `token68` allows before its trailing `=`.
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] =
+            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// Whether `name` is an RFC 9110 token (usable as a cookie or query parameter name).
 #[cfg(feature = "api-key")]
@@ -78,7 +97,18 @@ pub(crate) fn remove_header_values(
     drop: impl Fn(&HeaderValue) -> bool,
 ) {
     let values = request.headers.get_all(name);
-    if !values.iter().any(&drop) {
+    let mut dropped = 0;
+    let mut count = 0;
+    for value in &values {
+        count += 1;
+        dropped += usize::from(drop(value));
+    }
+    if dropped == 0 {
+        return;
+    }
+    if dropped == count {
+        // The usual case, one value and it is ours: no copy of the others to make.
+        request.headers.remove(name);
         return;
     }
     let kept: Vec<HeaderValue> = values.iter().filter(|v| !drop(v)).cloned().collect();
@@ -197,6 +227,44 @@ mod tests {
                 SchemeValue::Other,
                 "{value:?}"
             );
+        }
+    }
+
+    #[test]
+    fn names_scheme_agrees_with_scheme_value() {
+        let values: [&[u8]; 12] = [
+            b"Bearer abc",
+            b"bearer  abc.def",
+            b"Bearer",
+            b"Bearer\tabc",
+            b"Bearer,abc",
+            b"Bearer a b",
+            b"  BEARER x=",
+            b"Bearerx abc",
+            b"Basic abc",
+            b"",
+            b" ",
+            b"\xffBearer abc",
+        ];
+        for value in values {
+            for scheme in ["Bearer", "ApiKey"] {
+                assert_eq!(
+                    names_scheme(value, scheme),
+                    !matches!(scheme_value(value, scheme), SchemeValue::Other),
+                    "{:?} {scheme}",
+                    String::from_utf8_lossy(value)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn token68_table_allows_exactly_the_grammar() {
+        for b in 0..=u8::MAX {
+            let allowed =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_token68(&[b]), allowed, "{b}");
+            assert_eq!(is_token68(&[b'a', b, b'=']), allowed || b == b'=', "{b}");
         }
     }
 

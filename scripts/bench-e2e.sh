@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The gateway's cost through a real server: `examples/bench_server.rs` serves the same axum
+# routes bare (port 8081) and behind `GatewaySecurityLayer` (port 8082); `wrk -t1 -c16`
+# drives each scenario against both, in the same session, alternating bare and gated for
+# ROUNDS rounds, and prints requests per second and the gated/bare ratio.
+#
+#   scripts/bench-e2e.sh                      # 3 rounds of 10 s per scenario and router
+#   DURATION=5s ROUNDS=2 scripts/bench-e2e.sh
+#
+# The server is pinned to SERVER_CPU (default 0) and wrk to WRK_CPU (default 1) with
+# taskset. Run it on a quiet machine: it prints `uptime` before and after, and a load
+# average above ~0.5 means the ratios are noisy. Installs wrk with apt-get when it is
+# missing and we are root. The build uses the release profile with debug info, shared with
+# scripts/callgrind-e2e.sh.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-16}
+SERVER_CPU=${SERVER_CPU:-0}
+WRK_CPU=${WRK_CPU:-1}
+BARE_PORT=${BARE_PORT:-8081}
+GATED_PORT=${GATED_PORT:-8082}
+SCENARIOS=${SCENARIOS:-"public api_key bearer post"}
+
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+    else
+        echo "wrk is missing: install it (apt-get install wrk) and run again" >&2
+        exit 1
+    fi
+fi
+
+export CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-true}
+cargo build --release --example bench_server
+target_dir=${CARGO_TARGET_DIR:-target}
+server="$target_dir/release/examples/bench_server"
+
+work=$(mktemp -d)
+trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+BENCH_BODY_FILE="$work/body.json" taskset -c "$SERVER_CPU" "$server" "$BARE_PORT" "$GATED_PORT" \
+    >"$work/server.out" &
+server_pid=$!
+for _ in $(seq 100); do
+    grep -q '^ready$' "$work/server.out" 2>/dev/null && break
+    sleep 0.1
+done
+grep -q '^ready$' "$work/server.out" || { echo "the server did not start" >&2; exit 1; }
+api_key=$(sed -n 's/^api_key=//p' "$work/server.out")
+token=$(sed -n 's/^token=//p' "$work/server.out")
+
+cat >"$work/post.lua" <<LUA
+local file = io.open("$work/body.json", "rb")
+wrk.method = "POST"
+wrk.body = file:read("*a")
+file:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-api-key"] = "$api_key"
+LUA
+
+# Prints the requests per second of one wrk run of scenario $1 against port $2.
+run() {
+    local scenario=$1 port=$2 args=()
+    case $scenario in
+        public) args=("http://127.0.0.1:$port/health") ;;
+        api_key) args=(-H "x-api-key: $api_key" "http://127.0.0.1:$port/orders/42") ;;
+        bearer) args=(-H "Authorization: Bearer $token" "http://127.0.0.1:$port/orders/42") ;;
+        post) args=(-s "$work/post.lua" "http://127.0.0.1:$port/orders") ;;
+        *) echo "unknown scenario $scenario" >&2; exit 1 ;;
+    esac
+    local out
+    out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${args[@]}")
+    if grep -q 'Non-2xx' <<<"$out"; then
+        echo "scenario $scenario on port $port got non-2xx answers:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    awk '/^Requests\/sec:/ {print $2}' <<<"$out"
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) CPUs; server on CPU $SERVER_CPU, wrk -t1 -c$CONNECTIONS on CPU $WRK_CPU, $ROUNDS x $DURATION"
+echo "# before: $(uptime)"
+# Warm up both servers (the bearer token cache fills on the first request).
+for scenario in $SCENARIOS; do
+    DURATION=1s run "$scenario" "$BARE_PORT" >/dev/null
+    DURATION=1s run "$scenario" "$GATED_PORT" >/dev/null
+done
+printf '%-8s %12s %12s %7s %14s\n' scenario bare_rps gated_rps ratio extra_us/req
+for scenario in $SCENARIOS; do
+    bare_total=0 gated_total=0
+    for _ in $(seq "$ROUNDS"); do
+        bare=$(run "$scenario" "$BARE_PORT")
+        gated=$(run "$scenario" "$GATED_PORT")
+        bare_total=$(awk -v a="$bare_total" -v b="$bare" 'BEGIN {print a + b}')
+        gated_total=$(awk -v a="$gated_total" -v b="$gated" 'BEGIN {print a + b}')
+    done
+    awk -v s="$scenario" -v b="$bare_total" -v g="$gated_total" -v n="$ROUNDS" 'BEGIN {
+        printf "%-8s %12.0f %12.0f %7.3f %14.2f\n", s, b / n, g / n, g / b, 1e6 * n / g - 1e6 * n / b
+    }'
+done
+echo "# after: $(uptime)"
