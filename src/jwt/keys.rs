@@ -150,6 +150,9 @@ pub struct VerificationKey {
     key_type: KeyType,
     algorithms: Arc<[Algorithm]>,
     key: Arc<DecodingKey>,
+    /// The public key parsed once per algorithm (aws-lc-rs backend).
+    #[cfg(feature = "aws-lc-rs")]
+    parsed: super::parsed::ParsedKeys,
 }
 
 impl fmt::Debug for VerificationKey {
@@ -165,12 +168,30 @@ impl fmt::Debug for VerificationKey {
 
 impl VerificationKey {
     fn new(key_type: KeyType, key: DecodingKey) -> Self {
+        // PEM keys, EC points and Ed25519 keys carry their bytes; RSA keys from JWK
+        // components are parsed by the caller (`with_public_key`).
+        #[cfg(feature = "aws-lc-rs")]
+        let parsed = match (key_type, key.try_get_as_bytes()) {
+            (KeyType::Hmac, _) | (_, Err(_)) => super::parsed::ParsedKeys::default(),
+            (_, Ok(bytes)) => super::parsed::ParsedKeys::new(key_type.algorithms(), bytes),
+        };
         Self {
             kid: None,
             key_type,
             algorithms: key_type.algorithms().into(),
             key: Arc::new(key),
+            #[cfg(feature = "aws-lc-rs")]
+            parsed,
         }
+    }
+
+    /// The key, parsed once, for `alg` (aws-lc-rs backend; `None` for HMAC).
+    #[cfg(feature = "aws-lc-rs")]
+    pub(crate) fn parsed_for(
+        &self,
+        alg: Algorithm,
+    ) -> Option<&aws_lc_rs::signature::ParsedPublicKey> {
+        self.parsed.get(alg)
     }
 
     /// An RSA public key from PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`).
@@ -295,7 +316,20 @@ impl VerificationKey {
                     return Err(KeyError::InvalidMember { member: "e" });
                 }
                 check_rsa_bits(bit_length(n))?;
-                (KeyType::Rsa, DecodingKey::from_rsa_raw_components(n, e))
+                let key = DecodingKey::from_rsa_raw_components(n, e);
+                #[cfg(feature = "aws-lc-rs")]
+                let der = super::parsed::rsa_public_key_der(n, e);
+                let mut key = Self::new(KeyType::Rsa, key);
+                #[cfg(feature = "aws-lc-rs")]
+                {
+                    key.parsed = super::parsed::ParsedKeys::new(KeyType::Rsa.algorithms(), &der);
+                }
+                key.kid = kid;
+                return match jwk.get("alg") {
+                    None => Ok(key),
+                    Some(Value::String(alg)) => key.only_algorithm_named(alg),
+                    Some(_) => Err(KeyError::InvalidMember { member: "alg" }),
+                };
             }
             "EC" => {
                 let (key_type, size) = match member_str(jwk, "crv")? {
@@ -631,7 +665,7 @@ fn bit_length(bytes: &[u8]) -> usize {
 
 /// The modulus size of a PKCS#1 `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`), or
 /// `None` if `der` is not exactly that (a private key has more integers, so it is refused).
-fn rsa_public_key_modulus_bits(der: &[u8]) -> Option<usize> {
+pub(super) fn rsa_public_key_modulus_bits(der: &[u8]) -> Option<usize> {
     let (sequence, rest) = der_element(der, 0x30)?;
     if !rest.is_empty() {
         return None;
@@ -675,6 +709,46 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every asymmetric key is parsed once for the aws-lc-rs backend, whichever way it was
+    /// loaded; HMAC secrets stay with jsonwebtoken.
+    #[cfg(feature = "aws-lc-rs")]
+    #[test]
+    fn asymmetric_keys_are_parsed_once_for_each_of_their_algorithms() {
+        let fixture = |name: &str| {
+            std::fs::read(format!(
+                "{}/tests/fixtures/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .expect("fixture")
+        };
+        let rsa = VerificationKey::from_rsa_pem(&fixture("rsa2048.pub")).expect("rsa");
+        for alg in KeyType::Rsa.algorithms() {
+            assert!(rsa.parsed_for(*alg).is_some(), "{alg:?}");
+        }
+        assert!(rsa.parsed_for(Algorithm::ES256).is_none());
+        let ec = VerificationKey::from_ec_pem(&fixture("p256.pub")).expect("ec");
+        assert!(ec.parsed_for(Algorithm::ES256).is_some());
+        let ed = VerificationKey::from_ed_pem(&fixture("ed25519.pub")).expect("ed");
+        assert!(ed.parsed_for(Algorithm::EdDSA).is_some());
+        let hmac = VerificationKey::from_hmac_secret(&[7; 32]).expect("hmac");
+        assert!(hmac.parsed_for(Algorithm::HS256).is_none());
+
+        // A JWK's RSA components become PKCS#1 DER that aws-lc-rs accepts.
+        let pem = DecodingKey::from_rsa_pem(&fixture("rsa2048.pub")).expect("pem");
+        let der = pem.try_get_as_bytes().expect("der");
+        let (sequence, _) = der_element(der, 0x30).expect("sequence");
+        let (n, rest) = der_element(sequence, 0x02).expect("n");
+        let (e, _) = der_element(rest, 0x02).expect("e");
+        let jwk = serde_json::json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(strip_leading_zeros(n)),
+            "e": URL_SAFE_NO_PAD.encode(strip_leading_zeros(e)),
+        });
+        let from_jwk = VerificationKey::from_jwk(&jwk).expect("jwk");
+        assert!(from_jwk.parsed_for(Algorithm::RS256).is_some());
+        assert!(from_jwk.parsed_for(Algorithm::PS512).is_some());
+    }
 
     #[test]
     fn der_modulus_bits() {

@@ -7,6 +7,8 @@
 
 pub(crate) mod claims;
 mod keys;
+#[cfg(feature = "aws-lc-rs")]
+mod parsed;
 pub(crate) mod token;
 
 pub(crate) use self::keys::SelectError;
