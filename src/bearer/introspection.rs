@@ -29,6 +29,9 @@ const DEFAULT_MAX_CACHE: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_NEGATIVE_CACHE: Duration = Duration::from_secs(5);
 /// The clock skew forgiven on `exp` and `nbf` in an answer (as for JWTs by default).
 const INTROSPECTION_LEEWAY: Duration = Duration::from_secs(60);
+/// The longest one introspection call may hold a permit, whatever the HTTP client's own
+/// timeout (the default client gives up after 5 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many answers are kept by default.
 const DEFAULT_CAPACITY: usize = 10_000;
 /// The most tokens being introspected at once that share their request; beyond that,
@@ -378,7 +381,19 @@ impl Introspection {
             return self.overloaded(Overload::OverBudget, retry_after);
         }
         Counters::add(&inner.counters.calls);
-        self.fetch(token, digest).await
+        // The permit is held for the call: bound it whatever the HTTP client does, so a
+        // client without a timeout cannot hold every permit.
+        match tokio::time::timeout(CALL_TIMEOUT, self.fetch(token, digest)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(
+                    target: "portcullis::bearer",
+                    timeout_s = CALL_TIMEOUT.as_secs(),
+                    "token introspection did not answer in time"
+                );
+                Outcome::Unavailable("introspection_timeout")
+            }
+        }
     }
 
     /// Counts a refusal for load, warns when a warning is due, and answers 503.
@@ -1079,6 +1094,26 @@ mod tests {
         tokio::time::advance(Duration::from_millis(400)).await;
         assert!(is_active(&answer(&introspection, "good-token-1").await));
         assert_eq!(calls(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_answers_gives_its_permit_back() {
+        let endpoint = Arc::new(FakeEndpoint::default());
+        endpoint.hold.store(true, Ordering::SeqCst);
+        let introspection = bounded(&endpoint)
+            .max_concurrent(1)
+            .build()
+            .expect("valid settings");
+        // The endpoint never answers (a client without a timeout): the call is bounded.
+        let outcome = answer(&introspection, "good-hanging-1").await;
+        assert!(
+            matches!(outcome, Outcome::Unavailable("introspection_timeout")),
+            "{outcome:?}"
+        );
+        // The one permit is back: the next new token is asked, not refused as busy.
+        endpoint.hold.store(false, Ordering::SeqCst);
+        assert!(is_active(&answer(&introspection, "good-token-after").await));
+        assert_eq!(introspection.stats().refused_busy, 0);
     }
 
     #[tokio::test]
