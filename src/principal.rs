@@ -76,6 +76,9 @@ impl AuthMethod {
 #[derive(Clone, PartialEq)]
 pub struct Principal {
     inner: Arc<Inner>,
+    /// Beside the shared part, so that authorization can add the permissions a principal's
+    /// roles grant without copying a principal that a cache shares.
+    permissions: Names,
 }
 
 #[derive(Clone, PartialEq)]
@@ -85,7 +88,6 @@ struct Inner {
     method: AuthMethod,
     roles: Names,
     scopes: Names,
-    permissions: Names,
     tenant: Option<Arc<str>>,
     claims: Arc<Map<String, Value>>,
 }
@@ -201,10 +203,10 @@ impl Principal {
                 method,
                 roles: Names::default(),
                 scopes: Names::default(),
-                permissions: Names::default(),
                 tenant: None,
                 claims: Arc::default(),
             },
+            permissions: Names::default(),
         }
     }
 
@@ -242,7 +244,7 @@ impl Principal {
     /// has run, those its role → permission mapping grants through [`roles`](Self::roles).
     #[must_use]
     pub fn permissions(&self) -> &Names {
-        &self.inner.permissions
+        &self.permissions
     }
 
     /// The tenant the caller belongs to, in multi-tenant services.
@@ -284,25 +286,24 @@ impl Principal {
     /// `orders:*` grants `orders:read` and `orders:items:read`; `*` grants everything.
     #[must_use]
     pub fn has_permission(&self, permission: &str) -> bool {
-        self.inner
-            .permissions
+        self.permissions
             .iter()
             .any(|held| permission_grants(held, permission))
     }
 
-    /// Sets the permissions this principal holds, in place when it is not shared.
+    /// Sets the permissions this principal holds, in place: nothing else is copied, even
+    /// when a cache shares the rest of the principal.
     #[cfg(feature = "authz")]
     pub(crate) fn set_permission_names(&mut self, permissions: Names) {
-        Arc::make_mut(&mut self.inner).permissions = permissions;
+        self.permissions = permissions;
     }
 
     /// A copy of this principal holding exactly `permissions` (shared, not copied).
     #[must_use]
     pub fn with_permission_names(&self, permissions: Names) -> Self {
-        let mut inner = Inner::clone(&self.inner);
-        inner.permissions = permissions;
         Self {
-            inner: Arc::new(inner),
+            inner: Arc::clone(&self.inner),
+            permissions,
         }
     }
 
@@ -310,17 +311,12 @@ impl Principal {
     #[must_use]
     pub fn with_permissions<'a>(&self, permissions: impl IntoIterator<Item = &'a str>) -> Self {
         let merged: Names = self
-            .inner
             .permissions
             .iter()
             .map(Box::<str>::from)
             .chain(permissions.into_iter().map(Box::<str>::from))
             .collect();
-        let mut inner = Inner::clone(&self.inner);
-        inner.permissions = merged;
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.with_permission_names(merged)
     }
 }
 
@@ -347,7 +343,7 @@ impl fmt::Debug for Principal {
             .field("auth_method", &self.inner.method)
             .field("roles", &self.inner.roles)
             .field("scopes", &self.inner.scopes)
-            .field("permissions", &self.inner.permissions)
+            .field("permissions", &self.permissions)
             .field("tenant", &self.inner.tenant)
             .finish_non_exhaustive()
     }
@@ -367,7 +363,7 @@ impl Serialize for Principal {
         }
         out.serialize_field("roles", &inner.roles)?;
         out.serialize_field("scopes", &inner.scopes)?;
-        out.serialize_field("permissions", &inner.permissions)?;
+        out.serialize_field("permissions", &self.permissions)?;
         out.serialize_field("tenant", &inner.tenant.as_deref())?;
         out.serialize_field("claims", &*inner.claims)?;
         out.end()
@@ -379,6 +375,7 @@ impl Serialize for Principal {
 #[must_use]
 pub struct PrincipalBuilder {
     inner: Inner,
+    permissions: Names,
 }
 
 impl fmt::Debug for Inner {
@@ -434,7 +431,7 @@ impl PrincipalBuilder {
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
-        self.inner.permissions = Names::new(permissions);
+        self.permissions = Names::new(permissions);
         self
     }
 
@@ -455,6 +452,7 @@ impl PrincipalBuilder {
     pub fn build(self) -> Principal {
         Principal {
             inner: Arc::new(self.inner),
+            permissions: self.permissions,
         }
     }
 }
@@ -519,6 +517,22 @@ mod tests {
             ["a", "b", "c", "d", "f", "g"]
         );
         assert!(Names::union([]).is_empty());
+    }
+
+    #[cfg(feature = "authz")]
+    #[test]
+    fn permissions_set_in_place_leave_a_shared_copy_alone() {
+        let cached = Principal::builder("p", AuthMethod::Bearer)
+            .roles(["viewer"])
+            .build();
+        let mut for_the_request = cached.clone();
+        for_the_request.set_permission_names(Names::new(["orders:read"]));
+        assert!(for_the_request.has_permission("orders:read"));
+        assert!(!cached.has_permission("orders:read"));
+        assert!(
+            Arc::ptr_eq(&cached.inner, &for_the_request.inner),
+            "nothing else was copied"
+        );
     }
 
     #[test]
