@@ -26,13 +26,14 @@
 //!
 //! Run with `cargo bench --bench api_key -- --warm-up-time 1 --measurement-time 3`.
 
+#[path = "support/poll.rs"]
+mod poll;
+
+use poll::complete;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
@@ -48,18 +49,6 @@ const OTHER_KEYS: usize = 999;
 /// `pcl_` + 12-character id + 32-character secret + 6-character checksum.
 const ID: std::ops::Range<usize> = 4..16;
 const SECRET: std::ops::Range<usize> = 16..48;
-
-/// Polls `future` once; every future benchmarked here completes without waiting.
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a benchmarked future did not complete synchronously"),
-    }
-}
 
 /// The bare service every measurement calls: it answers 200 with an empty body. Generic
 /// over the request body, because the gateway hands its service a wrapped body.

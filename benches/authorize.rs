@@ -29,11 +29,12 @@
 //!
 //! Run with `cargo bench --bench authorize -- --warm-up-time 1 --measurement-time 3`.
 
+#[path = "support/poll.rs"]
+mod poll;
+
+use poll::complete;
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode, Uri};
@@ -51,18 +52,6 @@ const ADMIN_EVERY: usize = 5;
 const RULES: usize = 100;
 /// The request: a path matching the last `GET` rule.
 const TARGET: &str = "/resource44/123";
-
-/// Polls `future` once; every future benchmarked here completes without waiting.
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a benchmarked future did not complete synchronously"),
-    }
-}
 
 /// The bare service: it answers 200 with an empty body.
 async fn bare(request: Request<String>) -> Result<Response<String>, Infallible> {

@@ -13,30 +13,22 @@
 
 #![allow(missing_docs, clippy::expect_used)]
 
+#[path = "support/orders.rs"]
+mod orders;
+#[path = "support/poll.rs"]
+mod poll;
+
 #[path = "support/e2e_app.rs"]
 #[allow(dead_code)]
 mod e2e_app;
 
-use std::future::Future;
+use poll::complete;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use axum::Router;
 use criterion::{Criterion, criterion_group, criterion_main};
 use e2e_app::{Fixture, Scenario};
 use tower::Service;
-
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a benchmarked request did not complete without waiting"),
-    }
-}
 
 fn send(router: &mut Router, fixture: &Fixture, scenario: Scenario) {
     let response = complete(router.call(fixture.request(scenario))).expect("infallible");

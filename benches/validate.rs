@@ -17,81 +17,23 @@
 //! executor cost is measured. A tokio runtime is entered so the body-read timer can be armed,
 //! as it is in a server.
 
+#[path = "support/orders.rs"]
+mod orders;
+#[path = "support/poll.rs"]
+mod poll;
+
+use orders::{order, order_schema};
+use poll::complete;
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use portcullis::validate::{JsonLimits, RequestSchema, ValidateLayer, ValidationRules};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::{Layer, Service, service_fn};
-
-fn schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["id", "customer", "items"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "customer": {
-                "type": "object",
-                "required": ["name", "email"],
-                "properties": {
-                    "name": {"type": "string", "maxLength": 100},
-                    "email": {"type": "string", "format": "email"}
-                }
-            },
-            "items": {
-                "type": "array",
-                "maxItems": 50,
-                "items": {
-                    "type": "object",
-                    "required": ["sku", "quantity"],
-                    "properties": {
-                        "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
-                        "quantity": {"type": "integer", "minimum": 1},
-                        "note": {"type": ["string", "null"]}
-                    },
-                    "additionalProperties": false
-                }
-            },
-            "express": {"type": "boolean"}
-        }
-    })
-}
-
-/// A realistic order of about 1 KB.
-fn body(valid: bool) -> Bytes {
-    let items: Vec<Value> = (0..18)
-        .map(|i| {
-            json!({
-                "sku": if valid || i != 3 { format!("ABC-{:04}", 1000 + i) } else { "bad".into() },
-                "quantity": if valid || i != 5 { i + 1 } else { 0 },
-                "note": if i % 3 == 0 { Value::from("gift wrap") } else { Value::Null }
-            })
-        })
-        .collect();
-    let order = json!({
-        "id": "5f0c6a9e-3c1b-4b8e-9d2a-1f2e3d4c5b6a",
-        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
-        "items": items,
-        "express": true
-    });
-    Bytes::from(serde_json::to_vec(&order).expect("serialises"))
-}
-
-fn poll_now<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the benchmark's futures never wait"),
-    }
-}
 
 async fn bare(
     _: Request<portcullis::validate::RequestBody<Full<Bytes>>>,
@@ -114,7 +56,7 @@ fn benches(c: &mut Criterion) {
         .expect("runtime");
     let _context = runtime.enter();
 
-    let schema = schema();
+    let schema = order_schema();
     let validator = jsonschema::options()
         .should_validate_formats(true)
         .with_pattern_options(jsonschema::PatternOptions::regex())
@@ -125,8 +67,8 @@ fn benches(c: &mut Criterion) {
         .build()
         .expect("rules");
     let mut service = ValidateLayer::new(rules).layer(service_fn(bare));
-    let valid = body(true);
-    let invalid = body(false);
+    let valid = order(true);
+    let invalid = order(false);
     let limits = JsonLimits::default();
     assert!(
         valid.len() > 900 && valid.len() < 1200,
@@ -134,13 +76,13 @@ fn benches(c: &mut Criterion) {
         valid.len()
     );
     assert_eq!(
-        poll_now(service.call(request(&valid)))
+        complete(service.call(request(&valid)))
             .map(|r| r.status())
             .ok(),
         Some(StatusCode::OK)
     );
     assert_eq!(
-        poll_now(service.call(request(&invalid)))
+        complete(service.call(request(&invalid)))
             .map(|r| r.status())
             .ok(),
         Some(StatusCode::BAD_REQUEST)
@@ -163,14 +105,14 @@ fn benches(c: &mut Criterion) {
     group.bench_function("bare_service", |b| {
         b.iter(|| {
             let request = request(&valid).map(portcullis_request_body);
-            black_box(poll_now(bare_service.call(request)).is_ok())
+            black_box(complete(bare_service.call(request)).is_ok())
         });
     });
     group.bench_function("validate_layer/valid", |b| {
-        b.iter(|| black_box(poll_now(service.call(request(&valid))).is_ok()));
+        b.iter(|| black_box(complete(service.call(request(&valid))).is_ok()));
     });
     group.bench_function("validate_layer/invalid", |b| {
-        b.iter(|| black_box(poll_now(service.call(request(&invalid))).is_ok()));
+        b.iter(|| black_box(complete(service.call(request(&invalid))).is_ok()));
     });
     group.finish();
 }

@@ -13,6 +13,9 @@
 
 #![allow(missing_docs, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "../benches/support/orders.rs"]
+mod orders;
+
 #[path = "../benches/support/e2e_app.rs"]
 #[allow(dead_code)]
 mod e2e_app;

@@ -12,14 +12,17 @@
 
 #![allow(missing_docs, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "../benches/support/orders.rs"]
+mod orders;
+#[path = "../benches/support/poll.rs"]
+mod poll;
+
 #[path = "../benches/support/e2e_app.rs"]
 #[allow(dead_code)]
 mod e2e_app;
 
-use std::future::Future;
+use poll::complete;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use axum::Router;
 use e2e_app::{Fixture, Scenario};
@@ -73,16 +76,4 @@ fn send_one(router: &mut Router, fixture: &Fixture, scenario: Scenario) {
     assert!(response.status().is_success(), "{}", response.status());
     let body = complete(axum::body::to_bytes(response.into_body(), usize::MAX)).expect("body");
     black_box(body);
-}
-
-/// Polls `future` once: every request here completes without waiting.
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("a request did not complete without waiting"),
-    }
 }

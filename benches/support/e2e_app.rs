@@ -165,7 +165,10 @@ async fn gateway() -> (GatewaySecurityLayer, Fixture) {
         .build()
         .expect("rules");
     let validation = ValidationRules::builder()
-        .route("POST /orders", RequestSchema::new().body(order_schema()))
+        .route(
+            "POST /orders",
+            RequestSchema::new().body(crate::orders::order_schema()),
+        )
         .build()
         .expect("validation rules");
     let security = GatewaySecurityLayer::builder()
@@ -178,7 +181,7 @@ async fn gateway() -> (GatewaySecurityLayer, Fixture) {
     let fixture = Fixture {
         api_key: issued.key.expose_secret().to_owned(),
         token: token(),
-        body: order_body(),
+        body: crate::orders::order(true),
     };
     (security, fixture)
 }
@@ -204,51 +207,4 @@ fn token() -> String {
     header.typ = Some("at+jwt".to_owned());
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(HMAC_SECRET))
         .expect("encode token")
-}
-
-fn order_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["id", "customer", "items"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "customer": {
-                "type": "object",
-                "required": ["name", "email"],
-                "properties": {
-                    "name": {"type": "string", "maxLength": 100},
-                    "email": {"type": "string", "format": "email"}
-                }
-            },
-            "items": {
-                "type": "array",
-                "maxItems": 50,
-                "items": {
-                    "type": "object",
-                    "required": ["sku", "quantity"],
-                    "properties": {
-                        "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"},
-                        "quantity": {"type": "integer", "minimum": 1},
-                        "note": {"type": ["string", "null"]}
-                    },
-                    "additionalProperties": false
-                }
-            },
-            "express": {"type": "boolean"}
-        }
-    })
-}
-
-/// A valid order of about 1 KB.
-pub(crate) fn order_body() -> Bytes {
-    let items: Vec<Value> = (0..18)
-        .map(|i| json!({"sku": format!("ABC-{:04}", 1000 + i), "quantity": i + 1, "note": null}))
-        .collect();
-    let order = json!({
-        "id": "5f0c2a9e-8b7d-4c3e-9a1f-2b3c4d5e6f70",
-        "customer": {"name": "Ada Lovelace", "email": "ada@example.com"},
-        "items": items,
-        "express": false
-    });
-    Bytes::from(serde_json::to_vec(&order).expect("json"))
 }
