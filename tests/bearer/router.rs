@@ -264,22 +264,9 @@ async fn query_tokens_only_when_opted_in() {
         .route("/", get(echo))
         .layer(BearerLayer::new(authenticator));
     let token = mint(&es256(), &claims());
-    let request = Request::get(format!("/?a=1&access_token={token}"))
-        .body(Body::empty())
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    assert_eq!(response.status(), StatusCode::OK);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).expect("json");
-    assert_eq!(body["query"], "a=1");
-
-    // However the parameter's name is spelled, it is the same parameter, and it is removed.
-    for spelling in ["access%5Ftoken", "access%5ftoken", "%61ccess_token"] {
+    // However the parameter's name is spelled, it is the same parameter: the token is read
+    // and removed from the query the handler sees.
+    for spelling in ["access_token", "access%5Ftoken", "access%5ftoken", "%61ccess_token"] {
         let request = Request::get(format!("/?a=1&{spelling}={token}&b=2"))
             .body(Body::empty())
             .expect("request");
