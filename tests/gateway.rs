@@ -130,6 +130,16 @@ impl Fixture {
     fn app(&self) -> Router {
         self.router(self.gateway())
     }
+
+    /// The app behind a gateway with `authenticator` instead of the default one.
+    fn app_with(&self, authenticator: ApiKeyAuthenticator) -> Router {
+        let gateway = GatewaySecurityLayer::builder()
+            .authenticate(authenticator)
+            .rules(Self::rules())
+            .build()
+            .expect("valid gateway");
+        self.router(gateway)
+    }
 }
 
 fn key(issued: &IssuedKey) -> &str {
@@ -379,12 +389,7 @@ async fn keys_in_the_query_string_are_refused_unless_allowed() {
         .insecure_allow_query_key("api_key")
         .build()
         .expect("valid authenticator");
-    let gateway = GatewaySecurityLayer::builder()
-        .authenticate(authenticator)
-        .rules(Fixture::rules())
-        .build()
-        .expect("valid gateway");
-    let app = fixture.router(gateway);
+    let app = fixture.app_with(authenticator);
     let path = format!("/whoami?x=1&api_key={viewer}&y=2");
     let (status, _, body) = send(&app, get_with(&path, &[])).await;
     assert_eq!(status, StatusCode::OK);
@@ -487,12 +492,7 @@ async fn credentials_are_recognised_however_they_are_spelled() {
         .insecure_allow_query_key("api_key")
         .build()
         .expect("valid authenticator");
-    let gateway = GatewaySecurityLayer::builder()
-        .authenticate(authenticator)
-        .rules(Fixture::rules())
-        .build()
-        .expect("valid gateway");
-    let app = fixture.router(gateway);
+    let app = fixture.app_with(authenticator);
     let encoded = viewer.replace('_', "%5F");
     let path = format!("/whoami?x=1&api%5Fkey={encoded}");
     let (status, _, body) = send(&app, get_with(&path, &[])).await;
