@@ -26,13 +26,11 @@ struct PathEntries {
     any_method: Option<usize>,
 }
 
-/// A matched route: the rule text as written, its value, and the path parameters.
+/// A matched route: its entry (the rule text and value are [`RouteTable::entry`]), its
+/// value, and the path parameters.
 pub(crate) struct Matched<'t, 'p, T> {
     /// The entry's position, stable for the table's life: a match can be carried as it.
-    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only the gateway carries it.
     pub(crate) index: usize,
-    #[allow(dead_code)] // Read by the fuzz target; the layers carry the index.
-    pub(crate) text: &'t str,
     #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Authorization uses `index`.
     pub(crate) value: &'t T,
     #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Only validation reads them.
@@ -113,17 +111,15 @@ impl<T> RouteTable<T> {
                     .flatten()
             })
             .or(entries.any_method)?;
-        let (text, value) = self.entries.get(index)?;
+        let (_, value) = self.entries.get(index)?;
         Some(Matched {
             index,
-            text,
             value,
             params: found.params,
         })
     }
 
     /// The entry at `index` (from an earlier [`Matched::index`]): its text and value.
-    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only the gateway carries it.
     pub(crate) fn entry(&self, index: usize) -> Option<(&str, &T)> {
         self.entries
             .get(index)
@@ -239,7 +235,8 @@ mod tests {
         assert_eq!(value(Method::GET, "/orders/1/"), None);
         let matched = table.at(&Method::GET, "/orders/42").expect("matches");
         assert_eq!(matched.params.get("id"), Some("42"));
-        assert_eq!(matched.text, "GET /orders/{id}");
+        let (text, _) = table.entry(matched.index).expect("an entry");
+        assert_eq!(text, "GET /orders/{id}");
     }
 
     #[test]

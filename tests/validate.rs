@@ -984,3 +984,39 @@ proptest! {
         );
     }
 }
+
+#[tokio::test]
+async fn validation_decisions_name_their_rule() {
+    use portcullis::observe::{Decision, Outcome, Stage};
+    use std::sync::Mutex;
+    type Seen = (Stage, Outcome, Option<String>);
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let sink = seen.clone();
+    let observer = move |decision: &Decision<'_>| {
+        sink.lock().expect("lock").push((
+            decision.stage,
+            decision.outcome,
+            decision.route.map(str::to_owned),
+        ));
+    };
+    let rules = ValidationRules::builder()
+        .route("POST /orders", RequestSchema::new().body(order_schema()))
+        .build()
+        .expect("rules");
+    let app = Router::new()
+        .route("/orders", post(echo_bytes))
+        .layer(ValidateLayer::new(rules).observer(Arc::new(observer)));
+
+    let valid = send(&app, post_json("/orders", r#"{"item":"a","quantity":1}"#)).await;
+    assert_eq!(valid.0, StatusCode::OK);
+    let invalid = send(&app, post_json("/orders", r#"{"item":"a","quantity":0}"#)).await;
+    assert_eq!(invalid.0, StatusCode::BAD_REQUEST);
+    let rule = || Some("POST /orders".to_owned());
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        [
+            (Stage::Validate, Outcome::Allowed, rule()),
+            (Stage::Validate, Outcome::Refused, rule()),
+        ]
+    );
+}

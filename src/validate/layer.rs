@@ -147,6 +147,8 @@ enum Plan {
     PassThrough,
     /// Read the body (bounded), then check it.
     Read {
+        /// The matched rule's entry.
+        route: usize,
         required: bool,
         limit: usize,
         json: bool,
@@ -170,9 +172,10 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let plan = match self.plan(&parts, &body) {
+        let mut route = None;
+        let plan = match self.plan(&parts, &body, &mut route) {
             Ok(plan) => plan,
-            Err(rejection) => return self.reject(&parts, &rejection, started),
+            Err(rejection) => return self.reject(&parts, &rejection, started, route),
         };
         match plan {
             Plan::PassThrough => {
@@ -185,6 +188,7 @@ where
                 }
             }
             Plan::Read {
+                route,
                 required,
                 limit,
                 json,
@@ -214,6 +218,7 @@ where
                             renderer: self.renderer.clone(),
                             observer: self.observer.clone(),
                             started,
+                            route,
                             collected: Collected::with_capacity(capacity),
                             json,
                             schema,
@@ -230,12 +235,19 @@ where
 }
 
 impl<S> Validate<S> {
-    /// Checks the request head: parameters, media type, declared length.
-    fn plan<B: Body>(&self, parts: &Parts, body: &B) -> Result<Plan, Rejection> {
+    /// Checks the request head: parameters, media type, declared length. `route` is set to
+    /// the matched rule's entry, for the decision's report.
+    fn plan<B: Body>(
+        &self,
+        parts: &Parts,
+        body: &B,
+        route: &mut Option<usize>,
+    ) -> Result<Plan, Rejection> {
         let settings = &*self.settings;
         let Some(matched) = settings.routes.at(&parts.method, parts.uri.path()) else {
             return Ok(Plan::PassThrough);
         };
+        *route = Some(matched.index);
         let route: &RouteSchemas = matched.value;
         let cap = settings.max_violations;
         let mut violations = Vec::new();
@@ -312,6 +324,7 @@ impl<S> Validate<S> {
             BodyCheck::Opaque => (false, None),
         };
         Ok(Plan::Read {
+            route: matched.index,
             required: body_schema.required,
             limit,
             json,
@@ -324,11 +337,19 @@ impl<S> Validate<S> {
         parts: &Parts,
         rejection: &Rejection,
         started: Instant,
+        route: Option<usize>,
     ) -> ResponseFuture<S, B>
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        observe(&*self.observer, parts, Some(rejection), started);
+        let rule = route.and_then(|index| self.settings.routes.entry(index));
+        observe(
+            &*self.observer,
+            parts,
+            Some(rejection),
+            started,
+            rule.map(|(text, _)| text),
+        );
         ResponseFuture {
             state: State::Decided {
                 future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
@@ -337,8 +358,14 @@ impl<S> Validate<S> {
     }
 }
 
-/// Reports a validation decision: refused with `rejection`, or allowed.
-fn observe(observer: &dyn Observe, parts: &Parts, rejection: Option<&Rejection>, started: Instant) {
+/// Reports a validation decision under rule `route`: refused with `rejection`, or allowed.
+fn observe(
+    observer: &dyn Observe,
+    parts: &Parts,
+    rejection: Option<&Rejection>,
+    started: Instant,
+    route: Option<&str>,
+) {
     observer.decision(&Decision {
         stage: Stage::Validate,
         outcome: if rejection.is_some() {
@@ -349,7 +376,7 @@ fn observe(observer: &dyn Observe, parts: &Parts, rejection: Option<&Rejection>,
         reason: rejection.map(Rejection::reason),
         cause: None,
         status: rejection.map(Rejection::status),
-        route: None,
+        route,
         method: &parts.method,
         path: parts.uri.path(),
         principal: parts.extensions.get::<Principal>(),
@@ -474,6 +501,8 @@ struct Reading<S> {
     renderer: Arc<dyn RejectionResponse>,
     observer: Arc<dyn Observe>,
     started: Instant,
+    /// The matched rule's entry in `settings.routes`.
+    route: usize,
     collected: Collected,
     /// Whether the body is JSON, to parse (with the limits) and check against `schema`.
     json: bool,
@@ -623,11 +652,22 @@ impl<S> Reading<S> {
         }
     }
 
+    /// The matched rule as written, for the decision's report.
+    fn rule_text(&self) -> Option<&str> {
+        self.settings.routes.entry(self.route).map(|(text, _)| text)
+    }
+
     fn refuse<B>(self, rejection: &Rejection) -> State<S, B>
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        observe(&*self.observer, &self.parts, Some(rejection), self.started);
+        observe(
+            &*self.observer,
+            &self.parts,
+            Some(rejection),
+            self.started,
+            self.rule_text(),
+        );
         State::Decided {
             future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
         }
@@ -673,7 +713,13 @@ impl<S> Reading<S> {
             }
             self.parts.extensions.insert(ValidatedJson(Arc::new(value)));
         }
-        observe(&*self.observer, &self.parts, None, self.started);
+        observe(
+            &*self.observer,
+            &self.parts,
+            None,
+            self.started,
+            self.rule_text(),
+        );
         let request = Request::from_parts(self.parts, RequestBody::buffered(bytes, self.trailers));
         State::Decided {
             future: crate::future::ResponseFuture::inner(self.service.call(request)),

@@ -266,7 +266,12 @@ async fn query_tokens_only_when_opted_in() {
     let token = mint(&es256(), &claims());
     // However the parameter's name is spelled, it is the same parameter: the token is read
     // and removed from the query the handler sees.
-    for spelling in ["access_token", "access%5Ftoken", "access%5ftoken", "%61ccess_token"] {
+    for spelling in [
+        "access_token",
+        "access%5Ftoken",
+        "access%5ftoken",
+        "%61ccess_token",
+    ] {
         let request = Request::get(format!("/?a=1&{spelling}={token}&b=2"))
             .body(Body::empty())
             .expect("request");
