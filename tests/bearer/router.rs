@@ -302,3 +302,67 @@ async fn cached_tokens_are_accepted_again_and_failures_are_not_cached() {
     assert!(authenticator.verify(&token).is_err());
     assert!(authenticator.verify(&token).is_err());
 }
+
+/// Every `portcullis::*` event emitted on this thread while it is installed: target and
+/// `cause` field.
+#[derive(Clone, Default)]
+struct Events(std::sync::Arc<std::sync::Mutex<Vec<Seen>>>);
+
+/// One event: its target and its `cause`.
+type Seen = (String, Option<String>);
+
+impl tracing::Subscriber for Events {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("portcullis::")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Cause<'a>(&'a mut Option<String>);
+        impl tracing::field::Visit for Cause<'_> {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "cause" {
+                    *self.0 = Some(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut cause = None;
+        event.record(&mut Cause(&mut cause));
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push((event.metadata().target().to_owned(), cause));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_token_makes_one_event_with_its_cause() {
+    let mut expired = claims();
+    expired["exp"] = json!(now() - 3600);
+    expired["iat"] = json!(now() - 7200);
+    let token = mint(&rsa(), &expired);
+    let events = Events::default();
+    let guard = tracing::subscriber::set_default(events.clone());
+    let (status, _, _) = call(with_token(&token)).await;
+    drop(guard);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let seen = events.0.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        [(
+            "portcullis::authenticate".to_owned(),
+            Some("token_expired".to_owned())
+        )]
+    );
+}
