@@ -26,8 +26,10 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<F> {
-        Inner { #[pin] future: F, headers: Option<HeaderMap> },
-        Rejected { response: Option<Response<Bytes>> },
+        // Boxed: both are rare, and every layer's future would otherwise carry a whole
+        // header map and response inline (the gateway's future was 760 bytes).
+        Inner { #[pin] future: F, headers: Option<Box<HeaderMap>> },
+        Rejected { response: Option<Box<Response<Bytes>>> },
     }
 }
 
@@ -45,7 +47,10 @@ impl<F> ResponseFuture<F> {
     /// session cookie).
     pub(crate) fn inner_with_headers(future: F, headers: Option<HeaderMap>) -> Self {
         Self {
-            kind: Kind::Inner { future, headers },
+            kind: Kind::Inner {
+                future,
+                headers: headers.map(Box::new),
+            },
         }
     }
 
@@ -53,7 +58,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
         Self {
             kind: Kind::Rejected {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -70,12 +75,14 @@ where
             KindProj::Inner { future, headers } => {
                 let mut response = ready!(future.poll(cx))?;
                 if let Some(headers) = headers.take() {
-                    append_headers(response.headers_mut(), headers);
+                    append_headers(response.headers_mut(), *headers);
                 }
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }
             KindProj::Rejected { response } => {
-                let response = response.take().unwrap_or_default();
+                let response = response
+                    .take()
+                    .map_or_else(Response::default, |boxed| *boxed);
                 Poll::Ready(Ok(response.map(ResponseBody::rejection)))
             }
         }

@@ -104,18 +104,15 @@ impl ApiKeyAuthenticator {
         )
     }
 
-    /// Every key-shaped value in the request, in source order.
-    fn presented<'a>(&self, request: &'a Parts) -> Result<Vec<Cow<'a, [u8]>>, Reason> {
+    /// The key-shaped values in the request: the first, and whether any other differs
+    /// from it (without collecting them: most requests carry exactly one).
+    fn presented<'a>(&self, request: &'a Parts) -> Result<Presented<'a>, Reason> {
         let config = &*self.config;
-        let mut found = Vec::new();
+        let mut found = Presented::default();
         if let Some(header) = &config.header {
-            found.extend(
-                request
-                    .headers
-                    .get_all(header)
-                    .iter()
-                    .map(|value| Cow::Borrowed(value.as_bytes().trim_ascii())),
-            );
+            for value in request.headers.get_all(header) {
+                found.push(Cow::Borrowed(value.as_bytes().trim_ascii()));
+            }
         }
         if config.authorization_scheme {
             for value in request.headers.get_all(AUTHORIZATION) {
@@ -132,18 +129,36 @@ impl ApiKeyAuthenticator {
             }
         }
         if let Some(query) = request.uri.query() {
-            let before = found.len();
-            found.extend(
-                query_values(query, &config.query_parameter).map(|value| match value {
+            let mut in_query = false;
+            for value in query_values(query, &config.query_parameter) {
+                in_query = true;
+                found.push(match value {
                     Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
                     Cow::Owned(text) => Cow::Owned(text.into_bytes()),
-                }),
-            );
-            if found.len() > before && !config.query_allowed {
+                });
+            }
+            if in_query && !config.query_allowed {
                 return Err(Reason::CredentialsInQuery);
             }
         }
         Ok(found)
+    }
+}
+
+/// The key values a request presents, from every place the authenticator looks.
+#[derive(Default)]
+struct Presented<'a> {
+    first: Option<Cow<'a, [u8]>>,
+    /// Another value, different from the first, was presented too.
+    conflicting: bool,
+}
+
+impl<'a> Presented<'a> {
+    fn push(&mut self, value: Cow<'a, [u8]>) {
+        match &self.first {
+            None => self.first = Some(value),
+            Some(first) => self.conflicting |= *first != value,
+        }
     }
 }
 
@@ -152,7 +167,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 /// Appends the values of cookie `name` in one `Cookie` header to `out`.
-fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Vec<Cow<'h, [u8]>>) {
+fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Presented<'h>) {
     for pair in header.split(|&b| b == b';') {
         if let Some((key, value)) = split_once(trim(pair), b'=')
             && trim(key) == name
@@ -178,10 +193,10 @@ impl Authenticate for ApiKeyAuthenticator {
             Ok(presented) => presented,
             Err(reason) => return AuthFuture::ready(self.reject(reason)),
         };
-        let Some((first, rest)) = presented.split_first() else {
+        let Some(first) = &presented.first else {
             return AuthFuture::ready(AuthOutcome::Absent);
         };
-        if rest.iter().any(|other| other != first) {
+        if presented.conflicting {
             return AuthFuture::ready(self.reject(Reason::AmbiguousCredentials));
         }
         let Ok(text) = std::str::from_utf8(first.as_ref()) else {
@@ -445,12 +460,15 @@ mod tests {
 
     #[test]
     fn cookies_are_found_by_exact_name() {
-        let mut found = Vec::new();
-        push_cookie_values(b"a=1; api_key=k1;x=2;api_key = k2", b"api_key", &mut found);
-        assert_eq!(found, [&b"k1"[..], &b"k2"[..]]);
-        found.clear();
+        let mut found = Presented::default();
+        push_cookie_values(b"a=1; api_key=k1;x=2;api_key = k1", b"api_key", &mut found);
+        assert_eq!(found.first.as_deref(), Some(&b"k1"[..]));
+        assert!(!found.conflicting, "the same key twice is one key");
+        push_cookie_values(b"api_key = k2", b"api_key", &mut found);
+        assert!(found.conflicting, "a second, different key is found");
+        let mut found = Presented::default();
         push_cookie_values(b"xapi_key=1", b"api_key", &mut found);
-        assert!(found.is_empty());
+        assert!(found.first.is_none());
     }
 
     #[test]

@@ -187,42 +187,70 @@ where
                 authenticator.strip_credentials(&mut parts);
             }
             let future = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture {
-                state: State::Decided {
-                    future: crate::future::ResponseFuture::inner(future),
-                },
-            };
+            return ResponseFuture::decided(crate::future::ResponseFuture::inner(future));
         }
 
-        // The ready service goes into the future; a fresh clone stays for the next call.
-        let clone = self.inner.clone();
-        let service = mem::replace(&mut self.inner, clone);
-        let current = chain.authenticators[0].authenticate(&parts);
-        ResponseFuture {
-            state: State::Authenticating {
-                pending: Some(Pending {
-                    chain: chain.clone(),
-                    started: Instant::now(),
-                    index: 0,
-                    current,
-                    found: None,
-                    response_headers: None,
-                    parts,
-                    body,
-                    service,
-                }),
-            },
+        // Authenticators that answer at once (a malformed key, a cached token or key) are
+        // run here, so that the common request never builds the waiting state below.
+        let mut progress = Progress {
+            chain: chain.clone(),
+            started: Instant::now(),
+            index: 0,
+            found: None,
+            response_headers: None,
+        };
+        let mut current = chain.authenticators[0].authenticate(&parts);
+        loop {
+            let Some(outcome) = current.take_ready() else {
+                // The ready service goes into the future; a fresh clone stays for the
+                // next call.
+                let clone = self.inner.clone();
+                let service = mem::replace(&mut self.inner, clone);
+                return ResponseFuture {
+                    state: State::Authenticating {
+                        pending: Some(Box::new(Pending {
+                            progress,
+                            current,
+                            parts,
+                            body,
+                            service,
+                        })),
+                    },
+                };
+            };
+            match progress.advance(outcome, &parts) {
+                Step::Next(next) => current = next,
+                Step::Answer(response) => {
+                    return ResponseFuture::decided(crate::future::ResponseFuture::rejected(
+                        response,
+                    ));
+                }
+                Step::Done => {
+                    // Decided within `call`: the ready service is called at once.
+                    let headers = progress.finish(&mut parts);
+                    let future = self.inner.call(Request::from_parts(parts, body));
+                    return ResponseFuture::decided(
+                        crate::future::ResponseFuture::inner_with_headers(future, headers),
+                    );
+                }
+            }
         }
     }
 }
 
-struct Pending<S, B> {
+/// How far the chain has come: the part of the state that does not own the request.
+struct Progress {
     chain: Arc<Chain>,
     started: Instant,
     index: usize,
-    current: AuthFuture,
     found: Option<Principal>,
     response_headers: Option<HeaderMap>,
+}
+
+/// A request waiting on an authenticator.
+struct Pending<S, B> {
+    progress: Progress,
+    current: AuthFuture,
     parts: Parts,
     body: B,
     service: S,
@@ -230,8 +258,8 @@ struct Pending<S, B> {
 
 /// How one authenticator's answer moves the chain on.
 enum Step {
-    /// Run the next authenticator.
-    Next,
+    /// Wait for the next authenticator.
+    Next(AuthFuture),
     /// Every authenticator has run: pass the request on.
     Done,
     /// Answer with this response.
@@ -255,8 +283,21 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        Authenticating { pending: Option<Pending<S, B>> },
+        // Boxed: only an authenticator that waits gets here, and the request it holds
+        // would otherwise make every request's future larger.
+        Authenticating { pending: Option<Box<Pending<S, B>>> },
         Decided { #[pin] future: crate::future::ResponseFuture<S::Future> },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn decided(future: crate::future::ResponseFuture<S::Future>) -> Self {
+        Self {
+            state: State::Decided { future },
+        }
     }
 }
 
@@ -281,7 +322,7 @@ where
             match state.as_mut().project() {
                 StateProj::Decided { future } => return future.poll(cx),
                 StateProj::Authenticating { pending } => {
-                    let Some(step) = pending.as_mut() else {
+                    let Some(waiting) = pending.as_mut() else {
                         // Only reachable if polled after a panic inside an authenticator.
                         let response =
                             Rejection::new(Reason::Unavailable).render(&*default_renderer());
@@ -290,15 +331,22 @@ where
                         });
                         continue;
                     };
-                    let outcome = ready!(Pin::new(&mut step.current).poll(cx));
-                    match step.advance(outcome) {
-                        Step::Next => continue,
+                    let outcome = ready!(Pin::new(&mut waiting.current).poll(cx));
+                    match waiting.progress.advance(outcome, &waiting.parts) {
+                        Step::Next(next) => waiting.current = next,
                         Step::Done => {
                             let Some(done) = pending.take() else { continue };
-                            let (mut service, request, headers) = done.finish();
+                            let Pending {
+                                progress,
+                                mut parts,
+                                body,
+                                mut service,
+                                ..
+                            } = *done;
+                            let headers = progress.finish(&mut parts);
                             state.set(State::Decided {
                                 future: crate::future::ResponseFuture::inner_with_headers(
-                                    service.call(request),
+                                    service.call(Request::from_parts(parts, body)),
                                     headers,
                                 ),
                             });
@@ -315,9 +363,9 @@ where
     }
 }
 
-impl<S, B> Pending<S, B> {
+impl Progress {
     /// Takes one authenticator's outcome.
-    fn advance(&mut self, outcome: AuthOutcome) -> Step {
+    fn advance(&mut self, outcome: AuthOutcome, parts: &Parts) -> Step {
         let principal = match outcome {
             AuthOutcome::Absent => None,
             AuthOutcome::Authenticated(principal) => Some(principal),
@@ -331,49 +379,46 @@ impl<S, B> Pending<S, B> {
                 }
                 principal
             }
-            AuthOutcome::Rejected(rejection) => return Step::Answer(self.reject(rejection)),
-            AuthOutcome::Respond(response) => return Step::Answer(self.answer(response)),
+            AuthOutcome::Rejected(rejection) => {
+                return Step::Answer(self.reject(rejection, parts));
+            }
+            AuthOutcome::Respond(response) => return Step::Answer(self.answer(response, parts)),
         };
         if let Some(principal) = principal {
             if self.found.is_some() {
                 let rejection = Rejection::new(Reason::AmbiguousCredentials)
                     .with_detail("The request carries credentials for more than one identity.");
-                return Step::Answer(self.reject(rejection));
+                return Step::Answer(self.reject(rejection, parts));
             }
             self.found = Some(principal);
         }
         self.index += 1;
         match self.chain.authenticators.get(self.index) {
-            Some(next) => {
-                self.current = next.authenticate(&self.parts);
-                Step::Next
-            }
+            Some(next) => Step::Next(next.authenticate(parts)),
             None => Step::Done,
         }
     }
 
-    fn finish(mut self) -> (S, Request<B>, Option<HeaderMap>) {
+    /// Strips the credentials, reports the decision and leaves the principal and the
+    /// challenges in the request; returns the headers to add to the response.
+    fn finish(self, parts: &mut Parts) -> Option<HeaderMap> {
         for authenticator in &self.chain.authenticators {
-            authenticator.strip_credentials(&mut self.parts);
+            authenticator.strip_credentials(parts);
         }
-        self.observe(Outcome::Allowed, None);
-        let extensions = &mut self.parts.extensions;
-        extensions.insert(Challenges(self.chain.clone()));
+        self.observe(Outcome::Allowed, None, parts);
+        let extensions = &mut parts.extensions;
+        extensions.insert(Challenges(self.chain));
         if let Some(principal) = self.found {
             extensions.insert(principal);
         }
-        (
-            self.service,
-            Request::from_parts(self.parts, self.body),
-            self.response_headers,
-        )
+        self.response_headers
     }
 
-    fn reject(&self, mut rejection: Rejection) -> Response<Bytes> {
+    fn reject(&self, mut rejection: Rejection, parts: &Parts) -> Response<Bytes> {
         if rejection.challenges().is_empty() && rejection.status() == StatusCode::UNAUTHORIZED {
             rejection = rejection.with_challenges(self.chain.challenges.clone());
         }
-        self.observe(Outcome::Refused, Some(&rejection));
+        self.observe(Outcome::Refused, Some(&rejection), parts);
         let mut response = rejection.render(&*self.chain.renderer);
         if let Some(headers) = &self.response_headers {
             append_headers(response.headers_mut(), headers.clone());
@@ -381,16 +426,16 @@ impl<S, B> Pending<S, B> {
         response
     }
 
-    fn answer(&self, mut response: Response<Bytes>) -> Response<Bytes> {
-        self.observe_status(Outcome::Answered, None, Some(response.status()));
+    fn answer(&self, mut response: Response<Bytes>, parts: &Parts) -> Response<Bytes> {
+        self.observe_status(Outcome::Answered, None, Some(response.status()), parts);
         if let Some(headers) = &self.response_headers {
             append_headers(response.headers_mut(), headers.clone());
         }
         response
     }
 
-    fn observe(&self, outcome: Outcome, rejection: Option<&Rejection>) {
-        self.observe_status(outcome, rejection, rejection.map(Rejection::status));
+    fn observe(&self, outcome: Outcome, rejection: Option<&Rejection>, parts: &Parts) {
+        self.observe_status(outcome, rejection, rejection.map(Rejection::status), parts);
     }
 
     fn observe_status(
@@ -398,6 +443,7 @@ impl<S, B> Pending<S, B> {
         outcome: Outcome,
         rejection: Option<&Rejection>,
         status: Option<StatusCode>,
+        parts: &Parts,
     ) {
         self.chain.observer.decision(&Decision {
             stage: Stage::Authenticate,
@@ -406,8 +452,8 @@ impl<S, B> Pending<S, B> {
             cause: rejection.and_then(Rejection::cause),
             status,
             route: None,
-            method: &self.parts.method,
-            path: self.parts.uri.path(),
+            method: &parts.method,
+            path: parts.uri.path(),
             principal: self.found.as_ref(),
             elapsed: self.started.elapsed(),
         });

@@ -145,6 +145,16 @@ impl AuthFuture {
     }
 }
 
+impl AuthFuture {
+    /// The outcome, if it was known without waiting.
+    pub(crate) fn take_ready(&mut self) -> Option<AuthOutcome> {
+        match &mut self.state {
+            AuthFutureState::Ready(outcome) => outcome.take(),
+            AuthFutureState::Boxed(_) => None,
+        }
+    }
+}
+
 impl Future for AuthFuture {
     type Output = AuthOutcome;
 
