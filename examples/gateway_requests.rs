@@ -24,11 +24,13 @@ mod e2e_app;
 use poll::complete;
 use std::hint::black_box;
 
-use axum::Router;
+use axum::body::Body;
 use e2e_app::{Fixture, Scenario};
+use http::{Request, Response};
+use http_body_util::BodyExt;
 use tower::Service;
 
-const USAGE: &str = "usage: gateway_requests <public|api_key|bearer|post> <bare|gated> [N]";
+const USAGE: &str = "usage: gateway_requests <public|api_key|bearer|post> <bare|gated|wrapped> [N]";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -36,11 +38,7 @@ fn main() {
         .next()
         .and_then(|name| Scenario::parse(&name))
         .expect(USAGE);
-    let gated = match args.next().as_deref() {
-        Some("bare") => false,
-        Some("gated") => true,
-        _ => panic!("{USAGE}"),
-    };
+    let router = args.next().expect(USAGE);
     let count: usize = args.next().map_or(1000, |n| n.parse().expect(USAGE));
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -48,32 +46,58 @@ fn main() {
         .build()
         .expect("runtime");
     let _entered = runtime.enter();
-    let (gated_router, fixture) = runtime.block_on(e2e_app::gated_router());
-    let mut router = if gated {
-        gated_router
-    } else {
-        e2e_app::bare_router()
-    };
-    send_one(&mut router, &fixture, scenario);
-    send_requests(&mut router, &fixture, scenario, count);
-    println!(
-        "{} {} x{count}",
-        scenario.name(),
-        if gated { "gated" } else { "bare" }
-    );
+    match router.as_str() {
+        "bare" => {
+            let (_, fixture) = runtime.block_on(e2e_app::gated_router());
+            run(e2e_app::bare_router(), &fixture, scenario, count);
+        }
+        "gated" => {
+            let (gated, fixture) = runtime.block_on(e2e_app::gated_router());
+            run(gated, &fixture, scenario, count);
+        }
+        "wrapped" => {
+            let (wrapped, fixture) = runtime.block_on(e2e_app::wrapped_router());
+            run(wrapped, &fixture, scenario, count);
+        }
+        _ => panic!("{USAGE}"),
+    }
+    println!("{} {router} x{count}", scenario.name());
+}
+
+fn run<S, B>(mut router: S, fixture: &Fixture, scenario: Scenario, count: usize)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    send_one(&mut router, fixture, scenario);
+    send_requests(&mut router, fixture, scenario, count);
 }
 
 #[inline(never)]
-fn send_requests(router: &mut Router, fixture: &Fixture, scenario: Scenario, count: usize) {
+fn send_requests<S, B>(router: &mut S, fixture: &Fixture, scenario: Scenario, count: usize)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     for _ in 0..count {
         send_one(router, fixture, scenario);
     }
 }
 
-fn send_one(router: &mut Router, fixture: &Fixture, scenario: Scenario) {
+fn send_one<S, B>(router: &mut S, fixture: &Fixture, scenario: Scenario)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let request = fixture.request(scenario);
     let response = complete(router.call(request)).expect("infallible");
     assert!(response.status().is_success(), "{}", response.status());
-    let body = complete(axum::body::to_bytes(response.into_body(), usize::MAX)).expect("body");
-    black_box(body);
+    let body = complete(response.into_body().collect()).expect("body");
+    black_box(body.to_bytes());
 }

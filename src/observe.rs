@@ -52,7 +52,7 @@
 //! ```
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
@@ -136,9 +136,18 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// The caller, when known.
     pub principal: Option<&'a Principal>,
+    /// When the layer began deciding; read through [`Decision::elapsed`], so that the
+    /// clock is read a second time only by observers that want the duration.
+    pub(crate) started: Instant,
+}
+
+impl Decision<'_> {
     /// How long the layer took to decide (authentication: including waiting on stores
-    /// and remote services).
-    pub elapsed: Duration,
+    /// and remote services), measured when this is called.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
 }
 
 /// Receives every decision of the layers it is installed on.
@@ -185,7 +194,7 @@ macro_rules! decision_event {
             auth_method = d.principal.map(|p| p.auth_method().name()),
             http.method = %d.method,
             http.path = crate::text::bounded(d.path),
-            elapsed_us = u64::try_from(d.elapsed.as_micros()).unwrap_or(u64::MAX),
+            elapsed_us = u64::try_from(d.elapsed().as_micros()).unwrap_or(u64::MAX),
             $message
         )
     }};

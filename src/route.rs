@@ -26,6 +26,18 @@ struct PathEntries {
     any_method: Option<usize>,
 }
 
+/// Which entry of one table a request matched, found once per request and carried to the
+/// layers after the one that matched (in the extensions, inside
+/// [`Challenges`](crate::Challenges)), so that the route is matched once.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "authz"), allow(dead_code))] // Only authorization carries one.
+pub(crate) struct RouteMatch {
+    /// The table it was matched in (its address): any other table matches again.
+    pub(crate) table: usize,
+    /// The entry, or `None` when no entry matched.
+    pub(crate) index: Option<usize>,
+}
+
 /// A matched route: its entry (the rule text and value are [`RouteTable::entry`]), its
 /// value, and the path parameters.
 pub(crate) struct Matched<'t, 'p, T> {

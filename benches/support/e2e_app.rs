@@ -26,12 +26,13 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use http::Request;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use portcullis::GatewaySecurityLayer;
 use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 use portcullis::authz::{RouteRules, permission, public};
 use portcullis::bearer::{BearerAuthenticator, IssuerRules, KeySet, VerificationKey};
 use portcullis::validate::{RequestSchema, ValidatedJson, ValidationRules};
+use portcullis::{GatewaySecurity, GatewaySecurityLayer};
 use serde_json::{Value, json};
+use tower::Layer;
 
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "orders-api";
@@ -111,10 +112,22 @@ pub(crate) fn bare_router() -> Router {
         .with_state(())
 }
 
-/// The same routes behind the gateway, and the credentials it accepts.
+/// The same routes behind the gateway applied with `Router::layer` (to each route), and
+/// the credentials it accepts.
 pub(crate) async fn gated_router() -> (Router, Fixture) {
     let (security, fixture) = gateway().await;
-    let router = Router::new()
+    (gated_routes().layer(security).with_state(()), fixture)
+}
+
+/// The same routes with the gateway wrapped around the whole router (before axum's
+/// routing, once per request), and the credentials it accepts.
+pub(crate) async fn wrapped_router() -> (GatewaySecurity<Router>, Fixture) {
+    let (security, fixture) = gateway().await;
+    (security.layer(gated_routes().with_state(())), fixture)
+}
+
+fn gated_routes() -> Router {
+    Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/orders/{id}", get(|| async { "order" }))
         .route(
@@ -123,9 +136,6 @@ pub(crate) async fn gated_router() -> (Router, Fixture) {
                 order_answer(order.value())
             }),
         )
-        .layer(security)
-        .with_state(());
-    (router, fixture)
 }
 
 fn order_answer(order: &Value) -> &'static str {

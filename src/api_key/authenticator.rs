@@ -16,7 +16,6 @@ use crate::authenticate::credentials::{
 };
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
 use crate::error::ConfigError;
-use crate::principal::{AuthMethod, Principal};
 use crate::rejection::{Challenge, Reason, Rejection};
 use crate::secret::KeyDigest;
 
@@ -280,17 +279,7 @@ impl ApiKeyAuthenticator {
         if record.expires_at().is_some() && record.is_expired_at(SystemTime::now()) {
             return self.reject(Reason::KeyExpired);
         }
-        let method = AuthMethod::ApiKey {
-            key_id: record.id().shared(),
-        };
-        let mut principal = Principal::builder(record.owner_shared(), method)
-            .role_names(record.roles().clone())
-            .scope_names(record.scopes().clone())
-            .claims(record.metadata().clone());
-        if let Some(tenant) = record.tenant_shared() {
-            principal = principal.tenant(tenant);
-        }
-        AuthOutcome::Authenticated(principal.build())
+        AuthOutcome::Authenticated(record.principal().clone())
     }
 }
 

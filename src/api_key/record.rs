@@ -1,14 +1,14 @@
 //! What a key store keeps: [`KeyRecord`]; and what is given to it and gets back when a
 //! key is issued: [`NewKey`], [`IssuedKey`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::format::KeyId;
-use crate::principal::Names;
+use crate::principal::{AuthMethod, Names, Principal};
 use crate::secret::{ApiKey, KeyDigest};
 
 /// Everything known about one API key, except its secret.
@@ -35,6 +35,10 @@ pub struct KeyRecord {
     expires_at: Option<SystemTime>,
     #[serde(default, with = "unix_seconds_option")]
     revoked_at: Option<SystemTime>,
+    /// Who the key authenticates as, built on first use (every field it reads is fixed for
+    /// the record's life), so that a request shares it instead of building its own.
+    #[serde(skip)]
+    principal: OnceLock<Principal>,
 }
 
 impl KeyRecord {
@@ -53,7 +57,25 @@ impl KeyRecord {
             created_at,
             expires_at,
             revoked_at: None,
+            principal: OnceLock::new(),
         }
+    }
+
+    /// The principal a request authenticated by this key acts as.
+    pub(crate) fn principal(&self) -> &Principal {
+        self.principal.get_or_init(|| {
+            let method = AuthMethod::ApiKey {
+                key_id: self.id.shared(),
+            };
+            let mut principal = Principal::builder(self.owner.clone(), method)
+                .role_names(self.roles.clone())
+                .scope_names(self.scopes.clone())
+                .claims(self.metadata.clone());
+            if let Some(tenant) = &self.tenant {
+                principal = principal.tenant(tenant.clone());
+            }
+            principal.build()
+        })
     }
 
     /// What may be shown about the key to its owner or an admin: everything but the digest.
@@ -84,10 +106,6 @@ impl KeyRecord {
         &self.owner
     }
 
-    pub(crate) fn owner_shared(&self) -> Arc<str> {
-        self.owner.clone()
-    }
-
     /// The roles the key grants.
     #[must_use]
     pub fn roles(&self) -> &Names {
@@ -104,10 +122,6 @@ impl KeyRecord {
     #[must_use]
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
-    }
-
-    pub(crate) fn tenant_shared(&self) -> Option<Arc<str>> {
-        self.tenant.clone()
     }
 
     /// Free-form metadata; becomes the principal's claims.

@@ -15,16 +15,16 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{AuthFuture, AuthOutcome, Authenticate, Challenges};
+use super::{AuthFuture, AuthOutcome, Authenticate, CarriedRoute, Challenges};
 use crate::body::ResponseBody;
 use crate::future::append_headers;
 use crate::observe::{Decision, Observe, Outcome, Stage, default_observer};
 use crate::principal::Principal;
 use crate::rejection::{Challenge, Reason, Rejection, RejectionResponse, default_renderer};
 
-/// A predicate over the request head; the gateway uses one to skip authentication on
-/// public routes (and to leave the route it matched in the extensions, for the next layer).
-pub(crate) type SkipAuthentication = Arc<dyn Fn(&mut Parts) -> bool + Send + Sync>;
+/// The gateway's route match, made before authentication: the match, carried on to
+/// authorization, and whether the route is public (authentication is then skipped).
+pub(crate) type MatchRoute = Arc<dyn Fn(&Parts) -> (CarriedRoute, bool) + Send + Sync>;
 
 /// Everything the layer holds, shared by its services and, through [`Challenges`], by the
 /// requests it passes on.
@@ -34,7 +34,7 @@ pub(crate) struct Chain {
     pub(super) challenges: Arc<[Challenge]>,
     pub(super) renderer: Arc<dyn RejectionResponse>,
     observer: Arc<dyn Observe>,
-    skip: Option<SkipAuthentication>,
+    match_route: Option<MatchRoute>,
 }
 
 /// Runs one or more [`Authenticate`] implementations over every request.
@@ -62,7 +62,7 @@ impl AuthenticationLayer {
                 challenges: Arc::new([]),
                 renderer: default_renderer(),
                 observer: default_observer(),
-                skip: None,
+                match_route: None,
             }),
         }
         .and_shared(authenticator)
@@ -102,8 +102,8 @@ impl AuthenticationLayer {
     }
 
     #[cfg(feature = "authz")]
-    pub(crate) fn skip_when(mut self, skip: SkipAuthentication) -> Self {
-        self.chain_mut().skip = Some(skip);
+    pub(crate) fn match_route(mut self, match_route: MatchRoute) -> Self {
+        self.chain_mut().match_route = Some(match_route);
         self
     }
 
@@ -181,19 +181,28 @@ where
         let (mut parts, body) = request.into_parts();
         let chain = &self.chain;
 
-        if chain.skip.as_ref().is_some_and(|skip| skip(&mut parts)) {
-            // Called at once: the ready service is used, no swap needed.
-            for authenticator in &chain.authenticators {
-                authenticator.strip_credentials(&mut parts);
+        let mut route = CarriedRoute::default();
+        if let Some(match_route) = &chain.match_route {
+            let public;
+            (route, public) = match_route(&parts);
+            if public {
+                for authenticator in &chain.authenticators {
+                    authenticator.strip_credentials(&mut parts);
+                }
+                parts
+                    .extensions
+                    .insert(Challenges::new(chain.clone(), route));
+                // Called at once: the ready service is used, no swap needed.
+                let future = self.inner.call(Request::from_parts(parts, body));
+                return ResponseFuture::decided(crate::future::ResponseFuture::inner(future));
             }
-            let future = self.inner.call(Request::from_parts(parts, body));
-            return ResponseFuture::decided(crate::future::ResponseFuture::inner(future));
         }
 
         // Authenticators that answer at once (a malformed key, a cached token or key) are
         // run here, so that the common request never builds the waiting state below.
         let mut progress = Progress {
             chain: chain.clone(),
+            route,
             started: Instant::now(),
             index: 0,
             found: None,
@@ -241,6 +250,7 @@ where
 /// How far the chain has come: the part of the state that does not own the request.
 struct Progress {
     chain: Arc<Chain>,
+    route: CarriedRoute,
     started: Instant,
     index: usize,
     found: Option<Principal>,
@@ -407,7 +417,7 @@ impl Progress {
         }
         self.observe(Outcome::Allowed, None, parts);
         let extensions = &mut parts.extensions;
-        extensions.insert(Challenges(self.chain));
+        extensions.insert(Challenges::new(self.chain, self.route));
         if let Some(principal) = self.found {
             extensions.insert(principal);
         }
@@ -455,7 +465,7 @@ impl Progress {
             method: &parts.method,
             path: parts.uri.path(),
             principal: self.found.as_ref(),
-            elapsed: self.started.elapsed(),
+            started: self.started,
         });
     }
 }

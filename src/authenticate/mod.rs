@@ -228,27 +228,50 @@ where
 /// What the authentication layer leaves in the extensions of each request it passes on,
 /// for later layers and extractors: the challenges of its authenticators (so a later 401
 /// or 403 can name them) and how it renders refusals (so an extractor's refusal looks like
-/// the layer's). Cloning is a reference-count increment.
+/// the layer's); in the gateway, also the route matched for the request. Cloning is a
+/// reference-count increment.
 #[derive(Clone)]
-pub struct Challenges(pub(crate) Arc<chain::Chain>);
+pub struct Challenges {
+    chain: Arc<chain::Chain>,
+    /// The gateway's one route match, for authorization (one extension, not two).
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))]
+    route: CarriedRoute,
+}
+
+/// The route match the gateway carries from before authentication to authorization
+/// (nothing without authorization rules).
+#[cfg(feature = "authz")]
+pub(crate) type CarriedRoute = Option<crate::route::RouteMatch>;
+#[cfg(not(feature = "authz"))]
+pub(crate) type CarriedRoute = ();
 
 impl Challenges {
+    pub(crate) fn new(chain: Arc<chain::Chain>, route: CarriedRoute) -> Self {
+        Self { chain, route }
+    }
+
     /// The challenges, in authenticator order.
     #[must_use]
     pub fn as_slice(&self) -> &[Challenge] {
-        &self.0.challenges
+        &self.chain.challenges
+    }
+
+    /// The route the gateway matched for this request, if it did.
+    #[cfg(feature = "authz")]
+    pub(crate) fn route(&self) -> Option<&crate::route::RouteMatch> {
+        self.route.as_ref()
     }
 
     /// The challenges as the shared list a rejection holds.
     #[cfg(any(feature = "authz", feature = "axum"))]
     pub(crate) fn shared(&self) -> Arc<[Challenge]> {
-        self.0.challenges.clone()
+        self.chain.challenges.clone()
     }
 
     /// The renderer of the layer that passed the request on.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn renderer(&self) -> Arc<dyn RejectionResponse> {
-        self.0.renderer.clone()
+        self.chain.renderer.clone()
     }
 }
 

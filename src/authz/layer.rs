@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::rules::{MatchedRule, RouteRules};
+use super::rules::RouteRules;
 use crate::authenticate::Challenges;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
@@ -157,7 +157,10 @@ where
 
         let started = Instant::now();
         let matched = config.rules.resolve(
-            request.extensions().get::<MatchedRule>(),
+            request
+                .extensions()
+                .get::<Challenges>()
+                .and_then(Challenges::route),
             request.method(),
             request.uri().path(),
         );
@@ -181,7 +184,7 @@ where
             method: request.method(),
             path: request.uri().path(),
             principal,
-            elapsed: started.elapsed(),
+            started,
         });
         match rejection {
             Some(rejection) if outcome == Outcome::Refused => {

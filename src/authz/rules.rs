@@ -10,7 +10,7 @@ use super::requirement::{Access, Level};
 use crate::error::ConfigError;
 use crate::principal::{Names, Principal};
 use crate::rejection::{Reason, Rejection};
-use crate::route::RouteTable;
+use crate::route::{RouteMatch, RouteTable};
 
 /// A validated set of access rules: `METHOD /path` patterns mapped to [`Access`], the
 /// access of unmatched routes, and the role → permission mapping.
@@ -53,17 +53,6 @@ struct Table {
     role_permissions: HashMap<Box<str>, Names>,
 }
 
-/// Which rule of one [`RouteRules`] applies to a request, found once (by the gateway,
-/// before authentication) and carried in the request's extensions to the authorization
-/// layer, so the route is matched once per request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct MatchedRule {
-    /// The rule set it was matched in (its address): any other set matches again.
-    table: usize,
-    /// The entry, or `None` for the unmatched rule.
-    index: Option<usize>,
-}
-
 /// What the rules decided for one request.
 #[derive(Debug)]
 pub(crate) struct Decision<'a> {
@@ -92,8 +81,8 @@ impl RouteRules {
     }
 
     /// Finds the rule for a request.
-    pub(crate) fn find(&self, method: &Method, path: &str) -> MatchedRule {
-        MatchedRule {
+    pub(crate) fn find(&self, method: &Method, path: &str) -> RouteMatch {
+        RouteMatch {
             table: Arc::as_ptr(&self.inner) as usize,
             index: self
                 .inner
@@ -104,7 +93,7 @@ impl RouteRules {
     }
 
     /// The rule text and access of a match: the matching rule, or `unmatched`.
-    fn rule_of(&self, matched: MatchedRule) -> (&str, &Access) {
+    fn rule_of(&self, matched: RouteMatch) -> (&str, &Access) {
         let table = &*self.inner;
         match matched.index.and_then(|index| table.routes.entry(index)) {
             Some(entry) => entry,
@@ -115,10 +104,10 @@ impl RouteRules {
     /// `matched` if it was found in this rule set, else a fresh match.
     pub(crate) fn resolve(
         &self,
-        carried: Option<&MatchedRule>,
+        carried: Option<&RouteMatch>,
         method: &Method,
         path: &str,
-    ) -> MatchedRule {
+    ) -> RouteMatch {
         match carried {
             Some(matched) if matched.table == Arc::as_ptr(&self.inner) as usize => *matched,
             _ => self.find(method, path),
@@ -127,12 +116,12 @@ impl RouteRules {
 
     /// The rule text (`GET /orders/{id}`, or `unmatched`) of a match.
     #[cfg(test)]
-    pub(crate) fn rule_text(&self, matched: MatchedRule) -> &str {
+    pub(crate) fn rule_text(&self, matched: RouteMatch) -> &str {
         self.rule_of(matched).0
     }
 
     /// Whether a match is a `public()` rule: the gateway skips authentication for it.
-    pub(crate) fn is_public(&self, matched: MatchedRule) -> bool {
+    pub(crate) fn is_public(&self, matched: RouteMatch) -> bool {
         self.rule_of(matched).1.is_public()
     }
 
@@ -167,7 +156,7 @@ impl RouteRules {
     /// Decides whether `principal` (or an anonymous caller) may make this request.
     pub(crate) fn decide(
         &self,
-        matched: MatchedRule,
+        matched: RouteMatch,
         principal: Option<&Principal>,
     ) -> Decision<'_> {
         let (rule, access) = self.rule_of(matched);

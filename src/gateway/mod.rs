@@ -315,11 +315,10 @@ impl GatewaySecurityBuilder {
             )
             .renderer(renderer.clone())
             .observer(observer.clone())
-            .skip_when(Arc::new(move |request| {
+            .match_route(Arc::new(move |request| {
                 // The one route match of the request: authorization reads it back.
                 let matched = public_routes.find(&request.method, request.uri.path());
-                request.extensions.insert(matched);
-                public_routes.is_public(matched)
+                (Some(matched), public_routes.is_public(matched))
             }));
         let mut authorize = AuthorizeLayer::new(rules)
             .renderer(renderer.clone())

@@ -380,7 +380,7 @@ fn observe(
         method: &parts.method,
         path: parts.uri.path(),
         principal: parts.extensions.get::<Principal>(),
-        elapsed: started.elapsed(),
+        started,
     });
 }
 
