@@ -56,7 +56,7 @@ fn main() {
             run(gated, &fixture, scenario, count);
         }
         "wrapped" => {
-            let (wrapped, fixture) = runtime.block_on(e2e_app::wrapped_router());
+            let (_, wrapped, fixture) = runtime.block_on(e2e_app::gated_routers());
             run(wrapped, &fixture, scenario, count);
         }
         _ => panic!("{USAGE}"),

@@ -22,6 +22,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 BARE_PORT=${BARE_PORT:-8081}
 GATED_PORT=${GATED_PORT:-8082}
+WRAPPED_PORT=${WRAPPED_PORT:-8083}
 SCENARIOS=${SCENARIOS:-"public api_key bearer post"}
 
 if ! command -v wrk >/dev/null; then
@@ -40,7 +41,7 @@ server="$target_dir/release/examples/bench_server"
 
 work=$(mktemp -d)
 trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-BENCH_BODY_FILE="$work/body.json" taskset -c "$SERVER_CPU" "$server" "$BARE_PORT" "$GATED_PORT" \
+BENCH_BODY_FILE="$work/body.json" taskset -c "$SERVER_CPU" "$server" "$BARE_PORT" "$GATED_PORT" "$WRAPPED_PORT" \
     >"$work/server.out" &
 server_pid=$!
 for _ in $(seq 100); do
@@ -82,22 +83,29 @@ run() {
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs; server on CPU $SERVER_CPU, wrk -t1 -c$CONNECTIONS on CPU $WRK_CPU, $ROUNDS x $DURATION"
 echo "# before: $(uptime)"
-# Warm up both servers (the bearer token cache fills on the first request).
+# Warm up the servers (the bearer token cache fills on the first request).
 for scenario in $SCENARIOS; do
-    DURATION=1s run "$scenario" "$BARE_PORT" >/dev/null
-    DURATION=1s run "$scenario" "$GATED_PORT" >/dev/null
+    for port in "$BARE_PORT" "$GATED_PORT" "$WRAPPED_PORT"; do
+        DURATION=1s run "$scenario" "$port" >/dev/null
+    done
 done
-printf '%-8s %12s %12s %7s %14s\n' scenario bare_rps gated_rps ratio extra_us/req
+# gated: the gateway applied with `Router::layer`; wrapped: around the whole router.
+printf '%-8s %10s %10s %7s %9s %10s %7s %9s\n' scenario bare_rps gated_rps ratio extra_us \
+    wrapped_rps ratio extra_us
 for scenario in $SCENARIOS; do
-    bare_total=0 gated_total=0
+    bare_total=0 gated_total=0 wrapped_total=0
     for _ in $(seq "$ROUNDS"); do
         bare=$(run "$scenario" "$BARE_PORT")
         gated=$(run "$scenario" "$GATED_PORT")
+        wrapped=$(run "$scenario" "$WRAPPED_PORT")
         bare_total=$(awk -v a="$bare_total" -v b="$bare" 'BEGIN {print a + b}')
         gated_total=$(awk -v a="$gated_total" -v b="$gated" 'BEGIN {print a + b}')
+        wrapped_total=$(awk -v a="$wrapped_total" -v b="$wrapped" 'BEGIN {print a + b}')
     done
-    awk -v s="$scenario" -v b="$bare_total" -v g="$gated_total" -v n="$ROUNDS" 'BEGIN {
-        printf "%-8s %12.0f %12.0f %7.3f %14.2f\n", s, b / n, g / n, g / b, 1e6 * n / g - 1e6 * n / b
+    awk -v s="$scenario" -v b="$bare_total" -v g="$gated_total" -v w="$wrapped_total" \
+        -v n="$ROUNDS" 'BEGIN {
+        printf "%-8s %10.0f %10.0f %7.3f %9.2f %10.0f %7.3f %9.2f\n", s, b / n, g / n, g / b,
+            1e6 * n / g - 1e6 * n / b, w / n, w / b, 1e6 * n / w - 1e6 * n / b
     }'
 done
 echo "# after: $(uptime)"

@@ -115,15 +115,18 @@ pub(crate) fn bare_router() -> Router {
 /// The same routes behind the gateway applied with `Router::layer` (to each route), and
 /// the credentials it accepts.
 pub(crate) async fn gated_router() -> (Router, Fixture) {
-    let (security, fixture) = gateway().await;
-    (gated_routes().layer(security).with_state(()), fixture)
+    let (gated, _, fixture) = gated_routers().await;
+    (gated, fixture)
 }
 
-/// The same routes with the gateway wrapped around the whole router (before axum's
-/// routing, once per request), and the credentials it accepts.
-pub(crate) async fn wrapped_router() -> (GatewaySecurity<Router>, Fixture) {
+/// The same routes behind one gateway applied two ways: with `Router::layer` (to each
+/// route, after axum's routing) and wrapped around the whole router (before axum's
+/// routing, once per request); and the credentials it accepts.
+pub(crate) async fn gated_routers() -> (Router, GatewaySecurity<Router>, Fixture) {
     let (security, fixture) = gateway().await;
-    (security.layer(gated_routes().with_state(())), fixture)
+    let layered = gated_routes().layer(security.clone()).with_state(());
+    let wrapped = security.layer(gated_routes().with_state(()));
+    (layered, wrapped, fixture)
 }
 
 fn gated_routes() -> Router {
