@@ -26,8 +26,8 @@ use std::io::Write;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use http::Request;
-use tower::ServiceExt;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 fn main() {
     if std::env::var_os("RUST_LOG").is_some() {

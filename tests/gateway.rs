@@ -806,7 +806,15 @@ async fn every_decision_reaches_the_observer_and_the_reason_the_response() {
     assert_eq!(
         *seen.lock().expect("lock"),
         [
-            (Stage::Authenticate, Outcome::Allowed, None, None, vic()),
+            // In the gateway, authentication's decisions name the route too: it is
+            // matched once, before them.
+            (
+                Stage::Authenticate,
+                Outcome::Allowed,
+                None,
+                rule("GET /orders/{id}"),
+                vic()
+            ),
             (
                 Stage::Authorize,
                 Outcome::Allowed,
@@ -814,7 +822,13 @@ async fn every_decision_reaches_the_observer_and_the_reason_the_response() {
                 rule("GET /orders/{id}"),
                 vic()
             ),
-            (Stage::Authenticate, Outcome::Allowed, None, None, vic()),
+            (
+                Stage::Authenticate,
+                Outcome::Allowed,
+                None,
+                rule("DELETE /orders/{id}"),
+                vic()
+            ),
             (
                 Stage::Authorize,
                 Outcome::Refused,
@@ -826,7 +840,7 @@ async fn every_decision_reaches_the_observer_and_the_reason_the_response() {
                 Stage::Authenticate,
                 Outcome::Refused,
                 Some(Reason::MalformedKey),
-                None,
+                rule("GET /whoami"),
                 None
             ),
         ]

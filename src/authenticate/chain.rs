@@ -22,9 +22,14 @@ use crate::observe::{Decision, Observe, Outcome, Stage, default_observer};
 use crate::principal::Principal;
 use crate::rejection::{Challenge, Reason, Rejection, RejectionResponse, default_renderer};
 
-/// The gateway's route match, made before authentication: the match, carried on to
-/// authorization, and whether the route is public (authentication is then skipped).
-pub(crate) type MatchRoute = Arc<dyn Fn(&Parts) -> (CarriedRoute, bool) + Send + Sync>;
+/// The gateway's route match, made before authentication and carried on to authorization.
+pub(crate) trait MatchRoute: Send + Sync + 'static {
+    /// The request's route, and whether it is public (authentication is then skipped).
+    fn find(&self, request: &Parts) -> (CarriedRoute, bool);
+
+    /// The route's rule as written (`GET /orders/{id}`), for decisions.
+    fn text(&self, route: &CarriedRoute) -> Option<&str>;
+}
 
 /// Everything the layer holds, shared by its services and, through [`Challenges`], by the
 /// requests it passes on.
@@ -34,7 +39,7 @@ pub(crate) struct Chain {
     pub(super) challenges: Arc<[Challenge]>,
     pub(super) renderer: Arc<dyn RejectionResponse>,
     observer: Arc<dyn Observe>,
-    match_route: Option<MatchRoute>,
+    match_route: Option<Arc<dyn MatchRoute>>,
 }
 
 /// Runs one or more [`Authenticate`] implementations over every request.
@@ -102,7 +107,7 @@ impl AuthenticationLayer {
     }
 
     #[cfg(feature = "authz")]
-    pub(crate) fn match_route(mut self, match_route: MatchRoute) -> Self {
+    pub(crate) fn match_route(mut self, match_route: Arc<dyn MatchRoute>) -> Self {
         self.chain_mut().match_route = Some(match_route);
         self
     }
@@ -184,7 +189,7 @@ where
         let mut route = CarriedRoute::default();
         if let Some(match_route) = &chain.match_route {
             let public;
-            (route, public) = match_route(&parts);
+            (route, public) = match_route.find(&parts);
             if public {
                 for authenticator in &chain.authenticators {
                     authenticator.strip_credentials(&mut parts);
@@ -461,7 +466,11 @@ impl Progress {
             reason: rejection.map(Rejection::reason),
             cause: rejection.and_then(Rejection::cause),
             status,
-            route: None,
+            route: self
+                .chain
+                .match_route
+                .as_ref()
+                .and_then(|match_route| match_route.text(&self.route)),
             method: &parts.method,
             path: parts.uri.path(),
             principal: self.found.as_ref(),

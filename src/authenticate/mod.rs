@@ -84,6 +84,8 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Response};
 
+#[cfg(feature = "authz")]
+pub(crate) use self::chain::MatchRoute;
 pub use self::chain::{Authentication, AuthenticationLayer, ResponseFuture};
 use crate::principal::Principal;
 use crate::rejection::{Challenge, Rejection, RejectionResponse};

@@ -115,7 +115,6 @@ impl RouteRules {
     }
 
     /// The rule text (`GET /orders/{id}`, or `unmatched`) of a match.
-    #[cfg(test)]
     pub(crate) fn rule_text(&self, matched: RouteMatch) -> &str {
         self.rule_of(matched).0
     }
@@ -351,6 +350,20 @@ fn check_access(
         });
     }
     Ok(())
+}
+
+/// The gateway matches a request's route against the rules once, before authentication.
+impl crate::authenticate::MatchRoute for RouteRules {
+    fn find(&self, request: &http::request::Parts) -> (Option<RouteMatch>, bool) {
+        let matched = RouteRules::find(self, &request.method, request.uri.path());
+        (Some(matched), self.is_public(matched))
+    }
+
+    fn text(&self, route: &Option<RouteMatch>) -> Option<&str> {
+        route
+            .filter(|matched| matched.table == Arc::as_ptr(&self.inner) as usize)
+            .map(|matched| self.rule_text(matched))
+    }
 }
 
 #[cfg(test)]

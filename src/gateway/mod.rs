@@ -315,11 +315,8 @@ impl GatewaySecurityBuilder {
             )
             .renderer(renderer.clone())
             .observer(observer.clone())
-            .match_route(Arc::new(move |request| {
-                // The one route match of the request: authorization reads it back.
-                let matched = public_routes.find(&request.method, request.uri.path());
-                (Some(matched), public_routes.is_public(matched))
-            }));
+            // The one route match of the request: authorization reads it back.
+            .match_route(Arc::new(public_routes));
         let mut authorize = AuthorizeLayer::new(rules)
             .renderer(renderer.clone())
             .observer(observer.clone());
