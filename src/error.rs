@@ -202,4 +202,12 @@ pub enum ConfigError {
     /// The gateway was built without an authenticator, so no caller could ever be known.
     #[error("the gateway has no authenticator; add one with `authenticate(...)`")]
     NoAuthenticator,
+    /// A Redis connection setting is refused: a URL that does not parse, no node, plain
+    /// text to a host that is not loopback without `insecure_allow_plaintext()`.
+    #[cfg(feature = "redis")]
+    #[error("Redis: {reason}")]
+    InvalidRedis {
+        /// Why (never the URL's password).
+        reason: String,
+    },
 }

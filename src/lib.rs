@@ -44,6 +44,7 @@
 //! | `validate` | yes | [`validate`]: JSON Schema / OpenAPI validation, JSON limits |
 //! | `axum` | yes | extractors for [`Principal`] and [`Claims`] |
 //! | `cors` | no | `GatewaySecurityBuilder::cors` (tower-http's `CorsLayer` in front) |
+//! | `redis` | no | [`redis`]: shared state on Redis or Redis Cluster (`RedisKeyStore` with `api-key`) |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
 //! `docs/` folder.
@@ -61,6 +62,8 @@ mod future;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(any(feature = "bearer", feature = "redis"))]
+mod net;
 pub mod observe;
 mod principal;
 mod rejection;
@@ -103,6 +106,10 @@ pub mod openapi;
 #[cfg(feature = "validate")]
 #[cfg_attr(docsrs, doc(cfg(feature = "validate")))]
 pub mod validate;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 #[doc(inline)]
 pub use crate::authenticate::{

@@ -19,8 +19,6 @@ pub use self::discovery::ProviderMetadata;
 #[doc(inline)]
 pub use self::jwks::{JwksCache, JwksCacheBuilder, JwksSource};
 
-use std::net::IpAddr;
-
 use crate::error::ConfigError;
 use crate::jwt::KeySetError;
 
@@ -106,11 +104,7 @@ pub(crate) fn check_url(url: &str, allow_http: bool) -> Result<reqwest::Url, Rem
 }
 
 fn is_loopback(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    crate::net::is_loopback_host(host)
 }
 
 fn client_short(text: &str) -> String {

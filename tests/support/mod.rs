@@ -1,5 +1,6 @@
 //! What integration tests share: the outside programs they talk to ("peers"), made
-//! available before they start ([`peers`]), and the real identity provider ([`idp`]).
+//! available before they start ([`peers`]), the real identity provider ([`idp`]) and real
+//! Redis servers ([`redis`]).
 //!
 //! Include it with `mod support;` from a test file in `tests/`.
 
@@ -7,3 +8,4 @@
 
 pub mod idp;
 pub mod peers;
+pub mod redis;

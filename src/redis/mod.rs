@@ -1,0 +1,38 @@
+//! Shared state on Redis or Redis Cluster (feature `redis`), so that many instances of a
+//! service agree: [`RedisKeyStore`] (with `api-key`) keeps API-key records there.
+//!
+//! One [`RedisConnection`] is shared by every store of an instance: one multiplexed
+//! connection (or one per cluster node), opened on first use and re-opened by itself after
+//! Redis comes back. Every command is bounded by the connection's command timeout; a store
+//! answers a timeout or an unreachable Redis as its failure mode says (a key lookup: 503,
+//! never a pass and never a 401).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use portcullis::api_key::{ApiKeyAuthenticator, CachedKeyStore};
+//! use portcullis::redis::{RedisConnection, RedisKeyStore};
+//!
+//! # fn main() -> Result<(), portcullis::ConfigError> {
+//! let redis = RedisConnection::builder("redis://127.0.0.1:6379")
+//!     .command_timeout(Duration::from_millis(250))
+//!     .build()?;
+//! // A hit in the cache costs no round trip; a revocation on any instance is seen here
+//! // within the cache's age bound (1 s by default).
+//! let store = CachedKeyStore::new(RedisKeyStore::new(redis));
+//! let authenticator = ApiKeyAuthenticator::new(Arc::new(store));
+//! # drop(authenticator);
+//! # Ok(())
+//! # }
+//! ```
+
+mod connection;
+#[cfg(feature = "api-key")]
+mod key_store;
+
+pub use self::connection::{RedisConnection, RedisConnectionBuilder};
+#[cfg(feature = "api-key")]
+pub use self::key_store::RedisKeyStore;
