@@ -2,7 +2,7 @@
 //! with a bound on every command.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -45,8 +45,17 @@ struct Inner {
 // Until a store uses it (with `api-key`), only its construction is compiled in.
 #[cfg_attr(not(feature = "api-key"), allow(dead_code))]
 enum Backend {
-    Single(ConnectionManager),
+    Single(Box<Single>),
     Cluster(Box<Cluster>),
+}
+
+#[cfg_attr(not(feature = "api-key"), allow(dead_code))]
+struct Single {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Made on first use, inside the runtime (it spawns its reconnection task there), so
+    /// that building needs none.
+    manager: OnceLock<ConnectionManager>,
 }
 
 #[cfg_attr(not(feature = "api-key"), allow(dead_code))]
@@ -100,8 +109,8 @@ impl RedisConnection {
     ) -> Result<T, CommandError> {
         self.bounded(async {
             match &self.inner.backend {
-                Backend::Single(manager) => {
-                    let mut manager = manager.clone();
+                Backend::Single(single) => {
+                    let mut manager = single.manager()?;
                     Ok(command.query_async(&mut manager).await?)
                 }
                 Backend::Cluster(_) => {
@@ -122,8 +131,8 @@ impl RedisConnection {
     ) -> Result<T, CommandError> {
         self.bounded(async {
             match &self.inner.backend {
-                Backend::Single(manager) => {
-                    let mut manager = manager.clone();
+                Backend::Single(single) => {
+                    let mut manager = single.manager()?;
                     Ok(invocation.invoke_async(&mut manager).await?)
                 }
                 Backend::Cluster(_) => {
@@ -166,6 +175,20 @@ impl RedisConnection {
             })
             .await?;
         Ok(open.clone())
+    }
+}
+
+#[cfg_attr(not(feature = "api-key"), allow(dead_code))]
+impl Single {
+    /// The connection manager; it connects lazily and reconnects by itself.
+    fn manager(&self) -> Result<ConnectionManager, CommandError> {
+        if let Some(manager) = self.manager.get() {
+            return Ok(manager.clone());
+        }
+        let made =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())?;
+        // Two first commands at once may both make one: the loser's is dropped unused.
+        Ok(self.manager.get_or_init(|| made).clone())
     }
 }
 
@@ -325,9 +348,11 @@ impl RedisConnectionBuilder {
                 // long retry loop.
                 .set_number_of_retries(1)
                 .set_max_delay(self.connect_timeout);
-            let manager = ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|error| refuse(format!("connection: {}", error.kind_name())))?;
-            Backend::Single(manager)
+            Backend::Single(Box::new(Single {
+                client,
+                config,
+                manager: OnceLock::new(),
+            }))
         };
         Ok(RedisConnection {
             inner: Arc::new(Inner {
