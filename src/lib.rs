@@ -43,6 +43,7 @@
 //! | `openapi` | with `validate` | [`openapi`]: OpenAPI 3.0/3.1 import for `validate` and `authz` |
 //! | `validate` | yes | [`validate`]: JSON Schema / OpenAPI validation, JSON limits |
 //! | `axum` | yes | extractors for [`Principal`] and [`Claims`] |
+//! | `oidc` | no | [`oidc`]: OpenID Connect login (code + PKCE), sessions, refresh, logout |
 //! | `cors` | no | `GatewaySecurityBuilder::cors` (tower-http's `CorsLayer` in front) |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
@@ -92,6 +93,10 @@ pub mod jwt;
 #[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
 pub mod remote;
 
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+pub mod oidc;
+
 #[cfg(feature = "authz")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 pub mod authz;
@@ -132,3 +137,7 @@ pub use crate::rejection::{
 };
 #[doc(inline)]
 pub use crate::secret::ClientSecret;
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+#[doc(inline)]
+pub use crate::secret::SessionKey;
