@@ -261,7 +261,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     if let Some(error) = error {
         let error: String = error
             .chars()
-            .filter(char::is_ascii_alphanumeric)
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(40)
             .collect();
         tracing::info!(provider_error = %error, "oidc: the provider refused the login");

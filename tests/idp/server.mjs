@@ -236,7 +236,11 @@ async function findAccount(ctx, id) {
 async function loadExistingGrant(ctx) {
   const grantId = ctx.oidc.result?.consent?.grantId
     || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
-  if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+  if (grantId) {
+    const existing = await ctx.oidc.provider.Grant.find(grantId);
+    // A grant revoked with its refresh token is gone: grant anew.
+    if (existing) return existing;
+  }
   const grant = new ctx.oidc.provider.Grant({
     clientId: ctx.oidc.client.clientId,
     accountId: ctx.oidc.session.accountId,
@@ -262,6 +266,12 @@ const configuration = {
   conformIdTokenClaims: false,
   findAccount,
   loadExistingGrant,
+  // Outgoing requests (back-channel logout) go to relying parties on 127.0.0.1, which
+  // oidc-provider's SSRF protection refuses: every peer of this test provider is local.
+  fetch(url, options) {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   // Every login client that may refresh gets a refresh token (no offline_access dance),
   // and every refresh rotates it: the relying party must cope with rotation.
   async issueRefreshToken(ctx, client) {
