@@ -248,7 +248,6 @@ fn authority(url: &Url) -> String {
 /// API side by side.
 pub struct App {
     pub base: String,
-    pub oidc: Oidc,
     pub client_id: String,
     pub client_secret: String,
     server: tokio::task::JoinHandle<()>,
@@ -304,6 +303,36 @@ pub async fn start_app(issuer: &str, configure: impl FnOnce(OidcBuilder) -> Oidc
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (client_id, client_secret) = register(issuer, &base).await;
+    serve_app(listener, issuer, client_id, client_secret, configure)
+}
+
+/// Starts the test application with a client the provider knows already.
+pub async fn start_app_with_client(
+    issuer: &str,
+    client_id: &str,
+    client_secret: &str,
+    configure: impl FnOnce(OidcBuilder) -> OidcBuilder,
+) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    serve_app(
+        listener,
+        issuer,
+        client_id.to_owned(),
+        client_secret.to_owned(),
+        configure,
+    )
+}
+
+fn serve_app(
+    listener: tokio::net::TcpListener,
+    issuer: &str,
+    client_id: String,
+    client_secret: String,
+    configure: impl FnOnce(OidcBuilder) -> OidcBuilder,
+) -> App {
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let builder = Oidc::builder(issuer)
         .client_id(client_id.clone())
         .client_secret(client_secret.clone())
@@ -338,7 +367,6 @@ pub async fn start_app(issuer: &str, configure: impl FnOnce(OidcBuilder) -> Oidc
     });
     App {
         base,
-        oidc,
         client_id,
         client_secret,
         server,

@@ -10,6 +10,7 @@
 )]
 
 mod flow;
+mod forged;
 mod harness;
 #[path = "../support/mod.rs"]
 mod support;
