@@ -72,7 +72,7 @@ fn html(status: StatusCode, body: String, cookies: Vec<HeaderValue>) -> Response
     );
     headers.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     );
     headers.insert(
         "x-content-type-options",

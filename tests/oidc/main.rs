@@ -9,6 +9,7 @@
     clippy::unwrap_used
 )]
 
+mod chromium;
 mod flow;
 mod forged;
 mod harness;
