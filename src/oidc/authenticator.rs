@@ -346,3 +346,226 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for AccessToken {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Request, StatusCode};
+
+    use super::*;
+    use crate::oidc::session::Identity;
+
+    fn oidc() -> Oidc {
+        Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .idle_timeout(Duration::from_secs(30 * 60))
+            .absolute_timeout(Duration::from_secs(8 * 60 * 60))
+            .build()
+            .expect("config")
+    }
+
+    /// Stores a session the way the callback does; returns its cookie value.
+    async fn logged_in(oidc: &Oidc) -> String {
+        let inner = oidc.inner();
+        let now = inner.clock.now_secs();
+        let session = Session::new(
+            Identity {
+                subject: "alice".into(),
+                issuer: "https://idp.example".into(),
+                sid: None,
+                claims: serde_json::Map::new(),
+                roles: vec!["viewer".into()],
+            },
+            Tokens {
+                id_token: "id".into(),
+                access_token: Some("at".into()),
+                refresh_token: None,
+                access_token_expires_at: None,
+                scopes: vec!["openid".into()],
+            },
+            now,
+            now + inner.absolute_timeout.as_secs(),
+        );
+        let value = random::token();
+        inner
+            .store
+            .save(
+                &SessionId::of_cookie(&value),
+                Arc::new(session),
+                inner.idle_timeout,
+            )
+            .await
+            .unwrap();
+        value
+    }
+
+    async fn outcome(oidc: &Oidc, method: &str, cookie: &str, origin: Option<&str>) -> AuthOutcome {
+        let mut request = Request::builder().method(method).uri("/orders").header(
+            COOKIE,
+            format!("other=1; __Host-portcullis-session={cookie}"),
+        );
+        if let Some(origin) = origin {
+            request = request.header(http::header::ORIGIN, origin);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        oidc.authenticate(&parts).await
+    }
+
+    fn is_ended(outcome: &AuthOutcome) -> bool {
+        matches!(outcome, AuthOutcome::Continue { principal: None, response_headers }
+            if response_headers[SET_COOKIE].to_str().unwrap().starts_with("__Host-portcullis-session=;"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_authenticate_and_end_at_their_idle_timeout() {
+        let oidc = oidc();
+        let cookie = logged_in(&oidc).await;
+        match outcome(&oidc, "GET", &cookie, None).await {
+            AuthOutcome::Authenticated(principal) => {
+                assert_eq!(principal.subject(), "alice");
+                assert_eq!(*principal.auth_method(), crate::AuthMethod::Oidc);
+                assert!(principal.has_role("viewer"));
+                assert!(principal.has_scope("openid"));
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::advance(Duration::from_secs(29 * 60)).await;
+        assert!(matches!(
+            outcome(&oidc, "GET", &cookie, None).await,
+            AuthOutcome::Authenticated(_)
+        ));
+        tokio::time::advance(Duration::from_secs(30 * 60 + 1)).await;
+        assert!(is_ended(&outcome(&oidc, "GET", &cookie, None).await));
+        // Unknown and malformed cookies are no session either.
+        assert!(is_ended(
+            &outcome(&oidc, "GET", &random::token(), None).await
+        ));
+        assert!(is_ended(&outcome(&oidc, "GET", "short", None).await));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_end_at_their_absolute_timeout_however_active() {
+        let oidc = oidc();
+        let cookie = logged_in(&oidc).await;
+        for _ in 0..(8 * 60 / 20 - 1) {
+            tokio::time::advance(Duration::from_secs(20 * 60)).await;
+            assert!(matches!(
+                outcome(&oidc, "GET", &cookie, None).await,
+                AuthOutcome::Authenticated(_)
+            ));
+        }
+        tokio::time::advance(Duration::from_secs(20 * 60)).await;
+        assert!(is_ended(&outcome(&oidc, "GET", &cookie, None).await));
+    }
+
+    #[tokio::test]
+    async fn writes_need_our_origin() {
+        let oidc = oidc();
+        let cookie = logged_in(&oidc).await;
+        for origin in [
+            None,
+            Some("https://evil.example"),
+            Some("null"),
+            Some("https://app.example.evil"),
+        ] {
+            match outcome(&oidc, "POST", &cookie, origin).await {
+                AuthOutcome::Rejected(rejection) => {
+                    assert_eq!(rejection.status(), StatusCode::FORBIDDEN);
+                    assert_eq!(rejection.cause(), Some("csrf_origin"));
+                }
+                other => panic!("{origin:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            outcome(&oidc, "POST", &cookie, Some("https://app.example")).await,
+            AuthOutcome::Authenticated(_)
+        ));
+        assert!(matches!(
+            outcome(&oidc, "DELETE", &cookie, Some("https://app.example")).await,
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+
+    #[test]
+    fn configuration_is_checked_when_built() {
+        let base = || Oidc::builder("https://idp.example").client_id("app");
+        let refused = |builder: crate::oidc::OidcBuilder, setting: &str| match builder.build() {
+            Err(crate::ConfigError::InvalidOidc { setting: found, .. }) => {
+                assert_eq!(found, setting)
+            }
+            other => panic!("{setting}: {other:?}"),
+        };
+        refused(
+            Oidc::builder("https://idp.example").redirect_uri("https://a/cb"),
+            "client_id",
+        );
+        refused(base(), "redirect_uri");
+        refused(base().redirect_uri("http://app.example/cb"), "redirect_uri");
+        refused(
+            base().redirect_uri("http://127.0.0.1:3000/cb"),
+            "redirect_uri",
+        );
+        refused(base().redirect_uri("/cb"), "redirect_uri");
+        refused(
+            base()
+                .redirect_uri("https://app.example/cb")
+                .insecure_http_cookies_on_loopback(),
+            "insecure_http_cookies_on_loopback",
+        );
+        refused(
+            base()
+                .redirect_uri("https://app.example/cb")
+                .login_path("//evil"),
+            "login_path",
+        );
+        refused(
+            base().redirect_uri("https://app.example/auth/login"),
+            "login_path",
+        );
+        refused(
+            base()
+                .redirect_uri("https://app.example/cb")
+                .allowed_origin("https://a.example/path"),
+            "allowed_origin",
+        );
+        refused(
+            base()
+                .redirect_uri("https://app.example/cb")
+                .idle_timeout(Duration::from_secs(10))
+                .absolute_timeout(Duration::from_secs(5)),
+            "idle_timeout",
+        );
+        refused(
+            base()
+                .redirect_uri("https://app.example/cb")
+                .client_secret_post(),
+            "client_secret_post",
+        );
+        refused(
+            base()
+                .redirect_uri("https://app.example/cb")
+                .cookie_name("a;b"),
+            "cookie_name",
+        );
+        assert!(matches!(
+            Oidc::builder("http://idp.example")
+                .client_id("app")
+                .redirect_uri("https://app.example/cb")
+                .build(),
+            Err(crate::ConfigError::InvalidUrl { .. })
+        ));
+        let oidc = base()
+            .redirect_uri("https://app.example/cb")
+            .build()
+            .unwrap();
+        assert_eq!(oidc.session_cookie_name(), "__Host-portcullis-session");
+        let dev = base()
+            .redirect_uri("http://127.0.0.1:3000/cb")
+            .insecure_http_cookies_on_loopback()
+            .build()
+            .unwrap();
+        assert_eq!(dev.session_cookie_name(), "portcullis-session");
+    }
+}
