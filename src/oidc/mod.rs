@@ -273,6 +273,46 @@ impl Oidc {
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
+
+    /// Verifies an ID token issued to this client outside the login flow (a native or
+    /// single-page app sending the ID token it got): every check of the login except the
+    /// ones bound to a login in this browser (`c_hash`, `at_hash`, `auth_time` against
+    /// `max_age`); `nonce` is checked when given. Keys come from the provider's JWKS,
+    /// fetched if needed (one refetch on an unknown `kid`, rate-limited).
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`](crate::Rejection): `invalid_credentials` (401) with the reason as
+    /// its cause for a token that fails a check, `unavailable` (503) when no key set can
+    /// be fetched.
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<crate::Principal, crate::Rejection> {
+        let expected = id_token::Expected {
+            nonce,
+            ..id_token::Expected::default()
+        };
+        match id_token::verify(&self.inner, id_token, &expected).await {
+            Ok(identity) => Ok(crate::Principal::builder(
+                identity.subject,
+                crate::AuthMethod::Oidc,
+            )
+            .issuer(identity.issuer)
+            .roles(identity.roles)
+            .claims(identity.claims)
+            .build()),
+            Err(id_token::Refused::Invalid(cause)) => {
+                Err(crate::Rejection::new(crate::Reason::InvalidCredentials).with_cause(cause))
+            }
+            Err(id_token::Refused::Unavailable) => {
+                Err(crate::Rejection::new(crate::Reason::Unavailable)
+                    .with_cause("no_keys")
+                    .with_retry_after(5))
+            }
+        }
+    }
 }
 
 /// Configures an [`Oidc`]; see [`Oidc::builder`]. Every setting documents its default;

@@ -29,8 +29,10 @@ const ID_CONTEXT: &[u8] = b"portcullis oidc session v1\0";
 pub struct SessionId([u8; 32]);
 
 impl SessionId {
-    /// The id of the session whose cookie holds `cookie_value`.
-    pub(crate) fn of_cookie(cookie_value: &str) -> Self {
+    /// The id of the session whose cookie holds `cookie_value` (for stores and tools that
+    /// look a session up from the browser's cookie).
+    #[must_use]
+    pub fn of_cookie(cookie_value: &str) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(ID_CONTEXT);
         hasher.update(cookie_value.as_bytes());
