@@ -77,14 +77,14 @@ impl fmt::Debug for IssuerRules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Profile {
     /// An OAuth 2.0 access token (RFC 9068): `typ` `at+jwt` unless relaxed; `sub` required.
-    AccessToken,
+    Access,
     /// An OpenID Connect ID token: `typ` absent or `JWT`, never `at+jwt`; `sub` required.
     #[cfg(feature = "oidc")]
-    IdToken,
+    Id,
     /// A back-channel logout token: `typ` absent or `logout+jwt`; `sub` optional (`sid`
     /// may stand in for it); `exp` optional.
     #[cfg(feature = "oidc")]
-    LogoutToken,
+    Logout,
 }
 
 /// Where an issuer's keys come from.
@@ -227,15 +227,15 @@ impl IssuerRules {
             return Err(Failure::AlgNotAllowed);
         }
         let typ_ok = match (rules.profile, token.typ.as_deref()) {
-            (Profile::AccessToken, None) => rules.allow_missing_typ,
-            (Profile::AccessToken, Some(typ)) => {
+            (Profile::Access, None) => rules.allow_missing_typ,
+            (Profile::Access, Some(typ)) => {
                 token::is_access_token_typ(typ)
                     || (rules.allow_jwt_typ && token::is_generic_jwt_typ(typ))
             }
             #[cfg(feature = "oidc")]
-            (Profile::IdToken, typ) => typ.is_none_or(token::is_generic_jwt_typ),
+            (Profile::Id, typ) => typ.is_none_or(token::is_generic_jwt_typ),
             #[cfg(feature = "oidc")]
-            (Profile::LogoutToken, typ) => typ.is_none_or(token::is_logout_token_typ),
+            (Profile::Logout, typ) => typ.is_none_or(token::is_logout_token_typ),
         };
         if !typ_ok {
             return Err(Failure::TypMismatch);
@@ -257,7 +257,7 @@ impl IssuerRules {
         let exp = match time(&claims, "exp")? {
             Some(exp) => exp,
             #[cfg(feature = "oidc")]
-            None if rules.profile == Profile::LogoutToken => {
+            None if rules.profile == Profile::Logout => {
                 // Back-Channel Logout 1.0 made `exp` required only late; without it the
                 // token must still be recent (`iat`) and is usable once (`jti`).
                 let iat = time(&claims, "iat")?.ok_or(Failure::MissingIat)?;
@@ -310,7 +310,7 @@ impl IssuerRules {
             Some(Value::String(sub)) => sub.clone(),
             Some(_) => return Err(Failure::ClaimType),
             #[cfg(feature = "oidc")]
-            None if rules.profile == Profile::LogoutToken => String::new(),
+            None if rules.profile == Profile::Logout => String::new(),
             None => return Err(Failure::MissingSub),
         };
         if rules.strict {
@@ -654,7 +654,7 @@ impl IssuerRulesBuilder {
         };
         Ok(IssuerRules {
             inner: Arc::new(Rules {
-                profile: Profile::AccessToken,
+                profile: Profile::Access,
                 issuer: self.issuer.into(),
                 audiences: self.audiences,
                 keys,

@@ -792,8 +792,8 @@ impl OidcBuilder {
                 max_age: self.max_age,
                 acr_values: self.acr_values,
                 audiences,
-                id_token_rules: rules.for_profile(Profile::IdToken),
-                logout_token_rules: rules.for_profile(Profile::LogoutToken),
+                id_token_rules: rules.for_profile(Profile::Id),
+                logout_token_rules: rules.for_profile(Profile::Logout),
                 jwks,
                 http,
                 store: self

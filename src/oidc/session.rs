@@ -196,6 +196,7 @@ impl Session {
         &self.id_token
     }
 
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn access_token(&self) -> Option<&str> {
         self.access_token.as_deref()
     }
