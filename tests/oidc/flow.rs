@@ -562,3 +562,65 @@ async fn provider_down_at_the_callback_gives_a_503_page() {
     assert!(page.body.contains("cannot be reached"), "{}", page.body);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_gateway_with_route_rules() {
+    use axum::Router;
+    use axum::routing::get;
+    use portcullis::authz::{RouteRules, authenticated, public, role};
+    use portcullis::{GatewaySecurityLayer, Principal};
+
+    let idp = shared_idp();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (client_id, client_secret) = crate::harness::register(&idp.issuer, &base).await;
+    let oidc = portcullis::oidc::Oidc::builder(&idp.issuer)
+        .client_id(client_id)
+        .client_secret(client_secret)
+        .redirect_uri(format!("{base}/auth/callback"))
+        .scopes(["openid", "email", "roles"])
+        .roles_claim("roles")
+        .insecure_http_cookies_on_loopback()
+        .build()
+        .unwrap();
+    let rules = RouteRules::builder()
+        .role("orders-admin", ["orders:*"])
+        .route("GET /", public())
+        .route("GET /me", authenticated())
+        .route("GET /admin", role("orders-admin"))
+        .build()
+        .unwrap();
+    let security = GatewaySecurityLayer::builder()
+        .authenticate(oidc.clone())
+        .rules(rules)
+        .build()
+        .unwrap();
+    let who = |who: Principal| async move { who.subject().to_owned() };
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .route("/me", get(who))
+        .route("/admin", get(who))
+        .layer(security)
+        .layer(oidc.layer());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let browser = Browser::new();
+    assert_eq!(browser.get(&format!("{base}/")).await.status, 200);
+    let page = browser.get(&format!("{base}/me")).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(page.location_header(), "/auth/login?return_to=%2Fme");
+    let form = browser.navigate(&format!("{base}/me")).await;
+    let page = submit_login_form(&browser, &form, "bob").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, "bob");
+    // Bob has no `orders-admin` role: 403, not a login loop.
+    let page = browser.get(&format!("{base}/admin")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let alice = Browser::new();
+    let form = alice.navigate(&format!("{base}/admin")).await;
+    let page = submit_login_form(&alice, &form, "alice").await;
+    assert_eq!(page.body, "alice");
+    server.abort();
+}

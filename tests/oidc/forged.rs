@@ -369,3 +369,51 @@ async fn forged_logout_tokens_are_refused_and_replays_too() {
         assert_eq!(post(token).await, 400, "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_host_cookies_by_default() {
+    let forger = forger().await;
+    let oidc = portcullis::oidc::Oidc::builder(&forger.issuer)
+        .client_id(CLIENT)
+        .redirect_uri("https://orders.example/auth/callback")
+        .build()
+        .unwrap();
+    assert_eq!(oidc.session_cookie_name(), "__Host-portcullis-session");
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .layer(oidc.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let page = Browser::new().get(&format!("{base}/auth/login")).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let cookies = page.set_cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(
+        cookie.starts_with("__Host-portcullis-session-login-"),
+        "{cookie}"
+    );
+    for attribute in [
+        "; Path=/",
+        "; Max-Age=600",
+        "; HttpOnly",
+        "; Secure",
+        "; SameSite=Lax",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let location = page.location().unwrap();
+    let redirect_uri = location
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(redirect_uri, "https://orders.example/auth/callback");
+    server.abort();
+}
