@@ -137,6 +137,14 @@ mod tests {
         assert_eq!(open(&key, "a", ""), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn opening_anything_never_panics(text in "\\PC{0,200}") {
+            let key = SessionKey::from_bytes(&[7; 32]).unwrap();
+            proptest::prop_assert_eq!(open(&key, "a", &text), None);
+        }
+    }
+
     #[test]
     fn finds_cookies_by_exact_name() {
         let mut headers = HeaderMap::new();

@@ -433,6 +433,28 @@ mod tests {
         assert_eq!(safe_return_path(&format!("/{}", "a".repeat(3000))), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn accepted_return_paths_are_relative_to_our_origin(path in "\\PC{0,40}") {
+            if let Some(ok) = safe_return_path(&path) {
+                proptest::prop_assert!(ok.starts_with('/'));
+                proptest::prop_assert!(!ok.starts_with("//"));
+                proptest::prop_assert!(!ok.contains('\\'));
+                // Resolved against our origin, it stays there.
+                let base = reqwest::Url::parse("https://app.example/x/y").unwrap();
+                let resolved = base.join(ok).unwrap();
+                proptest::prop_assert_eq!(resolved.origin(), base.origin());
+            }
+        }
+
+        #[test]
+        fn query_parameters_never_panic(query in "[a-z=&%0-9]{0,40}") {
+            let uri: http::Uri = format!("/cb?{query}").parse().unwrap_or_else(|_| http::Uri::from_static("/cb"));
+            let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+            let _ = query_param(&parts, "state");
+        }
+    }
+
     #[test]
     fn used_values_are_refused_until_they_expire_and_the_set_is_bounded() {
         let mut used = UsedStates::new(2);
