@@ -132,24 +132,32 @@ impl Oidc {
                 .entry(id)
                 .or_default(),
         );
-        let _guard = if still_valid {
-            match lock.try_lock() {
+        let guard = if still_valid {
+            match Arc::clone(&lock).try_lock_owned() {
                 Ok(guard) => guard,
                 // Someone is refreshing; the current token still works.
                 Err(_) => return Ok(seen),
             }
         } else {
-            lock.lock().await
+            Arc::clone(&lock).lock_owned().await
         };
-        let result = self.refresh_locked(&id, &seen, still_valid).await;
-        // Removed only after the new session is saved, so that a request arriving now
-        // either waits on this lock or reads the refreshed session.
-        inner
-            .refreshing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-        result
+        // The refresh runs as its own task: a request that goes away (a closed connection)
+        // must not abandon it between the provider's rotation and the store's save, which
+        // would leave a dead refresh token in the session.
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let result = this.refresh_locked(&id, &seen, still_valid).await;
+            // Removed only after the new session is saved, so that a request arriving now
+            // either waits on this lock or reads the refreshed session.
+            this.inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            drop(guard);
+            result
+        });
+        task.await.unwrap_or(Err(RefreshFailed::Unavailable))
     }
 
     async fn refresh_locked(

@@ -90,6 +90,9 @@ const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
 const DEFAULT_ID_TOKEN_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// The default leeway for clock differences with the provider.
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The most token-endpoint requests in flight at once; more are answered as if the
+/// provider were unavailable (503), so that callbacks cannot make us flood the provider.
+const MAX_TOKEN_REQUESTS: usize = 64;
 /// The default cookie name (after the `__Host-` prefix).
 const DEFAULT_COOKIE_NAME: &str = "portcullis-session";
 
@@ -148,6 +151,9 @@ pub(crate) struct Inner {
     pub(crate) used_states: Mutex<UsedStates>,
     pub(crate) seen_logout_tokens: Mutex<UsedStates>,
     pub(crate) refreshing: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the token-endpoint requests in flight (code exchanges, refreshes,
+    /// revocations).
+    pub(crate) token_requests: tokio::sync::Semaphore,
     pub(crate) clock: Clock,
 }
 
@@ -817,6 +823,7 @@ impl OidcBuilder {
                 used_states: Mutex::new(UsedStates::new(login::MAX_PENDING_LOGINS)),
                 seen_logout_tokens: Mutex::new(UsedStates::new(login::MAX_PENDING_LOGINS)),
                 refreshing: Mutex::new(HashMap::new()),
+                token_requests: tokio::sync::Semaphore::new(MAX_TOKEN_REQUESTS),
                 clock: Clock::new(),
             }),
         })

@@ -141,6 +141,11 @@ async fn post(
     endpoint: &str,
     form: &[(&str, &str)],
 ) -> Result<crate::remote::HttpResponse, RemoteError> {
+    let Ok(_permit) = inner.token_requests.try_acquire() else {
+        return Err(RemoteError::Transport {
+            reason: "too many token requests in flight".to_owned(),
+        });
+    };
     let mut fields: Vec<(&str, &str)> = form.to_vec();
     let encoded_id;
     let encoded_secret;
