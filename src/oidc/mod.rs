@@ -26,11 +26,13 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use axum::{Router, routing::get};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
 //! use portcullis::{AuthenticationLayer, Principal};
 //! use portcullis::oidc::Oidc;
+//! use tower::ServiceExt;
 //!
-//! # fn main() -> Result<(), portcullis::ConfigError> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), portcullis::ConfigError> {
 //! let oidc = Oidc::builder("https://login.example.com")
 //!     .client_id("orders-web")
 //!     .client_secret("s3cret")
@@ -44,6 +46,23 @@
 //!     .route("/me", get(|who: Principal| async move { who.subject().to_owned() }))
 //!     .layer(AuthenticationLayer::new(oidc.clone()))
 //!     .layer(oidc.layer());
+//!
+//! // A browser without a session is sent to the login, an API client gets 401.
+//! let browser = Request::get("/me").header("accept", "text/html").body(Body::empty()).unwrap();
+//! let response = app.clone().oneshot(browser).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::FOUND);
+//! assert_eq!(response.headers()["location"], "/auth/login?return_to=%2Fme");
+//!
+//! let api = Request::get("/me").header("accept", "application/json").body(Body::empty()).unwrap();
+//! let response = app.clone().oneshot(api).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//!
+//! // Cross-site writes are refused before anything else: logout needs our origin.
+//! let forged = Request::post("/auth/logout")
+//!     .header("origin", "https://evil.example")
+//!     .body(Body::empty())
+//!     .unwrap();
+//! assert_eq!(app.oneshot(forged).await.unwrap().status(), StatusCode::FORBIDDEN);
 //! # Ok(()) }
 //! ```
 

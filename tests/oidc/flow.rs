@@ -624,3 +624,30 @@ async fn inside_the_gateway_with_route_rules() {
     assert_eq!(page.body, "alice");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_and_client_secret_post_clients_log_in_and_refresh() {
+    let idp = shared_idp();
+    for (method, configure) in [
+        (
+            "none",
+            (|b| b) as fn(portcullis::oidc::OidcBuilder) -> portcullis::oidc::OidcBuilder,
+        ),
+        ("client_secret_post", |b: portcullis::oidc::OidcBuilder| {
+            b.client_secret_post()
+        }),
+    ] {
+        let app = crate::harness::start_app_registered_with(&idp.issuer, method, |b| {
+            configure(b).refresh_before(Duration::from_secs(24 * 60 * 60))
+        })
+        .await;
+        let browser = Browser::new();
+        let page = login(&browser, &app, "bob", "/me").await;
+        assert_eq!(page.status, 200, "{method}: {}", page.body);
+        assert_eq!(page.json()["sub"], "bob");
+        // Refreshed (every request is within the margin) with the same client authentication.
+        for _ in 0..2 {
+            assert_eq!(api_get(&browser, &app, "/me").await.status, 200, "{method}");
+        }
+    }
+}

@@ -267,6 +267,12 @@ impl App {
 
 /// A client registered at the provider (dynamic registration) for an app at `base`.
 pub async fn register(issuer: &str, base: &str) -> (String, String) {
+    register_with(issuer, base, "client_secret_basic").await
+}
+
+/// A client registered with the token-endpoint authentication `auth_method`
+/// (`client_secret_basic`, `client_secret_post`, or `none` for a public client).
+pub async fn register_with(issuer: &str, base: &str, auth_method: &str) -> (String, String) {
     let body = json!({
         "redirect_uris": [format!("{base}/auth/callback")],
         "post_logout_redirect_uris": [format!("{base}/")],
@@ -274,7 +280,7 @@ pub async fn register(issuer: &str, base: &str) -> (String, String) {
         "backchannel_logout_session_required": true,
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "client_secret_basic",
+        "token_endpoint_auth_method": auth_method,
     });
     let response = reqwest::Client::new()
         .post(format!("{issuer}/reg"))
@@ -290,7 +296,7 @@ pub async fn register(issuer: &str, base: &str) -> (String, String) {
         answer["client_id"].as_str().expect("client_id").to_owned(),
         answer["client_secret"]
             .as_str()
-            .expect("client_secret")
+            .unwrap_or_default()
             .to_owned(),
     )
 }
@@ -303,6 +309,20 @@ pub async fn start_app(issuer: &str, configure: impl FnOnce(OidcBuilder) -> Oidc
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (client_id, client_secret) = register(issuer, &base).await;
+    serve_app(listener, issuer, client_id, client_secret, configure)
+}
+
+/// Starts the test application with a client registered with `auth_method`.
+pub async fn start_app_registered_with(
+    issuer: &str,
+    auth_method: &str,
+    configure: impl FnOnce(OidcBuilder) -> OidcBuilder,
+) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (client_id, client_secret) = register_with(issuer, &base, auth_method).await;
     serve_app(listener, issuer, client_id, client_secret, configure)
 }
 
@@ -333,9 +353,11 @@ fn serve_app(
     configure: impl FnOnce(OidcBuilder) -> OidcBuilder,
 ) -> App {
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let builder = Oidc::builder(issuer)
-        .client_id(client_id.clone())
-        .client_secret(client_secret.clone())
+    let mut builder = Oidc::builder(issuer).client_id(client_id.clone());
+    if !client_secret.is_empty() {
+        builder = builder.client_secret(client_secret.clone());
+    }
+    let builder = builder
         .redirect_uri(format!("{base}/auth/callback"))
         .post_logout_redirect_uri(format!("{base}/"))
         .scopes(["openid", "profile", "email", "roles"])
