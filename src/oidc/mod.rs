@@ -605,8 +605,9 @@ impl OidcBuilder {
         self
     }
 
-    /// Talks to the provider through `client`. Defaults to a
-    /// [`ReqwestClient`] (5 s timeout, 1 MiB cap, no redirect to another origin).
+    /// Talks to the provider through `client` (discovery, keys, token, revocation).
+    /// Defaults to a [`ReqwestClient`] with a 5 s timeout, a 1 MiB cap and no redirects
+    /// followed.
     pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
         self.http_client = Some(client);
         self
@@ -777,7 +778,12 @@ impl OidcBuilder {
         };
         let http: Arc<dyn HttpClient> = match self.http_client {
             Some(client) => client,
-            None => Arc::new(ReqwestClient::new().map_err(|error| error.into_config_error())?),
+            None => Arc::new(
+                ReqwestClient::builder()
+                    .no_redirects()
+                    .build()
+                    .map_err(|error| error.into_config_error())?,
+            ),
         };
         let mut rules = IssuerRules::builder(self.issuer.clone())
             .audience(client_id.clone())

@@ -123,6 +123,7 @@ impl ReqwestClient {
         ReqwestClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            follow_redirects: true,
         }
     }
 
@@ -210,6 +211,7 @@ impl HttpClient for ReqwestClient {
 pub struct ReqwestClientBuilder {
     timeout: Duration,
     max_response_bytes: usize,
+    follow_redirects: bool,
 }
 
 impl ReqwestClientBuilder {
@@ -225,6 +227,15 @@ impl ReqwestClientBuilder {
         self
     }
 
+    /// Follows no redirect at all: a `3xx` answer is returned as it is (and, being no
+    /// `2xx`, refused by every caller). Defaults to following up to five redirects within
+    /// the same origin. The OpenID Connect relying party's default client uses this: its
+    /// token requests carry codes and secrets.
+    pub fn no_redirects(mut self) -> Self {
+        self.follow_redirects = false;
+        self
+    }
+
     /// Finishes the client.
     ///
     /// # Errors
@@ -237,7 +248,7 @@ impl ReqwestClientBuilder {
                 reason: "the timeout and the size cap must be greater than zero".to_owned(),
             });
         }
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin_policy = reqwest::redirect::Policy::custom(|attempt| {
             let same_origin = attempt
                 .previous()
                 .first()
@@ -250,6 +261,11 @@ impl ReqwestClientBuilder {
                 attempt.follow()
             }
         });
+        let policy = if self.follow_redirects {
+            same_origin_policy
+        } else {
+            reqwest::redirect::Policy::none()
+        };
         let client = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
