@@ -496,6 +496,55 @@ mod tests {
         ));
     }
 
+    /// A store whose backend is down.
+    struct DownStore;
+
+    impl crate::oidc::SessionStore for DownStore {
+        fn load(
+            &self,
+            _: &SessionId,
+            _: Duration,
+        ) -> crate::oidc::StoreFuture<'_, Option<Arc<Session>>> {
+            Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
+        }
+        fn save(
+            &self,
+            _: &SessionId,
+            _: Arc<Session>,
+            _: Duration,
+        ) -> crate::oidc::StoreFuture<'_, ()> {
+            Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
+        }
+        fn remove(&self, _: &SessionId) -> crate::oidc::StoreFuture<'_, ()> {
+            Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
+        }
+        fn remove_matching<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<&'a str>,
+            _: Option<&'a str>,
+        ) -> crate::oidc::StoreFuture<'a, usize> {
+            Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_fails_closed_with_503() {
+        let oidc = Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .session_store(Arc::new(DownStore))
+            .build()
+            .unwrap();
+        match outcome(&oidc, "GET", &random::token(), None).await {
+            AuthOutcome::Rejected(rejection) => {
+                assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(rejection.retry_after(), Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn configuration_is_checked_when_built() {
         let base = || Oidc::builder("https://idp.example").client_id("app");

@@ -410,6 +410,101 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
 mod tests {
     use super::*;
 
+    fn oidc() -> Oidc {
+        Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .build()
+            .expect("config")
+    }
+
+    /// A callback request for `state`, with a login cookie holding `login`.
+    fn callback_request(oidc: &Oidc, state: &str, login: &LoginState, query: &str) -> Parts {
+        let name = login_cookie_name(oidc, state);
+        let sealed = cookie::seal(
+            &oidc.inner().key,
+            &name,
+            &serde_json::to_vec(login).unwrap(),
+        );
+        let (parts, ()) = http::Request::get(format!("/auth/callback?state={state}&{query}"))
+            .header(http::header::COOKIE, format!("{name}={sealed}"))
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    fn body(response: &Response<Bytes>) -> String {
+        String::from_utf8(response.body().to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_older_than_the_login_timeout_is_refused() {
+        let oidc = oidc();
+        let state = random::token();
+        let login = LoginState {
+            s: state.clone(),
+            n: random::token(),
+            v: random::token(),
+            r: "/orders".into(),
+            t: oidc.inner().clock.now_secs(),
+        };
+        tokio::time::advance(std::time::Duration::from_secs(10 * 60 + 2)).await;
+        let response = callback(
+            oidc.clone(),
+            callback_request(&oidc, &state, &login, "code=c"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(&response).contains("took too long"),
+            "{}",
+            body(&response)
+        );
+        // The login cookie is deleted.
+        let cleared = response.headers()[http::header::SET_COOKIE]
+            .to_str()
+            .unwrap();
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+
+    #[tokio::test]
+    async fn a_login_cookie_for_another_state_or_sealed_by_another_key_is_refused() {
+        let oidc = oidc();
+        let state = random::token();
+        let login = LoginState {
+            s: random::token(),
+            n: random::token(),
+            v: random::token(),
+            r: "/".into(),
+            t: oidc.inner().clock.now_secs(),
+        };
+        // The cookie is named after `state` but holds another state.
+        let response = callback(
+            oidc.clone(),
+            callback_request(&oidc, &state, &login, "code=c"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        // Sealed by another instance's key.
+        let other = super::super::Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .build()
+            .unwrap();
+        let login = LoginState {
+            s: state.clone(),
+            ..login
+        };
+        let response = callback(
+            oidc.clone(),
+            callback_request(&other, &state, &login, "code=c"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(body(&response).contains("unknown, expired or already used"));
+    }
+
     #[test]
     fn return_paths_stay_on_our_origin() {
         for ok in ["/", "/orders?page=2", "/a/b#c", "/%2F%2Fevil.example"] {
