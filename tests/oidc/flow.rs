@@ -436,9 +436,11 @@ async fn session_cookies_csrf_and_other_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_parallel_requests_at_expiry_keep_the_session() {
-    // Access tokens live one second; the wait below is on the provider's real clock.
+    // Access tokens live two seconds (a refreshed one at least one more second by our
+    // clock, which rounds down: longer than a wave takes); the waits below are on the
+    // provider's real clock.
     let idp = Idp::start(Settings {
-        access_token_ttl: Some(1),
+        access_token_ttl: Some(2),
         ..Settings::default()
     });
     let (client, refreshes) = CountingClient::new();
