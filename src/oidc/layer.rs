@@ -320,8 +320,14 @@ where
             }
             StateProj::Inner { future, login } => {
                 let response = ready!(future.poll(cx))?;
+                // Only a request that brought no credentials goes to the login: a bad API
+                // key or token keeps its 401 (its reason is in the response's extensions).
+                let missing = response
+                    .extensions()
+                    .get::<crate::rejection::Reason>()
+                    .is_none_or(|reason| *reason == crate::rejection::Reason::MissingCredentials);
                 match login.take() {
-                    Some(location) if response.status() == StatusCode::UNAUTHORIZED => {
+                    Some(location) if response.status() == StatusCode::UNAUTHORIZED && missing => {
                         // Keep the cookies the stack set (a cleared session cookie).
                         let cookies = response
                             .headers()

@@ -419,6 +419,19 @@ async fn session_cookies_csrf_and_other_credentials() {
         let page = thief.get(&app.url("/me")).await;
         assert_eq!(page.status, 302);
     }
+    // A browser with a bad bearer token keeps its 401: it brought credentials.
+    let page = Browser::new()
+        .request(
+            Method::GET,
+            &app.url("/me"),
+            &[
+                ("accept", "text/html"),
+                ("authorization", "Bearer not-a-token"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 401);
     // The untouched cookie still works, and a new login rotates the id.
     assert_eq!(api_get(&browser, &app, "/me").await.status, 200);
     let page = login(&browser, &app, "alice", "/auth/login?return_to=/me").await;
