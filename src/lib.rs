@@ -1,5 +1,6 @@
-//! API-gateway security as Tower layers: API keys, OAuth 2.0 bearer tokens, per-route
-//! authorization and request validation, in front of any axum, hyper or tonic service.
+//! API-gateway security as Tower layers: API keys, OAuth 2.0 bearer tokens, OpenID Connect
+//! login sessions, per-route authorization and request validation, in front of any axum,
+//! hyper or tonic service.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,7 +27,7 @@
 //! ```
 //!
 //! The request's path is fixed: authenticate ([`AuthenticationLayer`] running every
-//! [`Authenticate`]: [`api_key`], [`bearer`], your own), authorize ([`authz`]), validate
+//! [`Authenticate`]: [`api_key`], [`bearer`], `oidc` sessions, your own), authorize ([`authz`]), validate
 //! ([`validate`]); each layer also works alone. Every refusal is a [`Rejection`] rendered as
 //! RFC 9457 problem+json with the right status and challenge; every decision goes to one
 //! [`observe::Observe`]. Configuration is checked when it is built ([`ConfigError`]), never
