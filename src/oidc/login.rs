@@ -17,7 +17,8 @@ use subtle::ConstantTimeEq;
 use super::id_token::{self, Expected, Refused};
 use super::session::{Session, SessionId, Tokens};
 use super::token_endpoint::{self, TokenError};
-use super::{Oidc, cookie, pages, random};
+use super::{Oidc, cookie, pages, random, userinfo};
+use crate::jwt::claims::roles_at;
 
 /// The most logins remembered as used (their state), and logout tokens as seen (`jti`).
 pub(crate) const MAX_PENDING_LOGINS: usize = 10_000;
@@ -326,7 +327,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         subject: None,
         check_auth_time: true,
     };
-    let identity = match id_token::verify(inner, id_token, &expected).await {
+    let mut identity = match id_token::verify(inner, id_token, &expected).await {
         Ok(identity) => identity,
         Err(Refused::Unavailable) => {
             return pages::page(
@@ -347,6 +348,45 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             );
         }
     };
+    if inner.userinfo {
+        match userinfo::fetch(inner, &tokens.access_token, &identity.subject).await {
+            Ok(None) => {}
+            Ok(Some(claims)) => {
+                for (name, value) in claims {
+                    identity.claims.entry(name).or_insert(value);
+                }
+                match roles_at(&identity.claims, inner.roles_claim.as_deref()) {
+                    Ok(roles) => identity.roles = roles,
+                    Err(failure) => {
+                        return refuse(
+                            StatusCode::BAD_REQUEST,
+                            "The identity provider's answer could not be verified.",
+                            failure.code(),
+                            clear,
+                        );
+                    }
+                }
+            }
+            Err(Refused::Unavailable) => {
+                return pages::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable",
+                    "The identity provider cannot be reached right now. Please try again in a minute.",
+                    login_again,
+                    clear,
+                );
+            }
+            Err(Refused::Invalid(reason)) => {
+                tracing::warn!(reason, "oidc: userinfo refused at login");
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "The identity provider's answer could not be verified.",
+                    reason,
+                    clear,
+                );
+            }
+        }
+    }
     let now_secs = inner.clock.now_secs();
     let session = Session::new(
         identity,

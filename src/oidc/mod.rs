@@ -76,6 +76,7 @@ mod pages;
 mod random;
 mod session;
 mod token_endpoint;
+mod userinfo;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -147,6 +148,10 @@ pub(crate) struct Inner {
     pub(crate) max_age: Option<Duration>,
     pub(crate) acr_values: Vec<String>,
     pub(crate) audiences: Vec<String>,
+    /// Whether the userinfo endpoint is asked at login.
+    pub(crate) userinfo: bool,
+    /// Where roles are in the claims (split), for claims merged from userinfo.
+    pub(crate) roles_claim: Option<Vec<String>>,
     pub(crate) id_token_rules: IssuerRules,
     pub(crate) logout_token_rules: IssuerRules,
     pub(crate) jwks: Arc<JwksCache>,
@@ -236,6 +241,7 @@ impl Oidc {
             acr_values: Vec::new(),
             audiences: Vec::new(),
             roles_claim: None,
+            userinfo: false,
             store: None,
             key: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -355,6 +361,7 @@ pub struct OidcBuilder {
     acr_values: Vec<String>,
     audiences: Vec<String>,
     roles_claim: Option<String>,
+    userinfo: bool,
     store: Option<Arc<dyn SessionStore>>,
     key: Option<SessionKey>,
     idle_timeout: Duration,
@@ -471,6 +478,15 @@ impl OidcBuilder {
     /// Defaults to none (no roles).
     pub fn roles_claim(mut self, path: impl Into<String>) -> Self {
         self.roles_claim = Some(path.into());
+        self
+    }
+
+    /// Also asks the provider's userinfo endpoint at login, with the new access token: its
+    /// claims fill in what the ID token does not say (the ID token's own claims are kept;
+    /// the answer's `sub` must be the ID token's), and roles are read from the merged
+    /// claims. Not asked again at refresh. Defaults to off: the ID token alone.
+    pub fn userinfo(mut self) -> Self {
+        self.userinfo = true;
         self
     }
 
@@ -794,6 +810,10 @@ impl OidcBuilder {
         for audience in &self.audiences {
             rules = rules.audience(audience.clone());
         }
+        let roles_claim = self
+            .roles_claim
+            .as_ref()
+            .map(|path| path.split('.').map(str::to_owned).collect::<Vec<_>>());
         if let Some(path) = self.roles_claim {
             rules = rules.roles_claim(path);
         }
@@ -823,6 +843,8 @@ impl OidcBuilder {
                 max_age: self.max_age,
                 acr_values: self.acr_values,
                 audiences,
+                userinfo: self.userinfo,
+                roles_claim,
                 id_token_rules: rules.for_profile(Profile::Id),
                 logout_token_rules: rules.for_profile(Profile::Logout),
                 jwks,

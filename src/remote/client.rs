@@ -85,6 +85,18 @@ pub trait HttpClient: Send + Sync + 'static {
         basic_auth: Option<(&str, &str)>,
         accept: &[&str],
     ) -> HttpFuture<'_>;
+
+    /// Sends `GET url` with `Authorization: Bearer <token>` (the OpenID Connect userinfo
+    /// endpoint). Same contract as [`get`](Self::get).
+    ///
+    /// Defaults to refusing with [`RemoteError::Client`], so that clients written before
+    /// it keep compiling; [`ReqwestClient`] implements it.
+    fn get_with_bearer(&self, url: &str, token: &str, accept: &[&str]) -> HttpFuture<'_> {
+        let _ = (url, token, accept);
+        Box::pin(std::future::ready(Err(RemoteError::Client {
+            reason: "this HTTP client does not send bearer requests".to_owned(),
+        })))
+    }
 }
 
 /// The default [`HttpClient`], on reqwest with rustls.
@@ -177,6 +189,15 @@ impl ReqwestClient {
 }
 
 impl HttpClient for ReqwestClient {
+    fn get_with_bearer(&self, url: &str, token: &str, accept: &[&str]) -> HttpFuture<'_> {
+        let request = self.client.get(url).bearer_auth(token);
+        let accept: Vec<String> = accept.iter().map(|s| (*s).to_owned()).collect();
+        Box::pin(async move {
+            let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+            self.fetch(request, &accept).await
+        })
+    }
+
     fn get(&self, url: &str, accept: &[&str]) -> HttpFuture<'_> {
         let url = url.to_owned();
         let accept: Vec<String> = accept.iter().map(|s| (*s).to_owned()).collect();

@@ -666,3 +666,21 @@ async fn public_and_client_secret_post_clients_log_in_and_refresh() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_from_the_real_provider() {
+    let idp = shared_idp();
+    let app = start_app(&idp.issuer, |b| b.userinfo()).await;
+    let browser = Browser::new();
+    let page = login(&browser, &app, "alice", "/me").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let me = page.json();
+    assert_eq!(me["claims"]["name"], "Alice Admin", "{me}");
+    assert!(
+        me["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("viewer")),
+        "{me}"
+    );
+}

@@ -25,6 +25,7 @@ const CLIENT: &str = "forged-client";
 struct Forger {
     issuer: String,
     next_id_token: Arc<Mutex<Option<String>>>,
+    userinfo: Arc<Mutex<Value>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -50,8 +51,11 @@ async fn forger() -> Forger {
         "jwks_uri": format!("{issuer}/jwks"),
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
     })
     .to_string();
+    let userinfo: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({})));
+    let answer = Arc::clone(&userinfo);
     let next_id_token: Arc<Mutex<Option<String>>> = Arc::default();
     let next = Arc::clone(&next_id_token);
     let json = |body: String| ([("content-type", "application/json")], body);
@@ -61,6 +65,15 @@ async fn forger() -> Forger {
             get(move || async move { json(discovery) }),
         )
         .route("/jwks", get(move || async move { json(jwks) }))
+        .route(
+            "/userinfo",
+            get(move |headers: axum::http::HeaderMap| async move {
+                // Only with the access token issued at the token endpoint.
+                let bearer = format!("Bearer {ACCESS_TOKEN}");
+                assert_eq!(headers["authorization"], bearer.as_str());
+                json(answer.lock().unwrap().to_string())
+            }),
+        )
         .route(
             "/token",
             post(move || async move {
@@ -82,6 +95,7 @@ async fn forger() -> Forger {
     Forger {
         issuer,
         next_id_token,
+        userinfo,
         server,
     }
 }
@@ -416,4 +430,55 @@ async fn cookies_are_secure_host_cookies_by_default() {
         .into_owned();
     assert_eq!(redirect_uri, "https://orders.example/auth/callback");
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_fills_in_claims_and_must_name_the_same_user() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b.userinfo()).await;
+    for (userinfo, status) in [
+        (
+            json!({"sub": "mallory", "department": "sales", "roles": ["auditor"], "iss": "x"}),
+            302,
+        ),
+        (json!({"sub": "someone-else", "department": "sales"}), 400),
+        (json!({"department": "sales"}), 400),
+    ] {
+        *forger.userinfo.lock().unwrap() = userinfo.clone();
+        let browser = Browser::new();
+        let start = browser.get(&app.url("/auth/login?return_to=/me")).await;
+        let location = start.location().unwrap();
+        let param = |key: &str| {
+            location
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .unwrap()
+                .1
+                .into_owned()
+        };
+        let claims = json!({
+            "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+            "iat": now(), "nonce": param("nonce"), "email": "m@example.test",
+        });
+        *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &claims, &key()));
+        let page = browser
+            .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
+            .await;
+        assert_eq!(page.status, status, "{userinfo}: {}", page.body);
+        if status == 302 {
+            let me = browser
+                .request(
+                    reqwest::Method::GET,
+                    &app.url("/me"),
+                    &[("accept", "application/json")],
+                    None,
+                )
+                .await
+                .json();
+            assert_eq!(me["claims"]["department"], "sales", "{me}");
+            // The ID token's claims win.
+            assert_eq!(me["claims"]["iss"], forger.issuer.as_str(), "{me}");
+            assert_eq!(me["roles"], json!(["auditor"]), "{me}");
+        }
+    }
 }

@@ -403,6 +403,7 @@ async fn me(who: Principal) -> axum::Json<Value> {
         "scopes": who.scopes().iter().collect::<Vec<_>>(),
         "email": who.claim("email"),
         "sid": who.claim("sid"),
+        "claims": who.claims(),
     }))
 }
 
@@ -487,6 +488,10 @@ impl CountingClient {
 impl HttpClient for CountingClient {
     fn get(&self, url: &str, accept: &[&str]) -> HttpFuture<'_> {
         self.inner.get(url, accept)
+    }
+
+    fn get_with_bearer(&self, url: &str, token: &str, accept: &[&str]) -> HttpFuture<'_> {
+        self.inner.get_with_bearer(url, token, accept)
     }
 
     fn post_form(
