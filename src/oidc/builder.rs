@@ -49,6 +49,7 @@ pub struct OidcBuilder {
     pub(super) audiences: Vec<String>,
     pub(super) roles_claim: Option<String>,
     pub(super) userinfo: bool,
+    pub(super) observer: Option<Arc<dyn crate::observe::Observe>>,
     pub(super) store: Option<Arc<dyn SessionStore>>,
     pub(super) key: Option<SessionKey>,
     pub(super) idle_timeout: Duration,
@@ -174,6 +175,14 @@ impl OidcBuilder {
     /// claims. Not asked again at refresh. Defaults to off: the ID token alone.
     pub fn userinfo(mut self) -> Self {
         self.userinfo = true;
+        self
+    }
+
+    /// Reports the login routes' decisions (login started, completed or refused with its
+    /// cause, logout, back-channel logout) to `observer`, as authentication decisions.
+    /// Defaults to the [`TracingObserver`](crate::observe::TracingObserver).
+    pub fn observer(mut self, observer: Arc<dyn crate::observe::Observe>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -558,6 +567,9 @@ impl OidcBuilder {
                 seen_logout_tokens: Mutex::new(UsedStates::new(login::MAX_PENDING_LOGINS)),
                 refreshing: Mutex::new(HashMap::new()),
                 token_requests: tokio::sync::Semaphore::new(MAX_TOKEN_REQUESTS),
+                observer: self
+                    .observer
+                    .unwrap_or_else(crate::observe::default_observer),
                 clock: Clock::new(),
             }),
         })

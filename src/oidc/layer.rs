@@ -18,6 +18,9 @@ use tower_service::Service;
 
 use super::{Oidc, login, logout, pages};
 use crate::body::ResponseBody;
+use crate::observe::{Decision, Outcome, Stage};
+use crate::principal::Principal;
+use crate::rejection::Reason;
 
 /// The largest back-channel logout request body read, in bytes.
 const MAX_LOGOUT_BODY: usize = 64 * 1024;
@@ -137,6 +140,11 @@ where
                 Route::Service
             }
         };
+        // Only the relying party's own routes keep their path, for the decision observer.
+        let route_path = match route {
+            Route::Service => String::new(),
+            _ => request.uri().path().to_owned(),
+        };
         let own: Option<OwnFuture> = match (route, method.clone()) {
             (Route::Login, Method::GET | Method::HEAD) => {
                 let (parts, _) = request.into_parts();
@@ -145,17 +153,32 @@ where
                     .flatten()
                     .and_then(|path| login::safe_return_path(&path).map(str::to_owned))
                     .unwrap_or_else(|| "/".to_owned());
-                return own(Box::pin(login::start(self.oidc.clone(), return_to)));
+                return own(observed(
+                    &self.oidc,
+                    method,
+                    route_path,
+                    Box::pin(login::start(self.oidc.clone(), return_to)),
+                ));
             }
             (Route::Login, _) => Some(method_not_allowed("GET, HEAD")),
             (Route::Callback, Method::GET) => {
                 let (parts, _) = request.into_parts();
-                return own(Box::pin(login::callback(self.oidc.clone(), parts)));
+                return own(observed(
+                    &self.oidc,
+                    method,
+                    route_path,
+                    Box::pin(login::callback(self.oidc.clone(), parts)),
+                ));
             }
             (Route::Callback, _) => Some(method_not_allowed("GET")),
             (Route::Logout, Method::POST) => {
                 let (parts, _) = request.into_parts();
-                return own(Box::pin(logout::logout(self.oidc.clone(), parts)));
+                return own(observed(
+                    &self.oidc,
+                    method,
+                    route_path,
+                    Box::pin(logout::logout(self.oidc.clone(), parts)),
+                ));
             }
             (Route::Logout, Method::GET) if inner.logout_confirmation_page => Some(Box::pin(
                 std::future::ready(pages::logout_form(&inner.logout_path)),
@@ -165,14 +188,21 @@ where
             }
             (Route::Logout, _) => Some(method_not_allowed("POST")),
             (Route::Backchannel, Method::POST) => {
-                return own(backchannel(self.oidc.clone(), request));
+                return own(observed(
+                    &self.oidc,
+                    method,
+                    route_path,
+                    backchannel(self.oidc.clone(), request),
+                ));
             }
             (Route::Backchannel, _) => Some(method_not_allowed("POST")),
             (Route::Service, _) => None,
         };
         if let Some(future) = own {
             return ResponseFuture {
-                state: State::Own { future },
+                state: State::Own {
+                    future: observed(&self.oidc, method, route_path, future),
+                },
             };
         }
 
@@ -214,6 +244,44 @@ enum Route {
     Logout,
     Backchannel,
     Service,
+}
+
+/// `future`, reporting its answer to the relying party's observer as an authentication
+/// decision: `answered` for a redirect or a page, `refused` for a 4xx or 5xx, with the
+/// cause the route left in the response's extensions and, after a login, the new caller.
+fn observed(oidc: &Oidc, method: Method, path: String, future: OwnFuture) -> OwnFuture {
+    let oidc = oidc.clone();
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let response = future.await;
+        let status = response.status();
+        let refused = !(status.is_success() || status.is_redirection());
+        let reason = refused.then(|| match status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => Reason::Unavailable,
+            StatusCode::FORBIDDEN => Reason::Forbidden,
+            _ => Reason::InvalidRequest,
+        });
+        oidc.inner().observer.decision(&Decision {
+            stage: Stage::Authenticate,
+            outcome: if refused {
+                Outcome::Refused
+            } else {
+                Outcome::Answered
+            },
+            reason,
+            cause: response
+                .extensions()
+                .get::<pages::Cause>()
+                .map(|cause| cause.0),
+            status: Some(status),
+            route: None,
+            method: &method,
+            path: &path,
+            principal: response.extensions().get::<Principal>(),
+            elapsed: started.elapsed(),
+        });
+        response
+    })
 }
 
 fn own<F>(future: OwnFuture) -> ResponseFuture<F> {

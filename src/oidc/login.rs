@@ -165,7 +165,10 @@ pub(crate) async fn start(oidc: Oidc, return_to: String) -> Response<Bytes> {
     let set = inner
         .cookies
         .set_cookie(&name, &sealed, inner.login_timeout.as_secs());
-    pages::redirect(StatusCode::FOUND, url.as_str(), vec![set])
+    pages::with_cause(
+        pages::redirect(StatusCode::FOUND, url.as_str(), vec![set]),
+        "login_started",
+    )
 }
 
 fn login_cookie_name(oidc: &Oidc, state: &str) -> String {
@@ -177,12 +180,15 @@ fn login_cookie_name(oidc: &Oidc, state: &str) -> String {
 }
 
 fn unavailable() -> Response<Bytes> {
-    pages::page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in is unavailable",
-        "The identity provider cannot be reached right now. Please try again in a minute.",
-        None,
-        Vec::new(),
+    pages::with_cause(
+        pages::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "The identity provider cannot be reached right now. Please try again in a minute.",
+            None,
+            Vec::new(),
+        ),
+        "provider_unavailable",
     )
 }
 
@@ -191,9 +197,12 @@ fn unavailable() -> Response<Bytes> {
 pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     let inner = oidc.inner();
     let login_again = Some((inner.login_path.as_str(), "Sign in again"));
-    let refuse = |status: StatusCode, message: &str, cause: &str, cookies| {
+    let refuse = |status: StatusCode, message: &str, cause: &'static str, cookies| {
         tracing::info!(cause, "oidc: login callback refused");
-        pages::page(status, "Sign-in failed", message, login_again, cookies)
+        pages::with_cause(
+            pages::page(status, "Sign-in failed", message, login_again, cookies),
+            cause,
+        )
     };
     let (Ok(state), Ok(code), Ok(error)) = (
         query_param(&parts, "state"),
@@ -274,13 +283,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 &error
             }
         );
-        return pages::page(
-            StatusCode::FORBIDDEN,
-            "Sign-in failed",
-            &message,
-            login_again,
-            clear,
-        );
+        return refuse(StatusCode::FORBIDDEN, &message, "provider_error", clear);
     }
     let Some(code) = code.filter(|code| !code.is_empty() && code.len() <= 4096) else {
         return refuse(
@@ -303,12 +306,15 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         }
         Err(TokenError::Unavailable(reason)) => {
             tracing::warn!(%reason, "oidc: code exchange failed");
-            return pages::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "The identity provider cannot be reached right now. Please try again in a minute.",
-                login_again,
-                clear,
+            return pages::with_cause(
+                pages::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable",
+                    "The identity provider cannot be reached right now. Please try again in a minute.",
+                    login_again,
+                    clear,
+                ),
+                "provider_unavailable",
             );
         }
     };
@@ -330,12 +336,15 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     let mut identity = match id_token::verify(inner, id_token, &expected).await {
         Ok(identity) => identity,
         Err(Refused::Unavailable) => {
-            return pages::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
-                login_again,
-                clear,
+            return pages::with_cause(
+                pages::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable",
+                    "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
+                    login_again,
+                    clear,
+                ),
+                "no_keys",
             );
         }
         Err(Refused::Invalid(reason)) => {
@@ -368,12 +377,15 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 }
             }
             Err(Refused::Unavailable) => {
-                return pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable",
-                    "The identity provider cannot be reached right now. Please try again in a minute.",
-                    login_again,
-                    clear,
+                return pages::with_cause(
+                    pages::page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Sign-in is unavailable",
+                        "The identity provider cannot be reached right now. Please try again in a minute.",
+                        login_again,
+                        clear,
+                    ),
+                    "provider_unavailable",
                 );
             }
             Err(Refused::Invalid(reason)) => {
@@ -417,22 +429,23 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         let _ = inner.store.remove(&SessionId::of_cookie(old)).await;
     }
     let value = random::token();
+    let session = Arc::new(session);
+    let principal = session.principal();
     if let Err(error) = inner
         .store
-        .save(
-            &SessionId::of_cookie(&value),
-            Arc::new(session),
-            inner.idle_timeout,
-        )
+        .save(&SessionId::of_cookie(&value), session, inner.idle_timeout)
         .await
     {
         tracing::error!(%error, "oidc: the session could not be stored");
-        return pages::page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is unavailable",
-            "Your session cannot be stored right now. Please try again in a minute.",
-            login_again,
-            clear,
+        return pages::with_cause(
+            pages::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable",
+                "Your session cannot be stored right now. Please try again in a minute.",
+                login_again,
+                clear,
+            ),
+            "session_store",
         );
     }
     tracing::info!("oidc: login completed");
@@ -443,7 +456,9 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         inner.absolute_timeout.as_secs(),
     ));
     let return_to = safe_return_path(&login.r).unwrap_or("/");
-    pages::redirect(StatusCode::FOUND, return_to, cookies)
+    let mut response = pages::redirect(StatusCode::FOUND, return_to, cookies);
+    response.extensions_mut().insert(principal);
+    pages::with_cause(response, "login_completed")
 }
 
 #[cfg(test)]

@@ -22,12 +22,15 @@ const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-log
 pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     let inner = oidc.inner();
     if !origin_allowed(inner, &parts.headers) {
-        return pages::page(
-            StatusCode::FORBIDDEN,
-            "Logout refused",
-            "Logging out needs a request from this site.",
-            None,
-            Vec::new(),
+        return pages::with_cause(
+            pages::page(
+                StatusCode::FORBIDDEN,
+                "Logout refused",
+                "Logging out needs a request from this site.",
+                None,
+                Vec::new(),
+            ),
+            "csrf_origin",
         );
     }
     let clear = vec![inner.cookies.clear_cookie(&inner.cookies.session_name)];
@@ -40,12 +43,15 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             id_token = Some(session.id_token().to_owned());
             if let Err(error) = inner.store.remove(&id).await {
                 tracing::error!(%error, "oidc: the session could not be removed at logout");
-                return pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Logout failed",
-                    "Your session cannot be ended right now. Please try again in a minute.",
-                    None,
-                    Vec::new(),
+                return pages::with_cause(
+                    pages::page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Logout failed",
+                        "Your session cannot be ended right now. Please try again in a minute.",
+                        None,
+                        Vec::new(),
+                    ),
+                    "session_store",
                 );
             }
             if let Some(refresh_token) = session.refresh_token() {
@@ -62,10 +68,16 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         None => None,
     };
     let (Some(endpoint), Some(id_token)) = (end_session, id_token) else {
-        return pages::redirect(StatusCode::SEE_OTHER, &inner.after_logout_path, clear);
+        return pages::with_cause(
+            pages::redirect(StatusCode::SEE_OTHER, &inner.after_logout_path, clear),
+            "logout",
+        );
     };
     let Ok(mut url) = reqwest::Url::parse(&endpoint) else {
-        return pages::redirect(StatusCode::SEE_OTHER, &inner.after_logout_path, clear);
+        return pages::with_cause(
+            pages::redirect(StatusCode::SEE_OTHER, &inner.after_logout_path, clear),
+            "logout",
+        );
     };
     {
         let mut query = url.query_pairs_mut();
@@ -77,16 +89,22 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             query.append_pair("post_logout_redirect_uri", uri);
         }
     }
-    pages::redirect(StatusCode::SEE_OTHER, url.as_str(), clear)
+    pages::with_cause(
+        pages::redirect(StatusCode::SEE_OTHER, url.as_str(), clear),
+        "logout",
+    )
 }
 
 /// The back-channel logout endpoint: `logout_token` from the form body, verified, then
 /// every matching session ended.
 pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
     let inner = oidc.inner();
-    let bad = |description: &str, cause: &str| {
+    let bad = |description: &str, cause: &'static str| {
         tracing::info!(cause, "oidc: back-channel logout refused");
-        pages::json_error(StatusCode::BAD_REQUEST, "invalid_request", description)
+        pages::with_cause(
+            pages::json_error(StatusCode::BAD_REQUEST, "invalid_request", description),
+            cause,
+        )
     };
     let mut tokens = form_urlencoded::parse(&body).filter(|(name, _)| name == "logout_token");
     let (Some((_, token)), None) = (tokens.next(), tokens.next()) else {
@@ -162,7 +180,7 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
     {
         Ok(count) => {
             tracing::info!(sessions = count, "oidc: back-channel logout");
-            pages::empty(StatusCode::OK)
+            pages::with_cause(pages::empty(StatusCode::OK), "backchannel_logout")
         }
         Err(error) => {
             tracing::error!(%error, "oidc: back-channel logout could not reach the session store");

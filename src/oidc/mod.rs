@@ -165,6 +165,8 @@ pub(crate) struct Inner {
     /// Bounds the token-endpoint requests in flight (code exchanges, refreshes,
     /// revocations).
     pub(crate) token_requests: tokio::sync::Semaphore,
+    /// Where the login routes report their decisions.
+    pub(crate) observer: Arc<dyn crate::observe::Observe>,
     pub(crate) clock: Clock,
 }
 
@@ -229,6 +231,7 @@ impl Oidc {
             audiences: Vec::new(),
             roles_claim: None,
             userinfo: false,
+            observer: None,
             store: None,
             key: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

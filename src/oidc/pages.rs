@@ -6,6 +6,17 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Response, StatusCode};
 
+/// Why the relying party answered as it did, left in the response's extensions for the
+/// decision observer (never sent).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cause(pub(crate) &'static str);
+
+/// `response` with `cause` in its extensions.
+pub(crate) fn with_cause(mut response: Response<Bytes>, cause: &'static str) -> Response<Bytes> {
+    response.extensions_mut().insert(Cause(cause));
+    response
+}
+
 /// A redirect to `location` (a URL we built, or a checked relative path).
 pub(crate) fn redirect(
     status: StatusCode,

@@ -482,3 +482,64 @@ async fn userinfo_fills_in_claims_and_must_name_the_same_user() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_decisions_reach_the_observer() {
+    use portcullis::observe::Decision;
+
+    type Seen = Vec<(String, Option<&'static str>, Option<String>, u16)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let observer = move |decision: &Decision<'_>| {
+        record.lock().unwrap().push((
+            decision.outcome.name().to_owned(),
+            decision.cause,
+            decision.principal.map(|p| p.subject().to_owned()),
+            decision.status.map_or(0, |s| s.as_u16()),
+        ));
+    };
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.observer(Arc::new(observer))
+    })
+    .await;
+    for nonce_ok in [true, false] {
+        let browser = Browser::new();
+        let start = browser.get(&app.url("/auth/login")).await;
+        let location = start.location().unwrap();
+        let param = |key: &str| {
+            location
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .unwrap()
+                .1
+                .into_owned()
+        };
+        let nonce = if nonce_ok {
+            param("nonce")
+        } else {
+            "other".into()
+        };
+        let claims = json!({
+            "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+            "iat": now(), "nonce": nonce,
+        });
+        *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &claims, &key()));
+        browser
+            .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
+            .await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let expected: Seen = vec![
+        ("answered".into(), Some("login_started"), None, 302),
+        (
+            "answered".into(),
+            Some("login_completed"),
+            Some("mallory".into()),
+            302,
+        ),
+        ("answered".into(), Some("login_started"), None, 302),
+        ("refused".into(), Some("nonce_mismatch"), None, 400),
+    ];
+    assert_eq!(seen, expected);
+}
