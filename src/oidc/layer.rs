@@ -256,7 +256,7 @@ fn observed(oidc: &Oidc, method: Method, path: String, future: OwnFuture) -> Own
         let response = future.await;
         let status = response.status();
         let refused = !(status.is_success() || status.is_redirection());
-        let reason = refused.then(|| match status {
+        let reason = refused.then_some(match status {
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => Reason::Unavailable,
             StatusCode::FORBIDDEN => Reason::Forbidden,
             _ => Reason::InvalidRequest,
