@@ -18,18 +18,43 @@ const POLLS: usize = 150;
 /// The key WebDriver names element references by.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A running chromedriver, stopped by PID when dropped, with its browser's profile dir.
+/// A running chromedriver, with its browser's profile dir. Dropped (also when a test
+/// panics), it first ends the WebDriver session, which closes the browser chromedriver
+/// started, then stops chromedriver by PID.
 struct Driver {
     child: Child,
+    port: u16,
     base: String,
+    session: Option<String>,
     profile: std::path::PathBuf,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(session) = &self.session {
+            delete_session(self.port, session);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// `DELETE /session/{id}` over a blocking socket (usable in `Drop`), bounded by timeouts.
+fn delete_session(port: u16, session: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.take(64 * 1024).read_to_end(&mut answer);
     }
 }
 
@@ -149,9 +174,11 @@ async fn start_driver() -> (Driver, Session) {
         .expect("spawn chromedriver");
     let profile =
         std::env::temp_dir().join(format!("portcullis-chromium-{}-{port}", std::process::id()));
-    let driver = Driver {
+    let mut driver = Driver {
         child,
+        port,
         base: format!("http://127.0.0.1:{port}"),
+        session: None,
         profile,
     };
     let http = reqwest::Client::builder()
@@ -193,6 +220,7 @@ async fn start_driver() -> (Driver, Session) {
         .as_str()
         .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
         .to_owned();
+    driver.session = Some(id.clone());
     let session = Session {
         http,
         url: format!("{}/session/{id}", driver.base),
@@ -232,6 +260,9 @@ async fn a_real_browser_logs_in_and_out() {
     browser.goto(&app.url("/me")).await;
     browser.wait_for("name=\"login\"").await;
 
-    browser.call(reqwest::Method::DELETE, "", None).await;
-    drop(driver);
+    // Dropping the driver ends the session (closing the browser) and stops chromedriver;
+    // off the async runtime, as its socket calls block.
+    tokio::task::spawn_blocking(move || drop(driver))
+        .await
+        .unwrap();
 }
