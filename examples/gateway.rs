@@ -35,6 +35,27 @@
 //!
 //! `GET /whoami` then accepts either an API key or a valid access token for that issuer
 //! and audience, with no further role or scope needed.
+//!
+//! Browser login too (OpenID Connect, built with `--features oidc`), when a provider is
+//! configured:
+//!
+//! | variable                        | meaning                                            |
+//! |---------------------------------|----------------------------------------------------|
+//! | `PORTCULLIS_OIDC_ISSUER`        | the provider's issuer (found by discovery)          |
+//! | `PORTCULLIS_OIDC_CLIENT_ID`     | the client registered there                         |
+//! | `PORTCULLIS_OIDC_CLIENT_SECRET` | its secret                                          |
+//!
+//! The client must allow the redirect URI `http://<addr>/callback`. Then `/login` starts a
+//! login, `/whoami` shows the logged-in user (a browser without a session is sent to the
+//! login), `/logout` logs out (a form, then the provider's logout) and
+//! `/backchannel-logout` takes the provider's logout tokens. Against the test provider:
+//!
+//! ```text
+//! (cd tests/idp && npm ci && IDP_PORT=4000 node server.mjs) &
+//! PORTCULLIS_OIDC_ISSUER=http://127.0.0.1:4000 PORTCULLIS_OIDC_CLIENT_ID=demo-client \
+//!   PORTCULLIS_OIDC_CLIENT_SECRET=demo-secret cargo run --example gateway --features oidc
+//! # open http://127.0.0.1:3000/whoami and sign in as alice (any password)
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +89,7 @@ fn rules() -> Result<RouteRules, ConfigError> {
     RouteRules::builder()
         .role("admin", ["orders:*", "users:*"])
         .role("viewer", ["orders:read"])
+        .route("GET /", public())
         .route("GET /health", public())
         .route("GET /whoami", authenticated())
         .route("GET /orders", permission("orders:read"))
@@ -145,25 +167,111 @@ fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::
     Ok(Some(bearer.build()?))
 }
 
-/// The API, wrapped in the gateway's authentication, authorization and validation.
+/// The OpenID Connect relying party from `PORTCULLIS_OIDC_*`, when configured: login at
+/// `/login`, callback at `/callback`, logout at `/logout`.
+#[cfg(feature = "oidc")]
+fn oidc_from_env(
+    addr: SocketAddr,
+) -> Result<Option<portcullis::oidc::Oidc>, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).ok();
+    let Some(issuer) = var("PORTCULLIS_OIDC_ISSUER") else {
+        return Ok(None);
+    };
+    let client_id =
+        var("PORTCULLIS_OIDC_CLIENT_ID").ok_or("PORTCULLIS_OIDC_CLIENT_ID is required")?;
+    let mut oidc = portcullis::oidc::Oidc::builder(issuer)
+        .client_id(client_id)
+        .redirect_uri(format!("http://{addr}/callback"))
+        .post_logout_redirect_uri(format!("http://{addr}/"))
+        .scopes(["openid", "profile", "email", "roles"])
+        .roles_claim("roles")
+        .login_path("/login")
+        .logout_path("/logout")
+        .backchannel_logout_path("/backchannel-logout");
+    if let Some(secret) = var("PORTCULLIS_OIDC_CLIENT_SECRET") {
+        oidc = oidc.client_secret(secret);
+    }
+    if addr.ip().is_loopback() {
+        // A demo over plain http on this machine: cookies without `Secure`.
+        oidc = oidc.insecure_http_cookies_on_loopback();
+    }
+    Ok(Some(oidc.build()?))
+}
+
+/// Stands in for the relying party when the example is built without `oidc`.
+#[cfg(not(feature = "oidc"))]
+fn oidc_from_env(_addr: SocketAddr) -> Result<Option<NoOidc>, Box<dyn std::error::Error>> {
+    if std::env::var("PORTCULLIS_OIDC_ISSUER").is_ok() {
+        return Err("PORTCULLIS_OIDC_ISSUER is set: run with `--features oidc`".into());
+    }
+    Ok(None)
+}
+
+#[cfg(not(feature = "oidc"))]
+type NoOidc = std::convert::Infallible;
+
+/// The API, wrapped in the gateway's authentication, authorization and validation, and
+/// (with a relying party) in its login routes.
+#[cfg(feature = "oidc")]
 fn app(
     store: Arc<MemoryKeyStore>,
     bearer: Option<BearerAuthenticator>,
+    oidc: Option<portcullis::oidc::Oidc>,
 ) -> Result<Router, ConfigError> {
     let mut security =
         GatewaySecurityLayer::builder().authenticate(ApiKeyAuthenticator::new(store.clone()));
     if let Some(bearer) = bearer {
         security = security.authenticate(bearer);
     }
-    let security = security.rules(rules()?).validate(validation()?).build()?;
-    Ok(Router::new()
+    if let Some(oidc) = &oidc {
+        security = security.authenticate(oidc.clone());
+    }
+    let router = api(
+        store,
+        security.rules(rules()?).validate(validation()?).build()?,
+    );
+    Ok(match oidc {
+        Some(oidc) => router.layer(oidc.layer()),
+        None => router,
+    })
+}
+
+/// The API, wrapped in the gateway's authentication, authorization and validation.
+#[cfg(not(feature = "oidc"))]
+fn app(
+    store: Arc<MemoryKeyStore>,
+    bearer: Option<BearerAuthenticator>,
+    _oidc: Option<NoOidc>,
+) -> Result<Router, ConfigError> {
+    let mut security =
+        GatewaySecurityLayer::builder().authenticate(ApiKeyAuthenticator::new(store.clone()));
+    if let Some(bearer) = bearer {
+        security = security.authenticate(bearer);
+    }
+    Ok(api(
+        store,
+        security.rules(rules()?).validate(validation()?).build()?,
+    ))
+}
+
+fn api(store: Arc<MemoryKeyStore>, security: GatewaySecurityLayer) -> Router {
+    Router::new()
+        .route("/", get(home))
         .route("/health", get(health))
         .route("/whoami", get(whoami))
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(get_order).delete(delete_order))
         .route("/admin/keys", get(list_keys))
         .with_state(store)
-        .layer(security))
+        .layer(security)
+}
+
+async fn home() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html><title>portcullis</title><h1>portcullis gateway example</h1>\
+         <p><a href=\"/whoami\">Who am I?</a> · <a href=\"/login\">Log in</a> · \
+         <a href=\"/logout\">Log out</a></p>",
+    )
 }
 
 /// Issues a fresh key for each demo identity. Keys are random at every start.
@@ -301,11 +409,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|_| std::env::var("PORTCULLIS_INTROSPECTION_URL"))
         .ok()
         .filter(|_| bearer.is_some());
-    let app = app(store, bearer)?;
-
     let addr = std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let oidc = oidc_from_env(listener.local_addr()?)?;
+    let login = oidc.is_some();
+    let app = app(store, bearer, oidc)?;
     print_banner(listener.local_addr()?, &keys, bearer_issuer.as_deref());
+    if login {
+        println!(
+            "Browser login: open http://{}/whoami",
+            listener.local_addr()?
+        );
+    }
 
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

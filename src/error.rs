@@ -196,6 +196,22 @@ pub enum ConfigError {
         /// Why, as tower-http words it.
         reason: String,
     },
+    /// An OpenID Connect relying-party setting is missing or unusable.
+    #[cfg(feature = "oidc")]
+    #[error("OpenID Connect `{setting}`: {reason}")]
+    InvalidOidc {
+        /// The setting (`redirect_uri`, `client_id`, `scopes`, …).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A session key is not 32 bytes long.
+    #[cfg(feature = "oidc")]
+    #[error("a session key must be exactly 32 bytes, got {len}")]
+    InvalidSessionKey {
+        /// The length given.
+        len: usize,
+    },
     /// The gateway was built without route rules.
     #[error("the gateway has no route rules; add some with `rules(...)`")]
     MissingRules,

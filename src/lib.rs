@@ -1,5 +1,6 @@
-//! API-gateway security as Tower layers: API keys, OAuth 2.0 bearer tokens, per-route
-//! authorization and request validation, in front of any axum, hyper or tonic service.
+//! API-gateway security as Tower layers: API keys, OAuth 2.0 bearer tokens, OpenID Connect
+//! login sessions, per-route authorization and request validation, in front of any axum,
+//! hyper or tonic service.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,7 +27,7 @@
 //! ```
 //!
 //! The request's path is fixed: authenticate ([`AuthenticationLayer`] running every
-//! [`Authenticate`]: [`api_key`], [`bearer`], your own), authorize ([`authz`]), validate
+//! [`Authenticate`]: [`api_key`], [`bearer`], `oidc` sessions, your own), authorize ([`authz`]), validate
 //! ([`validate`]); each layer also works alone. Every refusal is a [`Rejection`] rendered as
 //! RFC 9457 problem+json with the right status and challenge; every decision goes to one
 //! [`observe::Observe`]. Configuration is checked when it is built ([`ConfigError`]), never
@@ -43,6 +44,7 @@
 //! | `openapi` | with `validate` | [`openapi`]: OpenAPI 3.0/3.1 import for `validate` and `authz` |
 //! | `validate` | yes | [`validate`]: JSON Schema / OpenAPI validation, JSON limits |
 //! | `axum` | yes | extractors for [`Principal`] and [`Claims`] |
+//! | `oidc` | no | [`oidc`]: OpenID Connect login (code + PKCE), sessions, refresh, logout |
 //! | `cors` | no | `GatewaySecurityBuilder::cors` (tower-http's `CorsLayer` in front) |
 //! | `redis` | no | [`redis`]: shared state on Redis or Redis Cluster (`RedisKeyStore` with `api-key`) |
 //!
@@ -95,6 +97,10 @@ pub mod jwt;
 #[cfg_attr(docsrs, doc(cfg(feature = "bearer")))]
 pub mod remote;
 
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+pub mod oidc;
+
 #[cfg(feature = "authz")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 pub mod authz;
@@ -139,3 +145,7 @@ pub use crate::rejection::{
 };
 #[doc(inline)]
 pub use crate::secret::ClientSecret;
+#[cfg(feature = "oidc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oidc")))]
+#[doc(inline)]
+pub use crate::secret::SessionKey;

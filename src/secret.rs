@@ -55,6 +55,57 @@ impl fmt::Debug for ClientSecret {
     }
 }
 
+/// The key that seals (encrypts and authenticates, AES-256-GCM) the OpenID Connect login
+/// cookie: 32 random bytes.
+///
+/// Give every instance of a service the same key ([`from_bytes`](Self::from_bytes)) when a
+/// login may start on one instance and end on another; [`generate`](Self::generate) makes
+/// a key that lives as long as the process. Wiped from memory when dropped; `Debug` shows
+/// `[redacted]`.
+#[cfg(feature = "oidc")]
+#[derive(Clone)]
+pub struct SessionKey(Zeroizing<[u8; 32]>);
+
+#[cfg(feature = "oidc")]
+impl SessionKey {
+    /// A fresh random key from the operating system's generator.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random generator fails, which aws-lc-rs treats as
+    /// fatal too.
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0_u8; 32]);
+        aws_lc_rs::rand::fill(&mut bytes[..]).expect("the system random generator failed");
+        Self(bytes)
+    }
+
+    /// The key from its 32 bytes (for example decoded from a secret store).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSessionKey`](crate::ConfigError::InvalidSessionKey) unless
+    /// `bytes` is exactly 32 bytes long.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::ConfigError> {
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| crate::ConfigError::InvalidSessionKey { len: bytes.len() })?;
+        Ok(Self(Zeroizing::new(array)))
+    }
+
+    pub(crate) fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+#[cfg(feature = "oidc")]
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey([redacted])")
+    }
+}
+
 #[cfg(feature = "api-key")]
 pub use self::api_key::{ApiKey, KeyDigest};
 

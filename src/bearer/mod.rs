@@ -67,7 +67,7 @@ mod authenticator;
 mod cache;
 mod introspection;
 mod load;
-mod rules;
+pub(crate) mod rules;
 
 use crate::AuthenticationLayer;
 

@@ -20,6 +20,9 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// The longest token lifetime (`exp` − `iat`) accepted when none is set.
 const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a logout token without `exp` is accepted after its `iat`.
+#[cfg(feature = "oidc")]
+const MAX_LOGOUT_TOKEN_AGE: f64 = 120.0;
 /// The largest maximum token lifetime that may be set: a credential that lives longer than
 /// a year is not an access token.
 const MAX_MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -32,7 +35,11 @@ pub struct IssuerRules {
     inner: Arc<Rules>,
 }
 
+#[derive(Clone)]
 struct Rules {
+    /// Which kind of token these rules check (access tokens unless OpenID Connect made a
+    /// copy for its ID or logout tokens).
+    profile: Profile,
     issuer: Arc<str>,
     audiences: Vec<String>,
     keys: KeySource,
@@ -65,8 +72,23 @@ impl fmt::Debug for IssuerRules {
     }
 }
 
+/// Which kind of token the rules check: the claim checks are the same, the `typ` and the
+/// required `sub` differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    /// An OAuth 2.0 access token (RFC 9068): `typ` `at+jwt` unless relaxed; `sub` required.
+    Access,
+    /// An OpenID Connect ID token: `typ` absent or `JWT`, never `at+jwt`; `sub` required.
+    #[cfg(feature = "oidc")]
+    Id,
+    /// A back-channel logout token: `typ` absent or `logout+jwt`; `sub` optional (`sid`
+    /// may stand in for it); `exp` optional.
+    #[cfg(feature = "oidc")]
+    Logout,
+}
+
 /// Where an issuer's keys come from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum KeySource {
     /// Keys given in code.
     Static(Arc<KeySet>),
@@ -176,6 +198,22 @@ impl IssuerRules {
         &self.inner.keys
     }
 
+    /// The same rules, keys and key cache, checking another kind of token.
+    #[cfg(feature = "oidc")]
+    pub(crate) fn for_profile(&self, profile: Profile) -> Self {
+        let mut rules = (*self.inner).clone();
+        rules.profile = profile;
+        Self {
+            inner: Arc::new(rules),
+        }
+    }
+
+    /// The leeway, in seconds.
+    #[cfg(feature = "oidc")]
+    pub(crate) fn leeway_seconds(&self) -> f64 {
+        self.inner.leeway
+    }
+
     /// Checks the header against the rules, the signature against `keys`, then the
     /// claims, in that order. `now` is seconds since the Unix epoch.
     pub(crate) fn verify(
@@ -188,12 +226,16 @@ impl IssuerRules {
         if !rules.algorithms.contains(&token.alg) {
             return Err(Failure::AlgNotAllowed);
         }
-        let typ_ok = match token.typ.as_deref() {
-            None => rules.allow_missing_typ,
-            Some(typ) => {
+        let typ_ok = match (rules.profile, token.typ.as_deref()) {
+            (Profile::Access, None) => rules.allow_missing_typ,
+            (Profile::Access, Some(typ)) => {
                 token::is_access_token_typ(typ)
                     || (rules.allow_jwt_typ && token::is_generic_jwt_typ(typ))
             }
+            #[cfg(feature = "oidc")]
+            (Profile::Id, typ) => typ.is_none_or(token::is_generic_jwt_typ),
+            #[cfg(feature = "oidc")]
+            (Profile::Logout, typ) => typ.is_none_or(token::is_logout_token_typ),
         };
         if !typ_ok {
             return Err(Failure::TypMismatch);
@@ -212,7 +254,17 @@ impl IssuerRules {
         let rules = &*self.inner;
         let leeway = rules.leeway;
 
-        let exp = time(&claims, "exp")?.ok_or(Failure::MissingClaim)?;
+        let exp = match time(&claims, "exp")? {
+            Some(exp) => exp,
+            #[cfg(feature = "oidc")]
+            None if rules.profile == Profile::Logout => {
+                // Back-Channel Logout 1.0 made `exp` required only late; without it the
+                // token must still be recent (`iat`) and is usable once (`jti`).
+                let iat = time(&claims, "iat")?.ok_or(Failure::MissingIat)?;
+                iat + rules.max_lifetime.min(MAX_LOGOUT_TOKEN_AGE)
+            }
+            None => return Err(Failure::MissingClaim),
+        };
         if now > exp + leeway {
             return Err(Failure::Expired);
         }
@@ -257,6 +309,8 @@ impl IssuerRules {
         let subject = match claims.get("sub") {
             Some(Value::String(sub)) => sub.clone(),
             Some(_) => return Err(Failure::ClaimType),
+            #[cfg(feature = "oidc")]
+            None if rules.profile == Profile::Logout => String::new(),
             None => return Err(Failure::MissingSub),
         };
         if rules.strict {
@@ -600,6 +654,7 @@ impl IssuerRulesBuilder {
         };
         Ok(IssuerRules {
             inner: Arc::new(Rules {
+                profile: Profile::Access,
                 issuer: self.issuer.into(),
                 audiences: self.audiences,
                 keys,

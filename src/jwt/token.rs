@@ -226,6 +226,17 @@ pub(crate) fn is_access_token_typ(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("at+jwt")
 }
 
+/// Whether `typ` names a back-channel logout token: `logout+jwt` or
+/// `application/logout+jwt`.
+#[cfg(feature = "oidc")]
+pub(crate) fn is_logout_token_typ(typ: &str) -> bool {
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    typ.eq_ignore_ascii_case("logout+jwt")
+}
+
 /// Whether `typ` is the generic `JWT` (or `application/jwt`).
 pub(crate) fn is_generic_jwt_typ(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("jwt") || typ.eq_ignore_ascii_case("application/jwt")

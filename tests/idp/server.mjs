@@ -156,6 +156,20 @@ const clients = [
     token_endpoint_auth_method: 'client_secret_post',
     scope: 'orders:read orders:write openid',
   },
+  // The relying party of `cargo run --example gateway` (see the README): browser login with
+  // code + PKCE on http://127.0.0.1:3000. Tests register their own clients (/reg), with the
+  // ports they listen on.
+  {
+    client_id: 'demo-client',
+    client_secret: 'demo-secret',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1:3000/callback'],
+    post_logout_redirect_uris: ['http://127.0.0.1:3000/'],
+    backchannel_logout_uri: 'http://127.0.0.1:3000/backchannel-logout',
+    backchannel_logout_session_required: true,
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
   {
     client_id: 'api-introspector',
     client_secret: 'introspector-secret',
@@ -200,6 +214,43 @@ const extraClaimsByClient = new Map([
 
 const INTROSPECTOR = 'api-introspector';
 
+// Dev-login users (any password): their claims, including the roles the relying party maps
+// to its `Principal`. Any other login is a user without roles.
+const users = new Map([
+  ['alice', { name: 'Alice Admin', email: 'alice@example.test', roles: ['orders-admin', 'viewer'] }],
+  ['bob', { name: 'Bob Viewer', email: 'bob@example.test', roles: ['viewer'] }],
+]);
+
+async function findAccount(ctx, id) {
+  const user = users.get(id) ?? { name: id, email: `${id}@example.test`, roles: [] };
+  return {
+    accountId: id,
+    async claims() {
+      return { sub: id, ...structuredClone(user) };
+    },
+  };
+}
+
+// Login clients get every scope they ask for without a consent screen: the tests and the
+// demo drive one form (the dev login), not two.
+async function loadExistingGrant(ctx) {
+  const grantId = ctx.oidc.result?.consent?.grantId
+    || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+  if (grantId) {
+    const existing = await ctx.oidc.provider.Grant.find(grantId);
+    // A grant revoked with its refresh token is gone: grant anew.
+    if (existing) return existing;
+  }
+  const grant = new ctx.oidc.provider.Grant({
+    clientId: ctx.oidc.client.clientId,
+    accountId: ctx.oidc.session.accountId,
+  });
+  grant.addOIDCScope(ctx.oidc.params.scope ?? 'openid');
+  grant.addOIDCClaims(['sub', 'name', 'email', 'roles']);
+  await grant.save();
+  return grant;
+}
+
 // ---------------------------------------------------------------------------
 // Provider
 // ---------------------------------------------------------------------------
@@ -207,12 +258,35 @@ const INTROSPECTOR = 'api-introspector';
 const configuration = {
   clients,
   jwks,
-  scopes: ['openid', 'offline_access', 'orders:read', 'orders:write'],
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'roles', 'orders:read', 'orders:write'],
+  claims: {
+    openid: ['sub'], profile: ['name'], email: ['email'], roles: ['roles'],
+  },
+  // Claims of the granted scopes go into the ID token too (the relying party maps `roles`).
+  conformIdTokenClaims: false,
+  findAccount,
+  loadExistingGrant,
+  // Outgoing requests (back-channel logout) go to relying parties on 127.0.0.1, which
+  // oidc-provider's SSRF protection refuses: every peer of this test provider is local.
+  fetch(url, options) {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
+  // Every login client that may refresh gets a refresh token (no offline_access dance),
+  // and every refresh rotates it: the relying party must cope with rotation.
+  async issueRefreshToken(ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
+  },
+  rotateRefreshToken: () => true,
   // Not used by client credentials, only set so oidc-provider does not use
   // its development-only defaults.
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   features: {
-    devInteractions: { enabled: false },
+    // The dev login form (any login, any password) for the OpenID Connect login tests.
+    devInteractions: { enabled: true },
+    registration: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
     introspection: {
       enabled: true,
@@ -288,7 +362,31 @@ provider.on('server_error', (ctx, err) => {
   console.error('oidc-provider server_error:', err);
 });
 
-server.on('request', provider.callback());
+// Test hook: `POST /test/backchannel-logout` with a form `client_id`, `sub`, `sid` makes the
+// provider send that client a real logout token (signed with its keys, to the client's
+// registered backchannel_logout_uri), as it does when a session ends. Answers 204 when the
+// client answered 200, 502 with the reason otherwise.
+const providerCallback = provider.callback();
+server.on('request', (req, res) => {
+  if (req.method === 'POST' && req.url === '/test/backchannel-logout') {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', async () => {
+      const form = new URLSearchParams(body);
+      try {
+        const client = await provider.Client.find(form.get('client_id') ?? '');
+        if (!client) throw new Error('unknown client');
+        await client.backchannelLogout(form.get('sub') ?? '', form.get('sid') ?? undefined);
+        res.writeHead(204).end();
+      } catch (error) {
+        res.writeHead(502, { 'content-type': 'text/plain' }).end(String(error?.message ?? error));
+      }
+    });
+    return;
+  }
+  providerCallback(req, res);
+});
 
 if (EXIT_ON_STDIN_CLOSE) {
   // Lets a test harness tie our lifetime to its own: when the parent dies, the

@@ -1,0 +1,619 @@
+//! The login: the redirect to the provider (code + PKCE S256 + state + nonce, kept in a
+//! sealed login cookie), and the callback (state bound to the browser and usable once,
+//! code exchange, ID-token verification, a new session with a new id).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::id_token::{self, Expected, Refused};
+use super::session::{Session, SessionId, Tokens};
+use super::token_endpoint::{self, TokenError};
+use super::{Oidc, cookie, pages, random, userinfo};
+use crate::jwt::claims::roles_at;
+
+/// The most logins remembered as used (their state), and logout tokens as seen (`jti`).
+pub(crate) const MAX_PENDING_LOGINS: usize = 10_000;
+/// The longest return address kept, in bytes.
+const MAX_RETURN_LEN: usize = 2048;
+/// How many characters of the state name the login cookie.
+const STATE_IN_NAME: usize = 16;
+
+/// What the login cookie carries, sealed.
+#[derive(Serialize, Deserialize)]
+struct LoginState {
+    /// `state`.
+    s: String,
+    /// `nonce`.
+    n: String,
+    /// The PKCE code verifier.
+    v: String,
+    /// Where to land after the login (a checked relative path).
+    r: String,
+    /// When the login started, in seconds since the Unix epoch.
+    t: u64,
+}
+
+/// Values that may be used once (login states, logout token ids), remembered until they
+/// expire, at most `capacity` of them.
+#[derive(Debug)]
+pub(crate) struct UsedStates {
+    seen: HashMap<[u8; 32], f64>,
+    capacity: usize,
+}
+
+impl UsedStates {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            seen: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// Records `value` as used until `until`; false if it was already used.
+    pub(crate) fn first_use(&mut self, value: &str, until: f64, now: f64) -> bool {
+        let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        if self.seen.get(&key).is_some_and(|&expiry| expiry >= now) {
+            return false;
+        }
+        if self.seen.len() >= self.capacity {
+            self.seen.retain(|_, expiry| *expiry >= now);
+            if self.seen.len() >= self.capacity {
+                // Full of live entries: forget the one expiring first. Its login cookie
+                // (or token) is about to expire anyway, and a login cookie is cleared
+                // at its first use.
+                if let Some(oldest) = self
+                    .seen
+                    .iter()
+                    .min_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(key, _)| *key)
+                {
+                    self.seen.remove(&oldest);
+                }
+            }
+        }
+        self.seen.insert(key, until);
+        true
+    }
+}
+
+/// `path` if it is a relative path on our own origin: starts with one `/`, not `//` or
+/// `/\` (which browsers read as another host), printable ASCII without `\`, bounded.
+pub(crate) fn safe_return_path(path: &str) -> Option<&str> {
+    let bytes = path.as_bytes();
+    let ok = bytes.first() == Some(&b'/')
+        && bytes.get(1) != Some(&b'/')
+        && path.len() <= MAX_RETURN_LEN
+        && bytes
+            .iter()
+            .all(|&b| (0x21..0x7f).contains(&b) && b != b'\\');
+    ok.then_some(path)
+}
+
+/// The value of query parameter `name`, if it appears exactly once.
+pub(crate) fn query_param(parts: &Parts, name: &str) -> Result<Option<String>, ()> {
+    let mut found = None;
+    for (key, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+        if key == name {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    Ok(found)
+}
+
+/// Starts a login that lands on `return_to` (already checked): the redirect to the
+/// provider, with the login cookie.
+pub(crate) async fn start(oidc: Oidc, return_to: String) -> Response<Bytes> {
+    let inner = oidc.inner();
+    let Some(metadata) = token_endpoint::metadata(inner).await else {
+        tracing::warn!(issuer = %inner.issuer, "oidc: login refused, the provider's discovery document is unavailable");
+        return unavailable();
+    };
+    let Some(endpoint) = metadata.authorization_endpoint.as_deref() else {
+        tracing::error!(issuer = %inner.issuer, "oidc: the provider has no authorization_endpoint");
+        return unavailable();
+    };
+    let Ok(mut url) = reqwest::Url::parse(endpoint) else {
+        return unavailable();
+    };
+    let state = random::token();
+    let nonce = random::token();
+    let verifier = random::token();
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &inner.client_id)
+            .append_pair("redirect_uri", &inner.redirect_uri)
+            .append_pair("scope", &inner.scopes)
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        if let Some(prompt) = &inner.prompt {
+            query.append_pair("prompt", prompt);
+        }
+        if let Some(max_age) = inner.max_age {
+            query.append_pair("max_age", &max_age.as_secs().to_string());
+        }
+        if !inner.acr_values.is_empty() {
+            query.append_pair("acr_values", &inner.acr_values.join(" "));
+        }
+    }
+    let login = LoginState {
+        s: state.clone(),
+        n: nonce,
+        v: verifier,
+        r: return_to,
+        t: inner.clock.now_secs(),
+    };
+    let name = login_cookie_name(&oidc, &state);
+    let plaintext = serde_json::to_vec(&login).unwrap_or_default();
+    let sealed = cookie::seal(&inner.key, &name, &plaintext);
+    let set = inner
+        .cookies
+        .set_cookie(&name, &sealed, inner.login_timeout.as_secs());
+    pages::with_cause(
+        pages::redirect(StatusCode::FOUND, url.as_str(), vec![set]),
+        "login_started",
+    )
+}
+
+fn login_cookie_name(oidc: &Oidc, state: &str) -> String {
+    format!(
+        "{}{}",
+        oidc.inner().cookies.login_prefix,
+        &state[..STATE_IN_NAME.min(state.len())]
+    )
+}
+
+fn unavailable() -> Response<Bytes> {
+    pages::with_cause(
+        pages::page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in is unavailable",
+            "The identity provider cannot be reached right now. Please try again in a minute.",
+            None,
+            Vec::new(),
+        ),
+        "provider_unavailable",
+    )
+}
+
+/// The callback: checks the state against the login cookie, exchanges the code, verifies
+/// the ID token, starts a new session and sends the browser where it wanted to go.
+pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
+    let inner = oidc.inner();
+    let login_again = Some((inner.login_path.as_str(), "Sign in again"));
+    let refuse = |status: StatusCode, message: &str, cause: &'static str, cookies| {
+        tracing::info!(cause, "oidc: login callback refused");
+        pages::with_cause(
+            pages::page(status, "Sign-in failed", message, login_again, cookies),
+            cause,
+        )
+    };
+    let (Ok(state), Ok(code), Ok(error)) = (
+        query_param(&parts, "state"),
+        query_param(&parts, "code"),
+        query_param(&parts, "error"),
+    ) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The sign-in answer is malformed.",
+            "repeated_parameter",
+            vec![],
+        );
+    };
+    let Some(state) = state.filter(|state| random::is_token(state)) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The sign-in answer does not belong to a sign-in started in this browser.",
+            "missing_state",
+            vec![],
+        );
+    };
+    let name = login_cookie_name(&oidc, &state);
+    let clear = vec![inner.cookies.clear_cookie(&name)];
+    let Some(sealed) = cookie::find(&parts.headers, &name) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "This sign-in is unknown, expired or already used. Please sign in again.",
+            "unknown_state",
+            vec![],
+        );
+    };
+    let login = cookie::open(&inner.key, &name, sealed)
+        .and_then(|plaintext| serde_json::from_slice::<LoginState>(&plaintext).ok());
+    let Some(login) = login.filter(|login| bool::from(login.s.as_bytes().ct_eq(state.as_bytes())))
+    else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "This sign-in is unknown, expired or already used. Please sign in again.",
+            "bad_login_cookie",
+            clear,
+        );
+    };
+    let now = inner.clock.now();
+    let deadline = login.t as f64 + inner.login_timeout.as_secs_f64();
+    if now > deadline {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "This sign-in took too long. Please sign in again.",
+            "login_expired",
+            clear,
+        );
+    }
+    let first_use = inner
+        .used_states
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .first_use(&state, deadline, now);
+    if !first_use {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "This sign-in is unknown, expired or already used. Please sign in again.",
+            "state_reused",
+            clear,
+        );
+    }
+    if let Some(error) = error {
+        let error: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(40)
+            .collect();
+        tracing::info!(provider_error = %error, "oidc: the provider refused the login");
+        let message = format!(
+            "The identity provider did not sign you in ({}).",
+            if error.is_empty() {
+                "no reason given"
+            } else {
+                &error
+            }
+        );
+        return refuse(StatusCode::FORBIDDEN, &message, "provider_error", clear);
+    }
+    let Some(code) = code.filter(|code| !code.is_empty() && code.len() <= 4096) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "The sign-in answer has no code.",
+            "missing_code",
+            clear,
+        );
+    };
+    let tokens = match token_endpoint::exchange_code(inner, &code, &login.v).await {
+        Ok(tokens) => tokens,
+        Err(TokenError::Refused(error)) => {
+            tracing::info!(provider_error = %error, "oidc: code exchange refused");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "The sign-in could not be completed (the code was refused). Please sign in again.",
+                "code_refused",
+                clear,
+            );
+        }
+        Err(TokenError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "oidc: code exchange failed");
+            return pages::with_cause(
+                pages::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable",
+                    "The identity provider cannot be reached right now. Please try again in a minute.",
+                    login_again,
+                    clear,
+                ),
+                "provider_unavailable",
+            );
+        }
+    };
+    let Some(id_token) = tokens.id_token.as_deref() else {
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            "The identity provider sent no ID token.",
+            "missing_id_token",
+            clear,
+        );
+    };
+    let expected = Expected {
+        nonce: Some(&login.n),
+        code: Some(&code),
+        access_token: Some(&tokens.access_token),
+        subject: None,
+        check_auth_time: true,
+    };
+    let mut identity = match id_token::verify(inner, id_token, &expected).await {
+        Ok(identity) => identity,
+        Err(Refused::Unavailable) => {
+            return pages::with_cause(
+                pages::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable",
+                    "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
+                    login_again,
+                    clear,
+                ),
+                "no_keys",
+            );
+        }
+        Err(Refused::Invalid(reason)) => {
+            tracing::warn!(reason, "oidc: ID token refused at login");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "The identity provider's answer could not be verified.",
+                reason,
+                clear,
+            );
+        }
+    };
+    if inner.userinfo {
+        match userinfo::fetch(inner, &tokens.access_token, &identity.subject).await {
+            Ok(None) => {}
+            Ok(Some(claims)) => {
+                for (name, value) in claims {
+                    identity.claims.entry(name).or_insert(value);
+                }
+                match roles_at(&identity.claims, inner.roles_claim.as_deref()) {
+                    Ok(roles) => identity.roles = roles,
+                    Err(failure) => {
+                        return refuse(
+                            StatusCode::BAD_REQUEST,
+                            "The identity provider's answer could not be verified.",
+                            failure.code(),
+                            clear,
+                        );
+                    }
+                }
+            }
+            Err(Refused::Unavailable) => {
+                return pages::with_cause(
+                    pages::page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Sign-in is unavailable",
+                        "The identity provider cannot be reached right now. Please try again in a minute.",
+                        login_again,
+                        clear,
+                    ),
+                    "provider_unavailable",
+                );
+            }
+            Err(Refused::Invalid(reason)) => {
+                tracing::warn!(reason, "oidc: userinfo refused at login");
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "The identity provider's answer could not be verified.",
+                    reason,
+                    clear,
+                );
+            }
+        }
+    }
+    let now_secs = inner.clock.now_secs();
+    let session = Session::new(
+        identity,
+        Tokens {
+            id_token: id_token.to_owned(),
+            access_token_expires_at: tokens
+                .expires_in
+                .map(|seconds| now_secs.saturating_add(seconds)),
+            access_token: Some(tokens.access_token),
+            refresh_token: tokens.refresh_token,
+            scopes: tokens
+                .scope
+                .as_deref()
+                .map(|scope| {
+                    scope
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        now_secs,
+        now_secs.saturating_add(inner.absolute_timeout.as_secs()),
+    );
+    // A new id at every login: a session id planted before the login is worth nothing.
+    if let Some(old) = cookie::find(&parts.headers, &inner.cookies.session_name) {
+        let _ = inner.store.remove(&SessionId::of_cookie(old)).await;
+    }
+    let value = random::token();
+    let session = Arc::new(session);
+    let principal = session.principal();
+    if let Err(error) = inner
+        .store
+        .save(&SessionId::of_cookie(&value), session, inner.idle_timeout)
+        .await
+    {
+        tracing::error!(%error, "oidc: the session could not be stored");
+        return pages::with_cause(
+            pages::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is unavailable",
+                "Your session cannot be stored right now. Please try again in a minute.",
+                login_again,
+                clear,
+            ),
+            "session_store",
+        );
+    }
+    tracing::info!("oidc: login completed");
+    let mut cookies = clear;
+    cookies.push(inner.cookies.set_cookie(
+        &inner.cookies.session_name,
+        &value,
+        inner.absolute_timeout.as_secs(),
+    ));
+    let return_to = safe_return_path(&login.r).unwrap_or("/");
+    let mut response = pages::redirect(StatusCode::FOUND, return_to, cookies);
+    response.extensions_mut().insert(principal);
+    pages::with_cause(response, "login_completed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc() -> Oidc {
+        Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .build()
+            .expect("config")
+    }
+
+    /// A callback request for `state`, with a login cookie holding `login`.
+    fn callback_request(oidc: &Oidc, state: &str, login: &LoginState, query: &str) -> Parts {
+        let name = login_cookie_name(oidc, state);
+        let sealed = cookie::seal(
+            &oidc.inner().key,
+            &name,
+            &serde_json::to_vec(login).unwrap(),
+        );
+        let (parts, ()) = http::Request::get(format!("/auth/callback?state={state}&{query}"))
+            .header(http::header::COOKIE, format!("{name}={sealed}"))
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    fn body(response: &Response<Bytes>) -> String {
+        String::from_utf8(response.body().to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_login_older_than_the_login_timeout_is_refused() {
+        let oidc = oidc();
+        let state = random::token();
+        let login = LoginState {
+            s: state.clone(),
+            n: random::token(),
+            v: random::token(),
+            r: "/orders".into(),
+            t: oidc.inner().clock.now_secs(),
+        };
+        tokio::time::advance(std::time::Duration::from_secs(10 * 60 + 2)).await;
+        let response = callback(
+            oidc.clone(),
+            callback_request(&oidc, &state, &login, "code=c"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body(&response).contains("took too long"),
+            "{}",
+            body(&response)
+        );
+        // The login cookie is deleted.
+        let cleared = response.headers()[http::header::SET_COOKIE]
+            .to_str()
+            .unwrap();
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+
+    #[tokio::test]
+    async fn a_login_cookie_for_another_state_or_sealed_by_another_key_is_refused() {
+        let oidc = oidc();
+        let state = random::token();
+        let login = LoginState {
+            s: random::token(),
+            n: random::token(),
+            v: random::token(),
+            r: "/".into(),
+            t: oidc.inner().clock.now_secs(),
+        };
+        // The cookie is named after `state` but holds another state.
+        let response = callback(
+            oidc.clone(),
+            callback_request(&oidc, &state, &login, "code=c"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        // Sealed by another instance's key.
+        let other = super::super::Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .build()
+            .unwrap();
+        let login = LoginState {
+            s: state.clone(),
+            ..login
+        };
+        let response = callback(
+            oidc.clone(),
+            callback_request(&other, &state, &login, "code=c"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(body(&response).contains("unknown, expired or already used"));
+    }
+
+    #[test]
+    fn return_paths_stay_on_our_origin() {
+        for ok in ["/", "/orders?page=2", "/a/b#c", "/%2F%2Fevil.example"] {
+            assert_eq!(safe_return_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "evil.example",
+            "/a\\b",
+            "/a b",
+            "/a\tb",
+            "/é",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(safe_return_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(safe_return_path(&format!("/{}", "a".repeat(3000))), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn accepted_return_paths_are_relative_to_our_origin(path in "\\PC{0,40}") {
+            if let Some(ok) = safe_return_path(&path) {
+                proptest::prop_assert!(ok.starts_with('/'));
+                proptest::prop_assert!(!ok.starts_with("//"));
+                proptest::prop_assert!(!ok.contains('\\'));
+                // Resolved against our origin, it stays there.
+                let base = reqwest::Url::parse("https://app.example/x/y").unwrap();
+                let resolved = base.join(ok).unwrap();
+                proptest::prop_assert_eq!(resolved.origin(), base.origin());
+            }
+        }
+
+        #[test]
+        fn query_parameters_never_panic(query in "[a-z=&%0-9]{0,40}") {
+            let uri: http::Uri = format!("/cb?{query}").parse().unwrap_or_else(|_| http::Uri::from_static("/cb"));
+            let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+            let _ = query_param(&parts, "state");
+        }
+    }
+
+    #[test]
+    fn used_values_are_refused_until_they_expire_and_the_set_is_bounded() {
+        let mut used = UsedStates::new(2);
+        assert!(used.first_use("a", 10.0, 0.0));
+        assert!(!used.first_use("a", 10.0, 5.0));
+        assert!(used.first_use("b", 10.0, 5.0));
+        assert!(used.first_use("c", 20.0, 5.0));
+        assert!(used.seen.len() <= 2);
+        // Expired entries are forgotten.
+        assert!(used.first_use("a", 30.0, 11.0));
+    }
+}

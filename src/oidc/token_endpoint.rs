@@ -1,0 +1,180 @@
+//! The provider's token endpoint (code exchange and refresh) and revocation endpoint,
+//! through the `remote` HTTP client: bounded in time and size, no redirect to another
+//! origin, JSON only.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ClientAuth, Inner};
+use crate::remote::{ProviderMetadata, RemoteError};
+
+/// The longest one token request may take, whatever the HTTP client does.
+const BACKSTOP: Duration = Duration::from_secs(15);
+const ACCEPT_JSON: &[&str] = &["application/json"];
+
+/// Why a token request gave no tokens.
+#[derive(Debug)]
+pub(crate) enum TokenError {
+    /// The provider refused (a 4xx answer: `invalid_grant`, `invalid_client`, …).
+    Refused(String),
+    /// The provider could not be asked or gave an unusable answer (transport error,
+    /// timeout, 5xx, malformed JSON, no token endpoint).
+    Unavailable(String),
+}
+
+/// A successful token response (RFC 6749 section 5.1, OpenID Connect Core 3.1.3.3).
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: String,
+    #[serde(default)]
+    pub(crate) id_token: Option<String>,
+    #[serde(default)]
+    pub(crate) refresh_token: Option<String>,
+    #[serde(default)]
+    pub(crate) expires_in: Option<u64>,
+    #[serde(default)]
+    pub(crate) scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+}
+
+/// The provider's metadata: discovered already, or fetched now (rate-limited by the key
+/// cache's cooldown, single-flight).
+pub(crate) async fn metadata(inner: &Inner) -> Option<std::sync::Arc<ProviderMetadata>> {
+    if let Some(metadata) = inner.jwks.provider_metadata() {
+        return Some(metadata);
+    }
+    inner.jwks.refresh_for_unknown_kid().await;
+    inner.jwks.provider_metadata()
+}
+
+/// Exchanges an authorization code (with its PKCE verifier).
+pub(crate) async fn exchange_code(
+    inner: &Inner,
+    code: &str,
+    verifier: &str,
+) -> Result<TokenResponse, TokenError> {
+    request(
+        inner,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &inner.redirect_uri),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// Uses a refresh token.
+pub(crate) async fn refresh(
+    inner: &Inner,
+    refresh_token: &str,
+) -> Result<TokenResponse, TokenError> {
+    request(
+        inner,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// Revokes a refresh token at logout (RFC 7009), if the provider has a revocation
+/// endpoint. Best effort: a failure is logged, the local logout happens anyway.
+pub(crate) async fn revoke(inner: &Inner, refresh_token: &str) {
+    let Some(endpoint) = metadata(inner)
+        .await
+        .and_then(|metadata| metadata.revocation_endpoint.clone())
+    else {
+        return;
+    };
+    let form = [
+        ("token", refresh_token),
+        ("token_type_hint", "refresh_token"),
+    ];
+    match post(inner, &endpoint, &form).await {
+        Ok(response) if (200..300).contains(&response.status) => {}
+        Ok(response) => tracing::warn!(status = response.status, "oidc: token revocation refused"),
+        Err(error) => tracing::warn!(%error, "oidc: token revocation failed"),
+    }
+}
+
+async fn request(inner: &Inner, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
+    let endpoint = metadata(inner)
+        .await
+        .and_then(|metadata| metadata.token_endpoint.clone())
+        .ok_or_else(|| TokenError::Unavailable("no token endpoint (discovery failed)".into()))?;
+    let response = post(inner, &endpoint, form)
+        .await
+        .map_err(|error| TokenError::Unavailable(error.to_string()))?;
+    match response.status {
+        200 => {
+            let tokens: TokenResponse = serde_json::from_slice(&response.body)
+                .map_err(|_| TokenError::Unavailable("malformed token response".into()))?;
+            if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+                return Err(TokenError::Unavailable(format!(
+                    "unsupported token type {}",
+                    crate::text::truncate(&tokens.token_type, 40)
+                )));
+            }
+            Ok(tokens)
+        }
+        400..=499 => {
+            let error = serde_json::from_slice::<ErrorResponse>(&response.body)
+                .map(|body| crate::text::truncate(&body.error, 64).to_owned())
+                .unwrap_or_else(|_| format!("HTTP {}", response.status));
+            Err(TokenError::Refused(error))
+        }
+        status => Err(TokenError::Unavailable(format!("HTTP {status}"))),
+    }
+}
+
+async fn post(
+    inner: &Inner,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> Result<crate::remote::HttpResponse, RemoteError> {
+    let Ok(_permit) = inner.token_requests.try_acquire() else {
+        return Err(RemoteError::Transport {
+            reason: "too many token requests in flight".to_owned(),
+        });
+    };
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    let encoded_id;
+    let encoded_secret;
+    let basic = match (inner.client_auth, &inner.client_secret) {
+        (ClientAuth::Basic, Some(secret)) => {
+            // RFC 6749 section 2.3.1: both parts form-encoded before Basic.
+            encoded_id =
+                form_urlencoded::byte_serialize(inner.client_id.as_bytes()).collect::<String>();
+            encoded_secret = form_urlencoded::byte_serialize(secret.expose_secret().as_bytes())
+                .collect::<String>();
+            Some((encoded_id.as_str(), encoded_secret.as_str()))
+        }
+        (ClientAuth::Post, Some(secret)) => {
+            fields.push(("client_id", &inner.client_id));
+            fields.push(("client_secret", secret.expose_secret()));
+            None
+        }
+        _ => {
+            fields.push(("client_id", &inner.client_id));
+            None
+        }
+    };
+    match tokio::time::timeout(
+        BACKSTOP,
+        inner.http.post_form(endpoint, &fields, basic, ACCEPT_JSON),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(RemoteError::Timeout),
+    }
+}

@@ -1,0 +1,686 @@
+//! Against the real provider (oidc-provider 9.13.3 in `tests/idp`), driven by an HTTP
+//! client with a cookie jar: login, protected pages, refresh, logout, back-channel
+//! logout, and every way a callback or a session cookie can be wrong.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use portcullis::oidc::{MemorySessionStore, Session, SessionId, SessionStore, StoreFuture};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::harness::{
+    App, Browser, CountingClient, Page, hidden_input, login, shared_idp, start_app,
+    submit_login_form,
+};
+use crate::support::idp::{API, Idp, Settings};
+
+const JSON: (&str, &str) = ("accept", "application/json");
+
+async fn api_get(browser: &Browser, app: &App, path: &str) -> Page {
+    browser
+        .request(Method::GET, &app.url(path), &[JSON], None)
+        .await
+}
+
+/// Follows the login until the provider redirects back to the app's callback, without
+/// following that last redirect: the callback URL, for tests that replay or tamper.
+async fn callback_url(browser: &Browser, app: &App, user: &str) -> String {
+    let mut page = browser.get(&app.url("/auth/login?return_to=/me")).await;
+    for _ in 0..15 {
+        if page.status == 200 {
+            // The provider's login form (unless this browser is logged in there already).
+            let action = crate::harness::form_action(&page.body).expect("login form");
+            let action = page.url.join(&action).unwrap();
+            page = browser
+                .request(
+                    Method::POST,
+                    action.as_str(),
+                    &[("accept", "text/html")],
+                    Some(&[("prompt", "login"), ("login", user), ("password", "x")]),
+                )
+                .await;
+            continue;
+        }
+        let next = page
+            .location()
+            .unwrap_or_else(|| panic!("{} {}", page.status, page.body));
+        if next.as_str().starts_with(&app.url("/auth/callback")) {
+            return next.to_string();
+        }
+        page = browser.get(next.as_str()).await;
+    }
+    panic!("the provider never sent the browser back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_protected_page_refresh_and_logout() {
+    let idp = shared_idp();
+    let (client, refreshes) = CountingClient::new();
+    // Every request is within the refresh margin: each one that finds no refresh in
+    // flight refreshes, with rotation at the provider.
+    let app = start_app(&idp.issuer, |b| {
+        b.http_client(client)
+            .refresh_before(Duration::from_secs(24 * 60 * 60))
+    })
+    .await;
+    let browser = Browser::new();
+
+    // An API client is told 401; a browser is sent to the login.
+    let page = api_get(&browser, &app, "/me").await;
+    assert_eq!(page.status, 401);
+    assert!(page.headers.contains_key("www-authenticate"));
+    let page = browser.get(&app.url("/me?tab=1")).await;
+    assert_eq!(page.status, 302);
+    assert_eq!(
+        page.location_header(),
+        "/auth/login?return_to=%2Fme%3Ftab%3D1"
+    );
+
+    let page = login(&browser, &app, "alice", "/me").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.url.as_str(), app.url("/me"));
+    let me = page.json();
+    assert_eq!(me["sub"], "alice");
+    assert_eq!(me["method"], "oidc");
+    assert_eq!(me["email"], "alice@example.test");
+    assert!(
+        me["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("orders-admin")),
+        "{me}"
+    );
+    assert!(me["sid"].is_string(), "{me}");
+
+    // The session survives refreshes with a rotating refresh token.
+    for _ in 0..3 {
+        let page = api_get(&browser, &app, "/me").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.json()["sub"], "alice");
+    }
+    assert!(
+        refreshes.load(Ordering::SeqCst) >= 3,
+        "refreshes: {refreshes:?}"
+    );
+    let page = api_get(&browser, &app, "/token").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.parse::<usize>().unwrap() > 10);
+
+    // Logout: a POST from our own origin; the provider's end_session_endpoint next.
+    let page = browser
+        .request(
+            Method::POST,
+            &app.url("/auth/logout"),
+            &[("origin", &app.base)],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let end_session = page.location().unwrap();
+    assert!(
+        end_session
+            .as_str()
+            .starts_with(&format!("{}/session/end", idp.issuer)),
+        "{end_session}"
+    );
+    let query: Vec<(String, String)> = end_session.query_pairs().into_owned().collect();
+    let has = |name: &str| {
+        query
+            .iter()
+            .any(|(key, value)| key == name && !value.is_empty())
+    };
+    assert!(
+        has("id_token_hint") && has("state") && has("client_id"),
+        "{query:?}"
+    );
+    assert!(
+        query.contains(&("post_logout_redirect_uri".into(), app.url("/"))),
+        "{query:?}"
+    );
+    assert!(
+        page.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("portcullis-session=;"))
+    );
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 401);
+
+    // The provider's own confirmation, then back to us.
+    let confirm = browser.navigate(end_session.as_str()).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let action = confirm
+        .url
+        .join(&crate::harness::form_action(&confirm.body).unwrap())
+        .unwrap();
+    let xsrf = hidden_input(&confirm.body, "xsrf").expect("xsrf");
+    let mut page = browser
+        .request(
+            Method::POST,
+            action.as_str(),
+            &[("accept", "text/html")],
+            Some(&[("xsrf", xsrf.as_str()), ("logout", "yes")]),
+        )
+        .await;
+    for _ in 0..5 {
+        if !page.is_redirect() {
+            break;
+        }
+        page = browser.get(page.location().unwrap().as_str()).await;
+    }
+    assert_eq!(page.url.path(), "/");
+    assert!(page.url.as_str().starts_with(&app.base), "{}", page.url);
+    assert_eq!(page.body, "home");
+    // Logged out at the provider too: the next login shows the form again.
+    let page = browser.navigate(&app.url("/me")).await;
+    assert!(page.body.contains("name=\"login\""), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout_ends_a_live_session() {
+    let idp = shared_idp();
+    let app = start_app(&idp.issuer, |b| b).await;
+    let alice = Browser::new();
+    let bob = Browser::new();
+    assert_eq!(login(&alice, &app, "alice", "/me").await.status, 200);
+    let me = login(&bob, &app, "bob", "/me").await.json();
+    assert_eq!(me["sub"], "bob");
+    let sid = api_get(&alice, &app, "/me").await.json()["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+
+    // The provider sends a real logout token to our back-channel endpoint.
+    let response = reqwest::Client::new()
+        .post(format!("{}/test/backchannel-logout", idp.issuer))
+        .form(&[
+            ("client_id", app.client_id.as_str()),
+            ("sub", "alice"),
+            ("sid", sid.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+
+    assert_eq!(api_get(&alice, &app, "/me").await.status, 401);
+    assert_eq!(api_get(&bob, &app, "/me").await.status, 200);
+
+    // Garbage is refused with 400, as the spec says.
+    for body in [
+        "",
+        "logout_token=abc",
+        "logout_token=a.b.c&logout_token=a.b.c",
+    ] {
+        let response = reqwest::Client::new()
+            .post(app.url("/auth/backchannel-logout"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_callbacks_get_clear_4xx_pages() {
+    let idp = shared_idp();
+    let app = start_app(&idp.issuer, |b| b).await;
+    let browser = Browser::new();
+
+    // No state, an unknown state.
+    for query in [
+        "code=abc",
+        "code=abc&state=0123456789012345678901234567890123456789012",
+    ] {
+        let page = browser
+            .get(&app.url(&format!("/auth/callback?{query}")))
+            .await;
+        assert_eq!(page.status, 400, "{query}");
+        assert!(page.body.contains("Sign-in failed"), "{}", page.body);
+    }
+
+    // A real callback works once; replayed (even with its login cookie) it is refused.
+    let callback = callback_url(&browser, &app, "alice").await;
+    let state = reqwest::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let cookie_name = format!("portcullis-session-login-{}", &state[..16]);
+    let login_cookie = browser
+        .cookie(&app.base, &cookie_name)
+        .expect("login cookie");
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(page.location_header(), "/me");
+    assert!(
+        browser.cookie(&app.base, &cookie_name).is_none(),
+        "login cookie cleared"
+    );
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 400);
+    browser.set_cookie(&app.base, &cookie_name, &login_cookie);
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("already used"), "{}", page.body);
+
+    // A code from another login (another PKCE verifier) does not exchange.
+    let other = Browser::new();
+    let stolen = callback_url(&other, &app, "alice").await;
+    let code = reqwest::Url::parse(&stolen)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let mine = callback_url(&browser, &app, "alice").await;
+    let mut mine = reqwest::Url::parse(&mine).unwrap();
+    let pairs: Vec<(String, String)> = mine.query_pairs().into_owned().collect();
+    mine.query_pairs_mut().clear();
+    for (key, value) in pairs {
+        let value = if key == "code" { code.clone() } else { value };
+        mine.query_pairs_mut().append_pair(&key, &value);
+    }
+    let page = browser.get(mine.as_str()).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("code was refused"), "{}", page.body);
+
+    // The provider's error answer.
+    let start = browser.get(&app.url("/auth/login")).await;
+    let state = start
+        .location()
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let page = browser
+        .get(&app.url(&format!("/auth/callback?error=access_denied&state={state}")))
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("access_denied"), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn return_addresses_never_leave_our_origin() {
+    let idp = shared_idp();
+    let app = start_app(&idp.issuer, |b| b).await;
+    for evil in [
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example/",
+        "%2F%2Fevil.example",
+    ] {
+        let browser = Browser::new();
+        let form = browser
+            .navigate(&app.url(&format!("/auth/login?return_to={evil}")))
+            .await;
+        let page = submit_login_form(&browser, &form, "alice").await;
+        assert_eq!(page.url.as_str(), app.url("/"), "{evil}");
+        assert_eq!(page.body, "home");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cookies_csrf_and_other_credentials() {
+    let idp = shared_idp();
+    let app = start_app(&idp.issuer, |b| b).await;
+    let browser = Browser::new();
+    let page = login(&browser, &app, "alice", "/me").await;
+    assert_eq!(page.status, 200);
+    let session = browser
+        .cookie(&app.base, "portcullis-session")
+        .expect("session cookie");
+
+    // Writes with the session cookie need our origin.
+    let post = |headers: Vec<(&'static str, String)>| {
+        let browser = &browser;
+        let app = &app;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser
+                .request(Method::POST, &app.url("/orders"), &headers, None)
+                .await
+        }
+    };
+    assert_eq!(post(vec![]).await.status, 403);
+    assert_eq!(
+        post(vec![("origin", "http://evil.example".into())])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        post(vec![("sec-fetch-site", "cross-site".into())])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(post(vec![("origin", app.base.clone())]).await.status, 200);
+    assert_eq!(
+        post(vec![("sec-fetch-site", "same-origin".into())])
+            .await
+            .status,
+        200
+    );
+
+    // Bearer tokens keep working beside sessions, without an origin check; both at once
+    // are refused.
+    let token = tokio::task::spawn_blocking(|| shared_idp().token(API))
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {token}");
+    let anonymous = Browser::new();
+    let page = anonymous
+        .request(
+            Method::POST,
+            &app.url("/orders"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = browser
+        .request(
+            Method::GET,
+            &app.url("/me"),
+            &[JSON, ("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("ambiguous_credentials"), "{}", page.body);
+
+    // A tampered cookie is no session: 401 for an API client, and the cookie is cleared.
+    let mut tampered = session.clone().into_bytes();
+    tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
+    for value in [
+        String::from_utf8(tampered).unwrap(),
+        "x".to_owned(),
+        format!("{session}x"),
+    ] {
+        let thief = Browser::new();
+        thief.set_cookie(&app.base, "portcullis-session", &value);
+        let page = api_get(&thief, &app, "/me").await;
+        assert_eq!(page.status, 401, "{value}");
+        assert!(
+            page.set_cookies()
+                .iter()
+                .any(|c| c.starts_with("portcullis-session=;"))
+        );
+        // A browser with a bad cookie is sent to the login instead.
+        let page = thief.get(&app.url("/me")).await;
+        assert_eq!(page.status, 302);
+    }
+    // A browser with a bad bearer token keeps its 401: it brought credentials.
+    let page = Browser::new()
+        .request(
+            Method::GET,
+            &app.url("/me"),
+            &[
+                ("accept", "text/html"),
+                ("authorization", "Bearer not-a-token"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 401);
+    // The untouched cookie still works, and a new login rotates the id.
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 200);
+    let page = login(&browser, &app, "alice", "/auth/login?return_to=/me").await;
+    assert_eq!(page.status, 200);
+    let rotated = browser.cookie(&app.base, "portcullis-session").unwrap();
+    assert_ne!(rotated, session);
+    let old = Browser::new();
+    old.set_cookie(&app.base, "portcullis-session", &session);
+    assert_eq!(
+        api_get(&old, &app, "/me").await.status,
+        401,
+        "the old id is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_parallel_requests_at_expiry_keep_the_session() {
+    // Access tokens live two seconds (a refreshed one at least one more second by our
+    // clock, which rounds down: longer than a wave takes); the waits below are on the
+    // provider's real clock.
+    let idp = Idp::start(Settings {
+        access_token_ttl: Some(2),
+        ..Settings::default()
+    });
+    let (client, refreshes) = CountingClient::new();
+    let app = start_app(&idp.issuer, |b| {
+        b.http_client(client).refresh_before(Duration::ZERO)
+    })
+    .await;
+    let browser = Arc::new(Browser::new());
+    assert_eq!(login(&browser, &app, "alice", "/me").await.status, 200);
+    let app = Arc::new(app);
+    for wave in 1..=2 {
+        let before = refreshes.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let requests: Vec<_> = (0..20)
+            .map(|_| {
+                let browser = Arc::clone(&browser);
+                let app = Arc::clone(&app);
+                tokio::spawn(async move { api_get(&browser, &app, "/me").await.status })
+            })
+            .collect();
+        for request in requests {
+            assert_eq!(request.await.unwrap(), 200, "wave {wave}");
+        }
+        assert_eq!(
+            refreshes.load(Ordering::SeqCst) - before,
+            1,
+            "one refresh in wave {wave}"
+        );
+    }
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 200);
+}
+
+/// A memory store that also keeps the last session saved, so that a test can read the
+/// refresh token the provider issued.
+struct RecordingStore {
+    inner: MemorySessionStore,
+    last: std::sync::Mutex<Option<Arc<Session>>>,
+}
+
+impl SessionStore for RecordingStore {
+    fn load(&self, id: &SessionId, idle: Duration) -> StoreFuture<'_, Option<Arc<Session>>> {
+        self.inner.load(id, idle)
+    }
+    fn save(&self, id: &SessionId, session: Arc<Session>, idle: Duration) -> StoreFuture<'_, ()> {
+        *self.last.lock().unwrap() = Some(Arc::clone(&session));
+        self.inner.save(id, session, idle)
+    }
+    fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {
+        self.inner.remove(id)
+    }
+    fn remove_matching<'a>(
+        &'a self,
+        issuer: &'a str,
+        sid: Option<&'a str>,
+        subject: Option<&'a str>,
+    ) -> StoreFuture<'a, usize> {
+        self.inner.remove_matching(issuer, sid, subject)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_refresh_token_means_logging_in_again() {
+    let idp = shared_idp();
+    let store = Arc::new(RecordingStore {
+        inner: MemorySessionStore::new(),
+        last: std::sync::Mutex::new(None),
+    });
+    let app = start_app(&idp.issuer, |b| {
+        b.session_store(store.clone())
+            .refresh_before(Duration::from_secs(24 * 60 * 60))
+    })
+    .await;
+    let browser = Browser::new();
+    assert_eq!(login(&browser, &app, "alice", "/me").await.status, 200);
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 200);
+    let session = store
+        .last
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a session was saved");
+    let refresh_token = serde_json::to_value(&*session).unwrap()["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+    let response = reqwest::Client::new()
+        .post(format!("{}/token/revocation", idp.issuer))
+        .basic_auth(&app.client_id, Some(&app.client_secret))
+        .form(&[
+            ("token", refresh_token.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}\n{}", idp.stderr_text());
+
+    let page = api_get(&browser, &app, "/me").await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(
+        page.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("portcullis-session=;"))
+    );
+    // The browser goes to the login form and back in.
+    let page = login(&browser, &app, "alice", "/me").await;
+    assert_eq!(page.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_at_the_callback_gives_a_503_page() {
+    let idp = Idp::start(Settings::default());
+    let app = start_app(&idp.issuer, |b| b).await;
+    let browser = Browser::new();
+    let callback = callback_url(&browser, &app, "alice").await;
+    drop(idp);
+    let page = browser.get(&callback).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("cannot be reached"), "{}", page.body);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_gateway_with_route_rules() {
+    use axum::Router;
+    use axum::routing::get;
+    use portcullis::authz::{RouteRules, authenticated, public, role};
+    use portcullis::{GatewaySecurityLayer, Principal};
+
+    let idp = shared_idp();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (client_id, client_secret) = crate::harness::register(&idp.issuer, &base).await;
+    let oidc = portcullis::oidc::Oidc::builder(&idp.issuer)
+        .client_id(client_id)
+        .client_secret(client_secret)
+        .redirect_uri(format!("{base}/auth/callback"))
+        .scopes(["openid", "email", "roles"])
+        .roles_claim("roles")
+        .insecure_http_cookies_on_loopback()
+        .build()
+        .unwrap();
+    let rules = RouteRules::builder()
+        .role("orders-admin", ["orders:*"])
+        .route("GET /", public())
+        .route("GET /me", authenticated())
+        .route("GET /admin", role("orders-admin"))
+        .build()
+        .unwrap();
+    let security = GatewaySecurityLayer::builder()
+        .authenticate(oidc.clone())
+        .rules(rules)
+        .build()
+        .unwrap();
+    let who = |who: Principal| async move { who.subject().to_owned() };
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .route("/me", get(who))
+        .route("/admin", get(who))
+        .layer(security)
+        .layer(oidc.layer());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let browser = Browser::new();
+    assert_eq!(browser.get(&format!("{base}/")).await.status, 200);
+    let page = browser.get(&format!("{base}/me")).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(page.location_header(), "/auth/login?return_to=%2Fme");
+    let form = browser.navigate(&format!("{base}/me")).await;
+    let page = submit_login_form(&browser, &form, "bob").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, "bob");
+    // Bob has no `orders-admin` role: 403, not a login loop.
+    let page = browser.get(&format!("{base}/admin")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let alice = Browser::new();
+    let form = alice.navigate(&format!("{base}/admin")).await;
+    let page = submit_login_form(&alice, &form, "alice").await;
+    assert_eq!(page.body, "alice");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_and_client_secret_post_clients_log_in_and_refresh() {
+    let idp = shared_idp();
+    for (method, configure) in [
+        (
+            "none",
+            (|b| b) as fn(portcullis::oidc::OidcBuilder) -> portcullis::oidc::OidcBuilder,
+        ),
+        ("client_secret_post", |b: portcullis::oidc::OidcBuilder| {
+            b.client_secret_post()
+        }),
+    ] {
+        let app = crate::harness::start_app_registered_with(&idp.issuer, method, |b| {
+            configure(b).refresh_before(Duration::from_secs(24 * 60 * 60))
+        })
+        .await;
+        let browser = Browser::new();
+        let page = login(&browser, &app, "bob", "/me").await;
+        assert_eq!(page.status, 200, "{method}: {}", page.body);
+        assert_eq!(page.json()["sub"], "bob");
+        // Refreshed (every request is within the margin) with the same client authentication.
+        for _ in 0..2 {
+            assert_eq!(api_get(&browser, &app, "/me").await.status, 200, "{method}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_from_the_real_provider() {
+    let idp = shared_idp();
+    let app = start_app(&idp.issuer, |b| b.userinfo()).await;
+    let browser = Browser::new();
+    let page = login(&browser, &app, "alice", "/me").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let me = page.json();
+    assert_eq!(me["claims"]["name"], "Alice Admin", "{me}");
+    assert!(
+        me["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("viewer")),
+        "{me}"
+    );
+}

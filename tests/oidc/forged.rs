@@ -1,0 +1,545 @@
+//! Forged ID and logout tokens, through a hand-made provider: discovery, a JWKS with the
+//! fixture RSA key, and a token endpoint that answers with whatever ID token the test
+//! signed. Only for tokens the real provider would never issue; interop is `flow.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{Browser, start_app_with_client};
+
+const RSA_KEY: &[u8] = include_bytes!("../fixtures/rsa2048.key");
+const RSA_OTHER_KEY: &[u8] = include_bytes!("../fixtures/rsa2048_other.key");
+const ACCESS_TOKEN: &str = "forged-access-token";
+const CLIENT: &str = "forged-client";
+
+/// The hand-made provider: its issuer, and the ID token its token endpoint returns next.
+struct Forger {
+    issuer: String,
+    next_id_token: Arc<Mutex<Option<String>>>,
+    userinfo: Arc<Mutex<Value>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Forger {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn key() -> EncodingKey {
+    EncodingKey::from_rsa_pem(RSA_KEY).expect("RSA fixture")
+}
+
+async fn forger() -> Forger {
+    portcullis::bearer::select_crypto_backend();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let mut jwk = Jwk::from_encoding_key(&key(), Algorithm::RS256).expect("JWK");
+    jwk.common.key_id = Some("k1".into());
+    let jwks = serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap();
+    let discovery = json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/jwks"),
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+    })
+    .to_string();
+    let userinfo: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({})));
+    let answer = Arc::clone(&userinfo);
+    let next_id_token: Arc<Mutex<Option<String>>> = Arc::default();
+    let next = Arc::clone(&next_id_token);
+    let json = |body: String| ([("content-type", "application/json")], body);
+    let app = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { json(discovery) }),
+        )
+        .route("/jwks", get(move || async move { json(jwks) }))
+        .route(
+            "/userinfo",
+            get(move |headers: axum::http::HeaderMap| async move {
+                // Only with the access token issued at the token endpoint.
+                let bearer = format!("Bearer {ACCESS_TOKEN}");
+                assert_eq!(headers["authorization"], bearer.as_str());
+                json(answer.lock().unwrap().to_string())
+            }),
+        )
+        .route(
+            "/token",
+            post(move || async move {
+                let id_token = next.lock().unwrap().take();
+                json(
+                    json!({
+                        "access_token": ACCESS_TOKEN,
+                        "token_type": "Bearer",
+                        "expires_in": 300,
+                        "id_token": id_token,
+                    })
+                    .to_string(),
+                )
+            }),
+        );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Forger {
+        issuer,
+        next_id_token,
+        userinfo,
+        server,
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn half_hash(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(value.as_bytes())[..16])
+}
+
+fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(header, claims, key).expect("sign")
+}
+
+fn rs256(typ: Option<&str>) -> Header {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    header.typ = typ.map(str::to_owned);
+    header
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_id_tokens_are_refused_at_the_callback() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.max_age(Duration::from_secs(600)).audience("partner-app")
+    })
+    .await;
+    let other_key = EncodingKey::from_rsa_pem(RSA_OTHER_KEY).unwrap();
+
+    type Forge = Box<dyn Fn(&mut Value, &mut Header, &mut EncodingKey)>;
+    let cases: Vec<(&str, u16, Forge)> = vec![
+        ("genuine", 302, Box::new(|_, _, _| {})),
+        (
+            "signed by another key",
+            400,
+            Box::new(move |_, _, key| *key = other_key.clone()),
+        ),
+        (
+            "expired",
+            400,
+            Box::new(|c, _, _| {
+                c["exp"] = json!(now() - 3600);
+                c["iat"] = json!(now() - 3700);
+            }),
+        ),
+        (
+            "other issuer",
+            400,
+            Box::new(|c, _, _| c["iss"] = json!("https://evil.example")),
+        ),
+        (
+            "nonce mismatch",
+            400,
+            Box::new(|c, _, _| c["nonce"] = json!("not-the-nonce")),
+        ),
+        (
+            "no nonce",
+            400,
+            Box::new(|c, _, _| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+        ),
+        (
+            "azp mismatch",
+            400,
+            Box::new(|c, _, _| {
+                c["aud"] = json!([CLIENT, "partner-app"]);
+                c["azp"] = json!("partner-app");
+            }),
+        ),
+        (
+            "several audiences, no azp",
+            400,
+            Box::new(|c, _, _| c["aud"] = json!([CLIENT, "partner-app"])),
+        ),
+        (
+            "untrusted extra audience",
+            400,
+            Box::new(|c, _, _| {
+                c["aud"] = json!([CLIENT, "stranger"]);
+                c["azp"] = json!(CLIENT);
+            }),
+        ),
+        (
+            "not for us",
+            400,
+            Box::new(|c, _, _| c["aud"] = json!("partner-app")),
+        ),
+        (
+            "at_hash mismatch",
+            400,
+            Box::new(|c, _, _| c["at_hash"] = json!(half_hash("other"))),
+        ),
+        (
+            "iat in the future",
+            400,
+            Box::new(|c, _, _| c["iat"] = json!(now() + 3600)),
+        ),
+        (
+            "iat too old",
+            400,
+            Box::new(|c, _, _| c["iat"] = json!(now() - 3 * 3600)),
+        ),
+        (
+            "no sub",
+            400,
+            Box::new(|c, _, _| {
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+        ),
+        (
+            "auth_time too old for max_age",
+            400,
+            Box::new(|c, _, _| c["auth_time"] = json!(now() - 3600)),
+        ),
+        (
+            "no auth_time with max_age",
+            400,
+            Box::new(|c, _, _| {
+                c.as_object_mut().unwrap().remove("auth_time");
+            }),
+        ),
+        (
+            "an access token",
+            400,
+            Box::new(|_, h, _| h.typ = Some("at+jwt".into())),
+        ),
+        (
+            "a logout token",
+            400,
+            Box::new(|_, h, _| h.typ = Some("logout+jwt".into())),
+        ),
+    ];
+    for (name, status, forge) in cases {
+        let browser = Browser::new();
+        let start = browser.get(&app.url("/auth/login?return_to=/me")).await;
+        assert_eq!(start.status, 302, "{name}: {}", start.body);
+        let location = start.location().unwrap();
+        assert!(
+            location
+                .as_str()
+                .starts_with(&format!("{}/authorize?", forger.issuer))
+        );
+        let param = |key: &str| {
+            location
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+                .unwrap()
+        };
+        assert_eq!(param("code_challenge_method"), "S256");
+        assert_eq!(param("max_age"), "600");
+        let mut claims = json!({
+            "iss": forger.issuer,
+            "aud": CLIENT,
+            "sub": "mallory",
+            "exp": now() + 300,
+            "iat": now(),
+            "auth_time": now() - 10,
+            "nonce": param("nonce"),
+            "at_hash": half_hash(ACCESS_TOKEN),
+            "c_hash": half_hash("the-code"),
+        });
+        let mut header = rs256(None);
+        let mut key = key();
+        forge(&mut claims, &mut header, &mut key);
+        *forger.next_id_token.lock().unwrap() = Some(sign(&header, &claims, &key));
+        let callback = app.url(&format!(
+            "/auth/callback?code=the-code&state={}",
+            param("state")
+        ));
+        let page = browser.get(&callback).await;
+        assert_eq!(page.status, status, "{name}: {}", page.body);
+        if status == 302 {
+            assert_eq!(page.location_header(), "/me");
+        } else {
+            assert!(
+                page.body.contains("could not be verified"),
+                "{name}: {}",
+                page.body
+            );
+            assert!(
+                browser.cookie(&app.base, "portcullis-session").is_none(),
+                "{name}"
+            );
+        }
+    }
+
+    // A `c_hash` for another code.
+    let browser = Browser::new();
+    let start = browser.get(&app.url("/auth/login")).await;
+    let location = start.location().unwrap();
+    let param = |key: &str| {
+        location
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let claims = json!({
+        "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+        "iat": now(), "auth_time": now(), "nonce": param("nonce"), "c_hash": half_hash("another-code"),
+    });
+    *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(Some("JWT")), &claims, &key()));
+    let page = browser
+        .get(&app.url(&format!(
+            "/auth/callback?code=the-code&state={}",
+            param("state")
+        )))
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_logout_tokens_are_refused_and_replays_too() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let post = |token: String| {
+        let url = app.url("/auth/backchannel-logout");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let logout = |jti: &str| {
+        json!({
+            "iss": forger.issuer, "aud": CLIENT, "iat": now(), "exp": now() + 120, "jti": jti,
+            "sid": "some-session",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        })
+    };
+    let typ = Some("logout+jwt");
+    assert_eq!(post(sign(&rs256(typ), &logout("j1"), &key())).await, 200);
+    assert_eq!(
+        post(sign(&rs256(typ), &logout("j1"), &key())).await,
+        400,
+        "replayed jti"
+    );
+    assert_eq!(
+        post(sign(&rs256(None), &logout("j2"), &key())).await,
+        200,
+        "no typ"
+    );
+
+    let mut with_nonce = logout("j3");
+    with_nonce["nonce"] = json!("n");
+    let mut no_event = logout("j4");
+    no_event["events"] = json!({"other": {}});
+    let mut no_sid_or_sub = logout("j5");
+    no_sid_or_sub.as_object_mut().unwrap().remove("sid");
+    let mut no_jti = logout("j6");
+    no_jti.as_object_mut().unwrap().remove("jti");
+    let mut other_aud = logout("j7");
+    other_aud["aud"] = json!("someone-else");
+    let mut expired = logout("j8");
+    expired["exp"] = json!(now() - 3600);
+    expired["iat"] = json!(now() - 3700);
+    let other_key = EncodingKey::from_rsa_pem(RSA_OTHER_KEY).unwrap();
+    for (name, token) in [
+        ("nonce", sign(&rs256(typ), &with_nonce, &key())),
+        ("no event", sign(&rs256(typ), &no_event, &key())),
+        ("no sid or sub", sign(&rs256(typ), &no_sid_or_sub, &key())),
+        ("no jti", sign(&rs256(typ), &no_jti, &key())),
+        ("other audience", sign(&rs256(typ), &other_aud, &key())),
+        ("expired", sign(&rs256(typ), &expired, &key())),
+        (
+            "ID-token typ",
+            sign(&rs256(Some("JWT")), &logout("j9"), &key()),
+        ),
+        ("another key", sign(&rs256(typ), &logout("j10"), &other_key)),
+    ] {
+        assert_eq!(post(token).await, 400, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_secure_host_cookies_by_default() {
+    let forger = forger().await;
+    let oidc = portcullis::oidc::Oidc::builder(&forger.issuer)
+        .client_id(CLIENT)
+        .redirect_uri("https://orders.example/auth/callback")
+        .build()
+        .unwrap();
+    assert_eq!(oidc.session_cookie_name(), "__Host-portcullis-session");
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .layer(oidc.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let page = Browser::new().get(&format!("{base}/auth/login")).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let cookies = page.set_cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(
+        cookie.starts_with("__Host-portcullis-session-login-"),
+        "{cookie}"
+    );
+    for attribute in [
+        "; Path=/",
+        "; Max-Age=600",
+        "; HttpOnly",
+        "; Secure",
+        "; SameSite=Lax",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let location = page.location().unwrap();
+    let redirect_uri = location
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(redirect_uri, "https://orders.example/auth/callback");
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_fills_in_claims_and_must_name_the_same_user() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b.userinfo()).await;
+    for (userinfo, status) in [
+        (
+            json!({"sub": "mallory", "department": "sales", "roles": ["auditor"], "iss": "x"}),
+            302,
+        ),
+        (json!({"sub": "someone-else", "department": "sales"}), 400),
+        (json!({"department": "sales"}), 400),
+    ] {
+        *forger.userinfo.lock().unwrap() = userinfo.clone();
+        let browser = Browser::new();
+        let start = browser.get(&app.url("/auth/login?return_to=/me")).await;
+        let location = start.location().unwrap();
+        let param = |key: &str| {
+            location
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .unwrap()
+                .1
+                .into_owned()
+        };
+        let claims = json!({
+            "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+            "iat": now(), "nonce": param("nonce"), "email": "m@example.test",
+        });
+        *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &claims, &key()));
+        let page = browser
+            .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
+            .await;
+        assert_eq!(page.status, status, "{userinfo}: {}", page.body);
+        if status == 302 {
+            let me = browser
+                .request(
+                    reqwest::Method::GET,
+                    &app.url("/me"),
+                    &[("accept", "application/json")],
+                    None,
+                )
+                .await
+                .json();
+            assert_eq!(me["claims"]["department"], "sales", "{me}");
+            // The ID token's claims win.
+            assert_eq!(me["claims"]["iss"], forger.issuer.as_str(), "{me}");
+            assert_eq!(me["roles"], json!(["auditor"]), "{me}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_decisions_reach_the_observer() {
+    use portcullis::observe::Decision;
+
+    type Seen = Vec<(String, Option<&'static str>, Option<String>, u16)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let observer = move |decision: &Decision<'_>| {
+        record.lock().unwrap().push((
+            decision.outcome.name().to_owned(),
+            decision.cause,
+            decision.principal.map(|p| p.subject().to_owned()),
+            decision.status.map_or(0, |s| s.as_u16()),
+        ));
+    };
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.observer(Arc::new(observer))
+    })
+    .await;
+    for nonce_ok in [true, false] {
+        let browser = Browser::new();
+        let start = browser.get(&app.url("/auth/login")).await;
+        let location = start.location().unwrap();
+        let param = |key: &str| {
+            location
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .unwrap()
+                .1
+                .into_owned()
+        };
+        let nonce = if nonce_ok {
+            param("nonce")
+        } else {
+            "other".into()
+        };
+        let claims = json!({
+            "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+            "iat": now(), "nonce": nonce,
+        });
+        *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &claims, &key()));
+        browser
+            .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
+            .await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let expected: Seen = vec![
+        ("answered".into(), Some("login_started"), None, 302),
+        (
+            "answered".into(),
+            Some("login_completed"),
+            Some("mallory".into()),
+            302,
+        ),
+        ("answered".into(), Some("login_started"), None, 302),
+        ("refused".into(), Some("nonce_mismatch"), None, 400),
+    ];
+    assert_eq!(seen, expected);
+}
