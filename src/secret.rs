@@ -94,8 +94,56 @@ impl SessionKey {
         Ok(Self(Zeroizing::new(array)))
     }
 
-    pub(crate) fn expose_secret(&self) -> &[u8; 32] {
-        &self.0
+    /// Seals `plaintext`: a fresh random nonce, then AES-256-GCM with `context` as
+    /// associated data (a value sealed for one use does not open as another): nonce,
+    /// ciphertext and tag, in one buffer.
+    pub(crate) fn seal(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        let mut nonce = [0_u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).expect("the system random generator failed");
+        let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+        sealed.extend_from_slice(&nonce);
+        let mut body = plaintext.to_vec();
+        // Sealing fails only beyond the AEAD's size limit (~64 GiB); an empty result then
+        // fails to open, which refuses it.
+        if self
+            .aead()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut body,
+            )
+            .is_err()
+        {
+            return Vec::new();
+        }
+        sealed.extend_from_slice(&body);
+        sealed
+    }
+
+    /// Opens what [`seal`](Self::seal) made for `context`; `None` for anything else.
+    pub(crate) fn open(&self, context: &[u8], mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+        use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce};
+        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).ok()?;
+        let length = self
+            .aead()
+            .open_in_place(nonce, Aad::from(context), &mut sealed[NONCE_LEN..])
+            .ok()?
+            .len();
+        sealed.copy_within(NONCE_LEN..NONCE_LEN + length, 0);
+        sealed.truncate(length);
+        Some(sealed)
+    }
+
+    fn aead(&self) -> aws_lc_rs::aead::LessSafeKey {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        // 32 bytes is AES-256's key length: `new` cannot fail.
+        let unbound = UnboundKey::new(&AES_256_GCM, &self.0[..])
+            .unwrap_or_else(|_| unreachable!("AES-256 takes 32-byte keys"));
+        LessSafeKey::new(unbound)
     }
 }
 

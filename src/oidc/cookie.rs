@@ -2,7 +2,6 @@
 //! the relying party always uses, and sealing a value (AES-256-GCM under the
 //! [`SessionKey`]) so the browser can carry it without reading or changing it.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{COOKIE, HeaderMap, HeaderValue};
@@ -66,29 +65,10 @@ pub(crate) fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-/// Seals `plaintext`: a fresh random nonce, then AES-256-GCM with `name` as associated
-/// data (a value sealed for one cookie does not open as another), base64url.
+/// Seals `plaintext` for cookie `name` ([`SessionKey::seal`] with the name as context),
+/// base64url.
 pub(crate) fn seal(key: &SessionKey, name: &str, plaintext: &[u8]) -> String {
-    let sealing = less_safe_key(key);
-    let mut nonce = [0_u8; NONCE_LEN];
-    crate::oidc::random::fill(&mut nonce);
-    let mut buffer = plaintext.to_vec();
-    // Sealing cannot fail for inputs under the AEAD's size limit (ours are a few hundred
-    // bytes); an empty buffer would then fail to open, refusing the login.
-    if sealing
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(name.as_bytes()),
-            &mut buffer,
-        )
-        .is_err()
-    {
-        buffer.clear();
-    }
-    let mut out = Vec::with_capacity(NONCE_LEN + buffer.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&buffer);
-    URL_SAFE_NO_PAD.encode(out)
+    URL_SAFE_NO_PAD.encode(key.seal(name.as_bytes(), plaintext))
 }
 
 /// Opens a value sealed by [`seal`] for cookie `name`; `None` for anything else.
@@ -96,23 +76,7 @@ pub(crate) fn open(key: &SessionKey, name: &str, sealed: &str) -> Option<Vec<u8>
     if sealed.len() > MAX_SEALED_LEN {
         return None;
     }
-    let mut bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-    if bytes.len() < NONCE_LEN + AES_256_GCM.tag_len() {
-        return None;
-    }
-    let nonce = Nonce::try_assume_unique_for_key(&bytes[..NONCE_LEN]).ok()?;
-    let opening = less_safe_key(key);
-    let plaintext = opening
-        .open_in_place(nonce, Aad::from(name.as_bytes()), &mut bytes[NONCE_LEN..])
-        .ok()?;
-    Some(plaintext.to_vec())
-}
-
-fn less_safe_key(key: &SessionKey) -> LessSafeKey {
-    // 32 bytes is AES-256's key length: `new` cannot fail.
-    let unbound = UnboundKey::new(&AES_256_GCM, key.expose_secret())
-        .unwrap_or_else(|_| unreachable!("AES-256 takes 32-byte keys"));
-    LessSafeKey::new(unbound)
+    key.open(name.as_bytes(), URL_SAFE_NO_PAD.decode(sealed).ok()?)
 }
 
 #[cfg(test)]

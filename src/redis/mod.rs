@@ -1,5 +1,6 @@
 //! Shared state on Redis or Redis Cluster (feature `redis`), so that many instances of a
-//! service agree: [`RedisKeyStore`] (with `api-key`) keeps API-key records there.
+//! service agree: [`RedisKeyStore`] (with `api-key`) keeps API-key records there, and
+//! [`RedisSessionStore`] (with `oidc`) the OpenID Connect sessions.
 //!
 //! One [`RedisConnection`] is shared by every store of an instance: one multiplexed
 //! connection (or one per cluster node), opened on first use and re-opened by itself after
@@ -32,7 +33,11 @@
 mod connection;
 #[cfg(feature = "api-key")]
 mod key_store;
+#[cfg(feature = "oidc")]
+mod session_store;
 
 pub use self::connection::{RedisConnection, RedisConnectionBuilder};
 #[cfg(feature = "api-key")]
 pub use self::key_store::RedisKeyStore;
+#[cfg(feature = "oidc")]
+pub use self::session_store::RedisSessionStore;

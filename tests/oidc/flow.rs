@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::harness::{
     App, Browser, CountingClient, Page, hidden_input, login, shared_idp, start_app,
-    submit_login_form,
+    start_app_with_client, submit_login_form,
 };
 use crate::support::idp::{API, Idp, Settings};
 
@@ -683,4 +683,63 @@ async fn userinfo_from_the_real_provider() {
             .contains(&Value::from("viewer")),
         "{me}"
     );
+}
+
+/// Two instances of the app on one Redis (issue 11): a session made through one works on
+/// the other, and a back-channel logout received by one ends it on both.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_redis_are_shared_by_every_instance() {
+    use portcullis::SessionKey;
+    use portcullis::redis::{RedisConnection, RedisSessionStore};
+
+    let idp = shared_idp();
+    let redis = crate::support::redis::RedisServer::start();
+    let key = SessionKey::generate();
+    let store = || -> Arc<dyn SessionStore> {
+        let connection = RedisConnection::builder(redis.url())
+            .command_timeout(Duration::from_secs(2))
+            .build()
+            .expect("connection settings");
+        Arc::new(RedisSessionStore::new(connection, key.clone()))
+    };
+    let one = start_app(&idp.issuer, |b| {
+        b.session_store(store()).session_key(key.clone())
+    })
+    .await;
+    let other = start_app_with_client(&idp.issuer, &one.client_id, &one.client_secret, |b| {
+        b.session_store(store()).session_key(key.clone())
+    })
+    .await;
+
+    let browser = Browser::new();
+    assert_eq!(login(&browser, &one, "alice", "/me").await.status, 200);
+    let session = browser
+        .cookie(&one.base, "portcullis-session")
+        .expect("session cookie");
+    // Redis holds the session sealed: neither the subject nor a token in clear.
+    let keys = redis.command("KEYS portcullis:session:*");
+    assert!(keys.starts_with("*1"), "one session stored: {keys}");
+
+    // The same cookie, sent to the other instance.
+    browser.set_cookie(&other.base, "portcullis-session", &session);
+    let me = api_get(&browser, &other, "/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json()["sub"], "alice");
+    let sid = me.json()["sid"].as_str().expect("sid").to_owned();
+
+    // The provider's logout token reaches the first instance only.
+    let response = reqwest::Client::new()
+        .post(format!("{}/test/backchannel-logout", idp.issuer))
+        .form(&[
+            ("client_id", one.client_id.as_str()),
+            ("sub", "alice"),
+            ("sid", sid.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+    assert_eq!(api_get(&browser, &other, "/me").await.status, 401);
+    assert_eq!(api_get(&browser, &one, "/me").await.status, 401);
 }
