@@ -56,6 +56,7 @@ pub struct ReadmeDoctests;
 
 mod authenticate;
 mod body;
+mod client_ip;
 mod error;
 mod future;
 #[cfg(fuzzing)]
@@ -64,8 +65,10 @@ pub mod fuzzing;
 pub mod observe;
 mod principal;
 mod rejection;
-#[cfg(any(feature = "authz", feature = "validate"))]
+#[cfg(any(feature = "authz", feature = "validate", feature = "shield"))]
 mod route;
+#[cfg(feature = "shield")]
+mod store;
 mod text;
 
 mod secret;
@@ -104,6 +107,10 @@ pub mod openapi;
 #[cfg_attr(docsrs, doc(cfg(feature = "validate")))]
 pub mod validate;
 
+#[cfg(feature = "shield")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
+pub mod shield;
+
 #[doc(inline)]
 pub use crate::authenticate::{
     AuthFuture, AuthOutcome, Authenticate, Authentication, AuthenticationLayer, Challenges,
@@ -111,6 +118,8 @@ pub use crate::authenticate::{
 };
 #[doc(inline)]
 pub use crate::body::ResponseBody;
+#[doc(inline)]
+pub use crate::client_ip::ClientIp;
 #[doc(inline)]
 pub use crate::error::ConfigError;
 #[cfg(feature = "axum")]

@@ -51,11 +51,13 @@
 //! # }
 //! ```
 
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 
+use crate::client_ip::ClientIp;
 use crate::principal::Principal;
 use crate::rejection::Reason;
 
@@ -69,16 +71,23 @@ pub enum Stage {
     Authorize,
     /// Request validation.
     Validate,
+    /// The shield in front of everything: IP rules and brute-force blocks.
+    Shield,
+    /// A rate-limit layer (before authentication, per IP, or after it, per identity).
+    RateLimit,
 }
 
 impl Stage {
-    /// A stable lower-case name: `authenticate`, `authorize`, `validate`.
+    /// A stable lower-case name: `authenticate`, `authorize`, `validate`, `shield`,
+    /// `rate_limit`.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::Authenticate => "authenticate",
             Self::Authorize => "authorize",
             Self::Validate => "validate",
+            Self::Shield => "shield",
+            Self::RateLimit => "rate_limit",
         }
     }
 }
@@ -136,6 +145,10 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// The caller, when known.
     pub principal: Option<&'a Principal>,
+    /// The client's IP address, when a shield in front found it ([`ClientIp`]).
+    pub client_ip: Option<IpAddr>,
+    /// The rate limit that refused (or would have refused) the request, by its name.
+    pub limit: Option<&'a str>,
     /// How long the layer took to decide (authentication: including waiting on stores
     /// and remote services).
     pub elapsed: Duration,
@@ -148,6 +161,56 @@ pub struct Decision<'a> {
 pub trait Observe: Send + Sync + 'static {
     /// Called once per decision.
     fn decision(&self, decision: &Decision<'_>);
+
+    /// Called when the shield blocks a source for repeated authentication failures, or
+    /// finds its block over. Defaults to nothing.
+    fn block(&self, event: &BlockEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// What a brute-force block event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockAction {
+    /// The source is blocked from now on, for [`BlockEvent::duration`].
+    Blocked,
+    /// The source's block is over (reported when it is next seen, or swept).
+    Unblocked,
+}
+
+impl BlockAction {
+    /// A stable lower-case name: `blocked`, `unblocked`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::Unblocked => "unblocked",
+        }
+    }
+}
+
+/// A source blocked or unblocked by brute-force protection, as reported to
+/// [`Observe::block`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct BlockEvent<'a> {
+    /// Blocked or unblocked.
+    pub action: BlockAction,
+    /// What is blocked: `ip` (the client IP).
+    pub kind: &'static str,
+    /// The source: the client IP's text.
+    pub source: &'a str,
+    /// Why: `authentication_failures`.
+    pub reason: &'static str,
+    /// Failures counted in the window when the block started (0 for an unblock).
+    pub failures: u32,
+    /// How many times this source has been blocked, this block included.
+    pub offences: u32,
+    /// How long the block lasts (zero for an unblock).
+    pub duration: Duration,
+    /// Report-only mode: the block is counted but nothing is refused.
+    pub report_only: bool,
 }
 
 impl<F> Observe for F
@@ -161,10 +224,11 @@ where
 
 /// The default observer: one `tracing` event per decision.
 ///
-/// Targets `portcullis::authenticate`, `portcullis::authorize` and `portcullis::validate`;
+/// Targets `portcullis::authenticate`, `portcullis::authorize`, `portcullis::validate`,
+/// `portcullis::shield` and `portcullis::rate_limit`;
 /// level `debug` when a request goes on, `info` when it is refused, `warn` for report-only
 /// would-be refusals. Fields: `outcome`, `reason`, `cause`, `status`, `rule`, `subject`,
-/// `auth_method`, `http.method`, `http.path` (cut to 256 bytes) and `elapsed_us`. Never a
+/// `client_ip`, `auth_method`, `http.method`, `http.path` (cut to 256 bytes) and `elapsed_us`. Never a
 /// credential, a claim or a body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingObserver;
@@ -182,6 +246,8 @@ macro_rules! decision_event {
             status = d.status.map(|status| status.as_u16()),
             rule = d.route,
             subject = d.principal.map(Principal::subject),
+            client_ip = d.client_ip.map(tracing::field::display),
+            limit = d.limit,
             auth_method = d.principal.map(|p| p.auth_method().name()),
             http.method = %d.method,
             http.path = crate::text::bounded(d.path),
@@ -218,8 +284,31 @@ impl Observe for TracingObserver {
             Stage::Authenticate => stage_events!("portcullis::authenticate", decision),
             Stage::Authorize => stage_events!("portcullis::authorize", decision),
             Stage::Validate => stage_events!("portcullis::validate", decision),
+            Stage::Shield => stage_events!("portcullis::shield", decision),
+            Stage::RateLimit => stage_events!("portcullis::rate_limit", decision),
         }
     }
+
+    fn block(&self, event: &BlockEvent<'_>) {
+        tracing::warn!(
+            target: "portcullis::shield",
+            action = event.action.name(),
+            kind = event.kind,
+            source = event.source,
+            reason = event.reason,
+            failures = event.failures,
+            offences = event.offences,
+            duration_s = event.duration.as_secs(),
+            report_only = event.report_only,
+            "brute-force protection: source {}",
+            event.action.name()
+        );
+    }
+}
+
+/// The client IP a shield left in the request's extensions, for [`Decision::client_ip`].
+pub(crate) fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions.get::<ClientIp>().map(|ip| ip.0)
 }
 
 /// The shared default observer.

@@ -30,6 +30,7 @@ struct PathEntries {
 /// value, and the path parameters.
 pub(crate) struct Matched<'t, 'p, T> {
     /// The entry's position, stable for the table's life: a match can be carried as it.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) index: usize,
     #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Authorization uses `index`.
     pub(crate) value: &'t T,
@@ -120,6 +121,7 @@ impl<T> RouteTable<T> {
     }
 
     /// The entry at `index` (from an earlier [`Matched::index`]): its text and value.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) fn entry(&self, index: usize) -> Option<(&str, &T)> {
         self.entries
             .get(index)
@@ -127,6 +129,7 @@ impl<T> RouteTable<T> {
     }
 
     /// Every entry, in insertion order.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
         self.entries.iter().map(|(text, value)| (&**text, value))
     }

@@ -409,6 +409,8 @@ impl<S, B> Pending<S, B> {
             method: &self.parts.method,
             path: self.parts.uri.path(),
             principal: self.found.as_ref(),
+            client_ip: crate::observe::client_ip(&self.parts.extensions),
+            limit: None,
             elapsed: self.started.elapsed(),
         });
     }

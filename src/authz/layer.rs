@@ -181,6 +181,8 @@ where
             method: request.method(),
             path: request.uri().path(),
             principal,
+            client_ip: observe::client_ip(request.extensions()),
+            limit: None,
             elapsed: started.elapsed(),
         });
         match rejection {
