@@ -111,6 +111,10 @@ pub mod validate;
 #[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
 pub mod shield;
 
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
+
 #[doc(inline)]
 pub use crate::authenticate::{
     AuthFuture, AuthOutcome, Authenticate, Authentication, AuthenticationLayer, Challenges,

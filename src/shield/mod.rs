@@ -79,6 +79,8 @@ use crate::rejection::{RejectionResponse, default_renderer};
 use crate::route::RouteTable;
 
 pub(crate) use self::client_ip::connection_peer;
+#[cfg(feature = "rate-limit")]
+pub(crate) use self::layer::seconds;
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
 /// checked by [`build`](Self::build).
