@@ -51,8 +51,9 @@ impl Compiled {
 }
 
 /// Everything the layer holds.
+#[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) limits: Vec<Compiled>,
+    pub(crate) limits: Arc<[Compiled]>,
     pub(crate) store: Arc<dyn RateLimitStore>,
     pub(crate) headers: bool,
     pub(crate) report_only: bool,
@@ -71,6 +72,41 @@ impl RateLimitLayer {
     /// Starts a rate-limit configuration.
     pub fn builder() -> RateLimitBuilder {
         RateLimitBuilder::default()
+    }
+
+    /// The same limits reporting to `observer` and rendering with `renderer` (the
+    /// gateway's, when set).
+    #[cfg(feature = "authz")]
+    pub(crate) fn with_gateway(
+        self,
+        observer: Option<Arc<dyn Observe>>,
+        renderer: Option<Arc<dyn RejectionResponse>>,
+    ) -> Self {
+        let mut config = (*self.config).clone();
+        if let Some(observer) = observer {
+            config.observer = observer;
+        }
+        if let Some(renderer) = renderer {
+            config.renderer = renderer;
+        }
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Limits that do nothing: the gateway's when none are configured.
+    #[cfg(feature = "authz")]
+    pub(crate) fn pass_through() -> Self {
+        Self {
+            config: Arc::new(Config {
+                limits: Arc::new([]),
+                store: Arc::new(super::MemoryRateLimitStore::new(1)),
+                headers: false,
+                report_only: false,
+                observer: crate::observe::default_observer(),
+                renderer: crate::rejection::default_renderer(),
+            }),
+        }
     }
 
     /// Whether any limit needs an authenticated caller (and so cannot run before

@@ -1,7 +1,6 @@
 //! [`MemoryRateLimitStore`]: buckets in process, on `governor`'s GCRA, with a bounded
 //! number of keys per limit.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -95,6 +94,9 @@ impl ShrinkableKeyedStateStore<StoredKey> for SharedState {
     }
 }
 
+/// The buckets of each limit and quota: a handful, found by scanning.
+type Limiters = Vec<(Arc<str>, Quota, Arc<Buckets>)>;
+
 type Limiter = RateLimiter<StoredKey, SharedState, TokioClock, StateInformationMiddleware>;
 
 /// The buckets of one (limit, quota).
@@ -118,7 +120,7 @@ struct Buckets {
 /// instead of growing the map (a warning is logged). Measured in `docs/benchmarks.md`:
 /// about 100 bytes a bucket.
 pub struct MemoryRateLimitStore {
-    limiters: RwLock<HashMap<(Arc<str>, Quota), Arc<Buckets>>>,
+    limiters: RwLock<Limiters>,
     max_keys: usize,
     clock: TokioClock,
 }
@@ -144,7 +146,7 @@ impl MemoryRateLimitStore {
     #[must_use]
     pub fn new(max_keys: usize) -> Self {
         Self {
-            limiters: RwLock::new(HashMap::new()),
+            limiters: RwLock::new(Vec::new()),
             max_keys: max_keys.max(1),
             clock: TokioClock::new(),
         }
@@ -154,8 +156,8 @@ impl MemoryRateLimitStore {
     #[must_use]
     pub fn len(&self) -> usize {
         self.read()
-            .values()
-            .map(|buckets| buckets.state.0.len())
+            .iter()
+            .map(|(_, _, buckets)| buckets.state.0.len())
             .sum()
     }
 
@@ -165,7 +167,7 @@ impl MemoryRateLimitStore {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(Arc<str>, Quota), Arc<Buckets>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Limiters> {
         self.limiters
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -173,14 +175,13 @@ impl MemoryRateLimitStore {
 
     /// The buckets of `limit` under `quota`, made on first use.
     fn buckets(&self, limit: &str, quota: Quota) -> Option<Arc<Buckets>> {
-        // `(Arc<str>, Quota)` cannot be looked up by `(&str, Quota)`: find by scanning the
-        // few entries (one per limit and tier).
-        if let Some(found) = self
-            .read()
-            .iter()
-            .find(|((name, q), _)| **name == *limit && *q == quota)
-            .map(|(_, buckets)| buckets.clone())
-        {
+        let find = |limiters: &Limiters| {
+            limiters
+                .iter()
+                .find(|(name, q, _)| **name == *limit && *q == quota)
+                .map(|(_, _, buckets)| buckets.clone())
+        };
+        if let Some(found) = find(&self.read()) {
             return Some(found);
         }
         let governor_quota = governor::Quota::with_period(quota.interval())?
@@ -202,12 +203,12 @@ impl MemoryRateLimitStore {
             .limiters
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Some(
-            limiters
-                .entry((limit.into(), quota))
-                .or_insert(buckets)
-                .clone(),
-        )
+        // Another request may have made them meanwhile: keep the first.
+        if let Some(found) = find(&limiters) {
+            return Some(found);
+        }
+        limiters.push((limit.into(), quota, buckets.clone()));
+        Some(buckets)
     }
 
     /// The key to count `key` under: itself, or the overflow bucket when the limit is full.

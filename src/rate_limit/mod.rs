@@ -255,7 +255,7 @@ impl RateLimitBuilder {
         }
         Ok(RateLimitLayer {
             config: Arc::new(Config {
-                limits,
+                limits: limits.into(),
                 store: self
                     .store
                     .unwrap_or_else(|| Arc::new(MemoryRateLimitStore::new(self.max_keys))),

@@ -26,7 +26,10 @@ use crate::route::RouteTable;
 use crate::store::StoreFuture;
 
 /// Everything the layer holds.
+#[derive(Clone)]
 pub(crate) struct Config {
+    /// `false` for the gateway's stand-in when no shield is configured.
+    pub(crate) enabled: bool,
     pub(crate) resolver: ClientIpResolver,
     pub(crate) global: IpRules,
     pub(crate) routes: Arc<RouteTable<IpRules>>,
@@ -56,21 +59,38 @@ impl ShieldLayer {
     }
 
     /// The same shield reporting to `observer` and rendering with `renderer` (the
-    /// gateway's).
+    /// gateway's, when set).
     #[cfg(feature = "authz")]
     pub(crate) fn with_gateway(
         self,
-        observer: Arc<dyn Observe>,
-        renderer: Arc<dyn RejectionResponse>,
+        observer: Option<Arc<dyn Observe>>,
+        renderer: Option<Arc<dyn RejectionResponse>>,
     ) -> Self {
-        let config = &*self.config;
+        let mut config = (*self.config).clone();
+        if let Some(observer) = observer {
+            config.observer = observer;
+        }
+        if let Some(renderer) = renderer {
+            config.renderer = renderer;
+        }
+        Self::from_config(config)
+    }
+
+    /// A shield that does nothing: the gateway's when none is configured.
+    #[cfg(feature = "authz")]
+    pub(crate) fn pass_through() -> Self {
         Self::from_config(Config {
-            resolver: config.resolver.clone(),
-            global: config.global.clone(),
-            routes: config.routes.clone(),
-            brute_force: config.brute_force.clone(),
-            observer,
-            renderer,
+            enabled: false,
+            resolver: ClientIpResolver {
+                peer: Arc::new(|_| None),
+                trusted: super::ip_rules::NetList::default(),
+                header: super::ForwardedHeader::default(),
+            },
+            global: IpRules::default(),
+            routes: Arc::new(RouteTable::default()),
+            brute_force: None,
+            observer: crate::observe::default_observer(),
+            renderer: crate::rejection::default_renderer(),
         })
     }
 }
@@ -144,9 +164,12 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let config = &self.config;
+        if !config.enabled {
+            return ResponseFuture::calling(self.inner.call(request), None);
+        }
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
-        let config = &self.config;
         let address = config.resolver.resolve(&parts);
         if let Some(address) = address {
             parts.extensions.insert(ClientIp(address));

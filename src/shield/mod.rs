@@ -84,6 +84,7 @@ pub(crate) use self::layer::seconds;
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
 /// checked by [`build`](Self::build).
+#[derive(Default)]
 #[must_use]
 pub struct ShieldBuilder {
     trusted: Vec<String>,
@@ -95,22 +96,6 @@ pub struct ShieldBuilder {
     brute_force: Option<BruteForce>,
     observer: Option<Arc<dyn Observe>>,
     renderer: Option<Arc<dyn RejectionResponse>>,
-}
-
-impl Default for ShieldBuilder {
-    fn default() -> Self {
-        Self {
-            trusted: Vec::new(),
-            header: ForwardedHeader::default(),
-            peer: None,
-            allow: Vec::new(),
-            deny: Vec::new(),
-            routes: Vec::new(),
-            brute_force: None,
-            observer: None,
-            renderer: None,
-        }
-    }
 }
 
 impl fmt::Debug for ShieldBuilder {
@@ -288,6 +273,7 @@ impl ShieldBuilder {
             );
         }
         Ok(ShieldLayer::from_config(Config {
+            enabled: true,
             resolver,
             global,
             routes: Arc::new(routes),
