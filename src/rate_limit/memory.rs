@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::middleware::{NoOpMiddleware, StateInformationMiddleware, StateSnapshot};
+use governor::clock::{Clock, Reference};
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
@@ -65,6 +65,12 @@ impl From<&BucketKey> for StoredKey {
 #[derive(Clone)]
 struct SharedState(Arc<DashMapStateStore<StoredKey>>);
 
+thread_local! {
+    /// The theoretical arrival time governor last stored on this thread: what the bucket
+    /// needs to say exactly when it is full again, which governor's snapshot does not give.
+    static STORED_TAT: std::cell::Cell<Option<Nanos>> = const { std::cell::Cell::new(None) };
+}
+
 impl StateStore for SharedState {
     type Key = StoredKey;
 
@@ -72,7 +78,14 @@ impl StateStore for SharedState {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        self.0.measure_and_replace(key, f)
+        self.0.measure_and_replace(key, |previous| {
+            let answer = f(previous);
+            // The last successful call is the one stored (governor retries on a race).
+            if let Ok((_, tat)) = &answer {
+                STORED_TAT.set(Some(*tat));
+            }
+            answer
+        })
     }
 }
 
@@ -102,6 +115,8 @@ type Limiter = RateLimiter<StoredKey, SharedState, TokioClock, StateInformationM
 /// The buckets of one (limit, quota).
 struct Buckets {
     limiter: Limiter,
+    /// The clock's reading when the limiter was made: governor's times count from it.
+    start: Nanos,
     state: SharedState,
     /// Keys inserted since the last sweep, an over-estimate of the map's size (two
     /// requests of one new key may both count): corrected at each sweep.
@@ -187,7 +202,9 @@ impl MemoryRateLimitStore {
         let governor_quota = governor::Quota::with_period(quota.interval())?
             .allow_burst(NonZeroU32::new(quota.burst_size())?);
         let state = SharedState(Arc::new(DashMapStateStore::default()));
+        let start = self.clock.now();
         let buckets = Arc::new(Buckets {
+            start,
             limiter: RateLimiter::<_, _, _, NoOpMiddleware<Nanos>>::new(
                 governor_quota,
                 state.clone(),
@@ -259,21 +276,25 @@ impl RateLimitStore for MemoryRateLimitStore {
         let key = self.admit(&buckets, check.limit, StoredKey::from(check.key));
         let interval = check.quota.interval();
         let burst = check.quota.burst_size();
+        STORED_TAT.set(None);
         StoreFuture::ready(match buckets.limiter.check_key(&key) {
-            Ok(snapshot) => allowed(&snapshot, interval, burst),
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let reset_after = match STORED_TAT.take() {
+                    // The bucket is full again once its arrival time is reached.
+                    Some(tat) => {
+                        Duration::from((buckets.start + tat).duration_since(self.clock.now()))
+                    }
+                    None => intervals(interval, burst.saturating_sub(remaining)),
+                };
+                LimitState::allowed(remaining, reset_after)
+            }
             Err(not_until) => refused(&not_until, &self.clock, interval, burst),
         })
     }
 }
 
-fn allowed(snapshot: &StateSnapshot, interval: Duration, burst: u32) -> LimitState {
-    let remaining = snapshot.remaining_burst_capacity();
-    LimitState::allowed(
-        remaining,
-        intervals(interval, burst.saturating_sub(remaining)),
-    )
-}
-
+/// A refusal: one request fits after the wait, the whole burst `burst - 1` intervals later.
 fn refused(
     not_until: &NotUntil<Nanos>,
     clock: &TokioClock,
