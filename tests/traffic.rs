@@ -43,11 +43,16 @@ impl KeyStore for CountingStore {
     }
 }
 
-/// What the observer saw: decisions (stage, outcome, reason, limit) and block events.
+/// One decision: stage, outcome, reason and limit.
+type Observed = (Stage, Outcome, Option<Reason>, Option<String>);
+/// One block event: action, source, failures, offences and duration.
+type Block = (BlockAction, String, u32, u32, Duration);
+
+/// What the observer saw: decisions and block events.
 #[derive(Default)]
 struct Seen {
-    decisions: Mutex<Vec<(Stage, Outcome, Option<Reason>, Option<String>)>>,
-    blocks: Mutex<Vec<(BlockAction, String, u32, u32, Duration)>>,
+    decisions: Mutex<Vec<Observed>>,
+    blocks: Mutex<Vec<Block>>,
 }
 
 impl Observe for Seen {
