@@ -51,6 +51,10 @@
 //! # }
 //! ```
 
+mod audit;
+#[cfg(feature = "metrics")]
+mod metrics;
+
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -166,6 +170,39 @@ pub trait Observe: Send + Sync + 'static {
     /// finds its block over. Defaults to nothing.
     fn block(&self, event: &BlockEvent<'_>) {
         let _ = event;
+    }
+}
+
+pub use self::audit::AuditLog;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use self::metrics::MetricsObserver;
+
+/// Two observers, each told everything: `(TracingObserver, AuditLog)`.
+impl<A: Observe, B: Observe> Observe for (A, B) {
+    fn decision(&self, decision: &Decision<'_>) {
+        self.0.decision(decision);
+        self.1.decision(decision);
+    }
+
+    fn block(&self, event: &BlockEvent<'_>) {
+        self.0.block(event);
+        self.1.block(event);
+    }
+}
+
+/// Three observers, each told everything: `(TracingObserver, MetricsObserver, AuditLog)`.
+impl<A: Observe, B: Observe, C: Observe> Observe for (A, B, C) {
+    fn decision(&self, decision: &Decision<'_>) {
+        self.0.decision(decision);
+        self.1.decision(decision);
+        self.2.decision(decision);
+    }
+
+    fn block(&self, event: &BlockEvent<'_>) {
+        self.0.block(event);
+        self.1.block(event);
+        self.2.block(event);
     }
 }
 

@@ -781,3 +781,175 @@ async fn the_peer_address_comes_from_a_real_connection() {
     assert!(post.starts_with("HTTP/1.1 403"), "{post}");
     server.abort();
 }
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+mod metrics_recorded {
+    use metrics_util::CompositeKey;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use portcullis::observe::{AuditLog, MetricsObserver, TracingObserver};
+
+    use super::*;
+
+    /// What the recorder holds, taken once (a snapshot drains it).
+    type Metrics = Vec<(CompositeKey, DebugValue)>;
+
+    /// The value of counter `name` whose labels include every one of `labels`.
+    fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+        metrics
+            .iter()
+            .filter(|(key, _)| key.key().name() == name)
+            .filter(|(key, _)| {
+                labels.iter().all(|(label, value)| {
+                    key.key()
+                        .labels()
+                        .any(|l| l.key() == *label && l.value() == *value)
+                })
+            })
+            .map(|(_, value)| match value {
+                DebugValue::Counter(count) => *count,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn histogram_samples(metrics: &Metrics, name: &str) -> usize {
+        metrics
+            .iter()
+            .filter(|(key, _)| key.key().name() == name)
+            .map(|(_, value)| match value {
+                DebugValue::Histogram(samples) => samples.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn every_outcome_is_counted_with_bounded_labels() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        // The recorder is this thread's; a current-thread runtime polls on it.
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let fixture = Fixture::new().await;
+                let shield = ShieldLayer::builder()
+                    .deny(["192.0.2.0/24"])
+                    .brute_force(brute_force())
+                    .build()
+                    .expect("shield");
+                let limits = RateLimitLayer::builder()
+                    .limit(Limit::new(
+                        "per-key",
+                        LimitKey::ApiKey,
+                        Quota::per_minute(1),
+                    ))
+                    .build()
+                    .expect("limits");
+                let observer = Arc::new((TracingObserver, MetricsObserver::new(), AuditLog));
+                let app = app(fixture
+                    .gateway()
+                    .observer(observer)
+                    .shield(shield)
+                    .rate_limit(limits)
+                    .build()
+                    .expect("gateway"));
+                assert_eq!(
+                    send(&app, get_as(&fixture.viewer, PEER)).await.0,
+                    StatusCode::OK
+                );
+                let limited = send(&app, get_as(&fixture.viewer, PEER)).await.0;
+                assert_eq!(limited, StatusCode::TOO_MANY_REQUESTS);
+                let denied = send(&app, get_as(&fixture.viewer, "192.0.2.1:1")).await.0;
+                assert_eq!(denied, StatusCode::FORBIDDEN);
+                for _ in 0..3 {
+                    send(&app, get_as(&fixture.stranger, "203.0.113.5:1")).await;
+                }
+                let blocked = send(&app, get_as(&fixture.viewer, "203.0.113.5:1")).await.0;
+                assert_eq!(blocked, StatusCode::TOO_MANY_REQUESTS);
+                tokio::time::advance(Duration::from_secs(60)).await;
+                send(&app, get_as(&fixture.admin, "203.0.113.5:1")).await;
+            });
+        });
+        let metrics: Metrics = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key, value))
+            .collect();
+        let decisions = |labels: &[(&str, &str)]| counter(&metrics, "portcullis.decisions", labels);
+        assert_eq!(
+            decisions(&[
+                ("stage", "shield"),
+                ("outcome", "refused"),
+                ("reason", "ip_denied")
+            ]),
+            1
+        );
+        assert_eq!(
+            decisions(&[
+                ("stage", "shield"),
+                ("outcome", "refused"),
+                ("reason", "blocked")
+            ]),
+            1
+        );
+        assert_eq!(
+            decisions(&[
+                ("stage", "rate_limit"),
+                ("outcome", "refused"),
+                ("reason", "rate_limited")
+            ]),
+            1
+        );
+        assert_eq!(
+            decisions(&[
+                ("stage", "authenticate"),
+                ("outcome", "refused"),
+                ("reason", "unknown_key")
+            ]),
+            3
+        );
+        assert_eq!(
+            decisions(&[
+                ("stage", "authorize"),
+                ("outcome", "allowed"),
+                ("http.route", "GET /orders"),
+                ("http.request.method", "GET")
+            ]),
+            // The first request, the rate-limited one (limits come after the rules) and
+            // the one after the block.
+            3
+        );
+        assert_eq!(
+            counter(
+                &metrics,
+                "portcullis.rate_limit.refusals",
+                &[("limit", "per-key")]
+            ),
+            1
+        );
+        assert_eq!(
+            counter(&metrics, "portcullis.shield.blocks", &[("kind", "ip")]),
+            1
+        );
+        assert_eq!(
+            counter(&metrics, "portcullis.shield.unblocks", &[("kind", "ip")]),
+            1
+        );
+        assert!(histogram_samples(&metrics, "portcullis.decision.duration") > 0);
+        // No label carries a subject, a key id, an address or a raw path.
+        for (key, _) in &metrics {
+            for label in key.key().labels() {
+                for forbidden in ["vic", "ada", "192.0.2.1", "203.0.113.5", "198.51.100.7"] {
+                    assert!(!label.value().contains(forbidden), "{label:?}");
+                }
+            }
+        }
+    }
+}
