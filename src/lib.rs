@@ -25,9 +25,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The request's path is fixed: authenticate ([`AuthenticationLayer`] running every
+//! The request's path is fixed: shield ([`shield`], IP rules and brute-force blocks) and a
+//! per-IP rate limit, then authenticate ([`AuthenticationLayer`] running every
 //! [`Authenticate`]: [`api_key`], [`bearer`], your own), authorize ([`authz`]), validate
-//! ([`validate`]); each layer also works alone. Every refusal is a [`Rejection`] rendered as
+//! ([`validate`]), with per-identity rate limits ([`rate_limit`]) between the last two; each
+//! layer also works alone. Every refusal is a [`Rejection`] rendered as
 //! RFC 9457 problem+json with the right status and challenge; every decision goes to one
 //! [`observe::Observe`]. Configuration is checked when it is built ([`ConfigError`]), never
 //! while serving.
@@ -44,6 +46,9 @@
 //! | `validate` | yes | [`validate`]: JSON Schema / OpenAPI validation, JSON limits |
 //! | `axum` | yes | extractors for [`Principal`] and [`Claims`] |
 //! | `cors` | no | `GatewaySecurityBuilder::cors` (tower-http's `CorsLayer` in front) |
+//! | `shield` | no | [`shield`]: client IP behind trusted proxies, IP allow/deny lists, brute-force blocking |
+//! | `rate-limit` | no | [`rate_limit`]: GCRA limits per IP, key, subject, client, tenant or route, tiers (includes `shield`) |
+//! | `metrics` | no | `observe::MetricsObserver`: decisions through the `metrics` facade |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
 //! `docs/` folder.
