@@ -17,6 +17,14 @@ pub struct LimitCheck<'a> {
     pub quota: Quota,
 }
 
+impl<'a> LimitCheck<'a> {
+    /// A check of `key`'s bucket of `limit` under `quota` (for testing a store).
+    #[must_use]
+    pub fn new(limit: &'a str, key: &'a BucketKey, quota: Quota) -> Self {
+        Self { limit, key, quota }
+    }
+}
+
 /// A bucket's answer: whether the request fits, and what is left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
