@@ -48,7 +48,9 @@ pub(crate) fn state(name: &str, state: &LimitState) -> HeaderValue {
         state.remaining,
         ceil_seconds(state.reset_after)
     );
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+    // The text becomes the value's bytes without a copy.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::request::Parts;
-use http::{HeaderValue, Request, Response};
+use http::{Extensions, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -175,6 +174,24 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
     }
 }
 
+/// What the checks read of a request (borrowed, so the request is never taken apart).
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    method: &'a Method,
+    path: &'a str,
+    extensions: &'a Extensions,
+}
+
+impl<'a> Head<'a> {
+    fn of<B>(request: &'a Request<B>) -> Self {
+        Self {
+            method: request.method(),
+            path: request.uri().path(),
+            extensions: request.extensions(),
+        }
+    }
+}
+
 /// One limit's check in flight: the limit, the tier, and the store's answer.
 struct Check {
     limit: usize,
@@ -207,19 +224,19 @@ impl Evaluation {
     }
 
     /// The next limit that applies to the request, asked of the store.
-    fn next_check(&mut self, config: &Config, parts: &Parts) -> Option<Check> {
-        let principal = parts.extensions.get::<Principal>();
+    fn next_check(&mut self, config: &Config, head: Head<'_>) -> Option<Check> {
+        let principal = head.extensions.get::<Principal>();
         while let Some(limit) = config.limits.get(self.next) {
             let index = self.next;
             self.next += 1;
             let route = match &limit.routes {
                 None => None,
-                Some(table) => match table.at(&parts.method, parts.uri.path()) {
+                Some(table) => match table.at(head.method, head.path) {
                     Some(matched) => table.entry(matched.index).map(|(text, ())| text),
                     None => continue,
                 },
             };
-            let Some(key) = limit.key.bucket(&limit.name, parts, route) else {
+            let Some(key) = limit.key.bucket(&limit.name, head.extensions, route) else {
                 continue;
             };
             let tier = principal.and_then(|principal| {
@@ -247,7 +264,7 @@ impl Evaluation {
     fn absorb(
         &mut self,
         config: &Config,
-        parts: &Parts,
+        head: Head<'_>,
         limit: usize,
         tier: Option<usize>,
         state: LimitState,
@@ -270,7 +287,7 @@ impl Evaluation {
         } else {
             Outcome::Refused
         };
-        self.observe(config, parts, outcome, Some((&rejection, &compiled.name)));
+        self.observe(config, head, outcome, Some((&rejection, &compiled.name)));
         if config.report_only {
             self.reported = true;
             return None;
@@ -283,12 +300,12 @@ impl Evaluation {
     }
 
     /// The request goes on: report it, and the headers to add to its response.
-    fn finish(&self, config: &Config, parts: &Parts) -> Option<[HeaderValue; 2]> {
+    fn finish(&self, config: &Config, head: Head<'_>) -> Option<[HeaderValue; 2]> {
         if !self.applied {
             return None;
         }
         if !self.reported {
-            self.observe(config, parts, Outcome::Allowed, None);
+            self.observe(config, head, Outcome::Allowed, None);
         }
         if !config.headers || config.report_only {
             return None;
@@ -304,7 +321,7 @@ impl Evaluation {
     fn observe(
         &self,
         config: &Config,
-        parts: &Parts,
+        head: Head<'_>,
         outcome: Outcome,
         refusal: Option<(&Rejection, &str)>,
     ) {
@@ -315,10 +332,10 @@ impl Evaluation {
             cause: None,
             status: refusal.map(|(rejection, _)| rejection.status()),
             route: None,
-            method: &parts.method,
-            path: parts.uri.path(),
-            principal: parts.extensions.get::<Principal>(),
-            client_ip: crate::observe::client_ip(&parts.extensions),
+            method: head.method,
+            path: head.path,
+            principal: head.extensions.get::<Principal>(),
+            client_ip: crate::observe::client_ip(head.extensions),
             limit: refusal.map(|(_, name)| name),
             elapsed: self.started.elapsed(),
         });
@@ -342,15 +359,15 @@ where
         if config.limits.is_empty() {
             return ResponseFuture::calling(self.inner.call(request), None);
         }
-        let (parts, body) = request.into_parts();
         let mut evaluation = Evaluation::new();
         // The in-process store answers at once: decide here, without moving the request
         // into the future, while every answer is ready.
-        while let Some(check) = evaluation.next_check(config, &parts) {
+        while let Some(check) = evaluation.next_check(config, Head::of(&request)) {
             match check.answer.into_ready() {
                 Ok(state) => {
+                    let head = Head::of(&request);
                     if let Some(response) =
-                        evaluation.absorb(config, &parts, check.limit, check.tier, state)
+                        evaluation.absorb(config, head, check.limit, check.tier, state)
                     {
                         return ResponseFuture::answered(response);
                     }
@@ -364,8 +381,7 @@ where
                                 config: self.config.clone(),
                                 evaluation,
                                 check: Check { answer, ..check },
-                                parts,
-                                body,
+                                request,
                                 service,
                             }),
                         },
@@ -373,9 +389,8 @@ where
                 }
             }
         }
-        let headers = evaluation.finish(config, &parts);
-        let future = self.inner.call(Request::from_parts(parts, body));
-        ResponseFuture::calling(future, headers)
+        let headers = evaluation.finish(config, Head::of(&request));
+        ResponseFuture::calling(self.inner.call(request), headers)
     }
 }
 
@@ -384,8 +399,7 @@ struct Pending<S, B> {
     config: Arc<Config>,
     evaluation: Evaluation,
     check: Check,
-    parts: Parts,
-    body: B,
+    request: Request<B>,
     service: S,
 }
 
@@ -471,7 +485,7 @@ where
                     let (limit, tier) = (waiting.check.limit, waiting.check.tier);
                     let refusal = waiting.evaluation.absorb(
                         &waiting.config,
-                        &waiting.parts,
+                        Head::of(&waiting.request),
                         limit,
                         tier,
                         answer,
@@ -484,15 +498,17 @@ where
                     }
                     if let Some(next) = waiting
                         .evaluation
-                        .next_check(&waiting.config, &waiting.parts)
+                        .next_check(&waiting.config, Head::of(&waiting.request))
                     {
                         waiting.check = next;
                         continue;
                     }
                     let Some(done) = pending.take() else { continue };
-                    let headers = done.evaluation.finish(&done.config, &done.parts);
+                    let headers = done
+                        .evaluation
+                        .finish(&done.config, Head::of(&done.request));
                     let mut service = done.service;
-                    let future = service.call(Request::from_parts(done.parts, done.body));
+                    let future = service.call(done.request);
                     state.set(State::Calling { future, headers });
                 }
             }

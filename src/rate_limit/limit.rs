@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::request::Parts;
+use http::Extensions;
 
 use crate::client_ip::ClientIp;
 use crate::principal::{AuthMethod, Principal};
@@ -134,10 +134,10 @@ impl LimitKey {
     pub(crate) fn bucket(
         self,
         limit: &Arc<str>,
-        parts: &Parts,
+        extensions: &Extensions,
         route: Option<&str>,
     ) -> Option<BucketKey> {
-        let principal = || parts.extensions.get::<Principal>();
+        let principal = || extensions.get::<Principal>();
         Some(match self {
             Self::ApiKey => match principal()?.auth_method() {
                 AuthMethod::ApiKey { key_id } => BucketKey::Text(key_id.clone()),
@@ -158,15 +158,11 @@ impl LimitKey {
                 BucketKey::Text(client.into())
             }
             Self::Tenant => BucketKey::Text(principal()?.tenant()?.into()),
-            Self::ClientIp => BucketKey::Ip(
-                parts
-                    .extensions
-                    .get::<ClientIp>()
-                    .map(|ip| ip.0)
-                    .or_else(|| {
-                        crate::shield::connection_peer(parts).map(|ip| ip.to_canonical())
-                    })?,
-            ),
+            Self::ClientIp => {
+                BucketKey::Ip(extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
+                    crate::shield::connection_peer(extensions).map(|ip| ip.to_canonical())
+                })?)
+            }
             Self::Route => BucketKey::Text(route?.into()),
             Self::Shared => BucketKey::Text(limit.clone()),
         })

@@ -39,7 +39,26 @@ impl Clock for TokioClock {
     type Instant = Nanos;
 
     fn now(&self) -> Nanos {
-        Nanos::from(tokio::time::Instant::now().saturating_duration_since(self.start))
+        let now = tokio::time::Instant::now();
+        LAST_NOW.set(Some(now));
+        Nanos::from(now.saturating_duration_since(self.start))
+    }
+}
+
+thread_local! {
+    /// The clock's last reading on this thread: the check reuses governor's reading
+    /// instead of asking the (virtualised, often slow) clock again.
+    static LAST_NOW: std::cell::Cell<Option<tokio::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+impl TokioClock {
+    /// The reading governor just took on this thread, or a new one.
+    fn just_now(&self) -> Nanos {
+        match LAST_NOW.take() {
+            Some(now) => Nanos::from(now.saturating_duration_since(self.start)),
+            None => self.now(),
+        }
     }
 }
 
@@ -66,9 +85,10 @@ impl From<&BucketKey> for StoredKey {
 struct SharedState(Arc<DashMapStateStore<StoredKey>>);
 
 thread_local! {
-    /// The theoretical arrival time governor last stored on this thread: what the bucket
-    /// needs to say exactly when it is full again, which governor's snapshot does not give.
-    static STORED_TAT: std::cell::Cell<Option<Nanos>> = const { std::cell::Cell::new(None) };
+    /// What governor last stored on this thread: the theoretical arrival time (what the
+    /// bucket needs to say exactly when it is full again, which governor's snapshot does not
+    /// give), and whether the bucket was new (to count buckets without asking the map).
+    static STORED: std::cell::Cell<Option<(Nanos, bool)>> = const { std::cell::Cell::new(None) };
 }
 
 impl StateStore for SharedState {
@@ -82,7 +102,7 @@ impl StateStore for SharedState {
             let answer = f(previous);
             // The last successful call is the one stored (governor retries on a race).
             if let Ok((_, tat)) = &answer {
-                STORED_TAT.set(Some(*tat));
+                STORED.set(Some((*tat, previous.is_none())));
             }
             answer
         })
@@ -118,8 +138,8 @@ struct Buckets {
     /// The clock's reading when the limiter was made: governor's times count from it.
     start: Nanos,
     state: SharedState,
-    /// Keys inserted since the last sweep, an over-estimate of the map's size (two
-    /// requests of one new key may both count): corrected at each sweep.
+    /// The map's size, counted as governor makes buckets (see `check_in`) and set again at
+    /// each sweep: the map itself is asked only when this says the limit may be full.
     keys: AtomicUsize,
     last_sweep: Mutex<Option<tokio::time::Instant>>,
     warned_full: AtomicBool,
@@ -230,10 +250,11 @@ impl MemoryRateLimitStore {
 
     /// The key to count `key` under: itself, or the overflow bucket when the limit is full.
     fn admit(&self, buckets: &Buckets, limit: &str, key: StoredKey) -> StoredKey {
-        if buckets.state.0.contains_key(&key) {
-            return key;
-        }
-        if buckets.keys.fetch_add(1, Ordering::Relaxed) < self.max_keys {
+        // The count of buckets is kept as they are made (see `check`): the map is asked
+        // only when the limit may be full.
+        if buckets.keys.load(Ordering::Relaxed) < self.max_keys
+            || buckets.state.0.contains_key(&key)
+        {
             return key;
         }
         let now = tokio::time::Instant::now();
@@ -260,6 +281,32 @@ impl MemoryRateLimitStore {
         }
         StoredKey::Overflow
     }
+
+    /// Checks `key` in `buckets`.
+    fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
+        let key = self.admit(buckets, check.limit, StoredKey::from(check.key));
+        let interval = check.quota.interval();
+        let burst = check.quota.burst_size();
+        STORED.set(None);
+        LAST_NOW.set(None);
+        match buckets.limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let reset_after = match STORED.take() {
+                    Some((tat, new)) => {
+                        if new {
+                            buckets.keys.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The bucket is full again once its arrival time is reached.
+                        Duration::from((buckets.start + tat).duration_since(self.clock.just_now()))
+                    }
+                    None => intervals(interval, burst.saturating_sub(remaining)),
+                };
+                LimitState::allowed(remaining, reset_after)
+            }
+            Err(not_until) => refused(&not_until, &self.clock, interval, burst),
+        }
+    }
 }
 
 /// Whole time for `n` intervals.
@@ -269,28 +316,21 @@ fn intervals(interval: Duration, n: u32) -> Duration {
 
 impl RateLimitStore for MemoryRateLimitStore {
     fn check(&self, check: &LimitCheck<'_>) -> StoreFuture<LimitState> {
+        // The common case: the limit's buckets exist; check under the read lock, which
+        // only their creation takes for writing.
+        if let Some(state) = self
+            .read()
+            .iter()
+            .find(|(name, quota, _)| **name == *check.limit && *quota == check.quota)
+            .map(|(_, _, buckets)| self.check_in(buckets, check))
+        {
+            return StoreFuture::ready(state);
+        }
         let Some(buckets) = self.buckets(check.limit, check.quota) else {
             // A quota governor cannot express was refused when the layer was built.
             return StoreFuture::ready(LimitState::default());
         };
-        let key = self.admit(&buckets, check.limit, StoredKey::from(check.key));
-        let interval = check.quota.interval();
-        let burst = check.quota.burst_size();
-        STORED_TAT.set(None);
-        StoreFuture::ready(match buckets.limiter.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let reset_after = match STORED_TAT.take() {
-                    // The bucket is full again once its arrival time is reached.
-                    Some(tat) => {
-                        Duration::from((buckets.start + tat).duration_since(self.clock.now()))
-                    }
-                    None => intervals(interval, burst.saturating_sub(remaining)),
-                };
-                LimitState::allowed(remaining, reset_after)
-            }
-            Err(not_until) => refused(&not_until, &self.clock, interval, burst),
-        })
+        StoreFuture::ready(self.check_in(&buckets, check))
     }
 }
 
@@ -301,7 +341,7 @@ fn refused(
     interval: Duration,
     burst: u32,
 ) -> LimitState {
-    let wait = not_until.wait_time_from(clock.now());
+    let wait = not_until.wait_time_from(clock.just_now());
     LimitState::refused(wait, wait + intervals(interval, burst.saturating_sub(1)))
 }
 

@@ -5,8 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::HeaderMap;
-use http::request::Parts;
+use http::{Extensions, HeaderMap};
 use ipnet::IpNet;
 
 use super::ip_rules::NetList;
@@ -26,20 +25,17 @@ pub enum ForwardedHeader {
     Forwarded,
 }
 
-/// Reads the connecting peer's address from a request head.
-pub(crate) type PeerAddress = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
+/// Reads the connecting peer's address from a request's extensions.
+pub(crate) type PeerAddress = Arc<dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync>;
 
 /// The connection's peer address: axum's `ConnectInfo<SocketAddr>` (with the `axum`
 /// feature), or a `SocketAddr` your server put in the extensions.
-pub(crate) fn connection_peer(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn connection_peer(extensions: &Extensions) -> Option<IpAddr> {
     #[cfg(feature = "axum")]
-    if let Some(info) = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-    {
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
         return Some(info.0.ip());
     }
-    parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
+    extensions.get::<SocketAddr>().map(SocketAddr::ip)
 }
 
 /// How the shield finds the client IP of a request.
@@ -62,16 +58,14 @@ impl fmt::Debug for ClientIpResolver {
 impl ClientIpResolver {
     /// The client's address, IPv4-mapped addresses normalised; `None` when the peer's
     /// address is unknown.
-    pub(crate) fn resolve(&self, parts: &Parts) -> Option<IpAddr> {
-        let peer = (self.peer)(parts)?.to_canonical();
+    pub(crate) fn resolve(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
+        let peer = (self.peer)(extensions)?.to_canonical();
         if self.trusted.is_empty() || !self.trusted.contains(peer) {
             return Some(peer);
         }
         Some(match self.header {
-            ForwardedHeader::XForwardedFor => {
-                walk(peer, &self.trusted, x_forwarded_for(&parts.headers))
-            }
-            ForwardedHeader::Forwarded => walk(peer, &self.trusted, forwarded_for(&parts.headers)),
+            ForwardedHeader::XForwardedFor => walk(peer, &self.trusted, x_forwarded_for(headers)),
+            ForwardedHeader::Forwarded => walk(peer, &self.trusted, forwarded_for(headers)),
         })
     }
 }
@@ -186,7 +180,7 @@ mod tests {
         }
     }
 
-    fn parts(peer: &str, headers: &[(&str, &str)]) -> Parts {
+    fn parts(peer: &str, headers: &[(&str, &str)]) -> http::request::Parts {
         let mut builder = http::Request::get("/");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
@@ -206,14 +200,20 @@ mod tests {
     fn without_trusted_proxies_the_header_is_ignored() {
         let resolver = resolver(&[], ForwardedHeader::XForwardedFor);
         let parts = parts("203.0.113.9:5000", &[("x-forwarded-for", "1.2.3.4")]);
-        assert_eq!(resolver.resolve(&parts), Some(ip("203.0.113.9")));
+        assert_eq!(
+            resolver.resolve(&parts.headers, &parts.extensions),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let resolver = resolver(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let parts = parts("203.0.113.9:5000", &[("x-forwarded-for", "10.0.0.1")]);
-        assert_eq!(resolver.resolve(&parts), Some(ip("203.0.113.9")));
+        assert_eq!(
+            resolver.resolve(&parts.headers, &parts.extensions),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]
@@ -224,7 +224,10 @@ mod tests {
             "10.0.0.2:443",
             &[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.3")],
         );
-        assert_eq!(resolver.resolve(&parts), Some(ip("198.51.100.7")));
+        assert_eq!(
+            resolver.resolve(&parts.headers, &parts.extensions),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]
@@ -237,16 +240,25 @@ mod tests {
                 ("x-forwarded-for", "198.51.100.7"),
             ],
         );
-        assert_eq!(resolver.resolve(&parts), Some(ip("198.51.100.7")));
+        assert_eq!(
+            resolver.resolve(&parts.headers, &parts.extensions),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]
     fn garbage_or_all_trusted_ends_at_the_last_trusted_hop() {
         let resolver = resolver(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let garbage = parts("10.0.0.2:443", &[("x-forwarded-for", "evil, 10.0.0.5")]);
-        assert_eq!(resolver.resolve(&garbage), Some(ip("10.0.0.5")));
+        assert_eq!(
+            resolver.resolve(&garbage.headers, &garbage.extensions),
+            Some(ip("10.0.0.5"))
+        );
         let none = parts("10.0.0.2:443", &[]);
-        assert_eq!(resolver.resolve(&none), Some(ip("10.0.0.2")));
+        assert_eq!(
+            resolver.resolve(&none.headers, &none.extensions),
+            Some(ip("10.0.0.2"))
+        );
     }
 
     #[test]
@@ -262,15 +274,24 @@ mod tests {
                 "for=1.1.1.1, for=\"[2001:db8:cafe::17]:4711\";proto=https, for=10.0.0.9",
             )],
         );
-        assert_eq!(resolver.resolve(&parts1), Some(ip("2001:db8:cafe::17")));
+        assert_eq!(
+            resolver.resolve(&parts1.headers, &parts1.extensions),
+            Some(ip("2001:db8:cafe::17"))
+        );
         let unknown = parts(
             "10.0.0.2:443",
             &[("forwarded", "for=unknown, for=10.0.0.9")],
         );
-        assert_eq!(resolver.resolve(&unknown), Some(ip("10.0.0.9")));
+        assert_eq!(
+            resolver.resolve(&unknown.headers, &unknown.extensions),
+            Some(ip("10.0.0.9"))
+        );
         // X-Forwarded-For is not read when Forwarded is configured.
         let other = parts("10.0.0.2:443", &[("x-forwarded-for", "1.2.3.4")]);
-        assert_eq!(resolver.resolve(&other), Some(ip("10.0.0.2")));
+        assert_eq!(
+            resolver.resolve(&other.headers, &other.extensions),
+            Some(ip("10.0.0.2"))
+        );
     }
 
     #[test]
@@ -280,7 +301,10 @@ mod tests {
             "[::ffff:10.0.0.2]:443",
             &[("x-forwarded-for", "::ffff:198.51.100.7")],
         );
-        assert_eq!(resolver.resolve(&parts1), Some(ip("198.51.100.7")));
+        assert_eq!(
+            resolver.resolve(&parts1.headers, &parts1.extensions),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]

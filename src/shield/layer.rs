@@ -163,26 +163,26 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let config = &self.config;
         if !config.enabled {
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         let started = Instant::now();
-        let (mut parts, body) = request.into_parts();
-        let address = config.resolver.resolve(&parts);
+        let address = config
+            .resolver
+            .resolve(request.headers(), request.extensions());
         if let Some(address) = address {
-            parts.extensions.insert(ClientIp(address));
+            request.extensions_mut().insert(ClientIp(address));
         }
         let route_rules = config
             .routes
-            .at(&parts.method, parts.uri.path())
+            .at(request.method(), request.uri().path())
             .map(|matched| matched.value);
         let permitted = config.global.permits(address)
             && route_rules.is_none_or(|rules| rules.permits(address));
         if !permitted {
             let rejection = Rejection::new(Reason::IpDenied);
-            let request = Request::from_parts(parts, body);
             observe(
                 config,
                 &request,
@@ -192,7 +192,6 @@ where
             );
             return ResponseFuture::answered(rejection.render(&*config.renderer));
         }
-        let request = Request::from_parts(parts, body);
         let source = address.map(BlockSource::Ip);
         let (Some(source), Some((_, store))) = (source, &config.brute_force) else {
             if !config.global.is_empty() || route_rules.is_some() {

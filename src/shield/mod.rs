@@ -57,7 +57,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::request::Parts;
+use http::Extensions;
 
 #[doc(inline)]
 pub use self::brute_force::{
@@ -140,12 +140,12 @@ impl ShieldBuilder {
         self
     }
 
-    /// Reads the connecting peer's address with `peer` instead of from axum's
-    /// `ConnectInfo<SocketAddr>` or a `SocketAddr` extension (for servers that put it
-    /// elsewhere). Defaults to those two.
+    /// Reads the connecting peer's address from the request's extensions with `peer`
+    /// instead of from axum's `ConnectInfo<SocketAddr>` or a `SocketAddr` extension (for
+    /// servers that put it elsewhere). Defaults to those two.
     pub fn peer_address(
         mut self,
-        peer: impl Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static,
+        peer: impl Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
     ) -> Self {
         self.peer = Some(Arc::new(peer));
         self
