@@ -153,7 +153,7 @@ struct Buckets {
 /// full, requests of keys it does not hold yet all count against one shared overflow
 /// bucket with the limit's quota, so a flood of distinct IPs or keys is limited as a whole
 /// instead of growing the map (a warning is logged). Measured in `docs/benchmarks.md`:
-/// about 100 bytes a bucket.
+/// 43 bytes a bucket keyed by IP, 83 keyed by a 24-byte key id (4.1 and 7.9 MiB for 100,000).
 pub struct MemoryRateLimitStore {
     limiters: RwLock<Limiters>,
     max_keys: usize,
