@@ -953,3 +953,99 @@ mod metrics_recorded {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Stores that wait (as a store on a server does)
+
+mod waiting_stores {
+    use portcullis::rate_limit::{
+        LimitCheck, LimitState, MemoryRateLimitStore, RateLimitStore, StoreFuture,
+    };
+    use portcullis::shield::{BlockSource, BlockState, BlockStore, FailureCount, MemoryBlockStore};
+
+    use super::*;
+
+    /// Answers as the in-memory store does, after waiting once: the layers' slow path.
+    struct Remote<T>(T);
+
+    fn later<T: Send + 'static>(value: T) -> StoreFuture<T> {
+        StoreFuture::new(async move {
+            tokio::task::yield_now().await;
+            value
+        })
+    }
+
+    fn now<T>(future: StoreFuture<T>) -> T
+    where
+        T: Default,
+    {
+        futures_util::FutureExt::now_or_never(future).expect("the memory store answers at once")
+    }
+
+    impl RateLimitStore for Remote<MemoryRateLimitStore> {
+        fn check(&self, check: &LimitCheck<'_>) -> StoreFuture<LimitState> {
+            later(now(self.0.check(check)))
+        }
+    }
+
+    impl BlockStore for Remote<MemoryBlockStore> {
+        fn state(&self, source: &BlockSource) -> StoreFuture<BlockState> {
+            later(now(self.0.state(source)))
+        }
+        fn record_failure(
+            &self,
+            source: &BlockSource,
+            policy: &BruteForce,
+        ) -> StoreFuture<FailureCount> {
+            later(now(self.0.record_failure(source, policy)))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limits_and_blocks_work_the_same_with_a_store_that_waits() {
+        let fixture = Fixture::new().await;
+        let limits = RateLimitLayer::builder()
+            .limit(Limit::new(
+                "per-key",
+                LimitKey::ApiKey,
+                Quota::per_minute(2),
+            ))
+            .limit(Limit::new(
+                "per-ip",
+                LimitKey::ClientIp,
+                Quota::per_minute(100),
+            ))
+            .store(Arc::new(Remote(MemoryRateLimitStore::new(100))))
+            .build()
+            .expect("limits");
+        let shield = ShieldLayer::builder()
+            .brute_force(brute_force().store(Arc::new(Remote(MemoryBlockStore::new(100)))))
+            .build()
+            .expect("shield");
+        let app = app(fixture
+            .gateway()
+            .shield(shield)
+            .rate_limit(limits)
+            .build()
+            .expect("gateway"));
+        let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["ratelimit"], "\"per-key\";r=1;t=30");
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer, PEER)).await.0,
+            StatusCode::OK
+        );
+        let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["retry-after"], "30");
+        for _ in 0..3 {
+            let (status, ..) = send(&app, get_as(&fixture.stranger, PEER)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, headers, body) = send(&app, get_as(&fixture.admin, PEER)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(code(&body), "blocked");
+        assert_eq!(headers["retry-after"], "60");
+        assert_eq!(fixture.seen.blocks.lock().expect("lock").len(), 1);
+    }
+}

@@ -377,13 +377,13 @@ where
                     let service = mem::replace(&mut self.inner, clone);
                     return ResponseFuture {
                         state: State::Checking {
-                            pending: Some(Pending {
+                            pending: Some(Box::new(Pending {
                                 config: self.config.clone(),
                                 evaluation,
                                 check: Check { answer, ..check },
                                 request,
                                 service,
-                            }),
+                            })),
                         },
                     };
                 }
@@ -420,7 +420,9 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        Checking { pending: Option<Pending<S, B>> },
+        // Boxed: only a store that waits takes this path, and the future stays small
+        // (cheap to move) for the in-process one.
+        Checking { pending: Option<Box<Pending<S, B>>> },
         Calling { #[pin] future: S::Future, headers: Option<[HeaderValue; 2]> },
         Answered { response: Option<Response<Bytes>> },
     }
@@ -503,7 +505,9 @@ where
                         waiting.check = next;
                         continue;
                     }
-                    let Some(done) = pending.take() else { continue };
+                    let Some(done) = pending.take().map(|done| *done) else {
+                        continue;
+                    };
                     let headers = done
                         .evaluation
                         .finish(&done.config, Head::of(&done.request));

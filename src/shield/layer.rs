@@ -215,13 +215,13 @@ where
                 ResponseFuture {
                     state: State::Checking {
                         state,
-                        pending: Some(Pending {
+                        pending: Some(Box::new(Pending {
                             config: config.clone(),
                             service,
                             request,
                             source,
                             started,
-                        }),
+                        })),
                     },
                 }
             }
@@ -366,7 +366,8 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        Checking { state: StoreFuture<BlockState>, pending: Option<Pending<S, B>> },
+        // Boxed: only a store that waits takes this path, and the future stays small.
+        Checking { state: StoreFuture<BlockState>, pending: Option<Box<Pending<S, B>>> },
         Calling {
             #[pin] future: S::Future,
             // Set when failures of the source are counted.
@@ -435,7 +436,7 @@ where
                         request,
                         source,
                         started,
-                    }) = pending.take()
+                    }) = pending.take().map(|pending| *pending)
                     else {
                         return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
                     };
