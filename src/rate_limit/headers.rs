@@ -9,8 +9,6 @@
 //! `q` is the quota's requests per window `w` (seconds); `r` the requests that still fit
 //! now; `t` the seconds until the whole quota is available again.
 
-use std::fmt::Write as _;
-
 use http::HeaderValue;
 use http::header::HeaderName;
 
@@ -39,18 +37,38 @@ pub(crate) fn policy(name: &str, quota: Quota) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
 }
 
-/// The `RateLimit` item of one answer.
+/// The `RateLimit` item of one answer (on every response: written without `fmt`).
 pub(crate) fn state(name: &str, state: &LimitState) -> HeaderValue {
-    let mut text = String::with_capacity(name.len() + 24);
-    let _ = write!(
-        text,
-        "\"{name}\";r={};t={}",
-        state.remaining,
-        ceil_seconds(state.reset_after)
-    );
+    let mut text = String::with_capacity(name.len() + 32);
+    text.push('"');
+    text.push_str(name);
+    text.push_str("\";r=");
+    push_number(&mut text, u64::from(state.remaining));
+    text.push_str(";t=");
+    push_number(&mut text, ceil_seconds(state.reset_after));
     // The text becomes the value's bytes without a copy.
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
         .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+}
+
+/// Appends `n` in decimal.
+fn push_number(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10` is below 10: the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (n % 10) as u8;
+        digits[start] = b'0' + digit;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        text.push(char::from(digit));
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +94,16 @@ mod tests {
             ),
             "\"per-key\";r=42;t=35"
         );
+        assert_eq!(
+            state("x", &LimitState::allowed(0, Duration::ZERO)),
+            "\"x\";r=0;t=0"
+        );
+        assert_eq!(
+            state("x", &LimitState::allowed(u32::MAX, Duration::from_secs(10))),
+            "\"x\";r=4294967295;t=10"
+        );
+        let mut text = String::new();
+        push_number(&mut text, u64::MAX);
+        assert_eq!(text, "18446744073709551615");
     }
 }
