@@ -17,7 +17,7 @@
 //! - **Brute-force blocking** ([`BruteForce`]): authentication failures counted per client
 //!   IP; above a threshold the IP is refused with 429 `blocked` and `Retry-After` for a
 //!   period that doubles with repeat offences. Each block and unblock is reported to the
-//!   observer ([`Observe::block`](crate::observe::Observe::block)).
+//!   observer (`Observe::block`, see [`crate::observe`]).
 //!
 //! # Example
 //!
