@@ -343,6 +343,18 @@ impl Observe for TracingObserver {
     }
 }
 
+/// Counts one event of the bearer layers' remote work (JWKS fetches, cache lookups,
+/// introspection calls) through the `metrics` facade: these are not decisions, so they do
+/// not go through [`Observe`]. Nothing without the `metrics` feature.
+#[cfg(feature = "bearer")]
+#[inline]
+pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(name, label => value).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, label, value);
+}
+
 /// The client IP a shield left in the request's extensions, for [`Decision::client_ip`].
 pub(crate) fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
     extensions.get::<ClientIp>().map(|ip| ip.0)

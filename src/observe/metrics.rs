@@ -15,6 +15,10 @@ use super::{BlockAction, BlockEvent, Decision, Observe, Outcome, Stage};
 /// | `portcullis.shield.blocks` | counter | `kind` (`ip`), `report_only` |
 /// | `portcullis.shield.unblocks` | counter | `kind` |
 ///
+/// With the `bearer` feature, JWKS fetches, token-cache and introspection-cache lookups and
+/// introspection calls are counted through the same facade (they are not decisions; see
+/// `docs/monitoring.md`).
+///
 /// Labels have bounded cardinality: `stage`, `outcome` and `reason` are fixed vocabularies
 /// (`reason` is `none` for allowed requests), `http.route` is the matched rule as written
 /// (`GET /orders/{id}`, never the raw path; `none` where the stage has no rule),
