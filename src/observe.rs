@@ -234,9 +234,9 @@ impl BlockAction {
 pub struct BlockEvent<'a> {
     /// Blocked or unblocked.
     pub action: BlockAction,
-    /// What is blocked: `ip` (the client IP).
+    /// What is blocked: `ip` (the client IP) or `identity` (what the credentials claim).
     pub kind: &'static str,
-    /// The source: the client IP's text.
+    /// The source: the client IP's text, or the identity (`api_key:` and the key's id).
     pub source: &'a str,
     /// Why: `authentication_failures`.
     pub reason: &'static str,

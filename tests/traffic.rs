@@ -1049,3 +1049,59 @@ mod waiting_stores {
         assert_eq!(fixture.seen.blocks.lock().expect("lock").len(), 1);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn failures_per_identity_block_a_key_id_from_every_address() {
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .brute_force(brute_force().per_identity())
+        .build()
+        .expect("shield");
+    let app = app(fixture.gateway().shield(shield).build().expect("gateway"));
+    // Three addresses, one failure each: no address reaches the threshold, the key id does.
+    for peer in ["203.0.113.1:1", "203.0.113.2:1", "203.0.113.3:1"] {
+        let (status, ..) = send(&app, get_as(&fixture.stranger, peer)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(fixture.lookups(), 3);
+    let (status, headers, body) = send(&app, get_as(&fixture.stranger, "203.0.113.4:1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(code(&body), "blocked");
+    assert_eq!(headers["retry-after"], "60");
+    assert_eq!(
+        fixture.lookups(),
+        3,
+        "a blocked identity costs no store lookup"
+    );
+    // Other keys from the same addresses are not blocked.
+    let other = get_as(&fixture.viewer, "203.0.113.1:1");
+    assert_eq!(send(&app, other).await.0, StatusCode::OK);
+    let blocks = fixture.seen.blocks.lock().expect("lock").clone();
+    let id = fixture.stranger.record.id().to_string();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].1, format!("api_key:{id}"));
+    // The block ends like an address's.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let (status, ..) = send(&app, get_as(&fixture.stranger, "203.0.113.4:1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(start_paused = true)]
+async fn identities_are_not_counted_unless_asked() {
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .brute_force(brute_force())
+        .build()
+        .expect("shield");
+    let app = app(fixture.gateway().shield(shield).build().expect("gateway"));
+    for peer in [
+        "203.0.113.1:1",
+        "203.0.113.2:1",
+        "203.0.113.3:1",
+        "203.0.113.4:1",
+    ] {
+        let (status, ..) = send(&app, get_as(&fixture.stranger, peer)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(fixture.lookups(), 4);
+}

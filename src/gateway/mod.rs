@@ -396,6 +396,8 @@ impl GatewaySecurityBuilder {
         if let Some(cors) = &self.cors {
             check_cors(cors)?;
         }
+        #[cfg(feature = "shield")]
+        let identity_sources: Arc<[Arc<dyn Authenticate>]> = self.authenticators.clone().into();
         let mut authenticators = self.authenticators.into_iter();
         let Some(first) = authenticators.next() else {
             return Err(ConfigError::NoAuthenticator);
@@ -438,7 +440,13 @@ impl GatewaySecurityBuilder {
         let shield = self
             .shield
             .map_or_else(ShieldLayer::pass_through, |shield| {
-                shield.with_gateway(custom_observer.clone(), custom_renderer.clone())
+                let authenticators = identity_sources.clone();
+                let identity: crate::shield::ClaimedIdentity = Arc::new(move |parts| {
+                    authenticators
+                        .iter()
+                        .find_map(|authenticator| authenticator.claimed_identity(parts))
+                });
+                shield.with_gateway(custom_observer.clone(), custom_renderer.clone(), identity)
             });
         #[cfg(feature = "rate-limit")]
         let [limit_before_auth, limit] = [self.limit_before_auth, self.limit].map(|layer| {

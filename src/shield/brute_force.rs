@@ -34,6 +34,7 @@ pub struct BruteForce {
     pub(crate) forget_after: Duration,
     pub(crate) max_sources: usize,
     pub(crate) report_only: bool,
+    pub(crate) per_identity: bool,
     pub(crate) store: Option<Arc<dyn BlockStore>>,
 }
 
@@ -47,6 +48,7 @@ impl Default for BruteForce {
             forget_after: Duration::from_secs(86_400),
             max_sources: 100_000,
             report_only: false,
+            per_identity: false,
             store: None,
         }
     }
@@ -60,6 +62,7 @@ impl fmt::Debug for BruteForce {
             .field("block", &self.block)
             .field("max_block", &self.max_block)
             .field("report_only", &self.report_only)
+            .field("per_identity", &self.per_identity)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +100,18 @@ impl BruteForce {
     /// not counted (a warning is logged) until stale ones are swept. Defaults to 100,000.
     pub fn max_sources(mut self, sources: usize) -> Self {
         self.max_sources = sources;
+        self
+    }
+
+    /// Also counts failures per identity the credentials claim (an API key's public id,
+    /// from `Authenticate::claimed_identity`), and refuses a blocked identity from any
+    /// address before its credentials are checked. Defaults to off: anyone who knows a key's
+    /// id (it is in logs, and the first part of the key) can then lock that key out by
+    /// sending it with wrong secrets, and a key's secret is far too long to guess. In the
+    /// gateway, the authenticators say what identity a request claims; alone, give them with
+    /// `ShieldBuilder::identities_from`.
+    pub fn per_identity(mut self) -> Self {
+        self.per_identity = true;
         self
     }
 
@@ -173,12 +188,27 @@ impl BruteForce {
 pub enum BlockSource {
     /// A client IP.
     Ip(IpAddr),
+    /// The identity a request's credentials claim (`api_key:` and the key's public id),
+    /// with [`BruteForce::per_identity`].
+    Identity(Arc<str>),
+}
+
+impl BlockSource {
+    /// What kind of source: `ip` or `identity`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ip(_) => "ip",
+            Self::Identity(_) => "identity",
+        }
+    }
 }
 
 impl fmt::Display for BlockSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ip(address) => address.fmt(f),
+            Self::Identity(identity) => f.write_str(identity),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -25,6 +26,12 @@ use crate::rejection::{Reason, Rejection, RejectionResponse};
 use crate::route::RouteTable;
 use crate::store::StoreFuture;
 
+/// Reads the identity a request's credentials claim, before they are checked.
+pub(crate) type ClaimedIdentity = Arc<dyn Fn(&Parts) -> Option<Arc<str>> + Send + Sync>;
+
+/// The sources of one request whose failures count: its IP and the identity it claims.
+type Sources = [Option<BlockSource>; 2];
+
 /// Everything the layer holds.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -34,6 +41,9 @@ pub(crate) struct Config {
     pub(crate) global: IpRules,
     pub(crate) routes: Arc<RouteTable<IpRules>>,
     pub(crate) brute_force: Option<(BruteForce, Arc<dyn BlockStore>)>,
+    /// The identity a request's credentials claim (from the authenticators), for counting
+    /// failures per identity.
+    pub(crate) identity: Option<ClaimedIdentity>,
     pub(crate) observer: Arc<dyn Observe>,
     pub(crate) renderer: Arc<dyn RejectionResponse>,
 }
@@ -65,8 +75,12 @@ impl ShieldLayer {
         self,
         observer: Option<Arc<dyn Observe>>,
         renderer: Option<Arc<dyn RejectionResponse>>,
+        identity: ClaimedIdentity,
     ) -> Self {
         let mut config = (*self.config).clone();
+        if config.identity.is_none() {
+            config.identity = Some(identity);
+        }
         if let Some(observer) = observer {
             config.observer = observer;
         }
@@ -89,6 +103,7 @@ impl ShieldLayer {
             global: IpRules::default(),
             routes: Arc::new(RouteTable::default()),
             brute_force: None,
+            identity: None,
             observer: crate::observe::default_observer(),
             renderer: crate::rejection::default_renderer(),
         })
@@ -192,40 +207,57 @@ where
             );
             return ResponseFuture::answered(rejection.render(&*config.renderer));
         }
-        let source = address.map(BlockSource::Ip);
-        let (Some(source), Some((_, store))) = (source, &config.brute_force) else {
+        let Some((policy, store)) = &config.brute_force else {
             if !config.global.is_empty() || route_rules.is_some() {
                 observe(config, &request, Outcome::Allowed, None, started);
             }
             return ResponseFuture::calling(self.inner.call(request), None);
         };
-        let state = store.state(&source);
-        match state.into_ready() {
-            Ok(state) => match decide(config, &request, &source, state, started) {
-                Some(response) => ResponseFuture::answered(response),
-                None => ResponseFuture::calling(
-                    self.inner.call(request),
-                    Some((config.clone(), source)),
-                ),
-            },
-            Err(state) => {
-                // The ready service goes into the future; a fresh clone stays for the next call.
-                let clone = self.inner.clone();
-                let service = mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Checking {
-                        state,
-                        pending: Some(Box::new(Pending {
-                            config: config.clone(),
-                            service,
-                            request,
-                            source,
-                            started,
-                        })),
-                    },
+        let identity = match &config.identity {
+            Some(claimed) if policy.per_identity => {
+                // Only with per-identity counting on: the authenticators read the head.
+                let (parts, body) = request.into_parts();
+                let identity = claimed(&parts);
+                request = Request::from_parts(parts, body);
+                identity.map(BlockSource::Identity)
+            }
+            _ => None,
+        };
+        let sources: Sources = [address.map(BlockSource::Ip), identity];
+        let mut checks = Checks {
+            index: 0,
+            reported: false,
+            started,
+        };
+        // The in-process store answers at once: decide here while every answer is ready.
+        while let Some(source) = checks.next_source(&sources) {
+            match store.state(source).into_ready() {
+                Ok(state) => {
+                    if let Some(response) = checks.decide(config, &request, source, state) {
+                        return ResponseFuture::answered(response);
+                    }
+                }
+                Err(state) => {
+                    // The ready service goes into the future; a fresh clone stays.
+                    let clone = self.inner.clone();
+                    let service = mem::replace(&mut self.inner, clone);
+                    return ResponseFuture {
+                        state: State::Checking {
+                            state,
+                            pending: Some(Box::new(Pending {
+                                config: config.clone(),
+                                service,
+                                request,
+                                sources,
+                                checks,
+                            })),
+                        },
+                    };
                 }
             }
         }
+        checks.pass(config, &request);
+        ResponseFuture::calling(self.inner.call(request), Some((config.clone(), sources)))
     }
 }
 
@@ -253,49 +285,75 @@ fn observe<B>(
     });
 }
 
-/// What a source's block state means for its request: a refusal, or `None` to go on.
-fn decide<B>(
-    config: &Config,
-    request: &Request<B>,
-    source: &BlockSource,
-    state: BlockState,
+/// The block checks of one request, source by source.
+struct Checks {
+    /// The next source to check.
+    index: usize,
+    /// Whether a would-be refusal was reported (report-only mode).
+    reported: bool,
     started: Instant,
-) -> Option<Response<Bytes>> {
-    let Some((policy, _)) = &config.brute_force else {
-        return None;
-    };
-    match state {
-        BlockState::Blocked { remaining } => {
-            let rejection = Rejection::new(Reason::Blocked).with_retry_after(seconds(remaining));
-            if policy.report_only {
+}
+
+impl Checks {
+    /// The next source to check, moving past it.
+    fn next_source<'s>(&mut self, sources: &'s Sources) -> Option<&'s BlockSource> {
+        while let Some(slot) = sources.get(self.index) {
+            self.index += 1;
+            if let Some(source) = slot {
+                return Some(source);
+            }
+        }
+        None
+    }
+
+    /// What one source's block state means for the request: a refusal, or `None` to go on.
+    fn decide<B>(
+        &mut self,
+        config: &Config,
+        request: &Request<B>,
+        source: &BlockSource,
+        state: BlockState,
+    ) -> Option<Response<Bytes>> {
+        let (policy, _) = config.brute_force.as_ref()?;
+        match state {
+            BlockState::Blocked { remaining } => {
+                let rejection =
+                    Rejection::new(Reason::Blocked).with_retry_after(seconds(remaining));
+                if policy.report_only {
+                    if !self.reported {
+                        observe(
+                            config,
+                            request,
+                            Outcome::WouldRefuse,
+                            Some(&rejection),
+                            self.started,
+                        );
+                        self.reported = true;
+                    }
+                    return None;
+                }
                 observe(
                     config,
                     request,
-                    Outcome::WouldRefuse,
+                    Outcome::Refused,
                     Some(&rejection),
-                    started,
+                    self.started,
                 );
-                return None;
+                Some(rejection.render(&*config.renderer))
             }
-            observe(config, request, Outcome::Refused, Some(&rejection), started);
-            Some(rejection.render(&*config.renderer))
+            BlockState::Unblocked { offences } => {
+                let event = Block::new(BlockAction::Unblocked, 0, offences, Duration::ZERO);
+                event.report(config, policy, source);
+                None
+            }
+            BlockState::Open => None,
         }
-        BlockState::Unblocked { offences } => {
-            report_block(
-                config,
-                policy,
-                source,
-                BlockAction::Unblocked,
-                0,
-                offences,
-                Duration::ZERO,
-            );
-            observe(config, request, Outcome::Allowed, None, started);
-            None
-        }
-        BlockState::Open => {
-            observe(config, request, Outcome::Allowed, None, started);
-            None
+    }
+
+    /// Every source passed: report it.
+    fn pass<B>(&self, config: &Config, request: &Request<B>) {
+        if !self.reported {
+            observe(config, request, Outcome::Allowed, None, self.started);
         }
     }
 }
@@ -306,28 +364,37 @@ pub(crate) fn seconds(duration: Duration) -> u32 {
     u32::try_from(whole.max(1)).unwrap_or(u32::MAX)
 }
 
-fn report_block(
-    config: &Config,
-    policy: &BruteForce,
-    source: &BlockSource,
+/// A block or unblock to report.
+struct Block {
     action: BlockAction,
     failures: u32,
     offences: u32,
     duration: Duration,
-) {
-    let text = source.to_string();
-    config.observer.block(&BlockEvent {
-        action,
-        kind: match source {
-            BlockSource::Ip(_) => "ip",
-        },
-        source: &text,
-        reason: "authentication_failures",
-        failures,
-        offences,
-        duration,
-        report_only: policy.report_only,
-    });
+}
+
+impl Block {
+    fn new(action: BlockAction, failures: u32, offences: u32, duration: Duration) -> Self {
+        Self {
+            action,
+            failures,
+            offences,
+            duration,
+        }
+    }
+
+    fn report(&self, config: &Config, policy: &BruteForce, source: &BlockSource) {
+        let text = source.to_string();
+        config.observer.block(&BlockEvent {
+            action: self.action,
+            kind: source.kind(),
+            source: &text,
+            reason: "authentication_failures",
+            failures: self.failures,
+            offences: self.offences,
+            duration: self.duration,
+            report_only: policy.report_only,
+        });
+    }
 }
 
 /// Whether a response is an authentication failure: bad credentials, from any
@@ -345,8 +412,17 @@ struct Pending<S, B> {
     config: Arc<Config>,
     service: S,
     request: Request<B>,
-    source: BlockSource,
-    started: Instant,
+    sources: Sources,
+    checks: Checks,
+}
+
+/// A failed response, its failures being counted source by source.
+struct Recording<R> {
+    config: Arc<Config>,
+    sources: Sources,
+    /// The source being counted now.
+    current: usize,
+    response: Option<R>,
 }
 
 pin_project! {
@@ -370,14 +446,12 @@ pin_project! {
         Checking { state: StoreFuture<BlockState>, pending: Option<Box<Pending<S, B>>> },
         Calling {
             #[pin] future: S::Future,
-            // Set when failures of the source are counted.
-            tracked: Option<(Arc<Config>, BlockSource)>,
+            // Set when failures of the sources are counted.
+            tracked: Option<(Arc<Config>, Sources)>,
         },
         Recording {
             record: StoreFuture<FailureCount>,
-            config: Arc<Config>,
-            source: BlockSource,
-            response: Option<S::Response>,
+            recording: Box<Recording<S::Response>>,
         },
         Answered { response: Option<Response<Bytes>> },
     }
@@ -395,7 +469,7 @@ where
         }
     }
 
-    fn calling(future: S::Future, tracked: Option<(Arc<Config>, BlockSource)>) -> Self {
+    fn calling(future: S::Future, tracked: Option<(Arc<Config>, Sources)>) -> Self {
         Self {
             state: State::Calling { future, tracked },
         }
@@ -409,6 +483,15 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
+}
+
+/// The next source of `sources` from `from` on, with its position.
+fn source_from(sources: &Sources, from: usize) -> Option<(usize, &BlockSource)> {
+    sources
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find_map(|(index, source)| source.as_ref().map(|source| (index, source)))
 }
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
@@ -429,63 +512,93 @@ where
                     state: check,
                     pending,
                 } => {
-                    let block = ready!(Pin::new(check).poll(cx));
-                    let Some(Pending {
+                    let block = ready!(Pin::new(&mut *check).poll(cx));
+                    let Some(waiting) = pending.as_mut() else {
+                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
+                    };
+                    let Pending {
+                        config,
+                        request,
+                        sources,
+                        checks,
+                        ..
+                    } = &mut **waiting;
+                    // The source just answered is the one before `checks.index`.
+                    let answered = checks
+                        .index
+                        .checked_sub(1)
+                        .and_then(|i| sources[i].as_ref());
+                    if let Some(source) = answered
+                        && let Some(response) = checks.decide(config, request, source, block)
+                    {
+                        state.set(State::Answered {
+                            response: Some(response),
+                        });
+                        continue;
+                    }
+                    if let Some(next) = checks.next_source(sources) {
+                        if let Some((_, store)) = &config.brute_force {
+                            *check = store.state(next);
+                        }
+                        continue;
+                    }
+                    let Some(done) = pending.take() else { continue };
+                    let Pending {
                         config,
                         mut service,
                         request,
-                        source,
-                        started,
-                    }) = pending.take().map(|pending| *pending)
-                    else {
-                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
-                    };
-                    match decide(&config, &request, &source, block, started) {
-                        Some(response) => state.set(State::Answered {
-                            response: Some(response),
-                        }),
-                        None => state.set(State::Calling {
-                            future: service.call(request),
-                            tracked: Some((config, source)),
-                        }),
-                    }
+                        sources,
+                        checks,
+                    } = *done;
+                    checks.pass(&config, &request);
+                    state.set(State::Calling {
+                        future: service.call(request),
+                        tracked: Some((config, sources)),
+                    });
                 }
                 StateProj::Calling { future, tracked } => {
                     let response = ready!(future.poll(cx))?;
                     let failed = tracked.is_some() && is_failure(&response);
-                    let (true, Some((config, source))) = (failed, tracked.take()) else {
+                    let (true, Some((config, sources))) = (failed, tracked.take()) else {
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
-                    let Some((policy, store)) = &config.brute_force else {
+                    let (Some((policy, store)), Some((current, source))) =
+                        (&config.brute_force, source_from(&sources, 0))
+                    else {
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
-                    let record = store.record_failure(&source, policy);
+                    let record = store.record_failure(source, policy);
                     state.set(State::Recording {
                         record,
-                        config,
-                        source,
-                        response: Some(response),
+                        recording: Box::new(Recording {
+                            config,
+                            sources,
+                            current,
+                            response: Some(response),
+                        }),
                     });
                 }
-                StateProj::Recording {
-                    record,
-                    config,
-                    source,
-                    response,
-                } => {
-                    let count = ready!(Pin::new(record).poll(cx));
-                    if let (Some((offence, duration)), Some((policy, _))) =
-                        (count.blocked, &config.brute_force)
+                StateProj::Recording { record, recording } => {
+                    let count = ready!(Pin::new(&mut *record).poll(cx));
+                    let Recording {
+                        config,
+                        sources,
+                        current,
+                        response,
+                    } = &mut **recording;
+                    let Some((policy, store)) = &config.brute_force else {
+                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
+                    };
+                    if let (Some((offence, duration)), Some(source)) =
+                        (count.blocked, sources[*current].as_ref())
                     {
-                        report_block(
-                            config,
-                            policy,
-                            source,
-                            BlockAction::Blocked,
-                            count.failures,
-                            offence,
-                            duration,
-                        );
+                        Block::new(BlockAction::Blocked, count.failures, offence, duration)
+                            .report(config, policy, source);
+                    }
+                    if let Some((next, source)) = source_from(sources, *current + 1) {
+                        *current = next;
+                        *record = store.record_failure(source, policy);
+                        continue;
                     }
                     let response = response.take().map_or_else(
                         || Response::default().map(ResponseBody::rejection),

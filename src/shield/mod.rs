@@ -15,9 +15,10 @@
 //!   addresses count as IPv4), globally and per route; deny wins; refused with 403
 //!   `ip_denied`.
 //! - **Brute-force blocking** ([`BruteForce`]): authentication failures counted per client
-//!   IP; above a threshold the IP is refused with 429 `blocked` and `Retry-After` for a
-//!   period that doubles with repeat offences. Each block and unblock is reported to the
-//!   observer (`Observe::block`, see [`crate::observe`]).
+//!   IP (and, opted in, per API-key id claimed); above a threshold the source is refused
+//!   with 429 `blocked` and `Retry-After` for a period that doubles with repeat offences.
+//!   Each block and unblock is reported to the observer (`Observe::block`, see
+//!   [`crate::observe`]).
 //!
 //! # Example
 //!
@@ -72,7 +73,9 @@ pub use crate::store::StoreFuture;
 
 use self::client_ip::{ClientIpResolver, PeerAddress};
 use self::ip_rules::{IpRules, NetList};
+pub(crate) use self::layer::ClaimedIdentity;
 use self::layer::Config;
+use crate::authenticate::Authenticate;
 use crate::error::ConfigError;
 use crate::observe::{Observe, default_observer};
 use crate::rejection::{RejectionResponse, default_renderer};
@@ -94,6 +97,7 @@ pub struct ShieldBuilder {
     deny: Vec<String>,
     routes: Vec<(String, Vec<String>, Vec<String>)>,
     brute_force: Option<BruteForce>,
+    identity: Option<ClaimedIdentity>,
     observer: Option<Arc<dyn Observe>>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
@@ -210,6 +214,16 @@ impl ShieldBuilder {
         self
     }
 
+    /// The authenticator whose [`claimed_identity`](crate::Authenticate::claimed_identity)
+    /// names the identity of a request, for [`BruteForce::per_identity`] (the gateway uses
+    /// its own authenticators). Defaults to none.
+    pub fn identities_from(mut self, authenticator: impl Authenticate) -> Self {
+        self.identity = Some(Arc::new(move |parts: &http::request::Parts| {
+            authenticator.claimed_identity(parts)
+        }));
+        self
+    }
+
     /// Reports every decision to `observer` instead of the default
     /// [`TracingObserver`](crate::observe::TracingObserver).
     pub fn observer(mut self, observer: Arc<dyn Observe>) -> Self {
@@ -278,6 +292,7 @@ impl ShieldBuilder {
             global,
             routes: Arc::new(routes),
             brute_force,
+            identity: self.identity,
             observer: self.observer.unwrap_or_else(default_observer),
             renderer: self.renderer.unwrap_or_else(default_renderer),
         }))
