@@ -1019,7 +1019,11 @@ mod waiting_stores {
             .build()
             .expect("limits");
         let shield = ShieldLayer::builder()
-            .brute_force(brute_force().store(Arc::new(Remote(MemoryBlockStore::new(100)))))
+            .brute_force(
+                brute_force()
+                    .per_identity()
+                    .store(Arc::new(Remote(MemoryBlockStore::new(100)))),
+            )
             .build()
             .expect("shield");
         let app = app(fixture
@@ -1046,7 +1050,23 @@ mod waiting_stores {
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(code(&body), "blocked");
         assert_eq!(headers["retry-after"], "60");
-        assert_eq!(fixture.seen.blocks.lock().expect("lock").len(), 1);
+        // Both the address and the key id reached the threshold, each counted in turn.
+        let blocked: Vec<String> = fixture
+            .seen
+            .blocks
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|block| block.1.clone())
+            .collect();
+        let id = fixture.stranger.record.id().to_string();
+        assert_eq!(
+            blocked,
+            ["198.51.100.7".to_owned(), format!("api_key:{id}")]
+        );
+        // The key id is blocked from another address too, checked after the address.
+        let elsewhere = get_as(&fixture.stranger, "203.0.113.77:1");
+        assert_eq!(send(&app, elsewhere).await.0, StatusCode::TOO_MANY_REQUESTS);
     }
 }
 
