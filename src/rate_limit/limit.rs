@@ -159,9 +159,13 @@ impl LimitKey {
             }
             Self::Tenant => BucketKey::Text(principal()?.tenant()?.into()),
             Self::ClientIp => {
-                BucketKey::Ip(extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
+                let address = extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
                     crate::shield::connection_peer(extensions).map(|ip| ip.to_canonical())
-                })?)
+                });
+                if address.is_none() {
+                    crate::shield::warn_no_peer_address("portcullis::rate_limit");
+                }
+                BucketKey::Ip(address?)
             }
             Self::Route => BucketKey::Text(route?.into()),
             Self::Shared => BucketKey::Text(limit.clone()),

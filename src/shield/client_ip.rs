@@ -38,6 +38,22 @@ pub(crate) fn connection_peer(extensions: &Extensions) -> Option<IpAddr> {
     extensions.get::<SocketAddr>().map(SocketAddr::ip)
 }
 
+/// Says, once per process, that a request came without the connection's address: the
+/// server is not giving it (axum: serve with `into_make_service_with_connect_info`), so
+/// per-IP limits and brute-force counts do not apply and IP allow lists refuse.
+pub(crate) fn warn_no_peer_address(target: &'static str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(
+            target: "portcullis::shield",
+            layer = target,
+            "a request came without the connection's address: per-IP limits and brute-force \
+             counts do not apply to it and IP allow lists refuse it; with axum, serve with \
+             `into_make_service_with_connect_info::<SocketAddr>()`"
+        );
+    }
+}
+
 /// How the shield finds the client IP of a request.
 #[derive(Clone)]
 pub(crate) struct ClientIpResolver {

@@ -187,8 +187,11 @@ where
         let address = config
             .resolver
             .resolve(request.headers(), request.extensions());
-        if let Some(address) = address {
-            request.extensions_mut().insert(ClientIp(address));
+        match address {
+            Some(address) => {
+                request.extensions_mut().insert(ClientIp(address));
+            }
+            None => super::client_ip::warn_no_peer_address("portcullis::shield"),
         }
         let route_rules = config
             .routes

@@ -83,6 +83,8 @@ use crate::route::RouteTable;
 
 pub(crate) use self::client_ip::connection_peer;
 #[cfg(feature = "rate-limit")]
+pub(crate) use self::client_ip::warn_no_peer_address;
+#[cfg(feature = "rate-limit")]
 pub(crate) use self::layer::seconds;
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
