@@ -220,6 +220,14 @@ pub enum ConfigError {
          `peer_address(...)`"
     )]
     NoClientIpSource,
+    /// A brute-force period is longer than a year (the counters' clock arithmetic is
+    /// bounded, and a block that long is a ban: use a deny list).
+    #[cfg(feature = "shield")]
+    #[error("`{setting}` must be at most 365 days")]
+    DurationTooLong {
+        /// The setting.
+        setting: &'static str,
+    },
     /// A rate limit is configured wrongly.
     #[cfg(feature = "rate-limit")]
     #[error("rate limit `{limit}`: {reason}")]

@@ -92,6 +92,12 @@ impl Quota {
             Some("a burst must be at least one request")
         } else if self.interval().is_zero() {
             Some("the period is too short for that many requests")
+        } else if self
+            .interval()
+            .checked_mul(self.requests.max(self.burst))
+            .is_none_or(|whole| whole > Duration::from_secs(365 * 86_400))
+        {
+            Some("a quota refills within a year at most (period, and interval × burst)")
         } else {
             None
         }

@@ -14,6 +14,9 @@ use tokio::time::Instant;
 use crate::error::ConfigError;
 use crate::store::StoreFuture;
 
+/// The longest window, block or memory of offences.
+const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
+
 /// Brute-force protection settings, given to
 /// [`ShieldBuilder::brute_force`](super::ShieldBuilder::brute_force).
 ///
@@ -170,6 +173,15 @@ impl BruteForce {
         }
         if self.max_sources == 0 {
             return zero("brute_force.max_sources");
+        }
+        for (setting, period) in [
+            ("brute_force.window", self.window),
+            ("brute_force.block_for", self.max_block),
+            ("brute_force.forget_after", self.forget_after),
+        ] {
+            if period > MAX_PERIOD {
+                return Err(ConfigError::DurationTooLong { setting });
+            }
         }
         Ok(())
     }
@@ -351,7 +363,7 @@ impl Entry {
     /// Moves the fixed windows on to `now`.
     fn roll(&mut self, now: Instant, window: Duration) {
         let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed >= window * 2 {
+        if elapsed >= window.saturating_mul(2) {
             self.previous = 0;
             self.current = 0;
             self.window_start = now;
@@ -379,7 +391,7 @@ impl Entry {
     /// to remember.
     fn is_stale(&self, now: Instant, window: Duration, forget_after: Duration) -> bool {
         self.blocked_until.is_none()
-            && now.saturating_duration_since(self.window_start) >= window * 2
+            && now.saturating_duration_since(self.window_start) >= window.saturating_mul(2)
             && self
                 .last_block_end
                 .is_none_or(|end| now.saturating_duration_since(end) >= forget_after)
@@ -461,7 +473,8 @@ impl BlockStore for MemoryBlockStore {
             1
         };
         let duration = policy.block_duration(entry.offences);
-        entry.blocked_until = Some(now + duration);
+        // `check` bounds every period to a year: no overflow.
+        entry.blocked_until = Some(now.checked_add(duration).unwrap_or(now));
         // The block is the answer to these failures: count afresh after it.
         entry.previous = 0;
         entry.current = 0;
