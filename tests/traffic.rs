@@ -423,6 +423,13 @@ async fn an_identity_limit_before_authentication_is_a_config_error() {
         ))
         .is_some()
     );
+    let huge = Quota::new(1, Duration::MAX);
+    assert!(bad(Limit::new("forever", LimitKey::ApiKey, huge)).is_some());
+    let deep = Quota::per_second(1).burst(u32::MAX);
+    assert!(bad(Limit::new("deep", LimitKey::ApiKey, deep)).is_some());
+    // A day's quota is fine.
+    let daily = Quota::new(10_000, Duration::from_secs(86_400));
+    assert!(bad(Limit::new("daily", LimitKey::ApiKey, daily)).is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -732,6 +739,15 @@ async fn bad_ranges_are_config_errors() {
         .brute_force(BruteForce::new().threshold(0, Duration::from_secs(1)))
         .build();
     assert!(matches!(zero, Err(ConfigError::InvalidLimit { .. })));
+    // Periods too long to count with are refused, not a panic at request time.
+    let forever = ShieldLayer::builder()
+        .brute_force(BruteForce::new().threshold(3, Duration::MAX))
+        .build();
+    assert!(matches!(forever, Err(ConfigError::DurationTooLong { .. })));
+    let forever = ShieldLayer::builder()
+        .brute_force(BruteForce::new().block_for(Duration::from_secs(1), Duration::MAX))
+        .build();
+    assert!(matches!(forever, Err(ConfigError::DurationTooLong { .. })));
 }
 
 /// The peer address as a real server gives it (`into_make_service_with_connect_info`),
