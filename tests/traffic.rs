@@ -1141,3 +1141,143 @@ async fn identities_are_not_counted_unless_asked() {
     }
     assert_eq!(fixture.lookups(), 4);
 }
+
+// ---------------------------------------------------------------------------------------
+// The audit log, as JSON lines
+
+mod audit_log {
+    use std::io::Write;
+
+    use portcullis::observe::AuditLog;
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_json_line_per_decision_with_the_documented_fields() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        // As docs/monitoring.md shows it.
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("portcullis::audit=info"))
+            .with_writer(move || writer.clone())
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                let fixture = Fixture::new().await;
+                let shield = ShieldLayer::builder().build().expect("shield");
+                let limits = RateLimitLayer::builder()
+                    .limit(Limit::new(
+                        "per-key",
+                        LimitKey::ApiKey,
+                        Quota::per_minute(1),
+                    ))
+                    .build()
+                    .expect("limits");
+                let app = app(fixture
+                    .gateway()
+                    .observer(Arc::new(AuditLog::new()))
+                    .shield(shield)
+                    .rate_limit(limits)
+                    .build()
+                    .expect("gateway"));
+                send(&app, get_as(&fixture.viewer, PEER)).await;
+                send(&app, get_as(&fixture.viewer, PEER)).await;
+            });
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("UTF-8");
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+            .collect();
+        // Request 1: authenticate, authorize, rate limit (a shield without rules or blocking
+        // only finds the client IP: no decision); request 2 the same, refused by the limit.
+        let stages: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["stage"].as_str().unwrap_or_default(),
+                    e["decision"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                ("authenticate", "allowed"),
+                ("authorize", "allowed"),
+                ("rate_limit", "allowed"),
+                ("authenticate", "allowed"),
+                ("authorize", "allowed"),
+                ("rate_limit", "refused"),
+            ]
+        );
+        let fields = [
+            "audit_schema",
+            "event",
+            "time",
+            "stage",
+            "decision",
+            "reason",
+            "status",
+            "rule",
+            "route",
+            "method",
+            "client_ip",
+            "subject",
+            "auth_method",
+            "key_id",
+            "limit",
+            "latency_us",
+        ];
+        for event in &events {
+            for field in fields {
+                assert!(event.get(field).is_some(), "{field} missing in {event}");
+            }
+            assert_eq!(event["audit_schema"], 1);
+            assert_eq!(event["target"], "portcullis::audit");
+        }
+        let refused = &events[5];
+        assert_eq!(refused["reason"], "rate_limited");
+        assert_eq!(refused["status"], 429);
+        assert_eq!(refused["limit"], "per-key");
+        assert_eq!(refused["client_ip"], "198.51.100.7");
+        assert_eq!(refused["subject"], "vic");
+        assert_eq!(refused["auth_method"], "api_key");
+        assert_eq!(refused["key_id"], fixture_key_id(&events));
+        let authorized = &events[1];
+        assert_eq!(authorized["rule"], "GET /orders");
+        assert_eq!(authorized["route"], "/orders");
+        assert_eq!(authorized["method"], "GET");
+        let time = refused["time"].as_str().unwrap_or_default();
+        assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+    }
+
+    /// The key id the authorize event names (the viewer's): the same in every event.
+    fn fixture_key_id(events: &[serde_json::Value]) -> serde_json::Value {
+        let id = events[1]["key_id"].clone();
+        assert!(id.as_str().is_some_and(|id| !id.is_empty()));
+        id
+    }
+}
