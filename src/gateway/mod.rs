@@ -35,6 +35,12 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 ///             (401 / 400 / 503) (401 / 403)   408 / 413 / 415)
 /// ```
 ///
+/// With the traffic features, a shield (IP rules, brute-force blocks) and a per-IP rate
+/// limit come before authentication, and per-identity rate limits between authorization
+/// and validation ([`shield`](GatewaySecurityBuilder::shield),
+/// [`rate_limit_before_auth`](GatewaySecurityBuilder::rate_limit_before_auth),
+/// [`rate_limit`](GatewaySecurityBuilder::rate_limit)); each is a pass-through until set.
+///
 /// The order never changes: nothing is authorized before the caller is known, and nothing
 /// parses a body for a caller who is not allowed in (validation needs the `validate`
 /// feature and [`GatewaySecurityBuilder::validate`]). The layer
