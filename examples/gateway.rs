@@ -12,6 +12,11 @@
 //! deleting an order), one refused with 401 (no key), and one new order refused with 400
 //! and problem details by the schema. Ctrl-C stops it.
 //!
+//! Traffic protection is on, with small demo values printed at start: a per-IP limit before
+//! authentication, per-key limits by role (the viewer's lower than the admin's), and
+//! brute-force blocking of addresses that keep sending bad keys. Prometheus metrics are on
+//! `GET /metrics` (admin key only). The banner prints a command that shows each at work.
+//!
 //! | route                 | who may call it              |
 //! |-----------------------|------------------------------|
 //! | `GET /health`         | anyone, no key looked at     |
@@ -20,6 +25,7 @@
 //! | `POST /orders`        | permission `orders:write`    |
 //! | `DELETE /orders/{id}` | permission `orders:write`    |
 //! | `GET /admin/keys`     | role `admin`                 |
+//! | `GET /metrics`        | role `admin`                 |
 //! | anything else         | nobody (403 `route_denied`)  |
 //!
 //! Bearer tokens too, when an issuer is configured through the environment:
@@ -59,16 +65,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portcullis::api_key::{
     ApiKeyAuthenticator, IssuedKey, KeyAdmin, KeyRecord, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
+use portcullis::observe::{MetricsObserver, TracingObserver};
+use portcullis::rate_limit::{Limit, LimitKey, Quota, RateLimitLayer, Tier};
+use portcullis::shield::{BruteForce, ShieldLayer};
 use portcullis::validate::{RequestSchema, ValidationRules};
 use portcullis::{ConfigError, GatewaySecurityLayer, Principal};
 use serde_json::{Value, json};
@@ -76,6 +87,15 @@ use tracing_subscriber::EnvFilter;
 
 /// Where the server listens unless `PORTCULLIS_ADDR` says otherwise.
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+
+/// The demo's traffic limits: small, so that a short `curl` loop shows each at work.
+const PER_IP: Quota = Quota::new(20, Duration::from_secs(10));
+const VIEWER: Quota = Quota::per_minute(5);
+const ADMIN: Quota = Quota::per_minute(60);
+const FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+const FIRST_BLOCK: Duration = Duration::from_secs(30);
+const MAX_BLOCK: Duration = Duration::from_secs(300);
 
 /// One demo identity and the key issued for it at start.
 struct DemoKey {
@@ -97,6 +117,7 @@ fn rules() -> Result<RouteRules, ConfigError> {
         .route("POST /orders", permission("orders:write"))
         .route("DELETE /orders/{id}", permission("orders:write"))
         .route("GET /admin/keys", role("admin"))
+        .route("GET /metrics", role("admin"))
         .build()
 }
 
@@ -167,6 +188,31 @@ fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::
     Ok(Some(bearer.build()?))
 }
 
+/// The shield: brute-force blocking of addresses that keep sending bad credentials.
+fn shield() -> Result<ShieldLayer, ConfigError> {
+    ShieldLayer::builder()
+        .brute_force(
+            BruteForce::new()
+                .threshold(FAILURES, FAILURE_WINDOW)
+                .block_for(FIRST_BLOCK, MAX_BLOCK),
+        )
+        .build()
+}
+
+/// Per-IP limits, before any key is looked at.
+fn per_ip_limit() -> Result<RateLimitLayer, ConfigError> {
+    RateLimitLayer::builder()
+        .limit(Limit::new("per-ip", LimitKey::ClientIp, PER_IP))
+        .build()
+}
+
+/// Per-key limits, by role: the viewer's lower than the admin's.
+fn per_key_limit() -> Result<RateLimitLayer, ConfigError> {
+    RateLimitLayer::builder()
+        .limit(Limit::new("per-key", LimitKey::ApiKey, VIEWER).tier(Tier::role("admin"), ADMIN))
+        .build()
+}
+
 /// The OpenID Connect relying party from `PORTCULLIS_OIDC_*`, when configured: login at
 /// `/login`, callback at `/callback`, logout at `/logout`.
 #[cfg(feature = "oidc")]
@@ -210,60 +256,59 @@ fn oidc_from_env(_addr: SocketAddr) -> Result<Option<NoOidc>, Box<dyn std::error
 #[cfg(not(feature = "oidc"))]
 type NoOidc = std::convert::Infallible;
 
-/// The API, wrapped in the gateway's authentication, authorization and validation, and
-/// (with a relying party) in its login routes.
+/// The relying party, or nothing when the example is built without `oidc`.
 #[cfg(feature = "oidc")]
+type RelyingParty = portcullis::oidc::Oidc;
+#[cfg(not(feature = "oidc"))]
+type RelyingParty = NoOidc;
+
+/// The API, wrapped in the gateway: shield, per-IP limit, authentication, authorization,
+/// per-key limits, validation.
 fn app(
     store: Arc<MemoryKeyStore>,
     bearer: Option<BearerAuthenticator>,
-    oidc: Option<portcullis::oidc::Oidc>,
+    oidc: Option<RelyingParty>,
+    metrics: PrometheusHandle,
 ) -> Result<Router, ConfigError> {
     let mut security =
         GatewaySecurityLayer::builder().authenticate(ApiKeyAuthenticator::new(store.clone()));
     if let Some(bearer) = bearer {
         security = security.authenticate(bearer);
     }
+    #[cfg(feature = "oidc")]
     if let Some(oidc) = &oidc {
         security = security.authenticate(oidc.clone());
     }
-    let router = api(
-        store,
-        security.rules(rules()?).validate(validation()?).build()?,
-    );
-    Ok(match oidc {
-        Some(oidc) => router.layer(oidc.layer()),
-        None => router,
-    })
-}
-
-/// The API, wrapped in the gateway's authentication, authorization and validation.
-#[cfg(not(feature = "oidc"))]
-fn app(
-    store: Arc<MemoryKeyStore>,
-    bearer: Option<BearerAuthenticator>,
-    _oidc: Option<NoOidc>,
-) -> Result<Router, ConfigError> {
-    let mut security =
-        GatewaySecurityLayer::builder().authenticate(ApiKeyAuthenticator::new(store.clone()));
-    if let Some(bearer) = bearer {
-        security = security.authenticate(bearer);
-    }
-    Ok(api(
-        store,
-        security.rules(rules()?).validate(validation()?).build()?,
-    ))
-}
-
-fn api(store: Arc<MemoryKeyStore>, security: GatewaySecurityLayer) -> Router {
-    Router::new()
+    let security = security
+        .rules(rules()?)
+        .validate(validation()?)
+        .shield(shield()?)
+        .rate_limit_before_auth(per_ip_limit()?)
+        .rate_limit(per_key_limit()?)
+        .observer(Arc::new((TracingObserver, MetricsObserver::new())))
+        .build()?;
+    let router = Router::new()
         .route("/", get(home))
         .route("/health", get(health))
         .route("/whoami", get(whoami))
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", get(get_order).delete(delete_order))
         .route("/admin/keys", get(list_keys))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .with_state(store)
-        .layer(security)
+        .layer(security);
+    // The login routes sit outside the gateway: they must answer whatever the rules say.
+    #[cfg(feature = "oidc")]
+    let router = match oidc {
+        Some(oidc) => router.layer(oidc.layer()),
+        None => router,
+    };
+    #[cfg(not(feature = "oidc"))]
+    drop(oidc);
+    Ok(router)
 }
 
 async fn home() -> axum::response::Html<&'static str> {
@@ -349,6 +394,24 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>)
     let base = format!("http://{addr}");
     println!("portcullis gateway example listening on {base}");
     println!();
+    println!("Traffic protection (demo values):");
+    println!(
+        "  per-IP limit before authentication: {} requests per {} s",
+        PER_IP.requests(),
+        PER_IP.period().as_secs()
+    );
+    println!(
+        "  per-key limit: viewer {} per minute, admin {} per minute",
+        VIEWER.requests(),
+        ADMIN.requests()
+    );
+    println!(
+        "  brute force: {FAILURES} bad keys within {} s block the address for {} s, doubling up to {} s",
+        FAILURE_WINDOW.as_secs(),
+        FIRST_BLOCK.as_secs(),
+        MAX_BLOCK.as_secs()
+    );
+    println!();
     println!("# public, no key needed:");
     println!("curl -s {base}/health");
     for key in keys {
@@ -388,6 +451,43 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>)
     println!();
     println!("# 401: no key:");
     println!("curl -si {base}/whoami");
+    let show = "-s -o /dev/null -w '%{http_code} '";
+    println!();
+    println!(
+        "# the per-IP limit at work: 25 quick requests, the last ones 429 (then wait {} s):",
+        PER_IP.period().as_secs()
+    );
+    println!("for i in $(seq 25); do curl {show} {base}/health; done; echo");
+    if let Some(viewer) = keys.iter().find(|key| key.name == "viewer") {
+        let secret = viewer.issued.key.expose_secret();
+        println!();
+        println!(
+            "# the viewer's per-key limit: {} allowed, then 429 with Retry-After and RateLimit fields:",
+            VIEWER.requests()
+        );
+        println!(
+            "for i in $(seq {}); do curl {show} -H 'x-api-key: {secret}' {base}/orders; done; \
+             curl -si -H 'x-api-key: {secret}' {base}/orders | grep -i -E '^(HTTP|retry-after|ratelimit)'",
+            VIEWER.requests()
+        );
+    }
+    println!();
+    println!(
+        "# brute force: bad keys from one address end in 429 with Retry-After (blocks this \
+         address for {} s):",
+        FIRST_BLOCK.as_secs()
+    );
+    println!(
+        "for i in $(seq {}); do curl {show} -H 'x-api-key: pk_not_a_real_key' {base}/whoami; done; \
+         curl -si {base}/health | grep -i -E '^(HTTP|retry-after)'",
+        FAILURES
+    );
+    if let Some(admin) = keys.iter().find(|key| key.name == "admin") {
+        let secret = admin.issued.key.expose_secret();
+        println!();
+        println!("# Prometheus metrics (admin key only):");
+        println!("curl -s -H 'x-api-key: {secret}' {base}/metrics | grep ^portcullis_");
+    }
     println!();
     println!("Press Ctrl-C to stop.");
 }
@@ -409,11 +509,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .or_else(|_| std::env::var("PORTCULLIS_INTROSPECTION_URL"))
         .ok()
         .filter(|_| bearer.is_some());
+    // The application picks the metrics exporter; portcullis only records.
+    let metrics = PrometheusBuilder::new().install_recorder()?;
     let addr = std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let oidc = oidc_from_env(listener.local_addr()?)?;
     let login = oidc.is_some();
-    let app = app(store, bearer, oidc)?;
+    let app = app(store, bearer, oidc, metrics)?;
     print_banner(listener.local_addr()?, &keys, bearer_issuer.as_deref());
     if login {
         println!(
@@ -422,11 +524,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            tokio::signal::ctrl_c().await.ok();
-        })
-        .await?;
+    // The client's address, for the shield and the per-IP limit.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        tokio::signal::ctrl_c().await.ok();
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

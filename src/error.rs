@@ -226,4 +226,39 @@ pub enum ConfigError {
         /// Why (never the URL's password).
         reason: String,
     },
+    /// An IP address or CIDR range that does not parse, or has host bits set
+    /// (`10.0.0.1/8`: write `10.0.0.0/8`).
+    #[cfg(feature = "shield")]
+    #[error("`{cidr}` is not a usable IP address or CIDR range: {reason}")]
+    InvalidCidr {
+        /// The text given.
+        cidr: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Nothing tells the shield the address of the connecting peer: without the `axum`
+    /// feature (axum's `ConnectInfo`), give `ShieldBuilder::peer_address`.
+    #[cfg(feature = "shield")]
+    #[error(
+        "the client IP has no source: enable the `axum` feature (ConnectInfo) or give \
+         `peer_address(...)`"
+    )]
+    NoClientIpSource,
+    /// A brute-force period is longer than a year (the counters' clock arithmetic is
+    /// bounded, and a block that long is a ban: use a deny list).
+    #[cfg(feature = "shield")]
+    #[error("`{setting}` must be at most 365 days")]
+    DurationTooLong {
+        /// The setting.
+        setting: &'static str,
+    },
+    /// A rate limit is configured wrongly.
+    #[cfg(feature = "rate-limit")]
+    #[error("rate limit `{limit}`: {reason}")]
+    InvalidRateLimit {
+        /// The limit's name.
+        limit: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

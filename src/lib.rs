@@ -26,9 +26,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The request's path is fixed: authenticate ([`AuthenticationLayer`] running every
+//! The request's path is fixed: shield ([`shield`], IP rules and brute-force blocks) and a
+//! per-IP rate limit, then authenticate ([`AuthenticationLayer`] running every
 //! [`Authenticate`]: [`api_key`], [`bearer`], `oidc` sessions, your own), authorize ([`authz`]), validate
-//! ([`validate`]); each layer also works alone. Every refusal is a [`Rejection`] rendered as
+//! ([`validate`]), with per-identity rate limits ([`rate_limit`]) between the last two; each
+//! layer also works alone. Every refusal is a [`Rejection`] rendered as
 //! RFC 9457 problem+json with the right status and challenge; every decision goes to one
 //! [`observe::Observe`]. Configuration is checked when it is built ([`ConfigError`]), never
 //! while serving.
@@ -46,6 +48,9 @@
 //! | `axum` | yes | extractors for [`Principal`] and [`Claims`] |
 //! | `oidc` | no | [`oidc`]: OpenID Connect login (code + PKCE), sessions, refresh, logout |
 //! | `cors` | no | `GatewaySecurityBuilder::cors` (tower-http's `CorsLayer` in front) |
+//! | `shield` | with `rate-limit` | [`shield`]: client IP behind trusted proxies, IP allow/deny lists, brute-force blocking |
+//! | `rate-limit` | yes | [`rate_limit`]: GCRA limits per IP, key, subject, client, tenant or route, tiers (includes `shield`) |
+//! | `metrics` | yes | `observe::MetricsObserver`: decisions through the `metrics` facade |
 //! | `redis` | no | [`redis`]: shared state on Redis or Redis Cluster (`RedisKeyStore` with `api-key`) |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
@@ -59,6 +64,7 @@ pub struct ReadmeDoctests;
 
 mod authenticate;
 mod body;
+mod client_ip;
 mod error;
 mod future;
 #[cfg(fuzzing)]
@@ -69,8 +75,10 @@ mod net;
 pub mod observe;
 mod principal;
 mod rejection;
-#[cfg(any(feature = "authz", feature = "validate"))]
+#[cfg(any(feature = "authz", feature = "validate", feature = "shield"))]
 mod route;
+#[cfg(feature = "shield")]
+mod store;
 mod text;
 
 mod secret;
@@ -117,6 +125,14 @@ pub mod validate;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
+#[cfg(feature = "shield")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
+pub mod shield;
+
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
+
 #[doc(inline)]
 pub use crate::authenticate::{
     AuthFuture, AuthOutcome, Authenticate, Authentication, AuthenticationLayer, Challenges,
@@ -124,6 +140,8 @@ pub use crate::authenticate::{
 };
 #[doc(inline)]
 pub use crate::body::ResponseBody;
+#[doc(inline)]
+pub use crate::client_ip::ClientIp;
 #[doc(inline)]
 pub use crate::error::ConfigError;
 #[cfg(feature = "axum")]

@@ -51,11 +51,17 @@
 //! # }
 //! ```
 
+mod audit;
+#[cfg(feature = "metrics")]
+mod metrics;
+
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
+use crate::client_ip::ClientIp;
 use crate::principal::Principal;
 use crate::rejection::Reason;
 
@@ -69,16 +75,23 @@ pub enum Stage {
     Authorize,
     /// Request validation.
     Validate,
+    /// The shield in front of everything: IP rules and brute-force blocks.
+    Shield,
+    /// A rate-limit layer (before authentication, per IP, or after it, per identity).
+    RateLimit,
 }
 
 impl Stage {
-    /// A stable lower-case name: `authenticate`, `authorize`, `validate`.
+    /// A stable lower-case name: `authenticate`, `authorize`, `validate`, `shield`,
+    /// `rate_limit`.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::Authenticate => "authenticate",
             Self::Authorize => "authorize",
             Self::Validate => "validate",
+            Self::Shield => "shield",
+            Self::RateLimit => "rate_limit",
         }
     }
 }
@@ -136,6 +149,10 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// The caller, when known.
     pub principal: Option<&'a Principal>,
+    /// The client's IP address, when a shield in front found it ([`ClientIp`]).
+    pub client_ip: Option<IpAddr>,
+    /// The rate limit that refused (or would have refused) the request, by its name.
+    pub limit: Option<&'a str>,
     /// When the layer began deciding; read through [`Decision::elapsed`], so that the
     /// clock is read a second time only by observers that want the duration.
     pub(crate) started: Instant,
@@ -157,6 +174,89 @@ impl Decision<'_> {
 pub trait Observe: Send + Sync + 'static {
     /// Called once per decision.
     fn decision(&self, decision: &Decision<'_>);
+
+    /// Called when the shield blocks a source for repeated authentication failures, or
+    /// finds its block over. Defaults to nothing.
+    fn block(&self, event: &BlockEvent<'_>) {
+        let _ = event;
+    }
+}
+
+pub use self::audit::AuditLog;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use self::metrics::MetricsObserver;
+
+/// Two observers, each told everything: `(TracingObserver, AuditLog)`.
+impl<A: Observe, B: Observe> Observe for (A, B) {
+    fn decision(&self, decision: &Decision<'_>) {
+        self.0.decision(decision);
+        self.1.decision(decision);
+    }
+
+    fn block(&self, event: &BlockEvent<'_>) {
+        self.0.block(event);
+        self.1.block(event);
+    }
+}
+
+/// Three observers, each told everything: `(TracingObserver, MetricsObserver, AuditLog)`.
+impl<A: Observe, B: Observe, C: Observe> Observe for (A, B, C) {
+    fn decision(&self, decision: &Decision<'_>) {
+        self.0.decision(decision);
+        self.1.decision(decision);
+        self.2.decision(decision);
+    }
+
+    fn block(&self, event: &BlockEvent<'_>) {
+        self.0.block(event);
+        self.1.block(event);
+        self.2.block(event);
+    }
+}
+
+/// What a brute-force block event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockAction {
+    /// The source is blocked from now on, for [`BlockEvent::duration`].
+    Blocked,
+    /// The source's block is over (reported when it is next seen, or swept).
+    Unblocked,
+}
+
+impl BlockAction {
+    /// A stable lower-case name: `blocked`, `unblocked`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blocked => "blocked",
+            Self::Unblocked => "unblocked",
+        }
+    }
+}
+
+/// A source blocked or unblocked by brute-force protection, as reported to
+/// [`Observe::block`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct BlockEvent<'a> {
+    /// Blocked or unblocked.
+    pub action: BlockAction,
+    /// What is blocked: `ip` (the client IP) or `identity` (what the credentials claim).
+    pub kind: &'static str,
+    /// The source: the client IP's text, or the identity (`api_key:` and the key's id).
+    pub source: &'a str,
+    /// Why: `authentication_failures`.
+    pub reason: &'static str,
+    /// Failures counted in the window when the block started (0 for an unblock).
+    pub failures: u32,
+    /// How many times this source has been blocked, this block included.
+    pub offences: u32,
+    /// How long the block lasts (zero for an unblock).
+    pub duration: Duration,
+    /// Report-only mode: the block is counted but nothing is refused.
+    pub report_only: bool,
 }
 
 impl<F> Observe for F
@@ -170,10 +270,11 @@ where
 
 /// The default observer: one `tracing` event per decision.
 ///
-/// Targets `portcullis::authenticate`, `portcullis::authorize` and `portcullis::validate`;
+/// Targets `portcullis::authenticate`, `portcullis::authorize`, `portcullis::validate`,
+/// `portcullis::shield` and `portcullis::rate_limit`;
 /// level `debug` when a request goes on, `info` when it is refused, `warn` for report-only
 /// would-be refusals. Fields: `outcome`, `reason`, `cause`, `status`, `rule`, `subject`,
-/// `auth_method`, `http.method`, `http.path` (cut to 256 bytes) and `elapsed_us`. Never a
+/// `client_ip`, `auth_method`, `http.method`, `http.path` (cut to 256 bytes) and `elapsed_us`. Never a
 /// credential, a claim or a body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingObserver;
@@ -191,6 +292,8 @@ macro_rules! decision_event {
             status = d.status.map(|status| status.as_u16()),
             rule = d.route,
             subject = d.principal.map(Principal::subject),
+            client_ip = d.client_ip.map(tracing::field::display),
+            limit = d.limit,
             auth_method = d.principal.map(|p| p.auth_method().name()),
             http.method = %d.method,
             http.path = crate::text::bounded(d.path),
@@ -227,8 +330,43 @@ impl Observe for TracingObserver {
             Stage::Authenticate => stage_events!("portcullis::authenticate", decision),
             Stage::Authorize => stage_events!("portcullis::authorize", decision),
             Stage::Validate => stage_events!("portcullis::validate", decision),
+            Stage::Shield => stage_events!("portcullis::shield", decision),
+            Stage::RateLimit => stage_events!("portcullis::rate_limit", decision),
         }
     }
+
+    fn block(&self, event: &BlockEvent<'_>) {
+        tracing::warn!(
+            target: "portcullis::shield",
+            action = event.action.name(),
+            kind = event.kind,
+            source = event.source,
+            reason = event.reason,
+            failures = event.failures,
+            offences = event.offences,
+            duration_s = event.duration.as_secs(),
+            report_only = event.report_only,
+            "brute-force protection: source {}",
+            event.action.name()
+        );
+    }
+}
+
+/// Counts one event of the bearer layers' remote work (JWKS fetches, cache lookups,
+/// introspection calls) through the `metrics` facade: these are not decisions, so they do
+/// not go through [`Observe`]. Nothing without the `metrics` feature.
+#[cfg(feature = "bearer")]
+#[inline]
+pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(name, label => value).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, label, value);
+}
+
+/// The client IP a shield left in the request's extensions, for [`Decision::client_ip`].
+pub(crate) fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    extensions.get::<ClientIp>().map(|ip| ip.0)
 }
 
 /// The shared default observer.

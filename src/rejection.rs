@@ -4,7 +4,7 @@
 //! Every refusal by every layer is a `Rejection`, turned into a response by a
 //! [`RejectionResponse`]. The default, [`ProblemJson`], answers with an RFC 9457
 //! `application/problem+json` body, an RFC 6750-style `WWW-Authenticate` challenge on 401
-//! (and on 403 for missing scopes), and `Retry-After` on 503:
+//! (and on 403 for missing scopes), and `Retry-After` on 429 and 503:
 //!
 //! ```text
 //! HTTP/1.1 401 Unauthorized
@@ -86,6 +86,14 @@ pub enum Reason {
     InvalidJson,
     /// The body, query, path or headers break the route's schema. 400 (or 422, configurable).
     SchemaViolation,
+    /// A rate limit is exhausted; `Retry-After` says when to try again. 429.
+    RateLimited,
+    /// The source (client IP) is blocked for repeated authentication failures; `Retry-After`
+    /// says when the block ends. 429.
+    Blocked,
+    /// The client IP is not allowed on this route (a deny list, or not on an allow list).
+    /// 403.
+    IpDenied,
 }
 
 impl Reason {
@@ -115,6 +123,9 @@ impl Reason {
             Self::MissingBody => "missing_body",
             Self::InvalidJson => "invalid_json",
             Self::SchemaViolation => "schema_violation",
+            Self::RateLimited => "rate_limited",
+            Self::Blocked => "blocked",
+            Self::IpDenied => "ip_denied",
         }
     }
 
@@ -147,9 +158,12 @@ impl Reason {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::InsufficientScope | Self::Forbidden | Self::RouteDenied | Self::InvalidClaims => {
-                StatusCode::FORBIDDEN
-            }
+            Self::InsufficientScope
+            | Self::Forbidden
+            | Self::RouteDenied
+            | Self::InvalidClaims
+            | Self::IpDenied => StatusCode::FORBIDDEN,
+            Self::RateLimited | Self::Blocked => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -173,6 +187,9 @@ impl Reason {
             Self::MissingBody => "This request needs a body.",
             Self::InvalidJson => "The request body is not acceptable JSON.",
             Self::SchemaViolation => "The request does not match the API's schema.",
+            Self::RateLimited => "Too many requests; try again later.",
+            Self::Blocked => "Too many failed authentication attempts; try again later.",
+            Self::IpDenied => "Requests from this address are not allowed here.",
             _ => "Access cannot be decided right now; try again later.",
         }
     }
@@ -493,7 +510,7 @@ impl Rejection {
         self
     }
 
-    /// Asks the client to retry after `seconds` (sent as `Retry-After` on 503).
+    /// Asks the client to retry after `seconds` (sent as `Retry-After` on 429 and 503).
     #[must_use]
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
@@ -545,7 +562,7 @@ impl Rejection {
     }
 
     /// Renders this rejection with `renderer`, then makes sure the response carries the
-    /// challenges a 401 must have and the `Retry-After` a 503 announces, whatever the
+    /// challenges a 401 must have and the `Retry-After` a 429 or 503 announces, whatever the
     /// renderer did.
     pub(crate) fn render(&self, renderer: &dyn RejectionResponse) -> Response<Bytes> {
         let mut response = renderer.respond(self);
@@ -559,7 +576,8 @@ impl Rejection {
             }
         }
         if let Some(seconds) = self.retry_after
-            && status == StatusCode::SERVICE_UNAVAILABLE
+            && (status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::TOO_MANY_REQUESTS)
             && !headers.contains_key(RETRY_AFTER)
         {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
@@ -592,7 +610,7 @@ impl std::error::Error for Rejection {}
 ///
 /// Implement it (or pass a closure `Fn(&Rejection) -> Response<Bytes>`) to render your own
 /// error envelope. Whatever you return, a 401 still gets the rejection's `WWW-Authenticate`
-/// challenges and a 503 its `Retry-After`, unless you set those headers yourself.
+/// challenges and a 429 or 503 its `Retry-After`, unless you set those headers yourself.
 ///
 /// # Example
 ///

@@ -42,6 +42,7 @@ pub(crate) struct RouteMatch {
 /// value, and the path parameters.
 pub(crate) struct Matched<'t, 'p, T> {
     /// The entry's position, stable for the table's life: a match can be carried as it.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) index: usize,
     #[cfg_attr(not(feature = "validate"), allow(dead_code))] // Authorization uses `index`.
     pub(crate) value: &'t T,
@@ -132,6 +133,7 @@ impl<T> RouteTable<T> {
     }
 
     /// The entry at `index` (from an earlier [`Matched::index`]): its text and value.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) fn entry(&self, index: usize) -> Option<(&str, &T)> {
         self.entries
             .get(index)
@@ -139,6 +141,7 @@ impl<T> RouteTable<T> {
     }
 
     /// Every entry, in insertion order.
+    #[cfg_attr(not(any(feature = "authz", feature = "validate")), allow(dead_code))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
         self.entries.iter().map(|(text, value)| (&**text, value))
     }

@@ -187,6 +187,19 @@ fn challenges(realm: Cow<'static, str>) -> Arc<[Challenge]> {
 }
 
 impl Authenticate for ApiKeyAuthenticator {
+    /// `api_key:` and the key's public id, when the request carries exactly one
+    /// well-formed key (prefix, length, alphabet and checksum right).
+    fn claimed_identity(&self, request: &Parts) -> Option<Arc<str>> {
+        let presented = self.presented(request).ok()?;
+        if presented.conflicting {
+            return None;
+        }
+        let first = presented.first?;
+        let text = std::str::from_utf8(first.as_ref()).ok()?;
+        let parsed = self.store.format().parse(text).ok()?;
+        Some(format!("api_key:{}", parsed.id).into())
+    }
+
     fn authenticate(&self, request: &Parts) -> AuthFuture {
         let presented = match self.presented(request) {
             Ok(presented) => presented,

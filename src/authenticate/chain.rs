@@ -474,6 +474,8 @@ impl Progress {
             method: &parts.method,
             path: parts.uri.path(),
             principal: self.found.as_ref(),
+            client_ip: crate::observe::client_ip(&parts.extensions),
+            limit: None,
             started: self.started,
         });
     }

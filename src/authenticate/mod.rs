@@ -202,6 +202,14 @@ pub trait Authenticate: Send + Sync + 'static {
     /// if you keep them, marks their headers sensitive with `HeaderValue::set_sensitive`).
     /// Called for every request that goes on, whatever the outcome. Defaults to nothing.
     fn strip_credentials(&self, _request: &mut Parts) {}
+
+    /// The identity the request's credentials claim, before anything is checked (an API
+    /// key's public id), for brute-force protection per identity: the shield counts failures
+    /// against it and refuses a blocked identity before its credentials are looked at. Must
+    /// be cheap and never wait; never a secret. Defaults to none.
+    fn claimed_identity(&self, _request: &Parts) -> Option<Arc<str>> {
+        None
+    }
 }
 
 impl<A: Authenticate + ?Sized> Authenticate for Arc<A> {
@@ -215,6 +223,10 @@ impl<A: Authenticate + ?Sized> Authenticate for Arc<A> {
 
     fn strip_credentials(&self, request: &mut Parts) {
         (**self).strip_credentials(request);
+    }
+
+    fn claimed_identity(&self, request: &Parts) -> Option<Arc<str>> {
+        (**self).claimed_identity(request)
     }
 }
 

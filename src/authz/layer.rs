@@ -184,6 +184,8 @@ where
             method: request.method(),
             path: request.uri().path(),
             principal,
+            client_ip: observe::client_ip(request.extensions()),
+            limit: None,
             started,
         });
         match rejection {

@@ -305,9 +305,14 @@ impl BearerAuthenticator {
             let digest = TokenCache::digest(token);
             (cache, digest)
         });
-        if let Some((cache, digest)) = &digest
-            && let Some(principal) = cache.get(digest, now)
-        {
+        let cached = digest
+            .as_ref()
+            .and_then(|(cache, digest)| cache.get(digest, now));
+        if digest.is_some() {
+            let result = if cached.is_some() { "hit" } else { "miss" };
+            crate::observe::count("portcullis.token_cache.lookups", "result", result);
+        }
+        if let Some(principal) = cached {
             // A token verified with fetched keys is not believed once no usable set is
             // left (fail closed when the keys are too stale).
             let issuer = principal

@@ -310,12 +310,19 @@ impl Introspection {
 
     /// The cached answer for `digest`, if it still holds.
     pub(crate) fn cached(&self, digest: &TokenDigest) -> Option<Outcome> {
-        let (result, deadline) = self.inner.cache.get(digest)?;
+        let miss = || {
+            crate::observe::count("portcullis.introspection.cache", "result", "miss");
+            None
+        };
+        let Some((result, deadline)) = self.inner.cache.get(digest) else {
+            return miss();
+        };
         if Instant::now() >= deadline {
             self.inner.cache.remove(digest);
-            return None;
+            return miss();
         }
         Counters::add(&self.inner.counters.cache_hits);
+        crate::observe::count("portcullis.introspection.cache", "result", "hit");
         Some(match result {
             Ok(principal) => Outcome::Active(principal),
             Err(refusal) => Outcome::Refused(refusal),
@@ -381,6 +388,7 @@ impl Introspection {
             return self.overloaded(Overload::OverBudget, retry_after);
         }
         Counters::add(&inner.counters.calls);
+        crate::observe::count("portcullis.introspection.calls", "outcome", "sent");
         // The permit is held for the call: bound it whatever the HTTP client does, so a
         // client without a timeout cannot hold every permit.
         match tokio::time::timeout(CALL_TIMEOUT, self.fetch(token, digest)).await {
@@ -407,6 +415,7 @@ impl Introspection {
             ),
         };
         Counters::add(counter);
+        crate::observe::count("portcullis.introspection.calls", "outcome", reason);
         if let Some(refused) = inner.load_warning.note(overload, Instant::now()) {
             tracing::warn!(
                 target: "portcullis::bearer",

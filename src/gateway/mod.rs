@@ -18,7 +18,11 @@ use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::observe::{Observe, default_observer};
+#[cfg(feature = "rate-limit")]
+use crate::rate_limit::{RateLimit, RateLimitLayer};
 use crate::rejection::{RejectionResponse, default_renderer};
+#[cfg(feature = "shield")]
+use crate::shield::{Shield, ShieldLayer};
 #[cfg(feature = "validate")]
 use crate::validate::{Validate, ValidateLayer, ValidationRules};
 
@@ -30,6 +34,12 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 ///             authenticator     rules         limits (400 /
 ///             (401 / 400 / 503) (401 / 403)   408 / 413 / 415)
 /// ```
+///
+/// With the traffic features, a shield (IP rules, brute-force blocks) and a per-IP rate
+/// limit come before authentication, and per-identity rate limits between authorization
+/// and validation ([`shield`](GatewaySecurityBuilder::shield),
+/// [`rate_limit_before_auth`](GatewaySecurityBuilder::rate_limit_before_auth),
+/// [`rate_limit`](GatewaySecurityBuilder::rate_limit)); each is a pass-through until set.
 ///
 /// The order never changes: nothing is authorized before the caller is known, and nothing
 /// parses a body for a caller who is not allowed in (validation needs the `validate`
@@ -92,15 +102,33 @@ pub struct GatewaySecurityLayer {
     authorize: AuthorizeLayer,
     #[cfg(feature = "validate")]
     validate: ValidateLayer,
+    #[cfg(feature = "shield")]
+    shield: ShieldLayer,
+    #[cfg(feature = "rate-limit")]
+    limit_before_auth: RateLimitLayer,
+    #[cfg(feature = "rate-limit")]
+    limit: RateLimitLayer,
     #[cfg(feature = "cors")]
     cors: Option<CorsLayer>,
 }
 
-/// The stack inside [`GatewaySecurity`], innermost last.
+// Each optional layer is a type of its own when its feature is on (a pass-through when not
+// configured), and nothing when it is off.
 #[cfg(feature = "validate")]
-type Stack<S> = Authentication<Authorize<Validate<S>>>;
+type WithValidate<S> = Validate<S>;
 #[cfg(not(feature = "validate"))]
-type Stack<S> = Authentication<Authorize<S>>;
+type WithValidate<S> = S;
+#[cfg(feature = "rate-limit")]
+type WithLimit<S> = RateLimit<S>;
+#[cfg(not(feature = "rate-limit"))]
+type WithLimit<S> = S;
+#[cfg(feature = "shield")]
+type WithShield<S> = Shield<S>;
+#[cfg(not(feature = "shield"))]
+type WithShield<S> = S;
+
+/// The stack inside [`GatewaySecurity`], innermost last.
+type Stack<S> = WithShield<WithLimit<Authentication<Authorize<WithLimit<WithValidate<S>>>>>>;
 
 /// The request body the service behind the gateway receives.
 #[cfg(feature = "validate")]
@@ -108,11 +136,21 @@ type InnerBody<B> = crate::validate::RequestBody<B>;
 #[cfg(not(feature = "validate"))]
 type InnerBody<B> = B;
 
-/// The response body of the gateway's service.
 #[cfg(feature = "validate")]
-type OuterBody<B> = ResponseBody<ResponseBody<ResponseBody<B>>>;
+type ValidateBody<B> = ResponseBody<B>;
 #[cfg(not(feature = "validate"))]
-type OuterBody<B> = ResponseBody<ResponseBody<B>>;
+type ValidateBody<B> = B;
+#[cfg(feature = "rate-limit")]
+type LimitBody<B> = ResponseBody<B>;
+#[cfg(not(feature = "rate-limit"))]
+type LimitBody<B> = B;
+#[cfg(feature = "shield")]
+type ShieldBody<B> = ResponseBody<B>;
+#[cfg(not(feature = "shield"))]
+type ShieldBody<B> = B;
+
+/// The response body of the gateway's service.
+type OuterBody<B> = ShieldBody<LimitBody<ResponseBody<ResponseBody<LimitBody<ValidateBody<B>>>>>>;
 
 impl GatewaySecurityLayer {
     /// Starts a gateway configuration.
@@ -129,6 +167,12 @@ impl fmt::Debug for GatewaySecurityLayer {
             .field("authorize", &self.authorize);
         #[cfg(feature = "validate")]
         debug.field("validate", &self.validate);
+        #[cfg(feature = "shield")]
+        debug.field("shield", &self.shield);
+        #[cfg(feature = "rate-limit")]
+        debug
+            .field("limit_before_auth", &self.limit_before_auth)
+            .field("limit", &self.limit);
         #[cfg(feature = "cors")]
         debug.field("cors", &self.cors);
         debug.finish()
@@ -141,7 +185,13 @@ impl<S> Layer<S> for GatewaySecurityLayer {
     fn layer(&self, inner: S) -> GatewaySecurity<S> {
         #[cfg(feature = "validate")]
         let inner = self.validate.layer(inner);
+        #[cfg(feature = "rate-limit")]
+        let inner = self.limit.layer(inner);
         let stack = self.authenticate.layer(self.authorize.layer(inner));
+        #[cfg(feature = "rate-limit")]
+        let stack = self.limit_before_auth.layer(stack);
+        #[cfg(feature = "shield")]
+        let stack = self.shield.layer(stack);
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             // `build()` has checked that this layer's rules are usable: no panic here.
@@ -218,6 +268,12 @@ pub struct GatewaySecurityBuilder {
     observer: Option<Arc<dyn Observe>>,
     #[cfg(feature = "cors")]
     cors: Option<CorsLayer>,
+    #[cfg(feature = "shield")]
+    shield: Option<ShieldLayer>,
+    #[cfg(feature = "rate-limit")]
+    limit_before_auth: Option<RateLimitLayer>,
+    #[cfg(feature = "rate-limit")]
+    limit: Option<RateLimitLayer>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
 
@@ -282,6 +338,35 @@ impl GatewaySecurityBuilder {
         self
     }
 
+    /// The shield, in front of everything: the client IP, IP rules and brute-force
+    /// blocking, decided before any credential is looked at. Defaults to none.
+    ///
+    /// With the gateway's [`observer`](Self::observer) or
+    /// [`rejection_response`](Self::rejection_response) set, the shield uses those.
+    #[cfg(feature = "shield")]
+    pub fn shield(mut self, shield: ShieldLayer) -> Self {
+        self.shield = Some(shield);
+        self
+    }
+
+    /// Rate limits checked before authentication (after the shield): per client IP, so an
+    /// anonymous flood never reaches a key store, an introspection endpoint or a login
+    /// flow. Only limits keyed by [`ClientIp`](crate::rate_limit::LimitKey::ClientIp),
+    /// route or shared, without tiers, fit here. Defaults to none.
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit_before_auth(mut self, limits: RateLimitLayer) -> Self {
+        self.limit_before_auth = Some(limits);
+        self
+    }
+
+    /// Rate limits checked after authorization, before validation: per API key, subject,
+    /// client, tenant or route, with tiers chosen from the caller. Defaults to none.
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit(mut self, limits: RateLimitLayer) -> Self {
+        self.limit = Some(limits);
+        self
+    }
+
     /// Renders every rejection with `renderer` instead of problem+json.
     pub fn rejection_response(mut self, renderer: impl RejectionResponse) -> Self {
         self.renderer = Some(Arc::new(renderer));
@@ -294,13 +379,31 @@ impl GatewaySecurityBuilder {
     ///
     /// [`ConfigError::MissingRules`] without rules; [`ConfigError::NoAuthenticator`] without
     /// an authenticator; [`ConfigError::InvalidCors`] for a CORS configuration tower-http
-    /// refuses (credentials with a wildcard).
+    /// refuses (credentials with a wildcard); `ConfigError::InvalidRateLimit` for a limit
+    /// before authentication keyed by the caller's identity or with tiers.
     pub fn build(self) -> Result<GatewaySecurityLayer, ConfigError> {
         let rules = self.rules.ok_or(ConfigError::MissingRules)?;
+        #[cfg(feature = "rate-limit")]
+        if let Some(name) = self
+            .limit_before_auth
+            .as_ref()
+            .and_then(RateLimitLayer::needs_identity)
+        {
+            return Err(ConfigError::InvalidRateLimit {
+                limit: name.to_owned(),
+                reason: "before authentication the caller is unknown: key it by client IP, \
+                         route or shared, without tiers, or give it to `rate_limit`"
+                    .to_owned(),
+            });
+        }
+        let custom_observer = self.observer.clone();
+        let custom_renderer = self.renderer.clone();
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             check_cors(cors)?;
         }
+        #[cfg(feature = "shield")]
+        let identity_sources: Arc<[Arc<dyn Authenticate>]> = self.authenticators.clone().into();
         let mut authenticators = self.authenticators.into_iter();
         let Some(first) = authenticators.next() else {
             return Err(ConfigError::NoAuthenticator);
@@ -335,11 +438,37 @@ impl GatewaySecurityBuilder {
         };
         #[cfg(not(feature = "validate"))]
         drop((renderer, observer));
+        #[cfg(feature = "shield")]
+        let shield = self
+            .shield
+            .map_or_else(ShieldLayer::pass_through, |shield| {
+                let authenticators = identity_sources.clone();
+                let identity: crate::shield::ClaimedIdentity = Arc::new(move |parts| {
+                    authenticators
+                        .iter()
+                        .find_map(|authenticator| authenticator.claimed_identity(parts))
+                });
+                shield.with_gateway(custom_observer.clone(), custom_renderer.clone(), identity)
+            });
+        #[cfg(feature = "rate-limit")]
+        let [limit_before_auth, limit] = [self.limit_before_auth, self.limit].map(|layer| {
+            layer.map_or_else(RateLimitLayer::pass_through, |layer| {
+                layer.with_gateway(custom_observer.clone(), custom_renderer.clone())
+            })
+        });
+        #[cfg(not(any(feature = "shield", feature = "rate-limit")))]
+        drop((custom_observer, custom_renderer));
         Ok(GatewaySecurityLayer {
             authenticate,
             authorize,
             #[cfg(feature = "validate")]
             validate,
+            #[cfg(feature = "shield")]
+            shield,
+            #[cfg(feature = "rate-limit")]
+            limit_before_auth,
+            #[cfg(feature = "rate-limit")]
+            limit,
             #[cfg(feature = "cors")]
             cors: self.cors,
         })

@@ -145,6 +145,7 @@ where
             Route::Service => String::new(),
             _ => request.uri().path().to_owned(),
         };
+        let client_ip = crate::observe::client_ip(request.extensions());
         let own: Option<OwnFuture> = match (route, method.clone()) {
             (Route::Login, Method::GET | Method::HEAD) => {
                 let (parts, _) = request.into_parts();
@@ -157,6 +158,7 @@ where
                     &self.oidc,
                     method,
                     route_path,
+                    client_ip,
                     Box::pin(login::start(self.oidc.clone(), return_to)),
                 ));
             }
@@ -167,6 +169,7 @@ where
                     &self.oidc,
                     method,
                     route_path,
+                    client_ip,
                     Box::pin(login::callback(self.oidc.clone(), parts)),
                 ));
             }
@@ -177,6 +180,7 @@ where
                     &self.oidc,
                     method,
                     route_path,
+                    client_ip,
                     Box::pin(logout::logout(self.oidc.clone(), parts)),
                 ));
             }
@@ -192,6 +196,7 @@ where
                     &self.oidc,
                     method,
                     route_path,
+                    client_ip,
                     backchannel(self.oidc.clone(), request),
                 ));
             }
@@ -201,7 +206,7 @@ where
         if let Some(future) = own {
             return ResponseFuture {
                 state: State::Own {
-                    future: observed(&self.oidc, method, route_path, future),
+                    future: observed(&self.oidc, method, route_path, client_ip, future),
                 },
             };
         }
@@ -249,7 +254,13 @@ enum Route {
 /// `future`, reporting its answer to the relying party's observer as an authentication
 /// decision: `answered` for a redirect or a page, `refused` for a 4xx or 5xx, with the
 /// cause the route left in the response's extensions and, after a login, the new caller.
-fn observed(oidc: &Oidc, method: Method, path: String, future: OwnFuture) -> OwnFuture {
+fn observed(
+    oidc: &Oidc,
+    method: Method,
+    path: String,
+    client_ip: Option<std::net::IpAddr>,
+    future: OwnFuture,
+) -> OwnFuture {
     let oidc = oidc.clone();
     Box::pin(async move {
         let started = std::time::Instant::now();
@@ -278,6 +289,8 @@ fn observed(oidc: &Oidc, method: Method, path: String, future: OwnFuture) -> Own
             method: &method,
             path: &path,
             principal: response.extensions().get::<Principal>(),
+            client_ip,
+            limit: None,
             started,
         });
         response

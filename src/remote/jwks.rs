@@ -301,10 +301,12 @@ impl JwksCache {
             .unwrap_or(Err(RemoteError::Timeout));
         match fetched {
             Ok((keys, digest, max_age)) => {
+                crate::observe::count("portcullis.jwks.fetches", "outcome", "ok");
                 self.install(keys, digest, max_age);
                 Ok(())
             }
             Err(error) => {
+                crate::observe::count("portcullis.jwks.fetches", "outcome", "failed");
                 if matches!(self.source, JwksSource::Discover(_)) {
                     *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 }

@@ -380,6 +380,8 @@ fn observe(
         method: &parts.method,
         path: parts.uri.path(),
         principal: parts.extensions.get::<Principal>(),
+        client_ip: crate::observe::client_ip(&parts.extensions),
+        limit: None,
         started,
     });
 }

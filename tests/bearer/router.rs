@@ -366,3 +366,37 @@ async fn a_refused_token_makes_one_event_with_its_cause() {
         )]
     );
 }
+
+/// Token-cache lookups are counted through the `metrics` facade (a debugging recorder here).
+#[cfg(feature = "metrics")]
+#[test]
+fn token_cache_hits_and_misses_are_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let authenticator = authenticator();
+        let token = mint(&eddsa(), &claims());
+        authenticator.verify(&token).expect("valid");
+        authenticator.verify(&token).expect("cached");
+        authenticator.verify(&token).expect("cached");
+    });
+    let mut lookups = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if key.key().name() != "portcullis.token_cache.lookups" {
+            continue;
+        }
+        let result = key
+            .key()
+            .labels()
+            .find(|label| label.key() == "result")
+            .map(|label| label.value().to_owned())
+            .unwrap_or_default();
+        if let DebugValue::Counter(count) = value {
+            lookups.insert(result, count);
+        }
+    }
+    assert_eq!(lookups.get("miss"), Some(&1));
+    assert_eq!(lookups.get("hit"), Some(&2));
+}

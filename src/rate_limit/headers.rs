@@ -1,0 +1,109 @@
+//! The `RateLimit-Policy` and `RateLimit` response fields of
+//! draft-ietf-httpapi-ratelimit-headers (structured-field lists of named policies):
+//!
+//! ```text
+//! RateLimit-Policy: "per-key";q=100;w=60
+//! RateLimit: "per-key";r=42;t=35
+//! ```
+//!
+//! `q` is the quota's requests per window `w` (seconds); `r` the requests that still fit
+//! now; `t` the seconds until the whole quota is available again.
+
+use http::HeaderValue;
+use http::header::HeaderName;
+
+use super::limit::Quota;
+use super::store::LimitState;
+
+/// `RateLimit-Policy`.
+pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Whole seconds, rounded up.
+fn ceil_seconds(duration: std::time::Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The `RateLimit-Policy` item of a limit's quota (computed once, when the layer is built).
+/// `name` is checked to be a plain token, so it needs no escaping.
+pub(crate) fn policy(name: &str, quota: Quota) -> HeaderValue {
+    let text = format!(
+        "\"{name}\";q={};w={}",
+        quota.requests(),
+        ceil_seconds(quota.period()).max(1)
+    );
+    // The name is `[A-Za-z0-9._-]`: always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+}
+
+/// The `RateLimit` item of one answer (on every response: written without `fmt`).
+pub(crate) fn state(name: &str, state: &LimitState) -> HeaderValue {
+    let mut text = String::with_capacity(name.len() + 32);
+    text.push('"');
+    text.push_str(name);
+    text.push_str("\";r=");
+    push_number(&mut text, u64::from(state.remaining));
+    text.push_str(";t=");
+    push_number(&mut text, ceil_seconds(state.reset_after));
+    // The text becomes the value's bytes without a copy.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+}
+
+/// Appends `n` in decimal.
+fn push_number(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10` is below 10: the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (n % 10) as u8;
+        digits[start] = b'0' + digit;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        text.push(char::from(digit));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn fields_as_the_draft_writes_them() {
+        assert_eq!(
+            policy("per-key", Quota::per_minute(100)),
+            "\"per-key\";q=100;w=60"
+        );
+        assert_eq!(
+            policy("fast", Quota::new(10, Duration::from_millis(500))),
+            "\"fast\";q=10;w=1"
+        );
+        assert_eq!(
+            state(
+                "per-key",
+                &LimitState::allowed(42, Duration::from_millis(34_100))
+            ),
+            "\"per-key\";r=42;t=35"
+        );
+        assert_eq!(
+            state("x", &LimitState::allowed(0, Duration::ZERO)),
+            "\"x\";r=0;t=0"
+        );
+        assert_eq!(
+            state("x", &LimitState::allowed(u32::MAX, Duration::from_secs(10))),
+            "\"x\";r=4294967295;t=10"
+        );
+        let mut text = String::new();
+        push_number(&mut text, u64::MAX);
+        assert_eq!(text, "18446744073709551615");
+    }
+}

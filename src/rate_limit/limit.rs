@@ -1,0 +1,318 @@
+//! What a limit is: a [`Quota`], a [`LimitKey`] saying whose bucket a request counts
+//! against, [`Tier`]s choosing another quota from the caller, and the routes it covers.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Extensions;
+
+use crate::client_ip::ClientIp;
+use crate::principal::{AuthMethod, Principal};
+
+/// How many requests a bucket allows: `requests` per `period`, refilled steadily (GCRA),
+/// with bursts of up to `burst` requests (by default `requests`).
+///
+/// `Quota::per_second(100)` allows a burst of 100 and then one request every 10 ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    requests: u32,
+    period: Duration,
+    burst: u32,
+}
+
+impl Quota {
+    /// `requests` per `period`.
+    #[must_use]
+    pub const fn new(requests: u32, period: Duration) -> Self {
+        Self {
+            requests,
+            period,
+            burst: requests,
+        }
+    }
+
+    /// `requests` per second.
+    #[must_use]
+    pub const fn per_second(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(1))
+    }
+
+    /// `requests` per minute.
+    #[must_use]
+    pub const fn per_minute(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(60))
+    }
+
+    /// `requests` per hour.
+    #[must_use]
+    pub const fn per_hour(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(3600))
+    }
+
+    /// Allows bursts of up to `burst` requests. Defaults to the quota's `requests`.
+    #[must_use]
+    pub const fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The requests per period.
+    #[must_use]
+    pub const fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// The period.
+    #[must_use]
+    pub const fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The largest burst.
+    #[must_use]
+    pub const fn burst_size(&self) -> u32 {
+        self.burst
+    }
+
+    /// The time one request's allowance takes to refill: `period / requests`.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.period
+            .checked_div(self.requests)
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// What is wrong with the quota, if anything.
+    pub(crate) fn problem(&self) -> Option<&'static str> {
+        if self.requests == 0 {
+            Some("a quota must allow at least one request")
+        } else if self.burst == 0 {
+            Some("a burst must be at least one request")
+        } else if self.interval().is_zero() {
+            Some("the period is too short for that many requests")
+        } else if self
+            .interval()
+            .checked_mul(self.requests.max(self.burst))
+            .is_none_or(|whole| whole > Duration::from_secs(365 * 86_400))
+        {
+            Some("a quota refills within a year at most (period, and interval × burst)")
+        } else {
+            None
+        }
+    }
+}
+
+/// Whose bucket a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKey {
+    /// The API key's identifier (callers authenticated otherwise are not limited by it).
+    ApiKey,
+    /// The caller's subject, with its issuer.
+    Subject,
+    /// The OAuth client: the `client_id` claim, else `azp`.
+    ClientId,
+    /// The caller's tenant.
+    Tenant,
+    /// The client IP ([`ClientIp`] from a shield in front, else the connection's peer).
+    ClientIp,
+    /// The route: one bucket per route pattern the limit lists (needs
+    /// [`Limit::routes`]).
+    Route,
+    /// One bucket for everything the limit covers (a route group's total).
+    Shared,
+}
+
+impl LimitKey {
+    /// Whether the key needs an authenticated caller.
+    #[cfg(feature = "authz")]
+    pub(crate) fn needs_identity(self) -> bool {
+        matches!(
+            self,
+            Self::ApiKey | Self::Subject | Self::ClientId | Self::Tenant
+        )
+    }
+
+    /// The bucket of this request, or `None` when the key does not apply (no caller, no
+    /// API key, no tenant).
+    pub(crate) fn bucket(
+        self,
+        limit: &Arc<str>,
+        extensions: &Extensions,
+        route: Option<&str>,
+    ) -> Option<BucketKey> {
+        let principal = || extensions.get::<Principal>();
+        Some(match self {
+            Self::ApiKey => match principal()?.auth_method() {
+                AuthMethod::ApiKey { key_id } => BucketKey::Text(key_id.clone()),
+                _ => return None,
+            },
+            Self::Subject => {
+                let principal = principal()?;
+                let issuer = principal.issuer().unwrap_or("");
+                // The NUL cannot be in an issuer URL: no two pairs make one text.
+                BucketKey::Text(format!("{issuer}\u{0}{}", principal.subject()).into())
+            }
+            Self::ClientId => {
+                let principal = principal()?;
+                let client = principal
+                    .claim("client_id")
+                    .or_else(|| principal.claim("azp"))?
+                    .as_str()?;
+                BucketKey::Text(client.into())
+            }
+            Self::Tenant => BucketKey::Text(principal()?.tenant()?.into()),
+            Self::ClientIp => {
+                let address = extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
+                    crate::shield::connection_peer(extensions).map(|ip| ip.to_canonical())
+                });
+                if address.is_none() {
+                    crate::shield::warn_no_peer_address("portcullis::rate_limit");
+                }
+                BucketKey::Ip(address?)
+            }
+            Self::Route => BucketKey::Text(route?.into()),
+            Self::Shared => BucketKey::Text(limit.clone()),
+        })
+    }
+}
+
+/// One bucket of a limit: whose requests count together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BucketKey {
+    /// A client IP.
+    Ip(IpAddr),
+    /// A key id, subject, client, tenant, route pattern or the limit's own name.
+    Text(Arc<str>),
+}
+
+impl fmt::Display for BucketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(address) => address.fmt(f),
+            Self::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A condition on the caller that picks a tier's quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Tier {
+    /// The caller has this role.
+    Role(Arc<str>),
+    /// The caller has this scope.
+    Scope(Arc<str>),
+    /// The caller's claim (for API keys: the key's metadata) has this string value, e.g.
+    /// `plan` = `gold`.
+    Claim {
+        /// The claim's name.
+        name: Arc<str>,
+        /// The value it must have.
+        value: Arc<str>,
+    },
+}
+
+impl Tier {
+    /// Callers with role `role`.
+    pub fn role(role: impl Into<Arc<str>>) -> Self {
+        Self::Role(role.into())
+    }
+
+    /// Callers with scope `scope`.
+    pub fn scope(scope: impl Into<Arc<str>>) -> Self {
+        Self::Scope(scope.into())
+    }
+
+    /// Callers whose claim (API-key metadata) `name` is the string `value`.
+    pub fn claim(name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+        Self::Claim {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    pub(crate) fn matches(&self, principal: &Principal) -> bool {
+        match self {
+            Self::Role(role) => principal.has_role(role),
+            Self::Scope(scope) => principal.has_scope(scope),
+            Self::Claim { name, value } => {
+                principal
+                    .claims()
+                    .get(&**name)
+                    .and_then(serde_json::Value::as_str)
+                    == Some(&**value)
+            }
+        }
+    }
+}
+
+/// One rate limit: a name (in headers, logs and metrics), whose bucket a request counts
+/// against, its quota, tiers, and the routes it covers.
+///
+/// ```
+/// use portcullis::rate_limit::{Limit, LimitKey, Quota, Tier};
+///
+/// let per_key = Limit::new("per-key", LimitKey::ApiKey, Quota::per_second(10))
+///     .tier(Tier::role("admin"), Quota::per_second(100))
+///     .tier(Tier::claim("plan", "gold"), Quota::per_second(50));
+/// let orders = Limit::new("orders", LimitKey::Shared, Quota::per_second(1_000))
+///     .routes(["POST /orders", "DELETE /orders/{id}"]);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Limit {
+    pub(crate) name: Arc<str>,
+    pub(crate) key: LimitKey,
+    pub(crate) quota: Quota,
+    pub(crate) tiers: Vec<(Tier, Quota)>,
+    pub(crate) routes: Vec<String>,
+}
+
+impl Limit {
+    /// A limit named `name` (letters, digits, `-`, `_`, `.`; up to 64), keyed by `key`,
+    /// allowing `quota` per bucket.
+    pub fn new(name: &str, key: LimitKey, quota: Quota) -> Self {
+        Self {
+            name: name.into(),
+            key,
+            quota,
+            tiers: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Callers matching `tier` get `quota` instead. Tiers are tried in the order added;
+    /// the first that matches wins.
+    pub fn tier(mut self, tier: Tier, quota: Quota) -> Self {
+        self.tiers.push((tier, quota));
+        self
+    }
+
+    /// Covers only requests matching these rules (`METHOD /path`). Defaults to every
+    /// request.
+    pub fn routes<I, T>(mut self, rules: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.routes
+            .extend(rules.into_iter().map(|rule| rule.as_ref().to_owned()));
+        self
+    }
+
+    /// The limit's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whose bucket a request counts against.
+    #[must_use]
+    pub fn key(&self) -> LimitKey {
+        self.key
+    }
+}
