@@ -43,13 +43,19 @@ struct Inner {
 }
 
 // Until a store uses it (with `api-key` or `oidc`), only its construction is compiled in.
-#[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    allow(dead_code)
+)]
 enum Backend {
     Single(Box<Single>),
     Cluster(Box<Cluster>),
 }
 
-#[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    allow(dead_code)
+)]
 struct Single {
     client: redis::Client,
     config: ConnectionManagerConfig,
@@ -58,7 +64,10 @@ struct Single {
     manager: OnceLock<ConnectionManager>,
 }
 
-#[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    allow(dead_code)
+)]
 struct Cluster {
     client: ClusterClient,
     /// Opened on first use; a failed attempt is retried by the next command.
@@ -68,7 +77,10 @@ struct Cluster {
 
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]
-#[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    allow(dead_code)
+)]
 pub(crate) enum CommandError {
     /// Redis answered with an error, or could not be reached.
     #[error("Redis: {0}")]
@@ -124,7 +136,7 @@ impl RedisConnection {
 
     /// Runs `script` (by its SHA, loading it when Redis does not know it) with its keys and
     /// arguments already set on `invocation`, within the command timeout.
-    #[cfg_attr(not(feature = "api-key"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "api-key", feature = "shield")), allow(dead_code))]
     pub(crate) async fn run_script<T: FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
@@ -144,7 +156,10 @@ impl RedisConnection {
         .await
     }
 
-    #[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+        allow(dead_code)
+    )]
     async fn bounded<T>(
         &self,
         work: impl Future<Output = Result<T, CommandError>>,
@@ -156,7 +171,10 @@ impl RedisConnection {
     }
 
     /// The cluster connection, opened now if it is not open yet.
-    #[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+        allow(dead_code)
+    )]
     async fn cluster(&self) -> Result<ClusterConnection, CommandError> {
         let Backend::Cluster(cluster) = &self.inner.backend else {
             unreachable!("only called for a cluster backend");
@@ -178,7 +196,10 @@ impl RedisConnection {
     }
 }
 
-#[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    allow(dead_code)
+)]
 impl Single {
     /// The connection manager; it connects lazily and reconnects by itself.
     fn manager(&self) -> Result<ConnectionManager, CommandError> {

@@ -1,6 +1,8 @@
 //! Shared state on Redis or Redis Cluster (feature `redis`), so that many instances of a
 //! service agree: [`RedisKeyStore`] (with `api-key`) keeps API-key records there, and
-//! [`RedisSessionStore`] (with `oidc`) the OpenID Connect sessions.
+//! [`RedisSessionStore`] (with `oidc`) the OpenID Connect sessions,
+//! [`RedisRateLimitStore`] (with `rate-limit`) the rate-limit buckets and
+//! [`RedisBlockStore`] (with `shield`) the brute-force counters and blocks.
 //!
 //! One [`RedisConnection`] is shared by every store of an instance: one multiplexed
 //! connection (or one per cluster node), opened on first use and re-opened by itself after
@@ -30,14 +32,26 @@
 //! # }
 //! ```
 
+#[cfg(feature = "shield")]
+mod block_store;
 mod connection;
+#[cfg(any(feature = "shield", feature = "rate-limit"))]
+mod fallback;
 #[cfg(feature = "api-key")]
 mod key_store;
+#[cfg(feature = "rate-limit")]
+mod rate_limit_store;
 #[cfg(feature = "oidc")]
 mod session_store;
 
+#[cfg(feature = "shield")]
+pub use self::block_store::RedisBlockStore;
 pub use self::connection::{RedisConnection, RedisConnectionBuilder};
+#[cfg(any(feature = "shield", feature = "rate-limit"))]
+pub use self::fallback::Fallback;
 #[cfg(feature = "api-key")]
 pub use self::key_store::RedisKeyStore;
+#[cfg(feature = "rate-limit")]
+pub use self::rate_limit_store::RedisRateLimitStore;
 #[cfg(feature = "oidc")]
 pub use self::session_store::RedisSessionStore;
