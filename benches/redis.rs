@@ -10,6 +10,10 @@
 //!   crate's `ConnectionManager`, and `RedisKeyStore::find` of a record (one `HMGET`):
 //!   a lookup that misses the cache costs about one round trip.
 //!
+//! - `rate_limit/raw_evalsha_empty` and `rate_limit/redis_store`: `EVALSHA` of an empty
+//!   script, and one `RedisRateLimitStore` check (the GCRA script): a distributed check
+//!   costs about one round trip.
+//!
 //! Run with `cargo bench --features redis --bench redis`.
 
 #[path = "support/poll.rs"]
@@ -27,7 +31,8 @@ use poll::complete;
 use portcullis::api_key::{
     ApiKeyAuthenticator, CachedKeyStore, KeyAdmin, KeyStore, MemoryKeyStore, NewKey,
 };
-use portcullis::redis::{RedisConnection, RedisKeyStore};
+use portcullis::rate_limit::{BucketKey, LimitCheck, Quota, RateLimitStore};
+use portcullis::redis::{RedisConnection, RedisKeyStore, RedisRateLimitStore};
 use portcullis::{AuthOutcome, Authenticate};
 
 fn head(key: &str) -> http::request::Parts {
@@ -114,6 +119,33 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("miss/redis_store", |b| {
         b.iter(|| black_box(runtime.block_on(redis_store.find(&id)).expect("lookup")));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("redis_rate_limit");
+    let empty = redis::Script::new("return 0");
+    let _: i64 = runtime
+        .block_on(empty.prepare_invoke().invoke_async(&mut raw))
+        .expect("load the empty script");
+    group.bench_function("raw_evalsha_empty", |b| {
+        b.iter(|| {
+            let value: i64 = runtime
+                .block_on(empty.prepare_invoke().invoke_async(&mut raw))
+                .expect("evalsha");
+            black_box(value)
+        });
+    });
+    let limits = RedisRateLimitStore::new(
+        RedisConnection::builder(server.url())
+            .command_timeout(Duration::from_secs(2))
+            .build()
+            .expect("connection"),
+    );
+    let bucket = BucketKey::Text("bench".into());
+    // A quota no run exhausts, so every check is a full allowed step.
+    let check = LimitCheck::new("bench", &bucket, Quota::per_second(1_000_000_000));
+    group.bench_function("redis_store", |b| {
+        b.iter(|| black_box(runtime.block_on(limits.check(&check)).allowed));
     });
     group.finish();
 }
