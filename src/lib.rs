@@ -77,7 +77,7 @@ mod principal;
 mod rejection;
 #[cfg(any(feature = "authz", feature = "validate", feature = "shield"))]
 mod route;
-#[cfg(feature = "shield")]
+#[cfg(any(feature = "shield", feature = "bearer"))]
 mod store;
 mod text;
 

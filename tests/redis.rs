@@ -268,3 +268,46 @@ async fn the_key_store_works_on_a_redis_cluster() {
         assert_eq!(response.status(), expected);
     }
 }
+
+#[cfg(feature = "bearer")]
+#[tokio::test]
+async fn a_token_revoked_on_one_instance_is_refused_on_all_within_the_answer_age() {
+    use portcullis::bearer::{Revocation, TokenRevocations};
+    use portcullis::redis::RedisRevocations;
+    use std::time::SystemTime;
+
+    let redis = RedisServer::start();
+    let one = RedisRevocations::new(connection(&redis.url()));
+    let other = RedisRevocations::new(connection(&redis.url()));
+    let issuer = "https://issuer.example";
+    assert_eq!(other.check(issuer, "token-1").await, Revocation::Valid);
+
+    one.revoke(
+        issuer,
+        "token-1",
+        SystemTime::now() + Duration::from_secs(30),
+    )
+    .await
+    .expect("revoked");
+    assert_eq!(one.check(issuer, "token-1").await, Revocation::Revoked);
+    // The other instance believes its answer for the answer age (1 s), then asks again.
+    assert_eq!(other.check(issuer, "token-1").await, Revocation::Valid);
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(1001)).await;
+    tokio::time::resume();
+    assert_eq!(other.check(issuer, "token-1").await, Revocation::Revoked);
+
+    // The entry lives as long as the token: Redis drops it at the token's expiry.
+    let keys = redis.command_lines("KEYS portcullis:revoked:*");
+    assert_eq!(keys.len(), 3, "one key: {keys:?}");
+    let ttl: i64 = redis
+        .command(&format!("PTTL {}", keys[2]))
+        .trim_start_matches(':')
+        .parse()
+        .expect("a TTL");
+    assert!(ttl > 0 && ttl <= 30_000, "expires with the token: {ttl} ms");
+
+    // Redis down: an answer not cached is unknown (the bearer layer answers 503).
+    drop(redis);
+    assert_eq!(other.check(issuer, "token-2").await, Revocation::Unknown);
+}

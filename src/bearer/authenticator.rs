@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::cache::{DEFAULT_CAPACITY, TokenCache, TokenDigest};
 use super::introspection::{Introspection, Lookup, Outcome, Refusal};
+use super::revocation::{Revocation, SharedRevocations, TokenRevocations};
 use super::rules::{IssuerRules, KeySource};
 use crate::authenticate::credentials::{
     SchemeValue, is_token68, query_values, remove_query_parameter, remove_scheme, scheme_value,
@@ -56,6 +57,17 @@ enum Step {
     },
 }
 
+/// A decision after the revocation list was asked.
+enum Checked {
+    /// The answer.
+    Done(Result<Principal, Rejection>),
+    /// The list's answer is on its way.
+    Wait {
+        principal: Principal,
+        answer: crate::store::StoreFuture<Revocation>,
+    },
+}
+
 impl From<Failure> for CheckError {
     fn from(failure: Failure) -> Self {
         Self::Token(failure)
@@ -85,6 +97,7 @@ struct Inner {
     cache: Option<Arc<TokenCache>>,
     introspection: Option<Introspection>,
     introspect_jwts: bool,
+    revocations: Option<Arc<dyn TokenRevocations>>,
 }
 
 impl fmt::Debug for BearerAuthenticator {
@@ -98,6 +111,7 @@ impl fmt::Debug for BearerAuthenticator {
             .field("cache", &inner.cache)
             .field("introspection", &inner.introspection)
             .field("introspect_jwts", &inner.introspect_jwts)
+            .field("revocations", &inner.revocations.is_some())
             .finish()
     }
 }
@@ -116,6 +130,7 @@ impl BearerAuthenticator {
                 cache: Some(Arc::new(TokenCache::new(DEFAULT_CAPACITY))),
                 introspection: None,
                 introspect_jwts: false,
+                revocations: None,
             }),
         }
         .start()
@@ -160,6 +175,7 @@ impl BearerAuthenticator {
             cache_capacity: Some(DEFAULT_CAPACITY),
             introspection: None,
             introspect_jwts: false,
+            revocations: None,
         }
     }
 
@@ -174,13 +190,19 @@ impl BearerAuthenticator {
     /// so a token with a `kid` the current set lacks is refused here where the layer would
     /// refetch once, and a token to introspect is answered only from the introspection
     /// cache (`unavailable` when it is not cached).
+    ///
+    /// With a revocation list, a list that cannot answer at once makes this `unavailable`.
     pub fn verify(&self, token: &str) -> Result<Principal, Rejection> {
-        match self.step(token) {
+        let result = match self.step(token) {
             Step::Done(result) => result,
             Step::Introspect(..) => {
                 self.introspected(Outcome::Unavailable("introspection_not_cached"))
             }
             Step::Refetch { otherwise, .. } => Err(otherwise),
+        };
+        match self.revocation_check(result) {
+            Checked::Done(result) => result,
+            Checked::Wait { .. } => Err(self.revocations_unavailable()),
         }
     }
 
@@ -256,6 +278,61 @@ impl BearerAuthenticator {
                 Err(Rejection::new(Reason::Unavailable).with_retry_after(retry_after))
             }
         }
+    }
+
+    /// An accepted token checked against the revocation list, when there is one: the
+    /// answer now, or the list's answer to wait for.
+    fn revocation_check(&self, result: Result<Principal, Rejection>) -> Checked {
+        let Some(list) = &self.inner.revocations else {
+            return Checked::Done(result);
+        };
+        let principal = match result {
+            Ok(principal) => principal,
+            Err(rejection) => return Checked::Done(Err(rejection)),
+        };
+        // A token without `jti` (or issuer) cannot have been revoked by it.
+        let (Some(issuer), Some(jti)) = (
+            principal.issuer(),
+            principal.claim("jti").and_then(Value::as_str),
+        ) else {
+            return Checked::Done(Ok(principal));
+        };
+        match list.check(issuer, jti).into_ready() {
+            Ok(answer) => Checked::Done(self.judge_revocation(answer, principal)),
+            Err(answer) => Checked::Wait { principal, answer },
+        }
+    }
+
+    /// [`revocation_check`](Self::revocation_check), waiting for the list if needed.
+    async fn revocation_checked(
+        &self,
+        result: Result<Principal, Rejection>,
+    ) -> Result<Principal, Rejection> {
+        match self.revocation_check(result) {
+            Checked::Done(result) => result,
+            Checked::Wait { principal, answer } => self.judge_revocation(answer.await, principal),
+        }
+    }
+
+    fn judge_revocation(
+        &self,
+        answer: Revocation,
+        principal: Principal,
+    ) -> Result<Principal, Rejection> {
+        match answer {
+            Revocation::Valid => Ok(principal),
+            Revocation::Revoked => Err(Rejection::new(Reason::InvalidCredentials)
+                .with_cause("token_revoked")
+                .with_detail("The token has been revoked.")
+                .with_challenge(self.challenge_for())),
+            Revocation::Unknown => Err(self.revocations_unavailable()),
+        }
+    }
+
+    fn revocations_unavailable(&self) -> Rejection {
+        Rejection::new(Reason::Unavailable)
+            .with_cause("revocations_unavailable")
+            .with_retry_after(UNAVAILABLE_RETRY_AFTER)
     }
 
     fn unavailable(&self) -> Rejection {
@@ -464,13 +541,21 @@ impl Authenticate for BearerAuthenticator {
             Ok(Some(token)) => token,
         };
         match self.step(&token) {
-            Step::Done(result) => AuthFuture::ready(into_outcome(result)),
+            Step::Done(result) => match self.revocation_check(result) {
+                Checked::Done(result) => AuthFuture::ready(into_outcome(result)),
+                Checked::Wait { principal, answer } => {
+                    let this = self.clone();
+                    AuthFuture::new(async move {
+                        into_outcome(this.judge_revocation(answer.await, principal))
+                    })
+                }
+            },
             Step::Introspect(introspection, digest) => {
                 let this = self.clone();
                 let token = token.into_owned();
                 AuthFuture::new(async move {
                     let outcome = introspection.introspect(&token, digest).await;
-                    into_outcome(this.introspected(outcome))
+                    into_outcome(this.revocation_checked(this.introspected(outcome)).await)
                 })
             }
             // The token names a `kid` the fetched set lacks, or no fetched set is usable:
@@ -487,7 +572,7 @@ impl Authenticate for BearerAuthenticator {
                         }
                         Step::Refetch { otherwise, .. } => Err(otherwise),
                     };
-                    into_outcome(result)
+                    into_outcome(this.revocation_checked(result).await)
                 })
             }
         }
@@ -514,6 +599,7 @@ pub struct BearerAuthenticatorBuilder {
     cache_capacity: Option<usize>,
     introspection: Option<Introspection>,
     introspect_jwts: bool,
+    revocations: Option<SharedRevocations>,
 }
 
 impl BearerAuthenticatorBuilder {
@@ -529,6 +615,16 @@ impl BearerAuthenticatorBuilder {
     /// tokens are refused as malformed.
     pub fn introspection(mut self, introspection: Introspection) -> Self {
         self.introspection = Some(introspection);
+        self
+    }
+
+    /// Refuses accepted tokens whose issuer and `jti` are on `list` (401, cause
+    /// `token_revoked`), checked on every request, cached token or not; a list that
+    /// cannot answer makes the request 503 (never a pass). Tokens without a `jti` cannot be
+    /// revoked this way (RFC 9068 requires one: see `rfc9068_strict`). Defaults to none.
+    /// For a list shared by every instance, use `portcullis::redis::RedisRevocations`.
+    pub fn revocations(mut self, list: Arc<dyn TokenRevocations>) -> Self {
+        self.revocations = Some(SharedRevocations(list));
         self
     }
 
@@ -621,6 +717,7 @@ impl BearerAuthenticatorBuilder {
                     .map(|capacity| Arc::new(TokenCache::new(capacity))),
                 introspection: self.introspection,
                 introspect_jwts: self.introspect_jwts,
+                revocations: self.revocations.map(|list| list.0),
             }),
         }
         .start())

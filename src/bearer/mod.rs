@@ -67,6 +67,7 @@ mod authenticator;
 mod cache;
 mod introspection;
 mod load;
+mod revocation;
 pub(crate) mod rules;
 
 use crate::AuthenticationLayer;
@@ -75,6 +76,12 @@ use crate::AuthenticationLayer;
 pub use self::authenticator::{BearerAuthenticator, BearerAuthenticatorBuilder};
 #[doc(inline)]
 pub use self::introspection::{Introspection, IntrospectionBuilder, IntrospectionStats};
+#[cfg(feature = "redis")]
+pub(crate) use self::revocation::revocation_id;
+#[doc(inline)]
+pub use self::revocation::{
+    MemoryRevocations, Revocation, RevocationError, RevokeFuture, TokenRevocations,
+};
 #[doc(inline)]
 pub use self::rules::{IssuerRules, IssuerRulesBuilder};
 #[doc(inline)]
@@ -82,6 +89,8 @@ pub use crate::jwt::{
     Algorithm, KeyError, KeySet, KeySetError, KeyType, SkippedKey, VerificationKey,
     select_crypto_backend,
 };
+#[doc(inline)]
+pub use crate::store::StoreFuture;
 
 /// Authenticates requests by bearer token; see the [module documentation](self).
 ///

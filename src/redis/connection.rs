@@ -44,7 +44,12 @@ struct Inner {
 
 // Until a store uses it (with `api-key` or `oidc`), only its construction is compiled in.
 #[cfg_attr(
-    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    not(any(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
     allow(dead_code)
 )]
 enum Backend {
@@ -53,7 +58,12 @@ enum Backend {
 }
 
 #[cfg_attr(
-    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    not(any(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
     allow(dead_code)
 )]
 struct Single {
@@ -65,7 +75,12 @@ struct Single {
 }
 
 #[cfg_attr(
-    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    not(any(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
     allow(dead_code)
 )]
 struct Cluster {
@@ -78,7 +93,12 @@ struct Cluster {
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]
 #[cfg_attr(
-    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    not(any(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
     allow(dead_code)
 )]
 pub(crate) enum CommandError {
@@ -114,7 +134,10 @@ impl RedisConnection {
     }
 
     /// Runs `command` and reads its answer as `T`, within the command timeout.
-    #[cfg_attr(not(any(feature = "api-key", feature = "oidc")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "api-key", feature = "oidc", feature = "bearer")),
+        allow(dead_code)
+    )]
     pub(crate) async fn query<T: FromRedisValue>(
         &self,
         command: &redis::Cmd,
@@ -157,7 +180,12 @@ impl RedisConnection {
     }
 
     #[cfg_attr(
-        not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+        not(any(
+            feature = "api-key",
+            feature = "oidc",
+            feature = "shield",
+            feature = "bearer"
+        )),
         allow(dead_code)
     )]
     async fn bounded<T>(
@@ -172,7 +200,12 @@ impl RedisConnection {
 
     /// The cluster connection, opened now if it is not open yet.
     #[cfg_attr(
-        not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+        not(any(
+            feature = "api-key",
+            feature = "oidc",
+            feature = "shield",
+            feature = "bearer"
+        )),
         allow(dead_code)
     )]
     async fn cluster(&self) -> Result<ClusterConnection, CommandError> {
@@ -197,7 +230,12 @@ impl RedisConnection {
 }
 
 #[cfg_attr(
-    not(any(feature = "api-key", feature = "oidc", feature = "shield")),
+    not(any(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
     allow(dead_code)
 )]
 impl Single {

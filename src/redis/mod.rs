@@ -2,7 +2,8 @@
 //! service agree: [`RedisKeyStore`] (with `api-key`) keeps API-key records there, and
 //! [`RedisSessionStore`] (with `oidc`) the OpenID Connect sessions,
 //! [`RedisRateLimitStore`] (with `rate-limit`) the rate-limit buckets and
-//! [`RedisBlockStore`] (with `shield`) the brute-force counters and blocks.
+//! [`RedisBlockStore`] (with `shield`) the brute-force counters and blocks, and
+//! [`RedisRevocations`] (with `bearer`) the revoked access tokens.
 //!
 //! One [`RedisConnection`] is shared by every store of an instance: one multiplexed
 //! connection (or one per cluster node), opened on first use and re-opened by itself after
@@ -41,6 +42,8 @@ mod fallback;
 mod key_store;
 #[cfg(feature = "rate-limit")]
 mod rate_limit_store;
+#[cfg(feature = "bearer")]
+mod revocations;
 #[cfg(feature = "oidc")]
 mod session_store;
 
@@ -53,5 +56,7 @@ pub use self::fallback::Fallback;
 pub use self::key_store::RedisKeyStore;
 #[cfg(feature = "rate-limit")]
 pub use self::rate_limit_store::RedisRateLimitStore;
+#[cfg(feature = "bearer")]
+pub use self::revocations::RedisRevocations;
 #[cfg(feature = "oidc")]
 pub use self::session_store::RedisSessionStore;

@@ -6,5 +6,6 @@
 mod forged;
 mod jwks;
 mod properties;
+mod revocation;
 mod router;
 mod support;

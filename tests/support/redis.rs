@@ -111,6 +111,37 @@ impl RedisServer {
         String::from_utf8_lossy(&answer).trim_end().to_owned()
     }
 
+    /// Sends one inline command and returns every line of the answer (RESP framing
+    /// included: `*2`, `$5`, …), read until the server has sent nothing for 100 ms.
+    pub fn command_lines(&self, command: &str) -> Vec<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .expect("send");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => {
+                    answer.extend_from_slice(&buffer[..read]);
+                    // The first bytes are in: wait briefly for the rest of the reply.
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(100)))
+                        .expect("read timeout");
+                }
+            }
+        }
+        String::from_utf8_lossy(&answer)
+            .split("\r\n")
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Sends a command without waiting for its answer (e.g. `DEBUG SLEEP 2`), on a
     /// connection kept open until the returned stream is dropped.
     pub fn command_in_background(&self, command: &str) -> TcpStream {
