@@ -311,3 +311,33 @@ async fn a_token_revoked_on_one_instance_is_refused_on_all_within_the_answer_age
     drop(redis);
     assert_eq!(other.check(issuer, "token-2").await, Revocation::Unknown);
 }
+
+#[cfg(feature = "oidc")]
+#[tokio::test]
+async fn session_loads_fail_while_redis_is_down_and_work_again_after() {
+    use portcullis::SessionKey;
+    use portcullis::oidc::{SessionId, SessionStore};
+    use portcullis::redis::RedisSessionStore;
+
+    let mut redis = RedisServer::start();
+    let store = RedisSessionStore::new(connection(&redis.url()), SessionKey::generate());
+    let id = SessionId::of_cookie("a-cookie-value");
+    let idle = Duration::from_secs(60);
+    assert!(matches!(store.load(&id, idle).await, Ok(None)));
+
+    // An error, which the relying party answers with 503: never "no session" (a login
+    // loop) and never a pass.
+    redis.stop();
+    assert!(store.load(&id, idle).await.is_err());
+
+    redis.restart();
+    let mut recovered = false;
+    // The connection reopens on a later command: a bounded number of attempts.
+    for _ in 0..20 {
+        if matches!(store.load(&id, idle).await, Ok(None)) {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the store works again once Redis is back");
+}
