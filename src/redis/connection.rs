@@ -90,6 +90,52 @@ struct Cluster {
     connect_timeout: Duration,
 }
 
+/// One connection of either kind, so that commands are written once.
+#[cfg_attr(
+    not(any(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
+    allow(dead_code)
+)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        command: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(manager) => manager.req_packed_command(command),
+            Self::Cluster(cluster) => cluster.req_packed_command(command),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(manager) => manager.get_db(),
+            Self::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]
 #[cfg_attr(
@@ -143,16 +189,8 @@ impl RedisConnection {
         command: &redis::Cmd,
     ) -> Result<T, CommandError> {
         self.bounded(async {
-            match &self.inner.backend {
-                Backend::Single(single) => {
-                    let mut manager = single.manager()?;
-                    Ok(command.query_async(&mut manager).await?)
-                }
-                Backend::Cluster(_) => {
-                    let mut connection = self.cluster().await?;
-                    Ok(command.query_async(&mut connection).await?)
-                }
-            }
+            let mut connection = self.connection().await?;
+            Ok(command.query_async(&mut connection).await?)
         })
         .await
     }
@@ -165,18 +203,27 @@ impl RedisConnection {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, CommandError> {
         self.bounded(async {
-            match &self.inner.backend {
-                Backend::Single(single) => {
-                    let mut manager = single.manager()?;
-                    Ok(invocation.invoke_async(&mut manager).await?)
-                }
-                Backend::Cluster(_) => {
-                    let mut connection = self.cluster().await?;
-                    Ok(invocation.invoke_async(&mut connection).await?)
-                }
-            }
+            let mut connection = self.connection().await?;
+            Ok(invocation.invoke_async(&mut connection).await?)
         })
         .await
+    }
+
+    /// The connection to send on: the single server's manager, or the cluster's.
+    #[cfg_attr(
+        not(any(
+            feature = "api-key",
+            feature = "oidc",
+            feature = "shield",
+            feature = "bearer"
+        )),
+        allow(dead_code)
+    )]
+    async fn connection(&self) -> Result<Connection, CommandError> {
+        Ok(match &self.inner.backend {
+            Backend::Single(single) => Connection::Single(single.manager()?),
+            Backend::Cluster(_) => Connection::Cluster(self.cluster().await?),
+        })
     }
 
     #[cfg_attr(
