@@ -108,7 +108,7 @@ fn benches(c: &mut Criterion) {
                 .exec_async(&mut raw),
         )
         .expect("set");
-    let id = redis_key.record.id().clone();
+    let id = *redis_key.record.id();
     group.bench_function("miss/raw_get", |b| {
         b.iter(|| {
             let value: Option<String> = runtime

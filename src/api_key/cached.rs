@@ -119,7 +119,7 @@ impl<S: KeyStore> CachedKeyStore<S> {
                 record: record.clone(),
                 fetched,
             };
-            self.cache.insert(id.clone(), entry);
+            self.cache.insert(*id, entry);
         }
     }
 }
@@ -336,7 +336,7 @@ mod tests {
     async fn revocation_through_the_cache_is_seen_at_once() {
         let store = cached(Duration::from_secs(60));
         let issued = store.issue(NewKey::for_owner("bo")).await.expect("issued");
-        let id = issued.record.id().clone();
+        let id = *issued.record.id();
         assert!(store.find(&id).await.expect("ok").is_some());
         store.revoke(&id).await.expect("revoked");
         let fresh = store.find(&id).await.expect("ok").expect("record");

@@ -118,7 +118,8 @@ impl KeyFormat {
         let checksum = crc32fast::hash(text.as_bytes());
         push_base62_fixed(&mut text, checksum);
         let id_start = self.prefix.len() + 1;
-        let id = KeyId(Arc::from(&text[id_start..id_start + ID_LEN]));
+        let id = KeyId::parse(&text[id_start..id_start + ID_LEN])
+            .unwrap_or_else(|| unreachable!("generated ids are base62"));
         Ok((id, ApiKey::new(text, id_start + ID_LEN)))
     }
 
@@ -196,44 +197,58 @@ pub struct GeneratedKey {
 }
 
 /// The public identifier of an API key: 12 base62 characters, safe to log and show.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+///
+/// Held inline (no allocation: every request parses one), compared, ordered and hashed as
+/// its text, so maps keyed by `KeyId` can be searched by `&str`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct KeyId(Arc<str>);
+pub struct KeyId([u8; ID_LEN]);
+
+impl std::hash::Hash for KeyId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that `Borrow<str>` lookups find it.
+        self.as_str().hash(state);
+    }
+}
 
 impl KeyId {
     /// Parses a key id: exactly 12 base62 characters.
     #[must_use]
     pub fn parse(id: &str) -> Option<Self> {
-        (id.len() == ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .then(|| Self(Arc::from(id)))
+        let bytes: [u8; ID_LEN] = id.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(Self(bytes))
     }
 
     /// The id as text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        // ASCII by construction (`parse` is the only way in).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     pub(crate) fn shared(&self) -> Arc<str> {
-        self.0.clone()
+        Arc::from(self.as_str())
     }
 }
 
 impl std::borrow::Borrow<str> for KeyId {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({})", self.0)
+        write!(f, "KeyId({})", self.as_str())
     }
 }
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -247,7 +262,7 @@ impl TryFrom<String> for KeyId {
 
 impl From<KeyId> for String {
     fn from(id: KeyId) -> Self {
-        id.0.to_string()
+        id.as_str().to_owned()
     }
 }
 

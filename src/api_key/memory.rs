@@ -52,7 +52,7 @@ impl MemoryKeyStore {
 
     /// Adds an existing record (restored from elsewhere), replacing any with the same id.
     pub fn insert(&self, record: KeyRecord) {
-        self.write().insert(record.id().clone(), Arc::new(record));
+        self.write().insert(*record.id(), Arc::new(record));
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<KeyId, Arc<KeyRecord>>> {
@@ -70,7 +70,7 @@ impl MemoryKeyStore {
             let generated = self.format.generate_key()?;
             let (id, key) = (generated.id, generated.key);
             let record = KeyRecord::new(
-                id.clone(),
+                id,
                 generated.digest,
                 spec.clone(),
                 SystemTime::now(),
@@ -122,9 +122,9 @@ impl KeyAdmin for MemoryKeyStore {
             let records = self.read();
             let old = records
                 .get(id)
-                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                .ok_or_else(|| StoreError::NotFound(*id))?;
             if old.revoked_at().is_some() {
-                return Err(StoreError::Revoked(id.clone()));
+                return Err(StoreError::Revoked(*id));
             }
             old.successor()
         };
@@ -140,7 +140,7 @@ impl KeyAdmin for MemoryKeyStore {
         let mut records = self.write();
         let record = records
             .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            .ok_or_else(|| StoreError::NotFound(*id))?;
         Arc::make_mut(record).revoke(SystemTime::now());
         Ok(())
     }
@@ -197,7 +197,7 @@ mod tests {
                 )
                 .await
                 .expect("issued");
-            let id = first.record.id().clone();
+            let id = *first.record.id();
             let second = store
                 .rotate(&id, Duration::from_secs(60))
                 .await

@@ -135,7 +135,7 @@ impl RedisKeyStore {
         loop {
             let generated = self.format.generate_key()?;
             let record = KeyRecord::new(
-                generated.id.clone(),
+                generated.id,
                 generated.digest,
                 spec.clone(),
                 SystemTime::now(),
@@ -219,9 +219,9 @@ impl KeyAdmin for RedisKeyStore {
         let old = self
             .load(id)
             .await?
-            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            .ok_or_else(|| StoreError::NotFound(*id))?;
         if old.revoked_at().is_some() {
-            return Err(StoreError::Revoked(id.clone()));
+            return Err(StoreError::Revoked(*id));
         }
         let issued = self.issue_record(old.successor()).await?;
         let now = SystemTime::now();
@@ -237,7 +237,7 @@ impl KeyAdmin for RedisKeyStore {
         {
             Ok(())
         } else {
-            Err(StoreError::NotFound(id.clone()))
+            Err(StoreError::NotFound(*id))
         }
     }
 }
