@@ -58,6 +58,12 @@ impl UsedStates {
         }
     }
 
+    /// Whether `value` was used and is still remembered, without recording it.
+    pub(crate) fn was_used(&self, value: &str, now: f64) -> bool {
+        let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        self.seen.get(&key).is_some_and(|&expiry| expiry >= now)
+    }
+
     /// Records `value` as used until `until`; false if it was already used.
     pub(crate) fn first_use(&mut self, value: &str, until: f64, now: f64) -> bool {
         let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();

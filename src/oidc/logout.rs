@@ -165,12 +165,14 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
         Some(exp) => exp + inner.logout_token_rules.leeway_seconds(),
         None => now + 300.0,
     };
-    let first_use = inner
+    // Checked now, recorded only once the sessions are gone: a provider retrying after a
+    // store outage (503) must not be refused as a replay.
+    let replayed = inner
         .seen_logout_tokens
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .first_use(jti, until, now);
-    if !first_use {
+        .was_used(jti, now);
+    if replayed {
         return bad("the logout token was already used", "jti_replayed");
     }
     match inner
@@ -179,6 +181,15 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
         .await
     {
         Ok(count) => {
+            let first_use = inner
+                .seen_logout_tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .first_use(jti, until, now);
+            if !first_use {
+                // A copy delivered at the same time: its sessions are gone as well.
+                tracing::debug!("oidc: logout token delivered twice at once");
+            }
             tracing::info!(sessions = count, "oidc: back-channel logout");
             pages::with_cause(pages::empty(StatusCode::OK), "backchannel_logout")
         }

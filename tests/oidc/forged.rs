@@ -16,16 +16,22 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{Browser, start_app_with_client};
 
-const RSA_KEY: &[u8] = include_bytes!("../fixtures/rsa2048.key");
-const RSA_OTHER_KEY: &[u8] = include_bytes!("../fixtures/rsa2048_other.key");
-const ACCESS_TOKEN: &str = "forged-access-token";
-const CLIENT: &str = "forged-client";
+pub const RSA_KEY: &[u8] = include_bytes!("../fixtures/rsa2048.key");
+pub const RSA_OTHER_KEY: &[u8] = include_bytes!("../fixtures/rsa2048_other.key");
+pub const ACCESS_TOKEN: &str = "forged-access-token";
+pub const CLIENT: &str = "forged-client";
 
 /// The hand-made provider: its issuer, and the ID token its token endpoint returns next.
-struct Forger {
-    issuer: String,
-    next_id_token: Arc<Mutex<Option<String>>>,
-    userinfo: Arc<Mutex<Value>>,
+pub struct Forger {
+    pub issuer: String,
+    pub next_id_token: Arc<Mutex<Option<String>>>,
+    pub userinfo: Arc<Mutex<Value>>,
+    /// Extra members of the token endpoint's next answers (`refresh_token`, `scope`, …).
+    pub token_extras: Arc<Mutex<Value>>,
+    /// Held by a test, the token endpoint waits for it before answering.
+    pub token_gate: Arc<tokio::sync::Mutex<()>>,
+    /// How many token requests arrived (counted before the gate).
+    pub token_requests: Arc<std::sync::atomic::AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -35,11 +41,11 @@ impl Drop for Forger {
     }
 }
 
-fn key() -> EncodingKey {
+pub fn key() -> EncodingKey {
     EncodingKey::from_rsa_pem(RSA_KEY).expect("RSA fixture")
 }
 
-async fn forger() -> Forger {
+pub async fn forger() -> Forger {
     portcullis::bearer::select_crypto_backend();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
@@ -58,6 +64,12 @@ async fn forger() -> Forger {
     let answer = Arc::clone(&userinfo);
     let next_id_token: Arc<Mutex<Option<String>>> = Arc::default();
     let next = Arc::clone(&next_id_token);
+    let token_extras: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({})));
+    let extras = Arc::clone(&token_extras);
+    let token_gate: Arc<tokio::sync::Mutex<()>> = Arc::default();
+    let gate = Arc::clone(&token_gate);
+    let token_requests: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let requests = Arc::clone(&token_requests);
     let json = |body: String| ([("content-type", "application/json")], body);
     let app = Router::new()
         .route(
@@ -77,16 +89,21 @@ async fn forger() -> Forger {
         .route(
             "/token",
             post(move || async move {
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(gate.lock().await);
                 let id_token = next.lock().unwrap().take();
-                json(
-                    json!({
-                        "access_token": ACCESS_TOKEN,
-                        "token_type": "Bearer",
-                        "expires_in": 300,
-                        "id_token": id_token,
-                    })
-                    .to_string(),
-                )
+                let mut answer = json!({
+                    "access_token": ACCESS_TOKEN,
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "id_token": id_token,
+                });
+                if let Value::Object(extras) = &*extras.lock().unwrap() {
+                    for (name, value) in extras {
+                        answer[name] = value.clone();
+                    }
+                }
+                json(answer.to_string())
             }),
         );
     let server = tokio::spawn(async move {
@@ -96,26 +113,29 @@ async fn forger() -> Forger {
         issuer,
         next_id_token,
         userinfo,
+        token_extras,
+        token_gate,
+        token_requests,
         server,
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn half_hash(value: &str) -> String {
+pub fn half_hash(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(value.as_bytes())[..16])
 }
 
-fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+pub fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
     jsonwebtoken::encode(header, claims, key).expect("sign")
 }
 
-fn rs256(typ: Option<&str>) -> Header {
+pub fn rs256(typ: Option<&str>) -> Header {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k1".into());
     header.typ = typ.map(str::to_owned);

@@ -10,6 +10,7 @@
 )]
 
 mod chromium;
+mod endings;
 mod flow;
 mod forged;
 mod harness;

@@ -1,0 +1,171 @@
+//! Sessions that must end, and stay ended: RP and back-channel logout while the session
+//! store is down, and a logout while a refresh of the same session is in flight. Through
+//! the hand-made provider of `forged.rs`, whose token endpoint a test can hold.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use portcullis::oidc::{
+    MemorySessionStore, Session, SessionId, SessionStore, StoreError, StoreFuture,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::forged::{CLIENT, Forger, forger, key, now, rs256, sign};
+use crate::harness::{App, Browser, Page, start_app_with_client};
+
+const JSON: (&str, &str) = ("accept", "application/json");
+
+/// A memory store whose backend can be switched off.
+#[derive(Default)]
+pub struct FlakyStore {
+    pub inner: MemorySessionStore,
+    pub down: AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::new("connection refused"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl SessionStore for FlakyStore {
+    fn load(&self, id: &SessionId, idle: Duration) -> StoreFuture<'_, Option<Arc<Session>>> {
+        match self.check() {
+            Ok(()) => self.inner.load(id, idle),
+            Err(error) => Box::pin(async { Err(error) }),
+        }
+    }
+    fn save(&self, id: &SessionId, session: Arc<Session>, idle: Duration) -> StoreFuture<'_, ()> {
+        match self.check() {
+            Ok(()) => self.inner.save(id, session, idle),
+            Err(error) => Box::pin(async { Err(error) }),
+        }
+    }
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle: Duration,
+    ) -> StoreFuture<'_, bool> {
+        match self.check() {
+            Ok(()) => self.inner.save_if_present(id, session, idle),
+            Err(error) => Box::pin(async { Err(error) }),
+        }
+    }
+    fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {
+        match self.check() {
+            Ok(()) => self.inner.remove(id),
+            Err(error) => Box::pin(async { Err(error) }),
+        }
+    }
+    fn remove_matching<'a>(
+        &'a self,
+        issuer: &'a str,
+        sid: Option<&'a str>,
+        subject: Option<&'a str>,
+    ) -> StoreFuture<'a, usize> {
+        match self.check() {
+            Ok(()) => self.inner.remove_matching(issuer, sid, subject),
+            Err(error) => Box::pin(async { Err(error) }),
+        }
+    }
+}
+
+pub async fn api_get(browser: &Browser, app: &App, path: &str) -> Page {
+    browser
+        .request(Method::GET, &app.url(path), &[JSON], None)
+        .await
+}
+
+/// Logs `sub` in through the hand-made provider, with `extra` claims in its ID token;
+/// returns the session cookie.
+pub async fn forged_login(forger: &Forger, app: &App, browser: &Browser, extra: Value) -> String {
+    let start = browser.get(&app.url("/auth/login?return_to=/me")).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let location = start.location().unwrap();
+    let param = |name: &str| {
+        location
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let mut claims = json!({
+        "iss": forger.issuer, "aud": CLIENT, "sub": "alice", "exp": now() + 300,
+        "iat": now(), "nonce": param("nonce"),
+    });
+    if let Value::Object(extra) = extra {
+        for (name, value) in extra {
+            claims[name] = value;
+        }
+    }
+    *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &claims, &key()));
+    let page = browser
+        .get(&app.url(&format!(
+            "/auth/callback?code=c&state={}",
+            param("state")
+        )))
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    browser
+        .cookie(&app.base, "portcullis-session")
+        .expect("a session cookie")
+}
+
+pub fn logout_token(forger: &Forger, jti: &str, sid: &str) -> String {
+    let claims = json!({
+        "iss": forger.issuer, "aud": CLIENT, "iat": now(), "exp": now() + 120, "jti": jti,
+        "sid": sid,
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    sign(&rs256(Some("logout+jwt")), &claims, &key())
+}
+
+async fn post_logout_token(app: &App, token: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(app.url("/auth/backchannel-logout"))
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_channel_logout_retried_after_a_store_outage_ends_the_session() {
+    let forger = forger().await;
+    let store = Arc::new(FlakyStore::default());
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.session_store(store.clone())
+    })
+    .await;
+    let browser = Browser::new();
+    forged_login(&forger, &app, &browser, json!({"sid": "s1"})).await;
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 200);
+
+    let token = logout_token(&forger, "j1", "s1");
+    store.down.store(true, Ordering::SeqCst);
+    let (status, body) = post_logout_token(&app, &token).await;
+    assert_eq!(status, 503, "{body}");
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        api_get(&browser, &app, "/me").await.status,
+        200,
+        "not ended yet"
+    );
+    // The provider retries the same token: accepted this time, and the session ends.
+    let (status, body) = post_logout_token(&app, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 401);
+    // Now it has been used.
+    let (status, body) = post_logout_token(&app, &token).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("already used"), "{body}");
+}
