@@ -246,13 +246,25 @@ impl Oidc {
                 },
             ),
         );
-        if inner
+        // Saved only over the session still stored: a logout (or back-channel logout)
+        // while the provider was answering stays a logout.
+        match inner
             .store
-            .save(id, Arc::clone(&refreshed), inner.idle_timeout)
+            .save_if_present(id, Arc::clone(&refreshed), inner.idle_timeout)
             .await
-            .is_err()
         {
-            return Err(RefreshFailed::Unavailable);
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("oidc: the session ended during its refresh");
+                if let Some(refresh_token) = refreshed.refresh_token() {
+                    token_endpoint::revoke(inner, refresh_token).await;
+                }
+                return Err(RefreshFailed::Ended);
+            }
+            Err(error) => {
+                tracing::error!(%error, "oidc: the refreshed session could not be saved");
+                return Err(RefreshFailed::Unavailable);
+            }
         }
         tracing::debug!("oidc: session refreshed");
         Ok(refreshed)
@@ -513,6 +525,14 @@ mod tests {
             _: Arc<Session>,
             _: Duration,
         ) -> crate::oidc::StoreFuture<'_, ()> {
+            Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
+        }
+        fn save_if_present(
+            &self,
+            _: &SessionId,
+            _: Arc<Session>,
+            _: Duration,
+        ) -> crate::oidc::StoreFuture<'_, bool> {
             Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
         }
         fn remove(&self, _: &SessionId) -> crate::oidc::StoreFuture<'_, ()> {

@@ -275,6 +275,18 @@ pub trait SessionStore: Send + Sync + 'static {
         idle_timeout: Duration,
     ) -> StoreFuture<'_, ()>;
 
+    /// Replaces the session stored under `id` with `session` only if one is stored there
+    /// now, atomically (idle for at most `idle_timeout` from now); answers whether it did.
+    ///
+    /// A refresh saves with this, so that a logout (or back-channel logout) that removed
+    /// the session while the provider was answering stays a logout.
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle_timeout: Duration,
+    ) -> StoreFuture<'_, bool>;
+
     /// Removes the session stored under `id`, if any.
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()>;
 
@@ -416,6 +428,27 @@ impl SessionStore for MemorySessionStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle_timeout: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let now = Instant::now();
+        let saved = match self.lock().get_mut(id) {
+            Some(entry) if now <= entry.idle_deadline => {
+                *entry = Entry {
+                    session,
+                    idle_deadline: now + idle_timeout,
+                    idle_timeout,
+                };
+                true
+            }
+            _ => false,
+        };
+        Box::pin(std::future::ready(Ok(saved)))
+    }
+
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {
         self.lock().remove(id);
         Box::pin(std::future::ready(Ok(())))
@@ -503,6 +536,48 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert!(store.load(&b, idle).await.unwrap().is_none());
         assert!(store.load(&a, idle).await.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn save_if_present_never_brings_a_removed_session_back() {
+        let store = MemorySessionStore::new();
+        let id = SessionId::of_cookie("a");
+        let idle = Duration::from_secs(60);
+        assert!(
+            !store
+                .save_if_present(&id, session("alice", None), idle)
+                .await
+                .unwrap()
+        );
+        assert!(store.is_empty());
+        store.save(&id, session("alice", None), idle).await.unwrap();
+        assert!(
+            store
+                .save_if_present(&id, session("alice2", None), idle)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.load(&id, idle).await.unwrap().unwrap().subject(),
+            "alice2"
+        );
+        store.remove(&id).await.unwrap();
+        assert!(
+            !store
+                .save_if_present(&id, session("alice3", None), idle)
+                .await
+                .unwrap()
+        );
+        assert!(store.load(&id, idle).await.unwrap().is_none());
+        // Idle past its timeout: gone too.
+        store.save(&id, session("alice", None), idle).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(
+            !store
+                .save_if_present(&id, session("alice4", None), idle)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

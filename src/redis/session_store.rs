@@ -106,30 +106,31 @@ impl RedisSessionStore {
         Ok(Some(Arc::new(session)))
     }
 
+    /// Stores `session`; with `only_if_present`, only over a session stored under `id`
+    /// (`SET … XX`). Answers whether it was stored.
     async fn save_session(
         &self,
         id: &SessionId,
         session: &Session,
         idle_timeout: Duration,
-    ) -> Result<(), StoreError> {
+        only_if_present: bool,
+    ) -> Result<bool, StoreError> {
         let Some(ttl) = time_to_live(session, idle_timeout) else {
-            return Ok(());
+            return Ok(false);
         };
         let plaintext = serde_json::to_vec(session)
             .map_err(|error| StoreError::new(format!("session does not serialise: {error}")))?;
         let sealed = self.key.seal(CONTEXT, &plaintext);
         let key = self.session_key(id);
-        let () = self
-            .connection
-            .query(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(sealed)
-                    .arg("PX")
-                    .arg(millis(ttl)),
-            )
-            .await
-            .map_err(unavailable)?;
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(sealed).arg("PX").arg(millis(ttl));
+        if only_if_present {
+            set.arg("XX");
+        }
+        let stored: Option<String> = self.connection.query(&set).await.map_err(unavailable)?;
+        if stored.is_none() {
+            return Ok(false);
+        }
         // Index for back-channel logout; each index lives as long as its longest session.
         let until = Duration::from_secs(session.expires_at().saturating_sub(unix_now()));
         let mut indexes = vec![self.index_key(session.issuer(), "sub", session.subject())];
@@ -164,7 +165,7 @@ impl RedisSessionStore {
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn remove_session(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -236,7 +237,21 @@ impl SessionStore for RedisSessionStore {
         idle_timeout: Duration,
     ) -> StoreFuture<'_, ()> {
         let id = *id;
-        Box::pin(async move { self.save_session(&id, &session, idle_timeout).await })
+        Box::pin(async move {
+            self.save_session(&id, &session, idle_timeout, false)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle_timeout: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let id = *id;
+        Box::pin(async move { self.save_session(&id, &session, idle_timeout, true).await })
     }
 
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {

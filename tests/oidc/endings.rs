@@ -169,3 +169,64 @@ async fn a_back_channel_logout_retried_after_a_store_outage_ends_the_session() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("already used"), "{body}");
 }
+
+/// Waits (on the provider's side, not on our timers) until `count` token requests arrived.
+async fn token_requests_reach(forger: &Forger, count: usize) {
+    for _ in 0..500 {
+        if forger.token_requests.load(Ordering::SeqCst) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the token endpoint never got request {count}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_a_refresh_stays_a_logout() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        // Every request refreshes.
+        b.refresh_before(Duration::from_secs(3600))
+    })
+    .await;
+    let app = Arc::new(app);
+    for ending in ["rp-logout", "back-channel"] {
+        *forger.token_extras.lock().unwrap() = json!({"refresh_token": "rt1"});
+        let browser = Arc::new(Browser::new());
+        let session = forged_login(&forger, &app, &browser, json!({"sid": ending})).await;
+        let before = forger.token_requests.load(Ordering::SeqCst);
+
+        // A request refreshes; the provider holds its answer.
+        *forger.token_extras.lock().unwrap() = json!({"refresh_token": "rt2"});
+        let held = forger.token_gate.lock().await;
+        let refreshing = {
+            let (browser, app) = (Arc::clone(&browser), Arc::clone(&app));
+            tokio::spawn(async move { api_get(&browser, &app, "/me").await.status })
+        };
+        token_requests_reach(&forger, before + 1).await;
+
+        // Meanwhile the session ends.
+        if ending == "rp-logout" {
+            let page = browser
+                .request(
+                    Method::POST,
+                    &app.url("/auth/logout"),
+                    &[("origin", &app.base)],
+                    None,
+                )
+                .await;
+            assert_eq!(page.status, 303, "{}", page.body);
+        } else {
+            let (status, body) =
+                post_logout_token(&app, &logout_token(&forger, "j-refresh", ending)).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        drop(held);
+        assert_eq!(refreshing.await.unwrap(), 401, "{ending}");
+
+        // The refresh did not bring the session back.
+        let old = Browser::new();
+        old.set_cookie(&app.base, "portcullis-session", &session);
+        assert_eq!(api_get(&old, &app, "/me").await.status, 401, "{ending}");
+    }
+}

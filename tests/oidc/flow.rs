@@ -501,6 +501,15 @@ impl SessionStore for RecordingStore {
         *self.last.lock().unwrap() = Some(Arc::clone(&session));
         self.inner.save(id, session, idle)
     }
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle: Duration,
+    ) -> StoreFuture<'_, bool> {
+        *self.last.lock().unwrap() = Some(Arc::clone(&session));
+        self.inner.save_if_present(id, session, idle)
+    }
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {
         self.inner.remove(id)
     }
@@ -742,4 +751,57 @@ async fn sessions_on_redis_are_shared_by_every_instance() {
     assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
     assert_eq!(api_get(&browser, &other, "/me").await.status, 401);
     assert_eq!(api_get(&browser, &one, "/me").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_save_if_present_never_brings_a_removed_session_back() {
+    use portcullis::SessionKey;
+    use portcullis::redis::{RedisConnection, RedisSessionStore};
+
+    let redis = crate::support::redis::RedisServer::start();
+    let connection = RedisConnection::builder(redis.url())
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .expect("connection settings");
+    let store = RedisSessionStore::new(connection, SessionKey::generate());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let session = |subject: &str| -> Arc<Session> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "subject": subject, "issuer": "https://idp", "sid": null, "claims": {},
+                "roles": [], "scopes": [], "id_token": "id", "access_token": null,
+                "refresh_token": null, "access_token_expires_at": null,
+                "created_at": now, "expires_at": now + 3600,
+            }))
+            .expect("a session"),
+        )
+    };
+    let id = SessionId::of_cookie("a");
+    let idle = Duration::from_secs(600);
+    assert!(
+        !store
+            .save_if_present(&id, session("a"), idle)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&id, idle).await.unwrap().is_none());
+    store.save(&id, session("b"), idle).await.unwrap();
+    assert!(
+        store
+            .save_if_present(&id, session("c"), idle)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.load(&id, idle).await.unwrap().unwrap().subject(), "c");
+    store.remove(&id).await.unwrap();
+    assert!(
+        !store
+            .save_if_present(&id, session("d"), idle)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&id, idle).await.unwrap().is_none());
 }
