@@ -34,25 +34,37 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         );
     }
     let clear = vec![inner.cookies.clear_cookie(&inner.cookies.session_name)];
+    let store_unavailable = || {
+        pages::with_cause(
+            pages::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Logout failed",
+                "Your session cannot be ended right now. Please try again in a minute.",
+                None,
+                Vec::new(),
+            ),
+            "session_store",
+        )
+    };
     let mut id_token = None;
     if let Some(value) = cookie::find(&parts.headers, &inner.cookies.session_name)
         .filter(|value| random::is_token(value))
     {
         let id = SessionId::of_cookie(value);
-        if let Ok(Some(session)) = inner.store.load(&id, inner.idle_timeout).await {
+        // A store that cannot answer is a 503 with the cookie kept: clearing it would leave
+        // the session alive on the server with no way for this browser to end it.
+        let session = match inner.store.load(&id, inner.idle_timeout).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::error!(%error, "oidc: the session could not be loaded at logout");
+                return store_unavailable();
+            }
+        };
+        if let Some(session) = session {
             id_token = Some(session.id_token().to_owned());
             if let Err(error) = inner.store.remove(&id).await {
                 tracing::error!(%error, "oidc: the session could not be removed at logout");
-                return pages::with_cause(
-                    pages::page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Logout failed",
-                        "Your session cannot be ended right now. Please try again in a minute.",
-                        None,
-                        Vec::new(),
-                    ),
-                    "session_store",
-                );
+                return store_unavailable();
             }
             if let Some(refresh_token) = session.refresh_token() {
                 token_endpoint::revoke(inner, refresh_token).await;

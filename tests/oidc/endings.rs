@@ -230,3 +230,40 @@ async fn a_logout_during_a_refresh_stays_a_logout() {
         assert_eq!(api_get(&old, &app, "/me").await.status, 401, "{ending}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_a_store_outage_is_a_503_that_keeps_the_cookie() {
+    let forger = forger().await;
+    let store = Arc::new(FlakyStore::default());
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.session_store(store.clone())
+    })
+    .await;
+    let browser = Browser::new();
+    let session = forged_login(&forger, &app, &browser, json!({})).await;
+    let url = app.url("/auth/logout");
+    let headers = [("origin", app.base.as_str())];
+    let logout = || browser.request(Method::POST, &url, &headers, None);
+    store.down.store(true, Ordering::SeqCst);
+    let page = logout().await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.set_cookies().is_empty(), "{:?}", page.set_cookies());
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        browser.cookie(&app.base, "portcullis-session").as_deref(),
+        Some(session.as_str())
+    );
+    assert_eq!(
+        api_get(&browser, &app, "/me").await.status,
+        200,
+        "still logged in"
+    );
+    // Once the store is back, the same logout ends the session (local only: the
+    // hand-made provider has no end_session_endpoint).
+    let page = logout().await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location_header(), "/");
+    let old = Browser::new();
+    old.set_cookie(&app.base, "portcullis-session", &session);
+    assert_eq!(api_get(&old, &app, "/me").await.status, 401);
+}
