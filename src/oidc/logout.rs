@@ -73,9 +73,9 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     }
     tracing::info!(had_session = id_token.is_some(), "oidc: logout");
     let end_session = match &id_token {
-        Some(_) => inner
-            .jwks
-            .provider_metadata()
+        // As the token endpoint gets it: discovered already, or discovered now.
+        Some(_) => token_endpoint::metadata(inner)
+            .await
             .and_then(|metadata| metadata.end_session_endpoint.clone()),
         None => None,
     };
