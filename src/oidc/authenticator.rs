@@ -14,6 +14,17 @@ use super::{Inner, Oidc, cookie, random};
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
 use crate::rejection::{Reason, Rejection};
 
+/// The outcome of one refresh, shared by every request that waited for it.
+#[derive(Clone)]
+pub(crate) enum Flown {
+    /// The session as refreshed (or as another refresh left it).
+    Refreshed(Arc<Session>),
+    /// The session is gone.
+    Ended,
+    /// The provider or the store could not answer; the session as it was, if loaded.
+    Unavailable(Option<Arc<Session>>),
+}
+
 /// Why a session could not be refreshed.
 enum RefreshFailed {
     /// The session is gone (refresh refused, or removed meanwhile): log in again.
@@ -113,7 +124,9 @@ impl Oidc {
 
     /// Refreshes the tokens of session `id`, at most one refresh per session at a time:
     /// while the access token is still valid, other requests go on with it; once it has
-    /// expired, they wait for the refresh in flight and use its result.
+    /// expired, they wait for the refresh in flight and take its outcome (they never call
+    /// the provider themselves, so a provider that is down sees one call, not one per
+    /// waiting request).
     async fn refresh(
         &self,
         id: SessionId,
@@ -124,77 +137,105 @@ impl Oidc {
         let still_valid = seen
             .access_token_expires_at()
             .is_some_and(|expires| expires > now);
-        let lock = Arc::clone(
-            inner
+        let (sender, receiver) = tokio::sync::watch::channel(None);
+        let in_flight = {
+            let mut refreshing = inner
                 .refreshing
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(id)
-                .or_default(),
-        );
-        let guard = if still_valid {
-            match Arc::clone(&lock).try_lock_owned() {
-                Ok(guard) => guard,
-                // Someone is refreshing; the current token still works.
-                Err(_) => return Ok(seen),
+                .unwrap_or_else(PoisonError::into_inner);
+            match refreshing.entry(id) {
+                std::collections::hash_map::Entry::Occupied(flight) => Some(flight.get().clone()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(receiver.clone());
+                    None
+                }
             }
-        } else {
-            Arc::clone(&lock).lock_owned().await
         };
+        if let Some(mut flight) = in_flight {
+            if still_valid {
+                // Someone is refreshing; the current token still works.
+                return Ok(seen);
+            }
+            let outcome = match flight.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone(),
+                // The refresh task went away without an answer.
+                Err(_) => None,
+            };
+            return self.take(outcome.unwrap_or(Flown::Unavailable(None)));
+        }
         // The refresh runs as its own task: a request that goes away (a closed connection)
         // must not abandon it between the provider's rotation and the store's save, which
         // would leave a dead refresh token in the session.
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let result = this.refresh_locked(&id, &seen, still_valid).await;
-            // Removed only after the new session is saved, so that a request arriving now
-            // either waits on this lock or reads the refreshed session.
-            this.inner
+            let outcome = this.refresh_locked(&id, &seen).await;
+            // Published, then the entry removed (only this flight's own: a later flight
+            // may have taken the slot meanwhile), after the new session is saved: a
+            // request arriving now either takes this outcome or reads the refreshed
+            // session.
+            sender.send_replace(Some(outcome.clone()));
+            let mut refreshing = this
+                .inner
                 .refreshing
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-            drop(guard);
-            result
+                .unwrap_or_else(PoisonError::into_inner);
+            if refreshing
+                .get(&id)
+                .is_some_and(|flight| flight.same_channel(&receiver))
+            {
+                refreshing.remove(&id);
+            }
+            outcome
         });
-        task.await.unwrap_or(Err(RefreshFailed::Unavailable))
+        let outcome = task.await.unwrap_or(Flown::Unavailable(None));
+        self.take(outcome)
     }
 
-    async fn refresh_locked(
-        &self,
-        id: &SessionId,
-        seen: &Arc<Session>,
-        still_valid: bool,
-    ) -> Result<Arc<Session>, RefreshFailed> {
+    /// What a request makes of a refresh's outcome: an unavailable provider or store
+    /// still lets it go on with the current access token while that is valid.
+    fn take(&self, outcome: Flown) -> Result<Arc<Session>, RefreshFailed> {
+        match outcome {
+            Flown::Refreshed(session) => Ok(session),
+            Flown::Ended => Err(RefreshFailed::Ended),
+            Flown::Unavailable(current) => {
+                let now = self.inner.clock.now_secs();
+                current
+                    .filter(|current| {
+                        current
+                            .access_token_expires_at()
+                            .is_some_and(|expires| expires > now)
+                    })
+                    .ok_or(RefreshFailed::Unavailable)
+            }
+        }
+    }
+
+    async fn refresh_locked(&self, id: &SessionId, seen: &Arc<Session>) -> Flown {
         let inner = &*self.inner;
         let current = match inner.store.load(id, inner.idle_timeout).await {
             Ok(Some(current)) => current,
-            Ok(None) => return Err(RefreshFailed::Ended),
-            Err(_) => return Err(RefreshFailed::Unavailable),
+            Ok(None) => return Flown::Ended,
+            Err(_) => return Flown::Unavailable(None),
         };
         let now = inner.clock.now_secs();
         // Refreshed by the request we waited for: use its result, never the old refresh
         // token again (a rotating provider would end the whole grant).
         if current.refresh_token() != seen.refresh_token() || !self.refresh_due(&current, now) {
-            return Ok(current);
+            return Flown::Refreshed(current);
         }
         let Some(refresh_token) = current.refresh_token() else {
-            return Ok(current);
+            return Flown::Refreshed(current);
         };
         let tokens = match token_endpoint::refresh(inner, refresh_token).await {
             Ok(tokens) => tokens,
             Err(TokenError::Refused(error)) => {
                 tracing::info!(provider_error = %error, "oidc: refresh refused, session ended");
                 let _ = inner.store.remove(id).await;
-                return Err(RefreshFailed::Ended);
+                return Flown::Ended;
             }
             Err(TokenError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "oidc: refresh failed");
-                return if still_valid {
-                    Ok(current)
-                } else {
-                    Err(RefreshFailed::Unavailable)
-                };
+                return Flown::Unavailable(Some(current));
             }
         };
         let identity = match tokens.id_token.as_deref() {
@@ -210,15 +251,9 @@ impl Oidc {
                     Err(Refused::Invalid(reason)) => {
                         tracing::warn!(reason, "oidc: ID token refused at refresh, session ended");
                         let _ = inner.store.remove(id).await;
-                        return Err(RefreshFailed::Ended);
+                        return Flown::Ended;
                     }
-                    Err(Refused::Unavailable) => {
-                        return if still_valid {
-                            Ok(current)
-                        } else {
-                            Err(RefreshFailed::Unavailable)
-                        };
-                    }
+                    Err(Refused::Unavailable) => return Flown::Unavailable(Some(current)),
                 }
             }
         };
@@ -259,15 +294,15 @@ impl Oidc {
                 if let Some(refresh_token) = refreshed.refresh_token() {
                     token_endpoint::revoke(inner, refresh_token).await;
                 }
-                return Err(RefreshFailed::Ended);
+                return Flown::Ended;
             }
             Err(error) => {
                 tracing::error!(%error, "oidc: the refreshed session could not be saved");
-                return Err(RefreshFailed::Unavailable);
+                return Flown::Unavailable(None);
             }
         }
         tracing::debug!("oidc: session refreshed");
-        Ok(refreshed)
+        Flown::Refreshed(refreshed)
     }
 }
 

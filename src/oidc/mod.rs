@@ -121,6 +121,9 @@ pub struct Oidc {
     inner: Arc<Inner>,
 }
 
+/// Where the requests waiting for a session's refresh read its outcome.
+pub(crate) type RefreshFlight = tokio::sync::watch::Receiver<Option<authenticator::Flown>>;
+
 pub(crate) struct Inner {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
@@ -161,7 +164,8 @@ pub(crate) struct Inner {
     pub(crate) browser_media_type: String,
     pub(crate) used_states: Mutex<UsedStates>,
     pub(crate) seen_logout_tokens: Mutex<UsedStates>,
-    pub(crate) refreshing: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The refresh in flight per session: its outcome, once published.
+    pub(crate) refreshing: Mutex<HashMap<SessionId, RefreshFlight>>,
     /// Bounds the token-endpoint requests in flight (code exchanges, refreshes,
     /// revocations).
     pub(crate) token_requests: tokio::sync::Semaphore,

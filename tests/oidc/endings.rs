@@ -267,3 +267,41 @@ async fn a_logout_during_a_store_outage_is_a_503_that_keeps_the_cookie() {
     old.set_cookie(&app.base, "portcullis-session", &session);
     assert_eq!(api_get(&old, &app, "/me").await.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_waiting_for_a_refresh_share_its_outcome() {
+    let forger = forger().await;
+    let app = Arc::new(start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await);
+    // An access token that has expired already: every request needs the refresh.
+    *forger.token_extras.lock().unwrap() = json!({"refresh_token": "rt1", "expires_in": 0});
+    let browser = Arc::new(Browser::new());
+    forged_login(&forger, &app, &browser, json!({})).await;
+
+    // The provider is down, and slow to say so: requests pile up behind one refresh.
+    let before = forger.token_requests.load(Ordering::SeqCst);
+    forger.token_status.store(503, Ordering::SeqCst);
+    let held = forger.token_gate.lock().await;
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let (browser, app) = (Arc::clone(&browser), Arc::clone(&app));
+            tokio::spawn(async move { api_get(&browser, &app, "/me").await.status })
+        })
+        .collect();
+    token_requests_reach(&forger, before + 1).await;
+    // Let the other nine arrive and wait (on the app's side, a real server).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(held);
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 503);
+    }
+    assert_eq!(
+        forger.token_requests.load(Ordering::SeqCst) - before,
+        1,
+        "one call to the provider, not one per waiting request"
+    );
+
+    // Back up: the next request refreshes and goes on.
+    forger.token_status.store(200, Ordering::SeqCst);
+    *forger.token_extras.lock().unwrap() = json!({"refresh_token": "rt2", "expires_in": 300});
+    assert_eq!(api_get(&browser, &app, "/me").await.status, 200);
+}

@@ -32,6 +32,8 @@ pub struct Forger {
     pub token_gate: Arc<tokio::sync::Mutex<()>>,
     /// How many token requests arrived (counted before the gate).
     pub token_requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// The token endpoint's status (200 unless a test says otherwise).
+    pub token_status: Arc<std::sync::atomic::AtomicU16>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -70,6 +72,8 @@ pub async fn forger() -> Forger {
     let gate = Arc::clone(&token_gate);
     let token_requests: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
     let requests = Arc::clone(&token_requests);
+    let token_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let status = Arc::clone(&token_status);
     let json = |body: String| ([("content-type", "application/json")], body);
     let app = Router::new()
         .route(
@@ -91,6 +95,14 @@ pub async fn forger() -> Forger {
             post(move || async move {
                 requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 drop(gate.lock().await);
+                let code = status.load(std::sync::atomic::Ordering::SeqCst);
+                if code != 200 {
+                    return (
+                        axum::http::StatusCode::from_u16(code).unwrap(),
+                        [("content-type", "application/json")],
+                        json!({"error": "temporarily_unavailable"}).to_string(),
+                    );
+                }
                 let id_token = next.lock().unwrap().take();
                 let mut answer = json!({
                     "access_token": ACCESS_TOKEN,
@@ -103,7 +115,11 @@ pub async fn forger() -> Forger {
                         answer[name] = value.clone();
                     }
                 }
-                json(answer.to_string())
+                (
+                    axum::http::StatusCode::OK,
+                    [("content-type", "application/json")],
+                    answer.to_string(),
+                )
             }),
         );
     let server = tokio::spawn(async move {
@@ -116,6 +132,7 @@ pub async fn forger() -> Forger {
         token_extras,
         token_gate,
         token_requests,
+        token_status,
         server,
     }
 }
