@@ -8,10 +8,11 @@ use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::request::Parts;
 
 use super::id_token::{self, Expected, Refused};
-use super::session::{Session, SessionId, Tokens};
+use super::session::{Session, SessionId, Tokens, split_scopes};
 use super::token_endpoint::{self, TokenError};
 use super::{Inner, Oidc, cookie, random};
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
+use crate::jwt::claims::roles_at;
 use crate::rejection::{Reason, Rejection};
 
 /// The outcome of one refresh, shared by every request that waited for it.
@@ -247,7 +248,30 @@ impl Oidc {
                     ..Expected::default()
                 };
                 match id_token::verify(inner, id_token, &expected).await {
-                    Ok(identity) => Some(identity),
+                    Ok(mut identity) => {
+                        // The claims userinfo added at login stay, and roles may come
+                        // from them.
+                        if !current.userinfo_claims().is_empty() {
+                            for (name, value) in current.userinfo_claims() {
+                                identity
+                                    .claims
+                                    .entry(name.clone())
+                                    .or_insert_with(|| value.clone());
+                            }
+                            match roles_at(&identity.claims, inner.roles_claim.as_deref()) {
+                                Ok(roles) => identity.roles = roles,
+                                Err(failure) => {
+                                    tracing::warn!(
+                                        reason = failure.code(),
+                                        "oidc: roles unreadable at refresh, session ended"
+                                    );
+                                    let _ = inner.store.remove(id).await;
+                                    return Flown::Ended;
+                                }
+                            }
+                        }
+                        Some(identity)
+                    }
                     Err(Refused::Invalid(reason)) => {
                         tracing::warn!(reason, "oidc: ID token refused at refresh, session ended");
                         let _ = inner.store.remove(id).await;
@@ -267,17 +291,12 @@ impl Oidc {
                         .map(|seconds| now.saturating_add(seconds)),
                     access_token: Some(tokens.access_token),
                     refresh_token: tokens.refresh_token,
+                    // No `scope` in the answer: the same as before (RFC 6749
+                    // section 5.1).
                     scopes: tokens
                         .scope
                         .as_deref()
-                        .map(|scope| {
-                            scope
-                                .split(' ')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                        .map_or_else(|| current.scopes().to_vec(), split_scopes),
                 },
             ),
         );

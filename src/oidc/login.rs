@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::id_token::{self, Expected, Refused};
-use super::session::{Session, SessionId, Tokens};
+use super::session::{Session, SessionId, Tokens, split_scopes};
 use super::token_endpoint::{self, TokenError};
 use super::{Oidc, cookie, pages, random, userinfo};
 use crate::jwt::claims::roles_at;
@@ -363,12 +363,16 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             );
         }
     };
+    let mut userinfo_claims = serde_json::Map::new();
     if inner.userinfo {
         match userinfo::fetch(inner, &tokens.access_token, &identity.subject).await {
             Ok(None) => {}
             Ok(Some(claims)) => {
                 for (name, value) in claims {
-                    identity.claims.entry(name).or_insert(value);
+                    if !identity.claims.contains_key(&name) {
+                        identity.claims.insert(name.clone(), value.clone());
+                        userinfo_claims.insert(name, value);
+                    }
                 }
                 match roles_at(&identity.claims, inner.roles_claim.as_deref()) {
                     Ok(roles) => identity.roles = roles,
@@ -415,21 +419,13 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 .map(|seconds| now_secs.saturating_add(seconds)),
             access_token: Some(tokens.access_token),
             refresh_token: tokens.refresh_token,
-            scopes: tokens
-                .scope
-                .as_deref()
-                .map(|scope| {
-                    scope
-                        .split(' ')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            // No `scope` in the answer: the scopes requested (RFC 6749 section 5.1).
+            scopes: split_scopes(tokens.scope.as_deref().unwrap_or(&inner.scopes)),
         },
         now_secs,
         now_secs.saturating_add(inner.absolute_timeout.as_secs()),
-    );
+    )
+    .with_userinfo(userinfo_claims);
     // A new id at every login: a session id planted before the login is worth nothing.
     if let Some(old) = cookie::find(&parts.headers, &inner.cookies.session_name) {
         let _ = inner.store.remove(&SessionId::of_cookie(old)).await;

@@ -84,6 +84,10 @@ pub struct Session {
     created_at: u64,
     /// When the session ends whatever happens (the absolute timeout).
     expires_at: u64,
+    /// The claims the userinfo endpoint added at login (those the ID token did not have):
+    /// kept across refreshes, whose ID tokens replace the ID token's claims.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    userinfo: Map<String, Value>,
     #[serde(skip)]
     principal: OnceLock<Principal>,
 }
@@ -96,6 +100,15 @@ pub(crate) struct Tokens {
     pub(crate) refresh_token: Option<String>,
     pub(crate) access_token_expires_at: Option<u64>,
     pub(crate) scopes: Vec<String>,
+}
+
+/// The scopes of a space-separated `scope` value (RFC 6749 section 3.3).
+pub(crate) fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Who an ID token names.
@@ -128,8 +141,25 @@ impl Session {
             access_token_expires_at: tokens.access_token_expires_at,
             created_at,
             expires_at,
+            userinfo: Map::new(),
             principal: OnceLock::new(),
         }
+    }
+
+    /// The session, remembering `claims` as the ones userinfo added.
+    pub(crate) fn with_userinfo(mut self, claims: Map<String, Value>) -> Self {
+        self.userinfo = claims;
+        self
+    }
+
+    /// The claims userinfo added at login.
+    pub(crate) fn userinfo_claims(&self) -> &Map<String, Value> {
+        &self.userinfo
+    }
+
+    /// The scopes granted at login or the last refresh.
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.scopes
     }
 
     /// The same session after a refresh: new tokens, and the new ID token's claims if the

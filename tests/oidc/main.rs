@@ -14,5 +14,6 @@ mod endings;
 mod flow;
 mod forged;
 mod harness;
+mod refresh;
 #[path = "../support/mod.rs"]
 mod support;
