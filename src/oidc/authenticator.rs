@@ -619,6 +619,25 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_timeouts_work_at_request_time() {
+        let longest = Duration::from_secs(400 * 24 * 60 * 60);
+        let oidc = Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .absolute_timeout(longest)
+            .idle_timeout(longest)
+            .refresh_before(longest)
+            .build()
+            .expect("config");
+        let cookie = logged_in(&oidc).await;
+        tokio::time::advance(Duration::from_secs(24 * 60 * 60)).await;
+        assert!(matches!(
+            outcome(&oidc, "GET", &cookie, None).await,
+            AuthOutcome::Authenticated(_)
+        ));
+    }
+
     #[test]
     fn configuration_is_checked_when_built() {
         let base = || Oidc::builder("https://idp.example").client_id("app");
@@ -667,6 +686,37 @@ mod tests {
                 .idle_timeout(Duration::from_secs(10))
                 .absolute_timeout(Duration::from_secs(5)),
             "idle_timeout",
+        );
+        let cb = || base().redirect_uri("https://app.example/cb");
+        let huge = Duration::MAX;
+        refused(cb().absolute_timeout(Duration::ZERO), "absolute_timeout");
+        refused(cb().idle_timeout(Duration::ZERO), "idle_timeout");
+        refused(cb().login_timeout(Duration::ZERO), "login_timeout");
+        refused(cb().absolute_timeout(huge), "absolute_timeout");
+        refused(
+            cb().absolute_timeout(huge).idle_timeout(huge),
+            "absolute_timeout",
+        );
+        refused(cb().idle_timeout(huge), "idle_timeout");
+        refused(cb().login_timeout(huge), "login_timeout");
+        refused(cb().refresh_before(huge), "refresh_before");
+        refused(cb().max_age(huge), "max_age");
+        refused(cb().logout_path("/auth/login"), "logout_path");
+        refused(cb().logout_path("/cb"), "logout_path");
+        refused(
+            cb().backchannel_logout_path("/auth/logout"),
+            "backchannel_logout_path",
+        );
+        // The longest allowed timeouts build.
+        let longest = Duration::from_secs(400 * 24 * 60 * 60);
+        assert!(
+            cb().absolute_timeout(longest)
+                .idle_timeout(longest)
+                .login_timeout(Duration::from_secs(24 * 60 * 60))
+                .refresh_before(longest)
+                .max_age(longest)
+                .build()
+                .is_ok()
         );
         refused(
             base()
