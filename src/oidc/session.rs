@@ -92,14 +92,32 @@ pub struct Session {
     principal: OnceLock<Principal>,
 }
 
-/// The tokens of a token-endpoint answer, as a session keeps them.
-#[derive(Debug)]
+/// The tokens of a token-endpoint answer, as a session keeps them. `Debug` does not show
+/// them.
 pub(crate) struct Tokens {
     pub(crate) id_token: String,
     pub(crate) access_token: Option<String>,
     pub(crate) refresh_token: Option<String>,
     pub(crate) access_token_expires_at: Option<u64>,
     pub(crate) scopes: Vec<String>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("id_token", &"[redacted]")
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// The scopes of a space-separated `scope` value (RFC 6749 section 3.3).
@@ -566,6 +584,20 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert!(store.load(&b, idle).await.unwrap().is_none());
         assert!(store.load(&a, idle).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn debug_does_not_show_the_tokens() {
+        let tokens = Tokens {
+            id_token: "ID-secret".into(),
+            access_token: Some("AT-secret".into()),
+            refresh_token: Some("RT-secret".into()),
+            access_token_expires_at: Some(1),
+            scopes: vec!["openid".into()],
+        };
+        let shown = format!("{tokens:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("openid"), "{shown}");
     }
 
     #[tokio::test(start_paused = true)]
