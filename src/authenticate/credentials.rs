@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 
@@ -114,6 +114,53 @@ pub(crate) fn remove_header_values(
     for value in kept {
         request.headers.append(name, value);
     }
+}
+
+/// The values of cookie `name` in one `Cookie` header (`a=1; b=2`), in order, trimmed;
+/// names compared exactly.
+pub(crate) fn cookie_values<'h>(header: &'h [u8], name: &[u8]) -> impl Iterator<Item = &'h [u8]> {
+    header.split(|&b| b == b';').filter_map(move |pair| {
+        let (key, value) = split_once(pair.trim_ascii(), b'=')?;
+        (key.trim_ascii() == name).then_some(value.trim_ascii())
+    })
+}
+
+/// Removes from the `Cookie` headers every cookie whose name `drop` selects, keeping the
+/// others in order. Costs nothing when none is selected.
+pub(crate) fn remove_cookies(request: &mut Parts, drop: impl Fn(&[u8]) -> bool) {
+    let selected = |pair: &[u8]| {
+        split_once(pair, b'=').is_some_and(|(key, _)| drop(key.trim_ascii()))
+    };
+    let mut rewritten = Vec::new();
+    let mut changed = false;
+    for value in &request.headers.get_all(COOKIE) {
+        let pairs: Vec<&[u8]> = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty())
+            .collect();
+        let kept: Vec<&[u8]> = pairs.iter().copied().filter(|pair| !selected(pair)).collect();
+        changed |= kept.len() != pairs.len();
+        if !kept.is_empty() {
+            let joined = kept.join(&b"; "[..]);
+            if let Ok(mut value) = HeaderValue::from_bytes(&joined) {
+                value.set_sensitive(true);
+                rewritten.push(value);
+            }
+        }
+    }
+    if changed {
+        request.headers.remove(COOKIE);
+        for value in rewritten {
+            request.headers.append(COOKIE, value);
+        }
+    }
+}
+
+fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == separator)?;
+    Some((&bytes[..at], &bytes[at + 1..]))
 }
 
 /// Removes every `Authorization` value that names `scheme`.

@@ -11,6 +11,7 @@ use super::id_token::{self, Expected, Refused};
 use super::session::{Session, SessionId, Tokens, split_scopes};
 use super::token_endpoint::{self, TokenError};
 use super::{Inner, Oidc, cookie, random};
+use crate::authenticate::credentials::remove_cookies;
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
 use crate::jwt::claims::roles_at;
 use crate::rejection::{Reason, Rejection};
@@ -25,6 +26,12 @@ pub(crate) enum Flown {
     /// The provider or the store could not answer; the session as it was, if loaded.
     Unavailable(Option<Arc<Session>>),
 }
+
+/// The session a request's (stripped) session cookie named, for the `AccessToken`
+/// extractor.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+struct SessionCookie(SessionId);
 
 /// Why a session could not be refreshed.
 enum RefreshFailed {
@@ -51,8 +58,20 @@ impl Authenticate for Oidc {
     }
 
     fn strip_credentials(&self, request: &mut Parts) {
-        // Other cookies stay for the service; the header is kept out of logs and
-        // HTTP/2 header compression tables.
+        // The session cookie (and any login cookie) never reaches the service: what the
+        // `AccessToken` extractor needs travels in the request's extensions instead.
+        // Other cookies stay for the service, kept out of logs and HTTP/2 header
+        // compression tables.
+        let cookies = &self.inner.cookies;
+        if let Some(value) =
+            cookie::find(&request.headers, &cookies.session_name).filter(|v| random::is_token(v))
+        {
+            let id = SessionId::of_cookie(value);
+            request.extensions.insert(SessionCookie(id));
+        }
+        let session = cookies.session_name.as_bytes();
+        let login = cookies.login_prefix.as_bytes();
+        remove_cookies(request, |name| name == session || name.starts_with(login));
         if let http::header::Entry::Occupied(mut entry) = request.headers.entry(COOKIE) {
             for value in entry.iter_mut() {
                 value.set_sensitive(true);
@@ -407,10 +426,9 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for AccessToken {
             return Err(refuse());
         }
         let inner = &*oidc.inner;
-        let Some(value) = cookie::find(&parts.headers, &inner.cookies.session_name) else {
+        let Some(SessionCookie(id)) = parts.extensions.get::<SessionCookie>().copied() else {
             return Err(refuse());
         };
-        let id = SessionId::of_cookie(value);
         match inner.store.load(&id, inner.idle_timeout).await {
             Ok(Some(session)) => session
                 .access_token()

@@ -580,3 +580,24 @@ async fn login_decisions_reach_the_observer() {
     ];
     assert_eq!(seen, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_stays_out_of_the_service() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let browser = Browser::new();
+    let session = crate::endings::forged_login(&forger, &app, &browser, json!({})).await;
+    browser.set_cookie(&app.base, "theme", "dark");
+    // A login started and not finished leaves a login cookie in the browser too.
+    let started = browser.get(&app.url("/auth/login")).await;
+    assert_eq!(started.status, 302);
+    let page = browser.get(&app.url("/cookies")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains(&session), "{}", page.body);
+    assert!(!page.body.contains("portcullis-session"), "{}", page.body);
+    assert!(page.body.contains("theme=dark"), "{}", page.body);
+    // The access token is still there for the handler that asks for it.
+    let page = browser.get(&app.url("/token")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, ACCESS_TOKEN.len().to_string());
+}

@@ -379,6 +379,17 @@ fn serve_app(
             post(|who: Principal| async move { format!("order by {}", who.subject()) }),
         )
         .route(
+            "/cookies",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers
+                    .get_all("cookie")
+                    .iter()
+                    .map(|value| value.to_str().unwrap_or("?").to_owned())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            }),
+        )
+        .route(
             "/token",
             get(|token: AccessToken| async move { format!("{}", token.secret().len()) }),
         )
