@@ -128,9 +128,8 @@ pub(crate) fn cookie_values<'h>(header: &'h [u8], name: &[u8]) -> impl Iterator<
 /// Removes from the `Cookie` headers every cookie whose name `drop` selects, keeping the
 /// others in order. Costs nothing when none is selected.
 pub(crate) fn remove_cookies(request: &mut Parts, drop: impl Fn(&[u8]) -> bool) {
-    let selected = |pair: &[u8]| {
-        split_once(pair, b'=').is_some_and(|(key, _)| drop(key.trim_ascii()))
-    };
+    let selected =
+        |pair: &[u8]| split_once(pair, b'=').is_some_and(|(key, _)| drop(key.trim_ascii()));
     let mut rewritten = Vec::new();
     let mut changed = false;
     for value in &request.headers.get_all(COOKIE) {
@@ -140,7 +139,11 @@ pub(crate) fn remove_cookies(request: &mut Parts, drop: impl Fn(&[u8]) -> bool) 
             .map(<[u8]>::trim_ascii)
             .filter(|pair| !pair.is_empty())
             .collect();
-        let kept: Vec<&[u8]> = pairs.iter().copied().filter(|pair| !selected(pair)).collect();
+        let kept: Vec<&[u8]> = pairs
+            .iter()
+            .copied()
+            .filter(|pair| !selected(pair))
+            .collect();
         changed |= kept.len() != pairs.len();
         if !kept.is_empty() {
             let joined = kept.join(&b"; "[..]);

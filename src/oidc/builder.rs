@@ -456,7 +456,11 @@ impl OidcBuilder {
         }
         // Bounded so that no deadline computed from them can overflow at request time.
         for (setting, timeout, max) in [
-            ("absolute_timeout", self.absolute_timeout, MAX_SESSION_TIMEOUT),
+            (
+                "absolute_timeout",
+                self.absolute_timeout,
+                MAX_SESSION_TIMEOUT,
+            ),
             ("idle_timeout", self.idle_timeout, MAX_SESSION_TIMEOUT),
             ("login_timeout", self.login_timeout, MAX_LOGIN_TIMEOUT),
         ] {
@@ -473,7 +477,10 @@ impl OidcBuilder {
         if self.refresh_before > MAX_SESSION_TIMEOUT {
             return Err(invalid("refresh_before", "longer than the allowed maximum"));
         }
-        if self.max_age.is_some_and(|max_age| max_age > MAX_SESSION_TIMEOUT) {
+        if self
+            .max_age
+            .is_some_and(|max_age| max_age > MAX_SESSION_TIMEOUT)
+        {
             return Err(invalid("max_age", "longer than the allowed maximum"));
         }
         if self.cookie_name.is_empty()

@@ -375,6 +375,10 @@ mod clock_tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        assert!((clock.now() - wall).abs() < 5.0, "{} vs {wall}", clock.now());
+        assert!(
+            (clock.now() - wall).abs() < 5.0,
+            "{} vs {wall}",
+            clock.now()
+        );
     }
 }

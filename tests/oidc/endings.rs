@@ -107,10 +107,7 @@ pub async fn forged_login(forger: &Forger, app: &App, browser: &Browser, extra: 
     }
     *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &claims, &key()));
     let page = browser
-        .get(&app.url(&format!(
-            "/auth/callback?code=c&state={}",
-            param("state")
-        )))
+        .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
         .await;
     assert_eq!(page.status, 302, "{}", page.body);
     browser

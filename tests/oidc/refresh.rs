@@ -79,10 +79,16 @@ async fn a_refresh_with_a_bad_id_token_ends_the_session() {
     let mut other_audience = claims.clone();
     other_audience["aud"] = json!("someone-else");
     for (name, id_token) in [
-        ("another subject", sign(&rs256(None), &other_subject, &key())),
+        (
+            "another subject",
+            sign(&rs256(None), &other_subject, &key()),
+        ),
         ("another key", sign(&rs256(None), &claims, &other_key)),
         ("expired", sign(&rs256(None), &expired, &key())),
-        ("another audience", sign(&rs256(None), &other_audience, &key())),
+        (
+            "another audience",
+            sign(&rs256(None), &other_audience, &key()),
+        ),
     ] {
         *forger.token_extras.lock().unwrap() = json!({"refresh_token": "rt1"});
         let browser = Browser::new();
