@@ -11,7 +11,9 @@
 
 use std::borrow::Cow;
 
-use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+use http::header::COOKIE;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 
@@ -118,6 +120,7 @@ pub(crate) fn remove_header_values(
 
 /// The values of cookie `name` in one `Cookie` header (`a=1; b=2`), in order, trimmed;
 /// names compared exactly.
+#[cfg(any(feature = "api-key", feature = "oidc"))]
 pub(crate) fn cookie_values<'h>(header: &'h [u8], name: &[u8]) -> impl Iterator<Item = &'h [u8]> {
     header.split(|&b| b == b';').filter_map(move |pair| {
         let (key, value) = split_once(pair.trim_ascii(), b'=')?;
@@ -127,6 +130,7 @@ pub(crate) fn cookie_values<'h>(header: &'h [u8], name: &[u8]) -> impl Iterator<
 
 /// Removes from the `Cookie` headers every cookie whose name `drop` selects, keeping the
 /// others in order. Costs nothing when none is selected.
+#[cfg(any(feature = "api-key", feature = "oidc"))]
 pub(crate) fn remove_cookies(request: &mut Parts, drop: impl Fn(&[u8]) -> bool) {
     let selected =
         |pair: &[u8]| split_once(pair, b'=').is_some_and(|(key, _)| drop(key.trim_ascii()));
@@ -161,6 +165,7 @@ pub(crate) fn remove_cookies(request: &mut Parts, drop: impl Fn(&[u8]) -> bool) 
     }
 }
 
+#[cfg(any(feature = "api-key", feature = "oidc"))]
 fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
     let at = bytes.iter().position(|&b| b == separator)?;
     Some((&bytes[..at], &bytes[at + 1..]))
