@@ -162,41 +162,59 @@ pub fn rs256(typ: Option<&str>) -> Header {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_id_tokens_are_refused_at_the_callback() {
     let forger = forger().await;
+    let causes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&causes);
+    let observer = move |decision: &portcullis::observe::Decision<'_>| {
+        if decision.outcome.name() == "refused" {
+            record
+                .lock()
+                .unwrap()
+                .push(decision.cause.unwrap_or("").to_owned());
+        }
+    };
     let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
-        b.max_age(Duration::from_secs(600)).audience("partner-app")
+        b.max_age(Duration::from_secs(600))
+            .audience("partner-app")
+            .observer(Arc::new(observer))
     })
     .await;
     let other_key = EncodingKey::from_rsa_pem(RSA_OTHER_KEY).unwrap();
 
     type Forge = Box<dyn Fn(&mut Value, &mut Header, &mut EncodingKey)>;
-    let cases: Vec<(&str, u16, Forge)> = vec![
-        ("genuine", 302, Box::new(|_, _, _| {})),
+    let cases: Vec<(&str, u16, &str, Forge)> = vec![
+        ("genuine", 302, "", Box::new(|_, _, _| {})),
         (
             "signed by another key",
             400,
+            "bad_signature",
             Box::new(move |_, _, key| *key = other_key.clone()),
         ),
         (
             "expired",
             400,
+            "token_expired",
+            // Past `exp` and the leeway, with an `iat` that passes on its own.
             Box::new(|c, _, _| {
-                c["exp"] = json!(now() - 3600);
-                c["iat"] = json!(now() - 3700);
+                c["exp"] = json!(now() - 120);
+                c["iat"] = json!(now() - 400);
             }),
         ),
         (
             "other issuer",
             400,
+            "iss_mismatch",
             Box::new(|c, _, _| c["iss"] = json!("https://evil.example")),
         ),
         (
             "nonce mismatch",
             400,
+            "nonce_mismatch",
             Box::new(|c, _, _| c["nonce"] = json!("not-the-nonce")),
         ),
         (
             "no nonce",
             400,
+            "missing_nonce",
             Box::new(|c, _, _| {
                 c.as_object_mut().unwrap().remove("nonce");
             }),
@@ -204,6 +222,7 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "azp mismatch",
             400,
+            "azp_mismatch",
             Box::new(|c, _, _| {
                 c["aud"] = json!([CLIENT, "partner-app"]);
                 c["azp"] = json!("partner-app");
@@ -212,11 +231,13 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "several audiences, no azp",
             400,
+            "missing_azp",
             Box::new(|c, _, _| c["aud"] = json!([CLIENT, "partner-app"])),
         ),
         (
             "untrusted extra audience",
             400,
+            "untrusted_audience",
             Box::new(|c, _, _| {
                 c["aud"] = json!([CLIENT, "stranger"]);
                 c["azp"] = json!(CLIENT);
@@ -225,26 +246,31 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "not for us",
             400,
+            "aud_mismatch",
             Box::new(|c, _, _| c["aud"] = json!("partner-app")),
         ),
         (
             "at_hash mismatch",
             400,
+            "at_hash_mismatch",
             Box::new(|c, _, _| c["at_hash"] = json!(half_hash("other"))),
         ),
         (
             "iat in the future",
             400,
+            "iat_future",
             Box::new(|c, _, _| c["iat"] = json!(now() + 3600)),
         ),
         (
             "iat too old",
             400,
+            "too_old",
             Box::new(|c, _, _| c["iat"] = json!(now() - 3 * 3600)),
         ),
         (
             "no sub",
             400,
+            "missing_sub",
             Box::new(|c, _, _| {
                 c.as_object_mut().unwrap().remove("sub");
             }),
@@ -252,11 +278,13 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "auth_time too old for max_age",
             400,
+            "auth_time_too_old",
             Box::new(|c, _, _| c["auth_time"] = json!(now() - 3600)),
         ),
         (
             "no auth_time with max_age",
             400,
+            "missing_auth_time",
             Box::new(|c, _, _| {
                 c.as_object_mut().unwrap().remove("auth_time");
             }),
@@ -264,15 +292,17 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "an access token",
             400,
+            "typ_mismatch",
             Box::new(|_, h, _| h.typ = Some("at+jwt".into())),
         ),
         (
             "a logout token",
             400,
+            "typ_mismatch",
             Box::new(|_, h, _| h.typ = Some("logout+jwt".into())),
         ),
     ];
-    for (name, status, forge) in cases {
+    for (name, status, cause, forge) in cases {
         let browser = Browser::new();
         let start = browser.get(&app.url("/auth/login?return_to=/me")).await;
         assert_eq!(start.status, 302, "{name}: {}", start.body);
@@ -310,8 +340,15 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
             "/auth/callback?code=the-code&state={}",
             param("state")
         ));
+        causes.lock().unwrap().clear();
         let page = browser.get(&callback).await;
         assert_eq!(page.status, status, "{name}: {}", page.body);
+        let refused = causes.lock().unwrap().clone();
+        if cause.is_empty() {
+            assert!(refused.is_empty(), "{name}: {refused:?}");
+        } else {
+            assert_eq!(refused, [cause], "{name}: refused for that reason only");
+        }
         if status == 302 {
             assert_eq!(page.location_header(), "/me");
         } else {
@@ -356,7 +393,20 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_logout_tokens_are_refused_and_replays_too() {
     let forger = forger().await;
-    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let causes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&causes);
+    let observer = move |decision: &portcullis::observe::Decision<'_>| {
+        if decision.outcome.name() == "refused" {
+            record
+                .lock()
+                .unwrap()
+                .push(decision.cause.unwrap_or("").to_owned());
+        }
+    };
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.observer(Arc::new(observer))
+    })
+    .await;
     let post = |token: String| {
         let url = app.url("/auth/backchannel-logout");
         async move {
@@ -401,23 +451,55 @@ async fn forged_logout_tokens_are_refused_and_replays_too() {
     let mut other_aud = logout("j7");
     other_aud["aud"] = json!("someone-else");
     let mut expired = logout("j8");
-    expired["exp"] = json!(now() - 3600);
-    expired["iat"] = json!(now() - 3700);
+    // Past `exp` and the leeway, with an `iat` that passes on its own.
+    expired["exp"] = json!(now() - 120);
+    expired["iat"] = json!(now() - 400);
     let other_key = EncodingKey::from_rsa_pem(RSA_OTHER_KEY).unwrap();
-    for (name, token) in [
-        ("nonce", sign(&rs256(typ), &with_nonce, &key())),
-        ("no event", sign(&rs256(typ), &no_event, &key())),
-        ("no sid or sub", sign(&rs256(typ), &no_sid_or_sub, &key())),
-        ("no jti", sign(&rs256(typ), &no_jti, &key())),
-        ("other audience", sign(&rs256(typ), &other_aud, &key())),
-        ("expired", sign(&rs256(typ), &expired, &key())),
+    for (name, cause, token) in [
+        (
+            "nonce",
+            "nonce_present",
+            sign(&rs256(typ), &with_nonce, &key()),
+        ),
+        (
+            "no event",
+            "missing_event",
+            sign(&rs256(typ), &no_event, &key()),
+        ),
+        (
+            "no sid or sub",
+            "no_sid_or_sub",
+            sign(&rs256(typ), &no_sid_or_sub, &key()),
+        ),
+        ("no jti", "missing_jti", sign(&rs256(typ), &no_jti, &key())),
+        (
+            "other audience",
+            "aud_mismatch",
+            sign(&rs256(typ), &other_aud, &key()),
+        ),
+        (
+            "expired",
+            "token_expired",
+            sign(&rs256(typ), &expired, &key()),
+        ),
         (
             "ID-token typ",
+            "typ_mismatch",
             sign(&rs256(Some("JWT")), &logout("j9"), &key()),
         ),
-        ("another key", sign(&rs256(typ), &logout("j10"), &other_key)),
+        (
+            "another key",
+            "bad_signature",
+            sign(&rs256(typ), &logout("j10"), &other_key),
+        ),
     ] {
+        causes.lock().unwrap().clear();
         assert_eq!(post(token).await, 400, "{name}");
+        assert_eq!(
+            *causes.lock().unwrap(),
+            [cause],
+            "{name}: for that reason only"
+        );
     }
 }
 
