@@ -32,6 +32,8 @@ pub struct Forger {
     pub token_gate: Arc<tokio::sync::Mutex<()>>,
     /// How many token requests arrived (counted before the gate).
     pub token_requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// The JWKS endpoint's status (200 unless a test says otherwise).
+    pub jwks_status: Arc<std::sync::atomic::AtomicU16>,
     /// The token endpoint's status (200 unless a test says otherwise).
     pub token_status: Arc<std::sync::atomic::AtomicU16>,
     server: tokio::task::JoinHandle<()>,
@@ -62,6 +64,8 @@ pub async fn forger() -> Forger {
         "userinfo_endpoint": format!("{issuer}/userinfo"),
     })
     .to_string();
+    let jwks_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let jwks_code = Arc::clone(&jwks_status);
     let userinfo: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({})));
     let answer = Arc::clone(&userinfo);
     let next_id_token: Arc<Mutex<Option<String>>> = Arc::default();
@@ -80,7 +84,17 @@ pub async fn forger() -> Forger {
             "/.well-known/openid-configuration",
             get(move || async move { json(discovery) }),
         )
-        .route("/jwks", get(move || async move { json(jwks) }))
+        .route(
+            "/jwks",
+            get(move || async move {
+                let code = jwks_code.load(std::sync::atomic::Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::from_u16(code).unwrap(),
+                    [("content-type", "application/json")],
+                    jwks,
+                )
+            }),
+        )
         .route(
             "/userinfo",
             get(move |headers: axum::http::HeaderMap| async move {
@@ -133,6 +147,7 @@ pub async fn forger() -> Forger {
         token_gate,
         token_requests,
         token_status,
+        jwks_status,
         server,
     }
 }
@@ -682,4 +697,80 @@ async fn the_session_cookie_stays_out_of_the_service() {
     let page = browser.get(&app.url("/token")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(page.body, ACCESS_TOKEN.len().to_string());
+}
+
+/// Starts a login at `app` and comes back to its callback with an ID token of `claims`
+/// (merged over genuine ones, `nonce` included); the callback's answer.
+async fn callback_with(
+    forger: &Forger,
+    app: &crate::harness::App,
+    browser: &Browser,
+    claims: Value,
+) -> crate::harness::Page {
+    let start = browser.get(&app.url("/auth/login")).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let location = start.location().unwrap();
+    let param = |key: &str| {
+        location
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let mut genuine = json!({
+        "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+        "iat": now(), "nonce": param("nonce"),
+    });
+    if let Value::Object(claims) = claims {
+        for (name, value) in claims {
+            genuine[name] = value;
+        }
+    }
+    *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &genuine, &key()));
+    browser
+        .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acr_values_require_one_of_them_in_the_id_token() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.acr_values(["gold", "silver"])
+    })
+    .await;
+    let start = Browser::new().get(&app.url("/auth/login")).await;
+    let location = start.location().unwrap();
+    assert!(
+        location
+            .query_pairs()
+            .any(|(k, v)| k == "acr_values" && v == "gold silver"),
+        "{location}"
+    );
+    for (acr, status) in [
+        (json!("silver"), 302),
+        (json!("bronze"), 400),
+        (Value::Null, 400),
+        (json!(["gold"]), 400),
+    ] {
+        let claims = if acr.is_null() {
+            json!({})
+        } else {
+            json!({ "acr": acr })
+        };
+        let page = callback_with(&forger, &app, &Browser::new(), claims).await;
+        assert_eq!(page.status, status, "acr {acr}: {}", page.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_usable_keys_at_the_callback_is_a_503_page() {
+    let forger = forger().await;
+    forger
+        .jwks_status
+        .store(503, std::sync::atomic::Ordering::SeqCst);
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let page = callback_with(&forger, &app, &Browser::new(), json!({})).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("try again"), "{}", page.body);
 }
