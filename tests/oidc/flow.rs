@@ -727,8 +727,31 @@ async fn sessions_on_redis_are_shared_by_every_instance() {
         .cookie(&one.base, "portcullis-session")
         .expect("session cookie");
     // Redis holds the session sealed: neither the subject nor a token in clear.
-    let keys = redis.command("KEYS portcullis:session:*");
-    assert!(keys.starts_with("*1"), "one session stored: {keys}");
+    let keys = redis.command_values("KEYS portcullis:session:*");
+    assert_eq!(keys.len(), 1, "one session stored");
+    let key = String::from_utf8(keys[0].clone()).unwrap();
+    assert!(
+        !key.contains(&session),
+        "keyed by a digest, not the cookie: {key}"
+    );
+    let stored = redis.command_values(&format!("GET {key}"));
+    assert_eq!(stored.len(), 1, "{key} holds a value");
+    let stored = &stored[0];
+    assert!(stored.len() > 100, "{} bytes", stored.len());
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    for clear in [
+        &b"alice"[..],
+        b"refresh_token",
+        b"id_token",
+        b"eyJ",
+        b"subject",
+    ] {
+        assert!(
+            !contains(clear),
+            "{:?} in clear in Redis",
+            String::from_utf8_lossy(clear)
+        );
+    }
 
     // The same cookie, sent to the other instance.
     browser.set_cookie(&other.base, "portcullis-session", &session);
