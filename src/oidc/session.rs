@@ -338,9 +338,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes the session stored under `id`, if any.
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()>;
 
-    /// Removes every session of `issuer` with provider session id `sid` (when given) and
-    /// subject `subject` (when given; at least one of the two is), for back-channel
-    /// logout. Returns how many were removed.
+    /// Removes every session of `issuer` that a back-channel logout token naming `sid`
+    /// and/or `subject` (at least one of the two is given) ends: with `sid` only, the
+    /// sessions with that provider session id; with `subject` only, every session of that
+    /// subject; with both, the sessions of that subject with that `sid` or with no `sid`
+    /// at all (an ID token without `sid` cannot be matched by it). Returns how many were
+    /// removed.
     fn remove_matching<'a>(
         &'a self,
         issuer: &'a str,
@@ -516,13 +519,31 @@ impl SessionStore for MemorySessionStore {
             sessions.retain(|_, entry| {
                 let session = &entry.session;
                 let matches = session.issuer == issuer
-                    && sid.is_none_or(|sid| session.sid.as_deref() == Some(sid))
-                    && subject.is_none_or(|subject| session.subject == subject);
+                    && back_channel_match(session.sid.as_deref(), &session.subject, sid, subject);
                 !matches
             });
             before - sessions.len()
         };
         Box::pin(std::future::ready(Ok(removed)))
+    }
+}
+
+/// Whether a session with provider session id `session_sid` and subject
+/// `session_subject` is ended by a logout token naming `sid` and/or `subject` (see
+/// [`SessionStore::remove_matching`]).
+fn back_channel_match(
+    session_sid: Option<&str>,
+    session_subject: &str,
+    sid: Option<&str>,
+    subject: Option<&str>,
+) -> bool {
+    match (sid, subject) {
+        (Some(sid), None) => session_sid == Some(sid),
+        (None, Some(subject)) => session_subject == subject,
+        (Some(sid), Some(subject)) => {
+            session_subject == subject && session_sid.is_none_or(|session_sid| session_sid == sid)
+        }
+        (None, None) => false,
     }
 }
 
@@ -702,5 +723,41 @@ mod tests {
             1
         );
         assert_eq!(store.len(), 1);
+        // Both sid and sub: a session of that subject without a sid ends too; one with
+        // another sid does not.
+        store
+            .save(&SessionId::of_cookie("4"), session("bob", None), idle)
+            .await
+            .unwrap();
+        store
+            .save(&SessionId::of_cookie("5"), session("bob", Some("s5")), idle)
+            .await
+            .unwrap();
+        store
+            .save(&SessionId::of_cookie("6"), session("carol", None), idle)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .remove_matching("https://idp", Some("s3"), Some("bob"))
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            store
+                .load(&SessionId::of_cookie("5"), idle)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .load(&SessionId::of_cookie("6"), idle)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.len(), 2);
     }
 }

@@ -134,8 +134,10 @@ impl RedisSessionStore {
         // Index for back-channel logout; each index lives as long as its longest session.
         let until = Duration::from_secs(session.expires_at().saturating_sub(unix_now()));
         let mut indexes = vec![self.index_key(session.issuer(), "sub", session.subject())];
-        if let Some(sid) = session.sid() {
-            indexes.push(self.index_key(session.issuer(), "sid", sid));
+        match session.sid() {
+            Some(sid) => indexes.push(self.index_key(session.issuer(), "sid", sid)),
+            // Matched by `sub` when a logout token names both `sid` and `sub`.
+            None => indexes.push(self.index_key(session.issuer(), "sub-nosid", session.subject())),
         }
         for index in indexes {
             let _: i64 = self
@@ -183,7 +185,7 @@ impl RedisSessionStore {
         sid: Option<&str>,
         subject: Option<&str>,
     ) -> Result<usize, StoreError> {
-        // Both given: the sessions in both indexes; one given: that index.
+        // One given: that index; both: see below.
         let by_sid = match sid {
             Some(sid) => Some(self.members(&self.index_key(issuer, "sid", sid)).await?),
             None => None,
@@ -196,7 +198,18 @@ impl RedisSessionStore {
             None => None,
         };
         let keys: Vec<String> = match (by_sid, by_sub) {
-            (Some(sid), Some(sub)) => sid.into_iter().filter(|key| sub.contains(key)).collect(),
+            // Both: that subject's sessions with that sid, and those without a sid.
+            (Some(sid), Some(sub)) => {
+                let mut keys: Vec<String> =
+                    sid.into_iter().filter(|key| sub.contains(key)).collect();
+                if let Some(subject) = subject {
+                    keys.extend(
+                        self.members(&self.index_key(issuer, "sub-nosid", subject))
+                            .await?,
+                    );
+                }
+                keys
+            }
             (Some(only), None) | (None, Some(only)) => only,
             (None, None) => Vec::new(),
         };

@@ -791,10 +791,10 @@ async fn redis_save_if_present_never_brings_a_removed_session_back() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let session = |subject: &str| -> Arc<Session> {
+    let session_with = |subject: &str, sid: Option<&str>| -> Arc<Session> {
         Arc::new(
             serde_json::from_value(serde_json::json!({
-                "subject": subject, "issuer": "https://idp", "sid": null, "claims": {},
+                "subject": subject, "issuer": "https://idp", "sid": sid, "claims": {},
                 "roles": [], "scopes": [], "id_token": "id", "access_token": null,
                 "refresh_token": null, "access_token_expires_at": null,
                 "created_at": now, "expires_at": now + 3600,
@@ -802,6 +802,7 @@ async fn redis_save_if_present_never_brings_a_removed_session_back() {
             .expect("a session"),
         )
     };
+    let session = |subject: &str| session_with(subject, None);
     let id = SessionId::of_cookie("a");
     let idle = Duration::from_secs(600);
     assert!(
@@ -827,4 +828,40 @@ async fn redis_save_if_present_never_brings_a_removed_session_back() {
             .unwrap()
     );
     assert!(store.load(&id, idle).await.unwrap().is_none());
+
+    // Back-channel logout naming both sid and sub: that subject's sessions with that sid
+    // or with none.
+    for (cookie, subject, sid) in [
+        ("b1", "bob", None),
+        ("b2", "bob", Some("s2")),
+        ("b3", "bob", Some("s3")),
+        ("c1", "carol", None),
+    ] {
+        store
+            .save(
+                &SessionId::of_cookie(cookie),
+                session_with(subject, sid),
+                idle,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .remove_matching("https://idp", Some("s2"), Some("bob"))
+            .await
+            .unwrap(),
+        2
+    );
+    for (cookie, kept) in [("b1", false), ("b2", false), ("b3", true), ("c1", true)] {
+        assert_eq!(
+            store
+                .load(&SessionId::of_cookie(cookie), idle)
+                .await
+                .unwrap()
+                .is_some(),
+            kept,
+            "{cookie}"
+        );
+    }
 }
