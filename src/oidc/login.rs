@@ -64,31 +64,39 @@ impl UsedStates {
         self.seen.get(&key).is_some_and(|&expiry| expiry >= now)
     }
 
-    /// Records `value` as used until `until`; false if it was already used.
-    pub(crate) fn first_use(&mut self, value: &str, until: f64, now: f64) -> bool {
-        let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
-        if self.seen.get(&key).is_some_and(|&expiry| expiry >= now) {
-            return false;
-        }
+    /// Whether one more value can be recorded now (expired entries pruned first).
+    pub(crate) fn has_room(&mut self, now: f64) -> bool {
         if self.seen.len() >= self.capacity {
             self.seen.retain(|_, expiry| *expiry >= now);
-            if self.seen.len() >= self.capacity {
-                // Full of live entries: forget the one expiring first. Its login cookie
-                // (or token) is about to expire anyway, and a login cookie is cleared
-                // at its first use.
-                if let Some(oldest) = self
-                    .seen
-                    .iter()
-                    .min_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(key, _)| *key)
-                {
-                    self.seen.remove(&oldest);
-                }
-            }
+        }
+        self.seen.len() < self.capacity
+    }
+
+    /// Records `value` as used until `until`. Never forgets a value before it expires:
+    /// when full of live entries, nothing is recorded and the caller refuses for now
+    /// (forgetting one would let it be used again).
+    pub(crate) fn first_use(&mut self, value: &str, until: f64, now: f64) -> Use {
+        let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        if self.seen.get(&key).is_some_and(|&expiry| expiry >= now) {
+            return Use::Again;
+        }
+        if !self.has_room(now) {
+            return Use::Full;
         }
         self.seen.insert(key, until);
-        true
+        Use::First
     }
+}
+
+/// What [`UsedStates::first_use`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Not used before; now recorded.
+    First,
+    /// Used before (and not expired).
+    Again,
+    /// Not recorded: the set is full of live entries.
+    Full,
 }
 
 /// `path` if it is a relative path on our own origin: starts with one `/`, not `//` or
@@ -266,13 +274,32 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .first_use(&state, deadline, now);
-    if !first_use {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "This sign-in is unknown, expired or already used. Please sign in again.",
-            "state_reused",
-            clear,
-        );
+    match first_use {
+        Use::First => {}
+        Use::Again => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "This sign-in is unknown, expired or already used. Please sign in again.",
+                "state_reused",
+                clear,
+            );
+        }
+        Use::Full => {
+            tracing::warn!(
+                capacity = MAX_PENDING_LOGINS,
+                "oidc: too many logins in the last login timeout; callback refused for now"
+            );
+            return pages::with_cause(
+                pages::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is busy",
+                    "Too many sign-ins are in progress. Please try again in a minute.",
+                    None,
+                    clear,
+                ),
+                "used_states_full",
+            );
+        }
     }
     if let Some(error) = error {
         let error: String = error
@@ -467,6 +494,22 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn used_values_are_never_forgotten_before_they_expire() {
+        let mut used = UsedStates::new(2);
+        assert_eq!(used.first_use("a", 100.0, 0.0), Use::First);
+        assert_eq!(used.first_use("b", 200.0, 0.0), Use::First);
+        assert_eq!(used.first_use("a", 100.0, 1.0), Use::Again);
+        // Full of live entries: refused, and "a" still counts as used.
+        assert_eq!(used.first_use("c", 100.0, 1.0), Use::Full);
+        assert_eq!(used.first_use("a", 100.0, 2.0), Use::Again);
+        assert!(!used.has_room(50.0));
+        // Once "a" has expired, there is room again.
+        assert!(used.has_room(150.0));
+        assert_eq!(used.first_use("c", 300.0, 150.0), Use::First);
+        assert_eq!(used.first_use("b", 200.0, 150.0), Use::Again);
+    }
+
     fn oidc() -> Oidc {
         Oidc::builder("https://idp.example")
             .client_id("app")
@@ -610,12 +653,12 @@ mod tests {
     #[test]
     fn used_values_are_refused_until_they_expire_and_the_set_is_bounded() {
         let mut used = UsedStates::new(2);
-        assert!(used.first_use("a", 10.0, 0.0));
-        assert!(!used.first_use("a", 10.0, 5.0));
-        assert!(used.first_use("b", 10.0, 5.0));
-        assert!(used.first_use("c", 20.0, 5.0));
+        assert_eq!(used.first_use("a", 10.0, 0.0), Use::First);
+        assert_eq!(used.first_use("a", 10.0, 5.0), Use::Again);
+        assert_eq!(used.first_use("b", 10.0, 5.0), Use::First);
+        assert_eq!(used.first_use("c", 20.0, 5.0), Use::Full);
         assert!(used.seen.len() <= 2);
         // Expired entries are forgotten.
-        assert!(used.first_use("a", 30.0, 11.0));
+        assert_eq!(used.first_use("a", 30.0, 11.0), Use::First);
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::authenticator::origin_allowed;
 use super::id_token::{Refused, verify_jwt};
+use super::login::Use;
 use super::session::SessionId;
 use super::{Oidc, cookie, pages, random, token_endpoint};
 
@@ -187,6 +188,20 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
     if replayed {
         return bad("the logout token was already used", "jti_replayed");
     }
+    let room = inner
+        .seen_logout_tokens
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .has_room(now);
+    if !room {
+        // Its `jti` could not be remembered: the provider retries later.
+        tracing::warn!("oidc: too many logout tokens seen recently; back-channel logout refused");
+        return pages::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "too many logout tokens right now",
+        );
+    }
     match inner
         .store
         .remove_matching(&inner.issuer, sid, subject)
@@ -198,9 +213,10 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .first_use(jti, until, now);
-            if !first_use {
-                // A copy delivered at the same time: its sessions are gone as well.
-                tracing::debug!("oidc: logout token delivered twice at once");
+            if first_use != Use::First {
+                // A copy delivered at the same time (or the set filled up meanwhile):
+                // its sessions are gone as well.
+                tracing::debug!(?first_use, "oidc: logout token not recorded");
             }
             tracing::info!(sessions = count, "oidc: back-channel logout");
             pages::with_cause(pages::empty(StatusCode::OK), "backchannel_logout")
