@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -22,6 +22,8 @@ use crate::jwt::claims::roles_at;
 
 /// The most logins remembered as used (their state), and logout tokens as seen (`jti`).
 pub(crate) const MAX_PENDING_LOGINS: usize = 10_000;
+/// The most login cookies a browser keeps: a new login past it deletes the oldest.
+const MAX_LOGIN_COOKIES: usize = 4;
 /// The longest return address kept, in bytes.
 const MAX_RETURN_LEN: usize = 2048;
 /// How many characters of the state name the login cookie.
@@ -127,8 +129,9 @@ pub(crate) fn query_param(parts: &Parts, name: &str) -> Result<Option<String>, (
 }
 
 /// Starts a login that lands on `return_to` (already checked): the redirect to the
-/// provider, with the login cookie.
-pub(crate) async fn start(oidc: Oidc, return_to: String) -> Response<Bytes> {
+/// provider, with the login cookie (and, past [`MAX_LOGIN_COOKIES`], the deletion of the
+/// browser's oldest login cookies).
+pub(crate) async fn start(oidc: Oidc, return_to: String, headers: HeaderMap) -> Response<Bytes> {
     let inner = oidc.inner();
     let Some(metadata) = token_endpoint::metadata(inner).await else {
         tracing::warn!(issuer = %inner.issuer, "oidc: login refused, the provider's discovery document is unavailable");
@@ -176,13 +179,51 @@ pub(crate) async fn start(oidc: Oidc, return_to: String) -> Response<Bytes> {
     let name = login_cookie_name(&oidc, &state);
     let plaintext = serde_json::to_vec(&login).unwrap_or_default();
     let sealed = cookie::seal(&inner.key, &name, &plaintext);
-    let set = inner
-        .cookies
-        .set_cookie(&name, &sealed, inner.login_timeout.as_secs());
+    let mut cookies = stale_login_cookies(&oidc, &headers)
+        .iter()
+        .map(|name| inner.cookies.clear_cookie(name))
+        .collect::<Vec<_>>();
+    cookies.push(
+        inner
+            .cookies
+            .set_cookie(&name, &sealed, inner.login_timeout.as_secs()),
+    );
     pages::with_cause(
-        pages::redirect(StatusCode::FOUND, url.as_str(), vec![set]),
+        pages::redirect(StatusCode::FOUND, url.as_str(), cookies),
         "login_started",
     )
+}
+
+/// The login cookies the browser sends beyond the newest `MAX_LOGIN_COOKIES - 1` (by the
+/// start time sealed inside; one that does not open counts as the oldest), to delete as a
+/// new login starts: abandoned logins must not grow the browser's `Cookie` header until
+/// servers refuse it.
+fn stale_login_cookies(oidc: &Oidc, headers: &HeaderMap) -> Vec<String> {
+    let inner = oidc.inner();
+    let prefix = inner.cookies.login_prefix.as_str();
+    let mut found: Vec<(u64, String)> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, value)| {
+            let started = cookie::open(&inner.key, name, value.trim_matches('"'))
+                .and_then(|plaintext| serde_json::from_slice::<LoginState>(&plaintext).ok())
+                .map_or(0, |login| login.t);
+            (started, name.to_owned())
+        })
+        .collect();
+    if found.len() < MAX_LOGIN_COOKIES {
+        return Vec::new();
+    }
+    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    found
+        .into_iter()
+        .skip(MAX_LOGIN_COOKIES - 1)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 fn login_cookie_name(oidc: &Oidc, state: &str) -> String {

@@ -774,3 +774,25 @@ async fn no_usable_keys_at_the_callback_is_a_503_page() {
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.body.contains("try again"), "{}", page.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_logins_leave_at_most_four_login_cookies() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let browser = Browser::new();
+    let login_cookies = || {
+        browser
+            .cookie_names(&app.base)
+            .into_iter()
+            .filter(|name| name.starts_with("portcullis-session-login-"))
+            .count()
+    };
+    for started in 1..=8 {
+        assert_eq!(browser.get(&app.url("/auth/login")).await.status, 302);
+        assert_eq!(login_cookies(), started.min(4), "after {started} logins");
+    }
+    // The newest login still completes.
+    let page = callback_with(&forger, &app, &browser, json!({})).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(browser.cookie(&app.base, "portcullis-session").is_some());
+}

@@ -112,6 +112,21 @@ impl Browser {
             .map(|c| c.value.clone())
     }
 
+    /// The names of the cookies kept for `url`'s host and port.
+    pub fn cookie_names(&self, url: &str) -> Vec<String> {
+        let Ok(url) = Url::parse(url) else {
+            return Vec::new();
+        };
+        let authority = authority(&url);
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.authority == authority)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// Sets (or replaces) cookie `name` for `url`'s host and port, path `/`.
     pub fn set_cookie(&self, url: &str, name: &str, value: &str) {
         let url = Url::parse(url).expect("URL");
