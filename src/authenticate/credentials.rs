@@ -118,14 +118,19 @@ pub(crate) fn remove_header_values(
     }
 }
 
-/// The values of cookie `name` in one `Cookie` header (`a=1; b=2`), in order, trimmed;
-/// names compared exactly.
+/// The `(name, value)` pairs of one `Cookie` header (`a=1; b=2`), in order, trimmed.
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+pub(crate) fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|pair| {
+        let (key, value) = split_once(pair.trim_ascii(), b'=')?;
+        Some((key.trim_ascii(), value.trim_ascii()))
+    })
+}
+
+/// The values of cookie `name` in one `Cookie` header, in order; names compared exactly.
 #[cfg(any(feature = "api-key", feature = "oidc"))]
 pub(crate) fn cookie_values<'h>(header: &'h [u8], name: &[u8]) -> impl Iterator<Item = &'h [u8]> {
-    header.split(|&b| b == b';').filter_map(move |pair| {
-        let (key, value) = split_once(pair.trim_ascii(), b'=')?;
-        (key.trim_ascii() == name).then_some(value.trim_ascii())
-    })
+    cookie_pairs(header).filter_map(move |(key, value)| (key == name).then_some(value))
 }
 
 /// Removes from the `Cookie` headers every cookie whose name `drop` selects, keeping the

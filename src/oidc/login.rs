@@ -18,6 +18,7 @@ use super::id_token::{self, Expected, Refused};
 use super::session::{Session, SessionId, Tokens, split_scopes};
 use super::token_endpoint::{self, TokenError};
 use super::{Oidc, cookie, pages, random, userinfo};
+use crate::authenticate::credentials::cookie_pairs;
 use crate::jwt::claims::roles_at;
 
 /// The most logins remembered as used (their state), and logout tokens as seen (`jti`).
@@ -204,9 +205,13 @@ fn stale_login_cookies(oidc: &Oidc, headers: &HeaderMap) -> Vec<String> {
     let mut found: Vec<(u64, String)> = headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+        .flat_map(|value| cookie_pairs(value.as_bytes()))
+        .filter_map(|(name, value)| {
+            Some((
+                std::str::from_utf8(name).ok()?,
+                std::str::from_utf8(value).ok()?,
+            ))
+        })
         .filter(|(name, _)| name.starts_with(prefix))
         .map(|(name, value)| {
             let started = cookie::open(&inner.key, name, value.trim_matches('"'))
@@ -218,7 +223,7 @@ fn stale_login_cookies(oidc: &Oidc, headers: &HeaderMap) -> Vec<String> {
     if found.len() < MAX_LOGIN_COOKIES {
         return Vec::new();
     }
-    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    found.sort_unstable_by_key(|(started, _)| std::cmp::Reverse(*started));
     found
         .into_iter()
         .skip(MAX_LOGIN_COOKIES - 1)
