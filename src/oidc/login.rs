@@ -239,15 +239,48 @@ fn login_cookie_name(oidc: &Oidc, state: &str) -> String {
     )
 }
 
-fn unavailable() -> Response<Bytes> {
+/// What the 503 page says when the provider cannot be reached.
+const PROVIDER_DOWN: &str =
+    "The identity provider cannot be reached right now. Please try again in a minute.";
+
+/// The title of a 503 sign-in page.
+#[derive(Clone, Copy)]
+enum SignIn {
+    Unavailable,
+    Busy,
+}
+
+/// The one 503 page of the login routes: `message` says what failed, `back` offers to
+/// sign in again, `cookies` are set (or cleared) with it, `cause` goes to the observer.
+fn sign_in_unavailable(
+    title: SignIn,
+    message: &str,
+    back: Option<(&str, &str)>,
+    cookies: Vec<http::HeaderValue>,
+    cause: &'static str,
+) -> Response<Bytes> {
+    let title = match title {
+        SignIn::Unavailable => "Sign-in is unavailable",
+        SignIn::Busy => "Sign-in is busy",
+    };
     pages::with_cause(
         pages::page(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is unavailable",
-            "The identity provider cannot be reached right now. Please try again in a minute.",
-            None,
-            Vec::new(),
+            title,
+            message,
+            back,
+            cookies,
         ),
+        cause,
+    )
+}
+
+fn unavailable() -> Response<Bytes> {
+    sign_in_unavailable(
+        SignIn::Unavailable,
+        PROVIDER_DOWN,
+        None,
+        Vec::new(),
         "provider_unavailable",
     )
 }
@@ -335,14 +368,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 capacity = MAX_PENDING_LOGINS,
                 "oidc: too many logins in the last login timeout; callback refused for now"
             );
-            return pages::with_cause(
-                pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is busy",
-                    "Too many sign-ins are in progress. Please try again in a minute.",
-                    None,
-                    clear,
-                ),
+            return sign_in_unavailable(
+                SignIn::Busy,
+                "Too many sign-ins are in progress. Please try again in a minute.",
+                None,
+                clear,
                 "used_states_full",
             );
         }
@@ -385,14 +415,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         }
         Err(TokenError::Unavailable(reason)) => {
             tracing::warn!(%reason, "oidc: code exchange failed");
-            return pages::with_cause(
-                pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable",
-                    "The identity provider cannot be reached right now. Please try again in a minute.",
-                    login_again,
-                    clear,
-                ),
+            return sign_in_unavailable(
+                SignIn::Unavailable,
+                PROVIDER_DOWN,
+                login_again,
+                clear,
                 "provider_unavailable",
             );
         }
@@ -415,14 +442,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     let mut identity = match id_token::verify(inner, id_token, &expected).await {
         Ok(identity) => identity,
         Err(Refused::Unavailable) => {
-            return pages::with_cause(
-                pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable",
-                    "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
-                    login_again,
-                    clear,
-                ),
+            return sign_in_unavailable(
+                SignIn::Unavailable,
+                "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
+                login_again,
+                clear,
                 "no_keys",
             );
         }
@@ -460,14 +484,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 }
             }
             Err(Refused::Unavailable) => {
-                return pages::with_cause(
-                    pages::page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Sign-in is unavailable",
-                        "The identity provider cannot be reached right now. Please try again in a minute.",
-                        login_again,
-                        clear,
-                    ),
+                return sign_in_unavailable(
+                    SignIn::Unavailable,
+                    PROVIDER_DOWN,
+                    login_again,
+                    clear,
                     "provider_unavailable",
                 );
             }
@@ -512,14 +533,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         .await
     {
         tracing::error!(%error, "oidc: the session could not be stored");
-        return pages::with_cause(
-            pages::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "Your session cannot be stored right now. Please try again in a minute.",
-                login_again,
-                clear,
-            ),
+        return sign_in_unavailable(
+            SignIn::Unavailable,
+            "Your session cannot be stored right now. Please try again in a minute.",
+            login_again,
+            clear,
             "session_store",
         );
     }
