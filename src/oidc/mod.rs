@@ -103,16 +103,7 @@ use crate::bearer::IssuerRules;
 use crate::remote::{HttpClient, JwksCache};
 use crate::secret::{ClientSecret, SessionKey};
 
-/// How the client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClientAuth {
-    /// `client_secret_basic`: HTTP Basic with the form-encoded id and secret.
-    Basic,
-    /// `client_secret_post`: id and secret in the form.
-    Post,
-    /// A public client: the id in the form, PKCE only.
-    None,
-}
+pub(crate) use crate::remote::client_auth::ClientAuth;
 
 /// An OpenID Connect relying party: its configuration, its session store and the
 /// provider's keys. Cheap to clone (an `Arc`); see the [module documentation](self).

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
-use super::{ClientAuth, Inner};
+use super::Inner;
+use crate::remote::client_auth::post_form_as_client;
 use crate::remote::{ProviderMetadata, RemoteError};
 
 /// The longest one token request may take, whatever the HTTP client does.
@@ -189,33 +189,17 @@ async fn post(
             reason: "too many token requests in flight".to_owned(),
         });
     };
-    let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let encoded_id;
-    let encoded_secret;
-    let basic = match (inner.client_auth, &inner.client_secret) {
-        (ClientAuth::Basic, Some(secret)) => {
-            // RFC 6749 section 2.3.1: both parts form-encoded before Basic.
-            encoded_id =
-                form_urlencoded::byte_serialize(inner.client_id.as_bytes()).collect::<String>();
-            encoded_secret = Zeroizing::new(
-                form_urlencoded::byte_serialize(secret.expose_secret().as_bytes())
-                    .collect::<String>(),
-            );
-            Some((encoded_id.as_str(), encoded_secret.as_str()))
-        }
-        (ClientAuth::Post, Some(secret)) => {
-            fields.push(("client_id", &inner.client_id));
-            fields.push(("client_secret", secret.expose_secret()));
-            None
-        }
-        _ => {
-            fields.push(("client_id", &inner.client_id));
-            None
-        }
-    };
     match tokio::time::timeout(
         BACKSTOP,
-        inner.http.post_form(endpoint, &fields, basic, ACCEPT_JSON),
+        post_form_as_client(
+            &*inner.http,
+            endpoint,
+            form,
+            &inner.client_id,
+            inner.client_secret.as_ref(),
+            inner.client_auth,
+            ACCEPT_JSON,
+        ),
     )
     .await
     {
