@@ -164,6 +164,14 @@ impl Oidc {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match refreshing.entry(id) {
+                // A flight whose task died without an outcome (a panic) is replaced, so
+                // the session is not stuck on it.
+                std::collections::hash_map::Entry::Occupied(mut flight)
+                    if flight.get().has_changed().is_err() && flight.get().borrow().is_none() =>
+                {
+                    flight.insert(receiver.clone());
+                    None
+                }
                 std::collections::hash_map::Entry::Occupied(flight) => Some(flight.get().clone()),
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(receiver.clone());
@@ -188,7 +196,7 @@ impl Oidc {
         // would leave a dead refresh token in the session.
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let outcome = this.refresh_locked(&id, &seen).await;
+            let outcome = this.refresh_once(&id, &seen).await;
             // Published, then the entry removed (only this flight's own: a later flight
             // may have taken the slot meanwhile), after the new session is saved: a
             // request arriving now either takes this outcome or reads the refreshed
@@ -230,7 +238,8 @@ impl Oidc {
         }
     }
 
-    async fn refresh_locked(&self, id: &SessionId, seen: &Arc<Session>) -> Flown {
+    /// One refresh of session `id`, as the only flight for it in this process.
+    async fn refresh_once(&self, id: &SessionId, seen: &Arc<Session>) -> Flown {
         let inner = &*self.inner;
         let current = match inner.store.load(id, inner.idle_timeout).await {
             Ok(Some(current)) => current,
@@ -238,8 +247,9 @@ impl Oidc {
             Err(_) => return Flown::Unavailable(None),
         };
         let now = inner.clock.now_secs();
-        // Refreshed by the request we waited for: use its result, never the old refresh
-        // token again (a rotating provider would end the whole grant).
+        // Refreshed meanwhile (by an earlier flight, or another instance on a shared
+        // store): use that, never the old refresh token again (a rotating provider would
+        // end the whole grant).
         if current.refresh_token() != seen.refresh_token() || !self.refresh_due(&current, now) {
             return Flown::Refreshed(current);
         }
@@ -618,6 +628,124 @@ mod tests {
         ) -> crate::oidc::StoreFuture<'a, usize> {
             Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
         }
+    }
+
+    /// An HTTP client for a provider that cannot be reached.
+    struct NoNetwork;
+
+    impl crate::remote::HttpClient for NoNetwork {
+        fn get(&self, _: &str, _: &[&str]) -> crate::remote::HttpFuture<'_> {
+            Box::pin(async { Err(crate::remote::RemoteError::Timeout) })
+        }
+        fn post_form(
+            &self,
+            _: &str,
+            _: &[(&str, &str)],
+            _: Option<(&str, &str)>,
+            _: &[&str],
+        ) -> crate::remote::HttpFuture<'_> {
+            Box::pin(async { Err(crate::remote::RemoteError::Timeout) })
+        }
+    }
+
+    /// A memory store whose second `load` panics (the one inside a refresh's task).
+    struct PanicsOnceInRefresh {
+        inner: crate::oidc::MemorySessionStore,
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::oidc::SessionStore for PanicsOnceInRefresh {
+        fn load(
+            &self,
+            id: &SessionId,
+            idle: Duration,
+        ) -> crate::oidc::StoreFuture<'_, Option<Arc<Session>>> {
+            let n = self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert_ne!(n, 1, "the store broke");
+            self.inner.load(id, idle)
+        }
+        fn save(
+            &self,
+            id: &SessionId,
+            session: Arc<Session>,
+            idle: Duration,
+        ) -> crate::oidc::StoreFuture<'_, ()> {
+            self.inner.save(id, session, idle)
+        }
+        fn save_if_present(
+            &self,
+            id: &SessionId,
+            session: Arc<Session>,
+            idle: Duration,
+        ) -> crate::oidc::StoreFuture<'_, bool> {
+            self.inner.save_if_present(id, session, idle)
+        }
+        fn remove(&self, id: &SessionId) -> crate::oidc::StoreFuture<'_, ()> {
+            self.inner.remove(id)
+        }
+        fn remove_matching<'a>(
+            &'a self,
+            issuer: &'a str,
+            sid: Option<&'a str>,
+            subject: Option<&'a str>,
+        ) -> crate::oidc::StoreFuture<'a, usize> {
+            self.inner.remove_matching(issuer, sid, subject)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_died_does_not_hold_up_the_next_one() {
+        let oidc = Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .session_store(Arc::new(PanicsOnceInRefresh {
+                inner: crate::oidc::MemorySessionStore::new(),
+                loads: std::sync::atomic::AtomicUsize::new(0),
+            }))
+            .http_client(Arc::new(NoNetwork))
+            .build()
+            .unwrap();
+        let inner = oidc.inner();
+        let now = inner.clock.now_secs();
+        let value = random::token();
+        let id = SessionId::of_cookie(&value);
+        let session = Session::new(
+            Identity {
+                subject: "alice".into(),
+                issuer: "https://idp.example".into(),
+                sid: None,
+                claims: serde_json::Map::new(),
+                roles: Vec::new(),
+            },
+            Tokens {
+                id_token: "id".into(),
+                access_token: Some("at".into()),
+                // Expired: the request must wait for a refresh.
+                refresh_token: Some("rt".into()),
+                access_token_expires_at: Some(now - 1),
+                scopes: Vec::new(),
+            },
+            now,
+            now + 3600,
+        );
+        inner
+            .store
+            .save(&id, Arc::new(session), inner.idle_timeout)
+            .await
+            .unwrap();
+        // The refresh's task panics: 503, and its flight stays behind in the map.
+        assert!(matches!(
+            outcome(&oidc, "GET", &value, None).await,
+            AuthOutcome::Rejected(_)
+        ));
+        assert_eq!(inner.refreshing.lock().unwrap().len(), 1);
+        // The next request does not wait on the dead flight: it runs its own (the
+        // provider cannot be reached here: 503 again) and leaves no entry behind.
+        assert!(matches!(
+            outcome(&oidc, "GET", &value, None).await,
+            AuthOutcome::Rejected(_)
+        ));
+        assert!(inner.refreshing.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
