@@ -239,6 +239,12 @@ impl HttpClient for InProcess {
                 ("/jwks", Mode::Empty) => (200, "application/json", r#"{"keys":[]}"#.to_owned()),
                 ("/jwks", Mode::Html) => (200, "text/html", "<html>login</html>".to_owned()),
                 ("/jwks", other) => panic!("{other:?} needs the TCP server"),
+                ("/.well-known/openid-configuration", _) => (
+                    200,
+                    "application/json",
+                    json!({"issuer": "http://127.0.0.1:9", "jwks_uri": "http://127.0.0.1:9/jwks"})
+                        .to_string(),
+                ),
                 _ => (404, "text/plain", "not found".to_owned()),
             };
             Ok(
@@ -901,4 +907,55 @@ async fn a_custom_client_cannot_skip_the_checks() {
         assert_eq!(lenient.calls.load(Ordering::SeqCst), 1);
         assert_eq!(rules.is_ready(), ok);
     }
+}
+
+#[tokio::test]
+async fn a_failed_fetch_keeps_the_discovered_metadata() {
+    let server = Server::start(Mode::Good, good_keys()).await;
+    let rules = IssuerRules::builder(server.base.clone())
+        .audience(AUDIENCE)
+        .discover()
+        .http_client(client(300))
+        .build()
+        .expect("rules");
+    let jwks = rules.jwks().expect("remote");
+    jwks.refresh_now().await.expect("first fetch");
+    let first = jwks.provider_metadata().expect("discovered");
+    assert_eq!(first.jwks_uri, server.url());
+
+    // The JWKS fails: the keys and the metadata stay usable.
+    server.set_mode(Mode::Down);
+    assert!(jwks.refresh_now().await.is_err());
+    assert!(jwks.is_ready());
+    let kept = jwks.provider_metadata().expect("kept after a failed fetch");
+    assert!(Arc::ptr_eq(&first, &kept));
+
+    // The next fetch discovers again.
+    server.set_mode(Mode::Good);
+    jwks.refresh_now().await.expect("recovered");
+    let rediscovered = jwks.provider_metadata().expect("discovered");
+    assert!(!Arc::ptr_eq(&first, &rediscovered));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_stale_bounds_the_discovered_metadata() {
+    let server = Server::in_process(Mode::Good, good_keys());
+    let rules = IssuerRules::builder(server.base.clone())
+        .audience(AUDIENCE)
+        .discover()
+        .http_client(server.client(300))
+        .jwks_cooldown(Duration::from_millis(200))
+        .max_stale(Duration::from_millis(400))
+        .build()
+        .expect("rules");
+    let jwks = rules.jwks().expect("remote");
+    jwks.refresh_now().await.expect("fetch");
+    assert!(jwks.provider_metadata().is_some());
+    server.set_mode(Mode::Down);
+    tokio::time::advance(Duration::from_millis(300)).await;
+    assert!(jwks.refresh_now().await.is_err());
+    assert!(jwks.provider_metadata().is_some(), "stale but usable");
+    tokio::time::advance(Duration::from_millis(200)).await;
+    assert!(jwks.provider_metadata().is_none(), "too stale");
+    assert!(!jwks.is_ready());
 }

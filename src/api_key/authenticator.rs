@@ -5,14 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, COOKIE, HeaderName};
 use http::request::Parts;
 
 use super::format::{FormatError, KeyId};
 use super::record::KeyRecord;
 use super::store::{KeyStore, Lookup};
 use crate::authenticate::credentials::{
-    SchemeValue, is_token, query_values, remove_query_parameter, remove_scheme, scheme_value,
+    SchemeValue, cookie_values, is_token, query_values, remove_cookies, remove_query_parameter,
+    remove_scheme, scheme_value,
 };
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
 use crate::error::ConfigError;
@@ -161,24 +162,11 @@ impl<'a> Presented<'a> {
     }
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
-}
-
 /// Appends the values of cookie `name` in one `Cookie` header to `out`.
 fn push_cookie_values<'h>(header: &'h [u8], name: &[u8], out: &mut Presented<'h>) {
-    for pair in header.split(|&b| b == b';') {
-        if let Some((key, value)) = split_once(trim(pair), b'=')
-            && trim(key) == name
-        {
-            out.push(Cow::Borrowed(trim(value)));
-        }
+    for value in cookie_values(header, name) {
+        out.push(Cow::Borrowed(value));
     }
-}
-
-fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
-    let at = bytes.iter().position(|&b| b == separator)?;
-    Some((&bytes[..at], &bytes[at + 1..]))
 }
 
 /// The one challenge of an API-key authenticator in `realm`.
@@ -255,7 +243,7 @@ impl Authenticate for ApiKeyAuthenticator {
             remove_scheme(request, SCHEME);
         }
         if let Some(cookie) = &config.cookie {
-            remove_cookie(request, cookie);
+            remove_cookies(request, |key| key == cookie.as_bytes());
         }
         // Even where query keys are refused (or not looked at, on public routes), one
         // that was sent is not passed on.
@@ -309,38 +297,6 @@ fn mark_sensitive(request: &mut Parts, config: &Config) {
 }
 
 /// Rewrites the `Cookie` headers without cookie `name`.
-fn remove_cookie(request: &mut Parts, name: &str) {
-    let name = name.as_bytes();
-    let mut rewritten = Vec::new();
-    let mut changed = false;
-    for value in &request.headers.get_all(COOKIE) {
-        let pairs: Vec<&[u8]> = value
-            .as_bytes()
-            .split(|&b| b == b';')
-            .map(trim)
-            .filter(|pair| !pair.is_empty())
-            .collect();
-        let kept: Vec<&[u8]> = pairs
-            .iter()
-            .copied()
-            .filter(|pair| split_once(pair, b'=').is_none_or(|(key, _)| trim(key) != name))
-            .collect();
-        changed |= kept.len() != pairs.len();
-        if !kept.is_empty() {
-            let joined = kept.join(&b"; "[..]);
-            if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                rewritten.push(value);
-            }
-        }
-    }
-    if changed {
-        request.headers.remove(COOKIE);
-        for value in rewritten {
-            request.headers.append(COOKIE, value);
-        }
-    }
-}
-
 /// Configures an [`ApiKeyAuthenticator`]. Every setting documents its default.
 #[must_use]
 pub struct ApiKeyAuthenticatorBuilder {
@@ -481,7 +437,7 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        remove_cookie(&mut parts, "api_key");
+        remove_cookies(&mut parts, |key| key == b"api_key");
         let cookies: Vec<_> = parts.headers.get_all(COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1; b=2"]);
     }

@@ -11,6 +11,8 @@
 
 use std::borrow::Cow;
 
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+use http::header::COOKIE;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
@@ -114,6 +116,64 @@ pub(crate) fn remove_header_values(
     for value in kept {
         request.headers.append(name, value);
     }
+}
+
+/// The `(name, value)` pairs of one `Cookie` header (`a=1; b=2`), in order, trimmed.
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+pub(crate) fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|pair| {
+        let (key, value) = split_once(pair.trim_ascii(), b'=')?;
+        Some((key.trim_ascii(), value.trim_ascii()))
+    })
+}
+
+/// The values of cookie `name` in one `Cookie` header, in order; names compared exactly.
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+pub(crate) fn cookie_values<'h>(header: &'h [u8], name: &[u8]) -> impl Iterator<Item = &'h [u8]> {
+    cookie_pairs(header).filter_map(move |(key, value)| (key == name).then_some(value))
+}
+
+/// Removes from the `Cookie` headers every cookie whose name `drop` selects, keeping the
+/// others in order. Costs nothing when none is selected.
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+pub(crate) fn remove_cookies(request: &mut Parts, drop: impl Fn(&[u8]) -> bool) {
+    let selected =
+        |pair: &[u8]| split_once(pair, b'=').is_some_and(|(key, _)| drop(key.trim_ascii()));
+    let mut rewritten = Vec::new();
+    let mut changed = false;
+    for value in &request.headers.get_all(COOKIE) {
+        let pairs: Vec<&[u8]> = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty())
+            .collect();
+        let kept: Vec<&[u8]> = pairs
+            .iter()
+            .copied()
+            .filter(|pair| !selected(pair))
+            .collect();
+        changed |= kept.len() != pairs.len();
+        if !kept.is_empty() {
+            let joined = kept.join(&b"; "[..]);
+            if let Ok(mut value) = HeaderValue::from_bytes(&joined) {
+                value.set_sensitive(true);
+                rewritten.push(value);
+            }
+        }
+    }
+    if changed {
+        request.headers.remove(COOKIE);
+        for value in rewritten {
+            request.headers.append(COOKIE, value);
+        }
+    }
+}
+
+#[cfg(any(feature = "api-key", feature = "oidc"))]
+fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == separator)?;
+    Some((&bytes[..at], &bytes[at + 1..]))
 }
 
 /// Removes every `Authorization` value that names `scheme`.

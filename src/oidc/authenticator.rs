@@ -8,11 +8,30 @@ use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::request::Parts;
 
 use super::id_token::{self, Expected, Refused};
-use super::session::{Session, SessionId, Tokens};
+use super::session::{Session, SessionId, Tokens, split_scopes};
 use super::token_endpoint::{self, TokenError};
 use super::{Inner, Oidc, cookie, random};
+use crate::authenticate::credentials::remove_cookies;
 use crate::authenticate::{AuthFuture, AuthOutcome, Authenticate};
+use crate::jwt::claims::roles_at;
 use crate::rejection::{Reason, Rejection};
+
+/// The outcome of one refresh, shared by every request that waited for it.
+#[derive(Clone)]
+pub(crate) enum Flown {
+    /// The session as refreshed (or as another refresh left it).
+    Refreshed(Arc<Session>),
+    /// The session is gone.
+    Ended,
+    /// The provider or the store could not answer; the session as it was, if loaded.
+    Unavailable(Option<Arc<Session>>),
+}
+
+/// The session a request's (stripped) session cookie named, for the `AccessToken`
+/// extractor.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+struct SessionCookie(SessionId);
 
 /// Why a session could not be refreshed.
 enum RefreshFailed {
@@ -39,8 +58,20 @@ impl Authenticate for Oidc {
     }
 
     fn strip_credentials(&self, request: &mut Parts) {
-        // Other cookies stay for the service; the header is kept out of logs and
-        // HTTP/2 header compression tables.
+        // The session cookie (and any login cookie) never reaches the service: what the
+        // `AccessToken` extractor needs travels in the request's extensions instead.
+        // Other cookies stay for the service, kept out of logs and HTTP/2 header
+        // compression tables.
+        let cookies = &self.inner.cookies;
+        if let Some(value) =
+            cookie::find(&request.headers, &cookies.session_name).filter(|v| random::is_token(v))
+        {
+            let id = SessionId::of_cookie(value);
+            request.extensions.insert(SessionCookie(id));
+        }
+        let session = cookies.session_name.as_bytes();
+        let login = cookies.login_prefix.as_bytes();
+        remove_cookies(request, |name| name == session || name.starts_with(login));
         if let http::header::Entry::Occupied(mut entry) = request.headers.entry(COOKIE) {
             for value in entry.iter_mut() {
                 value.set_sensitive(true);
@@ -113,7 +144,9 @@ impl Oidc {
 
     /// Refreshes the tokens of session `id`, at most one refresh per session at a time:
     /// while the access token is still valid, other requests go on with it; once it has
-    /// expired, they wait for the refresh in flight and use its result.
+    /// expired, they wait for the refresh in flight and take its outcome (they never call
+    /// the provider themselves, so a provider that is down sees one call, not one per
+    /// waiting request).
     async fn refresh(
         &self,
         id: SessionId,
@@ -124,77 +157,115 @@ impl Oidc {
         let still_valid = seen
             .access_token_expires_at()
             .is_some_and(|expires| expires > now);
-        let lock = Arc::clone(
-            inner
+        let (sender, receiver) = tokio::sync::watch::channel(None);
+        let in_flight = {
+            let mut refreshing = inner
                 .refreshing
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(id)
-                .or_default(),
-        );
-        let guard = if still_valid {
-            match Arc::clone(&lock).try_lock_owned() {
-                Ok(guard) => guard,
-                // Someone is refreshing; the current token still works.
-                Err(_) => return Ok(seen),
+                .unwrap_or_else(PoisonError::into_inner);
+            match refreshing.entry(id) {
+                // A flight whose task died without an outcome (a panic) is replaced, so
+                // the session is not stuck on it.
+                std::collections::hash_map::Entry::Occupied(mut flight)
+                    if flight.get().has_changed().is_err() && flight.get().borrow().is_none() =>
+                {
+                    flight.insert(receiver.clone());
+                    None
+                }
+                std::collections::hash_map::Entry::Occupied(flight) => Some(flight.get().clone()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(receiver.clone());
+                    None
+                }
             }
-        } else {
-            Arc::clone(&lock).lock_owned().await
         };
+        if let Some(mut flight) = in_flight {
+            if still_valid {
+                // Someone is refreshing; the current token still works.
+                return Ok(seen);
+            }
+            let outcome = match flight.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone(),
+                // The refresh task went away without an answer.
+                Err(_) => None,
+            };
+            return self.take(outcome.unwrap_or(Flown::Unavailable(None)));
+        }
         // The refresh runs as its own task: a request that goes away (a closed connection)
         // must not abandon it between the provider's rotation and the store's save, which
         // would leave a dead refresh token in the session.
         let this = self.clone();
         let task = tokio::spawn(async move {
-            let result = this.refresh_locked(&id, &seen, still_valid).await;
-            // Removed only after the new session is saved, so that a request arriving now
-            // either waits on this lock or reads the refreshed session.
-            this.inner
+            let outcome = this.refresh_once(&id, &seen).await;
+            // Published, then the entry removed (only this flight's own: a later flight
+            // may have taken the slot meanwhile), after the new session is saved: a
+            // request arriving now either takes this outcome or reads the refreshed
+            // session.
+            sender.send_replace(Some(outcome.clone()));
+            let mut refreshing = this
+                .inner
                 .refreshing
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
-            drop(guard);
-            result
+                .unwrap_or_else(PoisonError::into_inner);
+            if refreshing
+                .get(&id)
+                .is_some_and(|flight| flight.same_channel(&receiver))
+            {
+                refreshing.remove(&id);
+            }
+            outcome
         });
-        task.await.unwrap_or(Err(RefreshFailed::Unavailable))
+        let outcome = task.await.unwrap_or(Flown::Unavailable(None));
+        self.take(outcome)
     }
 
-    async fn refresh_locked(
-        &self,
-        id: &SessionId,
-        seen: &Arc<Session>,
-        still_valid: bool,
-    ) -> Result<Arc<Session>, RefreshFailed> {
+    /// What a request makes of a refresh's outcome: an unavailable provider or store
+    /// still lets it go on with the current access token while that is valid.
+    fn take(&self, outcome: Flown) -> Result<Arc<Session>, RefreshFailed> {
+        match outcome {
+            Flown::Refreshed(session) => Ok(session),
+            Flown::Ended => Err(RefreshFailed::Ended),
+            Flown::Unavailable(current) => {
+                let now = self.inner.clock.now_secs();
+                current
+                    .filter(|current| {
+                        current
+                            .access_token_expires_at()
+                            .is_some_and(|expires| expires > now)
+                    })
+                    .ok_or(RefreshFailed::Unavailable)
+            }
+        }
+    }
+
+    /// One refresh of session `id`, as the only flight for it in this process.
+    async fn refresh_once(&self, id: &SessionId, seen: &Arc<Session>) -> Flown {
         let inner = &*self.inner;
         let current = match inner.store.load(id, inner.idle_timeout).await {
             Ok(Some(current)) => current,
-            Ok(None) => return Err(RefreshFailed::Ended),
-            Err(_) => return Err(RefreshFailed::Unavailable),
+            Ok(None) => return Flown::Ended,
+            Err(_) => return Flown::Unavailable(None),
         };
         let now = inner.clock.now_secs();
-        // Refreshed by the request we waited for: use its result, never the old refresh
-        // token again (a rotating provider would end the whole grant).
+        // Refreshed meanwhile (by an earlier flight, or another instance on a shared
+        // store): use that, never the old refresh token again (a rotating provider would
+        // end the whole grant).
         if current.refresh_token() != seen.refresh_token() || !self.refresh_due(&current, now) {
-            return Ok(current);
+            return Flown::Refreshed(current);
         }
         let Some(refresh_token) = current.refresh_token() else {
-            return Ok(current);
+            return Flown::Refreshed(current);
         };
         let tokens = match token_endpoint::refresh(inner, refresh_token).await {
             Ok(tokens) => tokens,
             Err(TokenError::Refused(error)) => {
                 tracing::info!(provider_error = %error, "oidc: refresh refused, session ended");
                 let _ = inner.store.remove(id).await;
-                return Err(RefreshFailed::Ended);
+                return Flown::Ended;
             }
             Err(TokenError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "oidc: refresh failed");
-                return if still_valid {
-                    Ok(current)
-                } else {
-                    Err(RefreshFailed::Unavailable)
-                };
+                return Flown::Unavailable(Some(current));
             }
         };
         let identity = match tokens.id_token.as_deref() {
@@ -206,19 +277,36 @@ impl Oidc {
                     ..Expected::default()
                 };
                 match id_token::verify(inner, id_token, &expected).await {
-                    Ok(identity) => Some(identity),
+                    Ok(mut identity) => {
+                        // The claims userinfo added at login stay, and roles may come
+                        // from them.
+                        if !current.userinfo_claims().is_empty() {
+                            for (name, value) in current.userinfo_claims() {
+                                identity
+                                    .claims
+                                    .entry(name.clone())
+                                    .or_insert_with(|| value.clone());
+                            }
+                            match roles_at(&identity.claims, inner.roles_claim.as_deref()) {
+                                Ok(roles) => identity.roles = roles,
+                                Err(failure) => {
+                                    tracing::warn!(
+                                        reason = failure.code(),
+                                        "oidc: roles unreadable at refresh, session ended"
+                                    );
+                                    let _ = inner.store.remove(id).await;
+                                    return Flown::Ended;
+                                }
+                            }
+                        }
+                        Some(identity)
+                    }
                     Err(Refused::Invalid(reason)) => {
                         tracing::warn!(reason, "oidc: ID token refused at refresh, session ended");
                         let _ = inner.store.remove(id).await;
-                        return Err(RefreshFailed::Ended);
+                        return Flown::Ended;
                     }
-                    Err(Refused::Unavailable) => {
-                        return if still_valid {
-                            Ok(current)
-                        } else {
-                            Err(RefreshFailed::Unavailable)
-                        };
-                    }
+                    Err(Refused::Unavailable) => return Flown::Unavailable(Some(current)),
                 }
             }
         };
@@ -232,30 +320,37 @@ impl Oidc {
                         .map(|seconds| now.saturating_add(seconds)),
                     access_token: Some(tokens.access_token),
                     refresh_token: tokens.refresh_token,
+                    // No `scope` in the answer: the same as before (RFC 6749
+                    // section 5.1).
                     scopes: tokens
                         .scope
                         .as_deref()
-                        .map(|scope| {
-                            scope
-                                .split(' ')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                        .map_or_else(|| current.scopes().to_vec(), split_scopes),
                 },
             ),
         );
-        if inner
+        // Saved only over the session still stored: a logout (or back-channel logout)
+        // while the provider was answering stays a logout.
+        match inner
             .store
-            .save(id, Arc::clone(&refreshed), inner.idle_timeout)
+            .save_if_present(id, Arc::clone(&refreshed), inner.idle_timeout)
             .await
-            .is_err()
         {
-            return Err(RefreshFailed::Unavailable);
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("oidc: the session ended during its refresh");
+                if let Some(refresh_token) = refreshed.refresh_token() {
+                    token_endpoint::revoke(inner, refresh_token).await;
+                }
+                return Flown::Ended;
+            }
+            Err(error) => {
+                tracing::error!(%error, "oidc: the refreshed session could not be saved");
+                return Flown::Unavailable(None);
+            }
         }
         tracing::debug!("oidc: session refreshed");
-        Ok(refreshed)
+        Flown::Refreshed(refreshed)
     }
 }
 
@@ -341,10 +436,9 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for AccessToken {
             return Err(refuse());
         }
         let inner = &*oidc.inner;
-        let Some(value) = cookie::find(&parts.headers, &inner.cookies.session_name) else {
+        let Some(SessionCookie(id)) = parts.extensions.get::<SessionCookie>().copied() else {
             return Err(refuse());
         };
-        let id = SessionId::of_cookie(value);
         match inner.store.load(&id, inner.idle_timeout).await {
             Ok(Some(session)) => session
                 .access_token()
@@ -515,6 +609,14 @@ mod tests {
         ) -> crate::oidc::StoreFuture<'_, ()> {
             Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
         }
+        fn save_if_present(
+            &self,
+            _: &SessionId,
+            _: Arc<Session>,
+            _: Duration,
+        ) -> crate::oidc::StoreFuture<'_, bool> {
+            Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
+        }
         fn remove(&self, _: &SessionId) -> crate::oidc::StoreFuture<'_, ()> {
             Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
         }
@@ -526,6 +628,124 @@ mod tests {
         ) -> crate::oidc::StoreFuture<'a, usize> {
             Box::pin(async { Err(crate::oidc::StoreError::new("connection refused")) })
         }
+    }
+
+    /// An HTTP client for a provider that cannot be reached.
+    struct NoNetwork;
+
+    impl crate::remote::HttpClient for NoNetwork {
+        fn get(&self, _: &str, _: &[&str]) -> crate::remote::HttpFuture<'_> {
+            Box::pin(async { Err(crate::remote::RemoteError::Timeout) })
+        }
+        fn post_form(
+            &self,
+            _: &str,
+            _: &[(&str, &str)],
+            _: Option<(&str, &str)>,
+            _: &[&str],
+        ) -> crate::remote::HttpFuture<'_> {
+            Box::pin(async { Err(crate::remote::RemoteError::Timeout) })
+        }
+    }
+
+    /// A memory store whose second `load` panics (the one inside a refresh's task).
+    struct PanicsOnceInRefresh {
+        inner: crate::oidc::MemorySessionStore,
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::oidc::SessionStore for PanicsOnceInRefresh {
+        fn load(
+            &self,
+            id: &SessionId,
+            idle: Duration,
+        ) -> crate::oidc::StoreFuture<'_, Option<Arc<Session>>> {
+            let n = self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert_ne!(n, 1, "the store broke");
+            self.inner.load(id, idle)
+        }
+        fn save(
+            &self,
+            id: &SessionId,
+            session: Arc<Session>,
+            idle: Duration,
+        ) -> crate::oidc::StoreFuture<'_, ()> {
+            self.inner.save(id, session, idle)
+        }
+        fn save_if_present(
+            &self,
+            id: &SessionId,
+            session: Arc<Session>,
+            idle: Duration,
+        ) -> crate::oidc::StoreFuture<'_, bool> {
+            self.inner.save_if_present(id, session, idle)
+        }
+        fn remove(&self, id: &SessionId) -> crate::oidc::StoreFuture<'_, ()> {
+            self.inner.remove(id)
+        }
+        fn remove_matching<'a>(
+            &'a self,
+            issuer: &'a str,
+            sid: Option<&'a str>,
+            subject: Option<&'a str>,
+        ) -> crate::oidc::StoreFuture<'a, usize> {
+            self.inner.remove_matching(issuer, sid, subject)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_died_does_not_hold_up_the_next_one() {
+        let oidc = Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .session_store(Arc::new(PanicsOnceInRefresh {
+                inner: crate::oidc::MemorySessionStore::new(),
+                loads: std::sync::atomic::AtomicUsize::new(0),
+            }))
+            .http_client(Arc::new(NoNetwork))
+            .build()
+            .unwrap();
+        let inner = oidc.inner();
+        let now = inner.clock.now_secs();
+        let value = random::token();
+        let id = SessionId::of_cookie(&value);
+        let session = Session::new(
+            Identity {
+                subject: "alice".into(),
+                issuer: "https://idp.example".into(),
+                sid: None,
+                claims: serde_json::Map::new(),
+                roles: Vec::new(),
+            },
+            Tokens {
+                id_token: "id".into(),
+                access_token: Some("at".into()),
+                // Expired: the request must wait for a refresh.
+                refresh_token: Some("rt".into()),
+                access_token_expires_at: Some(now - 1),
+                scopes: Vec::new(),
+            },
+            now,
+            now + 3600,
+        );
+        inner
+            .store
+            .save(&id, Arc::new(session), inner.idle_timeout)
+            .await
+            .unwrap();
+        // The refresh's task panics: 503, and its flight stays behind in the map.
+        assert!(matches!(
+            outcome(&oidc, "GET", &value, None).await,
+            AuthOutcome::Rejected(_)
+        ));
+        assert_eq!(inner.refreshing.lock().unwrap().len(), 1);
+        // The next request does not wait on the dead flight: it runs its own (the
+        // provider cannot be reached here: 503 again) and leaves no entry behind.
+        assert!(matches!(
+            outcome(&oidc, "GET", &value, None).await,
+            AuthOutcome::Rejected(_)
+        ));
+        assert!(inner.refreshing.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -543,6 +763,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_timeouts_work_at_request_time() {
+        let longest = Duration::from_secs(400 * 24 * 60 * 60);
+        let oidc = Oidc::builder("https://idp.example")
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .absolute_timeout(longest)
+            .idle_timeout(longest)
+            .refresh_before(longest)
+            .build()
+            .expect("config");
+        let cookie = logged_in(&oidc).await;
+        tokio::time::advance(Duration::from_secs(24 * 60 * 60)).await;
+        assert!(matches!(
+            outcome(&oidc, "GET", &cookie, None).await,
+            AuthOutcome::Authenticated(_)
+        ));
     }
 
     #[test]
@@ -593,6 +832,37 @@ mod tests {
                 .idle_timeout(Duration::from_secs(10))
                 .absolute_timeout(Duration::from_secs(5)),
             "idle_timeout",
+        );
+        let cb = || base().redirect_uri("https://app.example/cb");
+        let huge = Duration::MAX;
+        refused(cb().absolute_timeout(Duration::ZERO), "absolute_timeout");
+        refused(cb().idle_timeout(Duration::ZERO), "idle_timeout");
+        refused(cb().login_timeout(Duration::ZERO), "login_timeout");
+        refused(cb().absolute_timeout(huge), "absolute_timeout");
+        refused(
+            cb().absolute_timeout(huge).idle_timeout(huge),
+            "absolute_timeout",
+        );
+        refused(cb().idle_timeout(huge), "idle_timeout");
+        refused(cb().login_timeout(huge), "login_timeout");
+        refused(cb().refresh_before(huge), "refresh_before");
+        refused(cb().max_age(huge), "max_age");
+        refused(cb().logout_path("/auth/login"), "logout_path");
+        refused(cb().logout_path("/cb"), "logout_path");
+        refused(
+            cb().backchannel_logout_path("/auth/logout"),
+            "backchannel_logout_path",
+        );
+        // The longest allowed timeouts build.
+        let longest = Duration::from_secs(400 * 24 * 60 * 60);
+        assert!(
+            cb().absolute_timeout(longest)
+                .idle_timeout(longest)
+                .login_timeout(Duration::from_secs(24 * 60 * 60))
+                .refresh_before(longest)
+                .max_age(longest)
+                .build()
+                .is_ok()
         );
         refused(
             base()

@@ -27,6 +27,11 @@ pub(super) const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_ID_TOKEN_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// The default leeway for clock differences with the provider.
 pub(super) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The longest absolute and idle timeout, `refresh_before` and `max_age`: 400 days (the
+/// longest cookie lifetime browsers keep, RFC 6265bis).
+pub(super) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 60 * 60);
+/// The longest login timeout: one day.
+pub(super) const MAX_LOGIN_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most token-endpoint requests in flight at once; more are answered as if the
 /// provider were unavailable (503), so that callbacks cannot make us flood the provider.
 pub(super) const MAX_TOKEN_REQUESTS: usize = 64;
@@ -137,7 +142,8 @@ impl OidcBuilder {
     }
 
     /// Sends `max_age`: the user must have authenticated at the provider at most this
-    /// long ago, and the ID token's `auth_time` is checked against it. Defaults to none.
+    /// long ago, and the ID token's `auth_time` is checked against it. Defaults to none; at
+    /// most 400 days.
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = Some(max_age);
         self
@@ -200,27 +206,29 @@ impl OidcBuilder {
         self
     }
 
-    /// Ends a session not used for `timeout`. Defaults to 30 minutes.
+    /// Ends a session not used for `timeout`. Defaults to 30 minutes; more than zero, at
+    /// most the absolute timeout.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
-    /// Ends a session `timeout` after the login, however active. Defaults to 8 hours.
+    /// Ends a session `timeout` after the login, however active. Defaults to 8 hours; more
+    /// than zero, at most 400 days (the longest cookie lifetime browsers keep).
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
         self.absolute_timeout = timeout;
         self
     }
 
     /// Refuses a callback more than `timeout` after its login started. Defaults to 10
-    /// minutes.
+    /// minutes; more than zero, at most one day.
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
         self.login_timeout = timeout;
         self
     }
 
     /// Refreshes the access token (when there is a refresh token) once it expires within
-    /// `margin`. Defaults to 60 seconds.
+    /// `margin`. Defaults to 60 seconds; at most 400 days.
     pub fn refresh_before(mut self, margin: Duration) -> Self {
         self.refresh_before = margin;
         self
@@ -419,12 +427,20 @@ impl OidcBuilder {
                 ));
             }
         }
-        let mut paths = vec![&callback_path, &self.login_path, &self.logout_path];
-        paths.extend(self.backchannel_logout_path.as_ref());
-        for (i, path) in paths.iter().enumerate() {
-            if paths[..i].contains(path) {
+        let mut paths = vec![
+            ("redirect_uri", &callback_path),
+            ("login_path", &self.login_path),
+            ("logout_path", &self.logout_path),
+        ];
+        paths.extend(
+            self.backchannel_logout_path
+                .as_ref()
+                .map(|path| ("backchannel_logout_path", path)),
+        );
+        for (i, (setting, path)) in paths.iter().enumerate() {
+            if paths[..i].iter().any(|(_, earlier)| earlier == path) {
                 return Err(invalid(
-                    "login_path",
+                    setting,
                     "the login routes must have distinct paths",
                 ));
             }
@@ -438,17 +454,34 @@ impl OidcBuilder {
                 return Err(invalid("scopes", "a scope is empty or not printable ASCII"));
             }
         }
-        if self.idle_timeout.is_zero()
-            || self.absolute_timeout.is_zero()
-            || self.login_timeout.is_zero()
-        {
-            return Err(invalid(
-                "idle_timeout",
-                "timeouts must be greater than zero",
-            ));
+        // Bounded so that no deadline computed from them can overflow at request time.
+        for (setting, timeout, max) in [
+            (
+                "absolute_timeout",
+                self.absolute_timeout,
+                MAX_SESSION_TIMEOUT,
+            ),
+            ("idle_timeout", self.idle_timeout, MAX_SESSION_TIMEOUT),
+            ("login_timeout", self.login_timeout, MAX_LOGIN_TIMEOUT),
+        ] {
+            if timeout.is_zero() {
+                return Err(invalid(setting, "must be greater than zero"));
+            }
+            if timeout > max {
+                return Err(invalid(setting, "longer than the allowed maximum"));
+            }
         }
         if self.idle_timeout > self.absolute_timeout {
             return Err(invalid("idle_timeout", "longer than the absolute timeout"));
+        }
+        if self.refresh_before > MAX_SESSION_TIMEOUT {
+            return Err(invalid("refresh_before", "longer than the allowed maximum"));
+        }
+        if self
+            .max_age
+            .is_some_and(|max_age| max_age > MAX_SESSION_TIMEOUT)
+        {
+            return Err(invalid("max_age", "longer than the allowed maximum"));
         }
         if self.cookie_name.is_empty()
             || !self

@@ -6,6 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 
+use crate::authenticate::credentials::cookie_values;
 use crate::secret::SessionKey;
 
 /// The largest sealed cookie value accepted, in characters (browsers keep 4 KiB per cookie).
@@ -57,12 +58,9 @@ pub(crate) fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value.trim_matches('"'))
-        })
+        .flat_map(|value| cookie_values(value.as_bytes(), name.as_bytes()))
+        .find_map(|value| std::str::from_utf8(value).ok())
+        .map(|value| value.trim_matches('"'))
 }
 
 /// Seals `plaintext` for cookie `name` ([`SessionKey::seal`] with the name as context),

@@ -205,7 +205,122 @@ fn half_hash(alg: Algorithm, value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{EncodingKey, Header};
+
     use super::*;
+    use crate::oidc::Oidc;
+    use crate::remote::{HttpClient, HttpFuture, HttpResponse, RemoteError};
+
+    const ISSUER: &str = "https://idp.example";
+
+    /// The provider's discovery document and JWKS, in the process (tokio's paused clock
+    /// and real sockets do not mix).
+    struct Provider {
+        jwks: Mutex<String>,
+        jwks_fetches: AtomicUsize,
+    }
+
+    impl HttpClient for Provider {
+        fn get(&self, url: &str, _accept: &[&str]) -> HttpFuture<'_> {
+            let answer = if url == format!("{ISSUER}/.well-known/openid-configuration") {
+                serde_json::json!({
+                    "issuer": ISSUER,
+                    "jwks_uri": format!("{ISSUER}/jwks"),
+                    "authorization_endpoint": format!("{ISSUER}/authorize"),
+                    "token_endpoint": format!("{ISSUER}/token"),
+                })
+                .to_string()
+            } else if url == format!("{ISSUER}/jwks") {
+                self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                self.jwks.lock().unwrap().clone()
+            } else {
+                return Box::pin(async { Ok(HttpResponse::new(404, None, "")) });
+            };
+            Box::pin(async move { Ok(HttpResponse::new(200, Some("application/json"), answer)) })
+        }
+
+        fn post_form(
+            &self,
+            _: &str,
+            _: &[(&str, &str)],
+            _: Option<(&str, &str)>,
+            _: &[&str],
+        ) -> HttpFuture<'_> {
+            Box::pin(async { Err(RemoteError::Timeout) })
+        }
+    }
+
+    fn key(pem: &[u8]) -> EncodingKey {
+        EncodingKey::from_rsa_pem(pem).unwrap()
+    }
+
+    fn jwks(keys: &[(&EncodingKey, &str)]) -> String {
+        let keys = keys
+            .iter()
+            .map(|(key, kid)| {
+                let mut jwk = Jwk::from_encoding_key(key, jsonwebtoken::Algorithm::RS256).unwrap();
+                jwk.common.key_id = Some((*kid).to_owned());
+                jwk
+            })
+            .collect();
+        serde_json::to_string(&JwkSet { keys }).unwrap()
+    }
+
+    fn id_token(oidc: &Oidc, key: &EncodingKey, kid: &str) -> String {
+        let now = oidc.inner().clock.now_secs();
+        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let claims = serde_json::json!({
+            "iss": ISSUER, "aud": "app", "sub": "alice", "iat": now, "exp": now + 300,
+        });
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_kid_refetches_the_keys_once_per_cooldown() {
+        crate::bearer::select_crypto_backend();
+        let first = key(include_bytes!("../../tests/fixtures/rsa2048.key"));
+        let rotated = key(include_bytes!("../../tests/fixtures/rsa2048_other.key"));
+        let provider = Arc::new(Provider {
+            jwks: Mutex::new(jwks(&[(&first, "k1")])),
+            jwks_fetches: AtomicUsize::new(0),
+        });
+        let oidc = Oidc::builder(ISSUER)
+            .client_id("app")
+            .redirect_uri("https://app.example/auth/callback")
+            .http_client(provider.clone())
+            .build()
+            .unwrap();
+        let inner = oidc.inner();
+        let expected = Expected::default();
+        assert!(
+            verify(inner, &id_token(&oidc, &first, "k1"), &expected)
+                .await
+                .is_ok()
+        );
+        let fetches = provider.jwks_fetches.load(Ordering::SeqCst);
+        assert!(fetches >= 1);
+
+        // The provider rotates to a key the cache has not seen.
+        *provider.jwks.lock().unwrap() = jwks(&[(&first, "k1"), (&rotated, "k2")]);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let identity = verify(inner, &id_token(&oidc, &rotated, "k2"), &expected).await;
+        assert_eq!(
+            identity.map(|identity| identity.subject).ok().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(provider.jwks_fetches.load(Ordering::SeqCst), fetches + 1);
+
+        // Another unknown kid within the cooldown: refused, without a fetch.
+        let refused = verify(inner, &id_token(&oidc, &rotated, "k3"), &expected).await;
+        assert_eq!(refused.err(), Some(Refused::Invalid("unknown_kid")));
+        assert_eq!(provider.jwks_fetches.load(Ordering::SeqCst), fetches + 1);
+    }
 
     #[test]
     fn half_hashes_follow_the_algorithm() {

@@ -159,7 +159,7 @@ where
                     method,
                     route_path,
                     client_ip,
-                    Box::pin(login::start(self.oidc.clone(), return_to)),
+                    Box::pin(login::start(self.oidc.clone(), return_to, parts.headers)),
                 ));
             }
             (Route::Login, _) => Some(method_not_allowed("GET, HEAD")),

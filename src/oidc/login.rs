@@ -9,19 +9,22 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::id_token::{self, Expected, Refused};
-use super::session::{Session, SessionId, Tokens};
+use super::session::{Session, SessionId, Tokens, split_scopes};
 use super::token_endpoint::{self, TokenError};
 use super::{Oidc, cookie, pages, random, userinfo};
+use crate::authenticate::credentials::cookie_pairs;
 use crate::jwt::claims::roles_at;
 
 /// The most logins remembered as used (their state), and logout tokens as seen (`jti`).
 pub(crate) const MAX_PENDING_LOGINS: usize = 10_000;
+/// The most login cookies a browser keeps: a new login past it deletes the oldest.
+const MAX_LOGIN_COOKIES: usize = 4;
 /// The longest return address kept, in bytes.
 const MAX_RETURN_LEN: usize = 2048;
 /// How many characters of the state name the login cookie.
@@ -58,31 +61,45 @@ impl UsedStates {
         }
     }
 
-    /// Records `value` as used until `until`; false if it was already used.
-    pub(crate) fn first_use(&mut self, value: &str, until: f64, now: f64) -> bool {
+    /// Whether `value` was used and is still remembered, without recording it.
+    pub(crate) fn was_used(&self, value: &str, now: f64) -> bool {
         let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
-        if self.seen.get(&key).is_some_and(|&expiry| expiry >= now) {
-            return false;
-        }
+        self.seen.get(&key).is_some_and(|&expiry| expiry >= now)
+    }
+
+    /// Whether one more value can be recorded now (expired entries pruned first).
+    pub(crate) fn has_room(&mut self, now: f64) -> bool {
         if self.seen.len() >= self.capacity {
             self.seen.retain(|_, expiry| *expiry >= now);
-            if self.seen.len() >= self.capacity {
-                // Full of live entries: forget the one expiring first. Its login cookie
-                // (or token) is about to expire anyway, and a login cookie is cleared
-                // at its first use.
-                if let Some(oldest) = self
-                    .seen
-                    .iter()
-                    .min_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(key, _)| *key)
-                {
-                    self.seen.remove(&oldest);
-                }
-            }
+        }
+        self.seen.len() < self.capacity
+    }
+
+    /// Records `value` as used until `until`. Never forgets a value before it expires:
+    /// when full of live entries, nothing is recorded and the caller refuses for now
+    /// (forgetting one would let it be used again).
+    pub(crate) fn first_use(&mut self, value: &str, until: f64, now: f64) -> Use {
+        let key: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        if self.seen.get(&key).is_some_and(|&expiry| expiry >= now) {
+            return Use::Again;
+        }
+        if !self.has_room(now) {
+            return Use::Full;
         }
         self.seen.insert(key, until);
-        true
+        Use::First
     }
+}
+
+/// What [`UsedStates::first_use`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// Not used before; now recorded.
+    First,
+    /// Used before (and not expired).
+    Again,
+    /// Not recorded: the set is full of live entries.
+    Full,
 }
 
 /// `path` if it is a relative path on our own origin: starts with one `/`, not `//` or
@@ -113,8 +130,9 @@ pub(crate) fn query_param(parts: &Parts, name: &str) -> Result<Option<String>, (
 }
 
 /// Starts a login that lands on `return_to` (already checked): the redirect to the
-/// provider, with the login cookie.
-pub(crate) async fn start(oidc: Oidc, return_to: String) -> Response<Bytes> {
+/// provider, with the login cookie (and, past [`MAX_LOGIN_COOKIES`], the deletion of the
+/// browser's oldest login cookies).
+pub(crate) async fn start(oidc: Oidc, return_to: String, headers: HeaderMap) -> Response<Bytes> {
     let inner = oidc.inner();
     let Some(metadata) = token_endpoint::metadata(inner).await else {
         tracing::warn!(issuer = %inner.issuer, "oidc: login refused, the provider's discovery document is unavailable");
@@ -162,13 +180,55 @@ pub(crate) async fn start(oidc: Oidc, return_to: String) -> Response<Bytes> {
     let name = login_cookie_name(&oidc, &state);
     let plaintext = serde_json::to_vec(&login).unwrap_or_default();
     let sealed = cookie::seal(&inner.key, &name, &plaintext);
-    let set = inner
-        .cookies
-        .set_cookie(&name, &sealed, inner.login_timeout.as_secs());
+    let mut cookies = stale_login_cookies(&oidc, &headers)
+        .iter()
+        .map(|name| inner.cookies.clear_cookie(name))
+        .collect::<Vec<_>>();
+    cookies.push(
+        inner
+            .cookies
+            .set_cookie(&name, &sealed, inner.login_timeout.as_secs()),
+    );
     pages::with_cause(
-        pages::redirect(StatusCode::FOUND, url.as_str(), vec![set]),
+        pages::redirect(StatusCode::FOUND, url.as_str(), cookies),
         "login_started",
     )
+}
+
+/// The login cookies the browser sends beyond the newest `MAX_LOGIN_COOKIES - 1` (by the
+/// start time sealed inside; one that does not open counts as the oldest), to delete as a
+/// new login starts: abandoned logins must not grow the browser's `Cookie` header until
+/// servers refuse it.
+fn stale_login_cookies(oidc: &Oidc, headers: &HeaderMap) -> Vec<String> {
+    let inner = oidc.inner();
+    let prefix = inner.cookies.login_prefix.as_str();
+    let mut found: Vec<(u64, String)> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|value| cookie_pairs(value.as_bytes()))
+        .filter_map(|(name, value)| {
+            Some((
+                std::str::from_utf8(name).ok()?,
+                std::str::from_utf8(value).ok()?,
+            ))
+        })
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, value)| {
+            let started = cookie::open(&inner.key, name, value.trim_matches('"'))
+                .and_then(|plaintext| serde_json::from_slice::<LoginState>(&plaintext).ok())
+                .map_or(0, |login| login.t);
+            (started, name.to_owned())
+        })
+        .collect();
+    if found.len() < MAX_LOGIN_COOKIES {
+        return Vec::new();
+    }
+    found.sort_unstable_by_key(|(started, _)| std::cmp::Reverse(*started));
+    found
+        .into_iter()
+        .skip(MAX_LOGIN_COOKIES - 1)
+        .map(|(_, name)| name)
+        .collect()
 }
 
 fn login_cookie_name(oidc: &Oidc, state: &str) -> String {
@@ -179,15 +239,48 @@ fn login_cookie_name(oidc: &Oidc, state: &str) -> String {
     )
 }
 
-fn unavailable() -> Response<Bytes> {
+/// What the 503 page says when the provider cannot be reached.
+const PROVIDER_DOWN: &str =
+    "The identity provider cannot be reached right now. Please try again in a minute.";
+
+/// The title of a 503 sign-in page.
+#[derive(Clone, Copy)]
+enum SignIn {
+    Unavailable,
+    Busy,
+}
+
+/// The one 503 page of the login routes: `message` says what failed, `back` offers to
+/// sign in again, `cookies` are set (or cleared) with it, `cause` goes to the observer.
+fn sign_in_unavailable(
+    title: SignIn,
+    message: &str,
+    back: Option<(&str, &str)>,
+    cookies: Vec<http::HeaderValue>,
+    cause: &'static str,
+) -> Response<Bytes> {
+    let title = match title {
+        SignIn::Unavailable => "Sign-in is unavailable",
+        SignIn::Busy => "Sign-in is busy",
+    };
     pages::with_cause(
         pages::page(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in is unavailable",
-            "The identity provider cannot be reached right now. Please try again in a minute.",
-            None,
-            Vec::new(),
+            title,
+            message,
+            back,
+            cookies,
         ),
+        cause,
+    )
+}
+
+fn unavailable() -> Response<Bytes> {
+    sign_in_unavailable(
+        SignIn::Unavailable,
+        PROVIDER_DOWN,
+        None,
+        Vec::new(),
         "provider_unavailable",
     )
 }
@@ -260,13 +353,29 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .first_use(&state, deadline, now);
-    if !first_use {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "This sign-in is unknown, expired or already used. Please sign in again.",
-            "state_reused",
-            clear,
-        );
+    match first_use {
+        Use::First => {}
+        Use::Again => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "This sign-in is unknown, expired or already used. Please sign in again.",
+                "state_reused",
+                clear,
+            );
+        }
+        Use::Full => {
+            tracing::warn!(
+                capacity = MAX_PENDING_LOGINS,
+                "oidc: too many logins in the last login timeout; callback refused for now"
+            );
+            return sign_in_unavailable(
+                SignIn::Busy,
+                "Too many sign-ins are in progress. Please try again in a minute.",
+                None,
+                clear,
+                "used_states_full",
+            );
+        }
     }
     if let Some(error) = error {
         let error: String = error
@@ -306,14 +415,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         }
         Err(TokenError::Unavailable(reason)) => {
             tracing::warn!(%reason, "oidc: code exchange failed");
-            return pages::with_cause(
-                pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable",
-                    "The identity provider cannot be reached right now. Please try again in a minute.",
-                    login_again,
-                    clear,
-                ),
+            return sign_in_unavailable(
+                SignIn::Unavailable,
+                PROVIDER_DOWN,
+                login_again,
+                clear,
                 "provider_unavailable",
             );
         }
@@ -336,14 +442,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     let mut identity = match id_token::verify(inner, id_token, &expected).await {
         Ok(identity) => identity,
         Err(Refused::Unavailable) => {
-            return pages::with_cause(
-                pages::page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable",
-                    "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
-                    login_again,
-                    clear,
-                ),
+            return sign_in_unavailable(
+                SignIn::Unavailable,
+                "The identity provider's keys cannot be fetched right now. Please try again in a minute.",
+                login_again,
+                clear,
                 "no_keys",
             );
         }
@@ -357,12 +460,16 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             );
         }
     };
+    let mut userinfo_claims = serde_json::Map::new();
     if inner.userinfo {
         match userinfo::fetch(inner, &tokens.access_token, &identity.subject).await {
             Ok(None) => {}
             Ok(Some(claims)) => {
                 for (name, value) in claims {
-                    identity.claims.entry(name).or_insert(value);
+                    if !identity.claims.contains_key(&name) {
+                        identity.claims.insert(name.clone(), value.clone());
+                        userinfo_claims.insert(name, value);
+                    }
                 }
                 match roles_at(&identity.claims, inner.roles_claim.as_deref()) {
                     Ok(roles) => identity.roles = roles,
@@ -377,14 +484,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 }
             }
             Err(Refused::Unavailable) => {
-                return pages::with_cause(
-                    pages::page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Sign-in is unavailable",
-                        "The identity provider cannot be reached right now. Please try again in a minute.",
-                        login_again,
-                        clear,
-                    ),
+                return sign_in_unavailable(
+                    SignIn::Unavailable,
+                    PROVIDER_DOWN,
+                    login_again,
+                    clear,
                     "provider_unavailable",
                 );
             }
@@ -409,21 +513,13 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
                 .map(|seconds| now_secs.saturating_add(seconds)),
             access_token: Some(tokens.access_token),
             refresh_token: tokens.refresh_token,
-            scopes: tokens
-                .scope
-                .as_deref()
-                .map(|scope| {
-                    scope
-                        .split(' ')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            // No `scope` in the answer: the scopes requested (RFC 6749 section 5.1).
+            scopes: split_scopes(tokens.scope.as_deref().unwrap_or(&inner.scopes)),
         },
         now_secs,
         now_secs.saturating_add(inner.absolute_timeout.as_secs()),
-    );
+    )
+    .with_userinfo(userinfo_claims);
     // A new id at every login: a session id planted before the login is worth nothing.
     if let Some(old) = cookie::find(&parts.headers, &inner.cookies.session_name) {
         let _ = inner.store.remove(&SessionId::of_cookie(old)).await;
@@ -437,14 +533,11 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         .await
     {
         tracing::error!(%error, "oidc: the session could not be stored");
-        return pages::with_cause(
-            pages::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable",
-                "Your session cannot be stored right now. Please try again in a minute.",
-                login_again,
-                clear,
-            ),
+        return sign_in_unavailable(
+            SignIn::Unavailable,
+            "Your session cannot be stored right now. Please try again in a minute.",
+            login_again,
+            clear,
             "session_store",
         );
     }
@@ -464,6 +557,22 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_values_are_never_forgotten_before_they_expire() {
+        let mut used = UsedStates::new(2);
+        assert_eq!(used.first_use("a", 100.0, 0.0), Use::First);
+        assert_eq!(used.first_use("b", 200.0, 0.0), Use::First);
+        assert_eq!(used.first_use("a", 100.0, 1.0), Use::Again);
+        // Full of live entries: refused, and "a" still counts as used.
+        assert_eq!(used.first_use("c", 100.0, 1.0), Use::Full);
+        assert_eq!(used.first_use("a", 100.0, 2.0), Use::Again);
+        assert!(!used.has_room(50.0));
+        // Once "a" has expired, there is room again.
+        assert!(used.has_room(150.0));
+        assert_eq!(used.first_use("c", 300.0, 150.0), Use::First);
+        assert_eq!(used.first_use("b", 200.0, 150.0), Use::Again);
+    }
 
     fn oidc() -> Oidc {
         Oidc::builder("https://idp.example")
@@ -608,12 +717,12 @@ mod tests {
     #[test]
     fn used_values_are_refused_until_they_expire_and_the_set_is_bounded() {
         let mut used = UsedStates::new(2);
-        assert!(used.first_use("a", 10.0, 0.0));
-        assert!(!used.first_use("a", 10.0, 5.0));
-        assert!(used.first_use("b", 10.0, 5.0));
-        assert!(used.first_use("c", 20.0, 5.0));
+        assert_eq!(used.first_use("a", 10.0, 0.0), Use::First);
+        assert_eq!(used.first_use("a", 10.0, 5.0), Use::Again);
+        assert_eq!(used.first_use("b", 10.0, 5.0), Use::First);
+        assert_eq!(used.first_use("c", 20.0, 5.0), Use::Full);
         assert!(used.seen.len() <= 2);
         // Expired entries are forgotten.
-        assert!(used.first_use("a", 30.0, 11.0));
+        assert_eq!(used.first_use("a", 30.0, 11.0), Use::First);
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::authenticator::origin_allowed;
 use super::id_token::{Refused, verify_jwt};
+use super::login::Use;
 use super::session::SessionId;
 use super::{Oidc, cookie, pages, random, token_endpoint};
 
@@ -34,25 +35,37 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         );
     }
     let clear = vec![inner.cookies.clear_cookie(&inner.cookies.session_name)];
+    let store_unavailable = || {
+        pages::with_cause(
+            pages::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Logout failed",
+                "Your session cannot be ended right now. Please try again in a minute.",
+                None,
+                Vec::new(),
+            ),
+            "session_store",
+        )
+    };
     let mut id_token = None;
     if let Some(value) = cookie::find(&parts.headers, &inner.cookies.session_name)
         .filter(|value| random::is_token(value))
     {
         let id = SessionId::of_cookie(value);
-        if let Ok(Some(session)) = inner.store.load(&id, inner.idle_timeout).await {
+        // A store that cannot answer is a 503 with the cookie kept: clearing it would leave
+        // the session alive on the server with no way for this browser to end it.
+        let session = match inner.store.load(&id, inner.idle_timeout).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::error!(%error, "oidc: the session could not be loaded at logout");
+                return store_unavailable();
+            }
+        };
+        if let Some(session) = session {
             id_token = Some(session.id_token().to_owned());
             if let Err(error) = inner.store.remove(&id).await {
                 tracing::error!(%error, "oidc: the session could not be removed at logout");
-                return pages::with_cause(
-                    pages::page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Logout failed",
-                        "Your session cannot be ended right now. Please try again in a minute.",
-                        None,
-                        Vec::new(),
-                    ),
-                    "session_store",
-                );
+                return store_unavailable();
             }
             if let Some(refresh_token) = session.refresh_token() {
                 token_endpoint::revoke(inner, refresh_token).await;
@@ -61,9 +74,9 @@ pub(crate) async fn logout(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     }
     tracing::info!(had_session = id_token.is_some(), "oidc: logout");
     let end_session = match &id_token {
-        Some(_) => inner
-            .jwks
-            .provider_metadata()
+        // As the token endpoint gets it: discovered already, or discovered now.
+        Some(_) => token_endpoint::metadata(inner)
+            .await
             .and_then(|metadata| metadata.end_session_endpoint.clone()),
         None => None,
     };
@@ -165,13 +178,29 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
         Some(exp) => exp + inner.logout_token_rules.leeway_seconds(),
         None => now + 300.0,
     };
-    let first_use = inner
+    // Checked now, recorded only once the sessions are gone: a provider retrying after a
+    // store outage (503) must not be refused as a replay.
+    let replayed = inner
         .seen_logout_tokens
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .first_use(jti, until, now);
-    if !first_use {
+        .was_used(jti, now);
+    if replayed {
         return bad("the logout token was already used", "jti_replayed");
+    }
+    let room = inner
+        .seen_logout_tokens
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .has_room(now);
+    if !room {
+        // Its `jti` could not be remembered: the provider retries later.
+        tracing::warn!("oidc: too many logout tokens seen recently; back-channel logout refused");
+        return pages::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "too many logout tokens right now",
+        );
     }
     match inner
         .store
@@ -179,6 +208,16 @@ pub(crate) async fn backchannel(oidc: Oidc, body: Bytes) -> Response<Bytes> {
         .await
     {
         Ok(count) => {
+            let first_use = inner
+                .seen_logout_tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .first_use(jti, until, now);
+            if first_use != Use::First {
+                // A copy delivered at the same time (or the set filled up meanwhile):
+                // its sessions are gone as well.
+                tracing::debug!(?first_use, "oidc: logout token not recorded");
+            }
             tracing::info!(sessions = count, "oidc: back-channel logout");
             pages::with_cause(pages::empty(StatusCode::OK), "backchannel_logout")
         }

@@ -103,16 +103,7 @@ use crate::bearer::IssuerRules;
 use crate::remote::{HttpClient, JwksCache};
 use crate::secret::{ClientSecret, SessionKey};
 
-/// How the client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClientAuth {
-    /// `client_secret_basic`: HTTP Basic with the form-encoded id and secret.
-    Basic,
-    /// `client_secret_post`: id and secret in the form.
-    Post,
-    /// A public client: the id in the form, PKCE only.
-    None,
-}
+pub(crate) use crate::remote::client_auth::ClientAuth;
 
 /// An OpenID Connect relying party: its configuration, its session store and the
 /// provider's keys. Cheap to clone (an `Arc`); see the [module documentation](self).
@@ -120,6 +111,9 @@ pub(crate) enum ClientAuth {
 pub struct Oidc {
     inner: Arc<Inner>,
 }
+
+/// Where the requests waiting for a session's refresh read its outcome.
+pub(crate) type RefreshFlight = tokio::sync::watch::Receiver<Option<authenticator::Flown>>;
 
 pub(crate) struct Inner {
     pub(crate) issuer: String,
@@ -161,7 +155,8 @@ pub(crate) struct Inner {
     pub(crate) browser_media_type: String,
     pub(crate) used_states: Mutex<UsedStates>,
     pub(crate) seen_logout_tokens: Mutex<UsedStates>,
-    pub(crate) refreshing: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The refresh in flight per session: its outcome, once published.
+    pub(crate) refreshing: Mutex<HashMap<SessionId, RefreshFlight>>,
     /// Bounds the token-endpoint requests in flight (code exchanges, refreshes,
     /// revocations).
     pub(crate) token_requests: tokio::sync::Semaphore,
@@ -170,25 +165,46 @@ pub(crate) struct Inner {
     pub(crate) clock: Clock,
 }
 
-/// Our clock: the wall clock when the relying party was built, advanced by tokio's clock
-/// (so that tests can move time with tokio's paused clock).
+/// Our clock for token and session times (`exp`, `iat`, `auth_time`, session ends): the
+/// system's wall clock, read at every use, so that it stays right across a suspend or a
+/// clock step (a monotonic clock that stops during a suspend would accept expired tokens).
 #[derive(Debug)]
-pub(crate) struct Clock {
-    wall: SystemTime,
-    start: tokio::time::Instant,
+pub(crate) enum Clock {
+    /// `SystemTime::now()`.
+    System,
+    /// For unit tests: the wall clock when built, advanced by tokio's clock (so that tests
+    /// can move time with tokio's paused clock).
+    #[cfg(test)]
+    FollowingTokio {
+        wall: SystemTime,
+        start: tokio::time::Instant,
+    },
 }
 
 impl Clock {
     fn new() -> Self {
-        Self {
-            wall: SystemTime::now(),
-            start: tokio::time::Instant::now(),
+        #[cfg(test)]
+        {
+            Self::FollowingTokio {
+                wall: SystemTime::now(),
+                start: tokio::time::Instant::now(),
+            }
+        }
+        #[cfg(not(test))]
+        {
+            Self::System
         }
     }
 
     /// Seconds since the Unix epoch, with fractions.
     pub(crate) fn now(&self) -> f64 {
-        let now = self.wall + tokio::time::Instant::now().saturating_duration_since(self.start);
+        let now = match self {
+            Self::System => SystemTime::now(),
+            #[cfg(test)]
+            Self::FollowingTokio { wall, start } => {
+                *wall + tokio::time::Instant::now().saturating_duration_since(*start)
+            }
+        };
         now.duration_since(UNIX_EPOCH)
             .map_or(0.0, |since| since.as_secs_f64())
     }
@@ -333,5 +349,27 @@ impl Oidc {
                     .with_retry_after(5))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_is_the_wall_clock_whatever_tokio_says() {
+        // Tokio's clock running ahead (or a monotonic clock that disagrees with the wall
+        // clock after a suspend or a step) does not move token times.
+        let clock = Clock::System;
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (clock.now() - wall).abs() < 5.0,
+            "{} vs {wall}",
+            clock.now()
+        );
     }
 }

@@ -84,18 +84,49 @@ pub struct Session {
     created_at: u64,
     /// When the session ends whatever happens (the absolute timeout).
     expires_at: u64,
+    /// The claims the userinfo endpoint added at login (those the ID token did not have):
+    /// kept across refreshes, whose ID tokens replace the ID token's claims.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    userinfo: Map<String, Value>,
     #[serde(skip)]
     principal: OnceLock<Principal>,
 }
 
-/// The tokens of a token-endpoint answer, as a session keeps them.
-#[derive(Debug)]
+/// The tokens of a token-endpoint answer, as a session keeps them. `Debug` does not show
+/// them.
 pub(crate) struct Tokens {
     pub(crate) id_token: String,
     pub(crate) access_token: Option<String>,
     pub(crate) refresh_token: Option<String>,
     pub(crate) access_token_expires_at: Option<u64>,
     pub(crate) scopes: Vec<String>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("id_token", &"[redacted]")
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("access_token_expires_at", &self.access_token_expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// The scopes of a space-separated `scope` value (RFC 6749 section 3.3).
+pub(crate) fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Who an ID token names.
@@ -128,8 +159,25 @@ impl Session {
             access_token_expires_at: tokens.access_token_expires_at,
             created_at,
             expires_at,
+            userinfo: Map::new(),
             principal: OnceLock::new(),
         }
+    }
+
+    /// The session, remembering `claims` as the ones userinfo added.
+    pub(crate) fn with_userinfo(mut self, claims: Map<String, Value>) -> Self {
+        self.userinfo = claims;
+        self
+    }
+
+    /// The claims userinfo added at login.
+    pub(crate) fn userinfo_claims(&self) -> &Map<String, Value> {
+        &self.userinfo
+    }
+
+    /// The scopes granted at login or the last refresh.
+    pub(crate) fn scopes(&self) -> &[String] {
+        &self.scopes
     }
 
     /// The same session after a refresh: new tokens, and the new ID token's claims if the
@@ -275,12 +323,27 @@ pub trait SessionStore: Send + Sync + 'static {
         idle_timeout: Duration,
     ) -> StoreFuture<'_, ()>;
 
+    /// Replaces the session stored under `id` with `session` only if one is stored there
+    /// now, atomically (idle for at most `idle_timeout` from now); answers whether it did.
+    ///
+    /// A refresh saves with this, so that a logout (or back-channel logout) that removed
+    /// the session while the provider was answering stays a logout.
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle_timeout: Duration,
+    ) -> StoreFuture<'_, bool>;
+
     /// Removes the session stored under `id`, if any.
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()>;
 
-    /// Removes every session of `issuer` with provider session id `sid` (when given) and
-    /// subject `subject` (when given; at least one of the two is), for back-channel
-    /// logout. Returns how many were removed.
+    /// Removes every session of `issuer` that a back-channel logout token naming `sid`
+    /// and/or `subject` (at least one of the two is given) ends: with `sid` only, the
+    /// sessions with that provider session id; with `subject` only, every session of that
+    /// subject; with both, the sessions of that subject with that `sid` or with no `sid`
+    /// at all (an ID token without `sid` cannot be matched by it). Returns how many were
+    /// removed.
     fn remove_matching<'a>(
         &'a self,
         issuer: &'a str,
@@ -416,6 +479,27 @@ impl SessionStore for MemorySessionStore {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle_timeout: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let now = Instant::now();
+        let saved = match self.lock().get_mut(id) {
+            Some(entry) if now <= entry.idle_deadline => {
+                *entry = Entry {
+                    session,
+                    idle_deadline: now + idle_timeout,
+                    idle_timeout,
+                };
+                true
+            }
+            _ => false,
+        };
+        Box::pin(std::future::ready(Ok(saved)))
+    }
+
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {
         self.lock().remove(id);
         Box::pin(std::future::ready(Ok(())))
@@ -435,13 +519,31 @@ impl SessionStore for MemorySessionStore {
             sessions.retain(|_, entry| {
                 let session = &entry.session;
                 let matches = session.issuer == issuer
-                    && sid.is_none_or(|sid| session.sid.as_deref() == Some(sid))
-                    && subject.is_none_or(|subject| session.subject == subject);
+                    && back_channel_match(session.sid.as_deref(), &session.subject, sid, subject);
                 !matches
             });
             before - sessions.len()
         };
         Box::pin(std::future::ready(Ok(removed)))
+    }
+}
+
+/// Whether a session with provider session id `session_sid` and subject
+/// `session_subject` is ended by a logout token naming `sid` and/or `subject` (see
+/// [`SessionStore::remove_matching`]).
+fn back_channel_match(
+    session_sid: Option<&str>,
+    session_subject: &str,
+    sid: Option<&str>,
+    subject: Option<&str>,
+) -> bool {
+    match (sid, subject) {
+        (Some(sid), None) => session_sid == Some(sid),
+        (None, Some(subject)) => session_subject == subject,
+        (Some(sid), Some(subject)) => {
+            session_subject == subject && session_sid.is_none_or(|session_sid| session_sid == sid)
+        }
+        (None, None) => false,
     }
 }
 
@@ -505,6 +607,62 @@ mod tests {
         assert!(store.load(&a, idle).await.unwrap().is_some());
     }
 
+    #[test]
+    fn debug_does_not_show_the_tokens() {
+        let tokens = Tokens {
+            id_token: "ID-secret".into(),
+            access_token: Some("AT-secret".into()),
+            refresh_token: Some("RT-secret".into()),
+            access_token_expires_at: Some(1),
+            scopes: vec!["openid".into()],
+        };
+        let shown = format!("{tokens:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("openid"), "{shown}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn save_if_present_never_brings_a_removed_session_back() {
+        let store = MemorySessionStore::new();
+        let id = SessionId::of_cookie("a");
+        let idle = Duration::from_secs(60);
+        assert!(
+            !store
+                .save_if_present(&id, session("alice", None), idle)
+                .await
+                .unwrap()
+        );
+        assert!(store.is_empty());
+        store.save(&id, session("alice", None), idle).await.unwrap();
+        assert!(
+            store
+                .save_if_present(&id, session("alice2", None), idle)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.load(&id, idle).await.unwrap().unwrap().subject(),
+            "alice2"
+        );
+        store.remove(&id).await.unwrap();
+        assert!(
+            !store
+                .save_if_present(&id, session("alice3", None), idle)
+                .await
+                .unwrap()
+        );
+        assert!(store.load(&id, idle).await.unwrap().is_none());
+        // Idle past its timeout: gone too.
+        store.save(&id, session("alice", None), idle).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(
+            !store
+                .save_if_present(&id, session("alice4", None), idle)
+                .await
+                .unwrap()
+        );
+    }
+
     #[tokio::test]
     async fn back_channel_matching_by_sid_or_subject() {
         let store = MemorySessionStore::new();
@@ -565,5 +723,41 @@ mod tests {
             1
         );
         assert_eq!(store.len(), 1);
+        // Both sid and sub: a session of that subject without a sid ends too; one with
+        // another sid does not.
+        store
+            .save(&SessionId::of_cookie("4"), session("bob", None), idle)
+            .await
+            .unwrap();
+        store
+            .save(&SessionId::of_cookie("5"), session("bob", Some("s5")), idle)
+            .await
+            .unwrap();
+        store
+            .save(&SessionId::of_cookie("6"), session("carol", None), idle)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .remove_matching("https://idp", Some("s3"), Some("bob"))
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(
+            store
+                .load(&SessionId::of_cookie("5"), idle)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .load(&SessionId::of_cookie("6"), idle)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.len(), 2);
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ClientAuth, Inner};
+use super::Inner;
+use crate::remote::client_auth::post_form_as_client;
 use crate::remote::{ProviderMetadata, RemoteError};
 
 /// The longest one token request may take, whatever the HTTP client does.
@@ -24,7 +25,8 @@ pub(crate) enum TokenError {
 }
 
 /// A successful token response (RFC 6749 section 5.1, OpenID Connect Core 3.1.3.3).
-#[derive(Debug, Deserialize)]
+/// `Debug` does not show the tokens.
+#[derive(Deserialize)]
 pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
     pub(crate) token_type: String,
@@ -32,10 +34,51 @@ pub(crate) struct TokenResponse {
     pub(crate) id_token: Option<String>,
     #[serde(default)]
     pub(crate) refresh_token: Option<String>,
-    #[serde(default)]
+    /// A number, or a string of digits (some providers send `"3600"`).
+    #[serde(default, deserialize_with = "number_or_digits")]
     pub(crate) expires_in: Option<u64>,
     #[serde(default)]
     pub(crate) scope: Option<String>,
+}
+
+/// `expires_in` as a JSON number or a string of digits; anything else is malformed.
+fn number_or_digits<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+    match Option::<NumberOrText>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(NumberOrText::Number(seconds)) => Ok(Some(seconds)),
+        Some(NumberOrText::Text(text)) => {
+            if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(serde::de::Error::custom("expires_in is not a number"));
+            }
+            text.parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom("expires_in is not a number"))
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
@@ -146,35 +189,65 @@ async fn post(
             reason: "too many token requests in flight".to_owned(),
         });
     };
-    let mut fields: Vec<(&str, &str)> = form.to_vec();
-    let encoded_id;
-    let encoded_secret;
-    let basic = match (inner.client_auth, &inner.client_secret) {
-        (ClientAuth::Basic, Some(secret)) => {
-            // RFC 6749 section 2.3.1: both parts form-encoded before Basic.
-            encoded_id =
-                form_urlencoded::byte_serialize(inner.client_id.as_bytes()).collect::<String>();
-            encoded_secret = form_urlencoded::byte_serialize(secret.expose_secret().as_bytes())
-                .collect::<String>();
-            Some((encoded_id.as_str(), encoded_secret.as_str()))
-        }
-        (ClientAuth::Post, Some(secret)) => {
-            fields.push(("client_id", &inner.client_id));
-            fields.push(("client_secret", secret.expose_secret()));
-            None
-        }
-        _ => {
-            fields.push(("client_id", &inner.client_id));
-            None
-        }
-    };
     match tokio::time::timeout(
         BACKSTOP,
-        inner.http.post_form(endpoint, &fields, basic, ACCEPT_JSON),
+        post_form_as_client(
+            &*inner.http,
+            endpoint,
+            form,
+            &inner.client_id,
+            inner.client_secret.as_ref(),
+            inner.client_auth,
+            ACCEPT_JSON,
+        ),
     )
     .await
     {
         Ok(result) => result,
         Err(_) => Err(RemoteError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_as_a_number_or_a_string_of_digits() {
+        let parse = |expires_in: &str| {
+            serde_json::from_str::<TokenResponse>(&format!(
+                r#"{{"access_token":"a","token_type":"Bearer"{expires_in}}}"#
+            ))
+            .map(|response| response.expires_in)
+            .ok()
+        };
+        assert_eq!(parse(r#","expires_in":300"#), Some(Some(300)));
+        assert_eq!(parse(r#","expires_in":"300""#), Some(Some(300)));
+        assert_eq!(parse(""), Some(None));
+        assert_eq!(parse(r#","expires_in":null"#), Some(None));
+        for bad in [
+            r#","expires_in":"""#,
+            r#","expires_in":"-1""#,
+            r#","expires_in":"3e3""#,
+            r#","expires_in":" 300""#,
+            r#","expires_in":"99999999999999999999999""#,
+            r#","expires_in":-1"#,
+            r#","expires_in":1.5"#,
+            r#","expires_in":true"#,
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_does_not_show_the_tokens() {
+        let response: TokenResponse = serde_json::from_str(
+            r#"{"access_token":"AT-secret","token_type":"Bearer","id_token":"ID-secret",
+                "refresh_token":"RT-secret","expires_in":300,"scope":"openid"}"#,
+        )
+        .unwrap();
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("openid"), "{shown}");
     }
 }

@@ -106,35 +106,38 @@ impl RedisSessionStore {
         Ok(Some(Arc::new(session)))
     }
 
+    /// Stores `session`; with `only_if_present`, only over a session stored under `id`
+    /// (`SET … XX`). Answers whether it was stored.
     async fn save_session(
         &self,
         id: &SessionId,
         session: &Session,
         idle_timeout: Duration,
-    ) -> Result<(), StoreError> {
+        only_if_present: bool,
+    ) -> Result<bool, StoreError> {
         let Some(ttl) = time_to_live(session, idle_timeout) else {
-            return Ok(());
+            return Ok(false);
         };
         let plaintext = serde_json::to_vec(session)
             .map_err(|error| StoreError::new(format!("session does not serialise: {error}")))?;
         let sealed = self.key.seal(CONTEXT, &plaintext);
         let key = self.session_key(id);
-        let () = self
-            .connection
-            .query(
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(sealed)
-                    .arg("PX")
-                    .arg(millis(ttl)),
-            )
-            .await
-            .map_err(unavailable)?;
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(sealed).arg("PX").arg(millis(ttl));
+        if only_if_present {
+            set.arg("XX");
+        }
+        let stored: Option<String> = self.connection.query(&set).await.map_err(unavailable)?;
+        if stored.is_none() {
+            return Ok(false);
+        }
         // Index for back-channel logout; each index lives as long as its longest session.
         let until = Duration::from_secs(session.expires_at().saturating_sub(unix_now()));
         let mut indexes = vec![self.index_key(session.issuer(), "sub", session.subject())];
-        if let Some(sid) = session.sid() {
-            indexes.push(self.index_key(session.issuer(), "sid", sid));
+        match session.sid() {
+            Some(sid) => indexes.push(self.index_key(session.issuer(), "sid", sid)),
+            // Matched by `sub` when a logout token names both `sid` and `sub`.
+            None => indexes.push(self.index_key(session.issuer(), "sub-nosid", session.subject())),
         }
         for index in indexes {
             let _: i64 = self
@@ -164,7 +167,7 @@ impl RedisSessionStore {
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn remove_session(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -182,7 +185,7 @@ impl RedisSessionStore {
         sid: Option<&str>,
         subject: Option<&str>,
     ) -> Result<usize, StoreError> {
-        // Both given: the sessions in both indexes; one given: that index.
+        // One given: that index; both: see below.
         let by_sid = match sid {
             Some(sid) => Some(self.members(&self.index_key(issuer, "sid", sid)).await?),
             None => None,
@@ -195,7 +198,18 @@ impl RedisSessionStore {
             None => None,
         };
         let keys: Vec<String> = match (by_sid, by_sub) {
-            (Some(sid), Some(sub)) => sid.into_iter().filter(|key| sub.contains(key)).collect(),
+            // Both: that subject's sessions with that sid, and those without a sid.
+            (Some(sid), Some(sub)) => {
+                let mut keys: Vec<String> =
+                    sid.into_iter().filter(|key| sub.contains(key)).collect();
+                if let Some(subject) = subject {
+                    keys.extend(
+                        self.members(&self.index_key(issuer, "sub-nosid", subject))
+                            .await?,
+                    );
+                }
+                keys
+            }
             (Some(only), None) | (None, Some(only)) => only,
             (None, None) => Vec::new(),
         };
@@ -236,7 +250,21 @@ impl SessionStore for RedisSessionStore {
         idle_timeout: Duration,
     ) -> StoreFuture<'_, ()> {
         let id = *id;
-        Box::pin(async move { self.save_session(&id, &session, idle_timeout).await })
+        Box::pin(async move {
+            self.save_session(&id, &session, idle_timeout, false)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle_timeout: Duration,
+    ) -> StoreFuture<'_, bool> {
+        let id = *id;
+        Box::pin(async move { self.save_session(&id, &session, idle_timeout, true).await })
     }
 
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {

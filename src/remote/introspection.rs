@@ -5,23 +5,16 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-use zeroize::Zeroizing;
-
+pub(crate) use super::client_auth::ClientAuth;
+#[cfg(test)]
+use super::client_auth::form_encode;
+use super::client_auth::post_form_as_client;
 use super::{HttpClient, RemoteError};
 use crate::secret::ClientSecret;
+use serde_json::{Map, Value};
 
 /// What an introspection endpoint must answer with.
 const ACCEPT_JSON: &[&str] = &["application/json"];
-
-/// How the client authenticates to the endpoint (RFC 6749 section 2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClientAuth {
-    /// `Authorization: Basic` with the form-encoded id and secret.
-    Basic,
-    /// `client_id` and `client_secret` in the form body.
-    Post,
-}
 
 /// Why there is no usable answer: the token could not be judged (503, never 401).
 #[derive(Debug)]
@@ -78,28 +71,17 @@ impl fmt::Debug for IntrospectionClient {
 impl IntrospectionClient {
     /// Asks about `token`: the answer's members, or why there is none.
     pub(crate) async fn ask(&self, token: &str) -> Result<Map<String, Value>, Unanswered> {
-        let response = match self.auth {
-            ClientAuth::Basic => {
-                // RFC 6749 section 2.3.1: both parts are form-encoded before Basic.
-                let user = form_encode(&self.client_id);
-                let password = Zeroizing::new(form_encode(self.client_secret.expose_secret()));
-                let form = [("token", token), ("token_type_hint", "access_token")];
-                self.http
-                    .post_form(&self.url, &form, Some((&user, &password)), ACCEPT_JSON)
-                    .await
-            }
-            ClientAuth::Post => {
-                let form = [
-                    ("token", token),
-                    ("token_type_hint", "access_token"),
-                    ("client_id", self.client_id.as_str()),
-                    ("client_secret", self.client_secret.expose_secret()),
-                ];
-                self.http
-                    .post_form(&self.url, &form, None, ACCEPT_JSON)
-                    .await
-            }
-        }
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let response = post_form_as_client(
+            &*self.http,
+            &self.url,
+            &form,
+            &self.client_id,
+            Some(&self.client_secret),
+            self.auth,
+            ACCEPT_JSON,
+        )
+        .await
         .map_err(Unanswered::Exchange)?;
         if !(200..300).contains(&response.status) {
             return Err(Unanswered::Status(response.status));
@@ -109,11 +91,6 @@ impl IntrospectionClient {
             _ => Err(Unanswered::Garbage),
         }
     }
-}
-
-/// `text` as `application/x-www-form-urlencoded`.
-fn form_encode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[cfg(test)]

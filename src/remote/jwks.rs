@@ -92,7 +92,7 @@ pub struct JwksCache {
     fetch_guard: tokio::sync::Mutex<()>,
     last_attempt: Mutex<Option<Instant>>,
     /// The provider's metadata, once discovered (with `JwksSource::Discover`).
-    metadata: Mutex<Option<Arc<ProviderMetadata>>>,
+    metadata: Mutex<Option<Discovered>>,
     cooldown: Duration,
     max_stale: Duration,
     min_refresh: Duration,
@@ -136,13 +136,17 @@ impl JwksCache {
 
     /// The provider's whole metadata (token, authorization, end-session, introspection
     /// endpoints, …), once discovery has run: `None` with a JWKS URL, or before the first
-    /// fetch.
+    /// fetch. A failed refresh keeps the last good metadata by the keys' rule: usable for
+    /// at most `max_stale` after the last successful fetch (the next fetch discovers
+    /// again).
     #[must_use]
     pub fn provider_metadata(&self) -> Option<Arc<ProviderMetadata>> {
         self.metadata
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+            .filter(|discovered| discovered.confirmed_at.elapsed() <= self.max_stale)
+            .map(|discovered| Arc::clone(&discovered.metadata))
     }
 
     /// The current key set, if one is usable (fetched, and not older than `max_stale`).
@@ -302,13 +306,28 @@ impl JwksCache {
         match fetched {
             Ok((keys, digest, max_age)) => {
                 crate::observe::count("portcullis.jwks.fetches", "outcome", "ok");
+                if let Some(discovered) = self
+                    .metadata
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_mut()
+                {
+                    discovered.confirmed_at = Instant::now();
+                }
                 self.install(keys, digest, max_age);
                 Ok(())
             }
             Err(error) => {
                 crate::observe::count("portcullis.jwks.fetches", "outcome", "failed");
-                if matches!(self.source, JwksSource::Discover(_)) {
-                    *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                // The last good metadata stays usable (within `max_stale`), but the next
+                // fetch discovers again: the provider may have moved its keys.
+                if let Some(discovered) = self
+                    .metadata
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_mut()
+                {
+                    discovered.rediscover = true;
                 }
                 tracing::warn!(
                     target: "portcullis::remote",
@@ -378,14 +397,32 @@ impl JwksCache {
             JwksSource::Url(url) => return Ok(url.clone()),
             JwksSource::Discover(issuer) => issuer,
         };
-        if let Some(metadata) = self.provider_metadata() {
-            return Ok(metadata.jwks_uri.clone());
+        if let Some(discovered) = self
+            .metadata
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|discovered| !discovered.rediscover)
+        {
+            return Ok(discovered.metadata.jwks_uri.clone());
         }
         let metadata = ProviderMetadata::discover(&*self.client, issuer, self.allow_http).await?;
         let jwks_uri = metadata.jwks_uri.clone();
-        *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(metadata));
+        *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = Some(Discovered {
+            metadata: Arc::new(metadata),
+            confirmed_at: Instant::now(),
+            rediscover: false,
+        });
         Ok(jwks_uri)
     }
+}
+
+/// Discovered provider metadata, and when it last led to a good key set.
+struct Discovered {
+    metadata: Arc<ProviderMetadata>,
+    confirmed_at: Instant,
+    /// A fetch failed since: discover again before the next one.
+    rediscover: bool,
 }
 
 /// The body of a 2xx answer with an accepted content type.

@@ -8,6 +8,7 @@
 //! fails (for a bounded time), and never holds a lock across a fetch.
 
 mod client;
+pub(crate) mod client_auth;
 mod discovery;
 pub(crate) mod introspection;
 mod jwks;

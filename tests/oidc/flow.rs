@@ -501,6 +501,15 @@ impl SessionStore for RecordingStore {
         *self.last.lock().unwrap() = Some(Arc::clone(&session));
         self.inner.save(id, session, idle)
     }
+    fn save_if_present(
+        &self,
+        id: &SessionId,
+        session: Arc<Session>,
+        idle: Duration,
+    ) -> StoreFuture<'_, bool> {
+        *self.last.lock().unwrap() = Some(Arc::clone(&session));
+        self.inner.save_if_present(id, session, idle)
+    }
     fn remove(&self, id: &SessionId) -> StoreFuture<'_, ()> {
         self.inner.remove(id)
     }
@@ -718,8 +727,31 @@ async fn sessions_on_redis_are_shared_by_every_instance() {
         .cookie(&one.base, "portcullis-session")
         .expect("session cookie");
     // Redis holds the session sealed: neither the subject nor a token in clear.
-    let keys = redis.command("KEYS portcullis:session:*");
-    assert!(keys.starts_with("*1"), "one session stored: {keys}");
+    let keys = redis.command_values("KEYS portcullis:session:*");
+    assert_eq!(keys.len(), 1, "one session stored");
+    let key = String::from_utf8(keys[0].clone()).unwrap();
+    assert!(
+        !key.contains(&session),
+        "keyed by a digest, not the cookie: {key}"
+    );
+    let stored = redis.command_values(&format!("GET {key}"));
+    assert_eq!(stored.len(), 1, "{key} holds a value");
+    let stored = &stored[0];
+    assert!(stored.len() > 100, "{} bytes", stored.len());
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
+    for clear in [
+        &b"alice"[..],
+        b"refresh_token",
+        b"id_token",
+        b"eyJ",
+        b"subject",
+    ] {
+        assert!(
+            !contains(clear),
+            "{:?} in clear in Redis",
+            String::from_utf8_lossy(clear)
+        );
+    }
 
     // The same cookie, sent to the other instance.
     browser.set_cookie(&other.base, "portcullis-session", &session);
@@ -742,4 +774,94 @@ async fn sessions_on_redis_are_shared_by_every_instance() {
     assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
     assert_eq!(api_get(&browser, &other, "/me").await.status, 401);
     assert_eq!(api_get(&browser, &one, "/me").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_save_if_present_never_brings_a_removed_session_back() {
+    use portcullis::SessionKey;
+    use portcullis::redis::{RedisConnection, RedisSessionStore};
+
+    let redis = crate::support::redis::RedisServer::start();
+    let connection = RedisConnection::builder(redis.url())
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .expect("connection settings");
+    let store = RedisSessionStore::new(connection, SessionKey::generate());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let session_with = |subject: &str, sid: Option<&str>| -> Arc<Session> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "subject": subject, "issuer": "https://idp", "sid": sid, "claims": {},
+                "roles": [], "scopes": [], "id_token": "id", "access_token": null,
+                "refresh_token": null, "access_token_expires_at": null,
+                "created_at": now, "expires_at": now + 3600,
+            }))
+            .expect("a session"),
+        )
+    };
+    let session = |subject: &str| session_with(subject, None);
+    let id = SessionId::of_cookie("a");
+    let idle = Duration::from_secs(600);
+    assert!(
+        !store
+            .save_if_present(&id, session("a"), idle)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&id, idle).await.unwrap().is_none());
+    store.save(&id, session("b"), idle).await.unwrap();
+    assert!(
+        store
+            .save_if_present(&id, session("c"), idle)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.load(&id, idle).await.unwrap().unwrap().subject(), "c");
+    store.remove(&id).await.unwrap();
+    assert!(
+        !store
+            .save_if_present(&id, session("d"), idle)
+            .await
+            .unwrap()
+    );
+    assert!(store.load(&id, idle).await.unwrap().is_none());
+
+    // Back-channel logout naming both sid and sub: that subject's sessions with that sid
+    // or with none.
+    for (cookie, subject, sid) in [
+        ("b1", "bob", None),
+        ("b2", "bob", Some("s2")),
+        ("b3", "bob", Some("s3")),
+        ("c1", "carol", None),
+    ] {
+        store
+            .save(
+                &SessionId::of_cookie(cookie),
+                session_with(subject, sid),
+                idle,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .remove_matching("https://idp", Some("s2"), Some("bob"))
+            .await
+            .unwrap(),
+        2
+    );
+    for (cookie, kept) in [("b1", false), ("b2", false), ("b3", true), ("c1", true)] {
+        assert_eq!(
+            store
+                .load(&SessionId::of_cookie(cookie), idle)
+                .await
+                .unwrap()
+                .is_some(),
+            kept,
+            "{cookie}"
+        );
+    }
 }

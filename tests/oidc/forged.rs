@@ -16,16 +16,26 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{Browser, start_app_with_client};
 
-const RSA_KEY: &[u8] = include_bytes!("../fixtures/rsa2048.key");
-const RSA_OTHER_KEY: &[u8] = include_bytes!("../fixtures/rsa2048_other.key");
-const ACCESS_TOKEN: &str = "forged-access-token";
-const CLIENT: &str = "forged-client";
+pub const RSA_KEY: &[u8] = include_bytes!("../fixtures/rsa2048.key");
+pub const RSA_OTHER_KEY: &[u8] = include_bytes!("../fixtures/rsa2048_other.key");
+pub const ACCESS_TOKEN: &str = "forged-access-token";
+pub const CLIENT: &str = "forged-client";
 
 /// The hand-made provider: its issuer, and the ID token its token endpoint returns next.
-struct Forger {
-    issuer: String,
-    next_id_token: Arc<Mutex<Option<String>>>,
-    userinfo: Arc<Mutex<Value>>,
+pub struct Forger {
+    pub issuer: String,
+    pub next_id_token: Arc<Mutex<Option<String>>>,
+    pub userinfo: Arc<Mutex<Value>>,
+    /// Extra members of the token endpoint's next answers (`refresh_token`, `scope`, …).
+    pub token_extras: Arc<Mutex<Value>>,
+    /// Held by a test, the token endpoint waits for it before answering.
+    pub token_gate: Arc<tokio::sync::Mutex<()>>,
+    /// How many token requests arrived (counted before the gate).
+    pub token_requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// The JWKS endpoint's status (200 unless a test says otherwise).
+    pub jwks_status: Arc<std::sync::atomic::AtomicU16>,
+    /// The token endpoint's status (200 unless a test says otherwise).
+    pub token_status: Arc<std::sync::atomic::AtomicU16>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -35,11 +45,11 @@ impl Drop for Forger {
     }
 }
 
-fn key() -> EncodingKey {
+pub fn key() -> EncodingKey {
     EncodingKey::from_rsa_pem(RSA_KEY).expect("RSA fixture")
 }
 
-async fn forger() -> Forger {
+pub async fn forger() -> Forger {
     portcullis::bearer::select_crypto_backend();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
@@ -54,17 +64,37 @@ async fn forger() -> Forger {
         "userinfo_endpoint": format!("{issuer}/userinfo"),
     })
     .to_string();
+    let jwks_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let jwks_code = Arc::clone(&jwks_status);
     let userinfo: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({})));
     let answer = Arc::clone(&userinfo);
     let next_id_token: Arc<Mutex<Option<String>>> = Arc::default();
     let next = Arc::clone(&next_id_token);
+    let token_extras: Arc<Mutex<Value>> = Arc::new(Mutex::new(json!({})));
+    let extras = Arc::clone(&token_extras);
+    let token_gate: Arc<tokio::sync::Mutex<()>> = Arc::default();
+    let gate = Arc::clone(&token_gate);
+    let token_requests: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let requests = Arc::clone(&token_requests);
+    let token_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let status = Arc::clone(&token_status);
     let json = |body: String| ([("content-type", "application/json")], body);
     let app = Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(move || async move { json(discovery) }),
         )
-        .route("/jwks", get(move || async move { json(jwks) }))
+        .route(
+            "/jwks",
+            get(move || async move {
+                let code = jwks_code.load(std::sync::atomic::Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::from_u16(code).unwrap(),
+                    [("content-type", "application/json")],
+                    jwks,
+                )
+            }),
+        )
         .route(
             "/userinfo",
             get(move |headers: axum::http::HeaderMap| async move {
@@ -77,15 +107,32 @@ async fn forger() -> Forger {
         .route(
             "/token",
             post(move || async move {
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(gate.lock().await);
+                let code = status.load(std::sync::atomic::Ordering::SeqCst);
+                if code != 200 {
+                    return (
+                        axum::http::StatusCode::from_u16(code).unwrap(),
+                        [("content-type", "application/json")],
+                        json!({"error": "temporarily_unavailable"}).to_string(),
+                    );
+                }
                 let id_token = next.lock().unwrap().take();
-                json(
-                    json!({
-                        "access_token": ACCESS_TOKEN,
-                        "token_type": "Bearer",
-                        "expires_in": 300,
-                        "id_token": id_token,
-                    })
-                    .to_string(),
+                let mut answer = json!({
+                    "access_token": ACCESS_TOKEN,
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "id_token": id_token,
+                });
+                if let Value::Object(extras) = &*extras.lock().unwrap() {
+                    for (name, value) in extras {
+                        answer[name] = value.clone();
+                    }
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    [("content-type", "application/json")],
+                    answer.to_string(),
                 )
             }),
         );
@@ -96,26 +143,31 @@ async fn forger() -> Forger {
         issuer,
         next_id_token,
         userinfo,
+        token_extras,
+        token_gate,
+        token_requests,
+        token_status,
+        jwks_status,
         server,
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn half_hash(value: &str) -> String {
+pub fn half_hash(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(value.as_bytes())[..16])
 }
 
-fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+pub fn sign(header: &Header, claims: &Value, key: &EncodingKey) -> String {
     jsonwebtoken::encode(header, claims, key).expect("sign")
 }
 
-fn rs256(typ: Option<&str>) -> Header {
+pub fn rs256(typ: Option<&str>) -> Header {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k1".into());
     header.typ = typ.map(str::to_owned);
@@ -125,41 +177,59 @@ fn rs256(typ: Option<&str>) -> Header {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_id_tokens_are_refused_at_the_callback() {
     let forger = forger().await;
+    let causes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&causes);
+    let observer = move |decision: &portcullis::observe::Decision<'_>| {
+        if decision.outcome.name() == "refused" {
+            record
+                .lock()
+                .unwrap()
+                .push(decision.cause.unwrap_or("").to_owned());
+        }
+    };
     let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
-        b.max_age(Duration::from_secs(600)).audience("partner-app")
+        b.max_age(Duration::from_secs(600))
+            .audience("partner-app")
+            .observer(Arc::new(observer))
     })
     .await;
     let other_key = EncodingKey::from_rsa_pem(RSA_OTHER_KEY).unwrap();
 
     type Forge = Box<dyn Fn(&mut Value, &mut Header, &mut EncodingKey)>;
-    let cases: Vec<(&str, u16, Forge)> = vec![
-        ("genuine", 302, Box::new(|_, _, _| {})),
+    let cases: Vec<(&str, u16, &str, Forge)> = vec![
+        ("genuine", 302, "", Box::new(|_, _, _| {})),
         (
             "signed by another key",
             400,
+            "bad_signature",
             Box::new(move |_, _, key| *key = other_key.clone()),
         ),
         (
             "expired",
             400,
+            "token_expired",
+            // Past `exp` and the leeway, with an `iat` that passes on its own.
             Box::new(|c, _, _| {
-                c["exp"] = json!(now() - 3600);
-                c["iat"] = json!(now() - 3700);
+                c["exp"] = json!(now() - 120);
+                c["iat"] = json!(now() - 400);
             }),
         ),
         (
             "other issuer",
             400,
+            "iss_mismatch",
             Box::new(|c, _, _| c["iss"] = json!("https://evil.example")),
         ),
         (
             "nonce mismatch",
             400,
+            "nonce_mismatch",
             Box::new(|c, _, _| c["nonce"] = json!("not-the-nonce")),
         ),
         (
             "no nonce",
             400,
+            "missing_nonce",
             Box::new(|c, _, _| {
                 c.as_object_mut().unwrap().remove("nonce");
             }),
@@ -167,6 +237,7 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "azp mismatch",
             400,
+            "azp_mismatch",
             Box::new(|c, _, _| {
                 c["aud"] = json!([CLIENT, "partner-app"]);
                 c["azp"] = json!("partner-app");
@@ -175,11 +246,13 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "several audiences, no azp",
             400,
+            "missing_azp",
             Box::new(|c, _, _| c["aud"] = json!([CLIENT, "partner-app"])),
         ),
         (
             "untrusted extra audience",
             400,
+            "untrusted_audience",
             Box::new(|c, _, _| {
                 c["aud"] = json!([CLIENT, "stranger"]);
                 c["azp"] = json!(CLIENT);
@@ -188,26 +261,31 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "not for us",
             400,
+            "aud_mismatch",
             Box::new(|c, _, _| c["aud"] = json!("partner-app")),
         ),
         (
             "at_hash mismatch",
             400,
+            "at_hash_mismatch",
             Box::new(|c, _, _| c["at_hash"] = json!(half_hash("other"))),
         ),
         (
             "iat in the future",
             400,
+            "iat_future",
             Box::new(|c, _, _| c["iat"] = json!(now() + 3600)),
         ),
         (
             "iat too old",
             400,
+            "too_old",
             Box::new(|c, _, _| c["iat"] = json!(now() - 3 * 3600)),
         ),
         (
             "no sub",
             400,
+            "missing_sub",
             Box::new(|c, _, _| {
                 c.as_object_mut().unwrap().remove("sub");
             }),
@@ -215,11 +293,13 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "auth_time too old for max_age",
             400,
+            "auth_time_too_old",
             Box::new(|c, _, _| c["auth_time"] = json!(now() - 3600)),
         ),
         (
             "no auth_time with max_age",
             400,
+            "missing_auth_time",
             Box::new(|c, _, _| {
                 c.as_object_mut().unwrap().remove("auth_time");
             }),
@@ -227,15 +307,17 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
         (
             "an access token",
             400,
+            "typ_mismatch",
             Box::new(|_, h, _| h.typ = Some("at+jwt".into())),
         ),
         (
             "a logout token",
             400,
+            "typ_mismatch",
             Box::new(|_, h, _| h.typ = Some("logout+jwt".into())),
         ),
     ];
-    for (name, status, forge) in cases {
+    for (name, status, cause, forge) in cases {
         let browser = Browser::new();
         let start = browser.get(&app.url("/auth/login?return_to=/me")).await;
         assert_eq!(start.status, 302, "{name}: {}", start.body);
@@ -273,8 +355,15 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
             "/auth/callback?code=the-code&state={}",
             param("state")
         ));
+        causes.lock().unwrap().clear();
         let page = browser.get(&callback).await;
         assert_eq!(page.status, status, "{name}: {}", page.body);
+        let refused = causes.lock().unwrap().clone();
+        if cause.is_empty() {
+            assert!(refused.is_empty(), "{name}: {refused:?}");
+        } else {
+            assert_eq!(refused, [cause], "{name}: refused for that reason only");
+        }
         if status == 302 {
             assert_eq!(page.location_header(), "/me");
         } else {
@@ -319,7 +408,20 @@ async fn forged_id_tokens_are_refused_at_the_callback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_logout_tokens_are_refused_and_replays_too() {
     let forger = forger().await;
-    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let causes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&causes);
+    let observer = move |decision: &portcullis::observe::Decision<'_>| {
+        if decision.outcome.name() == "refused" {
+            record
+                .lock()
+                .unwrap()
+                .push(decision.cause.unwrap_or("").to_owned());
+        }
+    };
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.observer(Arc::new(observer))
+    })
+    .await;
     let post = |token: String| {
         let url = app.url("/auth/backchannel-logout");
         async move {
@@ -364,23 +466,55 @@ async fn forged_logout_tokens_are_refused_and_replays_too() {
     let mut other_aud = logout("j7");
     other_aud["aud"] = json!("someone-else");
     let mut expired = logout("j8");
-    expired["exp"] = json!(now() - 3600);
-    expired["iat"] = json!(now() - 3700);
+    // Past `exp` and the leeway, with an `iat` that passes on its own.
+    expired["exp"] = json!(now() - 120);
+    expired["iat"] = json!(now() - 400);
     let other_key = EncodingKey::from_rsa_pem(RSA_OTHER_KEY).unwrap();
-    for (name, token) in [
-        ("nonce", sign(&rs256(typ), &with_nonce, &key())),
-        ("no event", sign(&rs256(typ), &no_event, &key())),
-        ("no sid or sub", sign(&rs256(typ), &no_sid_or_sub, &key())),
-        ("no jti", sign(&rs256(typ), &no_jti, &key())),
-        ("other audience", sign(&rs256(typ), &other_aud, &key())),
-        ("expired", sign(&rs256(typ), &expired, &key())),
+    for (name, cause, token) in [
+        (
+            "nonce",
+            "nonce_present",
+            sign(&rs256(typ), &with_nonce, &key()),
+        ),
+        (
+            "no event",
+            "missing_event",
+            sign(&rs256(typ), &no_event, &key()),
+        ),
+        (
+            "no sid or sub",
+            "no_sid_or_sub",
+            sign(&rs256(typ), &no_sid_or_sub, &key()),
+        ),
+        ("no jti", "missing_jti", sign(&rs256(typ), &no_jti, &key())),
+        (
+            "other audience",
+            "aud_mismatch",
+            sign(&rs256(typ), &other_aud, &key()),
+        ),
+        (
+            "expired",
+            "token_expired",
+            sign(&rs256(typ), &expired, &key()),
+        ),
         (
             "ID-token typ",
+            "typ_mismatch",
             sign(&rs256(Some("JWT")), &logout("j9"), &key()),
         ),
-        ("another key", sign(&rs256(typ), &logout("j10"), &other_key)),
+        (
+            "another key",
+            "bad_signature",
+            sign(&rs256(typ), &logout("j10"), &other_key),
+        ),
     ] {
+        causes.lock().unwrap().clear();
         assert_eq!(post(token).await, 400, "{name}");
+        assert_eq!(
+            *causes.lock().unwrap(),
+            [cause],
+            "{name}: for that reason only"
+        );
     }
 }
 
@@ -542,4 +676,123 @@ async fn login_decisions_reach_the_observer() {
         ("refused".into(), Some("nonce_mismatch"), None, 400),
     ];
     assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_stays_out_of_the_service() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let browser = Browser::new();
+    let session = crate::endings::forged_login(&forger, &app, &browser, json!({})).await;
+    browser.set_cookie(&app.base, "theme", "dark");
+    // A login started and not finished leaves a login cookie in the browser too.
+    let started = browser.get(&app.url("/auth/login")).await;
+    assert_eq!(started.status, 302);
+    let page = browser.get(&app.url("/cookies")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains(&session), "{}", page.body);
+    assert!(!page.body.contains("portcullis-session"), "{}", page.body);
+    assert!(page.body.contains("theme=dark"), "{}", page.body);
+    // The access token is still there for the handler that asks for it.
+    let page = browser.get(&app.url("/token")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, ACCESS_TOKEN.len().to_string());
+}
+
+/// Starts a login at `app` and comes back to its callback with an ID token of `claims`
+/// (merged over genuine ones, `nonce` included); the callback's answer.
+async fn callback_with(
+    forger: &Forger,
+    app: &crate::harness::App,
+    browser: &Browser,
+    claims: Value,
+) -> crate::harness::Page {
+    let start = browser.get(&app.url("/auth/login")).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let location = start.location().unwrap();
+    let param = |key: &str| {
+        location
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let mut genuine = json!({
+        "iss": forger.issuer, "aud": CLIENT, "sub": "mallory", "exp": now() + 300,
+        "iat": now(), "nonce": param("nonce"),
+    });
+    if let Value::Object(claims) = claims {
+        for (name, value) in claims {
+            genuine[name] = value;
+        }
+    }
+    *forger.next_id_token.lock().unwrap() = Some(sign(&rs256(None), &genuine, &key()));
+    browser
+        .get(&app.url(&format!("/auth/callback?code=c&state={}", param("state"))))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acr_values_require_one_of_them_in_the_id_token() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| {
+        b.acr_values(["gold", "silver"])
+    })
+    .await;
+    let start = Browser::new().get(&app.url("/auth/login")).await;
+    let location = start.location().unwrap();
+    assert!(
+        location
+            .query_pairs()
+            .any(|(k, v)| k == "acr_values" && v == "gold silver"),
+        "{location}"
+    );
+    for (acr, status) in [
+        (json!("silver"), 302),
+        (json!("bronze"), 400),
+        (Value::Null, 400),
+        (json!(["gold"]), 400),
+    ] {
+        let claims = if acr.is_null() {
+            json!({})
+        } else {
+            json!({ "acr": acr })
+        };
+        let page = callback_with(&forger, &app, &Browser::new(), claims).await;
+        assert_eq!(page.status, status, "acr {acr}: {}", page.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_usable_keys_at_the_callback_is_a_503_page() {
+    let forger = forger().await;
+    forger
+        .jwks_status
+        .store(503, std::sync::atomic::Ordering::SeqCst);
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let page = callback_with(&forger, &app, &Browser::new(), json!({})).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("try again"), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_logins_leave_at_most_four_login_cookies() {
+    let forger = forger().await;
+    let app = start_app_with_client(&forger.issuer, CLIENT, "secret", |b| b).await;
+    let browser = Browser::new();
+    let login_cookies = || {
+        browser
+            .cookie_names(&app.base)
+            .into_iter()
+            .filter(|name| name.starts_with("portcullis-session-login-"))
+            .count()
+    };
+    for started in 1..=8 {
+        assert_eq!(browser.get(&app.url("/auth/login")).await.status, 302);
+        assert_eq!(login_cookies(), started.min(4), "after {started} logins");
+    }
+    // The newest login still completes.
+    let page = callback_with(&forger, &app, &browser, json!({})).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(browser.cookie(&app.base, "portcullis-session").is_some());
 }

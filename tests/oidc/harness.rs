@@ -112,6 +112,21 @@ impl Browser {
             .map(|c| c.value.clone())
     }
 
+    /// The names of the cookies kept for `url`'s host and port.
+    pub fn cookie_names(&self, url: &str) -> Vec<String> {
+        let Ok(url) = Url::parse(url) else {
+            return Vec::new();
+        };
+        let authority = authority(&url);
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.authority == authority)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// Sets (or replaces) cookie `name` for `url`'s host and port, path `/`.
     pub fn set_cookie(&self, url: &str, name: &str, value: &str) {
         let url = Url::parse(url).expect("URL");
@@ -377,6 +392,17 @@ fn serve_app(
         .route(
             "/orders",
             post(|who: Principal| async move { format!("order by {}", who.subject()) }),
+        )
+        .route(
+            "/cookies",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers
+                    .get_all("cookie")
+                    .iter()
+                    .map(|value| value.to_str().unwrap_or("?").to_owned())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            }),
         )
         .route(
             "/token",

@@ -10,8 +10,10 @@
 )]
 
 mod chromium;
+mod endings;
 mod flow;
 mod forged;
 mod harness;
+mod refresh;
 #[path = "../support/mod.rs"]
 mod support;

@@ -111,35 +111,32 @@ impl RedisServer {
         String::from_utf8_lossy(&answer).trim_end().to_owned()
     }
 
-    /// Sends one inline command and returns every line of the answer (RESP framing
-    /// included: `*2`, `$5`, …), read until the server has sent nothing for 100 ms.
-    pub fn command_lines(&self, command: &str) -> Vec<String> {
+    /// Sends one inline command and returns the answer's values, whole and binary: one
+    /// for a bulk string, each element of an array of bulk strings, none for nil (the
+    /// first line, as text, for any other answer).
+    pub fn command_values(&self, command: &str) -> Vec<Vec<u8>> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        stream
-            .write_all(format!("{command}\r\n").as_bytes())
-            .expect("send");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
-        let mut answer = Vec::new();
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(read) => {
-                    answer.extend_from_slice(&buffer[..read]);
-                    // The first bytes are in: wait briefly for the rest of the reply.
-                    stream
-                        .set_read_timeout(Some(Duration::from_millis(100)))
-                        .expect("read timeout");
-                }
+        stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .expect("send");
+        let mut reader = std::io::BufReader::new(stream);
+        let first = read_line(&mut reader);
+        match first.first() {
+            Some(b'$') => read_bulk(&mut reader, &first).into_iter().collect(),
+            Some(b'*') => {
+                let count: i64 = std::str::from_utf8(&first[1..]).unwrap().parse().unwrap();
+                (0..count.max(0))
+                    .filter_map(|_| {
+                        let header = read_line(&mut reader);
+                        read_bulk(&mut reader, &header)
+                    })
+                    .collect()
             }
+            _ => vec![first],
         }
-        String::from_utf8_lossy(&answer)
-            .split("\r\n")
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect()
     }
 
     /// Sends a command without waiting for its answer (e.g. `DEBUG SLEEP 2`), on a
@@ -248,4 +245,27 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free loopback port")
+}
+
+/// One RESP line, without its `\r\n`.
+fn read_line(reader: &mut impl std::io::BufRead) -> Vec<u8> {
+    let mut line = Vec::new();
+    reader
+        .read_until(b'\n', &mut line)
+        .expect("read from redis");
+    while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        line.pop();
+    }
+    line
+}
+
+/// The bulk string announced by `header` (`$<len>`); `None` for nil (`$-1`).
+fn read_bulk(reader: &mut impl std::io::BufRead, header: &[u8]) -> Option<Vec<u8>> {
+    assert_eq!(header.first(), Some(&b'$'), "not a bulk string");
+    let len: i64 = std::str::from_utf8(&header[1..]).unwrap().parse().unwrap();
+    let len = usize::try_from(len).ok()?;
+    let mut value = vec![0; len + 2];
+    reader.read_exact(&mut value).expect("read from redis");
+    value.truncate(len);
+    Some(value)
 }
