@@ -718,6 +718,235 @@ async fn a_spoofed_forwarded_for_counts_only_behind_trusted_proxies() {
     assert_eq!(body, "2001:db8:cafe::17");
 }
 
+/// A client behind a trusted proxy sends `X-Forwarded-For` bytes that are not text; the
+/// proxy appends the real address on the same line. The real address still counts, and an
+/// unreadable hop never resolves to the proxy (which would escape per-IP limits, get the
+/// proxy blocked, and pass allow lists holding the proxies' range).
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_forwarded_hop_never_makes_the_proxy_the_client() {
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .trusted_proxies(["10.0.0.0/8"])
+        .deny(["203.0.113.9"])
+        .route_allow("POST /orders", ["10.0.0.0/8"])
+        .brute_force(brute_force())
+        .build()
+        .expect("shield");
+    let app = app(fixture.gateway().shield(shield).build().expect("gateway"));
+    let through_proxy = |method: &str, xff: &[u8]| {
+        let mut request = request(
+            method,
+            "/orders",
+            "10.0.0.2:443",
+            &[("x-api-key", fixture.admin.key.expose_secret())],
+        );
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(xff).expect("obs-text is a valid value"),
+        );
+        request
+    };
+    // The denied client's address, appended after the garbage: still denied.
+    let (status, _, body) = send(&app, through_proxy("GET", b"\xff, 203.0.113.9")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&body), "ip_denied");
+    let (status, _, body) = send(&app, through_proxy("GET", b"\xff, 198.51.100.1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "198.51.100.1");
+    // Only garbage (or garbage behind trusted hops): the client is unknown, refused; the
+    // allow list of the proxies' range is not passed.
+    for xff in [&b"\xff"[..], b"\xff, 10.0.0.3", b"nonsense"] {
+        let (status, _, body) = send(&app, through_proxy("POST", xff)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{xff:?}");
+        assert_eq!(code(&body), "invalid_request");
+    }
+    // Nor can such requests get the proxy blocked: failures with garbage are refused
+    // before they count, and a well-formed request through the proxy still passes.
+    for _ in 0..5 {
+        let mut bad = through_proxy("GET", b"\xff");
+        bad.headers_mut().insert(
+            "x-api-key",
+            fixture.stranger.key.expose_secret().parse().expect("key"),
+        );
+        send(&app, bad).await;
+    }
+    assert!(fixture.seen.blocks.lock().expect("lock").is_empty());
+    assert_eq!(fixture.lookups(), 1);
+    let (status, _, body) = send(&app, through_proxy("GET", b"198.51.100.2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "198.51.100.2");
+}
+
+/// A request from a trusted proxy with an unreadable `X-Forwarded-For`, and a per-IP limit
+/// behind a shield that has no IP rules: the limit must not count the proxy instead.
+#[tokio::test(start_paused = true)]
+async fn a_per_ip_limit_does_not_fall_back_to_the_proxy_address() {
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .trusted_proxies(["10.0.0.0/8"])
+        .build()
+        .expect("shield");
+    let per_ip = RateLimitLayer::builder()
+        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(100)))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .shield(shield)
+        .rate_limit_before_auth(per_ip)
+        .build()
+        .expect("gateway"));
+    let mut garbage = get_as(&fixture.viewer, "10.0.0.2:443");
+    garbage.headers_mut().insert(
+        "x-forwarded-for",
+        http::HeaderValue::from_bytes(b"\xff").expect("value"),
+    );
+    let (status, _, body) = send(&app, garbage).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "invalid_request");
+    assert_eq!(fixture.lookups(), 0);
+}
+
+/// Served without `ConnectInfo`, the peer's address is unknown: where IP rules, brute
+/// force or a per-IP limit apply, the request is refused with 503 (a deny list does not
+/// admit everyone), unless the `insecure_` opt-out says otherwise.
+#[tokio::test(start_paused = true)]
+async fn an_unknown_peer_address_is_refused_where_ip_protection_applies() {
+    let fixture = Fixture::new().await;
+    let without_peer = || {
+        Request::get("/orders")
+            .header("x-api-key", fixture.viewer.key.expose_secret())
+            .body(Body::empty())
+            .expect("request")
+    };
+    let shielded = |builder: portcullis::shield::ShieldBuilder| {
+        app(fixture
+            .gateway()
+            .shield(builder.build().expect("shield"))
+            .build()
+            .expect("gateway"))
+    };
+    for shield in [
+        ShieldLayer::builder().deny(["192.0.2.0/24"]),
+        ShieldLayer::builder().route_allow("GET /orders", ["10.0.0.0/8"]),
+        ShieldLayer::builder().brute_force(brute_force()),
+    ] {
+        let (status, _, body) = send(&shielded(shield), without_peer()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code(&body), "unavailable");
+    }
+    assert_eq!(fixture.lookups(), 0);
+    // Nothing in the shield depends on the address (only trusted proxies): it goes on.
+    let plain = shielded(ShieldLayer::builder().trusted_proxies(["10.0.0.0/8"]));
+    assert_eq!(send(&plain, without_peer()).await.0, StatusCode::OK);
+    // Opted out: the deny list is passed, the request goes on.
+    let insecure = shielded(
+        ShieldLayer::builder()
+            .deny(["192.0.2.0/24"])
+            .insecure_allow_unknown_client_ip(),
+    );
+    assert_eq!(send(&insecure, without_peer()).await.0, StatusCode::OK);
+
+    // A per-IP limit alone, without a shield.
+    let per_ip = |insecure: bool| {
+        let builder = RateLimitLayer::builder().limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(1),
+        ));
+        let builder = if insecure {
+            builder.insecure_allow_unknown_client_ip()
+        } else {
+            builder
+        };
+        app(fixture
+            .gateway()
+            .rate_limit_before_auth(builder.build().expect("limits"))
+            .build()
+            .expect("gateway"))
+    };
+    let (status, _, body) = send(&per_ip(false), without_peer()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&body), "unavailable");
+    let open = per_ip(true);
+    for _ in 0..3 {
+        assert_eq!(send(&open, without_peer()).await.0, StatusCode::OK);
+    }
+}
+
+/// IPv6 clients are counted by their /64: rotating through a subscriber's addresses
+/// escapes neither the per-IP limit nor a brute-force block; another /64 is another client.
+#[tokio::test(start_paused = true)]
+async fn ipv6_clients_are_counted_by_their_64() {
+    let fixture = Fixture::new().await;
+    let per_ip = RateLimitLayer::builder()
+        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(3)))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit_before_auth(per_ip)
+        .build()
+        .expect("gateway"));
+    for host in 1..=3 {
+        let peer = format!("[2001:db8:1:2::{host}]:1");
+        assert_eq!(send(&app, get_as(&fixture.viewer, &peer)).await.0, StatusCode::OK);
+    }
+    let (status, headers, _) = send(&app, get_as(&fixture.viewer, "[2001:db8:1:2:ffff::9]:1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], "\"per-ip\";q=3;w=60");
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, "[2001:db8:1:3::1]:1")).await.0,
+        StatusCode::OK
+    );
+    // IPv4 addresses have a bucket each, mapped ones included.
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, "[::ffff:192.0.2.1]:1")).await.0,
+        StatusCode::OK
+    );
+    // A finer prefix is configurable.
+    let per_host = RateLimitLayer::builder()
+        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(1)))
+        .ipv6_prefix(128)
+        .build()
+        .expect("limits");
+    let app = self::app(fixture
+        .gateway()
+        .rate_limit_before_auth(per_host)
+        .build()
+        .expect("gateway"));
+    for host in 1..=3 {
+        let peer = format!("[2001:db8:9::{host}]:1");
+        assert_eq!(send(&app, get_as(&fixture.viewer, &peer)).await.0, StatusCode::OK);
+    }
+    assert!(RateLimitLayer::builder().ipv6_prefix(0).build().is_err());
+    assert!(RateLimitLayer::builder().ipv6_prefix(129).build().is_err());
+
+    let shield = ShieldLayer::builder()
+        .brute_force(brute_force())
+        .build()
+        .expect("shield");
+    let app = self::app(fixture.gateway().shield(shield).build().expect("gateway"));
+    for host in 1..=3 {
+        let peer = format!("[2001:db8:7:7::{host}]:1");
+        send(&app, get_as(&fixture.stranger, &peer)).await;
+    }
+    let (status, _, body) = send(&app, get_as(&fixture.viewer, "[2001:db8:7:7::99]:1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(code(&body), "blocked");
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, "[2001:db8:7:8::1]:1")).await.0,
+        StatusCode::OK
+    );
+    let blocks = fixture.seen.blocks.lock().expect("lock").clone();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].1, "2001:db8:7:7::");
+    let bad = ShieldLayer::builder()
+        .brute_force(brute_force().ipv6_prefix(0))
+        .build();
+    assert!(matches!(bad, Err(ConfigError::InvalidLimit { .. })));
+}
+
 #[tokio::test]
 async fn bad_ranges_are_config_errors() {
     for bad in [

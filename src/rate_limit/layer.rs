@@ -23,7 +23,7 @@ use crate::observe::{Decision, Observe, Outcome, Stage};
 use crate::principal::Principal;
 use crate::rejection::{Reason, Rejection, RejectionResponse};
 use crate::route::RouteTable;
-use crate::shield::seconds;
+use crate::shield::{ClientIpUnknown, UnknownClient, seconds};
 use crate::store::StoreFuture;
 
 /// A quota and its `RateLimit-Policy` item, made once.
@@ -56,6 +56,10 @@ pub(crate) struct Config {
     pub(crate) store: Arc<dyn RateLimitStore>,
     pub(crate) headers: bool,
     pub(crate) report_only: bool,
+    /// Let requests whose client address is unknown past per-IP limits.
+    pub(crate) allow_unknown_ip: bool,
+    /// IPv6 clients share a per-IP bucket per network of this many bits.
+    pub(crate) ipv6_prefix: u8,
     pub(crate) observer: Arc<dyn Observe>,
     pub(crate) renderer: Arc<dyn RejectionResponse>,
 }
@@ -102,6 +106,8 @@ impl RateLimitLayer {
                 store: Arc::new(super::MemoryRateLimitStore::new(1)),
                 headers: false,
                 report_only: false,
+                allow_unknown_ip: true,
+                ipv6_prefix: crate::shield::DEFAULT_V6_PREFIX,
                 observer: crate::observe::default_observer(),
                 renderer: crate::rejection::default_renderer(),
             }),
@@ -210,6 +216,9 @@ struct Evaluation {
     reported: bool,
     /// The allowed answer with the fewest requests left: the one the headers show.
     tightest: Option<(usize, Option<usize>, LimitState)>,
+    /// A per-IP limit applied and the client's address is unknown: the request is refused
+    /// (unless the layer lets unknown addresses through).
+    unknown: Option<(usize, UnknownClient)>,
 }
 
 impl Evaluation {
@@ -220,6 +229,7 @@ impl Evaluation {
             applied: false,
             reported: false,
             tightest: None,
+            unknown: None,
         }
     }
 
@@ -236,7 +246,23 @@ impl Evaluation {
                     None => continue,
                 },
             };
-            let Some(key) = limit.key.bucket(&limit.name, head.extensions, route) else {
+            let Some(key) = limit
+                .key
+                .bucket(&limit.name, head.extensions, route, config.ipv6_prefix)
+            else {
+                if limit.key == LimitKey::ClientIp && !config.allow_unknown_ip {
+                    // A per-IP limit cannot count a client it cannot name: refuse rather
+                    // than let it past every per-IP limit.
+                    self.applied = true;
+                    let unknown = head
+                        .extensions
+                        .get::<ClientIpUnknown>()
+                        .map_or(UnknownClient::NoPeer, |marker| marker.0);
+                    self.unknown.get_or_insert((index, unknown));
+                    if !config.report_only {
+                        return None;
+                    }
+                }
                 continue;
             };
             let tier = principal.and_then(|principal| {
@@ -299,23 +325,45 @@ impl Evaluation {
         Some(response)
     }
 
-    /// The request goes on: report it, and the headers to add to its response.
-    fn finish(&self, config: &Config, head: Head<'_>) -> Option<[HeaderValue; 2]> {
+    /// The checks are over: a refusal for an unknown client, or the request goes on (report
+    /// it) with the headers to add to its response.
+    fn finish(
+        &self,
+        config: &Config,
+        head: Head<'_>,
+    ) -> Result<Option<[HeaderValue; 2]>, Response<Bytes>> {
         if !self.applied {
-            return None;
+            return Ok(None);
         }
-        if !self.reported {
+        let mut reported = self.reported;
+        if let Some((limit, unknown)) = self.unknown {
+            let rejection = crate::shield::unknown_client(unknown);
+            let name = config.limits.get(limit).map_or("", |limit| &*limit.name);
+            if !config.report_only {
+                self.observe(config, head, Outcome::Refused, Some((&rejection, name)));
+                return Err(rejection.render(&*config.renderer));
+            }
+            if !reported {
+                self.observe(config, head, Outcome::WouldRefuse, Some((&rejection, name)));
+                reported = true;
+            }
+        }
+        if !reported {
             self.observe(config, head, Outcome::Allowed, None);
         }
         if !config.headers || config.report_only {
-            return None;
+            return Ok(None);
         }
-        let (limit, tier, state) = self.tightest.as_ref()?;
-        let compiled = config.limits.get(*limit)?;
-        Some([
+        let Some((limit, tier, state)) = self.tightest.as_ref() else {
+            return Ok(None);
+        };
+        let Some(compiled) = config.limits.get(*limit) else {
+            return Ok(None);
+        };
+        Ok(Some([
             compiled.policy(*tier).header.clone(),
             headers::state(&compiled.name, state),
-        ])
+        ]))
     }
 
     fn observe(
@@ -329,7 +377,7 @@ impl Evaluation {
             stage: Stage::RateLimit,
             outcome,
             reason: refusal.map(|(rejection, _)| rejection.reason()),
-            cause: None,
+            cause: refusal.and_then(|(rejection, _)| rejection.cause()),
             status: refusal.map(|(rejection, _)| rejection.status()),
             route: None,
             method: head.method,
@@ -389,8 +437,10 @@ where
                 }
             }
         }
-        let headers = evaluation.finish(config, Head::of(&request));
-        ResponseFuture::calling(self.inner.call(request), headers)
+        match evaluation.finish(config, Head::of(&request)) {
+            Ok(headers) => ResponseFuture::calling(self.inner.call(request), headers),
+            Err(refusal) => ResponseFuture::answered(refusal),
+        }
     }
 }
 
@@ -508,9 +558,18 @@ where
                     let Some(done) = pending.take().map(|done| *done) else {
                         continue;
                     };
-                    let headers = done
+                    let headers = match done
                         .evaluation
-                        .finish(&done.config, Head::of(&done.request));
+                        .finish(&done.config, Head::of(&done.request))
+                    {
+                        Ok(headers) => headers,
+                        Err(refusal) => {
+                            state.set(State::Answered {
+                                response: Some(refusal),
+                            });
+                            continue;
+                        }
+                    };
                     let mut service = done.service;
                     let future = service.call(done.request);
                     state.set(State::Calling { future, headers });

@@ -97,6 +97,8 @@ pub struct RateLimitBuilder {
     max_keys: usize,
     headers: bool,
     report_only: bool,
+    allow_unknown_ip: bool,
+    ipv6_prefix: u8,
     observer: Option<Arc<dyn Observe>>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
@@ -109,6 +111,8 @@ impl Default for RateLimitBuilder {
             max_keys: 100_000,
             headers: true,
             report_only: false,
+            allow_unknown_ip: false,
+            ipv6_prefix: crate::shield::DEFAULT_V6_PREFIX,
             observer: None,
             renderer: None,
         }
@@ -164,6 +168,28 @@ impl RateLimitBuilder {
         self
     }
 
+    /// Limits keyed by [`LimitKey::ClientIp`] count IPv6 clients by their network of `bits`
+    /// bits (1 to 128): one bucket per /64 by default, since one subscriber commonly holds a
+    /// whole /64 and could otherwise rotate through its addresses to escape the limit. IPv4
+    /// addresses (and IPv4-mapped IPv6) have a bucket each. The bucket is named by the
+    /// network's first address (`2001:db8:1:2::`), also in a shared store's keys. Defaults
+    /// to 64.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
+        self
+    }
+
+    /// **Insecure**: a request whose client address is unknown is not counted by limits
+    /// keyed by [`LimitKey::ClientIp`] instead of being refused. The address is unknown when
+    /// the server gives no connection address (axum served without `ConnectInfo`: 503
+    /// `unavailable`, cause `client_ip_unknown`) or a shield in front found the forwarded
+    /// header unreadable (400 `invalid_request`, cause `forwarded_header_unreadable`).
+    /// Defaults to refusing.
+    pub fn insecure_allow_unknown_client_ip(mut self) -> Self {
+        self.allow_unknown_ip = true;
+        self
+    }
+
     /// Reports every decision to `observer` instead of the default
     /// [`TracingObserver`](crate::observe::TracingObserver).
     pub fn observer(mut self, observer: Arc<dyn Observe>) -> Self {
@@ -184,13 +210,14 @@ impl RateLimitBuilder {
     /// [`ConfigError::InvalidRateLimit`] for a name that is empty, too long, not a plain
     /// token or used twice, a quota of zero, a [`LimitKey::Route`] limit without routes;
     /// [`ConfigError::InvalidRoute`] / [`ConfigError::ConflictingRules`] for its routes;
-    /// [`ConfigError::InvalidLimit`] for `max_keys(0)`.
+    /// [`ConfigError::InvalidLimit`] for `max_keys(0)` or an IPv6 prefix outside 1 to 128.
     pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
         if self.max_keys == 0 {
             return Err(ConfigError::InvalidLimit {
                 setting: "rate_limit.max_keys",
             });
         }
+        crate::shield::check_v6_prefix(self.ipv6_prefix, "rate_limit.ipv6_prefix")?;
         let mut names = HashSet::new();
         let mut limits = Vec::with_capacity(self.limits.len());
         for limit in self.limits {
@@ -261,6 +288,8 @@ impl RateLimitBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryRateLimitStore::new(self.max_keys))),
                 headers: self.headers,
                 report_only: self.report_only,
+                allow_unknown_ip: self.allow_unknown_ip,
+                ipv6_prefix: self.ipv6_prefix,
                 observer: self.observer.unwrap_or_else(default_observer),
                 renderer: self.renderer.unwrap_or_else(default_renderer),
             }),

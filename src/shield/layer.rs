@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use super::ShieldBuilder;
 use super::brute_force::{BlockSource, BlockState, BlockStore, BruteForce, FailureCount};
-use super::client_ip::ClientIpResolver;
+use super::client_ip::{ClientIpResolver, ClientIpUnknown, UnknownClient, counting_key};
 use super::ip_rules::IpRules;
 use crate::body::ResponseBody;
 use crate::client_ip::ClientIp;
@@ -41,6 +41,9 @@ pub(crate) struct Config {
     pub(crate) global: IpRules,
     pub(crate) routes: Arc<RouteTable<IpRules>>,
     pub(crate) brute_force: Option<(BruteForce, Arc<dyn BlockStore>)>,
+    /// Let requests whose client address is unknown through (not IP-limited, failing
+    /// allow lists) instead of refusing them where an IP protection applies.
+    pub(crate) allow_unknown_ip: bool,
     /// The identity a request's credentials claim (from the authenticators), for counting
     /// failures per identity.
     pub(crate) identity: Option<ClaimedIdentity>,
@@ -103,6 +106,7 @@ impl ShieldLayer {
             global: IpRules::default(),
             routes: Arc::new(RouteTable::default()),
             brute_force: None,
+            allow_unknown_ip: true,
             identity: None,
             observer: crate::observe::default_observer(),
             renderer: crate::rejection::default_renderer(),
@@ -184,19 +188,38 @@ where
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         let started = Instant::now();
-        let address = config
-            .resolver
-            .resolve(request.headers(), request.extensions());
-        match address {
-            Some(address) => {
-                request.extensions_mut().insert(ClientIp(address));
-            }
-            None => super::client_ip::warn_no_peer_address("portcullis::shield"),
-        }
         let route_rules = config
             .routes
             .at(request.method(), request.uri().path())
             .map(|matched| matched.value);
+        let address = match config
+            .resolver
+            .resolve(request.headers(), request.extensions())
+        {
+            Ok(address) => {
+                request.extensions_mut().insert(ClientIp(address));
+                Some(address)
+            }
+            Err(unknown) => {
+                // Later layers must not take the connection's address (a proxy's) instead.
+                request.extensions_mut().insert(ClientIpUnknown(unknown));
+                let needs_address = !config.global.is_empty()
+                    || route_rules.is_some_and(|rules| !rules.is_empty())
+                    || config.brute_force.is_some();
+                if needs_address && !config.allow_unknown_ip {
+                    let rejection = unknown_client(unknown);
+                    observe(
+                        config,
+                        &request,
+                        Outcome::Refused,
+                        Some(&rejection),
+                        started,
+                    );
+                    return ResponseFuture::answered(rejection.render(&*config.renderer));
+                }
+                None
+            }
+        };
         let permitted = config.global.permits(address)
             && route_rules.is_none_or(|rules| rules.permits(address));
         if !permitted {
@@ -226,7 +249,10 @@ where
             }
             _ => None,
         };
-        let sources: Sources = [address.map(BlockSource::Ip), identity];
+        let sources: Sources = [
+            address.map(|address| BlockSource::Ip(counting_key(address, policy.ipv6_prefix))),
+            identity,
+        ];
         let mut checks = Checks {
             index: 0,
             reported: false,
@@ -264,6 +290,24 @@ where
     }
 }
 
+/// The refusal of a request whose client address is unknown, where something depends on
+/// it: 503 when the server gives no connection address (a deployment fault), 400 when a
+/// trusted proxy forwarded an unreadable hop (the client sent garbage, or the proxy wrote
+/// `unknown`).
+pub(crate) fn unknown_client(unknown: UnknownClient) -> Rejection {
+    match unknown {
+        UnknownClient::NoPeer => {
+            super::client_ip::warn_no_peer_address("portcullis::shield");
+            Rejection::new(Reason::Unavailable)
+                .with_cause("client_ip_unknown")
+                .with_detail("The client's address cannot be determined.")
+        }
+        UnknownClient::Unreadable => Rejection::new(Reason::InvalidRequest)
+            .with_cause("forwarded_header_unreadable")
+            .with_detail("The forwarded client address cannot be read."),
+    }
+}
+
 /// Reports one shield decision.
 fn observe<B>(
     config: &Config,
@@ -276,7 +320,7 @@ fn observe<B>(
         stage: Stage::Shield,
         outcome,
         reason: rejection.map(Rejection::reason),
-        cause: None,
+        cause: rejection.and_then(Rejection::cause),
         status: rejection.map(Rejection::status),
         route: None,
         method: request.method(),
