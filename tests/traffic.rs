@@ -363,6 +363,116 @@ async fn several_limits_all_apply_and_anonymous_callers_skip_identity_limits() {
     }
 }
 
+/// A key over its own limit is refused before the route's shared bucket is asked, whatever
+/// order the limits were added in: it cannot drain the bucket everyone shares.
+#[tokio::test(start_paused = true)]
+async fn a_refused_request_does_not_use_up_a_shared_bucket() {
+    let fixture = Fixture::new().await;
+    let limits = RateLimitLayer::builder()
+        .limit(
+            Limit::new("orders-total", LimitKey::Shared, Quota::per_minute(3))
+                .routes(["GET /orders"]),
+        )
+        .limit(Limit::new("per-key", LimitKey::ApiKey, Quota::per_minute(1)))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit(limits)
+        .build()
+        .expect("gateway"));
+    assert_eq!(send(&app, get_as(&fixture.viewer, PEER)).await.0, StatusCode::OK);
+    for _ in 0..5 {
+        let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["ratelimit-policy"], "\"per-key\";q=1;w=60");
+    }
+    // The shared bucket still has the two requests the viewer did not get.
+    assert_eq!(send(&app, get_as(&fixture.gold, PEER)).await.0, StatusCode::OK);
+    assert_eq!(send(&app, get_as(&fixture.admin, PEER)).await.0, StatusCode::OK);
+}
+
+/// `q` is the burst and `w` the time to refill it, so `r` never exceeds `q`; a quota whose
+/// window is not whole seconds cannot be advertised and is a build error while the fields
+/// are on.
+#[tokio::test(start_paused = true)]
+async fn ratelimit_policy_advertises_the_burst_and_its_refill_time() {
+    let fixture = Fixture::new().await;
+    let bursty = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(6).burst(3),
+        ))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit(bursty)
+        .build()
+        .expect("gateway"));
+    let (_, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+    assert_eq!(headers["ratelimit-policy"], "\"per-key\";q=3;w=30");
+    assert_eq!(headers["ratelimit"], "\"per-key\";r=2;t=10");
+
+    let half_second = || {
+        RateLimitLayer::builder().limit(Limit::new(
+            "fast",
+            LimitKey::ApiKey,
+            Quota::new(10, Duration::from_millis(500)),
+        ))
+    };
+    assert!(matches!(
+        half_second().build(),
+        Err(ConfigError::InvalidRateLimit { .. })
+    ));
+    // Without the fields, the quota is fine, and its refusals carry none.
+    let quiet = half_second()
+        .response_headers(false)
+        .build()
+        .expect("limits");
+    let app = self::app(fixture.gateway().rate_limit(quiet).build().expect("gateway"));
+    for _ in 0..10 {
+        send(&app, get_as(&fixture.gold, PEER)).await;
+    }
+    let (status, headers, _) = send(&app, get_as(&fixture.gold, PEER)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    assert!(!headers.contains_key("ratelimit-policy"));
+    assert!(!headers.contains_key("ratelimit"));
+}
+
+/// A store that cannot answer (an outage, failing open) gives no `RateLimit` field rather
+/// than `r=0;t=0` on every response.
+#[tokio::test(start_paused = true)]
+async fn no_ratelimit_fields_while_the_store_cannot_answer() {
+    use portcullis::rate_limit::{LimitCheck, LimitState, RateLimitStore, StoreFuture};
+
+    struct Down;
+    impl RateLimitStore for Down {
+        fn check(&self, _: &LimitCheck<'_>) -> StoreFuture<LimitState> {
+            StoreFuture::ready(LimitState::unknown())
+        }
+    }
+    let fixture = Fixture::new().await;
+    let limits = RateLimitLayer::builder()
+        .limit(Limit::new("per-key", LimitKey::ApiKey, Quota::per_minute(1)))
+        .store(Arc::new(Down))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit(limits)
+        .build()
+        .expect("gateway"));
+    for _ in 0..3 {
+        let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key("ratelimit"), "{headers:?}");
+        assert!(!headers.contains_key("ratelimit-policy"));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_pre_auth_ip_limit_stops_a_flood_before_the_key_store() {
     let fixture = Fixture::new().await;

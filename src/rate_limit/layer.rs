@@ -26,10 +26,11 @@ use crate::route::RouteTable;
 use crate::shield::{ClientIpUnknown, UnknownClient, seconds};
 use crate::store::StoreFuture;
 
-/// A quota and its `RateLimit-Policy` item, made once.
+/// A quota and its `RateLimit-Policy` item, made once (`None` when its window is not whole
+/// seconds and the layer sends no fields).
 pub(crate) struct Policy {
     pub(crate) quota: Quota,
-    pub(crate) header: HeaderValue,
+    pub(crate) header: Option<HeaderValue>,
 }
 
 /// A limit, ready to apply.
@@ -296,6 +297,10 @@ impl Evaluation {
         state: LimitState,
     ) -> Option<Response<Bytes>> {
         if state.allowed {
+            // A store that cannot answer: nothing true to say in the fields.
+            if !state.known {
+                return None;
+            }
             if self
                 .tightest
                 .as_ref()
@@ -319,9 +324,11 @@ impl Evaluation {
             return None;
         }
         let mut response = rejection.render(&*config.renderer);
-        let headers = response.headers_mut();
-        headers.append(&RATELIMIT_POLICY, compiled.policy(tier).header.clone());
-        headers.append(&RATELIMIT, headers::state(&compiled.name, &state));
+        if let Some(policy) = &compiled.policy(tier).header {
+            let headers = response.headers_mut();
+            headers.append(&RATELIMIT_POLICY, policy.clone());
+            headers.append(&RATELIMIT, headers::state(&compiled.name, &state));
+        }
         Some(response)
     }
 
@@ -360,10 +367,10 @@ impl Evaluation {
         let Some(compiled) = config.limits.get(*limit) else {
             return Ok(None);
         };
-        Ok(Some([
-            compiled.policy(*tier).header.clone(),
-            headers::state(&compiled.name, state),
-        ]))
+        let Some(policy) = &compiled.policy(*tier).header else {
+            return Ok(None);
+        };
+        Ok(Some([policy.clone(), headers::state(&compiled.name, state)]))
     }
 
     fn observe(

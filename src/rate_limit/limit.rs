@@ -137,6 +137,16 @@ impl LimitKey {
         )
     }
 
+    /// Where the limit comes in the layer's checks: client IP, identities, route, shared.
+    pub(crate) fn order(self) -> u8 {
+        match self {
+            Self::ClientIp => 0,
+            Self::ApiKey | Self::Subject | Self::ClientId | Self::Tenant => 1,
+            Self::Route => 2,
+            Self::Shared => 3,
+        }
+    }
+
     /// The bucket of this request, or `None` when the key does not apply (no caller, no
     /// API key, no tenant).
     pub(crate) fn bucket(

@@ -219,6 +219,11 @@ impl MemoryRateLimitStore {
         if let Some(found) = find(&self.read()) {
             return Some(found);
         }
+        // governor panics on quotas whose burst time overflows (`Duration::MAX`): the same
+        // checks as the layer's build first.
+        if quota.problem().is_some() {
+            return None;
+        }
         let governor_quota = governor::Quota::with_period(quota.interval())?
             .allow_burst(NonZeroU32::new(quota.burst_size())?);
         let state = SharedState(Arc::new(DashMapStateStore::default()));
@@ -327,8 +332,13 @@ impl RateLimitStore for MemoryRateLimitStore {
             return StoreFuture::ready(state);
         }
         let Some(buckets) = self.buckets(check.limit, check.quota) else {
-            // A quota governor cannot express was refused when the layer was built.
-            return StoreFuture::ready(LimitState::default());
+            // The layer refuses such quotas when it is built; a caller of the store may not.
+            tracing::warn!(
+                target: "portcullis::rate_limit",
+                limit = check.limit,
+                "a quota the store cannot count with (see `RateLimitBuilder::build`): not limited"
+            );
+            return StoreFuture::ready(LimitState::unknown());
         };
         StoreFuture::ready(self.check_in(&buckets, check))
     }
@@ -375,6 +385,21 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(check(&store, "a", quota).await.allowed);
         assert!(!check(&store, "a", quota).await.allowed);
+    }
+
+    /// A quota the layer would refuse (a store used on its own) is not counted, rather than
+    /// a panic inside governor.
+    #[tokio::test(start_paused = true)]
+    async fn a_quota_governor_cannot_count_with_is_not_a_panic() {
+        let store = MemoryRateLimitStore::new(10);
+        for quota in [
+            Quota::new(1, Duration::MAX),
+            Quota::per_second(1).burst(u32::MAX),
+            Quota::per_second(0),
+        ] {
+            assert_eq!(check(&store, "a", quota).await, LimitState::unknown());
+        }
+        assert!(store.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
