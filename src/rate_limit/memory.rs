@@ -148,11 +148,14 @@ struct Buckets {
 /// The in-process [`RateLimitStore`]: `governor`'s keyed GCRA, one limiter per limit and
 /// quota, at most `max_keys` buckets each.
 ///
-/// Memory is bounded: when a limit holds `max_keys` buckets, buckets that are full again
-/// (indistinguishable from new) are swept, at most once a second; if the limit is still
-/// full, requests of keys it does not hold yet all count against one shared overflow
-/// bucket with the limit's quota, so a flood of distinct IPs or keys is limited as a whole
-/// instead of growing the map (a warning is logged). Measured in `docs/benchmarks.md`:
+/// Memory is bounded: when a limit holds `max_keys` buckets, at most once a second, buckets
+/// that are full again (indistinguishable from new) are swept, and if that is not enough
+/// the buckets closest to full again (the least debt, so the least recently or least heavily
+/// used) are evicted until a tenth of the room is free (a warning is logged): an evicted
+/// caller starts again with a full bucket. Only when more than a tenth of `max_keys` new
+/// keys arrive within one second do the keys past that share one overflow bucket with the
+/// limit's quota until the next sweep, so a flood of distinct IPs or keys never grows the
+/// map. Measured in `docs/benchmarks.md`:
 /// 43 bytes a bucket keyed by IP, 83 keyed by a 24-byte key id (4.1 and 7.9 MiB for 100,000).
 pub struct MemoryRateLimitStore {
     limiters: RwLock<Limiters>,
@@ -254,7 +257,7 @@ impl MemoryRateLimitStore {
     }
 
     /// The key to count `key` under: itself, or the overflow bucket when the limit is full.
-    fn admit(&self, buckets: &Buckets, limit: &str, key: StoredKey) -> StoredKey {
+    fn admit(&self, buckets: &Buckets, limit: &str, quota: Quota, key: StoredKey) -> StoredKey {
         // The count of buckets is kept as they are made (see `check`): the map is asked
         // only when the limit may be full.
         if buckets.keys.load(Ordering::Relaxed) < self.max_keys
@@ -269,6 +272,7 @@ impl MemoryRateLimitStore {
             if due {
                 *last = Some(now);
                 buckets.limiter.retain_recent();
+                self.evict(buckets, quota);
                 buckets.keys.store(buckets.state.0.len(), Ordering::Relaxed);
                 buckets.warned_full.store(false, Ordering::Relaxed);
             }
@@ -281,15 +285,49 @@ impl MemoryRateLimitStore {
                 target: "portcullis::rate_limit",
                 limit,
                 max_keys = self.max_keys,
-                "rate limit full: new keys share one overflow bucket until old ones are swept"
+                "rate limit full: new keys share one overflow bucket until the next sweep \
+                 (within a second)"
             );
         }
         StoredKey::Overflow
     }
 
+    /// Makes room in a full limit: evicts the buckets closest to full again (the least
+    /// debt: the least recently or least heavily used), until at most nine tenths of
+    /// `max_keys` are left. In at most four passes, each dropping buckets full again within
+    /// a larger share of the quota's refill time; the last drops every bucket.
+    fn evict(&self, buckets: &Buckets, quota: Quota) {
+        let target = self.max_keys - self.max_keys / 10;
+        if buckets.state.0.len() <= target.saturating_sub(1) {
+            return;
+        }
+        let refill = quota
+            .interval()
+            .saturating_mul(quota.burst_size().saturating_add(1));
+        let now = self.clock.now().duration_since(buckets.start);
+        let mut evicted = 0;
+        for quarter in 1..=4u32 {
+            let before = buckets.state.0.len();
+            let horizon = Nanos::from(refill.saturating_mul(quarter) / 4);
+            buckets.state.0.retain_recent(now + horizon);
+            evicted += before - buckets.state.0.len();
+            if buckets.state.0.len() < target {
+                break;
+            }
+        }
+        if evicted > 0 {
+            tracing::warn!(
+                target: "portcullis::rate_limit",
+                max_keys = self.max_keys,
+                evicted,
+                "rate limit full: the buckets closest to full again were forgotten"
+            );
+        }
+    }
+
     /// Checks `key` in `buckets`.
     fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
-        let key = self.admit(buckets, check.limit, StoredKey::from(check.key));
+        let key = self.admit(buckets, check.limit, check.quota, StoredKey::from(check.key));
         let interval = check.quota.interval();
         let burst = check.quota.burst_size();
         STORED.set(None);
@@ -420,12 +458,30 @@ mod tests {
         }
         // 100 buckets plus the overflow bucket.
         assert!(store.len() <= 101, "{} buckets", store.len());
-        // The overflow bucket is shared: later new keys are limited together.
-        assert!(!check(&store, "late-comer", quota).await.allowed);
-        // Once the buckets are full again (governor keeps one more interval), they are
-        // swept and new keys get their own.
-        tokio::time::advance(Duration::from_secs(121)).await;
+        // A second later, a new key has its own bucket: the full limit evicted buckets
+        // instead of making every newcomer share the overflow bucket the flood used up.
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(check(&store, "late-comer", quota).await.allowed);
-        assert!(store.len() <= 2, "{} buckets", store.len());
+        assert!(!check(&store, "late-comer", quota).await.allowed);
+        assert!(store.len() <= 101, "{} buckets", store.len());
+    }
+
+    /// The buckets evicted first are those closest to full again: a key that used its
+    /// bucket long ago goes before one that used it just now.
+    #[tokio::test(start_paused = true)]
+    async fn eviction_takes_the_buckets_closest_to_full() {
+        let store = MemoryRateLimitStore::new(10);
+        let quota = Quota::per_minute(6);
+        for i in 0..10 {
+            check(&store, &format!("key-{i}"), quota).await;
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // key-9 drains its bucket; key-0 used one request ten seconds ago.
+        for _ in 0..5 {
+            check(&store, "key-9", quota).await;
+        }
+        assert!(check(&store, "newcomer", quota).await.allowed);
+        assert!(!check(&store, "key-9", quota).await.allowed, "key-9 was kept");
+        assert!(store.len() <= 10, "{} buckets", store.len());
     }
 }
