@@ -90,6 +90,8 @@ struct Fixture {
     store: Arc<CountingStore>,
     admin: IssuedKey,
     viewer: IssuedKey,
+    /// Another viewer: the same tier and quota as `viewer`.
+    viewer2: IssuedKey,
     gold: IssuedKey,
     /// A well-formed key this store never issued: every use is a store lookup and a 401.
     stranger: IssuedKey,
@@ -105,6 +107,7 @@ impl Fixture {
         };
         let admin = issue(NewKey::for_owner("ada").roles(["admin"])).await;
         let viewer = issue(NewKey::for_owner("vic").roles(["viewer"])).await;
+        let viewer2 = issue(NewKey::for_owner("val").roles(["viewer"])).await;
         let gold = issue(
             NewKey::for_owner("gil")
                 .roles(["viewer"])
@@ -119,6 +122,7 @@ impl Fixture {
             store,
             admin,
             viewer,
+            viewer2,
             gold,
             stranger,
             seen: Arc::new(Seen::default()),
@@ -231,13 +235,19 @@ async fn per_key_limits_are_independent_and_tiered() {
     assert_eq!(code(&body), "rate_limited");
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(headers["retry-after"], "30");
-    // Another key of the same tier, from the same address, has its own bucket.
+    // Another key of the same tier and quota, from the same address, has its own bucket.
+    for _ in 0..2 {
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer2, PEER)).await.0,
+            StatusCode::OK
+        );
+    }
     assert_eq!(
-        send(&app, get_as(&fixture.gold, PEER)).await.0,
-        StatusCode::OK
+        send(&app, get_as(&fixture.viewer2, PEER)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
     );
     // Tiers: the gold plan (key metadata) allows 5, the admin role 100.
-    for _ in 0..4 {
+    for _ in 0..5 {
         assert_eq!(
             send(&app, get_as(&fixture.gold, PEER)).await.0,
             StatusCode::OK
@@ -473,6 +483,138 @@ async fn no_ratelimit_fields_while_the_store_cannot_answer() {
     }
 }
 
+/// The keys by subject (with its issuer), OAuth client and tenant, and by route, each with
+/// one quota of 1 per minute: whose requests share a bucket and whose do not.
+#[tokio::test(start_paused = true)]
+async fn subject_client_tenant_and_route_keys() {
+    use portcullis::{AuthMethod, Principal};
+    use tower::{Service, service_fn};
+
+    async fn status(
+        key: LimitKey,
+        routes: &[&str],
+        requests: &[(&str, Option<Principal>)],
+    ) -> Vec<u16> {
+        let mut limit = Limit::new("only", key, Quota::per_minute(1));
+        if !routes.is_empty() {
+            limit = limit.routes(routes.iter().copied());
+        }
+        let layer = RateLimitLayer::builder().limit(limit).build().expect("limits");
+        let mut service = tower::ServiceBuilder::new().layer(layer).service(service_fn(
+            |_: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            },
+        ));
+        let mut out = Vec::new();
+        for (target, principal) in requests {
+            let (method, path) = target.split_once(' ').expect("METHOD /path");
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(String::new())
+                .expect("request");
+            if let Some(principal) = principal {
+                request.extensions_mut().insert(principal.clone());
+            }
+            let response = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(request)
+                .await
+                .expect("infallible");
+            out.push(response.status().as_u16());
+        }
+        out
+    }
+    let person = |subject: &str, issuer: &str| {
+        Principal::builder(subject, AuthMethod::Bearer)
+            .issuer(issuer)
+            .build()
+    };
+    let a = "https://a.example";
+    let b = "https://b.example";
+    let get = "GET /orders";
+    // Subject: the same subject from another issuer is another caller.
+    assert_eq!(
+        status(
+            LimitKey::Subject,
+            &[],
+            &[
+                (get, Some(person("sam", a))),
+                (get, Some(person("sam", a))),
+                (get, Some(person("sam", b))),
+                (get, Some(person("sid", a))),
+                (get, None),
+            ]
+        )
+        .await,
+        [200, 429, 200, 200, 200]
+    );
+    // Client: the `client_id` claim, else `azp`; a caller without either is not limited.
+    let client = |claim: &str, id: &str| {
+        let mut claims = serde_json::Map::new();
+        claims.insert(claim.to_owned(), serde_json::Value::from(id));
+        Some(
+            Principal::builder("someone", AuthMethod::Bearer)
+                .claims(claims)
+                .build(),
+        )
+    };
+    assert_eq!(
+        status(
+            LimitKey::ClientId,
+            &[],
+            &[
+                (get, client("client_id", "app-1")),
+                (get, client("azp", "app-1")),
+                (get, client("client_id", "app-2")),
+                (get, Some(person("sam", a))),
+                (get, Some(person("sam", a))),
+            ]
+        )
+        .await,
+        [200, 429, 200, 200, 200]
+    );
+    // Tenant: two subjects of one tenant share a bucket.
+    let member = |subject: &str, tenant: &str| {
+        Some(
+            Principal::builder(subject, AuthMethod::Bearer)
+                .tenant(tenant)
+                .build(),
+        )
+    };
+    assert_eq!(
+        status(
+            LimitKey::Tenant,
+            &[],
+            &[
+                (get, member("sam", "acme")),
+                (get, member("sid", "acme")),
+                (get, member("sam", "globex")),
+            ]
+        )
+        .await,
+        [200, 429, 200]
+    );
+    // Route: one bucket per pattern, whoever calls; paths matching one pattern share it.
+    assert_eq!(
+        status(
+            LimitKey::Route,
+            &["GET /orders/{id}", "GET /users/{id}"],
+            &[
+                ("GET /orders/1", None),
+                ("GET /orders/2", Some(person("sam", a))),
+                ("GET /users/1", None),
+                ("GET /health", None),
+                ("GET /health", None),
+            ]
+        )
+        .await,
+        [200, 429, 200, 200, 200]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_pre_auth_ip_limit_stops_a_flood_before_the_key_store() {
     let fixture = Fixture::new().await;
@@ -696,7 +838,8 @@ async fn report_only_brute_force_blocks_nothing_and_reports() {
         StatusCode::OK
     );
     assert_eq!(fixture.seen.blocks.lock().expect("lock").len(), 1);
-    assert!(fixture.seen.count(Stage::Shield, Outcome::WouldRefuse) >= 3);
+    // The two failures after the block and the good key: one report each.
+    assert_eq!(fixture.seen.count(Stage::Shield, Outcome::WouldRefuse), 3);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1144,8 +1287,26 @@ mod metrics_recorded {
     use metrics_util::CompositeKey;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use portcullis::observe::{AuditLog, MetricsObserver, TracingObserver};
+    use portcullis::{AuthFuture, AuthOutcome, Authenticate};
 
     use super::*;
+
+    /// A login flow in miniature: answers requests carrying `x-login` with a redirect.
+    struct Login;
+
+    impl Authenticate for Login {
+        fn authenticate(&self, request: &http::request::Parts) -> AuthFuture {
+            if !request.headers.contains_key("x-login") {
+                return AuthFuture::ready(AuthOutcome::Absent);
+            }
+            let mut redirect = Response::new(bytes::Bytes::new());
+            *redirect.status_mut() = StatusCode::FOUND;
+            redirect
+                .headers_mut()
+                .insert("location", "https://idp.example/authorize".parse().expect("uri"));
+            AuthFuture::ready(AuthOutcome::Respond(redirect))
+        }
+    }
 
     /// What the recorder holds, taken once (a snapshot drains it).
     type Metrics = Vec<(CompositeKey, DebugValue)>;
@@ -1206,11 +1367,23 @@ mod metrics_recorded {
                     ))
                     .build()
                     .expect("limits");
+                // A shadow per-IP limit: its refusals are only reported.
+                let shadow = RateLimitLayer::builder()
+                    .limit(Limit::new(
+                        "per-ip-shadow",
+                        LimitKey::ClientIp,
+                        Quota::per_minute(1),
+                    ))
+                    .dangerous_report_only()
+                    .build()
+                    .expect("limits");
                 let observer = Arc::new((TracingObserver, MetricsObserver::new(), AuditLog));
                 let app = app(fixture
                     .gateway()
+                    .authenticate(Login)
                     .observer(observer)
                     .shield(shield)
+                    .rate_limit_before_auth(shadow)
                     .rate_limit(limits)
                     .build()
                     .expect("gateway"));
@@ -1229,6 +1402,8 @@ mod metrics_recorded {
                 assert_eq!(blocked, StatusCode::TOO_MANY_REQUESTS);
                 tokio::time::advance(Duration::from_secs(60)).await;
                 send(&app, get_as(&fixture.admin, "203.0.113.5:1")).await;
+                let login = request("GET", "/orders", "203.0.113.77:1", &[("x-login", "1")]);
+                assert_eq!(send(&app, login).await.0, StatusCode::FOUND);
             });
         });
         let metrics: Metrics = snapshotter
@@ -1287,6 +1462,24 @@ mod metrics_recorded {
                 "portcullis.rate_limit.refusals",
                 &[("limit", "per-key")]
             ),
+            1
+        );
+        // The shadow limit: PEER's second request, and the second and third of 203.0.113.5
+        // (the blocked one never reaches it; the one after the block has a full bucket).
+        assert_eq!(
+            decisions(&[("stage", "rate_limit"), ("outcome", "would_refuse")]),
+            3
+        );
+        assert_eq!(
+            counter(
+                &metrics,
+                "portcullis.rate_limit.refusals",
+                &[("limit", "per-ip-shadow"), ("outcome", "would_refuse")]
+            ),
+            3
+        );
+        assert_eq!(
+            decisions(&[("stage", "authenticate"), ("outcome", "answered")]),
             1
         );
         assert_eq!(
@@ -1509,6 +1702,8 @@ mod audit_log {
     fn one_json_line_per_decision_with_the_documented_fields() {
         let lines = Lines::default();
         let writer = lines.clone();
+        let viewer_key_id = Arc::new(Mutex::new(String::new()));
+        let key_id = viewer_key_id.clone();
         // As docs/monitoring.md shows it.
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -1543,8 +1738,10 @@ mod audit_log {
                     .expect("gateway"));
                 send(&app, get_as(&fixture.viewer, PEER)).await;
                 send(&app, get_as(&fixture.viewer, PEER)).await;
+                *key_id.lock().expect("lock") = fixture.viewer.record.id().to_string();
             });
         });
+        let viewer_key_id = viewer_key_id.lock().expect("lock").clone();
         let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("UTF-8");
         let events: Vec<serde_json::Value> = text
             .lines()
@@ -1604,19 +1801,15 @@ mod audit_log {
         assert_eq!(refused["client_ip"], "198.51.100.7");
         assert_eq!(refused["subject"], "vic");
         assert_eq!(refused["auth_method"], "api_key");
-        assert_eq!(refused["key_id"], fixture_key_id(&events));
+        assert!(!viewer_key_id.is_empty());
+        for event in &events {
+            assert_eq!(event["key_id"], viewer_key_id.as_str(), "{event}");
+        }
         let authorized = &events[1];
         assert_eq!(authorized["rule"], "GET /orders");
         assert_eq!(authorized["route"], "/orders");
         assert_eq!(authorized["method"], "GET");
         let time = refused["time"].as_str().unwrap_or_default();
         assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
-    }
-
-    /// The key id the authorize event names (the viewer's): the same in every event.
-    fn fixture_key_id(events: &[serde_json::Value]) -> serde_json::Value {
-        let id = events[1]["key_id"].clone();
-        assert!(id.as_str().is_some_and(|id| !id.is_empty()));
-        id
     }
 }
