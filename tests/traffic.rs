@@ -687,12 +687,14 @@ async fn an_identity_limit_before_authentication_is_a_config_error() {
 #[tokio::test(start_paused = true)]
 async fn report_only_limits_let_everything_through_and_still_report() {
     let fixture = Fixture::new().await;
+    // Two limits that both would refuse: still one decision per request.
     let shadow = RateLimitLayer::builder()
         .limit(Limit::new(
             "per-key",
             LimitKey::ApiKey,
             Quota::per_minute(1),
         ))
+        .limit(Limit::new("everyone", LimitKey::Shared, Quota::per_minute(1)))
         .dangerous_report_only()
         .build()
         .expect("limits");
@@ -1198,6 +1200,54 @@ async fn ipv6_clients_are_counted_by_their_64() {
         .brute_force(brute_force().ipv6_prefix(0))
         .build();
     assert!(matches!(bad, Err(ConfigError::InvalidLimit { .. })));
+}
+
+/// A response future polled again after it answered says 500, never a default 200 that
+/// would pass for the service's answer.
+#[tokio::test]
+async fn a_future_polled_after_it_answered_is_a_server_error() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tower::{Layer, Service, service_fn};
+
+    fn twice<F, B>(future: F) -> (StatusCode, StatusCode)
+    where
+        F: Future<Output = Result<Response<B>, std::convert::Infallible>>,
+    {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut status = || match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => response.status(),
+            Poll::Pending => panic!("an answered request does not wait"),
+        };
+        (status(), status())
+    }
+    let bare = || {
+        service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        })
+    };
+    let mut shield = ShieldLayer::builder()
+        .deny(["192.0.2.0/24"])
+        .build()
+        .expect("shield")
+        .layer(bare());
+    let denied = shield.call(get_as(&Fixture::new().await.viewer, "192.0.2.1:1"));
+    assert_eq!(
+        twice(denied),
+        (StatusCode::FORBIDDEN, StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let mut limited = RateLimitLayer::builder()
+        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(1)))
+        .build()
+        .expect("limits")
+        .layer(bare());
+    limited.call(request("GET", "/", PEER, &[])).await.expect("first");
+    let refused = limited.call(request("GET", "/", PEER, &[]));
+    assert_eq!(
+        twice(refused),
+        (StatusCode::TOO_MANY_REQUESTS, StatusCode::INTERNAL_SERVER_ERROR)
+    );
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use super::{BlockAction, BlockEvent, Decision, Observe, Outcome, Stage};
 /// | `portcullis.decisions` | counter | `stage`, `outcome`, `reason`, `http.route`, `http.request.method` |
 /// | `portcullis.decision.duration` | histogram, seconds | `stage`, `outcome` |
 /// | `portcullis.rate_limit.refusals` | counter | `limit`, `outcome` (`refused` or `would_refuse`) |
-/// | `portcullis.shield.blocks` | counter | `kind` (`ip`), `report_only` |
-/// | `portcullis.shield.unblocks` | counter | `kind` |
+/// | `portcullis.shield.blocks` | counter | `kind` (`ip` or `identity`), `report_only` |
+/// | `portcullis.shield.unblocks` | counter | `kind` (`ip` or `identity`) |
 ///
 /// With the `bearer` feature, JWKS fetches, token-cache and introspection-cache lookups and
 /// introspection calls are counted through the same facade (they are not decisions; see

@@ -18,7 +18,7 @@ use super::RateLimitBuilder;
 use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
 use super::limit::{LimitKey, Quota, Tier};
 use super::store::{LimitCheck, LimitState, RateLimitStore};
-use crate::body::ResponseBody;
+use crate::body::{ResponseBody, unreachable_response};
 use crate::observe::{Decision, Observe, Outcome, Stage};
 use crate::principal::Principal;
 use crate::rejection::{Reason, Rejection, RejectionResponse};
@@ -318,11 +318,15 @@ impl Evaluation {
         } else {
             Outcome::Refused
         };
-        self.observe(config, head, outcome, Some((&rejection, &compiled.name)));
         if config.report_only {
-            self.reported = true;
+            // One decision per request: the first limit that would refuse it.
+            if !self.reported {
+                self.observe(config, head, outcome, Some((&rejection, &compiled.name)));
+                self.reported = true;
+            }
             return None;
         }
+        self.observe(config, head, outcome, Some((&rejection, &compiled.name)));
         let mut response = rejection.render(&*config.renderer);
         if let Some(policy) = &compiled.policy(tier).header {
             let headers = response.headers_mut();
@@ -524,7 +528,7 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Answered { response } => {
-                    let response = response.take().unwrap_or_default();
+                    let response = response.take().unwrap_or_else(unreachable_response);
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
                 StateProj::Calling { future, headers } => {
@@ -538,7 +542,7 @@ where
                 }
                 StateProj::Checking { pending } => {
                     let Some(waiting) = pending.as_mut() else {
-                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
+                        return Poll::Ready(Ok(unreachable_response().map(ResponseBody::rejection)));
                     };
                     let answer = ready!(Pin::new(&mut waiting.check.answer).poll(cx));
                     let (limit, tier) = (waiting.check.limit, waiting.check.tier);

@@ -332,7 +332,20 @@ impl MemoryRateLimitStore {
         let burst = check.quota.burst_size();
         STORED.set(None);
         LAST_NOW.set(None);
-        match buckets.limiter.check_key(&key) {
+        let answer = buckets.limiter.check_key(&key);
+        // The thread-local captures rely on how governor 0.10 checks a key (pinned with
+        // `~0.10.4` in Cargo.toml): it reads the clock on this thread before deciding, and an
+        // allowed check ends with one successful `measure_and_replace` on this thread. A
+        // governor that did otherwise would make these fall back (release) or fail (debug).
+        debug_assert!(
+            LAST_NOW.get().is_some(),
+            "governor read the clock on another thread, or not at all"
+        );
+        debug_assert!(
+            answer.is_err() || STORED.get().is_some(),
+            "governor allowed a check without storing the bucket on this thread"
+        );
+        match answer {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let reset_after = match STORED.take() {

@@ -19,7 +19,7 @@ use super::ShieldBuilder;
 use super::brute_force::{BlockSource, BlockState, BlockStore, BruteForce, FailureCount};
 use super::client_ip::{ClientIpResolver, ClientIpUnknown, UnknownClient, counting_key};
 use super::ip_rules::IpRules;
-use crate::body::ResponseBody;
+use crate::body::{ResponseBody, unreachable_response};
 use crate::client_ip::ClientIp;
 use crate::observe::{BlockAction, BlockEvent, Decision, Observe, Outcome, Stage};
 use crate::rejection::{Reason, Rejection, RejectionResponse};
@@ -552,7 +552,7 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Answered { response } => {
-                    let response = response.take().unwrap_or_default();
+                    let response = response.take().unwrap_or_else(unreachable_response);
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
                 StateProj::Checking {
@@ -561,7 +561,7 @@ where
                 } => {
                     let block = ready!(Pin::new(&mut *check).poll(cx));
                     let Some(waiting) = pending.as_mut() else {
-                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
+                        return Poll::Ready(Ok(unreachable_response().map(ResponseBody::rejection)));
                     };
                     let Pending {
                         config,
@@ -634,7 +634,7 @@ where
                         response,
                     } = &mut **recording;
                     let Some((policy, store)) = &config.brute_force else {
-                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
+                        return Poll::Ready(Ok(unreachable_response().map(ResponseBody::rejection)));
                     };
                     if let (Some((offence, duration)), Some(source)) =
                         (count.blocked, sources[*current].as_ref())
@@ -648,7 +648,7 @@ where
                         continue;
                     }
                     let response = response.take().map_or_else(
-                        || Response::default().map(ResponseBody::rejection),
+                        || unreachable_response().map(ResponseBody::rejection),
                         |response| response.map(ResponseBody::inner),
                     );
                     return Poll::Ready(Ok(response));
