@@ -383,7 +383,11 @@ async fn a_refused_request_does_not_use_up_a_shared_bucket() {
             Limit::new("orders-total", LimitKey::Shared, Quota::per_minute(3))
                 .routes(["GET /orders"]),
         )
-        .limit(Limit::new("per-key", LimitKey::ApiKey, Quota::per_minute(1)))
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(1),
+        ))
         .build()
         .expect("limits");
     let app = app(fixture
@@ -391,15 +395,24 @@ async fn a_refused_request_does_not_use_up_a_shared_bucket() {
         .rate_limit(limits)
         .build()
         .expect("gateway"));
-    assert_eq!(send(&app, get_as(&fixture.viewer, PEER)).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, PEER)).await.0,
+        StatusCode::OK
+    );
     for _ in 0..5 {
         let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(headers["ratelimit-policy"], "\"per-key\";q=1;w=60");
     }
     // The shared bucket still has the two requests the viewer did not get.
-    assert_eq!(send(&app, get_as(&fixture.gold, PEER)).await.0, StatusCode::OK);
-    assert_eq!(send(&app, get_as(&fixture.admin, PEER)).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, get_as(&fixture.gold, PEER)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, get_as(&fixture.admin, PEER)).await.0,
+        StatusCode::OK
+    );
 }
 
 /// `q` is the burst and `w` the time to refill it, so `r` never exceeds `q`; a quota whose
@@ -441,7 +454,13 @@ async fn ratelimit_policy_advertises_the_burst_and_its_refill_time() {
         .response_headers(false)
         .build()
         .expect("limits");
-    let app = self::app(fixture.gateway().rate_limit(quiet).build().expect("gateway"));
+    let app = self::app(
+        fixture
+            .gateway()
+            .rate_limit(quiet)
+            .build()
+            .expect("gateway"),
+    );
     for _ in 0..10 {
         send(&app, get_as(&fixture.gold, PEER)).await;
     }
@@ -466,7 +485,11 @@ async fn no_ratelimit_fields_while_the_store_cannot_answer() {
     }
     let fixture = Fixture::new().await;
     let limits = RateLimitLayer::builder()
-        .limit(Limit::new("per-key", LimitKey::ApiKey, Quota::per_minute(1)))
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(1),
+        ))
         .store(Arc::new(Down))
         .build()
         .expect("limits");
@@ -499,12 +522,15 @@ async fn subject_client_tenant_and_route_keys() {
         if !routes.is_empty() {
             limit = limit.routes(routes.iter().copied());
         }
-        let layer = RateLimitLayer::builder().limit(limit).build().expect("limits");
-        let mut service = tower::ServiceBuilder::new().layer(layer).service(service_fn(
-            |_: Request<String>| async {
+        let layer = RateLimitLayer::builder()
+            .limit(limit)
+            .build()
+            .expect("limits");
+        let mut service = tower::ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_: Request<String>| async {
                 Ok::<_, std::convert::Infallible>(Response::new(String::new()))
-            },
-        ));
+            }));
         let mut out = Vec::new();
         for (target, principal) in requests {
             let (method, path) = target.split_once(' ').expect("METHOD /path");
@@ -694,7 +720,11 @@ async fn report_only_limits_let_everything_through_and_still_report() {
             LimitKey::ApiKey,
             Quota::per_minute(1),
         ))
-        .limit(Limit::new("everyone", LimitKey::Shared, Quota::per_minute(1)))
+        .limit(Limit::new(
+            "everyone",
+            LimitKey::Shared,
+            Quota::per_minute(1),
+        ))
         .dangerous_report_only()
         .build()
         .expect("limits");
@@ -1042,7 +1072,11 @@ async fn a_per_ip_limit_does_not_fall_back_to_the_proxy_address() {
         .build()
         .expect("shield");
     let per_ip = RateLimitLayer::builder()
-        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(100)))
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(100),
+        ))
         .build()
         .expect("limits");
     let app = app(fixture
@@ -1135,7 +1169,11 @@ async fn an_unknown_peer_address_is_refused_where_ip_protection_applies() {
 async fn ipv6_clients_are_counted_by_their_64() {
     let fixture = Fixture::new().await;
     let per_ip = RateLimitLayer::builder()
-        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(3)))
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(3),
+        ))
         .build()
         .expect("limits");
     let app = app(fixture
@@ -1145,34 +1183,51 @@ async fn ipv6_clients_are_counted_by_their_64() {
         .expect("gateway"));
     for host in 1..=3 {
         let peer = format!("[2001:db8:1:2::{host}]:1");
-        assert_eq!(send(&app, get_as(&fixture.viewer, &peer)).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer, &peer)).await.0,
+            StatusCode::OK
+        );
     }
-    let (status, headers, _) = send(&app, get_as(&fixture.viewer, "[2001:db8:1:2:ffff::9]:1")).await;
+    let (status, headers, _) =
+        send(&app, get_as(&fixture.viewer, "[2001:db8:1:2:ffff::9]:1")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["ratelimit-policy"], "\"per-ip\";q=3;w=60");
     assert_eq!(
-        send(&app, get_as(&fixture.viewer, "[2001:db8:1:3::1]:1")).await.0,
+        send(&app, get_as(&fixture.viewer, "[2001:db8:1:3::1]:1"))
+            .await
+            .0,
         StatusCode::OK
     );
     // IPv4 addresses have a bucket each, mapped ones included.
     assert_eq!(
-        send(&app, get_as(&fixture.viewer, "[::ffff:192.0.2.1]:1")).await.0,
+        send(&app, get_as(&fixture.viewer, "[::ffff:192.0.2.1]:1"))
+            .await
+            .0,
         StatusCode::OK
     );
     // A finer prefix is configurable.
     let per_host = RateLimitLayer::builder()
-        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(1)))
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(1),
+        ))
         .ipv6_prefix(128)
         .build()
         .expect("limits");
-    let app = self::app(fixture
-        .gateway()
-        .rate_limit_before_auth(per_host)
-        .build()
-        .expect("gateway"));
+    let app = self::app(
+        fixture
+            .gateway()
+            .rate_limit_before_auth(per_host)
+            .build()
+            .expect("gateway"),
+    );
     for host in 1..=3 {
         let peer = format!("[2001:db8:9::{host}]:1");
-        assert_eq!(send(&app, get_as(&fixture.viewer, &peer)).await.0, StatusCode::OK);
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer, &peer)).await.0,
+            StatusCode::OK
+        );
     }
     assert!(RateLimitLayer::builder().ipv6_prefix(0).build().is_err());
     assert!(RateLimitLayer::builder().ipv6_prefix(129).build().is_err());
@@ -1190,7 +1245,9 @@ async fn ipv6_clients_are_counted_by_their_64() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(code(&body), "blocked");
     assert_eq!(
-        send(&app, get_as(&fixture.viewer, "[2001:db8:7:8::1]:1")).await.0,
+        send(&app, get_as(&fixture.viewer, "[2001:db8:7:8::1]:1"))
+            .await
+            .0,
         StatusCode::OK
     );
     let blocks = fixture.seen.blocks.lock().expect("lock").clone();
@@ -1238,15 +1295,25 @@ async fn a_future_polled_after_it_answered_is_a_server_error() {
         (StatusCode::FORBIDDEN, StatusCode::INTERNAL_SERVER_ERROR)
     );
     let mut limited = RateLimitLayer::builder()
-        .limit(Limit::new("per-ip", LimitKey::ClientIp, Quota::per_minute(1)))
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(1),
+        ))
         .build()
         .expect("limits")
         .layer(bare());
-    limited.call(request("GET", "/", PEER, &[])).await.expect("first");
+    limited
+        .call(request("GET", "/", PEER, &[]))
+        .await
+        .expect("first");
     let refused = limited.call(request("GET", "/", PEER, &[]));
     assert_eq!(
         twice(refused),
-        (StatusCode::TOO_MANY_REQUESTS, StatusCode::INTERNAL_SERVER_ERROR)
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR
+        )
     );
 }
 
@@ -1351,9 +1418,10 @@ mod metrics_recorded {
             }
             let mut redirect = Response::new(bytes::Bytes::new());
             *redirect.status_mut() = StatusCode::FOUND;
-            redirect
-                .headers_mut()
-                .insert("location", "https://idp.example/authorize".parse().expect("uri"));
+            redirect.headers_mut().insert(
+                "location",
+                "https://idp.example/authorize".parse().expect("uri"),
+            );
             AuthFuture::ready(AuthOutcome::Respond(redirect))
         }
     }

@@ -109,7 +109,10 @@ mod tests {
             "\"thirds\";q=3;w=1"
         );
         // 10 per 500 ms refills in half a second: not a whole window, no field.
-        assert_eq!(policy("fast", Quota::new(10, Duration::from_millis(500))), None);
+        assert_eq!(
+            policy("fast", Quota::new(10, Duration::from_millis(500))),
+            None
+        );
         assert_eq!(policy("fast", Quota::per_second(20).burst(10)), None);
         assert_eq!(
             state(

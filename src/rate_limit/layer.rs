@@ -247,9 +247,10 @@ impl Evaluation {
                     None => continue,
                 },
             };
-            let Some(key) = limit
-                .key
-                .bucket(&limit.name, head.extensions, route, config.ipv6_prefix)
+            let Some(key) =
+                limit
+                    .key
+                    .bucket(&limit.name, head.extensions, route, config.ipv6_prefix)
             else {
                 if limit.key == LimitKey::ClientIp && !config.allow_unknown_ip {
                     // A per-IP limit cannot count a client it cannot name: refuse rather
@@ -342,7 +343,7 @@ impl Evaluation {
         &self,
         config: &Config,
         head: Head<'_>,
-    ) -> Result<Option<[HeaderValue; 2]>, Response<Bytes>> {
+    ) -> Result<Option<[HeaderValue; 2]>, Box<Response<Bytes>>> {
         if !self.applied {
             return Ok(None);
         }
@@ -352,7 +353,7 @@ impl Evaluation {
             let name = config.limits.get(limit).map_or("", |limit| &*limit.name);
             if !config.report_only {
                 self.observe(config, head, Outcome::Refused, Some((&rejection, name)));
-                return Err(rejection.render(&*config.renderer));
+                return Err(Box::new(rejection.render(&*config.renderer)));
             }
             if !reported {
                 self.observe(config, head, Outcome::WouldRefuse, Some((&rejection, name)));
@@ -374,7 +375,10 @@ impl Evaluation {
         let Some(policy) = &compiled.policy(*tier).header else {
             return Ok(None);
         };
-        Ok(Some([policy.clone(), headers::state(&compiled.name, state)]))
+        Ok(Some([
+            policy.clone(),
+            headers::state(&compiled.name, state),
+        ]))
     }
 
     fn observe(
@@ -450,7 +454,7 @@ where
         }
         match evaluation.finish(config, Head::of(&request)) {
             Ok(headers) => ResponseFuture::calling(self.inner.call(request), headers),
-            Err(refusal) => ResponseFuture::answered(refusal),
+            Err(refusal) => ResponseFuture::answered(*refusal),
         }
     }
 }
@@ -542,7 +546,9 @@ where
                 }
                 StateProj::Checking { pending } => {
                     let Some(waiting) = pending.as_mut() else {
-                        return Poll::Ready(Ok(unreachable_response().map(ResponseBody::rejection)));
+                        return Poll::Ready(
+                            Ok(unreachable_response().map(ResponseBody::rejection)),
+                        );
                     };
                     let answer = ready!(Pin::new(&mut waiting.check.answer).poll(cx));
                     let (limit, tier) = (waiting.check.limit, waiting.check.tier);
@@ -576,7 +582,7 @@ where
                         Ok(headers) => headers,
                         Err(refusal) => {
                             state.set(State::Answered {
-                                response: Some(refusal),
+                                response: Some(*refusal),
                             });
                             continue;
                         }

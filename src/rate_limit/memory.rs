@@ -327,7 +327,12 @@ impl MemoryRateLimitStore {
 
     /// Checks `key` in `buckets`.
     fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
-        let key = self.admit(buckets, check.limit, check.quota, StoredKey::from(check.key));
+        let key = self.admit(
+            buckets,
+            check.limit,
+            check.quota,
+            StoredKey::from(check.key),
+        );
         let interval = check.quota.interval();
         let burst = check.quota.burst_size();
         STORED.set(None);
@@ -494,7 +499,10 @@ mod tests {
             check(&store, "key-9", quota).await;
         }
         assert!(check(&store, "newcomer", quota).await.allowed);
-        assert!(!check(&store, "key-9", quota).await.allowed, "key-9 was kept");
+        assert!(
+            !check(&store, "key-9", quota).await.allowed,
+            "key-9 was kept"
+        );
         assert!(store.len() <= 10, "{} buckets", store.len());
     }
 }

@@ -675,11 +675,20 @@ mod tests {
         let store = MemoryBlockStore::new(10);
         for i in 0..10u32 {
             let source = BlockSource::Ip(IpAddr::from((i + 1).to_be_bytes()));
-            assert!(store.record_failure(&source, &policy).await.blocked.is_some());
+            assert!(
+                store
+                    .record_failure(&source, &policy)
+                    .await
+                    .blocked
+                    .is_some()
+            );
         }
         tokio::time::advance(Duration::from_secs(121)).await;
         let count = store.record_failure(&source(), &policy).await;
-        assert_eq!(count, FailureCount::new(1, Some((1, Duration::from_secs(10)))));
+        assert_eq!(
+            count,
+            FailureCount::new(1, Some((1, Duration::from_secs(10))))
+        );
         assert_eq!(store.len(), 1);
     }
 

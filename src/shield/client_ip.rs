@@ -194,7 +194,10 @@ pub(crate) fn counting_key(address: IpAddr, v6_prefix: u8) -> IpAddr {
 }
 
 /// Checks an IPv6 prefix length for counting: 1 to 128.
-pub(crate) fn check_v6_prefix(prefix: u8, setting: &'static str) -> Result<(), crate::error::ConfigError> {
+pub(crate) fn check_v6_prefix(
+    prefix: u8,
+    setting: &'static str,
+) -> Result<(), crate::error::ConfigError> {
     if (1..=128).contains(&prefix) {
         Ok(())
     } else {
@@ -454,7 +457,11 @@ mod tests {
     #[test]
     fn no_peer_address_is_unknown() {
         let resolver = resolver(&[], ForwardedHeader::XForwardedFor);
-        let parts = http::Request::get("/").body(()).expect("request").into_parts().0;
+        let parts = http::Request::get("/")
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
         assert_eq!(
             resolver.resolve(&parts.headers, &parts.extensions),
             Err(UnknownClient::NoPeer)
@@ -476,9 +483,18 @@ mod tests {
 
     #[test]
     fn ipv6_is_counted_by_its_prefix_and_ipv4_as_is() {
-        assert_eq!(counting_key(ip("2001:db8:1:2:aaaa::1"), 64), ip("2001:db8:1:2::"));
-        assert_eq!(counting_key(ip("2001:db8:1:2:ffff::9"), 64), ip("2001:db8:1:2::"));
-        assert_eq!(counting_key(ip("2001:db8:1:3::1"), 64), ip("2001:db8:1:3::"));
+        assert_eq!(
+            counting_key(ip("2001:db8:1:2:aaaa::1"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            counting_key(ip("2001:db8:1:2:ffff::9"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            counting_key(ip("2001:db8:1:3::1"), 64),
+            ip("2001:db8:1:3::")
+        );
         assert_eq!(counting_key(ip("2001:db8:1:3::1"), 48), ip("2001:db8:1::"));
         assert_eq!(counting_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
         assert_eq!(counting_key(ip("192.0.2.7"), 64), ip("192.0.2.7"));

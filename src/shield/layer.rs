@@ -561,7 +561,9 @@ where
                 } => {
                     let block = ready!(Pin::new(&mut *check).poll(cx));
                     let Some(waiting) = pending.as_mut() else {
-                        return Poll::Ready(Ok(unreachable_response().map(ResponseBody::rejection)));
+                        return Poll::Ready(
+                            Ok(unreachable_response().map(ResponseBody::rejection)),
+                        );
                     };
                     let Pending {
                         config,
@@ -634,7 +636,9 @@ where
                         response,
                     } = &mut **recording;
                     let Some((policy, store)) = &config.brute_force else {
-                        return Poll::Ready(Ok(unreachable_response().map(ResponseBody::rejection)));
+                        return Poll::Ready(
+                            Ok(unreachable_response().map(ResponseBody::rejection)),
+                        );
                     };
                     if let (Some((offence, duration)), Some(source)) =
                         (count.blocked, sources[*current].as_ref())

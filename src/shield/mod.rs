@@ -89,13 +89,13 @@ use crate::route::RouteTable;
 
 pub(crate) use self::client_ip::connection_peer;
 #[cfg(feature = "rate-limit")]
-pub(crate) use self::client_ip::{DEFAULT_V6_PREFIX, check_v6_prefix, counting_key};
-#[cfg(feature = "rate-limit")]
 pub(crate) use self::client_ip::{ClientIpUnknown, UnknownClient};
 #[cfg(feature = "rate-limit")]
-pub(crate) use self::layer::unknown_client;
+pub(crate) use self::client_ip::{DEFAULT_V6_PREFIX, check_v6_prefix, counting_key};
 #[cfg(feature = "rate-limit")]
 pub(crate) use self::layer::seconds;
+#[cfg(feature = "rate-limit")]
+pub(crate) use self::layer::unknown_client;
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
 /// checked by [`build`](Self::build).
