@@ -1567,7 +1567,7 @@ mod metrics_recorded {
             decisions(&[
                 ("stage", "authorize"),
                 ("outcome", "allowed"),
-                ("http.route", "GET /orders"),
+                ("http.route", "/orders"),
                 ("http.request.method", "GET")
             ]),
             // The first request, the rate-limited one (limits come after the rules) and
