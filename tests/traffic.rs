@@ -1551,7 +1551,8 @@ mod metrics_recorded {
             decisions(&[
                 ("stage", "rate_limit"),
                 ("outcome", "refused"),
-                ("reason", "rate_limited")
+                ("reason", "rate_limited"),
+                ("http.route", "/orders")
             ]),
             1
         );
@@ -1923,6 +1924,9 @@ mod audit_log {
         for event in &events {
             assert_eq!(event["key_id"], viewer_key_id.as_str(), "{event}");
         }
+        // The limits after authentication name the rule the gateway matched.
+        assert_eq!(refused["rule"], "GET /orders");
+        assert_eq!(refused["route"], "/orders");
         let authorized = &events[1];
         assert_eq!(authorized["rule"], "GET /orders");
         assert_eq!(authorized["route"], "/orders");

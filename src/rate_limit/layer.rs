@@ -394,7 +394,7 @@ impl Evaluation {
             reason: refusal.map(|(rejection, _)| rejection.reason()),
             cause: refusal.and_then(|(rejection, _)| rejection.cause()),
             status: refusal.map(|(rejection, _)| rejection.status()),
-            route: None,
+            route: matched_rule(head.extensions),
             method: head.method,
             path: head.path,
             principal: head.extensions.get::<Principal>(),
@@ -402,6 +402,22 @@ impl Evaluation {
             limit: refusal.map(|(_, name)| name),
             started: self.started,
         });
+    }
+}
+
+/// The rule the gateway matched, when the limits run after its authentication (the
+/// per-identity limits); `None` before it or alone.
+fn matched_rule(extensions: &Extensions) -> Option<&str> {
+    #[cfg(feature = "authz")]
+    {
+        extensions
+            .get::<crate::authenticate::Challenges>()
+            .and_then(crate::authenticate::Challenges::route_text)
+    }
+    #[cfg(not(feature = "authz"))]
+    {
+        let _ = extensions;
+        None
     }
 }
 
