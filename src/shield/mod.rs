@@ -228,7 +228,10 @@ impl ShieldBuilder {
     /// The address is unknown when the server gives no connection address (axum served
     /// without `ConnectInfo`: refused with 503 `unavailable`, cause `client_ip_unknown`) or
     /// when a trusted proxy forwards a hop that is not an address (refused with 400
-    /// `invalid_request`, cause `forwarded_header_unreadable`). Defaults to refusing.
+    /// `invalid_request`, cause `forwarded_header_unreadable`). Defaults to refusing. Limits
+    /// keyed by client IP behind the shield have their own opt-out
+    /// (`RateLimitBuilder::insecure_allow_unknown_client_ip`): they never fall back to the
+    /// connection's address when the shield found the client unknown.
     pub fn insecure_allow_unknown_client_ip(mut self) -> Self {
         self.allow_unknown_ip = true;
         self
