@@ -69,10 +69,13 @@
 //! # Ok(()) }
 //! ```
 
+mod checks;
+mod future;
 mod headers;
 mod layer;
 mod limit;
 mod memory;
+mod service;
 mod store;
 
 use std::collections::HashSet;
@@ -80,11 +83,15 @@ use std::fmt;
 use std::sync::Arc;
 
 #[doc(inline)]
-pub use self::layer::{RateLimit, RateLimitLayer, ResponseFuture};
+pub use self::future::ResponseFuture;
+#[doc(inline)]
+pub use self::layer::RateLimitLayer;
 #[doc(inline)]
 pub use self::limit::{BucketKey, Limit, LimitKey, Quota, Tier};
 #[doc(inline)]
 pub use self::memory::MemoryRateLimitStore;
+#[doc(inline)]
+pub use self::service::RateLimit;
 #[doc(inline)]
 pub use self::store::{LimitCheck, LimitState, RateLimitStore};
 #[doc(inline)]
