@@ -56,9 +56,12 @@
 //! ```
 
 mod brute_force;
+mod checks;
 pub(crate) mod client_ip;
+mod future;
 pub(crate) mod ip_rules;
 mod layer;
+mod service;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -73,7 +76,11 @@ pub use self::brute_force::{
 #[doc(inline)]
 pub use self::client_ip::ForwardedHeader;
 #[doc(inline)]
-pub use self::layer::{ResponseFuture, Shield, ShieldLayer};
+pub use self::future::ResponseFuture;
+#[doc(inline)]
+pub use self::layer::ShieldLayer;
+#[doc(inline)]
+pub use self::service::Shield;
 #[doc(inline)]
 pub use crate::store::StoreFuture;
 
@@ -87,15 +94,15 @@ use crate::observe::{Observe, default_observer};
 use crate::rejection::{RejectionResponse, default_renderer};
 use crate::route::RouteTable;
 
+#[cfg(feature = "rate-limit")]
+pub(crate) use self::checks::seconds;
+#[cfg(feature = "rate-limit")]
+pub(crate) use self::checks::unknown_client;
 pub(crate) use self::client_ip::connection_peer;
 #[cfg(feature = "rate-limit")]
 pub(crate) use self::client_ip::{ClientIpUnknown, UnknownClient};
 #[cfg(feature = "rate-limit")]
 pub(crate) use self::client_ip::{DEFAULT_V6_PREFIX, check_v6_prefix, counting_key};
-#[cfg(feature = "rate-limit")]
-pub(crate) use self::layer::seconds;
-#[cfg(feature = "rate-limit")]
-pub(crate) use self::layer::unknown_client;
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
 /// checked by [`build`](Self::build).
