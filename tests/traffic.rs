@@ -52,6 +52,8 @@ type Block = (BlockAction, String, u32, u32, Duration);
 #[derive(Default)]
 struct Seen {
     decisions: Mutex<Vec<Observed>>,
+    /// The stage and route of each decision.
+    routes: Mutex<Vec<(Stage, Option<String>)>>,
     blocks: Mutex<Vec<Block>>,
 }
 
@@ -63,6 +65,10 @@ impl Observe for Seen {
             d.reason,
             d.limit.map(str::to_owned),
         ));
+        self.routes
+            .lock()
+            .expect("lock")
+            .push((d.stage, d.route.map(str::to_owned)));
     }
     fn block(&self, e: &BlockEvent<'_>) {
         self.blocks.lock().expect("lock").push((
@@ -914,6 +920,20 @@ async fn deny_lists_and_per_route_allow_lists() {
     assert_eq!(
         send(&app, post("198.51.100.7:1")).await.0,
         StatusCode::FORBIDDEN
+    );
+    // The shield's decision names the per-route rule that refused it.
+    let last_shield = fixture
+        .seen
+        .routes
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(stage, _)| *stage == Stage::Shield)
+        .cloned();
+    assert_eq!(
+        last_shield,
+        Some((Stage::Shield, Some("POST /orders".to_owned())))
     );
     // The allow list is the route's only.
     assert_eq!(

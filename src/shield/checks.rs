@@ -34,6 +34,7 @@ pub(crate) fn unknown_client(unknown: UnknownClient) -> Rejection {
 pub(super) fn observe<B>(
     config: &Config,
     request: &Request<B>,
+    route: Option<usize>,
     outcome: Outcome,
     rejection: Option<&Rejection>,
     started: Instant,
@@ -44,7 +45,10 @@ pub(super) fn observe<B>(
         reason: rejection.map(Rejection::reason),
         cause: rejection.and_then(Rejection::cause),
         status: rejection.map(Rejection::status),
-        route: None,
+        // The per-route IP rule that matched, as written.
+        route: route
+            .and_then(|index| config.routes.entry(index))
+            .map(|(rule, _)| rule),
         method: request.method(),
         path: request.uri().path(),
         principal: None,
@@ -61,6 +65,8 @@ pub(super) struct Checks {
     /// Whether a would-be refusal was reported (report-only mode).
     pub(super) reported: bool,
     pub(super) started: Instant,
+    /// The per-route IP rule that matched (its index in the shield's route table).
+    pub(super) route: Option<usize>,
 }
 
 impl Checks {
@@ -93,6 +99,7 @@ impl Checks {
                         observe(
                             config,
                             request,
+                            self.route,
                             Outcome::WouldRefuse,
                             Some(&rejection),
                             self.started,
@@ -104,6 +111,7 @@ impl Checks {
                 observe(
                     config,
                     request,
+                    self.route,
                     Outcome::Refused,
                     Some(&rejection),
                     self.started,
@@ -122,7 +130,14 @@ impl Checks {
     /// Every source passed: report it.
     pub(super) fn pass<B>(&self, config: &Config, request: &Request<B>) {
         if !self.reported {
-            observe(config, request, Outcome::Allowed, None, self.started);
+            observe(
+                config,
+                request,
+                self.route,
+                Outcome::Allowed,
+                None,
+                self.started,
+            );
         }
     }
 }

@@ -73,10 +73,9 @@ where
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         let started = Instant::now();
-        let route_rules = config
-            .routes
-            .at(request.method(), request.uri().path())
-            .map(|matched| matched.value);
+        let matched = config.routes.at(request.method(), request.uri().path());
+        let route = matched.as_ref().map(|matched| matched.index);
+        let route_rules = matched.map(|matched| matched.value);
         let address = match config
             .resolver
             .resolve(request.headers(), request.extensions())
@@ -96,6 +95,7 @@ where
                     observe(
                         config,
                         &request,
+                        route,
                         Outcome::Refused,
                         Some(&rejection),
                         started,
@@ -112,6 +112,7 @@ where
             observe(
                 config,
                 &request,
+                route,
                 Outcome::Refused,
                 Some(&rejection),
                 started,
@@ -120,7 +121,7 @@ where
         }
         let Some((policy, store)) = &config.brute_force else {
             if !config.global.is_empty() || route_rules.is_some() {
-                observe(config, &request, Outcome::Allowed, None, started);
+                observe(config, &request, route, Outcome::Allowed, None, started);
             }
             return ResponseFuture::calling(self.inner.call(request), None);
         };
@@ -142,6 +143,7 @@ where
             index: 0,
             reported: false,
             started,
+            route,
         };
         // The in-process store answers at once: decide here while every answer is ready.
         while let Some(source) = checks.next_source(&sources) {
