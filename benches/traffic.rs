@@ -125,7 +125,10 @@ fn shield(c: &mut Criterion) {
     let blocked: SocketAddr = "203.0.113.9:40000".parse().expect("address");
     let denied: SocketAddr = "192.0.2.1:40000".parse().expect("address");
 
-    let policy = BruteForce::new().threshold(3, Duration::from_secs(600));
+    // A one-hour block: the default 60 s could end in the middle of a measurement.
+    let policy = BruteForce::new()
+        .threshold(3, Duration::from_secs(600))
+        .block_for(Duration::from_secs(3600), Duration::from_secs(3600));
     let store = Arc::new(MemoryBlockStore::new(100_000));
     for _ in 0..3 {
         let source = BlockSource::Ip(blocked.ip());

@@ -77,7 +77,7 @@ use portcullis::api_key::{
 };
 use portcullis::authz::{RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
-use portcullis::observe::{MetricsObserver, TracingObserver};
+use portcullis::observe::{MetricsObserver, Observe, TracingObserver};
 use portcullis::rate_limit::{Limit, LimitKey, Quota, RateLimitLayer, Tier};
 use portcullis::shield::{BruteForce, ShieldLayer};
 use portcullis::validate::{RequestSchema, ValidationRules};
@@ -189,20 +189,22 @@ fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::
 }
 
 /// The shield: brute-force blocking of addresses that keep sending bad credentials.
-fn shield() -> Result<ShieldLayer, ConfigError> {
+fn shield(observer: Arc<dyn Observe>) -> Result<ShieldLayer, ConfigError> {
     ShieldLayer::builder()
         .brute_force(
             BruteForce::new()
                 .threshold(FAILURES, FAILURE_WINDOW)
                 .block_for(FIRST_BLOCK, MAX_BLOCK),
         )
+        .observer(observer)
         .build()
 }
 
 /// Per-IP limits, before any key is looked at.
-fn per_ip_limit() -> Result<RateLimitLayer, ConfigError> {
+fn per_ip_limit(observer: Arc<dyn Observe>) -> Result<RateLimitLayer, ConfigError> {
     RateLimitLayer::builder()
         .limit(Limit::new("per-ip", LimitKey::ClientIp, PER_IP))
+        .observer(observer)
         .build()
 }
 
@@ -262,8 +264,9 @@ type RelyingParty = portcullis::oidc::Oidc;
 #[cfg(not(feature = "oidc"))]
 type RelyingParty = NoOidc;
 
-/// The API, wrapped in the gateway: shield, per-IP limit, authentication, authorization,
-/// per-key limits, validation.
+/// The API, wrapped in the gateway (authentication, authorization, per-key limits,
+/// validation), the login routes around it, and the shield and per-IP limit around
+/// everything: so that the login and callback routes are shielded and limited too.
 fn app(
     store: Arc<MemoryKeyStore>,
     bearer: Option<BearerAuthenticator>,
@@ -279,13 +282,14 @@ fn app(
     if let Some(oidc) = &oidc {
         security = security.authenticate(oidc.clone());
     }
+    let observer: Arc<dyn Observe> = Arc::new((TracingObserver, MetricsObserver::new()));
+    // Without OpenID Connect, `.shield(..)` and `.rate_limit_before_auth(..)` on the gateway
+    // do the same; with it, they belong outside `OidcLayer` (below).
     let security = security
         .rules(rules()?)
         .validate(validation()?)
-        .shield(shield()?)
-        .rate_limit_before_auth(per_ip_limit()?)
         .rate_limit(per_key_limit()?)
-        .observer(Arc::new((TracingObserver, MetricsObserver::new())))
+        .observer(observer.clone())
         .build()?;
     let router = Router::new()
         .route("/", get(home))
@@ -308,7 +312,10 @@ fn app(
     };
     #[cfg(not(feature = "oidc"))]
     drop(oidc);
-    Ok(router)
+    // Outermost: the shield, then the per-IP limit, in front of the login routes as well.
+    Ok(router
+        .layer(per_ip_limit(observer.clone())?)
+        .layer(shield(observer)?))
 }
 
 async fn home() -> axum::response::Html<&'static str> {
@@ -454,7 +461,12 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>)
     let show = "-s -o /dev/null -w '%{http_code} '";
     println!();
     println!(
-        "# the per-IP limit at work: 25 quick requests, the last ones 429 (then wait {} s):",
+        "# The three commands below share this address's per-IP bucket and block: run them in \
+         this order, waiting as each says."
+    );
+    println!(
+        "# the per-IP limit at work: 25 quick requests, the last ones 429 (then wait {} s \
+         before the next command):",
         PER_IP.period().as_secs()
     );
     println!("for i in $(seq 25); do curl {show} {base}/health; done; echo");
@@ -473,8 +485,8 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>)
     }
     println!();
     println!(
-        "# brute force: bad keys from one address end in 429 with Retry-After (blocks this \
-         address for {} s):",
+        "# brute force, last: bad keys from one address end in 429 with Retry-After (blocks \
+         this address for {} s, every command above included):",
         FIRST_BLOCK.as_secs()
     );
     println!(

@@ -86,3 +86,12 @@ where
         }
     }
 }
+
+/// The answer of a response future polled in a state it cannot be in (polled again after it
+/// finished): 500, never a default 200 that would pass for the service's answer.
+#[cfg(any(feature = "shield", feature = "rate-limit"))]
+pub(crate) fn unreachable_response() -> http::Response<Bytes> {
+    let mut response = http::Response::new(Bytes::new());
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}

@@ -20,6 +20,9 @@ pub use self::validate::*;
 #[cfg(any(feature = "authz", feature = "validate"))]
 pub use self::route::*;
 
+#[cfg(feature = "shield")]
+pub use self::forwarded::*;
+
 #[cfg(feature = "api-key")]
 mod api_key {
     use crate::api_key::{FormatError, KeyFormat};
@@ -363,5 +366,63 @@ mod route {
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect();
         Some((*matched.value, params))
+    }
+}
+
+#[cfg(feature = "shield")]
+mod forwarded {
+    use std::net::IpAddr;
+    use std::sync::OnceLock;
+
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use crate::shield::client_ip::{forwarded_for, walk, x_forwarded_for};
+    use crate::shield::ip_rules::NetList;
+
+    /// The trusted proxies of the target: `10.0.0.0/8` and `2001:db8:ffff::/48`.
+    pub const FORWARDED_TRUSTED: [&str; 2] = ["10.0.0.0/8", "2001:db8:ffff::/48"];
+
+    fn trusted() -> &'static NetList {
+        static TRUSTED: OnceLock<NetList> = OnceLock::new();
+        TRUSTED.get_or_init(|| NetList::parse(FORWARDED_TRUSTED).expect("trusted ranges"))
+    }
+
+    /// Whether `address` (normalised) is one of [`FORWARDED_TRUSTED`].
+    pub fn forwarded_is_trusted(address: IpAddr) -> bool {
+        trusted().contains(address.to_canonical())
+    }
+
+    /// The client a request from the trusted `peer` resolves to, with these header `lines`
+    /// (`X-Forwarded-For` when `rfc7239` is false, else `Forwarded`; lines that are not valid
+    /// header values are skipped): `Some(address)`, or `None` when it is unknown. Also gives
+    /// each hop as the parser split it (raw bytes, from the right).
+    pub fn forwarded_client(
+        peer: IpAddr,
+        rfc7239: bool,
+        lines: &[&[u8]],
+    ) -> (Option<IpAddr>, Vec<Vec<u8>>) {
+        let name = if rfc7239 {
+            http::header::FORWARDED
+        } else {
+            HeaderName::from_static("x-forwarded-for")
+        };
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            if let Ok(value) = HeaderValue::from_bytes(line) {
+                headers.append(name.clone(), value);
+            }
+        }
+        let hops: Vec<Vec<u8>> = if rfc7239 {
+            forwarded_for(&headers).map(<[u8]>::to_vec).collect()
+        } else {
+            x_forwarded_for(&headers).map(<[u8]>::to_vec).collect()
+        };
+        let client = walk(
+            peer.to_canonical(),
+            trusted(),
+            hops.iter().map(Vec::as_slice),
+        )
+        .ok();
+        (client, hops)
     }
 }

@@ -3,7 +3,8 @@
 //! touching the layers.
 //!
 //! The default, [`TracingObserver`], turns each decision into one `tracing` event (targets
-//! `portcullis::authenticate`, `portcullis::authorize`, `portcullis::validate`). Install your
+//! `portcullis::authenticate`, `portcullis::authorize`, `portcullis::validate`,
+//! `portcullis::shield`, `portcullis::rate_limit`; block events at `portcullis::shield`). Install your
 //! own with `observer(...)` on a layer or on the gateway builder; wrap [`TracingObserver`]
 //! inside it to keep the events.
 //!
@@ -221,7 +222,8 @@ impl<A: Observe, B: Observe, C: Observe> Observe for (A, B, C) {
 pub enum BlockAction {
     /// The source is blocked from now on, for [`BlockEvent::duration`].
     Blocked,
-    /// The source's block is over (reported when it is next seen, or swept).
+    /// The source's block is over (reported when the source is next seen; one that never
+    /// comes back gets none).
     Unblocked,
 }
 

@@ -276,3 +276,103 @@ async fn rate_limits_and_blocks_work_on_a_redis_cluster() {
         BlockState::Blocked { .. }
     ));
 }
+
+/// IPv6 clients are keyed by their /64 on Redis as in process: addresses of one /64 share a
+/// per-IP bucket and a block across instances; another /64 does not.
+#[tokio::test]
+async fn ipv6_clients_share_a_64_across_instances() {
+    let redis = RedisServer::start();
+    let keys = Arc::new(MemoryKeyStore::new());
+    let stranger = MemoryKeyStore::new()
+        .issue(NewKey::for_owner("nobody"))
+        .await
+        .expect("issued elsewhere");
+    let instance = || {
+        let connection = connection(&redis.url());
+        let per_ip = RateLimitLayer::builder()
+            .limit(Limit::new(
+                "per-ip",
+                LimitKey::ClientIp,
+                Quota::per_minute(4),
+            ))
+            .store(Arc::new(RedisRateLimitStore::new(connection.clone())))
+            .build()
+            .expect("limits");
+        let shield = ShieldLayer::builder()
+            .brute_force(
+                BruteForce::new()
+                    .threshold(2, Duration::from_secs(60))
+                    .store(Arc::new(RedisBlockStore::new(connection))),
+            )
+            .build()
+            .expect("shield");
+        let gateway = GatewaySecurityLayer::builder()
+            .authenticate(ApiKeyAuthenticator::new(keys.clone()))
+            .rules(
+                RouteRules::builder()
+                    .route("GET /orders", authenticated())
+                    .build()
+                    .expect("rules"),
+            )
+            .shield(shield)
+            .rate_limit_before_auth(per_ip)
+            .build()
+            .expect("gateway");
+        Router::new()
+            .route("/orders", get(|| async { "orders" }))
+            .layer(gateway)
+    };
+    let instances = [instance(), instance()];
+    let from = |peer: &str| {
+        let mut request = get_with_key(stranger.key.expose_secret());
+        let peer: SocketAddr = peer.parse().expect("peer");
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    };
+    let status = |app: &Router, peer: &str| {
+        let request = from(peer);
+        let app = app.clone();
+        async move { app.oneshot(request).await.expect("infallible").status() }
+    };
+    // Two failures from two hosts of one /64, through two instances: the /64 is blocked.
+    assert_eq!(
+        status(&instances[0], "[2001:db8:5:6::1]:1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&instances[1], "[2001:db8:5:6::2]:1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&instances[0], "[2001:db8:5:6:ffff::3]:1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another /64 is not blocked.
+    assert_eq!(
+        status(&instances[1], "[2001:db8:5:7::1]:1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A good key from the hosts of a third /64, through both instances: one per-IP bucket
+    // of 4.
+    let good = issue(&keys, "alice").await;
+    let mut allowed = 0;
+    for host in 1..=6 {
+        let mut request = get_with_key(good.key.expose_secret());
+        let peer: SocketAddr = format!("[2001:db8:5:8::{host}]:1").parse().expect("peer");
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = instances[host % 2]
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        match response.status() {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert_eq!(
+                response.extensions().get::<Reason>().copied(),
+                Some(Reason::RateLimited)
+            ),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(allowed, 4);
+}

@@ -52,6 +52,8 @@ type Block = (BlockAction, String, u32, u32, Duration);
 #[derive(Default)]
 struct Seen {
     decisions: Mutex<Vec<Observed>>,
+    /// The stage and route of each decision.
+    routes: Mutex<Vec<(Stage, Option<String>)>>,
     blocks: Mutex<Vec<Block>>,
 }
 
@@ -63,6 +65,10 @@ impl Observe for Seen {
             d.reason,
             d.limit.map(str::to_owned),
         ));
+        self.routes
+            .lock()
+            .expect("lock")
+            .push((d.stage, d.route.map(str::to_owned)));
     }
     fn block(&self, e: &BlockEvent<'_>) {
         self.blocks.lock().expect("lock").push((
@@ -90,6 +96,8 @@ struct Fixture {
     store: Arc<CountingStore>,
     admin: IssuedKey,
     viewer: IssuedKey,
+    /// Another viewer: the same tier and quota as `viewer`.
+    viewer2: IssuedKey,
     gold: IssuedKey,
     /// A well-formed key this store never issued: every use is a store lookup and a 401.
     stranger: IssuedKey,
@@ -105,6 +113,7 @@ impl Fixture {
         };
         let admin = issue(NewKey::for_owner("ada").roles(["admin"])).await;
         let viewer = issue(NewKey::for_owner("vic").roles(["viewer"])).await;
+        let viewer2 = issue(NewKey::for_owner("val").roles(["viewer"])).await;
         let gold = issue(
             NewKey::for_owner("gil")
                 .roles(["viewer"])
@@ -119,6 +128,7 @@ impl Fixture {
             store,
             admin,
             viewer,
+            viewer2,
             gold,
             stranger,
             seen: Arc::new(Seen::default()),
@@ -231,13 +241,19 @@ async fn per_key_limits_are_independent_and_tiered() {
     assert_eq!(code(&body), "rate_limited");
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(headers["retry-after"], "30");
-    // Another key of the same tier, from the same address, has its own bucket.
+    // Another key of the same tier and quota, from the same address, has its own bucket.
+    for _ in 0..2 {
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer2, PEER)).await.0,
+            StatusCode::OK
+        );
+    }
     assert_eq!(
-        send(&app, get_as(&fixture.gold, PEER)).await.0,
-        StatusCode::OK
+        send(&app, get_as(&fixture.viewer2, PEER)).await.0,
+        StatusCode::TOO_MANY_REQUESTS
     );
     // Tiers: the gold plan (key metadata) allows 5, the admin role 100.
-    for _ in 0..4 {
+    for _ in 0..5 {
         assert_eq!(
             send(&app, get_as(&fixture.gold, PEER)).await.0,
             StatusCode::OK
@@ -363,6 +379,274 @@ async fn several_limits_all_apply_and_anonymous_callers_skip_identity_limits() {
     }
 }
 
+/// A key over its own limit is refused before the route's shared bucket is asked, whatever
+/// order the limits were added in: it cannot drain the bucket everyone shares.
+#[tokio::test(start_paused = true)]
+async fn a_refused_request_does_not_use_up_a_shared_bucket() {
+    let fixture = Fixture::new().await;
+    let limits = RateLimitLayer::builder()
+        .limit(
+            Limit::new("orders-total", LimitKey::Shared, Quota::per_minute(3))
+                .routes(["GET /orders"]),
+        )
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(1),
+        ))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit(limits)
+        .build()
+        .expect("gateway"));
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, PEER)).await.0,
+        StatusCode::OK
+    );
+    for _ in 0..5 {
+        let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["ratelimit-policy"], "\"per-key\";q=1;w=60");
+    }
+    // The shared bucket still has the two requests the viewer did not get.
+    assert_eq!(
+        send(&app, get_as(&fixture.gold, PEER)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, get_as(&fixture.admin, PEER)).await.0,
+        StatusCode::OK
+    );
+}
+
+/// `q` is the burst and `w` the time to refill it, so `r` never exceeds `q`; a quota whose
+/// window is not whole seconds cannot be advertised and is a build error while the fields
+/// are on.
+#[tokio::test(start_paused = true)]
+async fn ratelimit_policy_advertises_the_burst_and_its_refill_time() {
+    let fixture = Fixture::new().await;
+    let bursty = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(6).burst(3),
+        ))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit(bursty)
+        .build()
+        .expect("gateway"));
+    let (_, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+    assert_eq!(headers["ratelimit-policy"], "\"per-key\";q=3;w=30");
+    assert_eq!(headers["ratelimit"], "\"per-key\";r=2;t=10");
+
+    let half_second = || {
+        RateLimitLayer::builder().limit(Limit::new(
+            "fast",
+            LimitKey::ApiKey,
+            Quota::new(10, Duration::from_millis(500)),
+        ))
+    };
+    assert!(matches!(
+        half_second().build(),
+        Err(ConfigError::InvalidRateLimit { .. })
+    ));
+    // Without the fields, the quota is fine, and its refusals carry none.
+    let quiet = half_second()
+        .response_headers(false)
+        .build()
+        .expect("limits");
+    let app = self::app(
+        fixture
+            .gateway()
+            .rate_limit(quiet)
+            .build()
+            .expect("gateway"),
+    );
+    for _ in 0..10 {
+        send(&app, get_as(&fixture.gold, PEER)).await;
+    }
+    let (status, headers, _) = send(&app, get_as(&fixture.gold, PEER)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    assert!(!headers.contains_key("ratelimit-policy"));
+    assert!(!headers.contains_key("ratelimit"));
+}
+
+/// A store that cannot answer (an outage, failing open) gives no `RateLimit` field rather
+/// than `r=0;t=0` on every response.
+#[tokio::test(start_paused = true)]
+async fn no_ratelimit_fields_while_the_store_cannot_answer() {
+    use portcullis::rate_limit::{LimitCheck, LimitState, RateLimitStore, StoreFuture};
+
+    struct Down;
+    impl RateLimitStore for Down {
+        fn check(&self, _: &LimitCheck<'_>) -> StoreFuture<LimitState> {
+            StoreFuture::ready(LimitState::unknown())
+        }
+    }
+    let fixture = Fixture::new().await;
+    let limits = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(1),
+        ))
+        .store(Arc::new(Down))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit(limits)
+        .build()
+        .expect("gateway"));
+    for _ in 0..3 {
+        let (status, headers, _) = send(&app, get_as(&fixture.viewer, PEER)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key("ratelimit"), "{headers:?}");
+        assert!(!headers.contains_key("ratelimit-policy"));
+    }
+}
+
+/// The keys by subject (with its issuer), OAuth client and tenant, and by route, each with
+/// one quota of 1 per minute: whose requests share a bucket and whose do not.
+#[tokio::test(start_paused = true)]
+async fn subject_client_tenant_and_route_keys() {
+    use portcullis::{AuthMethod, Principal};
+    use tower::{Service, service_fn};
+
+    async fn status(
+        key: LimitKey,
+        routes: &[&str],
+        requests: &[(&str, Option<Principal>)],
+    ) -> Vec<u16> {
+        let mut limit = Limit::new("only", key, Quota::per_minute(1));
+        if !routes.is_empty() {
+            limit = limit.routes(routes.iter().copied());
+        }
+        let layer = RateLimitLayer::builder()
+            .limit(limit)
+            .build()
+            .expect("limits");
+        let mut service = tower::ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+            }));
+        let mut out = Vec::new();
+        for (target, principal) in requests {
+            let (method, path) = target.split_once(' ').expect("METHOD /path");
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(String::new())
+                .expect("request");
+            if let Some(principal) = principal {
+                request.extensions_mut().insert(principal.clone());
+            }
+            let response = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(request)
+                .await
+                .expect("infallible");
+            out.push(response.status().as_u16());
+        }
+        out
+    }
+    let person = |subject: &str, issuer: &str| {
+        Principal::builder(subject, AuthMethod::Bearer)
+            .issuer(issuer)
+            .build()
+    };
+    let a = "https://a.example";
+    let b = "https://b.example";
+    let get = "GET /orders";
+    // Subject: the same subject from another issuer is another caller.
+    assert_eq!(
+        status(
+            LimitKey::Subject,
+            &[],
+            &[
+                (get, Some(person("sam", a))),
+                (get, Some(person("sam", a))),
+                (get, Some(person("sam", b))),
+                (get, Some(person("sid", a))),
+                (get, None),
+            ]
+        )
+        .await,
+        [200, 429, 200, 200, 200]
+    );
+    // Client: the `client_id` claim, else `azp`; a caller without either is not limited.
+    let client = |claim: &str, id: &str| {
+        let mut claims = serde_json::Map::new();
+        claims.insert(claim.to_owned(), serde_json::Value::from(id));
+        Some(
+            Principal::builder("someone", AuthMethod::Bearer)
+                .claims(claims)
+                .build(),
+        )
+    };
+    assert_eq!(
+        status(
+            LimitKey::ClientId,
+            &[],
+            &[
+                (get, client("client_id", "app-1")),
+                (get, client("azp", "app-1")),
+                (get, client("client_id", "app-2")),
+                (get, Some(person("sam", a))),
+                (get, Some(person("sam", a))),
+            ]
+        )
+        .await,
+        [200, 429, 200, 200, 200]
+    );
+    // Tenant: two subjects of one tenant share a bucket.
+    let member = |subject: &str, tenant: &str| {
+        Some(
+            Principal::builder(subject, AuthMethod::Bearer)
+                .tenant(tenant)
+                .build(),
+        )
+    };
+    assert_eq!(
+        status(
+            LimitKey::Tenant,
+            &[],
+            &[
+                (get, member("sam", "acme")),
+                (get, member("sid", "acme")),
+                (get, member("sam", "globex")),
+            ]
+        )
+        .await,
+        [200, 429, 200]
+    );
+    // Route: one bucket per pattern, whoever calls; paths matching one pattern share it.
+    assert_eq!(
+        status(
+            LimitKey::Route,
+            &["GET /orders/{id}", "GET /users/{id}"],
+            &[
+                ("GET /orders/1", None),
+                ("GET /orders/2", Some(person("sam", a))),
+                ("GET /users/1", None),
+                ("GET /health", None),
+                ("GET /health", None),
+            ]
+        )
+        .await,
+        [200, 429, 200, 200, 200]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_pre_auth_ip_limit_stops_a_flood_before_the_key_store() {
     let fixture = Fixture::new().await;
@@ -435,10 +719,16 @@ async fn an_identity_limit_before_authentication_is_a_config_error() {
 #[tokio::test(start_paused = true)]
 async fn report_only_limits_let_everything_through_and_still_report() {
     let fixture = Fixture::new().await;
+    // Two limits that both would refuse: still one decision per request.
     let shadow = RateLimitLayer::builder()
         .limit(Limit::new(
             "per-key",
             LimitKey::ApiKey,
+            Quota::per_minute(1),
+        ))
+        .limit(Limit::new(
+            "everyone",
+            LimitKey::Shared,
             Quota::per_minute(1),
         ))
         .dangerous_report_only()
@@ -586,7 +876,8 @@ async fn report_only_brute_force_blocks_nothing_and_reports() {
         StatusCode::OK
     );
     assert_eq!(fixture.seen.blocks.lock().expect("lock").len(), 1);
-    assert!(fixture.seen.count(Stage::Shield, Outcome::WouldRefuse) >= 3);
+    // The two failures after the block and the good key: one report each.
+    assert_eq!(fixture.seen.count(Stage::Shield, Outcome::WouldRefuse), 3);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -629,6 +920,20 @@ async fn deny_lists_and_per_route_allow_lists() {
     assert_eq!(
         send(&app, post("198.51.100.7:1")).await.0,
         StatusCode::FORBIDDEN
+    );
+    // The shield's decision names the per-route rule that refused it.
+    let last_shield = fixture
+        .seen
+        .routes
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(stage, _)| *stage == Stage::Shield)
+        .cloned();
+    assert_eq!(
+        last_shield,
+        Some((Stage::Shield, Some("POST /orders".to_owned())))
     );
     // The allow list is the route's only.
     assert_eq!(
@@ -718,6 +1023,320 @@ async fn a_spoofed_forwarded_for_counts_only_behind_trusted_proxies() {
     assert_eq!(body, "2001:db8:cafe::17");
 }
 
+/// A client behind a trusted proxy sends `X-Forwarded-For` bytes that are not text; the
+/// proxy appends the real address on the same line. The real address still counts, and an
+/// unreadable hop never resolves to the proxy (which would escape per-IP limits, get the
+/// proxy blocked, and pass allow lists holding the proxies' range).
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_forwarded_hop_never_makes_the_proxy_the_client() {
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .trusted_proxies(["10.0.0.0/8"])
+        .deny(["203.0.113.9"])
+        .route_allow("POST /orders", ["10.0.0.0/8"])
+        .brute_force(brute_force())
+        .build()
+        .expect("shield");
+    let app = app(fixture.gateway().shield(shield).build().expect("gateway"));
+    let through_proxy = |method: &str, xff: &[u8]| {
+        let mut request = request(
+            method,
+            "/orders",
+            "10.0.0.2:443",
+            &[("x-api-key", fixture.admin.key.expose_secret())],
+        );
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(xff).expect("obs-text is a valid value"),
+        );
+        request
+    };
+    // The denied client's address, appended after the garbage: still denied.
+    let (status, _, body) = send(&app, through_proxy("GET", b"\xff, 203.0.113.9")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&body), "ip_denied");
+    let (status, _, body) = send(&app, through_proxy("GET", b"\xff, 198.51.100.1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "198.51.100.1");
+    // Only garbage (or garbage behind trusted hops): the client is unknown, refused; the
+    // allow list of the proxies' range is not passed.
+    for xff in [&b"\xff"[..], b"\xff, 10.0.0.3", b"nonsense"] {
+        let (status, _, body) = send(&app, through_proxy("POST", xff)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{xff:?}");
+        assert_eq!(code(&body), "invalid_request");
+    }
+    // Nor can such requests get the proxy blocked: failures with garbage are refused
+    // before they count, and a well-formed request through the proxy still passes.
+    for _ in 0..5 {
+        let mut bad = through_proxy("GET", b"\xff");
+        bad.headers_mut().insert(
+            "x-api-key",
+            fixture.stranger.key.expose_secret().parse().expect("key"),
+        );
+        send(&app, bad).await;
+    }
+    assert!(fixture.seen.blocks.lock().expect("lock").is_empty());
+    assert_eq!(fixture.lookups(), 1);
+    let (status, _, body) = send(&app, through_proxy("GET", b"198.51.100.2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "198.51.100.2");
+}
+
+/// A request from a trusted proxy with an unreadable `X-Forwarded-For`, and a per-IP limit
+/// behind a shield that has no IP rules: the limit must not count the proxy instead.
+#[tokio::test(start_paused = true)]
+async fn a_per_ip_limit_does_not_fall_back_to_the_proxy_address() {
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .trusted_proxies(["10.0.0.0/8"])
+        .build()
+        .expect("shield");
+    let per_ip = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(100),
+        ))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .shield(shield)
+        .rate_limit_before_auth(per_ip)
+        .build()
+        .expect("gateway"));
+    let mut garbage = get_as(&fixture.viewer, "10.0.0.2:443");
+    garbage.headers_mut().insert(
+        "x-forwarded-for",
+        http::HeaderValue::from_bytes(b"\xff").expect("value"),
+    );
+    let (status, _, body) = send(&app, garbage).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "invalid_request");
+    assert_eq!(fixture.lookups(), 0);
+}
+
+/// Served without `ConnectInfo`, the peer's address is unknown: where IP rules, brute
+/// force or a per-IP limit apply, the request is refused with 503 (a deny list does not
+/// admit everyone), unless the `insecure_` opt-out says otherwise.
+#[tokio::test(start_paused = true)]
+async fn an_unknown_peer_address_is_refused_where_ip_protection_applies() {
+    let fixture = Fixture::new().await;
+    let without_peer = || {
+        Request::get("/orders")
+            .header("x-api-key", fixture.viewer.key.expose_secret())
+            .body(Body::empty())
+            .expect("request")
+    };
+    let shielded = |builder: portcullis::shield::ShieldBuilder| {
+        app(fixture
+            .gateway()
+            .shield(builder.build().expect("shield"))
+            .build()
+            .expect("gateway"))
+    };
+    for shield in [
+        ShieldLayer::builder().deny(["192.0.2.0/24"]),
+        ShieldLayer::builder().route_allow("GET /orders", ["10.0.0.0/8"]),
+        ShieldLayer::builder().brute_force(brute_force()),
+    ] {
+        let (status, _, body) = send(&shielded(shield), without_peer()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code(&body), "unavailable");
+    }
+    assert_eq!(fixture.lookups(), 0);
+    // Nothing in the shield depends on the address (only trusted proxies): it goes on.
+    let plain = shielded(ShieldLayer::builder().trusted_proxies(["10.0.0.0/8"]));
+    assert_eq!(send(&plain, without_peer()).await.0, StatusCode::OK);
+    // Opted out: the deny list is passed, the request goes on.
+    let insecure = shielded(
+        ShieldLayer::builder()
+            .deny(["192.0.2.0/24"])
+            .insecure_allow_unknown_client_ip(),
+    );
+    assert_eq!(send(&insecure, without_peer()).await.0, StatusCode::OK);
+
+    // A per-IP limit alone, without a shield.
+    let per_ip = |insecure: bool| {
+        let builder = RateLimitLayer::builder().limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(1),
+        ));
+        let builder = if insecure {
+            builder.insecure_allow_unknown_client_ip()
+        } else {
+            builder
+        };
+        app(fixture
+            .gateway()
+            .rate_limit_before_auth(builder.build().expect("limits"))
+            .build()
+            .expect("gateway"))
+    };
+    let (status, _, body) = send(&per_ip(false), without_peer()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&body), "unavailable");
+    let open = per_ip(true);
+    for _ in 0..3 {
+        assert_eq!(send(&open, without_peer()).await.0, StatusCode::OK);
+    }
+}
+
+/// IPv6 clients are counted by their /64: rotating through a subscriber's addresses
+/// escapes neither the per-IP limit nor a brute-force block; another /64 is another client.
+#[tokio::test(start_paused = true)]
+async fn ipv6_clients_are_counted_by_their_64() {
+    let fixture = Fixture::new().await;
+    let per_ip = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(3),
+        ))
+        .build()
+        .expect("limits");
+    let app = app(fixture
+        .gateway()
+        .rate_limit_before_auth(per_ip)
+        .build()
+        .expect("gateway"));
+    for host in 1..=3 {
+        let peer = format!("[2001:db8:1:2::{host}]:1");
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer, &peer)).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, headers, _) =
+        send(&app, get_as(&fixture.viewer, "[2001:db8:1:2:ffff::9]:1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], "\"per-ip\";q=3;w=60");
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, "[2001:db8:1:3::1]:1"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // IPv4 addresses have a bucket each, mapped ones included.
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, "[::ffff:192.0.2.1]:1"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A finer prefix is configurable.
+    let per_host = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(1),
+        ))
+        .ipv6_prefix(128)
+        .build()
+        .expect("limits");
+    let app = self::app(
+        fixture
+            .gateway()
+            .rate_limit_before_auth(per_host)
+            .build()
+            .expect("gateway"),
+    );
+    for host in 1..=3 {
+        let peer = format!("[2001:db8:9::{host}]:1");
+        assert_eq!(
+            send(&app, get_as(&fixture.viewer, &peer)).await.0,
+            StatusCode::OK
+        );
+    }
+    assert!(RateLimitLayer::builder().ipv6_prefix(0).build().is_err());
+    assert!(RateLimitLayer::builder().ipv6_prefix(129).build().is_err());
+
+    let shield = ShieldLayer::builder()
+        .brute_force(brute_force())
+        .build()
+        .expect("shield");
+    let app = self::app(fixture.gateway().shield(shield).build().expect("gateway"));
+    for host in 1..=3 {
+        let peer = format!("[2001:db8:7:7::{host}]:1");
+        send(&app, get_as(&fixture.stranger, &peer)).await;
+    }
+    let (status, _, body) = send(&app, get_as(&fixture.viewer, "[2001:db8:7:7::99]:1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(code(&body), "blocked");
+    assert_eq!(
+        send(&app, get_as(&fixture.viewer, "[2001:db8:7:8::1]:1"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let blocks = fixture.seen.blocks.lock().expect("lock").clone();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].1, "2001:db8:7:7::");
+    let bad = ShieldLayer::builder()
+        .brute_force(brute_force().ipv6_prefix(0))
+        .build();
+    assert!(matches!(bad, Err(ConfigError::InvalidLimit { .. })));
+}
+
+/// A response future polled again after it answered says 500, never a default 200 that
+/// would pass for the service's answer.
+#[tokio::test]
+async fn a_future_polled_after_it_answered_is_a_server_error() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use tower::{Layer, Service, service_fn};
+
+    fn twice<F, B>(future: F) -> (StatusCode, StatusCode)
+    where
+        F: Future<Output = Result<Response<B>, std::convert::Infallible>>,
+    {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut status = || match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(response)) => response.status(),
+            Poll::Pending => panic!("an answered request does not wait"),
+        };
+        (status(), status())
+    }
+    let bare = || {
+        service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        })
+    };
+    let mut shield = ShieldLayer::builder()
+        .deny(["192.0.2.0/24"])
+        .build()
+        .expect("shield")
+        .layer(bare());
+    let denied = shield.call(get_as(&Fixture::new().await.viewer, "192.0.2.1:1"));
+    assert_eq!(
+        twice(denied),
+        (StatusCode::FORBIDDEN, StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    let mut limited = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-ip",
+            LimitKey::ClientIp,
+            Quota::per_minute(1),
+        ))
+        .build()
+        .expect("limits")
+        .layer(bare());
+    limited
+        .call(request("GET", "/", PEER, &[]))
+        .await
+        .expect("first");
+    let refused = limited.call(request("GET", "/", PEER, &[]));
+    assert_eq!(
+        twice(refused),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR
+        )
+    );
+}
+
 #[tokio::test]
 async fn bad_ranges_are_config_errors() {
     for bad in [
@@ -805,8 +1424,27 @@ mod metrics_recorded {
     use metrics_util::CompositeKey;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     use portcullis::observe::{AuditLog, MetricsObserver, TracingObserver};
+    use portcullis::{AuthFuture, AuthOutcome, Authenticate};
 
     use super::*;
+
+    /// A login flow in miniature: answers requests carrying `x-login` with a redirect.
+    struct Login;
+
+    impl Authenticate for Login {
+        fn authenticate(&self, request: &http::request::Parts) -> AuthFuture {
+            if !request.headers.contains_key("x-login") {
+                return AuthFuture::ready(AuthOutcome::Absent);
+            }
+            let mut redirect = Response::new(bytes::Bytes::new());
+            *redirect.status_mut() = StatusCode::FOUND;
+            redirect.headers_mut().insert(
+                "location",
+                "https://idp.example/authorize".parse().expect("uri"),
+            );
+            AuthFuture::ready(AuthOutcome::Respond(redirect))
+        }
+    }
 
     /// What the recorder holds, taken once (a snapshot drains it).
     type Metrics = Vec<(CompositeKey, DebugValue)>;
@@ -867,11 +1505,23 @@ mod metrics_recorded {
                     ))
                     .build()
                     .expect("limits");
+                // A shadow per-IP limit: its refusals are only reported.
+                let shadow = RateLimitLayer::builder()
+                    .limit(Limit::new(
+                        "per-ip-shadow",
+                        LimitKey::ClientIp,
+                        Quota::per_minute(1),
+                    ))
+                    .dangerous_report_only()
+                    .build()
+                    .expect("limits");
                 let observer = Arc::new((TracingObserver, MetricsObserver::new(), AuditLog));
                 let app = app(fixture
                     .gateway()
+                    .authenticate(Login)
                     .observer(observer)
                     .shield(shield)
+                    .rate_limit_before_auth(shadow)
                     .rate_limit(limits)
                     .build()
                     .expect("gateway"));
@@ -890,6 +1540,8 @@ mod metrics_recorded {
                 assert_eq!(blocked, StatusCode::TOO_MANY_REQUESTS);
                 tokio::time::advance(Duration::from_secs(60)).await;
                 send(&app, get_as(&fixture.admin, "203.0.113.5:1")).await;
+                let login = request("GET", "/orders", "203.0.113.77:1", &[("x-login", "1")]);
+                assert_eq!(send(&app, login).await.0, StatusCode::FOUND);
             });
         });
         let metrics: Metrics = snapshotter
@@ -919,7 +1571,8 @@ mod metrics_recorded {
             decisions(&[
                 ("stage", "rate_limit"),
                 ("outcome", "refused"),
-                ("reason", "rate_limited")
+                ("reason", "rate_limited"),
+                ("http.route", "/orders")
             ]),
             1
         );
@@ -935,7 +1588,7 @@ mod metrics_recorded {
             decisions(&[
                 ("stage", "authorize"),
                 ("outcome", "allowed"),
-                ("http.route", "GET /orders"),
+                ("http.route", "/orders"),
                 ("http.request.method", "GET")
             ]),
             // The first request, the rate-limited one (limits come after the rules) and
@@ -948,6 +1601,24 @@ mod metrics_recorded {
                 "portcullis.rate_limit.refusals",
                 &[("limit", "per-key")]
             ),
+            1
+        );
+        // The shadow limit: PEER's second request, and the second and third of 203.0.113.5
+        // (the blocked one never reaches it; the one after the block has a full bucket).
+        assert_eq!(
+            decisions(&[("stage", "rate_limit"), ("outcome", "would_refuse")]),
+            3
+        );
+        assert_eq!(
+            counter(
+                &metrics,
+                "portcullis.rate_limit.refusals",
+                &[("limit", "per-ip-shadow"), ("outcome", "would_refuse")]
+            ),
+            3
+        );
+        assert_eq!(
+            decisions(&[("stage", "authenticate"), ("outcome", "answered")]),
             1
         );
         assert_eq!(
@@ -1170,6 +1841,8 @@ mod audit_log {
     fn one_json_line_per_decision_with_the_documented_fields() {
         let lines = Lines::default();
         let writer = lines.clone();
+        let viewer_key_id = Arc::new(Mutex::new(String::new()));
+        let key_id = viewer_key_id.clone();
         // As docs/monitoring.md shows it.
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -1204,8 +1877,10 @@ mod audit_log {
                     .expect("gateway"));
                 send(&app, get_as(&fixture.viewer, PEER)).await;
                 send(&app, get_as(&fixture.viewer, PEER)).await;
+                *key_id.lock().expect("lock") = fixture.viewer.record.id().to_string();
             });
         });
+        let viewer_key_id = viewer_key_id.lock().expect("lock").clone();
         let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("UTF-8");
         let events: Vec<serde_json::Value> = text
             .lines()
@@ -1265,19 +1940,18 @@ mod audit_log {
         assert_eq!(refused["client_ip"], "198.51.100.7");
         assert_eq!(refused["subject"], "vic");
         assert_eq!(refused["auth_method"], "api_key");
-        assert_eq!(refused["key_id"], fixture_key_id(&events));
+        assert!(!viewer_key_id.is_empty());
+        for event in &events {
+            assert_eq!(event["key_id"], viewer_key_id.as_str(), "{event}");
+        }
+        // The limits after authentication name the rule the gateway matched.
+        assert_eq!(refused["rule"], "GET /orders");
+        assert_eq!(refused["route"], "/orders");
         let authorized = &events[1];
         assert_eq!(authorized["rule"], "GET /orders");
         assert_eq!(authorized["route"], "/orders");
         assert_eq!(authorized["method"], "GET");
         let time = refused["time"].as_str().unwrap_or_default();
         assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
-    }
-
-    /// The key id the authorize event names (the viewer's): the same in every event.
-    fn fixture_key_id(events: &[serde_json::Value]) -> serde_json::Value {
-        let id = events[1]["key_id"].clone();
-        assert!(id.as_str().is_some_and(|id| !id.is_empty()));
-        id
     }
 }

@@ -39,7 +39,7 @@ pub(crate) struct Chain {
     pub(super) challenges: Arc<[Challenge]>,
     pub(super) renderer: Arc<dyn RejectionResponse>,
     observer: Arc<dyn Observe>,
-    match_route: Option<Arc<dyn MatchRoute>>,
+    pub(super) match_route: Option<Arc<dyn MatchRoute>>,
 }
 
 /// Runs one or more [`Authenticate`] implementations over every request.

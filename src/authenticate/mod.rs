@@ -276,6 +276,13 @@ impl Challenges {
         self.route.as_ref()
     }
 
+    /// The rule the gateway matched for this request, as written (`GET /orders/{id}`), for
+    /// the decisions of the layers after authentication.
+    #[cfg(all(feature = "authz", feature = "rate-limit"))]
+    pub(crate) fn route_text(&self) -> Option<&str> {
+        self.chain.match_route.as_ref()?.text(&self.route)
+    }
+
     /// The challenges as the shared list a rejection holds.
     #[cfg(any(feature = "authz", feature = "axum"))]
     pub(crate) fn shared(&self) -> Arc<[Challenge]> {

@@ -1,4 +1,5 @@
-//! [`GatewaySecurityLayer`]: authentication, authorization and validation in one layer.
+//! [`GatewaySecurityLayer`]: the shield, rate limits, authentication, authorization and
+//! validation in one layer.
 
 mod future;
 
@@ -26,13 +27,15 @@ use crate::shield::{Shield, ShieldLayer};
 #[cfg(feature = "validate")]
 use crate::validate::{Validate, ValidateLayer, ValidationRules};
 
-/// Authentication then authorization, assembled and checked as one policy.
+/// The shield, rate limits, authentication, authorization and validation, assembled and
+/// checked as one policy.
 ///
 /// ```text
-/// request ──► authenticate ──► authorize ──► validate ──► your service
-///             every installed   the route     schemas, JSON
-///             authenticator     rules         limits (400 /
-///             (401 / 400 / 503) (401 / 403)   408 / 413 / 415)
+/// request ─► shield ──────► limit ───► authenticate ─► authorize ─► limit ────► validate ─► service
+///            IP rules,      per IP     every installed the route    per key,    schemas, JSON
+///            brute-force    (429)      authenticator   rules        subject,    limits (400 /
+///            blocks (403 /             (401/400/503)   (401 / 403)  tenant, …   408 / 413 /
+///            429 / 400 / 503)                                       (429)       415)
 /// ```
 ///
 /// With the traffic features, a shield (IP rules, brute-force blocks) and a per-IP rate
@@ -41,11 +44,12 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// [`rate_limit_before_auth`](GatewaySecurityBuilder::rate_limit_before_auth),
 /// [`rate_limit`](GatewaySecurityBuilder::rate_limit)); each is a pass-through until set.
 ///
-/// The order never changes: nothing is authorized before the caller is known, and nothing
-/// parses a body for a caller who is not allowed in (validation needs the `validate`
-/// feature and [`GatewaySecurityBuilder::validate`]). The layer
-/// is a stack of the public [`AuthenticationLayer`], [`AuthorizeLayer`] and (with the
-/// `validate` feature) `ValidateLayer`, so each part
+/// The order never changes: a blocked or denied source costs no key lookup, nothing is
+/// authorized before the caller is known, and nothing parses a body for a caller who is not
+/// allowed in (validation needs the `validate` feature and
+/// [`GatewaySecurityBuilder::validate`]). The layer is a stack of the public `ShieldLayer`
+/// and `RateLimitLayer` (with the traffic features), [`AuthenticationLayer`],
+/// [`AuthorizeLayer`] and (with the `validate` feature) `ValidateLayer`, so each part
 /// behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
 /// routes, credentials are not even looked at (so `/health` never touches a key store).
 ///

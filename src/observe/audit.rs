@@ -86,6 +86,7 @@ impl Observe for AuditLog {
             action = event.action.name(),
             kind = event.kind,
             source = event.source,
+            reason = event.reason,
             failures = event.failures,
             offences = event.offences,
             duration_s = event.duration.as_secs(),

@@ -12,18 +12,18 @@ use super::{BlockAction, BlockEvent, Decision, Observe, Outcome, Stage};
 /// | `portcullis.decisions` | counter | `stage`, `outcome`, `reason`, `http.route`, `http.request.method` |
 /// | `portcullis.decision.duration` | histogram, seconds | `stage`, `outcome` |
 /// | `portcullis.rate_limit.refusals` | counter | `limit`, `outcome` (`refused` or `would_refuse`) |
-/// | `portcullis.shield.blocks` | counter | `kind` (`ip`), `report_only` |
-/// | `portcullis.shield.unblocks` | counter | `kind` |
+/// | `portcullis.shield.blocks` | counter | `kind` (`ip` or `identity`), `report_only` |
+/// | `portcullis.shield.unblocks` | counter | `kind` (`ip` or `identity`) |
 ///
 /// With the `bearer` feature, JWKS fetches, token-cache and introspection-cache lookups and
 /// introspection calls are counted through the same facade (they are not decisions; see
 /// `docs/monitoring.md`).
 ///
 /// Labels have bounded cardinality: `stage`, `outcome` and `reason` are fixed vocabularies
-/// (`reason` is `none` for allowed requests), `http.route` is the matched rule as written
-/// (`GET /orders/{id}`, never the raw path; `none` where the stage has no rule),
-/// `http.request.method` is one of the standard methods or `_OTHER` (OpenTelemetry's
-/// convention), `limit` a configured limit's name. Never a subject, a key id, an address
+/// (`reason` is `none` for allowed requests), `http.route` is the matched rule's path
+/// template (`/orders/{id}` for the rule `GET /orders/{id}`, never the raw path; `none`
+/// where the stage has no rule), `http.request.method` is one of the standard methods or
+/// `_OTHER` (OpenTelemetry's conventions), `limit` a configured limit's name. Never a subject, a key id, an address
 /// or a path.
 ///
 /// It records only: wrap it with [`TracingObserver`](super::TracingObserver) (a tuple
@@ -59,7 +59,13 @@ impl Observe for MetricsObserver {
     fn decision(&self, decision: &Decision<'_>) {
         let stage = decision.stage.name();
         let outcome = decision.outcome.name();
-        let route = decision.route.unwrap_or("none").to_owned();
+        // OpenTelemetry's `http.route` is the path template; the method has its own label.
+        let route = decision
+            .route
+            .map_or("none", |rule| {
+                rule.split_once(' ').map_or(rule, |(_, path)| path)
+            })
+            .to_owned();
         counter!(
             "portcullis.decisions",
             "stage" => stage,

@@ -6,8 +6,10 @@
 //! RateLimit: "per-key";r=42;t=35
 //! ```
 //!
-//! `q` is the quota's requests per window `w` (seconds); `r` the requests that still fit
-//! now; `t` the seconds until the whole quota is available again.
+//! `q` is the quota's burst: the requests a full bucket allows at once, and `w` (seconds)
+//! the time the bucket takes to refill from empty (burst × the interval between two
+//! requests, which must be whole seconds); `r` the requests that still fit now (at most
+//! `q`); `t` the seconds until the whole burst is available again.
 
 use http::HeaderValue;
 use http::header::HeaderName;
@@ -25,16 +27,25 @@ fn ceil_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// The `RateLimit-Policy` item of a limit's quota (computed once, when the layer is built).
-/// `name` is checked to be a plain token, so it needs no escaping.
-pub(crate) fn policy(name: &str, quota: Quota) -> HeaderValue {
-    let text = format!(
-        "\"{name}\";q={};w={}",
-        quota.requests(),
-        ceil_seconds(quota.period()).max(1)
-    );
-    // The name is `[A-Za-z0-9._-]`: always a valid header value.
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
+/// The `RateLimit-Policy` item of a limit's quota (computed once, when the layer is built):
+/// `q` the burst, `w` the seconds a bucket takes to refill from empty (burst × period /
+/// requests, computed exactly). `None` when that is not a whole number of seconds: the
+/// field cannot say it. `name` is checked to be a plain token, so it needs no escaping.
+pub(crate) fn policy(name: &str, quota: Quota) -> Option<HeaderValue> {
+    let window = window_seconds(quota)?;
+    let text = format!("\"{name}\";q={};w={window}", quota.burst_size());
+    HeaderValue::from_str(&text).ok()
+}
+
+/// burst × period / requests in whole seconds (at least 1), when it is exactly that.
+pub(crate) fn window_seconds(quota: Quota) -> Option<u64> {
+    let refill = u128::from(quota.burst_size()).checked_mul(quota.period().as_nanos())?;
+    let requests = u128::from(quota.requests());
+    let per_second = requests.checked_mul(1_000_000_000)?;
+    if requests == 0 || refill % per_second != 0 {
+        return None;
+    }
+    u64::try_from(refill / per_second).ok().filter(|w| *w >= 1)
 }
 
 /// The `RateLimit` item of one answer (on every response: written without `fmt`).
@@ -80,13 +91,29 @@ mod tests {
     #[test]
     fn fields_as_the_draft_writes_them() {
         assert_eq!(
-            policy("per-key", Quota::per_minute(100)),
+            policy("per-key", Quota::per_minute(100)).expect("whole"),
             "\"per-key\";q=100;w=60"
         );
+        // q is the burst, w the time to refill it: 10 per second in bursts of 20.
+        assert_eq!(
+            policy("burst", Quota::per_second(10).burst(20)).expect("whole"),
+            "\"burst\";q=20;w=2"
+        );
+        assert_eq!(
+            policy("deep", Quota::per_second(2).burst(10)).expect("whole"),
+            "\"deep\";q=10;w=5"
+        );
+        // Exact: a third of a second times three is one second.
+        assert_eq!(
+            policy("thirds", Quota::per_second(3)).expect("whole"),
+            "\"thirds\";q=3;w=1"
+        );
+        // 10 per 500 ms refills in half a second: not a whole window, no field.
         assert_eq!(
             policy("fast", Quota::new(10, Duration::from_millis(500))),
-            "\"fast\";q=10;w=1"
+            None
         );
+        assert_eq!(policy("fast", Quota::per_second(20).burst(10)), None);
         assert_eq!(
             state(
                 "per-key",

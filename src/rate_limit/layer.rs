@@ -1,35 +1,24 @@
-//! [`RateLimitLayer`], its service and response future.
+//! [`RateLimitLayer`]: the limits, compiled once, and the layer that makes the service.
 
 use std::fmt;
-use std::future::Future;
-use std::mem;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
-use bytes::Bytes;
-use http::{Extensions, HeaderValue, Method, Request, Response};
-use pin_project_lite::pin_project;
+use http::HeaderValue;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::RateLimitBuilder;
-use super::headers::{self, RATELIMIT, RATELIMIT_POLICY};
 use super::limit::{LimitKey, Quota, Tier};
-use super::store::{LimitCheck, LimitState, RateLimitStore};
-use crate::body::ResponseBody;
-use crate::observe::{Decision, Observe, Outcome, Stage};
-use crate::principal::Principal;
-use crate::rejection::{Reason, Rejection, RejectionResponse};
+use super::service::RateLimit;
+use super::store::RateLimitStore;
+use crate::observe::Observe;
+use crate::rejection::RejectionResponse;
 use crate::route::RouteTable;
-use crate::shield::seconds;
-use crate::store::StoreFuture;
 
-/// A quota and its `RateLimit-Policy` item, made once.
+/// A quota and its `RateLimit-Policy` item, made once (`None` when its window is not whole
+/// seconds and the layer sends no fields).
 pub(crate) struct Policy {
     pub(crate) quota: Quota,
-    pub(crate) header: HeaderValue,
+    pub(crate) header: Option<HeaderValue>,
 }
 
 /// A limit, ready to apply.
@@ -43,7 +32,7 @@ pub(crate) struct Compiled {
 }
 
 impl Compiled {
-    fn policy(&self, tier: Option<usize>) -> &Policy {
+    pub(super) fn policy(&self, tier: Option<usize>) -> &Policy {
         tier.and_then(|tier| self.tiers.get(tier))
             .map_or(&self.default, |(_, policy)| policy)
     }
@@ -56,6 +45,10 @@ pub(crate) struct Config {
     pub(crate) store: Arc<dyn RateLimitStore>,
     pub(crate) headers: bool,
     pub(crate) report_only: bool,
+    /// Let requests whose client address is unknown past per-IP limits.
+    pub(crate) allow_unknown_ip: bool,
+    /// IPv6 clients share a per-IP bucket per network of this many bits.
+    pub(crate) ipv6_prefix: u8,
     pub(crate) observer: Arc<dyn Observe>,
     pub(crate) renderer: Arc<dyn RejectionResponse>,
 }
@@ -102,6 +95,8 @@ impl RateLimitLayer {
                 store: Arc::new(super::MemoryRateLimitStore::new(1)),
                 headers: false,
                 report_only: false,
+                allow_unknown_ip: true,
+                ipv6_prefix: crate::shield::DEFAULT_V6_PREFIX,
                 observer: crate::observe::default_observer(),
                 renderer: crate::rejection::default_renderer(),
             }),
@@ -135,387 +130,6 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 
     fn layer(&self, inner: S) -> RateLimit<S> {
-        RateLimit {
-            inner,
-            config: self.config.clone(),
-        }
-    }
-}
-
-/// The service made by [`RateLimitLayer`].
-#[derive(Clone)]
-pub struct RateLimit<S> {
-    inner: S,
-    config: Arc<Config>,
-}
-
-impl<S> RateLimit<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming the layer's service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the checks read of a request (borrowed, so the request is never taken apart).
-#[derive(Clone, Copy)]
-struct Head<'a> {
-    method: &'a Method,
-    path: &'a str,
-    extensions: &'a Extensions,
-}
-
-impl<'a> Head<'a> {
-    fn of<B>(request: &'a Request<B>) -> Self {
-        Self {
-            method: request.method(),
-            path: request.uri().path(),
-            extensions: request.extensions(),
-        }
-    }
-}
-
-/// One limit's check in flight: the limit, the tier, and the store's answer.
-struct Check {
-    limit: usize,
-    tier: Option<usize>,
-    answer: StoreFuture<LimitState>,
-}
-
-/// What the checks so far have found.
-struct Evaluation {
-    started: Instant,
-    /// The next limit to look at.
-    next: usize,
-    /// Whether any limit applied.
-    applied: bool,
-    /// Whether a refusal was reported (report-only mode).
-    reported: bool,
-    /// The allowed answer with the fewest requests left: the one the headers show.
-    tightest: Option<(usize, Option<usize>, LimitState)>,
-}
-
-impl Evaluation {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            next: 0,
-            applied: false,
-            reported: false,
-            tightest: None,
-        }
-    }
-
-    /// The next limit that applies to the request, asked of the store.
-    fn next_check(&mut self, config: &Config, head: Head<'_>) -> Option<Check> {
-        let principal = head.extensions.get::<Principal>();
-        while let Some(limit) = config.limits.get(self.next) {
-            let index = self.next;
-            self.next += 1;
-            let route = match &limit.routes {
-                None => None,
-                Some(table) => match table.at(head.method, head.path) {
-                    Some(matched) => table.entry(matched.index).map(|(text, ())| text),
-                    None => continue,
-                },
-            };
-            let Some(key) = limit.key.bucket(&limit.name, head.extensions, route) else {
-                continue;
-            };
-            let tier = principal.and_then(|principal| {
-                limit
-                    .tiers
-                    .iter()
-                    .position(|(tier, _)| tier.matches(principal))
-            });
-            self.applied = true;
-            let answer = config.store.check(&LimitCheck {
-                limit: &limit.name,
-                key: &key,
-                quota: limit.policy(tier).quota,
-            });
-            return Some(Check {
-                limit: index,
-                tier,
-                answer,
-            });
-        }
-        None
-    }
-
-    /// Takes one answer: a refusal to send, or `None` to go on.
-    fn absorb(
-        &mut self,
-        config: &Config,
-        head: Head<'_>,
-        limit: usize,
-        tier: Option<usize>,
-        state: LimitState,
-    ) -> Option<Response<Bytes>> {
-        if state.allowed {
-            if self
-                .tightest
-                .as_ref()
-                .is_none_or(|(_, _, tightest)| state.remaining < tightest.remaining)
-            {
-                self.tightest = Some((limit, tier, state));
-            }
-            return None;
-        }
-        let compiled = config.limits.get(limit)?;
-        let rejection =
-            Rejection::new(Reason::RateLimited).with_retry_after(seconds(state.retry_after));
-        let outcome = if config.report_only {
-            Outcome::WouldRefuse
-        } else {
-            Outcome::Refused
-        };
-        self.observe(config, head, outcome, Some((&rejection, &compiled.name)));
-        if config.report_only {
-            self.reported = true;
-            return None;
-        }
-        let mut response = rejection.render(&*config.renderer);
-        let headers = response.headers_mut();
-        headers.append(&RATELIMIT_POLICY, compiled.policy(tier).header.clone());
-        headers.append(&RATELIMIT, headers::state(&compiled.name, &state));
-        Some(response)
-    }
-
-    /// The request goes on: report it, and the headers to add to its response.
-    fn finish(&self, config: &Config, head: Head<'_>) -> Option<[HeaderValue; 2]> {
-        if !self.applied {
-            return None;
-        }
-        if !self.reported {
-            self.observe(config, head, Outcome::Allowed, None);
-        }
-        if !config.headers || config.report_only {
-            return None;
-        }
-        let (limit, tier, state) = self.tightest.as_ref()?;
-        let compiled = config.limits.get(*limit)?;
-        Some([
-            compiled.policy(*tier).header.clone(),
-            headers::state(&compiled.name, state),
-        ])
-    }
-
-    fn observe(
-        &self,
-        config: &Config,
-        head: Head<'_>,
-        outcome: Outcome,
-        refusal: Option<(&Rejection, &str)>,
-    ) {
-        config.observer.decision(&Decision {
-            stage: Stage::RateLimit,
-            outcome,
-            reason: refusal.map(|(rejection, _)| rejection.reason()),
-            cause: None,
-            status: refusal.map(|(rejection, _)| rejection.status()),
-            route: None,
-            method: head.method,
-            path: head.path,
-            principal: head.extensions.get::<Principal>(),
-            client_ip: crate::observe::client_ip(head.extensions),
-            limit: refusal.map(|(_, name)| name),
-            started: self.started,
-        });
-    }
-}
-
-impl<S, B, ResBody> Service<Request<B>> for RateLimit<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let config = &*self.config;
-        if config.limits.is_empty() {
-            return ResponseFuture::calling(self.inner.call(request), None);
-        }
-        let mut evaluation = Evaluation::new();
-        // The in-process store answers at once: decide here, without moving the request
-        // into the future, while every answer is ready.
-        while let Some(check) = evaluation.next_check(config, Head::of(&request)) {
-            match check.answer.into_ready() {
-                Ok(state) => {
-                    let head = Head::of(&request);
-                    if let Some(response) =
-                        evaluation.absorb(config, head, check.limit, check.tier, state)
-                    {
-                        return ResponseFuture::answered(response);
-                    }
-                }
-                Err(answer) => {
-                    let clone = self.inner.clone();
-                    let service = mem::replace(&mut self.inner, clone);
-                    return ResponseFuture {
-                        state: State::Checking {
-                            pending: Some(Box::new(Pending {
-                                config: self.config.clone(),
-                                evaluation,
-                                check: Check { answer, ..check },
-                                request,
-                                service,
-                            })),
-                        },
-                    };
-                }
-            }
-        }
-        let headers = evaluation.finish(config, Head::of(&request));
-        ResponseFuture::calling(self.inner.call(request), headers)
-    }
-}
-
-/// A request waiting on the store.
-struct Pending<S, B> {
-    config: Arc<Config>,
-    evaluation: Evaluation,
-    check: Check,
-    request: Request<B>,
-    service: S,
-}
-
-pin_project! {
-    /// The response future of [`RateLimit`].
-    pub struct ResponseFuture<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        #[pin]
-        state: State<S, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        // Boxed: only a store that waits takes this path, and the future stays small
-        // (cheap to move) for the in-process one.
-        Checking { pending: Option<Box<Pending<S, B>>> },
-        Calling { #[pin] future: S::Future, headers: Option<[HeaderValue; 2]> },
-        Answered { response: Option<Response<Bytes>> },
-    }
-}
-
-impl<S, B> ResponseFuture<S, B>
-where
-    S: Service<Request<B>>,
-{
-    fn answered(response: Response<Bytes>) -> Self {
-        Self {
-            state: State::Answered {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn calling(future: S::Future, headers: Option<[HeaderValue; 2]>) -> Self {
-        Self {
-            state: State::Calling { future, headers },
-        }
-    }
-}
-
-impl<S, B> fmt::Debug for ResponseFuture<S, B>
-where
-    S: Service<Request<B>>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Answered { response } => {
-                    let response = response.take().unwrap_or_default();
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
-                StateProj::Calling { future, headers } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    if let Some([policy, current]) = headers.take() {
-                        let map = response.headers_mut();
-                        map.append(&RATELIMIT_POLICY, policy);
-                        map.append(&RATELIMIT, current);
-                    }
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Checking { pending } => {
-                    let Some(waiting) = pending.as_mut() else {
-                        return Poll::Ready(Ok(Response::default().map(ResponseBody::rejection)));
-                    };
-                    let answer = ready!(Pin::new(&mut waiting.check.answer).poll(cx));
-                    let (limit, tier) = (waiting.check.limit, waiting.check.tier);
-                    let refusal = waiting.evaluation.absorb(
-                        &waiting.config,
-                        Head::of(&waiting.request),
-                        limit,
-                        tier,
-                        answer,
-                    );
-                    if let Some(response) = refusal {
-                        state.set(State::Answered {
-                            response: Some(response),
-                        });
-                        continue;
-                    }
-                    if let Some(next) = waiting
-                        .evaluation
-                        .next_check(&waiting.config, Head::of(&waiting.request))
-                    {
-                        waiting.check = next;
-                        continue;
-                    }
-                    let Some(done) = pending.take().map(|done| *done) else {
-                        continue;
-                    };
-                    let headers = done
-                        .evaluation
-                        .finish(&done.config, Head::of(&done.request));
-                    let mut service = done.service;
-                    let future = service.call(done.request);
-                    state.set(State::Calling { future, headers });
-                }
-            }
-        }
+        RateLimit::new(inner, self.config.clone())
     }
 }

@@ -116,7 +116,9 @@ pub enum LimitKey {
     ClientId,
     /// The caller's tenant.
     Tenant,
-    /// The client IP ([`ClientIp`] from a shield in front, else the connection's peer).
+    /// The client IP ([`ClientIp`] from a shield in front, else the connection's peer):
+    /// IPv4 addresses one by one, IPv6 by network (a /64 by default, see
+    /// [`RateLimitBuilder::ipv6_prefix`](super::RateLimitBuilder::ipv6_prefix)).
     ClientIp,
     /// The route: one bucket per route pattern the limit lists (needs
     /// [`Limit::routes`]).
@@ -135,6 +137,16 @@ impl LimitKey {
         )
     }
 
+    /// Where the limit comes in the layer's checks: client IP, identities, route, shared.
+    pub(crate) fn order(self) -> u8 {
+        match self {
+            Self::ClientIp => 0,
+            Self::ApiKey | Self::Subject | Self::ClientId | Self::Tenant => 1,
+            Self::Route => 2,
+            Self::Shared => 3,
+        }
+    }
+
     /// The bucket of this request, or `None` when the key does not apply (no caller, no
     /// API key, no tenant).
     pub(crate) fn bucket(
@@ -142,6 +154,7 @@ impl LimitKey {
         limit: &Arc<str>,
         extensions: &Extensions,
         route: Option<&str>,
+        ipv6_prefix: u8,
     ) -> Option<BucketKey> {
         let principal = || extensions.get::<Principal>();
         Some(match self {
@@ -164,26 +177,34 @@ impl LimitKey {
                 BucketKey::Text(client.into())
             }
             Self::Tenant => BucketKey::Text(principal()?.tenant()?.into()),
-            Self::ClientIp => {
-                let address = extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
-                    crate::shield::connection_peer(extensions).map(|ip| ip.to_canonical())
-                });
-                if address.is_none() {
-                    crate::shield::warn_no_peer_address("portcullis::rate_limit");
-                }
-                BucketKey::Ip(address?)
-            }
+            Self::ClientIp => BucketKey::Ip(crate::shield::counting_key(
+                client_ip(extensions)?,
+                ipv6_prefix,
+            )),
             Self::Route => BucketKey::Text(route?.into()),
             Self::Shared => BucketKey::Text(limit.clone()),
         })
     }
 }
 
+/// The client's address: the shield's [`ClientIp`], else the connection's peer, unless a
+/// shield in front found the client unknown (the peer is then a proxy).
+pub(crate) fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+    if let Some(ip) = extensions.get::<ClientIp>() {
+        return Some(ip.0);
+    }
+    if extensions.get::<crate::shield::ClientIpUnknown>().is_some() {
+        return None;
+    }
+    crate::shield::connection_peer(extensions).map(|ip| ip.to_canonical())
+}
+
 /// One bucket of a limit: whose requests count together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BucketKey {
-    /// A client IP.
+    /// A client IP: an IPv4 address, or an IPv6 network's first address (`2001:db8:1:2::`
+    /// for the /64).
     Ip(IpAddr),
     /// A key id, subject, client, tenant, route pattern or the limit's own name.
     Text(Arc<str>),

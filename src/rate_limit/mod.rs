@@ -6,6 +6,12 @@
 //! limit does not apply when its key is absent (a per-key limit and an anonymous caller) or
 //! the request is not on its routes.
 //!
+//! Limits are checked in a fixed order, whatever order they were added in: keyed by
+//! [client IP](LimitKey::ClientIp), then by identity (API key, subject, client, tenant),
+//! then by [route](LimitKey::Route), then [shared](LimitKey::Shared). The checks stop at
+//! the first refusal, and each limit that allowed the request before it has counted it: so
+//! a caller over its own limit never uses up a route's or a shared bucket.
+//!
 //! Two places in the stack (the gateway's `rate_limit_before_auth` and `rate_limit`):
 //!
 //! - **before authentication**, limits keyed by [`LimitKey::ClientIp`] (or route or shared)
@@ -15,9 +21,11 @@
 //!   with [`Tier`]s: a role, a scope, or API-key metadata such as `plan=gold`.
 //!
 //! A refusal is 429 with `Retry-After`, reason `rate_limited` and the
-//! `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers); allowed
-//! responses carry them too, for the limit with the fewest requests left (turn that off with
-//! [`RateLimitBuilder::response_headers`]). Report-only mode counts and reports, and
+//! `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers: `q` the
+//! burst, `w` the seconds to refill it, `r` the requests left now, `t` the seconds until
+//! the whole burst is back); allowed responses carry them too, for the limit with the fewest
+//! requests left (turn that off with [`RateLimitBuilder::response_headers`]). When the
+//! store cannot answer ([`LimitState::unknown`]) no field is sent. Report-only mode counts and reports, and
 //! refuses nothing.
 //!
 //! The buckets live in a [`RateLimitStore`]: by default a [`MemoryRateLimitStore`] in
@@ -61,10 +69,13 @@
 //! # Ok(()) }
 //! ```
 
+mod checks;
+mod future;
 mod headers;
 mod layer;
 mod limit;
 mod memory;
+mod service;
 mod store;
 
 use std::collections::HashSet;
@@ -72,11 +83,15 @@ use std::fmt;
 use std::sync::Arc;
 
 #[doc(inline)]
-pub use self::layer::{RateLimit, RateLimitLayer, ResponseFuture};
+pub use self::future::ResponseFuture;
+#[doc(inline)]
+pub use self::layer::RateLimitLayer;
 #[doc(inline)]
 pub use self::limit::{BucketKey, Limit, LimitKey, Quota, Tier};
 #[doc(inline)]
 pub use self::memory::MemoryRateLimitStore;
+#[doc(inline)]
+pub use self::service::RateLimit;
 #[doc(inline)]
 pub use self::store::{LimitCheck, LimitState, RateLimitStore};
 #[doc(inline)]
@@ -97,6 +112,8 @@ pub struct RateLimitBuilder {
     max_keys: usize,
     headers: bool,
     report_only: bool,
+    allow_unknown_ip: bool,
+    ipv6_prefix: u8,
     observer: Option<Arc<dyn Observe>>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
@@ -109,6 +126,8 @@ impl Default for RateLimitBuilder {
             max_keys: 100_000,
             headers: true,
             report_only: false,
+            allow_unknown_ip: false,
+            ipv6_prefix: crate::shield::DEFAULT_V6_PREFIX,
             observer: None,
             renderer: None,
         }
@@ -149,7 +168,9 @@ impl RateLimitBuilder {
     }
 
     /// Whether allowed responses carry `RateLimit-Policy` and `RateLimit`. Refusals always
-    /// do. Defaults to `true`.
+    /// do, for quotas the fields can describe. Defaults to `true`; then every quota's
+    /// refill time (burst × period / requests) must be a whole number of seconds, the
+    /// field's window `w`.
     pub fn response_headers(mut self, on: bool) -> Self {
         self.headers = on;
         self
@@ -161,6 +182,28 @@ impl RateLimitBuilder {
     /// traffic. Defaults to off.
     pub fn dangerous_report_only(mut self) -> Self {
         self.report_only = true;
+        self
+    }
+
+    /// Limits keyed by [`LimitKey::ClientIp`] count IPv6 clients by their network of `bits`
+    /// bits (1 to 128): one bucket per /64 by default, since one subscriber commonly holds a
+    /// whole /64 and could otherwise rotate through its addresses to escape the limit. IPv4
+    /// addresses (and IPv4-mapped IPv6) have a bucket each. The bucket is named by the
+    /// network's first address (`2001:db8:1:2::`), also in a shared store's keys. Defaults
+    /// to 64.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
+        self
+    }
+
+    /// **Insecure**: a request whose client address is unknown is not counted by limits
+    /// keyed by [`LimitKey::ClientIp`] instead of being refused. The address is unknown when
+    /// the server gives no connection address (axum served without `ConnectInfo`: 503
+    /// `unavailable`, cause `client_ip_unknown`) or a shield in front found the forwarded
+    /// header unreadable (400 `invalid_request`, cause `forwarded_header_unreadable`).
+    /// Defaults to refusing.
+    pub fn insecure_allow_unknown_client_ip(mut self) -> Self {
+        self.allow_unknown_ip = true;
         self
     }
 
@@ -182,15 +225,17 @@ impl RateLimitBuilder {
     /// # Errors
     ///
     /// [`ConfigError::InvalidRateLimit`] for a name that is empty, too long, not a plain
-    /// token or used twice, a quota of zero, a [`LimitKey::Route`] limit without routes;
+    /// token or used twice, a quota of zero, a [`LimitKey::Route`] limit without routes,
+    /// with response fields on, a quota whose refill time is not whole seconds;
     /// [`ConfigError::InvalidRoute`] / [`ConfigError::ConflictingRules`] for its routes;
-    /// [`ConfigError::InvalidLimit`] for `max_keys(0)`.
+    /// [`ConfigError::InvalidLimit`] for `max_keys(0)` or an IPv6 prefix outside 1 to 128.
     pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
         if self.max_keys == 0 {
             return Err(ConfigError::InvalidLimit {
                 setting: "rate_limit.max_keys",
             });
         }
+        crate::shield::check_v6_prefix(self.ipv6_prefix, "rate_limit.ipv6_prefix")?;
         let mut names = HashSet::new();
         let mut limits = Vec::with_capacity(self.limits.len());
         for limit in self.limits {
@@ -231,22 +276,39 @@ impl RateLimitBuilder {
                 }
                 Some(table)
             };
-            let policy = |quota| Policy {
-                quota,
-                header: headers::policy(&limit.name, quota),
+            let mut policies = Vec::with_capacity(limit.tiers.len() + 1);
+            for quota in std::iter::once(limit.quota).chain(limit.tiers.iter().map(|(_, q)| *q)) {
+                let header = headers::policy(&limit.name, quota);
+                if header.is_none() && self.headers {
+                    return Err(invalid(
+                        "the RateLimit-Policy window (burst × period / requests: the time to \
+                         refill a burst) is not a whole number of seconds; change the quota \
+                         or turn the fields off with `response_headers(false)`",
+                    ));
+                }
+                policies.push(Policy { quota, header });
+            }
+            let mut policies = policies.into_iter();
+            let Some(default) = policies.next() else {
+                return Err(invalid("a limit has a quota"));
             };
             limits.push(Compiled {
-                default: policy(limit.quota),
+                default,
                 tiers: limit
                     .tiers
                     .iter()
-                    .map(|(tier, quota)| (tier.clone(), policy(*quota)))
+                    .map(|(tier, _)| tier.clone())
+                    .zip(policies)
                     .collect(),
                 name: limit.name.clone(),
                 key: limit.key,
                 routes,
             });
         }
+        // Limits keyed by the client's address or identity first, routes' and shared ones
+        // last: a request refused by its own bucket never drains a bucket it shares with
+        // everyone (each limit that allows a request counts it, in this order).
+        limits.sort_by_key(|limit| limit.key.order());
         if self.report_only {
             tracing::warn!(
                 target: "portcullis::rate_limit",
@@ -261,6 +323,8 @@ impl RateLimitBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryRateLimitStore::new(self.max_keys))),
                 headers: self.headers,
                 report_only: self.report_only,
+                allow_unknown_ip: self.allow_unknown_ip,
+                ipv6_prefix: self.ipv6_prefix,
                 observer: self.observer.unwrap_or_else(default_observer),
                 renderer: self.renderer.unwrap_or_else(default_renderer),
             }),

@@ -37,6 +37,9 @@ pub struct LimitState {
     pub retry_after: Duration,
     /// How long until the bucket is full again (the whole burst available).
     pub reset_after: Duration,
+    /// Whether the store knows the bucket's state: `false` for [`LimitState::unknown`] (a
+    /// store that cannot answer), for which no `RateLimit` field is sent.
+    pub known: bool,
 }
 
 impl LimitState {
@@ -48,6 +51,17 @@ impl LimitState {
             remaining,
             retry_after: Duration::ZERO,
             reset_after,
+            known: true,
+        }
+    }
+
+    /// Allowed, nothing known: what a store that cannot answer says (failing open; see
+    /// [`RateLimitStore`]). No `RateLimit` field is sent for it.
+    #[must_use]
+    pub fn unknown() -> Self {
+        Self {
+            known: false,
+            ..Self::allowed(0, Duration::ZERO)
         }
     }
 
@@ -59,15 +73,15 @@ impl LimitState {
             remaining: 0,
             retry_after,
             reset_after,
+            known: true,
         }
     }
 }
 
 impl Default for LimitState {
-    /// Allowed, nothing known: what a store that cannot answer says (failing open; see
-    /// [`RateLimitStore`]).
+    /// [`LimitState::unknown`].
     fn default() -> Self {
-        Self::allowed(0, Duration::ZERO)
+        Self::unknown()
     }
 }
 
@@ -79,7 +93,7 @@ impl Default for LimitState {
 /// interval and burst, returning allowed, remaining, retry-after and reset-after).
 ///
 /// A store that cannot answer should say so in its logs and answer
-/// [`LimitState::default`] (allowed): rate limits protect capacity, and an outage of the
+/// [`LimitState::unknown`] (allowed, and no `RateLimit` field sent): rate limits protect capacity, and an outage of the
 /// counter store should not take the API down with it. Authentication and authorization
 /// never depend on this answer.
 pub trait RateLimitStore: Send + Sync + 'static {

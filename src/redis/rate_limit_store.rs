@@ -120,7 +120,7 @@ impl RateLimitStore for RedisRateLimitStore {
                 Err(error) => {
                     inner.outage.failed("rate_limit", inner.fallback, &error);
                     match inner.fallback {
-                        Fallback::Open => LimitState::default(),
+                        Fallback::Open => LimitState::unknown(),
                         Fallback::Closed => {
                             LimitState::refused(Duration::from_secs(1), Duration::from_secs(1))
                         }

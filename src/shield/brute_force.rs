@@ -26,7 +26,8 @@ const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 ///
 /// Defaults (conservative, so that an office behind one NAT address does not lock itself
 /// out): 20 failures in 10 minutes block the IP for 1 minute; each new block within a day
-/// of the last doubles the period, up to 1 hour; at most 100,000 sources are tracked.
+/// of the last doubles the period, up to 1 hour; at most 100,000 sources are tracked; IPv6
+/// clients are counted by their /64.
 #[derive(Clone)]
 #[must_use]
 pub struct BruteForce {
@@ -38,6 +39,7 @@ pub struct BruteForce {
     pub(crate) max_sources: usize,
     pub(crate) report_only: bool,
     pub(crate) per_identity: bool,
+    pub(crate) ipv6_prefix: u8,
     pub(crate) store: Option<Arc<dyn BlockStore>>,
 }
 
@@ -52,6 +54,7 @@ impl Default for BruteForce {
             max_sources: 100_000,
             report_only: false,
             per_identity: false,
+            ipv6_prefix: super::client_ip::DEFAULT_V6_PREFIX,
             store: None,
         }
     }
@@ -66,6 +69,7 @@ impl fmt::Debug for BruteForce {
             .field("max_block", &self.max_block)
             .field("report_only", &self.report_only)
             .field("per_identity", &self.per_identity)
+            .field("ipv6_prefix", &self.ipv6_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +103,14 @@ impl BruteForce {
         self
     }
 
-    /// The most sources the in-process store tracks; past it, sources not yet tracked are
-    /// not counted (a warning is logged) until stale ones are swept. Defaults to 100,000.
+    /// The most sources the in-process store tracks. When it is full, entries that say
+    /// nothing any more (no recent failure, no block, no offence to remember; an ended block
+    /// counts as ended even if its source never came back) are swept, at most once a second,
+    /// and if it is still full a tenth of the entries that are not blocked now, those whose
+    /// last failure is oldest, are evicted (a warning is logged). Sources blocked now are
+    /// never evicted. Failures of new sources are not counted only while the store stays
+    /// full between two sweeps (more than a tenth of `sources` new sources in one second),
+    /// or when every tracked source is blocked. Defaults to 100,000.
     pub fn max_sources(mut self, sources: usize) -> Self {
         self.max_sources = sources;
         self
@@ -115,6 +125,16 @@ impl BruteForce {
     /// `ShieldBuilder::identities_from`.
     pub fn per_identity(mut self) -> Self {
         self.per_identity = true;
+        self
+    }
+
+    /// Counts IPv6 clients by their network of `bits` bits (1 to 128): every address of a
+    /// /64 is one source by default, since one subscriber commonly holds a whole /64 and
+    /// could otherwise rotate through its addresses to escape a block. IPv4 addresses (and
+    /// IPv4-mapped IPv6) are counted one by one. The source is the network's first address
+    /// (`2001:db8:1:2::`), in block events and in a shared store's keys. Defaults to 64.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
         self
     }
 
@@ -174,6 +194,7 @@ impl BruteForce {
         if self.max_sources == 0 {
             return zero("brute_force.max_sources");
         }
+        super::client_ip::check_v6_prefix(self.ipv6_prefix, "brute_force.ipv6_prefix")?;
         for (setting, period) in [
             ("brute_force.window", self.window),
             ("brute_force.block_for", self.max_block),
@@ -198,7 +219,8 @@ impl BruteForce {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BlockSource {
-    /// A client IP.
+    /// A client IP: an IPv4 address, or an IPv6 network's first address (see
+    /// [`BruteForce::ipv6_prefix`]).
     Ip(IpAddr),
     /// The identity a request's credentials claim (`api_key:` and the key's public id),
     /// with [`BruteForce::per_identity`].
@@ -307,6 +329,8 @@ struct Entry {
     offences: u32,
     blocked_until: Option<Instant>,
     last_block_end: Option<Instant>,
+    /// The last failure counted: eviction takes the least recent first.
+    last_failure: Instant,
 }
 
 impl fmt::Debug for MemoryBlockStore {
@@ -357,6 +381,20 @@ impl Entry {
             offences: 0,
             blocked_until: None,
             last_block_end: None,
+            last_failure: now,
+        }
+    }
+
+    /// Whether a block is in force at `now`.
+    fn is_blocked(&self, now: Instant) -> bool {
+        self.blocked_until.is_some_and(|until| until > now)
+    }
+
+    /// When the last block ended, counting one that ended without the source coming back.
+    fn block_ended(&self, now: Instant) -> Option<Instant> {
+        match self.blocked_until {
+            Some(until) if until <= now => Some(until),
+            _ => self.last_block_end,
         }
     }
 
@@ -387,14 +425,58 @@ impl Entry {
         weighted.saturating_add(self.current)
     }
 
-    /// Whether the entry says nothing any more: no block, no recent failure, no offence
-    /// to remember.
+    /// Whether the entry says nothing any more: no block in force, no recent failure, no
+    /// offence to remember (a block that ended while its source stayed away counts as
+    /// ended).
     fn is_stale(&self, now: Instant, window: Duration, forget_after: Duration) -> bool {
-        self.blocked_until.is_none()
+        !self.is_blocked(now)
             && now.saturating_duration_since(self.window_start) >= window.saturating_mul(2)
             && self
-                .last_block_end
+                .block_ended(now)
                 .is_none_or(|end| now.saturating_duration_since(end) >= forget_after)
+    }
+}
+
+impl Entries {
+    /// Makes room in a full map: sweeps stale entries, then evicts the tenth of the unblocked
+    /// entries whose last failure is oldest. At most once a second: `None` when not due,
+    /// else how many entries were evicted (beyond the stale ones).
+    fn make_room(
+        &mut self,
+        now: Instant,
+        policy: &BruteForce,
+        max_sources: usize,
+    ) -> Option<usize> {
+        // At most once a second: a flood of new sources must not make every failure a
+        // walk over the whole map.
+        let due = self
+            .last_sweep
+            .is_none_or(|last| now.saturating_duration_since(last) >= Duration::from_secs(1));
+        if !due {
+            return None;
+        }
+        self.last_sweep = Some(now);
+        let (window, forget_after) = (policy.window, policy.forget_after);
+        self.map
+            .retain(|_, entry| !entry.is_stale(now, window, forget_after));
+        if self.map.len() < max_sources {
+            return Some(0);
+        }
+        let mut candidates: Vec<(Instant, BlockSource)> = self
+            .map
+            .iter()
+            .filter(|(_, entry)| !entry.is_blocked(now))
+            .map(|(source, entry)| (entry.last_failure, source.clone()))
+            .collect();
+        let evict = (max_sources / 10).clamp(1, candidates.len().max(1));
+        if candidates.len() > evict {
+            candidates.select_nth_unstable_by_key(evict, |(last, _)| *last);
+            candidates.truncate(evict);
+        }
+        for (_, source) in &candidates {
+            self.map.remove(source);
+        }
+        Some(candidates.len())
     }
 }
 
@@ -429,25 +511,25 @@ impl BlockStore for MemoryBlockStore {
         let window = policy.window;
         let mut entries = self.lock();
         if !entries.map.contains_key(source) && entries.map.len() >= self.max_sources {
-            // Sweep at most once a second: a flood of new sources must not make every
-            // failure a walk over the whole map.
-            let due = entries
-                .last_sweep
-                .is_none_or(|last| now.saturating_duration_since(last) >= Duration::from_secs(1));
-            if due {
-                entries.last_sweep = Some(now);
-                let forget_after = policy.forget_after;
-                entries
-                    .map
-                    .retain(|_, entry| !entry.is_stale(now, window, forget_after));
+            if let Some(evicted) = entries.make_room(now, policy, self.max_sources) {
                 self.warned_full.store(false, Ordering::Relaxed);
+                if evicted > 0 {
+                    tracing::warn!(
+                        target: "portcullis::shield",
+                        max_sources = self.max_sources,
+                        evicted,
+                        "brute-force store full: the sources whose last failure is oldest \
+                         were forgotten"
+                    );
+                }
             }
             if entries.map.len() >= self.max_sources {
                 if !self.warned_full.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         target: "portcullis::shield",
                         max_sources = self.max_sources,
-                        "brute-force store full: failures of new sources are not counted"
+                        "brute-force store full: failures of new sources are not counted \
+                         until the next sweep (within a second) or until blocks end"
                     );
                 }
                 return StoreFuture::ready(FailureCount::default());
@@ -459,6 +541,7 @@ impl BlockStore for MemoryBlockStore {
             .or_insert_with(|| Entry::new(now));
         entry.roll(now, window);
         entry.current = entry.current.saturating_add(1);
+        entry.last_failure = now;
         let failures = entry.count(now, window);
         let blocked = entry.blocked_until.is_some_and(|until| until > now);
         if blocked || failures < policy.threshold {
@@ -579,6 +662,64 @@ mod tests {
         tokio::time::advance(Duration::from_secs(21)).await;
         store.record_failure(&source(), &policy).await;
         assert_eq!(store.len(), 1);
+    }
+
+    /// Sources blocked once that never come back: their ended blocks are stale once
+    /// forgotten, and new sources are counted again.
+    #[tokio::test(start_paused = true)]
+    async fn ended_blocks_of_sources_that_never_return_are_swept() {
+        let policy = BruteForce::new()
+            .threshold(1, Duration::from_secs(10))
+            .block_for(Duration::from_secs(10), Duration::from_secs(10))
+            .forget_after(Duration::from_secs(100));
+        let store = MemoryBlockStore::new(10);
+        for i in 0..10u32 {
+            let source = BlockSource::Ip(IpAddr::from((i + 1).to_be_bytes()));
+            assert!(
+                store
+                    .record_failure(&source, &policy)
+                    .await
+                    .blocked
+                    .is_some()
+            );
+        }
+        tokio::time::advance(Duration::from_secs(121)).await;
+        let count = store.record_failure(&source(), &policy).await;
+        assert_eq!(
+            count,
+            FailureCount::new(1, Some((1, Duration::from_secs(10))))
+        );
+        assert_eq!(store.len(), 1);
+    }
+
+    /// A full store of recent (unblocked) sources evicts the least recent to count a new
+    /// one, instead of not counting it; sources blocked now are kept.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_store_evicts_the_least_recent_unblocked_source() {
+        let policy = BruteForce::new().threshold(3, Duration::from_secs(600));
+        let store = MemoryBlockStore::new(10);
+        let other = |i: u32| BlockSource::Ip(IpAddr::from((i + 1).to_be_bytes()));
+        // One source blocked, nine with one failure each, one second apart.
+        for _ in 0..3 {
+            store.record_failure(&other(0), &policy).await;
+        }
+        for i in 1..10 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            store.record_failure(&other(i), &policy).await;
+        }
+        assert_eq!(store.len(), 10);
+        let first = store.record_failure(&source(), &policy).await;
+        assert_eq!(first.failures, 1, "the new source is counted");
+        assert!(store.len() <= 10);
+        // The oldest unblocked source went; the blocked one stayed.
+        assert!(matches!(
+            store.state(&other(0)).await,
+            BlockState::Blocked { .. }
+        ));
+        assert_eq!(fail(&store, &policy, 2).await.blocked.map(|b| b.0), Some(1));
+        let lock = store.lock();
+        assert!(!lock.map.contains_key(&other(1)));
+        assert!(lock.map.contains_key(&other(9)));
     }
 
     #[test]

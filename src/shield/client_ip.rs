@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::ip_rules::NetList;
 
 /// The most forwarded hops read from the right before giving up: a header with more
-/// entries than this is answered with the last trusted hop reached.
+/// entries than this makes the client unknown.
 const MAX_HOPS: usize = 32;
 
 /// Which header trusted proxies write the client's address in.
@@ -24,6 +24,25 @@ pub enum ForwardedHeader {
     /// RFC 7239 `Forwarded: for=192.0.2.60;proto=https, for="[2001:db8::1]:4711"`.
     Forwarded,
 }
+
+/// Why a request's client address is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnknownClient {
+    /// The server does not give the connection's address (axum without `ConnectInfo`).
+    NoPeer,
+    /// A trusted proxy forwarded a hop that is not an address: bytes that are not text,
+    /// garbage, `unknown`, an obfuscated name, an empty entry, or more than `MAX_HOPS` hops.
+    /// The client is unknown: never the last trusted hop, which is a proxy's address.
+    Unreadable,
+}
+
+/// Put in a request's extensions by a shield that could not tell the client's address and
+/// let the request go on (nothing in it depends on the address, or an `insecure_` opt-out):
+/// later layers must not fall back to the connection's address, which is a proxy's.
+#[derive(Debug, Clone, Copy)]
+// Read by the rate limits only.
+#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+pub(crate) struct ClientIpUnknown(pub(crate) UnknownClient);
 
 /// Reads the connecting peer's address from a request's extensions.
 pub(crate) type PeerAddress = Arc<dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync>;
@@ -40,15 +59,16 @@ pub(crate) fn connection_peer(extensions: &Extensions) -> Option<IpAddr> {
 
 /// Says, once per process, that a request came without the connection's address: the
 /// server is not giving it (axum: serve with `into_make_service_with_connect_info`), so
-/// per-IP limits and brute-force counts do not apply and IP allow lists refuse.
+/// requests that an IP-dependent protection applies to are refused with 503.
 pub(crate) fn warn_no_peer_address(target: &'static str) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::error!(
             target: "portcullis::shield",
             layer = target,
-            "a request came without the connection's address: per-IP limits and brute-force \
-             counts do not apply to it and IP allow lists refuse it; with axum, serve with \
+            "a request came without the connection's address: requests that IP rules, \
+             brute-force blocking or a per-IP limit apply to are refused (503) unless an \
+             `insecure_allow_unknown_client_ip` opt-out is set; with axum, serve with \
              `into_make_service_with_connect_info::<SocketAddr>()`"
         );
     }
@@ -72,72 +92,121 @@ impl fmt::Debug for ClientIpResolver {
 }
 
 impl ClientIpResolver {
-    /// The client's address, IPv4-mapped addresses normalised; `None` when the peer's
-    /// address is unknown.
-    pub(crate) fn resolve(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
-        let peer = (self.peer)(extensions)?.to_canonical();
+    /// The client's address, IPv4-mapped addresses normalised, or why it is unknown.
+    pub(crate) fn resolve(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<IpAddr, UnknownClient> {
+        let peer = (self.peer)(extensions)
+            .ok_or(UnknownClient::NoPeer)?
+            .to_canonical();
         if self.trusted.is_empty() || !self.trusted.contains(peer) {
-            return Some(peer);
+            return Ok(peer);
         }
-        Some(match self.header {
+        match self.header {
             ForwardedHeader::XForwardedFor => walk(peer, &self.trusted, x_forwarded_for(headers)),
             ForwardedHeader::Forwarded => walk(peer, &self.trusted, forwarded_for(headers)),
-        })
+        }
     }
 }
 
 /// Walks the hops from the right (nearest first): the first address that is not a trusted
-/// proxy is the client. An unreadable hop (garbage, `unknown`, an obfuscated name) ends the
-/// walk at the last trusted hop, which is the best known; so does the end of the list.
-fn walk<'a>(peer: IpAddr, trusted: &NetList, hops: impl Iterator<Item = &'a str>) -> IpAddr {
+/// proxy is the client. An unreadable hop (not text, garbage, `unknown`, an obfuscated
+/// name) makes the client unknown: what lies left of it cannot be trusted, and the last
+/// trusted hop is a proxy, not the client. When every hop is a trusted proxy (a request
+/// from inside), the leftmost is the client.
+pub(crate) fn walk<'a>(
+    peer: IpAddr,
+    trusted: &NetList,
+    hops: impl Iterator<Item = &'a [u8]>,
+) -> Result<IpAddr, UnknownClient> {
     let mut client = peer;
-    for hop in hops.take(MAX_HOPS) {
-        let Some(address) = parse_hop(hop) else {
-            return client;
-        };
+    for (count, hop) in hops.enumerate() {
+        if count >= MAX_HOPS {
+            return Err(UnknownClient::Unreadable);
+        }
+        let address = std::str::from_utf8(hop.trim_ascii())
+            .ok()
+            .and_then(parse_hop)
+            .ok_or(UnknownClient::Unreadable)?;
         client = address.to_canonical();
         if !trusted.contains(client) {
-            return client;
+            return Ok(client);
         }
     }
-    client
+    Ok(client)
 }
 
-/// Every `X-Forwarded-For` entry, from the right, over all the header's lines (the last
-/// line is the nearest proxy's).
-fn x_forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    let lines: Vec<&str> = headers
+/// Every `X-Forwarded-For` entry as raw bytes, from the right, over all the header's lines
+/// (the last line is the nearest proxy's). Split on `,` before any decoding: one bad
+/// entry does not hide the others.
+pub(crate) fn x_forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
         .get_all("x-forwarded-for")
         .iter()
-        .map(|value| value.to_str().unwrap_or("\u{0}"))
-        .collect();
-    lines
-        .into_iter()
         .rev()
-        .flat_map(|line| line.rsplit(','))
-        .map(str::trim)
+        .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','))
 }
 
-/// Every `for=` of `Forwarded` (RFC 7239), from the right; an element without `for` gives
-/// an empty hop (unreadable).
-fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    let lines: Vec<&str> = headers
+/// Every `for=` of `Forwarded` (RFC 7239) as raw bytes, from the right; an element without
+/// `for` gives an empty hop (unreadable).
+pub(crate) fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
         .get_all(http::header::FORWARDED)
         .iter()
-        .map(|value| value.to_str().unwrap_or("\u{0}"))
-        .collect();
-    lines
-        .into_iter()
         .rev()
-        .flat_map(|line| line.rsplit(','))
+        .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','))
         .map(|element| {
             element
-                .split(';')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
-                .map_or("", |(_, value)| value.trim().trim_matches('"'))
+                .split(|&b| b == b';')
+                .filter_map(|pair| {
+                    let at = pair.iter().position(|&b| b == b'=')?;
+                    Some((&pair[..at], &pair[at + 1..]))
+                })
+                .find(|(name, _)| name.trim_ascii().eq_ignore_ascii_case(b"for"))
+                .map_or(&[][..], |(_, value)| unquote(value.trim_ascii()))
         })
 }
+
+/// A quoted-string's content (`"[2001:db8::1]:4711"`), or the token itself.
+fn unquote(value: &[u8]) -> &[u8] {
+    match value {
+        [b'"', inner @ .., b'"'] => inner,
+        // A lone quote: unreadable.
+        [b'"', ..] | [.., b'"'] => &[],
+        token => token,
+    }
+}
+
+/// The address that keys a client's counts (rate-limit buckets, brute-force sources):
+/// IPv4 (and IPv4-mapped IPv6) as is, IPv6 as its network of `v6_prefix` bits (host bits
+/// zeroed), since one subscriber commonly holds a whole /64 and can rotate through it.
+pub(crate) fn counting_key(address: IpAddr, v6_prefix: u8) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Checks an IPv6 prefix length for counting: 1 to 128.
+pub(crate) fn check_v6_prefix(
+    prefix: u8,
+    setting: &'static str,
+) -> Result<(), crate::error::ConfigError> {
+    if (1..=128).contains(&prefix) {
+        Ok(())
+    } else {
+        Err(crate::error::ConfigError::InvalidLimit { setting })
+    }
+}
+
+/// The default IPv6 prefix clients are counted by: a /64, one subscriber's usual share.
+pub(crate) const DEFAULT_V6_PREFIX: u8 = 64;
 
 /// One hop's address: `192.0.2.1`, `192.0.2.1:8080`, `2001:db8::1`, `[2001:db8::1]:4711`.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -218,7 +287,7 @@ mod tests {
         let parts = parts("203.0.113.9:5000", &[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(
             resolver.resolve(&parts.headers, &parts.extensions),
-            Some(ip("203.0.113.9"))
+            Ok(ip("203.0.113.9"))
         );
     }
 
@@ -228,7 +297,7 @@ mod tests {
         let parts = parts("203.0.113.9:5000", &[("x-forwarded-for", "10.0.0.1")]);
         assert_eq!(
             resolver.resolve(&parts.headers, &parts.extensions),
-            Some(ip("203.0.113.9"))
+            Ok(ip("203.0.113.9"))
         );
     }
 
@@ -242,7 +311,7 @@ mod tests {
         );
         assert_eq!(
             resolver.resolve(&parts.headers, &parts.extensions),
-            Some(ip("198.51.100.7"))
+            Ok(ip("198.51.100.7"))
         );
     }
 
@@ -258,22 +327,39 @@ mod tests {
         );
         assert_eq!(
             resolver.resolve(&parts.headers, &parts.extensions),
-            Some(ip("198.51.100.7"))
+            Ok(ip("198.51.100.7"))
         );
     }
 
     #[test]
-    fn garbage_or_all_trusted_ends_at_the_last_trusted_hop() {
+    fn garbage_makes_the_client_unknown_never_a_proxy() {
         let resolver = resolver(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let garbage = parts("10.0.0.2:443", &[("x-forwarded-for", "evil, 10.0.0.5")]);
         assert_eq!(
             resolver.resolve(&garbage.headers, &garbage.extensions),
-            Some(ip("10.0.0.5"))
+            Err(UnknownClient::Unreadable)
+        );
+        let empty = parts("10.0.0.2:443", &[("x-forwarded-for", "1.1.1.1,,10.0.0.5")]);
+        assert_eq!(
+            resolver.resolve(&empty.headers, &empty.extensions),
+            Err(UnknownClient::Unreadable)
+        );
+        // Garbage left of the first untrusted hop is never read.
+        let left = parts("10.0.0.2:443", &[("x-forwarded-for", "evil, 198.51.100.7")]);
+        assert_eq!(
+            resolver.resolve(&left.headers, &left.extensions),
+            Ok(ip("198.51.100.7"))
+        );
+        let too_many = vec!["10.0.0.1"; MAX_HOPS + 1].join(", ");
+        let long = parts("10.0.0.2:443", &[("x-forwarded-for", &too_many)]);
+        assert_eq!(
+            resolver.resolve(&long.headers, &long.extensions),
+            Err(UnknownClient::Unreadable)
         );
         let none = parts("10.0.0.2:443", &[]);
         assert_eq!(
             resolver.resolve(&none.headers, &none.extensions),
-            Some(ip("10.0.0.2"))
+            Ok(ip("10.0.0.2"))
         );
     }
 
@@ -292,21 +378,93 @@ mod tests {
         );
         assert_eq!(
             resolver.resolve(&parts1.headers, &parts1.extensions),
-            Some(ip("2001:db8:cafe::17"))
+            Ok(ip("2001:db8:cafe::17"))
         );
-        let unknown = parts(
-            "10.0.0.2:443",
-            &[("forwarded", "for=unknown, for=10.0.0.9")],
-        );
-        assert_eq!(
-            resolver.resolve(&unknown.headers, &unknown.extensions),
-            Some(ip("10.0.0.9"))
-        );
+        for header in [
+            "for=unknown, for=10.0.0.9",
+            "for=_hidden, for=10.0.0.9",
+            "proto=https, for=10.0.0.9",
+            "for=\"1.1.1.1, for=10.0.0.9",
+        ] {
+            let unknown = parts("10.0.0.2:443", &[("forwarded", header)]);
+            assert_eq!(
+                resolver.resolve(&unknown.headers, &unknown.extensions),
+                Err(UnknownClient::Unreadable),
+                "{header}"
+            );
+        }
         // X-Forwarded-For is not read when Forwarded is configured.
         let other = parts("10.0.0.2:443", &[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(
             resolver.resolve(&other.headers, &other.extensions),
-            Some(ip("10.0.0.2"))
+            Ok(ip("10.0.0.2"))
+        );
+    }
+
+    /// A client sends bytes that are not text; the proxy appends the real address on the
+    /// same line (nginx, ALB): that address is still read, and nothing unreadable ever
+    /// resolves to the proxy.
+    #[test]
+    fn bytes_that_are_not_text_do_not_hide_the_client_or_name_the_proxy() {
+        fn with_raw(peer: &str, name: &str, lines: &[&[u8]]) -> http::request::Parts {
+            let mut parts = parts(peer, &[]);
+            for line in lines {
+                parts.headers.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    http::HeaderValue::from_bytes(line).expect("value"),
+                );
+            }
+            parts
+        }
+        let xff = resolver(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let appended = with_raw(
+            "10.0.0.2:443",
+            "x-forwarded-for",
+            &[b"\xff, 198.51.100.7, 10.0.0.3"],
+        );
+        assert_eq!(
+            xff.resolve(&appended.headers, &appended.extensions),
+            Ok(ip("198.51.100.7"))
+        );
+        // The unreadable hop is reached: unknown, not the proxy 10.0.0.3.
+        let reached = with_raw("10.0.0.2:443", "x-forwarded-for", &[b"\xff, 10.0.0.3"]);
+        assert_eq!(
+            xff.resolve(&reached.headers, &reached.extensions),
+            Err(UnknownClient::Unreadable)
+        );
+        let alone = with_raw("10.0.0.2:443", "x-forwarded-for", &[b"\xff"]);
+        assert_eq!(
+            xff.resolve(&alone.headers, &alone.extensions),
+            Err(UnknownClient::Unreadable)
+        );
+        let forwarded = resolver(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        let line = with_raw(
+            "10.0.0.2:443",
+            "forwarded",
+            &[b"for=\xff, for=198.51.100.7"],
+        );
+        assert_eq!(
+            forwarded.resolve(&line.headers, &line.extensions),
+            Ok(ip("198.51.100.7"))
+        );
+        let reached = with_raw("10.0.0.2:443", "forwarded", &[b"for=\xff, for=10.0.0.3"]);
+        assert_eq!(
+            forwarded.resolve(&reached.headers, &reached.extensions),
+            Err(UnknownClient::Unreadable)
+        );
+    }
+
+    #[test]
+    fn no_peer_address_is_unknown() {
+        let resolver = resolver(&[], ForwardedHeader::XForwardedFor);
+        let parts = http::Request::get("/")
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        assert_eq!(
+            resolver.resolve(&parts.headers, &parts.extensions),
+            Err(UnknownClient::NoPeer)
         );
     }
 
@@ -319,8 +477,31 @@ mod tests {
         );
         assert_eq!(
             resolver.resolve(&parts1.headers, &parts1.extensions),
-            Some(ip("198.51.100.7"))
+            Ok(ip("198.51.100.7"))
         );
+    }
+
+    #[test]
+    fn ipv6_is_counted_by_its_prefix_and_ipv4_as_is() {
+        assert_eq!(
+            counting_key(ip("2001:db8:1:2:aaaa::1"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            counting_key(ip("2001:db8:1:2:ffff::9"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            counting_key(ip("2001:db8:1:3::1"), 64),
+            ip("2001:db8:1:3::")
+        );
+        assert_eq!(counting_key(ip("2001:db8:1:3::1"), 48), ip("2001:db8:1::"));
+        assert_eq!(counting_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(counting_key(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_eq!(counting_key(ip("::ffff:192.0.2.7"), 64), ip("192.0.2.7"));
+        assert!(check_v6_prefix(0, "x").is_err());
+        assert!(check_v6_prefix(129, "x").is_err());
+        assert!(check_v6_prefix(64, "x").is_ok());
     }
 
     #[test]

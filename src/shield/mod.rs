@@ -10,12 +10,18 @@
 //!   read only when the peer is a configured [trusted proxy](ShieldBuilder::trusted_proxies),
 //!   from the right, taking the first address that is not a trusted proxy: a client cannot
 //!   forge its address by sending the header itself. The address goes in the request's
-//!   extensions as [`ClientIp`](crate::ClientIp).
+//!   extensions as [`ClientIp`](crate::ClientIp). A forwarded hop that cannot be read
+//!   (not text, `unknown`, garbage) makes the client unknown, never the proxy's address.
+//!   Where IP rules or brute-force blocking apply, a request whose client is unknown is
+//!   refused: 503 `unavailable` without a connection address (axum served without
+//!   `ConnectInfo`), 400 `invalid_request` for an unreadable forwarded hop (opt out with
+//!   [`insecure_allow_unknown_client_ip`](ShieldBuilder::insecure_allow_unknown_client_ip)).
 //! - **IP rules**: allow and deny lists of CIDR ranges (IPv4 and IPv6; IPv4-mapped IPv6
 //!   addresses count as IPv4), globally and per route; deny wins; refused with 403
 //!   `ip_denied`.
 //! - **Brute-force blocking** ([`BruteForce`]): authentication failures counted per client
-//!   IP (and, opted in, per API-key id claimed); above a threshold the source is refused
+//!   IP (IPv6 by /64 by default, see [`BruteForce::ipv6_prefix`]; and, opted in, per
+//!   API-key id claimed); above a threshold the source is refused
 //!   with 429 `blocked` and `Retry-After` for a period that doubles with repeat offences.
 //!   Each block and unblock is reported to the observer (`Observe::block`, see
 //!   [`crate::observe`]).
@@ -50,9 +56,12 @@
 //! ```
 
 mod brute_force;
-mod client_ip;
-mod ip_rules;
+mod checks;
+pub(crate) mod client_ip;
+mod future;
+pub(crate) mod ip_rules;
 mod layer;
+mod service;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -67,7 +76,11 @@ pub use self::brute_force::{
 #[doc(inline)]
 pub use self::client_ip::ForwardedHeader;
 #[doc(inline)]
-pub use self::layer::{ResponseFuture, Shield, ShieldLayer};
+pub use self::future::ResponseFuture;
+#[doc(inline)]
+pub use self::layer::ShieldLayer;
+#[doc(inline)]
+pub use self::service::Shield;
 #[doc(inline)]
 pub use crate::store::StoreFuture;
 
@@ -81,11 +94,15 @@ use crate::observe::{Observe, default_observer};
 use crate::rejection::{RejectionResponse, default_renderer};
 use crate::route::RouteTable;
 
+#[cfg(feature = "rate-limit")]
+pub(crate) use self::checks::seconds;
+#[cfg(feature = "rate-limit")]
+pub(crate) use self::checks::unknown_client;
 pub(crate) use self::client_ip::connection_peer;
 #[cfg(feature = "rate-limit")]
-pub(crate) use self::client_ip::warn_no_peer_address;
+pub(crate) use self::client_ip::{ClientIpUnknown, UnknownClient};
 #[cfg(feature = "rate-limit")]
-pub(crate) use self::layer::seconds;
+pub(crate) use self::client_ip::{DEFAULT_V6_PREFIX, check_v6_prefix, counting_key};
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
 /// checked by [`build`](Self::build).
@@ -99,6 +116,7 @@ pub struct ShieldBuilder {
     deny: Vec<String>,
     routes: Vec<(String, Vec<String>, Vec<String>)>,
     brute_force: Option<BruteForce>,
+    allow_unknown_ip: bool,
     identity: Option<ClaimedIdentity>,
     observer: Option<Arc<dyn Observe>>,
     renderer: Option<Arc<dyn RejectionResponse>>,
@@ -210,6 +228,22 @@ impl ShieldBuilder {
         &mut self.routes[index]
     }
 
+    /// **Insecure**: lets a request whose client address is unknown go on where IP rules or
+    /// brute-force blocking apply (it passes deny lists, fails allow lists, and its failures
+    /// are not counted per IP), instead of refusing it.
+    ///
+    /// The address is unknown when the server gives no connection address (axum served
+    /// without `ConnectInfo`: refused with 503 `unavailable`, cause `client_ip_unknown`) or
+    /// when a trusted proxy forwards a hop that is not an address (refused with 400
+    /// `invalid_request`, cause `forwarded_header_unreadable`). Defaults to refusing. Limits
+    /// keyed by client IP behind the shield have their own opt-out
+    /// (`RateLimitBuilder::insecure_allow_unknown_client_ip`): they never fall back to the
+    /// connection's address when the shield found the client unknown.
+    pub fn insecure_allow_unknown_client_ip(mut self) -> Self {
+        self.allow_unknown_ip = true;
+        self
+    }
+
     /// Turns on brute-force blocking. Defaults to off.
     pub fn brute_force(mut self, brute_force: BruteForce) -> Self {
         self.brute_force = Some(brute_force);
@@ -245,7 +279,8 @@ impl ShieldBuilder {
     ///
     /// [`ConfigError::InvalidCidr`] for a range that does not parse or has host bits set;
     /// [`ConfigError::InvalidRoute`] / [`ConfigError::ConflictingRules`] for a bad route;
-    /// [`ConfigError::InvalidLimit`] for a zero brute-force setting;
+    /// [`ConfigError::InvalidLimit`] for a zero brute-force setting or an IPv6 prefix
+    /// outside 1 to 128;
     /// [`ConfigError::NoClientIpSource`] when nothing can tell the peer's address (no
     /// `axum` feature and no [`peer_address`](Self::peer_address)).
     pub fn build(self) -> Result<ShieldLayer, ConfigError> {
@@ -294,6 +329,7 @@ impl ShieldBuilder {
             global,
             routes: Arc::new(routes),
             brute_force,
+            allow_unknown_ip: self.allow_unknown_ip,
             identity: self.identity,
             observer: self.observer.unwrap_or_else(default_observer),
             renderer: self.renderer.unwrap_or_else(default_renderer),
