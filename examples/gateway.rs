@@ -62,6 +62,21 @@
 //!   PORTCULLIS_OIDC_CLIENT_SECRET=demo-secret cargo run --example gateway --features oidc
 //! # open http://127.0.0.1:3000/whoami and sign in as alice (any password)
 //! ```
+//!
+//! Many instances (built with `--features redis`): with `PORTCULLIS_REDIS_URL` set, every
+//! piece of shared state lives on that Redis (API keys, rate-limit buckets, brute-force
+//! blocks, revoked tokens, and with `oidc` the sessions, sealed with `PORTCULLIS_SESSION_KEY`,
+//! 64 hex digits, which every instance must share), so two instances on two ports share it:
+//! a key printed by one works on the other, and an address blocked by one is blocked by the
+//! other.
+//!
+//! ```text
+//! redis-server --port 6379 --save '' --appendonly no &
+//! PORTCULLIS_REDIS_URL=redis://127.0.0.1:6379 cargo run --example gateway --features redis &
+//! PORTCULLIS_REDIS_URL=redis://127.0.0.1:6379 PORTCULLIS_ADDR=127.0.0.1:3001 \
+//!   cargo run --example gateway --features redis &
+//! curl -s -H 'x-api-key: <a key printed by the first>' http://127.0.0.1:3001/whoami
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +94,8 @@ use portcullis::authz::{RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
 use portcullis::observe::{MetricsObserver, Observe, TracingObserver};
 use portcullis::rate_limit::{Limit, LimitKey, Quota, RateLimitLayer, Tier};
+#[cfg(feature = "redis")]
+use portcullis::redis::RedisConnection;
 use portcullis::shield::{BruteForce, ShieldLayer};
 use portcullis::validate::{RequestSchema, ValidationRules};
 use portcullis::{ConfigError, GatewaySecurityLayer, Principal};
@@ -96,6 +113,105 @@ const FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const FIRST_BLOCK: Duration = Duration::from_secs(30);
 const MAX_BLOCK: Duration = Duration::from_secs(300);
+
+/// Where the shared state lives: in this process, or (with `PORTCULLIS_REDIS_URL` and the
+/// `redis` feature) on Redis, shared by every instance.
+#[derive(Clone, Default)]
+struct Shared {
+    #[cfg(feature = "redis")]
+    redis: Option<RedisConnection>,
+}
+
+impl Shared {
+    fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let url = std::env::var("PORTCULLIS_REDIS_URL").ok();
+        #[cfg(feature = "redis")]
+        return Ok(Self {
+            redis: url
+                .map(|url| RedisConnection::builder(url).build())
+                .transpose()?,
+        });
+        #[cfg(not(feature = "redis"))]
+        match url {
+            Some(_) => Err("PORTCULLIS_REDIS_URL is set: run with `--features redis`".into()),
+            None => Ok(Self::default()),
+        }
+    }
+
+    fn is_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// The API-key store: in memory, or on Redis behind a 1-second cache.
+    fn keys(&self) -> Keys {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            let store = portcullis::redis::RedisKeyStore::new(redis.clone());
+            return Keys::Redis(Arc::new(portcullis::api_key::CachedKeyStore::new(store)));
+        }
+        Keys::Memory(Arc::new(MemoryKeyStore::new()))
+    }
+
+    fn limits(
+        &self,
+        builder: portcullis::rate_limit::RateLimitBuilder,
+    ) -> portcullis::rate_limit::RateLimitBuilder {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return builder.store(Arc::new(portcullis::redis::RedisRateLimitStore::new(
+                redis.clone(),
+            )));
+        }
+        builder
+    }
+
+    fn blocks(&self, policy: BruteForce) -> BruteForce {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return policy.store(Arc::new(portcullis::redis::RedisBlockStore::new(
+                redis.clone(),
+            )));
+        }
+        policy
+    }
+}
+
+/// The API-key store, in memory or on Redis.
+#[derive(Clone)]
+enum Keys {
+    Memory(Arc<MemoryKeyStore>),
+    #[cfg(feature = "redis")]
+    Redis(Arc<portcullis::api_key::CachedKeyStore<portcullis::redis::RedisKeyStore>>),
+}
+
+impl Keys {
+    fn authenticator(&self) -> ApiKeyAuthenticator {
+        match self {
+            Self::Memory(store) => ApiKeyAuthenticator::new(store.clone()),
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => ApiKeyAuthenticator::new(store.clone()),
+        }
+    }
+
+    async fn issue(&self, spec: NewKey) -> Result<IssuedKey, StoreError> {
+        match self {
+            Self::Memory(store) => store.issue(spec).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => store.issue(spec).await,
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        match self {
+            Self::Memory(store) => store.list(None).await,
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => store.list(None).await,
+        }
+    }
+}
 
 /// One demo identity and the key issued for it at start.
 struct DemoKey {
@@ -189,28 +305,35 @@ fn bearer_from_env() -> Result<Option<BearerAuthenticator>, Box<dyn std::error::
 }
 
 /// The shield: brute-force blocking of addresses that keep sending bad credentials.
-fn shield(observer: Arc<dyn Observe>) -> Result<ShieldLayer, ConfigError> {
+fn shield(observer: Arc<dyn Observe>, shared: &Shared) -> Result<ShieldLayer, ConfigError> {
     ShieldLayer::builder()
         .brute_force(
-            BruteForce::new()
-                .threshold(FAILURES, FAILURE_WINDOW)
-                .block_for(FIRST_BLOCK, MAX_BLOCK),
+            shared.blocks(
+                BruteForce::new()
+                    .threshold(FAILURES, FAILURE_WINDOW)
+                    .block_for(FIRST_BLOCK, MAX_BLOCK),
+            ),
         )
         .observer(observer)
         .build()
 }
 
 /// Per-IP limits, before any key is looked at.
-fn per_ip_limit(observer: Arc<dyn Observe>) -> Result<RateLimitLayer, ConfigError> {
-    RateLimitLayer::builder()
+fn per_ip_limit(
+    observer: Arc<dyn Observe>,
+    shared: &Shared,
+) -> Result<RateLimitLayer, ConfigError> {
+    shared
+        .limits(RateLimitLayer::builder())
         .limit(Limit::new("per-ip", LimitKey::ClientIp, PER_IP))
         .observer(observer)
         .build()
 }
 
 /// Per-key limits, by role: the viewer's lower than the admin's.
-fn per_key_limit() -> Result<RateLimitLayer, ConfigError> {
-    RateLimitLayer::builder()
+fn per_key_limit(shared: &Shared) -> Result<RateLimitLayer, ConfigError> {
+    shared
+        .limits(RateLimitLayer::builder())
         .limit(Limit::new("per-key", LimitKey::ApiKey, VIEWER).tier(Tier::role("admin"), ADMIN))
         .build()
 }
@@ -220,6 +343,7 @@ fn per_key_limit() -> Result<RateLimitLayer, ConfigError> {
 #[cfg(feature = "oidc")]
 fn oidc_from_env(
     addr: SocketAddr,
+    shared: &Shared,
 ) -> Result<Option<portcullis::oidc::Oidc>, Box<dyn std::error::Error>> {
     let var = |name: &str| std::env::var(name).ok();
     let Some(issuer) = var("PORTCULLIS_OIDC_ISSUER") else {
@@ -243,12 +367,44 @@ fn oidc_from_env(
         // A demo over plain http on this machine: cookies without `Secure`.
         oidc = oidc.insecure_http_cookies_on_loopback();
     }
+    if var("PORTCULLIS_SESSION_KEY").is_some() {
+        oidc = oidc.session_key(oidc_session_key()?);
+    }
+    #[cfg(feature = "redis")]
+    if let Some(redis) = &shared.redis {
+        // Sessions sealed with the key every instance shares: give the same
+        // PORTCULLIS_SESSION_KEY to each, or sessions stay with the instance that made them.
+        let key = match var("PORTCULLIS_SESSION_KEY") {
+            Some(_) => oidc_session_key()?,
+            None => portcullis::SessionKey::generate(),
+        };
+        oidc = oidc.session_key(key.clone()).session_store(Arc::new(
+            portcullis::redis::RedisSessionStore::new(redis.clone(), key),
+        ));
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = shared;
     Ok(Some(oidc.build()?))
+}
+
+/// `PORTCULLIS_SESSION_KEY` (64 hex digits) as a session key.
+#[cfg(feature = "oidc")]
+fn oidc_session_key() -> Result<portcullis::SessionKey, Box<dyn std::error::Error>> {
+    let hex = std::env::var("PORTCULLIS_SESSION_KEY")?;
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(hex.get(at..at + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| "PORTCULLIS_SESSION_KEY must be 64 hex digits")?;
+    Ok(portcullis::SessionKey::from_bytes(&bytes)?)
 }
 
 /// Stands in for the relying party when the example is built without `oidc`.
 #[cfg(not(feature = "oidc"))]
-fn oidc_from_env(_addr: SocketAddr) -> Result<Option<NoOidc>, Box<dyn std::error::Error>> {
+fn oidc_from_env(
+    _addr: SocketAddr,
+    _shared: &Shared,
+) -> Result<Option<NoOidc>, Box<dyn std::error::Error>> {
     if std::env::var("PORTCULLIS_OIDC_ISSUER").is_ok() {
         return Err("PORTCULLIS_OIDC_ISSUER is set: run with `--features oidc`".into());
     }
@@ -268,13 +424,13 @@ type RelyingParty = NoOidc;
 /// validation), the login routes around it, and the shield and per-IP limit around
 /// everything: so that the login and callback routes are shielded and limited too.
 fn app(
-    store: Arc<MemoryKeyStore>,
+    keys: Keys,
+    shared: &Shared,
     bearer: Option<BearerAuthenticator>,
     oidc: Option<RelyingParty>,
     metrics: PrometheusHandle,
 ) -> Result<Router, ConfigError> {
-    let mut security =
-        GatewaySecurityLayer::builder().authenticate(ApiKeyAuthenticator::new(store.clone()));
+    let mut security = GatewaySecurityLayer::builder().authenticate(keys.authenticator());
     if let Some(bearer) = bearer {
         security = security.authenticate(bearer);
     }
@@ -288,7 +444,7 @@ fn app(
     let security = security
         .rules(rules()?)
         .validate(validation()?)
-        .rate_limit(per_key_limit()?)
+        .rate_limit(per_key_limit(shared)?)
         .observer(observer.clone())
         .build()?;
     let router = Router::new()
@@ -302,7 +458,7 @@ fn app(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         )
-        .with_state(store)
+        .with_state(keys)
         .layer(security);
     // The login routes sit outside the gateway: they must answer whatever the rules say.
     #[cfg(feature = "oidc")]
@@ -311,11 +467,11 @@ fn app(
         None => router,
     };
     #[cfg(not(feature = "oidc"))]
-    drop(oidc);
+    let _ = oidc;
     // Outermost: the shield, then the per-IP limit, in front of the login routes as well.
     Ok(router
-        .layer(per_ip_limit(observer.clone())?)
-        .layer(shield(observer)?))
+        .layer(per_ip_limit(observer.clone(), shared)?)
+        .layer(shield(observer, shared)?))
 }
 
 async fn home() -> axum::response::Html<&'static str> {
@@ -327,7 +483,7 @@ async fn home() -> axum::response::Html<&'static str> {
 }
 
 /// Issues a fresh key for each demo identity. Keys are random at every start.
-async fn seed(store: &MemoryKeyStore) -> Result<Vec<DemoKey>, StoreError> {
+async fn seed(store: &Keys) -> Result<Vec<DemoKey>, StoreError> {
     let admin = store
         .issue(
             NewKey::for_owner("ada")
@@ -385,10 +541,8 @@ async fn delete_order(Path(_id): Path<u64>) -> StatusCode {
 }
 
 /// The store's key records, as `KeyRecord::summary` shows them: no secret, no digest.
-async fn list_keys(
-    State(store): State<Arc<MemoryKeyStore>>,
-) -> Result<Json<Vec<Value>>, StatusCode> {
-    let records = store.list(None).await.map_err(|error| {
+async fn list_keys(State(store): State<Keys>) -> Result<Json<Vec<Value>>, StatusCode> {
+    let records = store.list().await.map_err(|error| {
         tracing::error!(%error, "cannot list keys");
         StatusCode::SERVICE_UNAVAILABLE
     })?;
@@ -514,7 +668,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
 
-    let store = Arc::new(MemoryKeyStore::new());
+    let shared = Shared::from_env()?;
+    let store = shared.keys();
     let keys = seed(&store).await?;
     let bearer = bearer_from_env()?;
     let bearer_issuer = std::env::var("PORTCULLIS_JWT_ISSUER")
@@ -525,14 +680,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = PrometheusBuilder::new().install_recorder()?;
     let addr = std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let oidc = oidc_from_env(listener.local_addr()?)?;
+    let oidc = oidc_from_env(listener.local_addr()?, &shared)?;
     let login = oidc.is_some();
-    let app = app(store, bearer, oidc, metrics)?;
+    let app = app(store, &shared, bearer, oidc, metrics)?;
     print_banner(listener.local_addr()?, &keys, bearer_issuer.as_deref());
     if login {
         println!(
             "Browser login: open http://{}/whoami",
             listener.local_addr()?
+        );
+    }
+    if shared.is_redis() {
+        println!(
+            "Shared state on Redis (PORTCULLIS_REDIS_URL): keys, limits and blocks are seen \
+             by every instance on that Redis."
         );
     }
 
