@@ -69,12 +69,7 @@ impl MemoryKeyStore {
         loop {
             let generated = self.format.generate_key()?;
             let (id, key) = (generated.id, generated.key);
-            let record = KeyRecord::new(
-                id,
-                generated.digest,
-                spec.clone(),
-                SystemTime::now(),
-            );
+            let record = KeyRecord::new(id, generated.digest, spec.clone(), SystemTime::now());
             let mut records = self.write();
             // 71 random bits make a repeat id practically impossible; still, never overwrite.
             if records.contains_key(&id) {
@@ -120,9 +115,7 @@ impl KeyAdmin for MemoryKeyStore {
     async fn rotate(&self, id: &KeyId, overlap: Duration) -> Result<IssuedKey, StoreError> {
         let successor = {
             let records = self.read();
-            let old = records
-                .get(id)
-                .ok_or_else(|| StoreError::NotFound(*id))?;
+            let old = records.get(id).ok_or_else(|| StoreError::NotFound(*id))?;
             if old.revoked_at().is_some() {
                 return Err(StoreError::Revoked(*id));
             }
