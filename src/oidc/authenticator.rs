@@ -8,7 +8,7 @@ use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use http::request::Parts;
 
 use super::id_token::{self, Expected, Refused};
-use super::session::{Session, SessionId, Tokens, split_scopes};
+use super::session::{Session, SessionId, Tokens};
 use super::token_endpoint::{self, TokenError};
 use super::{Inner, Oidc, cookie, random};
 use crate::authenticate::credentials::remove_cookies;
@@ -272,7 +272,7 @@ impl Oidc {
             None => None,
             Some(id_token) => {
                 let expected = Expected {
-                    access_token: Some(&tokens.access_token),
+                    access_token: Some(tokens.access_token.secret()),
                     subject: Some(current.subject()),
                     ..Expected::default()
                 };
@@ -310,25 +310,21 @@ impl Oidc {
                 }
             }
         };
-        let refreshed = Arc::new(
-            current.refreshed(
-                identity,
-                Tokens {
-                    id_token: tokens.id_token.unwrap_or_default(),
-                    access_token_expires_at: tokens
-                        .expires_in
-                        .map(|seconds| now.saturating_add(seconds)),
-                    access_token: Some(tokens.access_token),
-                    refresh_token: tokens.refresh_token,
-                    // No `scope` in the answer: the same as before (RFC 6749
-                    // section 5.1).
-                    scopes: tokens
-                        .scope
-                        .as_deref()
-                        .map_or_else(|| current.scopes().to_vec(), split_scopes),
-                },
-            ),
-        );
+        // No `scope` in the answer: the same as before (RFC 6749 section 5.1).
+        let scopes = tokens
+            .granted_scopes()
+            .unwrap_or_else(|| current.scopes().to_vec());
+        let refreshed = Arc::new(current.refreshed(
+            identity,
+            Tokens {
+                id_token: tokens.id_token.unwrap_or_default(),
+                access_token_expires_at:
+                    tokens.expires_in.map(|seconds| now.saturating_add(seconds)),
+                access_token: Some(tokens.access_token.into_secret()),
+                refresh_token: tokens.refresh_token.map(oauth2::RefreshToken::into_secret),
+                scopes,
+            },
+        ));
         // Saved only over the session still stored: a logout (or back-channel logout)
         // while the provider was answering stays a logout.
         match inner

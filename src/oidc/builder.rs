@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::cookie::CookieSettings;
 use super::login::{self, UsedStates};
-use super::{ClientAuth, Clock, Inner, MemorySessionStore, Oidc, SessionStore};
+use super::{Clock, Inner, MemorySessionStore, Oidc, SessionStore};
 use crate::bearer::IssuerRules;
 use crate::bearer::rules::Profile;
 use crate::error::ConfigError;
@@ -517,9 +517,9 @@ impl OidcBuilder {
         }
         let client_auth = match (&self.client_secret, self.client_secret_post) {
             (None, true) => return Err(invalid("client_secret_post", "no client secret given")),
-            (None, false) => ClientAuth::None,
-            (Some(_), false) => ClientAuth::Basic,
-            (Some(_), true) => ClientAuth::Post,
+            // A public client: oauth2 sends the id in the form, whatever the type.
+            (_, false) => oauth2::AuthType::BasicAuth,
+            (Some(_), true) => oauth2::AuthType::RequestBody,
         };
         let http: Arc<dyn HttpClient> = match self.http_client {
             Some(client) => client,
@@ -600,6 +600,7 @@ impl OidcBuilder {
                 seen_logout_tokens: Mutex::new(UsedStates::new(login::MAX_PENDING_LOGINS)),
                 refreshing: Mutex::new(HashMap::new()),
                 token_requests: tokio::sync::Semaphore::new(MAX_TOKEN_REQUESTS),
+                provider_client: Mutex::new(None),
                 observer: self
                     .observer
                     .unwrap_or_else(crate::observe::default_observer),

@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Response, StatusCode};
+use oauth2::{CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RefreshToken, Scope};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -134,46 +133,36 @@ pub(crate) fn query_param(parts: &Parts, name: &str) -> Result<Option<String>, (
 /// browser's oldest login cookies).
 pub(crate) async fn start(oidc: Oidc, return_to: String, headers: HeaderMap) -> Response<Bytes> {
     let inner = oidc.inner();
-    let Some(metadata) = token_endpoint::metadata(inner).await else {
+    let Some(client) = token_endpoint::client(inner).await else {
         tracing::warn!(issuer = %inner.issuer, "oidc: login refused, the provider's discovery document is unavailable");
         return unavailable();
     };
-    let Some(endpoint) = metadata.authorization_endpoint.as_deref() else {
+    // Our random values (43 characters each, so PKCE's length rule always holds).
+    let state = random::token();
+    let nonce = random::token();
+    let verifier = PkceCodeVerifier::new(random::token());
+    let Ok(mut request) = client.authorize_url(|| CsrfToken::new(state.clone())) else {
         tracing::error!(issuer = %inner.issuer, "oidc: the provider has no authorization_endpoint");
         return unavailable();
     };
-    let Ok(mut url) = reqwest::Url::parse(endpoint) else {
-        return unavailable();
-    };
-    let state = random::token();
-    let nonce = random::token();
-    let verifier = random::token();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    {
-        let mut query = url.query_pairs_mut();
-        query
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &inner.client_id)
-            .append_pair("redirect_uri", &inner.redirect_uri)
-            .append_pair("scope", &inner.scopes)
-            .append_pair("state", &state)
-            .append_pair("nonce", &nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
-        if let Some(prompt) = &inner.prompt {
-            query.append_pair("prompt", prompt);
-        }
-        if let Some(max_age) = inner.max_age {
-            query.append_pair("max_age", &max_age.as_secs().to_string());
-        }
-        if !inner.acr_values.is_empty() {
-            query.append_pair("acr_values", &inner.acr_values.join(" "));
-        }
+    request = request
+        .add_scopes(split_scopes(&inner.scopes).into_iter().map(Scope::new))
+        .set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier))
+        .add_extra_param("nonce", nonce.as_str());
+    if let Some(prompt) = &inner.prompt {
+        request = request.add_extra_param("prompt", prompt.as_str());
     }
+    if let Some(max_age) = inner.max_age {
+        request = request.add_extra_param("max_age", max_age.as_secs().to_string());
+    }
+    if !inner.acr_values.is_empty() {
+        request = request.add_extra_param("acr_values", inner.acr_values.join(" "));
+    }
+    let (url, _) = request.url();
     let login = LoginState {
         s: state.clone(),
         n: nonce,
-        v: verifier,
+        v: verifier.into_secret(),
         r: return_to,
         t: inner.clock.now_secs(),
     };
@@ -435,7 +424,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     let expected = Expected {
         nonce: Some(&login.n),
         code: Some(&code),
-        access_token: Some(&tokens.access_token),
+        access_token: Some(tokens.access_token.secret()),
         subject: None,
         check_auth_time: true,
     };
@@ -462,7 +451,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
     };
     let mut userinfo_claims = serde_json::Map::new();
     if inner.userinfo {
-        match userinfo::fetch(inner, &tokens.access_token, &identity.subject).await {
+        match userinfo::fetch(inner, tokens.access_token.secret(), &identity.subject).await {
             Ok(None) => {}
             Ok(Some(claims)) => {
                 for (name, value) in claims {
@@ -511,10 +500,12 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             access_token_expires_at: tokens
                 .expires_in
                 .map(|seconds| now_secs.saturating_add(seconds)),
-            access_token: Some(tokens.access_token),
-            refresh_token: tokens.refresh_token,
             // No `scope` in the answer: the scopes requested (RFC 6749 section 5.1).
-            scopes: split_scopes(tokens.scope.as_deref().unwrap_or(&inner.scopes)),
+            scopes: tokens
+                .granted_scopes()
+                .unwrap_or_else(|| split_scopes(&inner.scopes)),
+            access_token: Some(tokens.access_token.into_secret()),
+            refresh_token: tokens.refresh_token.map(RefreshToken::into_secret),
         },
         now_secs,
         now_secs.saturating_add(inner.absolute_timeout.as_secs()),

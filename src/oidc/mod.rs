@@ -77,6 +77,7 @@ mod pages;
 mod random;
 mod session;
 mod token_endpoint;
+mod token_http;
 mod userinfo;
 
 use std::collections::HashMap;
@@ -103,8 +104,6 @@ use crate::bearer::IssuerRules;
 use crate::remote::{HttpClient, JwksCache};
 use crate::secret::{ClientSecret, SessionKey};
 
-pub(crate) use crate::remote::client_auth::ClientAuth;
-
 /// An OpenID Connect relying party: its configuration, its session store and the
 /// provider's keys. Cheap to clone (an `Arc`); see the [module documentation](self).
 #[derive(Clone)]
@@ -119,7 +118,8 @@ pub(crate) struct Inner {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<ClientSecret>,
-    pub(crate) client_auth: ClientAuth,
+    /// How the client secret is sent (`client_secret_basic` or `client_secret_post`).
+    pub(crate) client_auth: oauth2::AuthType,
     pub(crate) redirect_uri: String,
     /// `scheme://host[:port]` of the redirect URI: our origin, for CSRF checks.
     pub(crate) origin: String,
@@ -160,6 +160,8 @@ pub(crate) struct Inner {
     /// Bounds the token-endpoint requests in flight (code exchanges, refreshes,
     /// revocations).
     pub(crate) token_requests: tokio::sync::Semaphore,
+    /// The oauth2 client for the provider's current metadata.
+    pub(crate) provider_client: Mutex<token_endpoint::CachedClient>,
     /// Where the login routes report their decisions.
     pub(crate) observer: Arc<dyn crate::observe::Observe>,
     pub(crate) clock: Clock,

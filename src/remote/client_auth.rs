@@ -1,5 +1,6 @@
-//! Client authentication at an authorization server's endpoints (RFC 6749 section 2.3.1):
-//! one form POST for the token, revocation and introspection endpoints alike.
+//! Client authentication at an authorization server's introspection endpoint (RFC 6749
+//! section 2.3.1, RFC 7662). The relying party's token and revocation requests are built
+//! by the `oauth2` crate instead.
 
 use zeroize::Zeroizing;
 
@@ -13,39 +14,30 @@ pub(crate) enum ClientAuth {
     Basic,
     /// `client_secret_post`: id and secret in the form.
     Post,
-    /// A public client: the id in the form, no secret (the relying party's public
-    /// clients; introspection always has a secret).
-    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
-    None,
 }
 
-/// POSTs `form` to `url` as client `client_id`, authenticated by `auth` with `secret`
-/// (without a secret, as a public client whatever `auth` says).
+/// POSTs `form` to `url` as client `client_id`, authenticated by `auth` with `secret`.
 pub(crate) async fn post_form_as_client(
     http: &dyn HttpClient,
     url: &str,
     form: &[(&str, &str)],
     client_id: &str,
-    secret: Option<&ClientSecret>,
+    secret: &ClientSecret,
     auth: ClientAuth,
     accept: &[&str],
 ) -> Result<HttpResponse, RemoteError> {
     let mut fields: Vec<(&str, &str)> = form.to_vec();
-    match (auth, secret) {
-        (ClientAuth::Basic, Some(secret)) => {
+    match auth {
+        ClientAuth::Basic => {
             // Both parts are form-encoded before Basic (RFC 6749 section 2.3.1).
             let user = form_encode(client_id);
             let password = Zeroizing::new(form_encode(secret.expose_secret()));
             http.post_form(url, &fields, Some((&user, &password)), accept)
                 .await
         }
-        (ClientAuth::Post, Some(secret)) => {
+        ClientAuth::Post => {
             fields.push(("client_id", client_id));
             fields.push(("client_secret", secret.expose_secret()));
-            http.post_form(url, &fields, None, accept).await
-        }
-        _ => {
-            fields.push(("client_id", client_id));
             http.post_form(url, &fields, None, accept).await
         }
     }

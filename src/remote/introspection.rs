@@ -77,7 +77,7 @@ impl IntrospectionClient {
             &self.url,
             &form,
             &self.client_id,
-            Some(&self.client_secret),
+            &self.client_secret,
             self.auth,
             ACCEPT_JSON,
         )

@@ -13,6 +13,8 @@ mod discovery;
 pub(crate) mod introspection;
 mod jwks;
 
+#[cfg(feature = "oidc")]
+pub(crate) use self::client::content_type_accepted;
 #[doc(inline)]
 pub use self::client::{HttpClient, HttpFuture, HttpResponse, ReqwestClient, ReqwestClientBuilder};
 #[doc(inline)]
