@@ -1,6 +1,18 @@
 //! [`RedisConnection`]: one shared, self-healing connection to Redis or a Redis Cluster,
 //! with a bound on every command.
 
+// Each store uses part of this module: dead-code analysis is meaningful only when every
+// store is compiled in (as clippy and CI run it, `--all-features`).
+#![cfg_attr(
+    not(all(
+        feature = "api-key",
+        feature = "oidc",
+        feature = "shield",
+        feature = "bearer"
+    )),
+    allow(dead_code)
+)]
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -43,29 +55,11 @@ struct Inner {
 }
 
 // Until a store uses it (with `api-key` or `oidc`), only its construction is compiled in.
-#[cfg_attr(
-    not(any(
-        feature = "api-key",
-        feature = "oidc",
-        feature = "shield",
-        feature = "bearer"
-    )),
-    allow(dead_code)
-)]
 enum Backend {
     Single(Box<Single>),
     Cluster(Box<Cluster>),
 }
 
-#[cfg_attr(
-    not(any(
-        feature = "api-key",
-        feature = "oidc",
-        feature = "shield",
-        feature = "bearer"
-    )),
-    allow(dead_code)
-)]
 struct Single {
     client: redis::Client,
     config: ConnectionManagerConfig,
@@ -74,15 +68,6 @@ struct Single {
     manager: OnceLock<ConnectionManager>,
 }
 
-#[cfg_attr(
-    not(any(
-        feature = "api-key",
-        feature = "oidc",
-        feature = "shield",
-        feature = "bearer"
-    )),
-    allow(dead_code)
-)]
 struct Cluster {
     client: ClusterClient,
     /// Opened on first use; a failed attempt is retried by the next command.
@@ -91,15 +76,6 @@ struct Cluster {
 }
 
 /// One connection of either kind, so that commands are written once.
-#[cfg_attr(
-    not(any(
-        feature = "api-key",
-        feature = "oidc",
-        feature = "shield",
-        feature = "bearer"
-    )),
-    allow(dead_code)
-)]
 enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
@@ -138,15 +114,6 @@ impl redis::aio::ConnectionLike for Connection {
 
 /// Why a command got no answer.
 #[derive(Debug, thiserror::Error)]
-#[cfg_attr(
-    not(any(
-        feature = "api-key",
-        feature = "oidc",
-        feature = "shield",
-        feature = "bearer"
-    )),
-    allow(dead_code)
-)]
 pub(crate) enum CommandError {
     /// Redis answered with an error, or could not be reached.
     #[error("Redis: {0}")]
@@ -180,10 +147,6 @@ impl RedisConnection {
     }
 
     /// Runs `command` and reads its answer as `T`, within the command timeout.
-    #[cfg_attr(
-        not(any(feature = "api-key", feature = "oidc", feature = "bearer")),
-        allow(dead_code)
-    )]
     pub(crate) async fn query<T: FromRedisValue>(
         &self,
         command: &redis::Cmd,
@@ -197,7 +160,6 @@ impl RedisConnection {
 
     /// Runs `script` (by its SHA, loading it when Redis does not know it) with its keys and
     /// arguments already set on `invocation`, within the command timeout.
-    #[cfg_attr(not(any(feature = "api-key", feature = "shield")), allow(dead_code))]
     pub(crate) async fn run_script<T: FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
@@ -210,15 +172,6 @@ impl RedisConnection {
     }
 
     /// The connection to send on: the single server's manager, or the cluster's.
-    #[cfg_attr(
-        not(any(
-            feature = "api-key",
-            feature = "oidc",
-            feature = "shield",
-            feature = "bearer"
-        )),
-        allow(dead_code)
-    )]
     async fn connection(&self) -> Result<Connection, CommandError> {
         Ok(match &self.inner.backend {
             Backend::Single(single) => Connection::Single(single.manager()?),
@@ -226,15 +179,6 @@ impl RedisConnection {
         })
     }
 
-    #[cfg_attr(
-        not(any(
-            feature = "api-key",
-            feature = "oidc",
-            feature = "shield",
-            feature = "bearer"
-        )),
-        allow(dead_code)
-    )]
     async fn bounded<T>(
         &self,
         work: impl Future<Output = Result<T, CommandError>>,
@@ -246,15 +190,6 @@ impl RedisConnection {
     }
 
     /// The cluster connection, opened now if it is not open yet.
-    #[cfg_attr(
-        not(any(
-            feature = "api-key",
-            feature = "oidc",
-            feature = "shield",
-            feature = "bearer"
-        )),
-        allow(dead_code)
-    )]
     async fn cluster(&self) -> Result<ClusterConnection, CommandError> {
         let Backend::Cluster(cluster) = &self.inner.backend else {
             unreachable!("only called for a cluster backend");
@@ -276,15 +211,6 @@ impl RedisConnection {
     }
 }
 
-#[cfg_attr(
-    not(any(
-        feature = "api-key",
-        feature = "oidc",
-        feature = "shield",
-        feature = "bearer"
-    )),
-    allow(dead_code)
-)]
 impl Single {
     /// The connection manager; it connects lazily and reconnects by itself.
     fn manager(&self) -> Result<ConnectionManager, CommandError> {
