@@ -74,6 +74,27 @@ pub enum ConfigError {
         /// Why it can never be met.
         reason: String,
     },
+    /// A requirement written as text does not parse.
+    #[error("requirement `{text}`, at byte {at}: {reason}")]
+    InvalidRequirement {
+        /// The text as given.
+        text: String,
+        /// Where the problem starts, as a byte offset into `text`.
+        at: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A rule compares a field of the request body with the caller, but no JSON body schema
+    /// validates that route, so the body is never parsed (and checked) before the rule
+    /// would read it.
+    #[error(
+        "route rule `{rule}` reads the request body, but no JSON body schema validates `{rule}`: \
+         give the same method and path a body schema in the validation rules"
+    )]
+    BodyRuleWithoutSchema {
+        /// The rule as written.
+        rule: String,
+    },
     /// A JSON Schema does not compile (or needs a `$ref` we do not fetch, or a regex feature
     /// the linear-time engine lacks).
     #[error("route `{rule}`: the {part} schema does not compile: {reason}")]

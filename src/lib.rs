@@ -79,6 +79,8 @@ mod rejection;
 mod route;
 #[cfg(any(feature = "shield", feature = "bearer"))]
 mod store;
+#[cfg(feature = "authz")]
+mod suggest;
 mod text;
 
 mod secret;

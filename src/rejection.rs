@@ -70,6 +70,10 @@ pub enum Reason {
     Forbidden,
     /// No rule matches the route and unmatched routes are denied. 403.
     RouteDenied,
+    /// The caller may use the route but not on this object: the request's data (a path
+    /// parameter, query value, header or body field) does not belong to them. 403. The
+    /// answer never names the object's owner.
+    ObjectDenied,
     /// The caller's claims do not have the shape the handler needs. 403.
     InvalidClaims,
     /// A decision cannot be made right now (a key store or identity provider is down). 503.
@@ -115,6 +119,7 @@ impl Reason {
             Self::InsufficientScope => "insufficient_scope",
             Self::Forbidden => "forbidden",
             Self::RouteDenied => "route_denied",
+            Self::ObjectDenied => "object_denied",
             Self::InvalidClaims => "invalid_claims",
             Self::Unavailable => "unavailable",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -161,6 +166,7 @@ impl Reason {
             Self::InsufficientScope
             | Self::Forbidden
             | Self::RouteDenied
+            | Self::ObjectDenied
             | Self::InvalidClaims
             | Self::IpDenied => StatusCode::FORBIDDEN,
             Self::RateLimited | Self::Blocked => StatusCode::TOO_MANY_REQUESTS,
@@ -180,6 +186,7 @@ impl Reason {
             Self::InsufficientScope => "The credentials lack a scope this resource requires.",
             Self::Forbidden => "The credentials do not grant access to this resource.",
             Self::RouteDenied => "No access rule allows this request.",
+            Self::ObjectDenied => "The credentials do not grant access to this object.",
             Self::InvalidClaims => "The credentials lack information this resource requires.",
             Self::UnsupportedMediaType => "The request body's media type is not accepted here.",
             Self::PayloadTooLarge => "The request body is too large.",

@@ -36,6 +36,64 @@ pub(crate) struct RouteMatch {
     pub(crate) table: usize,
     /// The entry, or `None` when no entry matched.
     pub(crate) index: Option<usize>,
+    /// Where the path parameters are in the path, when the entry's rule reads them.
+    pub(crate) params: ParamSpans,
+}
+
+/// Where a match's path parameters sit in the path, in the pattern's order: byte ranges,
+/// so that a match stays `Copy` and can be carried without borrowing the request. Holds
+/// the first [`ParamSpans::MAX`]; a rule reading a later one matches the path again.
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(not(feature = "authz"), allow(dead_code))]
+pub(crate) struct ParamSpans {
+    len: u8,
+    spans: [(u32, u32); ParamSpans::MAX],
+}
+
+#[cfg_attr(not(feature = "authz"), allow(dead_code))]
+impl ParamSpans {
+    /// How many parameters a match carries.
+    pub(crate) const MAX: usize = 4;
+
+    /// The spans of `params`, matched in `path`. A value that is not a slice of `path`
+    /// (never, with matchit) ends the list, so it reads as absent.
+    pub(crate) fn of(path: &str, params: &matchit::Params<'_, '_>) -> Self {
+        let mut spans = Self::default();
+        let base = path.as_ptr() as usize;
+        for (_, value) in params.iter().take(Self::MAX) {
+            let start = (value.as_ptr() as usize).wrapping_sub(base);
+            let end = start.wrapping_add(value.len());
+            let (Ok(start32), Ok(end32)) = (u32::try_from(start), u32::try_from(end)) else {
+                break;
+            };
+            if path.get(start..end) != Some(value) {
+                break;
+            }
+            spans.spans[usize::from(spans.len)] = (start32, end32);
+            spans.len += 1;
+        }
+        spans
+    }
+
+    /// The raw (still percent-encoded) value of parameter `position` in `path`.
+    pub(crate) fn get<'p>(&self, path: &'p str, position: usize) -> Option<&'p str> {
+        let (start, end) = *self.spans.get(..usize::from(self.len))?.get(position)?;
+        path.get(start as usize..end as usize)
+    }
+}
+
+/// The names of the path parameters of rule `text` (`GET /orders/{id}` → `id`), in the
+/// order matchit reports them.
+#[cfg_attr(not(feature = "authz"), allow(dead_code))]
+pub(crate) fn rule_parameters(text: &str) -> Result<Vec<String>, ConfigError> {
+    let (_, pattern) = parse_rule(text)?;
+    Ok(pattern
+        .split('/')
+        .filter_map(|segment| {
+            let name = segment.strip_prefix('{')?.strip_suffix('}')?;
+            Some(name.strip_prefix('*').unwrap_or(name).to_owned())
+        })
+        .collect())
 }
 
 /// A matched route: its entry (the rule text and value are [`RouteTable::entry`]), its
@@ -138,6 +196,35 @@ impl<T> RouteTable<T> {
         self.entries
             .get(index)
             .map(|(text, value)| (&**text, value))
+    }
+
+    /// The entries of this table for exactly the methods and pattern of rule `text`, one
+    /// per method (`None` when a method, or the pattern, has none). For `*`, the entry for
+    /// any method.
+    #[cfg_attr(not(all(feature = "authz", feature = "validate")), allow(dead_code))]
+    pub(crate) fn same_route(&self, text: &str) -> Result<Vec<Option<&T>>, ConfigError> {
+        let (methods, pattern) = parse_rule(text)?;
+        let path = self
+            .path_index
+            .get(&pattern)
+            .map(|&index| &self.paths[index]);
+        let value = |entry: Option<usize>| entry.and_then(|entry| self.entries.get(entry));
+        Ok(match methods {
+            None => vec![value(path.and_then(|path| path.any_method)).map(|(_, v)| v)],
+            Some(methods) => methods
+                .iter()
+                .map(|wanted| {
+                    let entry = path.and_then(|path| {
+                        path.methods
+                            .iter()
+                            .find(|(method, _)| method == wanted)
+                            .map(|&(_, entry)| entry)
+                            .or(path.any_method)
+                    });
+                    value(entry).map(|(_, v)| v)
+                })
+                .collect(),
+        })
     }
 
     /// Every entry, in insertion order.

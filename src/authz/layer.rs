@@ -9,7 +9,8 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::rules::RouteRules;
+use super::object::{BodyFacts, Facts, Params};
+use super::rules::{PendingObjectCheck, RouteRules};
 use crate::authenticate::Challenges;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
@@ -34,6 +35,9 @@ pub struct AuthorizeLayer {
 struct Config {
     rules: RouteRules,
     report_only: bool,
+    /// Whether a validation stage follows that decides rules reading the body (the
+    /// gateway's); alone, such rules are refused.
+    defer_body: bool,
     renderer: Arc<dyn RejectionResponse>,
     observer: Arc<dyn Observe>,
 }
@@ -45,6 +49,7 @@ impl AuthorizeLayer {
             config: Arc::new(Config {
                 rules,
                 report_only: false,
+                defer_body: false,
                 renderer: default_renderer(),
                 observer: default_observer(),
             }),
@@ -76,6 +81,14 @@ impl AuthorizeLayer {
 
     pub(crate) fn renderer(mut self, renderer: Arc<dyn RejectionResponse>) -> Self {
         Arc::make_mut(&mut self.config).renderer = renderer;
+        self
+    }
+
+    /// Leaves rules that read the body to the validation stage that follows (the
+    /// gateway's), which decides them once the body is parsed.
+    #[cfg(feature = "validate")]
+    pub(crate) fn defer_body_rules(mut self) -> Self {
+        Arc::make_mut(&mut self.config).defer_body = true;
         self
     }
 }
@@ -164,8 +177,32 @@ where
             request.method(),
             request.uri().path(),
         );
+        let reads = config.rules.reads(matched);
+        // Under `require`, path parameters come from the router that matched the route.
+        let decoded = if reads.params && matched.index.is_none() {
+            router_params(&mut request)
+        } else {
+            Vec::new()
+        };
         let principal = request.extensions().get::<Principal>();
-        let decision = config.rules.decide(matched, principal);
+        let decision = if reads.request {
+            let facts = Facts {
+                path: request.uri().path(),
+                params: if matched.index.is_some() {
+                    Params::Spans(matched.params)
+                } else {
+                    Params::Decoded(&decoded)
+                },
+                query: request.uri().query(),
+                headers: Some(request.headers()),
+                body: BodyFacts::NotYet,
+            };
+            config
+                .rules
+                .decide(matched, principal, &facts, config.defer_body)
+        } else {
+            config.rules.decide(matched, principal, &Facts::NONE, false)
+        };
         let outcome = match (&decision.rejection, config.report_only) {
             (None, _) => Outcome::Allowed,
             (Some(_), true) => Outcome::WouldRefuse,
@@ -174,26 +211,68 @@ where
         let rejection = decision
             .rejection
             .map(|rejection| with_challenges(rejection, &request));
-        config.observer.decision(&observe::Decision {
-            stage: Stage::Authorize,
-            outcome,
-            reason: rejection.as_ref().map(Rejection::reason),
-            cause: None,
-            status: rejection.as_ref().map(Rejection::status),
-            route: Some(decision.rule),
-            method: request.method(),
-            path: request.uri().path(),
-            principal,
-            client_ip: observe::client_ip(request.extensions()),
-            limit: None,
-            started,
-        });
+        // A deferred decision is reported once made, by the validation stage.
+        if !decision.deferred {
+            config.observer.decision(&observe::Decision {
+                stage: Stage::Authorize,
+                outcome,
+                reason: rejection.as_ref().map(Rejection::reason),
+                cause: None,
+                status: rejection.as_ref().map(Rejection::status),
+                route: Some(decision.rule),
+                method: request.method(),
+                path: request.uri().path(),
+                principal,
+                client_ip: observe::client_ip(request.extensions()),
+                limit: None,
+                started,
+            });
+        }
+        let deferred = decision.deferred;
         match rejection {
             Some(rejection) if outcome == Outcome::Refused => {
                 ResponseFuture::rejected(rejection.render(&*config.renderer))
             }
-            _ => ResponseFuture::inner(self.inner.call(request)),
+            _ => {
+                if deferred {
+                    request.extensions_mut().insert(PendingObjectCheck {
+                        rules: config.rules.clone(),
+                        matched,
+                        report_only: config.report_only,
+                    });
+                }
+                ResponseFuture::inner(self.inner.call(request))
+            }
         }
+    }
+}
+
+/// The path parameters axum's router matched, percent-decoded (none outside axum).
+fn router_params<B>(request: &mut Request<B>) -> Vec<(String, String)> {
+    #[cfg(feature = "axum")]
+    {
+        use axum::extract::{FromRequestParts, RawPathParams};
+        use std::future::Future;
+        // axum's extractor reads only the extensions, and completes at once.
+        let (mut parts, ()) = Request::new(()).into_parts();
+        std::mem::swap(&mut parts.extensions, request.extensions_mut());
+        let params = {
+            let extracted = std::pin::pin!(RawPathParams::from_request_parts(&mut parts, &()));
+            match extracted.poll(&mut Context::from_waker(std::task::Waker::noop())) {
+                Poll::Ready(Ok(params)) => params
+                    .iter()
+                    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        std::mem::swap(&mut parts.extensions, request.extensions_mut());
+        params
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = request;
+        Vec::new()
     }
 }
 

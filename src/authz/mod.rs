@@ -59,18 +59,23 @@
 //! ```
 
 mod layer;
+mod object;
 #[cfg(feature = "openapi")]
 mod openapi;
+mod parse;
 mod requirement;
 mod rules;
 
 #[doc(inline)]
 pub use self::layer::{Authorize, AuthorizeLayer};
 #[doc(inline)]
+pub use self::object::{Caller, Field, body, header, param, query, subject};
+#[doc(inline)]
 pub use self::requirement::{
     Access, Requirement, all, any, auth_method, authenticated, claim, deny, not, optional,
     permission, public, role, scope,
 };
+pub(crate) use self::rules::PendingObjectCheck;
 #[doc(inline)]
 pub use self::rules::{RouteRules, RouteRulesBuilder};
 #[doc(inline)]

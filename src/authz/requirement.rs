@@ -5,24 +5,51 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::object::{Comparison, Facts, Quoted, Source, Truth};
 use crate::principal::Principal;
 
-/// A condition on the caller, built with [`role`], [`scope`], [`permission`], [`claim`] and
-/// combined with [`all`], [`any`] and [`not`]. A requirement always needs an identity:
-/// without one the answer is 401.
+/// A condition on the caller, built with [`role`], [`scope`], [`permission`], [`claim`],
+/// object-level comparisons of the request's data with the caller
+/// ([`param`](super::param)`("id").equals(`[`subject`](super::subject)`())`), and combined
+/// with [`all`], [`any`] and [`not`]. A requirement always needs an identity: without one
+/// the answer is 401.
+///
+/// Its text form is what [`Display`](fmt::Display) prints and [`FromStr`](std::str::FromStr)
+/// reads back, the same requirement:
+/// `role("admin") or (param("id") == subject() and scope("orders:read"))`.
 #[derive(Clone, PartialEq)]
-pub struct Requirement(Term);
+pub struct Requirement(pub(crate) Term);
 
 #[derive(Clone, PartialEq)]
-enum Term {
+pub(crate) enum Term {
     Role(Box<str>),
     Scope(Box<str>),
     Permission(Box<str>),
     Claim(Box<str>, Value),
     Method(Box<str>),
+    Compare(Box<Comparison>),
     All(Vec<Term>),
     Any(Vec<Term>),
     Not(Box<Term>),
+}
+
+/// What a requirement reads of the request, beyond the caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reads {
+    /// A path parameter.
+    pub(crate) params: bool,
+    /// The JSON body.
+    pub(crate) body: bool,
+    /// Anything of the request (parameters, query, headers or body).
+    pub(crate) request: bool,
+}
+
+/// What a requirement's evaluation found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Verdict {
+    pub(crate) truth: Truth,
+    /// Whether a term needed the body, which is not parsed yet.
+    pub(crate) pending: bool,
 }
 
 /// The caller holds `role`.
@@ -57,29 +84,78 @@ pub fn auth_method(name: impl Into<Box<str>>) -> Requirement {
 
 /// Every requirement holds.
 pub fn all(requirements: impl IntoIterator<Item = Requirement>) -> Requirement {
-    Requirement(Term::All(requirements.into_iter().map(|r| r.0).collect()))
+    Requirement::from_term(Term::All(flatten(requirements, |term| match term {
+        Term::All(terms) => Ok(terms),
+        other => Err(other),
+    })))
 }
 
 /// At least one requirement holds.
 pub fn any(requirements: impl IntoIterator<Item = Requirement>) -> Requirement {
-    Requirement(Term::Any(requirements.into_iter().map(|r| r.0).collect()))
+    Requirement::from_term(Term::Any(flatten(requirements, |term| match term {
+        Term::Any(terms) => Ok(terms),
+        other => Err(other),
+    })))
 }
 
-/// The requirement does not hold (the caller must still be authenticated).
+/// The terms of a list, with nested lists of the same kind spliced in: `all(a, all(b, c))`
+/// is `all(a, b, c)`, so that a requirement has one form and its text reads back the same.
+fn flatten(
+    requirements: impl IntoIterator<Item = Requirement>,
+    nested: impl Fn(Term) -> Result<Vec<Term>, Term>,
+) -> Vec<Term> {
+    let mut terms = Vec::new();
+    for requirement in requirements {
+        match nested(requirement.0) {
+            Ok(inner) => terms.extend(inner),
+            Err(term) => terms.push(term),
+        }
+    }
+    terms
+}
+
+/// The requirement does not hold (the caller must still be authenticated). When the
+/// requirement reads request data that is absent, its negation does not hold either:
+/// absence never allows.
 pub fn not(requirement: Requirement) -> Requirement {
     Requirement(Term::Not(Box::new(requirement.0)))
 }
 
 impl Requirement {
-    /// Whether `principal` meets the requirement.
+    /// The requirement of one term; a list of one is its term.
+    pub(crate) fn from_term(term: Term) -> Self {
+        match term {
+            Term::All(mut terms) | Term::Any(mut terms) if terms.len() == 1 => {
+                Self(terms.pop().unwrap_or(Term::All(Vec::new())))
+            }
+            term => Self(term),
+        }
+    }
+
+    /// Whether `principal` meets the requirement. Comparisons with the request's data
+    /// ([`param`](super::param), …) have no request here and are not met.
     #[must_use]
     pub fn is_met_by(&self, principal: &Principal) -> bool {
-        self.0.eval(principal)
+        self.evaluate(principal, &Facts::NONE).truth == Truth::Yes
+    }
+
+    /// Evaluates the requirement for `principal` on the request data in `facts`.
+    pub(crate) fn evaluate(&self, principal: &Principal, facts: &Facts<'_>) -> Verdict {
+        let mut pending = false;
+        let truth = self.0.eval(principal, facts, false, &mut pending);
+        Verdict { truth, pending }
+    }
+
+    /// Whether the requirement would be met if every comparison with the request held:
+    /// when it is, a refusal is about the object, not the caller's grants.
+    pub(crate) fn met_but_for_objects(&self, principal: &Principal) -> bool {
+        self.0.eval(principal, &Facts::NONE, true, &mut false) == Truth::Yes
     }
 
     /// When the requirement fails only for want of scopes: the scopes whose grant would
     /// make it pass, space-separated, for an `insufficient_scope` answer. `None` when a
     /// role, permission, claim or method is (also) missing: then scopes are not the reason.
+    /// Comparisons with the request count as met.
     pub(crate) fn missing_scopes(&self, principal: &Principal) -> Option<String> {
         let missing = self.0.needed_scopes(principal)?;
         (!missing.is_empty()).then(|| missing.into_iter().collect::<Vec<_>>().join(" "))
@@ -92,6 +168,43 @@ impl Requirement {
         roles
     }
 
+    /// What the requirement reads of the request.
+    pub(crate) fn reads(&self) -> Reads {
+        let mut reads = Reads::default();
+        self.0.visit(&mut |comparison| {
+            reads.request = true;
+            match comparison.field {
+                Source::Param { .. } => reads.params = true,
+                Source::Body(_) => reads.body = true,
+                Source::Query(_) | Source::Header(_) => {}
+            }
+        });
+        reads
+    }
+
+    /// Binds each path parameter to its position among `names`, the route's parameters.
+    ///
+    /// # Errors
+    ///
+    /// The name of a parameter that is not among them, or whose position is past what a
+    /// route match carries.
+    pub(crate) fn bind_params(&mut self, names: &[String]) -> Result<(), String> {
+        let mut unknown = None;
+        self.0.visit_mut(&mut |comparison| {
+            if let Source::Param { name, position } = &mut comparison.field {
+                match names.iter().position(|held| **held == **name) {
+                    Some(at) if at < crate::route::ParamSpans::MAX => {
+                        *position = u8::try_from(at).ok();
+                    }
+                    _ => {
+                        unknown.get_or_insert_with(|| name.to_string());
+                    }
+                }
+            }
+        });
+        unknown.map_or(Ok(()), Err)
+    }
+
     /// Why the requirement can never be met or is meaningless, if it is.
     pub(crate) fn defect(&self) -> Option<&'static str> {
         self.0.defect()
@@ -99,20 +212,85 @@ impl Requirement {
 }
 
 impl Term {
-    fn eval(&self, principal: &Principal) -> bool {
+    /// Three-valued (Kleene) evaluation: a comparison with absent data is unknown, and
+    /// unknown stays unknown through `not`. With `assume_objects`, comparisons hold.
+    fn eval(
+        &self,
+        principal: &Principal,
+        facts: &Facts<'_>,
+        assume_objects: bool,
+        pending: &mut bool,
+    ) -> Truth {
         match self {
-            Self::Role(role) => principal.has_role(role),
-            Self::Scope(scope) => principal.has_scope(scope),
-            Self::Permission(permission) => principal.has_permission(permission),
+            Self::Role(role) => principal.has_role(role).into(),
+            Self::Scope(scope) => principal.has_scope(scope).into(),
+            Self::Permission(permission) => principal.has_permission(permission).into(),
             Self::Claim(path, expected) => match principal.claim(path) {
                 Some(Value::Array(values)) => values.contains(expected),
                 Some(value) => value == expected,
                 None => false,
+            }
+            .into(),
+            Self::Method(name) => principal
+                .auth_method()
+                .name()
+                .eq_ignore_ascii_case(name)
+                .into(),
+            Self::Compare(_) if assume_objects => Truth::Yes,
+            Self::Compare(comparison) => comparison.eval(principal, facts, pending),
+            Self::All(terms) => {
+                let mut truth = Truth::Yes;
+                for term in terms {
+                    match term.eval(principal, facts, assume_objects, pending) {
+                        Truth::No => return Truth::No,
+                        Truth::Unknown => truth = Truth::Unknown,
+                        Truth::Yes => {}
+                    }
+                }
+                truth
+            }
+            Self::Any(terms) => {
+                let mut truth = Truth::No;
+                for term in terms {
+                    match term.eval(principal, facts, assume_objects, pending) {
+                        Truth::Yes => return Truth::Yes,
+                        Truth::Unknown => truth = Truth::Unknown,
+                        Truth::No => {}
+                    }
+                }
+                truth
+            }
+            Self::Not(term) => match term.eval(principal, facts, assume_objects, pending) {
+                Truth::Yes => Truth::No,
+                Truth::No => Truth::Yes,
+                Truth::Unknown => Truth::Unknown,
             },
-            Self::Method(name) => principal.auth_method().name().eq_ignore_ascii_case(name),
-            Self::All(terms) => terms.iter().all(|term| term.eval(principal)),
-            Self::Any(terms) => terms.iter().any(|term| term.eval(principal)),
-            Self::Not(term) => !term.eval(principal),
+        }
+    }
+
+    fn visit(&self, visit: &mut impl FnMut(&Comparison)) {
+        match self {
+            Self::Compare(comparison) => visit(comparison),
+            Self::All(terms) | Self::Any(terms) => {
+                for term in terms {
+                    term.visit(visit);
+                }
+            }
+            Self::Not(term) => term.visit(visit),
+            _ => {}
+        }
+    }
+
+    fn visit_mut(&mut self, visit: &mut impl FnMut(&mut Comparison)) {
+        match self {
+            Self::Compare(comparison) => visit(comparison),
+            Self::All(terms) | Self::Any(terms) => {
+                for term in terms {
+                    term.visit_mut(visit);
+                }
+            }
+            Self::Not(term) => term.visit_mut(visit),
+            _ => {}
         }
     }
 
@@ -129,7 +307,8 @@ impl Term {
                 .iter()
                 .filter_map(|term| term.needed_scopes(principal))
                 .min_by_key(BTreeSet::len),
-            other => other.eval(principal).then(BTreeSet::new),
+            other => (other.eval(principal, &Facts::NONE, true, &mut false) == Truth::Yes)
+                .then(BTreeSet::new),
         }
     }
 
@@ -164,6 +343,7 @@ impl Term {
             }
             Self::Any(terms) => terms.iter().find_map(Self::defect),
             Self::Not(term) => term.defect(),
+            Self::Compare(comparison) => comparison.defect(),
             _ => None,
         }
     }
@@ -181,27 +361,70 @@ impl fmt::Display for Requirement {
     }
 }
 
+/// How tightly a term binds in the text form: `or` < `and` < `not` < an atom.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Binding {
+    Or,
+    And,
+    Not,
+    Atom,
+}
+
+impl Term {
+    fn binding(&self) -> Binding {
+        match self {
+            Self::Any(terms) if terms.len() > 1 => Binding::Or,
+            Self::All(terms) if terms.len() > 1 => Binding::And,
+            Self::Not(_) => Binding::Not,
+            // A comparison is an atom to the grammar, but reads better in parentheses
+            // after `not`.
+            Self::Compare(_) => Binding::And,
+            _ => Binding::Atom,
+        }
+    }
+
+    /// Writes the term, in parentheses when it binds more loosely than `context`.
+    fn write_in(&self, f: &mut fmt::Formatter<'_>, context: Binding) -> fmt::Result {
+        if self.binding() < context {
+            write!(f, "({self})")
+        } else {
+            write!(f, "{self}")
+        }
+    }
+}
+
 impl fmt::Display for Term {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |f: &mut fmt::Formatter<'_>, name: &str, terms: &[Term]| {
-            write!(f, "{name}(")?;
+        let joined = |f: &mut fmt::Formatter<'_>, terms: &[Term], word: &str, binding| {
             for (i, term) in terms.iter().enumerate() {
                 if i > 0 {
-                    f.write_str(", ")?;
+                    write!(f, " {word} ")?;
                 }
-                write!(f, "{term}")?;
+                // A comparison is an atom inside `and`/`or`: no parentheses needed.
+                match term {
+                    Self::Compare(comparison) => write!(f, "{comparison}")?,
+                    term => term.write_in(f, binding)?,
+                }
             }
-            f.write_str(")")
+            Ok(())
         };
         match self {
-            Self::Role(role) => write!(f, "role({role:?})"),
-            Self::Scope(scope) => write!(f, "scope({scope:?})"),
-            Self::Permission(permission) => write!(f, "permission({permission:?})"),
-            Self::Claim(path, value) => write!(f, "claim({path:?}, {value})"),
-            Self::Method(name) => write!(f, "auth_method({name:?})"),
-            Self::All(terms) => list(f, "all", terms),
-            Self::Any(terms) => list(f, "any", terms),
-            Self::Not(term) => write!(f, "not({term})"),
+            Self::Role(role) => write!(f, "role({})", Quoted(role)),
+            Self::Scope(scope) => write!(f, "scope({})", Quoted(scope)),
+            Self::Permission(permission) => write!(f, "permission({})", Quoted(permission)),
+            Self::Claim(path, value) => write!(f, "claim({}, {value})", Quoted(path)),
+            Self::Method(name) => write!(f, "auth_method({})", Quoted(name)),
+            Self::Compare(comparison) => write!(f, "{comparison}"),
+            Self::All(terms) if terms.is_empty() => f.write_str("all()"),
+            Self::Any(terms) if terms.is_empty() => f.write_str("any()"),
+            // A list of one is never built; print it as its term would read back.
+            Self::All(terms) | Self::Any(terms) if terms.len() == 1 => write!(f, "{}", terms[0]),
+            Self::All(terms) => joined(f, terms, "and", Binding::And),
+            Self::Any(terms) => joined(f, terms, "or", Binding::Or),
+            Self::Not(term) => {
+                f.write_str("not ")?;
+                term.write_in(f, Binding::Atom)
+            }
         }
     }
 }
@@ -267,6 +490,13 @@ impl Access {
             _ => None,
         }
     }
+
+    pub(crate) fn requirement_mut(&mut self) -> Option<&mut Requirement> {
+        match &mut self.0 {
+            Level::Require(requirement) => Some(requirement),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Access {
@@ -278,11 +508,11 @@ impl fmt::Debug for Access {
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Level::Public => f.write_str("public()"),
-            Level::Optional => f.write_str("optional()"),
-            Level::Authenticated => f.write_str("authenticated()"),
+            Level::Public => f.write_str("public"),
+            Level::Optional => f.write_str("optional"),
+            Level::Authenticated => f.write_str("authenticated"),
             Level::Require(requirement) => write!(f, "{requirement}"),
-            Level::Deny => f.write_str("deny()"),
+            Level::Deny => f.write_str("deny"),
         }
     }
 }
@@ -343,7 +573,9 @@ mod tests {
         assert!(any([]).defect().is_some());
         assert!(all([]).defect().is_some());
         assert!(all([role("a"), not(role("a"))]).defect().is_some());
-        assert!(any([role("a"), any([])]).defect().is_some());
+        assert!(all([role("a"), any([])]).defect().is_some());
+        // An empty `any` inside an `any` adds nothing and is dropped.
+        assert_eq!(any([role("a"), any([])]), role("a"));
         assert!(all([role("a"), not(role("b"))]).defect().is_none());
     }
 
@@ -352,7 +584,20 @@ mod tests {
         let requirement = all([role("admin"), not(scope("x")), claim("t", 1)]);
         assert_eq!(
             requirement.to_string(),
-            r#"all(role("admin"), not(scope("x")), claim("t", 1))"#
+            r#"role("admin") and not scope("x") and claim("t", 1)"#
+        );
+        let nested = any([
+            all([role("a"), any([scope("b"), scope("c")])]),
+            not(all([role("d"), role("e")])),
+            super::super::param("id").equals(super::super::subject()),
+        ]);
+        assert_eq!(
+            nested.to_string(),
+            r#"role("a") and (scope("b") or scope("c")) or not (role("d") and role("e")) or param("id") == subject()"#
+        );
+        assert_eq!(
+            not(super::super::query("q").is_in(super::super::Caller::claim("x"))).to_string(),
+            r#"not (query("q") in claim("x"))"#
         );
     }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use http::Method;
 
-use super::requirement::{Access, Level};
+use super::object::{BodyFacts, Facts, Params, Truth};
+use super::requirement::{Access, Level, Reads};
 use crate::error::ConfigError;
 use crate::principal::{Names, Principal};
 use crate::rejection::{Reason, Rejection};
-use crate::route::{RouteMatch, RouteTable};
+use crate::route::{ParamSpans, RouteMatch, RouteTable, rule_parameters};
 
 /// A validated set of access rules: `METHOD /path` patterns mapped to [`Access`], the
 /// access of unmatched routes, and the role → permission mapping.
@@ -47,6 +48,8 @@ pub struct RouteRules {
 
 struct Table {
     routes: RouteTable<Access>,
+    /// What each entry's requirement reads of the request, by entry index.
+    reads: Vec<Reads>,
     unmatched: Access,
     /// How the unmatched rule shows in logs: `unmatched`, or the requirement of `require`.
     unmatched_text: Box<str>,
@@ -60,6 +63,9 @@ pub(crate) struct Decision<'a> {
     pub(crate) rule: &'a str,
     /// `None` when allowed.
     pub(crate) rejection: Option<Rejection>,
+    /// Allowed for now: the rule reads the body, and is decided again once validation has
+    /// parsed it.
+    pub(crate) deferred: bool,
 }
 
 impl RouteRules {
@@ -73,6 +79,7 @@ impl RouteRules {
         Self {
             inner: Arc::new(Table {
                 routes: RouteTable::default(),
+                reads: Vec::new(),
                 unmatched_text: access.to_string().into(),
                 unmatched: access,
                 role_permissions: HashMap::new(),
@@ -80,16 +87,52 @@ impl RouteRules {
         }
     }
 
-    /// Finds the rule for a request.
+    /// Finds the rule for a request, with the spans of its path parameters when the rule
+    /// reads them.
     pub(crate) fn find(&self, method: &Method, path: &str) -> RouteMatch {
+        let table = &*self.inner;
+        let found = table.routes.at(method, path);
+        let params = match &found {
+            Some(matched)
+                if table
+                    .reads
+                    .get(matched.index)
+                    .is_some_and(|reads| reads.params) =>
+            {
+                ParamSpans::of(path, &matched.params)
+            }
+            _ => ParamSpans::default(),
+        };
         RouteMatch {
             table: Arc::as_ptr(&self.inner) as usize,
-            index: self
-                .inner
-                .routes
-                .at(method, path)
-                .map(|matched| matched.index),
+            index: found.map(|matched| matched.index),
+            params,
         }
+    }
+
+    /// What the rule of a match reads of the request.
+    pub(crate) fn reads(&self, matched: RouteMatch) -> Reads {
+        match matched.index {
+            Some(index) => self.inner.reads.get(index).copied().unwrap_or_default(),
+            None => self
+                .inner
+                .unmatched
+                .requirement()
+                .map(|requirement| requirement.reads())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The rules whose requirement reads the request body, as written.
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))]
+    pub(crate) fn body_rules(&self) -> impl Iterator<Item = &str> {
+        let table = &*self.inner;
+        table
+            .routes
+            .iter()
+            .zip(&table.reads)
+            .filter(|(_, reads)| reads.body)
+            .map(|((text, _), _)| text)
     }
 
     /// The rule text and access of a match: the matching rule, or `unmatched`.
@@ -152,13 +195,19 @@ impl RouteRules {
         (merged.len() > held.len()).then_some(merged)
     }
 
-    /// Decides whether `principal` (or an anonymous caller) may make this request.
+    /// Decides whether `principal` (or an anonymous caller) may make this request, on the
+    /// request data in `facts`. With `defer`, a requirement that cannot be decided without
+    /// the body (not parsed yet) is allowed for now and marked `deferred`; without, it is
+    /// refused.
     pub(crate) fn decide(
         &self,
         matched: RouteMatch,
         principal: Option<&Principal>,
+        facts: &Facts<'_>,
+        defer: bool,
     ) -> Decision<'_> {
         let (rule, access) = self.rule_of(matched);
+        let mut deferred = false;
         let rejection = match (&access.0, principal) {
             (Level::Public | Level::Optional, _) => None,
             (Level::Deny, _) => Some(Rejection::new(
@@ -173,19 +222,68 @@ impl RouteRules {
             }
             (Level::Authenticated, Some(_)) => None,
             (Level::Require(requirement), Some(principal)) => {
-                if requirement.is_met_by(principal) {
+                let verdict = requirement.evaluate(principal, facts);
+                if verdict.truth == Truth::Yes {
                     None
-                } else {
+                } else if !requirement.met_but_for_objects(principal) {
+                    // The caller's grants fall short, whatever the object.
                     Some(match requirement.missing_scopes(principal) {
                         Some(scopes) => {
                             Rejection::new(Reason::InsufficientScope).with_scope(scopes)
                         }
                         None => Rejection::new(Reason::Forbidden),
                     })
+                } else if verdict.truth == Truth::Unknown && verdict.pending && defer {
+                    deferred = true;
+                    None
+                } else {
+                    // Never names the object or its owner.
+                    Some(Rejection::new(Reason::ObjectDenied))
                 }
             }
         };
-        Decision { rule, rejection }
+        Decision {
+            rule,
+            rejection,
+            deferred,
+        }
+    }
+
+    /// Decides a deferred rule again, now that validation has parsed the body (`None`: the
+    /// request has no JSON body).
+    pub(crate) fn decide_with_body(
+        &self,
+        matched: RouteMatch,
+        parts: &http::request::Parts,
+        body: Option<&serde_json::Value>,
+    ) -> Decision<'_> {
+        let facts = Facts {
+            path: parts.uri.path(),
+            params: Params::Spans(matched.params),
+            query: parts.uri.query(),
+            headers: Some(&parts.headers),
+            body: body.map_or(BodyFacts::Absent, BodyFacts::Parsed),
+        };
+        self.decide(matched, parts.extensions.get::<Principal>(), &facts, false)
+    }
+}
+
+/// An object-level rule that reads the body, allowed by authorization until validation
+/// has parsed the body: the gateway's validation stage decides it then. Put in the request's
+/// extensions by authorization, taken out by validation before the service is called.
+#[derive(Clone)]
+pub(crate) struct PendingObjectCheck {
+    pub(crate) rules: RouteRules,
+    pub(crate) matched: RouteMatch,
+    /// Report-only authorization: report a refusal, refuse nothing.
+    pub(crate) report_only: bool,
+}
+
+impl fmt::Debug for PendingObjectCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingObjectCheck")
+            .field("rule", &self.rules.rule_text(self.matched))
+            .finish_non_exhaustive()
     }
 }
 
@@ -307,16 +405,48 @@ impl RouteRulesBuilder {
         }
 
         let mut routes = RouteTable::default();
-        for (text, access) in self.routes {
+        let mut reads = Vec::new();
+        for (text, mut access) in self.routes {
             check_access(&text, &access, &role_permissions)?;
+            if let Some(requirement) = access.requirement_mut()
+                && requirement.reads().params
+            {
+                let names = rule_parameters(&text)?;
+                requirement
+                    .bind_params(&names)
+                    .map_err(|name| ConfigError::UnsatisfiableRule {
+                        rule: text.clone(),
+                        reason: format!(
+                            "it reads path parameter `{name}`, which is not among the first {} \
+                             parameters of its pattern",
+                            ParamSpans::MAX
+                        ),
+                    })?;
+            }
+            reads.push(
+                access
+                    .requirement()
+                    .map(|requirement| requirement.reads())
+                    .unwrap_or_default(),
+            );
             routes.insert(&text, access)?;
         }
 
         let unmatched = self.unmatched.unwrap_or(Access(Level::Deny));
         check_access("unmatched", &unmatched, &role_permissions)?;
+        if let Some(requirement) = unmatched.requirement()
+            && (requirement.reads().params || requirement.reads().body)
+        {
+            return Err(ConfigError::UnsatisfiableRule {
+                rule: "unmatched".to_owned(),
+                reason: "unmatched routes have no path parameters and no body schema to read"
+                    .to_owned(),
+            });
+        }
         Ok(RouteRules {
             inner: Arc::new(Table {
                 routes,
+                reads,
                 unmatched,
                 unmatched_text: "unmatched".into(),
                 role_permissions,
@@ -406,7 +536,7 @@ mod tests {
         who: Option<&Principal>,
     ) -> Option<Reason> {
         rules
-            .decide(rules.find(&method, path), who)
+            .decide(rules.find(&method, path), who, &Facts::NONE, false)
             .rejection
             .map(|r| r.reason())
     }
@@ -459,7 +589,12 @@ mod tests {
         let rules = rules();
         let admin = principal(&["admin"], &[]);
         let rejection = rules
-            .decide(rules.find(&Method::POST, "/orders"), Some(&admin))
+            .decide(
+                rules.find(&Method::POST, "/orders"),
+                Some(&admin),
+                &Facts::NONE,
+                false,
+            )
             .rejection
             .expect("refused");
         assert_eq!(rejection.reason(), Reason::InsufficientScope);

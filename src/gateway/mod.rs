@@ -424,22 +424,38 @@ impl GatewaySecurityBuilder {
             .observer(observer.clone())
             // The one route match of the request: authorization reads it back.
             .match_route(Arc::new(public_routes));
+        #[cfg(feature = "validate")]
+        let validation = match self.validation {
+            Some(validation) => validation,
+            None => ValidationRules::builder().build()?,
+        };
+        // A rule reading the body is decided by the validation stage, on a body it has
+        // parsed and checked: the route must have a body schema.
+        for rule in rules.body_rules() {
+            #[cfg(feature = "validate")]
+            let validated = validation.has_body_schema(rule)?;
+            #[cfg(not(feature = "validate"))]
+            let validated = false;
+            if !validated {
+                return Err(ConfigError::BodyRuleWithoutSchema {
+                    rule: rule.to_owned(),
+                });
+            }
+        }
         let mut authorize = AuthorizeLayer::new(rules)
             .renderer(renderer.clone())
             .observer(observer.clone());
+        #[cfg(feature = "validate")]
+        {
+            authorize = authorize.defer_body_rules();
+        }
         if self.report_only {
             authorize = authorize.dangerous_report_only();
         }
         #[cfg(feature = "validate")]
-        let validate = {
-            let rules = match self.validation {
-                Some(rules) => rules,
-                None => ValidationRules::builder().build()?,
-            };
-            ValidateLayer::new(rules)
-                .renderer(renderer)
-                .observer(observer)
-        };
+        let validate = ValidateLayer::new(validation)
+            .renderer(renderer)
+            .observer(observer);
         #[cfg(not(feature = "validate"))]
         drop((renderer, observer));
         #[cfg(feature = "shield")]

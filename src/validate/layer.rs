@@ -171,7 +171,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let mut route = None;
         let plan = match self.plan(&parts, &body, &mut route) {
             Ok(plan) => plan,
@@ -179,6 +179,16 @@ where
         };
         match plan {
             Plan::PassThrough => {
+                // No JSON body to read: a deferred object-level rule is decided without one.
+                if let Some(rejection) = decide_deferred(&mut parts, None, &*self.observer) {
+                    return ResponseFuture {
+                        state: State::Decided {
+                            future: crate::future::ResponseFuture::rejected(
+                                rejection.render(&*self.renderer),
+                            ),
+                        },
+                    };
+                }
                 // Called at once: the ready service is used, no swap needed.
                 let request = Request::from_parts(parts, RequestBody::streaming(body));
                 ResponseFuture {
@@ -384,6 +394,48 @@ fn observe(
         limit: None,
         started,
     });
+}
+
+/// Decides an object-level rule that authorization left for the parsed body (`body`, or
+/// `None` when the request has no JSON body), and reports it as authorization's decision.
+/// `None` when there is none, or it allows.
+#[cfg(feature = "authz")]
+fn decide_deferred(
+    parts: &mut Parts,
+    body: Option<&Value>,
+    observer: &dyn Observe,
+) -> Option<Rejection> {
+    let pending = parts
+        .extensions
+        .remove::<crate::authz::PendingObjectCheck>()?;
+    let started = Instant::now();
+    let decision = pending.rules.decide_with_body(pending.matched, parts, body);
+    let rejection = decision.rejection;
+    observer.decision(&Decision {
+        stage: Stage::Authorize,
+        outcome: match (&rejection, pending.report_only) {
+            (None, _) => Outcome::Allowed,
+            (Some(_), true) => Outcome::WouldRefuse,
+            (Some(_), false) => Outcome::Refused,
+        },
+        reason: rejection.as_ref().map(Rejection::reason),
+        cause: None,
+        status: rejection.as_ref().map(Rejection::status),
+        route: Some(decision.rule),
+        method: &parts.method,
+        path: parts.uri.path(),
+        principal: parts.extensions.get::<Principal>(),
+        client_ip: crate::observe::client_ip(&parts.extensions),
+        limit: None,
+        started,
+    });
+    rejection.filter(|_| !pending.report_only)
+}
+
+/// Without authorization, nothing is ever deferred.
+#[cfg(not(feature = "authz"))]
+fn decide_deferred(_: &mut Parts, _: Option<&Value>, _: &dyn Observe) -> Option<Rejection> {
+    None
 }
 
 /// The decoded query parameters, each name once with its values in order, names in the
@@ -675,6 +727,16 @@ impl<S> Reading<S> {
         }
     }
 
+    /// Refuses with a rejection already reported (by another stage's decision).
+    fn refuse_unreported<B>(self, rejection: &Rejection) -> State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        State::Decided {
+            future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
+        }
+    }
+
     /// The body is complete: parse it (enforcing the JSON limits in the same pass), validate,
     /// and call the service with exactly the bytes that arrived.
     fn finish<B>(mut self) -> State<S, B>
@@ -713,7 +775,13 @@ impl<S> Reading<S> {
                     return self.refuse(&rejection);
                 }
             }
+            if let Some(rejection) = decide_deferred(&mut self.parts, Some(&value), &*self.observer)
+            {
+                return self.refuse_unreported(&rejection);
+            }
             self.parts.extensions.insert(ValidatedJson(Arc::new(value)));
+        } else if let Some(rejection) = decide_deferred(&mut self.parts, None, &*self.observer) {
+            return self.refuse_unreported(&rejection);
         }
         observe(
             &*self.observer,

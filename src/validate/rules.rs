@@ -142,6 +142,17 @@ pub(crate) enum BodyCheck {
 }
 
 impl BodySchema {
+    /// Whether some JSON media type of the body has a schema.
+    #[cfg(feature = "authz")]
+    fn has_json_schema(&self) -> bool {
+        self.default_schema.is_some()
+            || self
+                .media_types
+                .iter()
+                .flatten()
+                .any(|(_, schema)| schema.is_some())
+    }
+
     /// The check for a request's `Content-Type`, or `None` when the type is not accepted.
     pub(crate) fn check_for(&self, content_type: &str) -> Option<BodyCheck> {
         let essence = content_type.split(';').next().unwrap_or("").trim();
@@ -279,6 +290,24 @@ impl ValidationRules {
             max_violations: DEFAULT_MAX_VIOLATIONS,
             violation_status: StatusCode::BAD_REQUEST,
         }
+    }
+}
+
+impl ValidationRules {
+    /// Whether every method of rule `text` (`POST /orders/{id}`) has, for the same path
+    /// pattern, a JSON body schema: a body a rule may read once it is validated.
+    #[cfg(feature = "authz")]
+    pub(crate) fn has_body_schema(&self, text: &str) -> Result<bool, ConfigError> {
+        Ok(self
+            .inner
+            .routes
+            .same_route(text)?
+            .into_iter()
+            .all(|schemas| {
+                schemas
+                    .and_then(|schemas| schemas.body.as_ref())
+                    .is_some_and(BodySchema::has_json_schema)
+            }))
     }
 }
 
