@@ -142,14 +142,17 @@ impl Requirement {
     /// Evaluates the requirement for `principal` on the request data in `facts`.
     pub(crate) fn evaluate(&self, principal: &Principal, facts: &Facts<'_>) -> Verdict {
         let mut pending = false;
-        let truth = self.0.eval(principal, facts, false, &mut pending);
+        let truth = self.0.eval(principal, facts, None, &mut pending);
         Verdict { truth, pending }
     }
 
-    /// Whether the requirement would be met if every comparison with the request held:
-    /// when it is, a refusal is about the object, not the caller's grants.
+    /// Whether some outcome of the comparisons with the request would meet the requirement
+    /// (they count as unknown): when one would, a refusal is about the object, not about
+    /// the caller's grants.
     pub(crate) fn met_but_for_objects(&self, principal: &Principal) -> bool {
-        self.0.eval(principal, &Facts::NONE, true, &mut false) == Truth::Yes
+        self.0
+            .eval(principal, &Facts::NONE, Some(Truth::Unknown), &mut false)
+            != Truth::No
     }
 
     /// When the requirement fails only for want of scopes: the scopes whose grant would
@@ -213,12 +216,13 @@ impl Requirement {
 
 impl Term {
     /// Three-valued (Kleene) evaluation: a comparison with absent data is unknown, and
-    /// unknown stays unknown through `not`. With `assume_objects`, comparisons hold.
+    /// unknown stays unknown through `not`. With `assume_objects`, every comparison is that
+    /// value instead of being made.
     fn eval(
         &self,
         principal: &Principal,
         facts: &Facts<'_>,
-        assume_objects: bool,
+        assume_objects: Option<Truth>,
         pending: &mut bool,
     ) -> Truth {
         match self {
@@ -236,8 +240,10 @@ impl Term {
                 .name()
                 .eq_ignore_ascii_case(name)
                 .into(),
-            Self::Compare(_) if assume_objects => Truth::Yes,
-            Self::Compare(comparison) => comparison.eval(principal, facts, pending),
+            Self::Compare(comparison) => match assume_objects {
+                Some(truth) => truth,
+                None => comparison.eval(principal, facts, pending),
+            },
             Self::All(terms) => {
                 let mut truth = Truth::Yes;
                 for term in terms {
@@ -307,7 +313,8 @@ impl Term {
                 .iter()
                 .filter_map(|term| term.needed_scopes(principal))
                 .min_by_key(BTreeSet::len),
-            other => (other.eval(principal, &Facts::NONE, true, &mut false) == Truth::Yes)
+            other => (other.eval(principal, &Facts::NONE, Some(Truth::Yes), &mut false)
+                == Truth::Yes)
                 .then(BTreeSet::new),
         }
     }
