@@ -566,3 +566,119 @@ async fn alone_an_authorization_layer_refuses_body_rules_it_cannot_decide() {
     let mine = post_as("alice", "/orders", r#"{"customer": {"id": "alice"}}"#);
     expect(&app, mine, FORBIDDEN, DENIED).await;
 }
+
+const OWNED_ORDERS: &str = r#"
+openapi: 3.1.0
+info: {title: Orders, version: "1"}
+security: [{oauth: []}]
+paths:
+  /users/{id}/orders:
+    get:
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      x-portcullis-owner: {param: id, claim: sub, unless_role: admin}
+      responses: {"200": {description: ok}}
+  /tenants/{tenant}:
+    get:
+      parameters: [{name: tenant, in: path, required: true, schema: {type: string}}]
+      x-portcullis-owner: {param: tenant, claim: tenants, member: true}
+      responses: {"200": {description: ok}}
+  /orders:
+    post:
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [customer]
+              properties: {customer: {type: string}}
+      x-portcullis-owner: {body: /customer, claim: sub}
+      responses: {"201": {description: created}}
+components:
+  securitySchemes:
+    oauth:
+      type: oauth2
+      flows: {clientCredentials: {tokenUrl: "https://idp.example/token", scopes: {}}}
+"#;
+
+#[tokio::test]
+async fn an_openapi_owner_extension_becomes_an_object_rule() {
+    let spec = portcullis::openapi::OpenApiSpec::parse(OWNED_ORDERS).expect("valid document");
+    let rules = RouteRules::builder()
+        .role("admin", ["*"])
+        .openapi_security(&spec)
+        .build()
+        .expect("valid rules");
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(test_users)
+        .rules(rules)
+        .validate(
+            ValidationRules::builder()
+                .openapi(&spec)
+                .build()
+                .expect("valid"),
+        )
+        .build()
+        .expect("valid gateway");
+    let app = Router::new()
+        .route("/users/{id}/orders", get(|| async { "orders" }))
+        .route("/tenants/{tenant}", get(|| async { "tenant" }))
+        .route("/orders", post(|| async { "created" }))
+        .layer(gateway);
+    expect(&app, get_as("alice", "/users/alice/orders"), OK, None).await;
+    expect(
+        &app,
+        get_as("alice", "/users/bob/orders"),
+        FORBIDDEN,
+        DENIED,
+    )
+    .await;
+    expect(&app, get_as("bob", "/users/alice/orders"), OK, None).await;
+    expect(&app, get_as("alice", "/tenants/globex"), OK, None).await;
+    expect(&app, get_as("alice", "/tenants/initech"), FORBIDDEN, DENIED).await;
+    expect(
+        &app,
+        post_as("alice", "/orders", r#"{"customer": "alice"}"#),
+        OK,
+        None,
+    )
+    .await;
+    expect(
+        &app,
+        post_as("alice", "/orders", r#"{"customer": "bob"}"#),
+        FORBIDDEN,
+        DENIED,
+    )
+    .await;
+    // The document's security still applies: a caller is needed.
+    let anonymous = Request::get("/users/alice/orders")
+        .body(Body::empty())
+        .expect("request");
+    expect(
+        &app,
+        anonymous,
+        StatusCode::UNAUTHORIZED,
+        Some("missing_credentials"),
+    )
+    .await;
+}
+
+#[test]
+fn a_malformed_owner_extension_is_refused_with_its_place() {
+    let broken = [
+        ("{param: nope, claim: sub}", "no `{nope}`"),
+        ("{param: id, query: id, claim: sub}", "exactly one"),
+        ("{param: id}", "needs a `claim`"),
+        ("{param: id, claim: sub, owner: x}", "unknown key"),
+        ("{body: customer, claim: sub}", "JSON pointer"),
+    ];
+    for (extension, reason) in broken {
+        let document =
+            OWNED_ORDERS.replacen("{param: id, claim: sub, unless_role: admin}", extension, 1);
+        let error = portcullis::openapi::OpenApiSpec::parse(&document)
+            .expect_err("a malformed extension")
+            .to_string();
+        assert!(error.contains(reason), "{extension}: {error}");
+        assert!(error.contains("x-portcullis-owner"), "{extension}: {error}");
+    }
+}

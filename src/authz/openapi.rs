@@ -1,12 +1,55 @@
-//! Turning OpenAPI `security` requirements into [`Access`] rules.
+//! Turning OpenAPI `security` requirements and `x-portcullis-owner` into [`Access`] rules.
 
+use super::object::{Caller, body, header, param, query, subject};
 use super::requirement::{
     Access, Requirement, all, any, auth_method, optional, public, role, scope,
 };
-use crate::openapi::model::{SchemeKind, SchemeRequirement, Security};
+use crate::openapi::model::{
+    Operation, Owner, OwnerField, SchemeKind, SchemeRequirement, Security,
+};
+
+/// The access an operation asks for: its effective security, and the caller must own the
+/// object when it names an owner. `None` when it declares neither.
+pub(crate) fn operation_access(operation: &Operation) -> Option<Access> {
+    let security = access(&operation.security);
+    let Some(owner) = &operation.owner else {
+        return security;
+    };
+    let owner = owner_requirement(owner);
+    // The reader refuses an owner on a public operation; `optional` needs a caller now.
+    Some(match security.as_ref().and_then(Access::requirement) {
+        Some(requirement) => all([requirement.clone(), owner]).into(),
+        None => owner.into(),
+    })
+}
+
+/// `x-portcullis-owner` as a requirement: the field equals (or, with `member`, is one of)
+/// the claim; `sub` is the caller's subject.
+fn owner_requirement(owner: &Owner) -> Requirement {
+    let field = match &owner.field {
+        OwnerField::Param(name) => param(name.as_str()),
+        OwnerField::Query(name) => query(name.as_str()),
+        OwnerField::Header(name) => header(name.as_str()),
+        OwnerField::Body(pointer) => body(pointer.as_str()),
+    };
+    let caller = if owner.claim == "sub" {
+        subject()
+    } else {
+        Caller::claim(owner.claim.as_str())
+    };
+    let owns = if owner.member {
+        field.is_in(caller)
+    } else {
+        field.equals(caller)
+    };
+    match &owner.unless_role {
+        Some(exempt) => any([owns, role(exempt.as_str())]),
+        None => owns,
+    }
+}
 
 /// The access an operation's effective security asks for; `None` when it declares none.
-pub(crate) fn access(security: &Security) -> Option<Access> {
+fn access(security: &Security) -> Option<Access> {
     match security {
         Security::Undeclared => None,
         Security::Public => Some(public()),

@@ -360,13 +360,19 @@ impl RouteRulesBuilder {
     ///   [`scope`](super::scope)s for OAuth 2.0 and OpenID Connect, the
     ///   [`role`](super::role)s for the others (OpenAPI 3.1), which must be declared.
     ///
-    /// Operations whose document declares no security get no rule: [`unmatched`](Self::unmatched)
-    /// decides for them.
+    /// An operation with the `x-portcullis-owner` extension also needs the caller to own
+    /// the object: `{param: id, claim: sub}` adds
+    /// [`param`](super::param)`("id").equals(`[`subject`](super::subject)`())` (see
+    /// `docs/validation.md` for the extension's keys); a rule reading the body needs the
+    /// body validated, as from [`ValidationRulesBuilder::openapi`](crate::validate::ValidationRulesBuilder::openapi).
+    ///
+    /// Operations whose document declares neither security nor an owner get no rule:
+    /// [`unmatched`](Self::unmatched) decides for them.
     #[cfg(feature = "openapi")]
     #[cfg_attr(docsrs, doc(cfg(feature = "openapi")))]
     pub fn openapi_security(mut self, spec: &crate::openapi::OpenApiSpec) -> Self {
         for operation in spec.operations() {
-            if let Some(access) = super::openapi::access(&operation.security) {
+            if let Some(access) = super::openapi::operation_access(operation) {
                 let rule = format!("{} {}", operation.method, operation.path);
                 self.routes.push((rule, access));
             }

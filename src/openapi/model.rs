@@ -45,6 +45,36 @@ pub(crate) struct Operation {
     /// The effective security: the operation's own, else the document's.
     #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Read by authorization rules.
     pub(crate) security: Security,
+    /// Who owns the object the operation acts on: the `x-portcullis-owner` extension.
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))] // Read by authorization rules.
+    pub(crate) owner: Option<Owner>,
+}
+
+/// The `x-portcullis-owner` extension of an operation: which request field names the
+/// object's owner, and which of the caller's values it must match.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(feature = "authz"), allow(dead_code))]
+pub(crate) struct Owner {
+    /// Where the owner is in the request.
+    pub(crate) field: OwnerField,
+    /// The caller's claim it must equal; `sub` means the caller's subject, however they
+    /// authenticated.
+    pub(crate) claim: String,
+    /// Whether the claim is a list the field must be one of.
+    pub(crate) member: bool,
+    /// Callers with this role are exempt.
+    pub(crate) unless_role: Option<String>,
+}
+
+/// Where the owner's identifier is in a request.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(feature = "authz"), allow(dead_code))]
+pub(crate) enum OwnerField {
+    Param(String),
+    Query(String),
+    Header(String),
+    /// A JSON pointer into the body.
+    Body(String),
 }
 
 /// Where a parameter is sent.

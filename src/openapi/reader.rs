@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use super::error::{OpenApiError, invalid};
 use super::model::{
-    Location, MediaType, Operation, Parameter, RequestBody, SchemaDialect, Security,
+    Location, MediaType, Operation, Owner, OwnerField, Parameter, RequestBody, SchemaDialect,
+    Security,
 };
 use super::pointer::child;
 use super::refs::{collect_anchors, referenced_components};
@@ -83,6 +84,95 @@ fn merge_parameters(shared: &[Parameter], own: Vec<Parameter>) -> Vec<Parameter>
         }
     }
     merged
+}
+
+/// Reads an `x-portcullis-owner` extension: `{param: id, claim: sub}`, with exactly one of
+/// `param`, `query`, `header`, `body` (a JSON pointer), a `claim`, and optionally
+/// `member: true` and `unless_role: NAME`.
+fn read_owner(value: &Value, template: &[&str], pointer: &str) -> Result<Owner, OpenApiError> {
+    let Value::Object(fields) = value else {
+        return Err(invalid(pointer, "`x-portcullis-owner` must be a mapping"));
+    };
+    let text = |key: &str| -> Result<Option<String>, OpenApiError> {
+        match fields.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
+            Some(_) => Err(invalid(
+                &child(pointer, key),
+                format!("`{key}` must be a non-empty string"),
+            )),
+        }
+    };
+    if let Some(unknown) = fields.keys().find(|key| {
+        ![
+            "param",
+            "query",
+            "header",
+            "body",
+            "claim",
+            "member",
+            "unless_role",
+        ]
+        .contains(&key.as_str())
+    }) {
+        return Err(invalid(
+            &child(pointer, unknown),
+            format!("unknown key `{unknown}` in `x-portcullis-owner`"),
+        ));
+    }
+    let mut found = Vec::new();
+    if let Some(name) = text("param")? {
+        if !template.contains(&name.as_str()) {
+            return Err(invalid(
+                &child(pointer, "param"),
+                format!("the path template has no `{{{name}}}`"),
+            ));
+        }
+        found.push(OwnerField::Param(name));
+    }
+    if let Some(name) = text("query")? {
+        found.push(OwnerField::Query(name));
+    }
+    if let Some(name) = text("header")? {
+        found.push(OwnerField::Header(name));
+    }
+    if let Some(body) = text("body")? {
+        if !body.starts_with('/') {
+            return Err(invalid(
+                &child(pointer, "body"),
+                "`body` is a JSON pointer such as `/customer/id`",
+            ));
+        }
+        found.push(OwnerField::Body(body));
+    }
+    let [field] = <[OwnerField; 1]>::try_from(found).map_err(|_| {
+        invalid(
+            pointer,
+            "`x-portcullis-owner` names exactly one of `param`, `query`, `header`, `body`",
+        )
+    })?;
+    let claim = text("claim")?.ok_or_else(|| {
+        invalid(
+            pointer,
+            "`x-portcullis-owner` needs a `claim` (`sub` for the subject)",
+        )
+    })?;
+    let member = match fields.get("member") {
+        None => false,
+        Some(Value::Bool(member)) => *member,
+        Some(_) => {
+            return Err(invalid(
+                &child(pointer, "member"),
+                "`member` must be a boolean",
+            ));
+        }
+    };
+    Ok(Owner {
+        field,
+        claim,
+        member,
+        unless_role: text("unless_role")?,
+    })
 }
 
 /// Checks that the path template and the declared path parameters name the same
@@ -325,6 +415,20 @@ impl<'a> Reader<'a> {
             Some(security) => self.security(security, &child(pointer, "security"))?,
             None => self.default_security.clone(),
         };
+        let owner = match fields.get("x-portcullis-owner") {
+            Some(owner) => Some(read_owner(
+                owner,
+                template,
+                &child(pointer, "x-portcullis-owner"),
+            )?),
+            None => None,
+        };
+        if owner.is_some() && security == Security::Public {
+            return Err(invalid(
+                &child(pointer, "x-portcullis-owner"),
+                "an operation with an owner needs a caller, but its `security` is empty (public)",
+            ));
+        }
         Ok(Operation {
             method,
             path: path.to_owned(),
@@ -332,6 +436,7 @@ impl<'a> Reader<'a> {
             parameters,
             body,
             security,
+            owner,
         })
     }
 
