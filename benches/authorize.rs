@@ -21,6 +21,11 @@
 //!   caller's roles grant 2 permissions in the first, 90 in the second (two roles, one
 //!   listing read and write for each of the 45 resources, one read for each), to show how
 //!   the resolution's cost grows with the size of the grant.
+//! - `authorize_layer_object_rule`: the same table, but the target rule also needs the
+//!   path's `{id}` to be the caller's subject (`… and param("id") == subject()`), met by a
+//!   caller whose subject is `123`: one object-level comparison, with the parameter's span
+//!   taken from the same route lookup and percent-decoded. Its cost is this minus
+//!   `authorize_layer`.
 //! - `matchit_lookup`: `matchit::Router::at` alone over the same 100 patterns, the route
 //!   lookup inside every decision.
 //!
@@ -39,7 +44,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode, Uri};
 use portcullis::authz::{
-    AuthorizeLayer, Requirement, RouteRules, all, any, not, permission, role, scope,
+    AuthorizeLayer, Requirement, RouteRules, all, any, not, param, permission, role, scope, subject,
 };
 use portcullis::{AuthMethod, Principal};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -105,8 +110,9 @@ fn write_requirement(i: usize) -> Requirement {
     }
 }
 
-/// The 100-rule table and the matchit patterns it registers.
-fn table() -> (RouteRules, Vec<String>) {
+/// The 100-rule table and the matchit patterns it registers. With `object_rule`, the
+/// target rule also needs `{id}` to be the caller's subject.
+fn table(object_rule: bool) -> (RouteRules, Vec<String>) {
     let editor_permissions: Vec<String> = (0..RESOURCES)
         .flat_map(|i| [format!("resource{i}:read"), format!("resource{i}:write")])
         .collect();
@@ -123,8 +129,13 @@ fn table() -> (RouteRules, Vec<String>) {
     let mut patterns = Vec::new();
     let mut rules = 0;
     for i in 0..RESOURCES {
+        let read = if object_rule && i == RESOURCES - 1 {
+            all([read_requirement(i), param("id").equals(subject())])
+        } else {
+            read_requirement(i)
+        };
         builder = builder
-            .route(&format!("GET /resource{i}/{{id}}"), read_requirement(i))
+            .route(&format!("GET /resource{i}/{{id}}"), read)
             .route(&format!("POST /resource{i}"), write_requirement(i));
         patterns.push(format!("/resource{i}/{{id}}"));
         patterns.push(format!("/resource{i}"));
@@ -143,7 +154,8 @@ fn table() -> (RouteRules, Vec<String>) {
 }
 
 fn authorize(c: &mut Criterion) {
-    let (rules, patterns) = table();
+    let (rules, patterns) = table(false);
+    let (object_rules, _) = table(true);
     let mut router = matchit::Router::new();
     for (index, pattern) in patterns.iter().enumerate() {
         router
@@ -168,6 +180,20 @@ fn authorize(c: &mut Criterion) {
 
     let mut bare_service = service_fn(bare);
     let mut layered = AuthorizeLayer::new(rules).layer(service_fn(bare));
+    let mut object_layered = AuthorizeLayer::new(object_rules).layer(service_fn(bare));
+    // Rita's grants, and the object's id as subject.
+    let owner_of_123 = Principal::builder("123", AuthMethod::Bearer)
+        .roles(["reader"])
+        .scopes(["resource44:read", "resource43:read", "profile"])
+        .build();
+    assert_eq!(
+        send(&mut object_layered, request_as(&uri, &owner_of_123)).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&mut object_layered, request_as(&uri, &reader)).status(),
+        StatusCode::FORBIDDEN
+    );
 
     // What is measured must be what was meant: allowed by the intended rule, and refused
     // without the intended grant.
@@ -209,6 +235,14 @@ fn authorize(c: &mut Criterion) {
     });
     group.bench_function("authorize_layer", |b| {
         b.iter(|| send(&mut layered, request_as(black_box(&uri), &reader)));
+    });
+    group.bench_function("authorize_layer_object_rule", |b| {
+        b.iter(|| {
+            send(
+                &mut object_layered,
+                request_as(black_box(&uri), &owner_of_123),
+            )
+        });
     });
     group.bench_function("authorize_layer_role_mapping_2", |b| {
         b.iter(|| send(&mut layered, request_as(black_box(&uri), &owner)));
