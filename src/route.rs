@@ -36,64 +36,73 @@ pub(crate) struct RouteMatch {
     pub(crate) table: usize,
     /// The entry, or `None` when no entry matched.
     pub(crate) index: Option<usize>,
-    /// Where the path parameters are in the path, when the entry's rule reads them.
-    pub(crate) params: ParamSpans,
 }
 
-/// Where a match's path parameters sit in the path, in the pattern's order: byte ranges,
-/// so that a match stays `Copy` and can be carried without borrowing the request. Holds
-/// the first [`ParamSpans::MAX`]; a rule reading a later one matches the path again.
-#[derive(Debug, Clone, Copy, Default)]
+/// Where a path parameter of a pattern is in a matching path: after `prefix` bytes of
+/// segment `segment` (the pattern's static text before `{`), to the segment's end, or with
+/// `rest` (a catch-all) to the path's end. matchit parameters end at a `/` or the path's end,
+/// so this finds exactly the value matchit would, without its per-match UTF-8 checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(feature = "authz"), allow(dead_code))]
-pub(crate) struct ParamSpans {
-    len: u8,
-    spans: [(u32, u32); ParamSpans::MAX],
+pub(crate) struct ParamAt {
+    segment: u16,
+    prefix: u16,
+    rest: bool,
 }
 
 #[cfg_attr(not(feature = "authz"), allow(dead_code))]
-impl ParamSpans {
-    /// How many parameters a match carries.
-    pub(crate) const MAX: usize = 4;
-
-    /// The spans of `params`, matched in `path`. A value that is not a slice of `path`
-    /// (never, with matchit) ends the list, so it reads as absent.
-    pub(crate) fn of(path: &str, params: &matchit::Params<'_, '_>) -> Self {
-        let mut spans = Self::default();
-        let base = path.as_ptr() as usize;
-        for (_, value) in params.iter().take(Self::MAX) {
-            let start = (value.as_ptr() as usize).wrapping_sub(base);
-            let end = start.wrapping_add(value.len());
-            let (Ok(start32), Ok(end32)) = (u32::try_from(start), u32::try_from(end)) else {
-                break;
-            };
-            if path.get(start..end) != Some(value) {
-                break;
-            }
-            spans.spans[usize::from(spans.len)] = (start32, end32);
-            spans.len += 1;
+impl ParamAt {
+    /// The raw (still percent-encoded) value in `path`, a path its pattern matched.
+    pub(crate) fn value<'p>(self, path: &'p str) -> Option<&'p str> {
+        // Byte scans: paths are short, and `str::find` costs more to set up than to run.
+        let slash = |from: usize| {
+            path.as_bytes()
+                .get(from..)?
+                .iter()
+                .position(|&byte| byte == b'/')
+                .map(|at| from + at)
+        };
+        let mut start = 0;
+        for _ in 0..self.segment {
+            start = slash(start)? + 1;
         }
-        spans
-    }
-
-    /// The raw (still percent-encoded) value of parameter `position` in `path`.
-    pub(crate) fn get<'p>(&self, path: &'p str, position: usize) -> Option<&'p str> {
-        let (start, end) = *self.spans.get(..usize::from(self.len))?.get(position)?;
-        path.get(start as usize..end as usize)
+        let from = start + usize::from(self.prefix);
+        let end = if self.rest {
+            path.len()
+        } else {
+            slash(from).unwrap_or(path.len())
+        };
+        path.get(from..end)
     }
 }
 
-/// The names of the path parameters of rule `text` (`GET /orders/{id}` → `id`), in the
-/// order matchit reports them.
+/// The path parameters of rule `text` (`GET /orders/{id}` → `id`), with where each is.
 #[cfg_attr(not(feature = "authz"), allow(dead_code))]
-pub(crate) fn rule_parameters(text: &str) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn rule_parameters(text: &str) -> Result<Vec<(String, ParamAt)>, ConfigError> {
     let (_, pattern) = parse_rule(text)?;
-    Ok(pattern
-        .split('/')
-        .filter_map(|segment| {
-            let name = segment.strip_prefix('{')?.strip_suffix('}')?;
-            Some(name.strip_prefix('*').unwrap_or(name).to_owned())
-        })
-        .collect())
+    let mut found = Vec::new();
+    for (segment, text) in pattern.split('/').enumerate() {
+        let Some(open) = text.find('{') else { continue };
+        let Some(name) = text[open + 1..].strip_suffix('}') else {
+            continue;
+        };
+        let (name, rest) = match name.strip_prefix('*') {
+            Some(name) => (name, true),
+            None => (name, false),
+        };
+        let (Ok(segment), Ok(prefix)) = (u16::try_from(segment), u16::try_from(open)) else {
+            continue;
+        };
+        found.push((
+            name.to_owned(),
+            ParamAt {
+                segment,
+                prefix,
+                rest,
+            },
+        ));
+    }
+    Ok(found)
 }
 
 /// A matched route: its entry (the rule text and value are [`RouteTable::entry`]), its
@@ -339,6 +348,43 @@ mod tests {
         assert_eq!(matched.params.get("id"), Some("42"));
         let (text, _) = table.entry(matched.index).expect("an entry");
         assert_eq!(text, "GET /orders/{id}");
+    }
+
+    #[test]
+    fn parameters_are_found_where_matchit_finds_them() {
+        let mut table = RouteTable::default();
+        let rules = [
+            "GET /orders/{id}",
+            "GET /a/{x}/b/{y}",
+            "GET /files/{*rest}",
+            "GET /users/user-{name}",
+            "GET /t/{tenant}/docs/*path",
+        ];
+        for (index, rule) in rules.iter().enumerate() {
+            table.insert(rule, index).expect("insert");
+        }
+        let paths = [
+            "/orders/42",
+            "/orders/%2F",
+            "/a/1/b/2",
+            "/files/x/y/z",
+            "/files/%20",
+            "/users/user-ann",
+            "/t/acme/docs/a/b",
+        ];
+        for path in paths {
+            let matched = table
+                .at(&Method::GET, path)
+                .unwrap_or_else(|| panic!("{path} matches"));
+            let (text, _) = table.entry(matched.index).expect("entry");
+            let params = rule_parameters(text).expect("parameters");
+            let expected: Vec<(&str, &str)> = matched.params.iter().collect();
+            let found: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(name, at)| (name.as_str(), at.value(path).expect("a value")))
+                .collect();
+            assert_eq!(found, expected, "{text} on {path}");
+        }
     }
 
     #[test]

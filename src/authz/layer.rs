@@ -189,7 +189,7 @@ where
             let facts = Facts {
                 path: request.uri().path(),
                 params: if matched.index.is_some() {
-                    Params::Spans(matched.params)
+                    Params::Path
                 } else {
                     Params::Decoded(&decoded)
                 },

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::requirement::{Requirement, Term};
 use crate::principal::Principal;
-use crate::route::ParamSpans;
+use crate::route::ParamAt;
 
 /// A piece of the request an object-level rule reads: [`param`], [`query`], [`header`] or
 /// [`body`]. Compare it with the caller with [`equals`](Self::equals) or
@@ -43,11 +43,11 @@ impl Source {
 
 #[derive(Clone)]
 pub(crate) enum Source {
-    /// A path parameter; `position` is its place in the route's pattern, bound when the
-    /// rules are built (`None` until then, or in [`require`](super::require)).
+    /// A path parameter; `at` is where the route's pattern puts it, bound when the rules
+    /// are built (`None` until then, or in [`require`](super::require)).
     Param {
         name: Box<str>,
-        position: Option<u8>,
+        at: Option<ParamAt>,
     },
     Query(Box<str>),
     /// Lower-case, as [`HeaderName`]s are.
@@ -119,7 +119,7 @@ pub(crate) struct Comparison {
 pub fn param(name: impl Into<Box<str>>) -> Field {
     Field(Source::Param {
         name: name.into(),
-        position: None,
+        at: None,
     })
 }
 
@@ -214,8 +214,8 @@ pub(crate) struct Facts<'a> {
 /// Where path parameters come from.
 #[derive(Clone, Copy)]
 pub(crate) enum Params<'a> {
-    /// Spans into the path, by position: a rule table's match.
-    Spans(ParamSpans),
+    /// The path a rule table matched: each parameter is where the rule's pattern puts it.
+    Path,
     /// Already decoded, by name: the router's own (axum's, under [`require`](super::require)).
     Decoded(&'a [(String, String)]),
     None,
@@ -278,9 +278,13 @@ impl Comparison {
 
     fn find<'a>(&self, facts: &Facts<'a>, pending: &mut bool) -> Option<Found<'a>> {
         match &self.field {
-            Source::Param { name, position } => match facts.params {
-                Params::Spans(spans) => {
-                    let raw = spans.get(facts.path, usize::from((*position)?))?;
+            Source::Param { name, at } => match facts.params {
+                Params::Path => {
+                    let raw = (*at)?.value(facts.path)?;
+                    if !raw.bytes().any(|byte| byte == b'%') {
+                        // Nothing to decode: the common case, without the decoder's passes.
+                        return Some(Found::Text(Cow::Borrowed(raw)));
+                    }
                     percent_encoding::percent_decode_str(raw)
                         .decode_utf8()
                         .ok()

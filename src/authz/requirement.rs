@@ -185,21 +185,22 @@ impl Requirement {
         reads
     }
 
-    /// Binds each path parameter to its position among `names`, the route's parameters.
+    /// Binds each path parameter to where the route's pattern puts it, from `params`
+    /// (the pattern's parameters).
     ///
     /// # Errors
     ///
-    /// The name of a parameter that is not among them, or whose position is past what a
-    /// route match carries.
-    pub(crate) fn bind_params(&mut self, names: &[String]) -> Result<(), String> {
+    /// The name of a parameter the pattern does not have.
+    pub(crate) fn bind_params(
+        &mut self,
+        params: &[(String, crate::route::ParamAt)],
+    ) -> Result<(), String> {
         let mut unknown = None;
         self.0.visit_mut(&mut |comparison| {
-            if let Source::Param { name, position } = &mut comparison.field {
-                match names.iter().position(|held| **held == **name) {
-                    Some(at) if at < crate::route::ParamSpans::MAX => {
-                        *position = u8::try_from(at).ok();
-                    }
-                    _ => {
+            if let Source::Param { name, at } = &mut comparison.field {
+                match params.iter().find(|(held, _)| **held == **name) {
+                    Some((_, found)) => *at = Some(*found),
+                    None => {
                         unknown.get_or_insert_with(|| name.to_string());
                     }
                 }

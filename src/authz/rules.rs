@@ -11,7 +11,7 @@ use super::requirement::{Access, Level, Reads};
 use crate::error::ConfigError;
 use crate::principal::{Names, Principal};
 use crate::rejection::{Reason, Rejection};
-use crate::route::{ParamSpans, RouteMatch, RouteTable, rule_parameters};
+use crate::route::{RouteMatch, RouteTable, rule_parameters};
 
 /// A validated set of access rules: `METHOD /path` patterns mapped to [`Access`], the
 /// access of unmatched routes, and the role → permission mapping.
@@ -87,26 +87,15 @@ impl RouteRules {
         }
     }
 
-    /// Finds the rule for a request, with the spans of its path parameters when the rule
-    /// reads them.
+    /// Finds the rule for a request.
     pub(crate) fn find(&self, method: &Method, path: &str) -> RouteMatch {
-        let table = &*self.inner;
-        let found = table.routes.at(method, path);
-        let params = match &found {
-            Some(matched)
-                if table
-                    .reads
-                    .get(matched.index)
-                    .is_some_and(|reads| reads.params) =>
-            {
-                ParamSpans::of(path, &matched.params)
-            }
-            _ => ParamSpans::default(),
-        };
         RouteMatch {
             table: Arc::as_ptr(&self.inner) as usize,
-            index: found.map(|matched| matched.index),
-            params,
+            index: self
+                .inner
+                .routes
+                .at(method, path)
+                .map(|matched| matched.index),
         }
     }
 
@@ -259,7 +248,7 @@ impl RouteRules {
     ) -> Decision<'_> {
         let facts = Facts {
             path: parts.uri.path(),
-            params: Params::Spans(matched.params),
+            params: Params::Path,
             query: parts.uri.query(),
             headers: Some(&parts.headers),
             body: body.map_or(BodyFacts::Absent, BodyFacts::Parsed),
@@ -423,9 +412,7 @@ impl RouteRulesBuilder {
                     .map_err(|name| ConfigError::UnsatisfiableRule {
                         rule: text.clone(),
                         reason: format!(
-                            "it reads path parameter `{name}`, which is not among the first {} \
-                             parameters of its pattern",
-                            ParamSpans::MAX
+                            "it reads path parameter `{name}`, which its pattern does not have"
                         ),
                     })?;
             }
