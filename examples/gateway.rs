@@ -9,8 +9,13 @@
 //! It listens on `127.0.0.1:3000` (or `PORTCULLIS_ADDR`), issues two fresh demo keys at
 //! every start (`admin`, owned by "ada", and `viewer`, owned by "vic"), and prints
 //! ready-to-paste `curl` commands: some that succeed, one refused with 403 (a viewer
-//! deleting an order), one refused with 401 (no key), and one new order refused with 400
-//! and problem details by the schema. Ctrl-C stops it.
+//! deleting an order), one refused with 403 `object_denied` (a viewer reading another
+//! owner's order), one refused with 401 (no key), and one new order refused with 400 and
+//! problem details by the schema. Ctrl-C stops it.
+//!
+//! Orders belong to their owners: `GET /users/{owner}/orders/{id}` needs `{owner}` to be the
+//! caller (an object-level rule, written in the rules' text form), unless the caller is an
+//! admin.
 //!
 //! Traffic protection is on, with small demo values printed at start: a per-IP limit before
 //! authentication, per-key limits by role (the viewer's lower than the admin's), and
@@ -21,7 +26,8 @@
 //! |-----------------------|------------------------------|
 //! | `GET /health`         | anyone, no key looked at     |
 //! | `GET /whoami`         | any valid key                |
-//! | `GET /orders[/{id}]`  | permission `orders:read`     |
+//! | `GET /orders`         | permission `orders:read` (the caller's own orders) |
+//! | `GET /users/{owner}/orders/{id}` | permission `orders:read`, and `{owner}` is the caller or the caller is an admin |
 //! | `POST /orders`        | permission `orders:write`    |
 //! | `DELETE /orders/{id}` | permission `orders:write`    |
 //! | `GET /admin/keys`     | role `admin`                 |
@@ -84,13 +90,13 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portcullis::api_key::{
     ApiKeyAuthenticator, IssuedKey, KeyAdmin, KeyRecord, MemoryKeyStore, NewKey, StoreError,
 };
-use portcullis::authz::{RouteRules, authenticated, permission, public, role};
+use portcullis::authz::{Requirement, RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
 use portcullis::observe::{MetricsObserver, Observe, TracingObserver};
 use portcullis::rate_limit::{Limit, LimitKey, Quota, RateLimitLayer, Tier};
@@ -222,6 +228,11 @@ struct DemoKey {
 /// Who may call what. Roles are declared with the permissions they grant; routes no rule
 /// matches are denied.
 fn rules() -> Result<RouteRules, ConfigError> {
+    // An object-level rule in the text form a policy file uses: an order is read by its
+    // owner, or by an admin.
+    let owner_or_admin: Requirement =
+        r#"permission("orders:read") and (param("owner") == subject() or role("admin"))"#
+            .parse()?;
     RouteRules::builder()
         .role("admin", ["orders:*", "users:*"])
         .role("viewer", ["orders:read"])
@@ -229,7 +240,7 @@ fn rules() -> Result<RouteRules, ConfigError> {
         .route("GET /health", public())
         .route("GET /whoami", authenticated())
         .route("GET /orders", permission("orders:read"))
-        .route("GET /orders/{id}", permission("orders:read"))
+        .route("GET /users/{owner}/orders/{id}", owner_or_admin)
         .route("POST /orders", permission("orders:write"))
         .route("DELETE /orders/{id}", permission("orders:write"))
         .route("GET /admin/keys", role("admin"))
@@ -452,7 +463,8 @@ fn app(
         .route("/health", get(health))
         .route("/whoami", get(whoami))
         .route("/orders", get(list_orders).post(create_order))
-        .route("/orders/{id}", get(get_order).delete(delete_order))
+        .route("/orders/{id}", delete(delete_order))
+        .route("/users/{owner}/orders/{id}", get(get_order))
         .route("/admin/keys", get(list_keys))
         .route(
             "/metrics",
@@ -520,16 +532,20 @@ async fn whoami(principal: Principal) -> Json<Principal> {
     Json(principal)
 }
 
-fn order(id: u64) -> Value {
-    json!({"id": id, "item": format!("widget-{id}"), "quantity": id % 5 + 1})
+/// Order `id` of `owner`: every owner has orders 1 to 3 in this demo.
+fn order(owner: &str, id: u64) -> Value {
+    json!({"id": id, "owner": owner, "item": format!("widget-{id}"), "quantity": id % 5 + 1})
 }
 
-async fn list_orders() -> Json<Value> {
-    Json(json!([order(1), order(2), order(3)]))
+/// The caller's own orders.
+async fn list_orders(principal: Principal) -> Json<Value> {
+    let owner = principal.subject();
+    Json(json!([order(owner, 1), order(owner, 2), order(owner, 3)]))
 }
 
-async fn get_order(Path(id): Path<u64>) -> Json<Value> {
-    Json(order(id))
+/// One order; the rules have checked that the caller owns it or is an admin.
+async fn get_order(Path((owner, id)): Path<(String, u64)>) -> Json<Value> {
+    Json(order(&owner, id))
 }
 
 async fn create_order(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
@@ -600,9 +616,21 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>)
     }
     if let Some(viewer) = keys.iter().find(|key| key.name == "viewer") {
         let secret = viewer.issued.key.expose_secret();
+        let owner = viewer.issued.record.owner();
         println!();
         println!("# 403: a viewer may not delete orders:");
         println!("curl -si -X DELETE -H 'x-api-key: {secret}' {base}/orders/1");
+        if let Some(admin) = keys.iter().find(|key| key.name == "admin") {
+            let other = admin.issued.record.owner();
+            println!();
+            println!("# orders belong to their owners: the viewer reads their own order...");
+            println!("curl -s -H 'x-api-key: {secret}' {base}/users/{owner}/orders/1");
+            println!("# ...but not {other}'s (403 object_denied):");
+            println!("curl -si -H 'x-api-key: {secret}' {base}/users/{other}/orders/1");
+            println!("# ...while an admin reads anyone's:");
+            let admin_secret = admin.issued.key.expose_secret();
+            println!("curl -s -H 'x-api-key: {admin_secret}' {base}/users/{owner}/orders/1");
+        }
     }
     if let Some(issuer) = bearer_issuer {
         println!();
