@@ -15,6 +15,14 @@
 //!   scopes, or `forbidden`);
 //! - otherwise the request goes on, with the principal's role-granted permissions resolved.
 //!
+//! Object-level rules relate the request's data to the caller: [`param`], [`query`],
+//! [`header`] or [`body`] compared with [`subject`] or a [`Caller::claim`]
+//! (`param("id").equals(subject())`). When the caller's grants would do but the object is
+//! not theirs (or the data is missing: absence never allows), the answer is 403
+//! `object_denied`, which never names the object's owner. Every requirement has a text form
+//! that [`Display`](std::fmt::Display) prints and [`FromStr`](std::str::FromStr) reads
+//! back: `param("id") == subject() or role("admin")`.
+//!
 //! In report-only mode the layer decides and logs, but lets every request through.
 //!
 //! # Example
@@ -42,6 +50,38 @@
 //! assert_eq!(health.status(), StatusCode::OK);
 //! let admin = app.oneshot(Request::get("/admin").body(axum::body::Body::empty())?).await?;
 //! assert_eq!(admin.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(()) }
+//! ```
+//!
+//! Orders that belong to their owners, with the rule written as text:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use http::{Request, StatusCode};
+//! use portcullis::authz::{AuthorizeLayer, Requirement, RouteRules};
+//! use portcullis::{AuthMethod, Principal};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let owner_or_admin: Requirement = r#"param("owner") == subject() or role("admin")"#.parse()?;
+//! let rules = RouteRules::builder()
+//!     .role("admin", ["*"])
+//!     .route("GET /users/{owner}/orders", owner_or_admin)
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/users/{owner}/orders", get(|| async { "[]" }))
+//!     .layer(AuthorizeLayer::new(rules));
+//!
+//! // An authentication layer would put the caller here.
+//! let as_vic = |uri: &str| {
+//!     Request::get(uri)
+//!         .extension(Principal::builder("vic", AuthMethod::Bearer).build())
+//!         .body(axum::body::Body::empty())
+//! };
+//! let own = app.clone().oneshot(as_vic("/users/vic/orders")?).await?;
+//! assert_eq!(own.status(), StatusCode::OK);
+//! let other = app.oneshot(as_vic("/users/ada/orders")?).await?;
+//! assert_eq!(other.status(), StatusCode::FORBIDDEN); // `object_denied`
 //! # Ok(()) }
 //! ```
 //!
