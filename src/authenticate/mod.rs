@@ -252,6 +252,13 @@ pub struct Challenges {
     route: CarriedRoute,
 }
 
+/// Put in a response's extensions by a login flow whose attempt failed on what the client
+/// presented (a refused authorization code, a forged ID token or login cookie): the shield
+/// counts it as an authentication failure, as it counts a 401 for bad credentials.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(any(feature = "oidc", feature = "shield")), allow(dead_code))]
+pub(crate) struct FailedLogin;
+
 /// The route match the gateway carries from before authentication to authorization
 /// (nothing without authorization rules).
 #[cfg(feature = "authz")]

@@ -286,6 +286,15 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             cause,
         )
     };
+    // A refusal of what the client presented (a code, a login cookie, an ID token): a
+    // failed login, which the shield counts against the source like a bad credential.
+    let failed = |status: StatusCode, message: &str, cause: &'static str, cookies| {
+        let mut response = refuse(status, message, cause, cookies);
+        response
+            .extensions_mut()
+            .insert(crate::authenticate::FailedLogin);
+        response
+    };
     let (Ok(state), Ok(code), Ok(error)) = (
         query_param(&parts, "state"),
         query_param(&parts, "code"),
@@ -320,7 +329,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         .and_then(|plaintext| serde_json::from_slice::<LoginState>(&plaintext).ok());
     let Some(login) = login.filter(|login| bool::from(login.s.as_bytes().ct_eq(state.as_bytes())))
     else {
-        return refuse(
+        return failed(
             StatusCode::BAD_REQUEST,
             "This sign-in is unknown, expired or already used. Please sign in again.",
             "bad_login_cookie",
@@ -395,7 +404,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         Ok(tokens) => tokens,
         Err(TokenError::Refused(error)) => {
             tracing::info!(provider_error = %error, "oidc: code exchange refused");
-            return refuse(
+            return failed(
                 StatusCode::BAD_REQUEST,
                 "The sign-in could not be completed (the code was refused). Please sign in again.",
                 "code_refused",
@@ -441,7 +450,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         }
         Err(Refused::Invalid(reason)) => {
             tracing::warn!(reason, "oidc: ID token refused at login");
-            return refuse(
+            return failed(
                 StatusCode::BAD_REQUEST,
                 "The identity provider's answer could not be verified.",
                 reason,
@@ -483,7 +492,7 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             }
             Err(Refused::Invalid(reason)) => {
                 tracing::warn!(reason, "oidc: userinfo refused at login");
-                return refuse(
+                return failed(
                     StatusCode::BAD_REQUEST,
                     "The identity provider's answer could not be verified.",
                     reason,

@@ -21,8 +21,11 @@ const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 /// [`ShieldBuilder::brute_force`](super::ShieldBuilder::brute_force).
 ///
 /// A failure is a response refused with `invalid_credentials` (any authenticator's 401 for
-/// bad credentials; a request without credentials is not a failure). Successes do not wipe
-/// the count: credential stuffing spreads its guesses over many accounts.
+/// bad credentials; a request without credentials is not a failure), or a failed login at
+/// the OpenID Connect callback (a refused code, a forged login cookie or ID token; an
+/// expired or abandoned login is not one), when the shield is in front of the `OidcLayer`.
+/// Successes do not wipe the count: credential stuffing spreads its guesses over many
+/// accounts.
 ///
 /// Defaults (conservative, so that an office behind one NAT address does not lock itself
 /// out): 20 failures in 10 minutes block the IP for 1 minute; each new block within a day

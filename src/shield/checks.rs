@@ -187,11 +187,15 @@ impl Block {
 }
 
 /// Whether a response is an authentication failure: bad credentials, from any
-/// authenticator (a request without credentials is not one).
+/// authenticator (a request without credentials is not one), or a login flow's failed
+/// login (an OIDC callback with a refused code or a forged ID token).
 pub(super) fn is_failure<T>(response: &Response<T>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
-        && response
-            .extensions()
+    let extensions = response.extensions();
+    (response.status() == StatusCode::UNAUTHORIZED
+        && extensions
             .get::<Reason>()
-            .is_some_and(|reason| reason.public() == Reason::InvalidCredentials)
+            .is_some_and(|reason| reason.public() == Reason::InvalidCredentials))
+        || extensions
+            .get::<crate::authenticate::FailedLogin>()
+            .is_some()
 }

@@ -796,3 +796,41 @@ async fn abandoned_logins_leave_at_most_four_login_cookies() {
     assert_eq!(page.status, 302, "{}", page.body);
     assert!(browser.cookie(&app.base, "portcullis-session").is_some());
 }
+
+/// Forged ID tokens at the callback are failed logins: the shield in front counts them
+/// against the source and blocks it, as it does for bad API keys.
+#[cfg(feature = "shield")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_logins_get_the_source_blocked() {
+    use portcullis::shield::{BruteForce, ShieldLayer};
+
+    let forger = forger().await;
+    let shield = ShieldLayer::builder()
+        .brute_force(
+            BruteForce::new()
+                .threshold(3, Duration::from_secs(600))
+                .block_for(Duration::from_secs(600), Duration::from_secs(600)),
+        )
+        .build()
+        .expect("shield");
+    let app =
+        crate::harness::start_app_behind_shield(&forger.issuer, CLIENT, "secret", shield).await;
+    let browser = Browser::new();
+    // A genuine login is no failure.
+    let genuine = callback_with(&forger, &app, &browser, json!({})).await;
+    assert_eq!(genuine.status, 302, "{}", genuine.body);
+    for _ in 0..3 {
+        let forged = callback_with(
+            &forger,
+            &app,
+            &browser,
+            json!({"iss": "https://evil.example"}),
+        )
+        .await;
+        assert_eq!(forged.status, 400, "{}", forged.body);
+    }
+    // The source is blocked now: even the home page is refused, with when to come back.
+    let blocked = browser.get(&app.url("/")).await;
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    assert_eq!(blocked.json()["code"], "blocked");
+}

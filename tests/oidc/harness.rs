@@ -360,12 +360,48 @@ pub async fn start_app_with_client(
     )
 }
 
+/// Starts the test application behind `shield` (served with the connection's address, as
+/// the shield needs), with a client the provider knows already.
+#[cfg(feature = "shield")]
+pub async fn start_app_behind_shield(
+    issuer: &str,
+    client_id: &str,
+    client_secret: &str,
+    shield: portcullis::shield::ShieldLayer,
+) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    serve_app_with(
+        listener,
+        issuer,
+        client_id.to_owned(),
+        client_secret.to_owned(),
+        |builder| builder,
+        Some(shield),
+    )
+}
+
 fn serve_app(
     listener: tokio::net::TcpListener,
     issuer: &str,
     client_id: String,
     client_secret: String,
     configure: impl FnOnce(OidcBuilder) -> OidcBuilder,
+) -> App {
+    #[cfg(feature = "shield")]
+    return serve_app_with(listener, issuer, client_id, client_secret, configure, None);
+    #[cfg(not(feature = "shield"))]
+    serve_app_with(listener, issuer, client_id, client_secret, configure)
+}
+
+fn serve_app_with(
+    listener: tokio::net::TcpListener,
+    issuer: &str,
+    client_id: String,
+    client_secret: String,
+    configure: impl FnOnce(OidcBuilder) -> OidcBuilder,
+    #[cfg(feature = "shield")] shield: Option<portcullis::shield::ShieldLayer>,
 ) -> App {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut builder = Oidc::builder(issuer).client_id(client_id.clone());
@@ -410,6 +446,21 @@ fn serve_app(
         )
         .layer(AuthenticationLayer::new(oidc.clone()).and(bearer))
         .layer(oidc.layer());
+    #[cfg(feature = "shield")]
+    let server = match shield {
+        Some(shield) => {
+            let app = app
+                .layer(shield)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            })
+        }
+        None => tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }),
+    };
+    #[cfg(not(feature = "shield"))]
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
