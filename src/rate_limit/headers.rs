@@ -48,22 +48,33 @@ pub(crate) fn window_seconds(quota: Quota) -> Option<u64> {
     u64::try_from(refill / per_second).ok().filter(|w| *w >= 1)
 }
 
-/// The `RateLimit` item of one answer (on every response: written without `fmt`).
+/// The `RateLimit` item of one answer (on every response: written without `fmt`, into a
+/// buffer of the exact size, so that the value takes its bytes without another allocation).
 pub(crate) fn state(name: &str, state: &LimitState) -> HeaderValue {
-    let mut text = String::with_capacity(name.len() + 32);
-    text.push('"');
-    text.push_str(name);
-    text.push_str("\";r=");
-    push_number(&mut text, u64::from(state.remaining));
-    text.push_str(";t=");
-    push_number(&mut text, ceil_seconds(state.reset_after));
-    // The text becomes the value's bytes without a copy.
+    let remaining = u64::from(state.remaining);
+    let reset = ceil_seconds(state.reset_after);
+    // `"` name `";r=` digits `;t=` digits
+    let len = name.len() + 8 + digits(remaining) + digits(reset);
+    let mut text = Vec::with_capacity(len);
+    text.push(b'"');
+    text.extend_from_slice(name.as_bytes());
+    text.extend_from_slice(b"\";r=");
+    push_number(&mut text, remaining);
+    text.extend_from_slice(b";t=");
+    push_number(&mut text, reset);
+    // Exactly full, so `Bytes` takes the vector as it is.
+    debug_assert_eq!(text.len(), text.capacity());
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
         .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
 }
 
+/// How many decimal digits `n` has.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
 /// Appends `n` in decimal.
-fn push_number(text: &mut String, mut n: u64) {
+fn push_number(text: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
@@ -77,9 +88,7 @@ fn push_number(text: &mut String, mut n: u64) {
             break;
         }
     }
-    for &digit in &digits[start..] {
-        text.push(char::from(digit));
-    }
+    text.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -129,8 +138,15 @@ mod tests {
             state("x", &LimitState::allowed(u32::MAX, Duration::from_secs(10))),
             "\"x\";r=4294967295;t=10"
         );
-        let mut text = String::new();
+        assert_eq!(
+            state("x", &LimitState::allowed(9, Duration::from_secs(10))),
+            "\"x\";r=9;t=10"
+        );
+        let mut text = Vec::new();
         push_number(&mut text, u64::MAX);
-        assert_eq!(text, "18446744073709551615");
+        assert_eq!(text, b"18446744073709551615");
+        for n in [0, 9, 10, 99, 100, u64::MAX] {
+            assert_eq!(digits(n), n.to_string().len(), "{n}");
+        }
     }
 }
