@@ -63,6 +63,7 @@
 //! ```
 
 mod body;
+mod business;
 mod json;
 mod layer;
 mod rules;
@@ -70,6 +71,10 @@ mod schema;
 
 #[doc(inline)]
 pub use self::body::RequestBody;
+#[doc(inline)]
+pub use self::business::{
+    AsyncBusinessRule, BusinessRule, PathParams, RuleFuture, RuleInput, RuleRequest,
+};
 #[doc(inline)]
 pub use self::json::JsonLimits;
 #[doc(inline)]
