@@ -653,7 +653,7 @@ where
                     let Some(step) = checking.take() else {
                         continue;
                     };
-                    state.set(step.decide(outcome));
+                    state.set((*step).decide(outcome));
                 }
             }
         }
@@ -978,7 +978,7 @@ impl<S, B> Checking<S, B> {
 
     /// Every rule said yes (call the service with the request as it arrived) or one did
     /// not.
-    fn decide(self: Box<Self>, outcome: Result<(), Rejection>) -> State<S, B>
+    fn decide(self, outcome: Result<(), Rejection>) -> State<S, B>
     where
         S: Service<Request<RequestBody<B>>>,
     {
@@ -996,7 +996,7 @@ impl<S, B> Checking<S, B> {
             mut service,
             renderer,
             ..
-        } = *self;
+        } = self;
         State::Decided {
             future: match outcome {
                 Ok(()) => crate::future::ResponseFuture::inner(
