@@ -386,3 +386,73 @@ pub(crate) fn timed_out(name: &str, route: &str) -> Rejection {
         .with_detail("The request could not be checked in time; try again later.")
         .with_retry_after(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_params_are_decoded_and_found_by_name() {
+        let params = PathParams::decode([("id", "a%20b"), ("rest", "x%2Fy")].into_iter());
+        assert_eq!(params.get("id"), Some("a b"));
+        assert_eq!(params.get("rest"), Some("x/y"));
+        assert_eq!(params.get("other"), None);
+        assert_eq!(
+            params.iter().collect::<Vec<_>>(),
+            [("id", "a b"), ("rest", "x/y")]
+        );
+    }
+
+    #[test]
+    fn a_rule_violation_is_422_and_capped() {
+        let violations = (0..5)
+            .map(|i| Violation::new("body", &format!("/{i}"), "rule", "no"))
+            .collect();
+        let rejection = rule_violation(violations, 3);
+        assert_eq!(rejection.status(), http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(rejection.reason().code(), "rule_violation");
+        assert_eq!(rejection.violations().len(), 3);
+        let failed = Rejection::new(Reason::RuleFailed);
+        assert_eq!(failed.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(failed.reason().public().code(), "rule_failed");
+    }
+
+    #[test]
+    fn sync_rules_stop_at_the_first_refusal_or_the_first_async_rule() {
+        let path = PathParams::default();
+        let extensions = Extensions::new();
+        let input = RuleInput::new(None, &path, Some("a=1"), &extensions);
+        let pass = sync_rule("pass", |input: &RuleInput<'_>| {
+            assert_eq!(input.query_param("a").as_deref(), Some("1"));
+            Vec::new()
+        });
+        let waits = NamedRule {
+            name: "waits".into(),
+            kind: RuleKind::Async(Arc::new(AsyncFn(|_: RuleRequest| async { Vec::new() }))),
+        };
+        let panics = sync_rule("panics", |_: &RuleInput<'_>| panic!("boom"));
+        let rules = [pass.clone(), waits, panics];
+        assert!(matches!(
+            run_sync(&rules, 0, &input, "GET /", 20),
+            Progress::Async(1)
+        ));
+        match run_sync(&rules, 2, &input, "GET /", 20) {
+            Progress::Refused(rejection) => assert_eq!(rejection.reason(), Reason::RuleFailed),
+            _ => panic!("the panic is caught and refused"),
+        }
+        assert!(matches!(
+            run_sync(&[pass], 0, &input, "GET /", 20),
+            Progress::Passed
+        ));
+    }
+
+    fn sync_rule(
+        name: &str,
+        check: impl Fn(&RuleInput<'_>) -> Vec<Violation> + Send + Sync + 'static,
+    ) -> NamedRule {
+        NamedRule {
+            name: name.into(),
+            kind: RuleKind::Sync(Arc::new(check)),
+        }
+    }
+}
