@@ -481,6 +481,56 @@ async fn the_parsed_body_is_still_offered_after_the_rules() {
     assert_eq!(body, r#"{"a":1}"#.as_bytes());
 }
 
+const BOOKINGS_OPENAPI: &str = r#"
+openapi: 3.0.3
+info: {title: bookings, version: "1"}
+paths:
+  /bookings:
+    post:
+      operationId: book
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [start, end]
+              properties:
+                start: {type: integer}
+                end: {type: integer}
+      responses:
+        "200": {description: booked}
+"#;
+
+#[tokio::test]
+async fn routes_from_an_openapi_document_get_builder_rules() {
+    let spec = portcullis::validate::OpenApiSpec::parse(BOOKINGS_OPENAPI).expect("document");
+    let later = Arc::new(AtomicUsize::new(0));
+    let rules = ValidationRules::builder()
+        .openapi(&spec)
+        .rule("POST /bookings", "end after start", end_after_start)
+        .async_rule("POST /bookings", "after the first", {
+            let later = later.clone();
+            move |_: RuleRequest| {
+                later.fetch_add(1, Ordering::SeqCst);
+                async { Vec::new() }
+            }
+        })
+        .build()
+        .expect("rules");
+    let app = app_with(rules);
+    let (status, _, body) = send(&app, post_json("/bookings", r#"{"start":5,"end":3}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem(&body)["violations"][0]["pointer"], "/end");
+    assert_eq!(later.load(Ordering::SeqCst), 0);
+    let (status, _, body) = send(&app, post_json("/bookings", r#"{"start":"x","end":3}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem(&body)["code"], "schema_violation");
+    let (status, _, _) = send(&app, post_json("/bookings", r#"{"start":3,"end":5}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(later.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn a_builder_rule_for_an_unknown_route_is_refused_at_build() {
     let error = ValidationRules::builder()
