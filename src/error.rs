@@ -106,6 +106,15 @@ pub enum ConfigError {
         /// The compiler's message.
         reason: String,
     },
+    /// A business rule was given for a route that has no validation entry (neither a
+    /// `route(...)` nor an OpenAPI operation with that `METHOD /path` text).
+    #[error("business rule `{rule}` names route `{route}`, which has no validation entry")]
+    UnknownRuleRoute {
+        /// The route as the rule names it.
+        route: String,
+        /// The rule's name.
+        rule: String,
+    },
     /// An OpenAPI document cannot be loaded.
     #[error("OpenAPI document: {reason}")]
     InvalidOpenApi {

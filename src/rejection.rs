@@ -98,6 +98,11 @@ pub enum Reason {
     /// The client IP is not allowed on this route (a deny list, or not on an allow list).
     /// 403.
     IpDenied,
+    /// The request passed its schemas but breaks one of the route's business rules
+    /// ("`end` after `start`"), listed as violations. 422.
+    RuleViolation,
+    /// A business rule failed (it panicked) instead of deciding. 500.
+    RuleFailed,
 }
 
 impl Reason {
@@ -131,6 +136,8 @@ impl Reason {
             Self::RateLimited => "rate_limited",
             Self::Blocked => "blocked",
             Self::IpDenied => "ip_denied",
+            Self::RuleViolation => "rule_violation",
+            Self::RuleFailed => "rule_failed",
         }
     }
 
@@ -170,6 +177,8 @@ impl Reason {
             | Self::InvalidClaims
             | Self::IpDenied => StatusCode::FORBIDDEN,
             Self::RateLimited | Self::Blocked => StatusCode::TOO_MANY_REQUESTS,
+            Self::RuleViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RuleFailed => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -197,6 +206,8 @@ impl Reason {
             Self::RateLimited => "Too many requests; try again later.",
             Self::Blocked => "Too many failed authentication attempts; try again later.",
             Self::IpDenied => "Requests from this address are not allowed here.",
+            Self::RuleViolation => "The request breaks a rule of this API.",
+            Self::RuleFailed => "The request could not be checked.",
             _ => "Access cannot be decided right now; try again later.",
         }
     }

@@ -682,3 +682,69 @@ fn a_malformed_owner_extension_is_refused_with_its_place() {
         assert!(error.contains("x-portcullis-owner"), "{extension}: {error}");
     }
 }
+
+#[tokio::test]
+async fn object_rules_answer_before_business_rules() {
+    // The caller's ownership is judged (403) before the order's business rules (422), on a
+    // route with a body and on one without.
+    let rules = RouteRules::builder()
+        .route("POST /orders", body("/customer/id").equals(subject()))
+        .route("GET /users/{id}", param("id").equals(subject()))
+        .build()
+        .expect("valid rules");
+    let never = |_: &portcullis::validate::RuleInput<'_>| {
+        vec![portcullis::Violation::new(
+            "body",
+            "",
+            "business",
+            "never acceptable",
+        )]
+    };
+    let validation = ValidationRules::builder()
+        .route(
+            "POST /orders",
+            RequestSchema::new()
+                .body(json!({"type": "object"}))
+                .optional_body()
+                .rule("never", never),
+        )
+        .route("GET /users/{id}", RequestSchema::new().rule("never", never))
+        .build()
+        .expect("valid validation");
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(test_users)
+        .rules(rules)
+        .validate(validation)
+        .build()
+        .expect("valid gateway");
+    let app = Router::new()
+        .route("/orders", post(|| async { "created" }))
+        .route("/users/{id}", get(|| async { "user" }))
+        .layer(gateway);
+    let theirs = post_as("alice", "/orders", r#"{"customer": {"id": "bob"}}"#);
+    expect(&app, theirs, FORBIDDEN, DENIED).await;
+    let mine = post_as("alice", "/orders", r#"{"customer": {"id": "alice"}}"#);
+    expect(
+        &app,
+        mine,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("rule_violation"),
+    )
+    .await;
+    // No body at all (it is optional): the rule has nothing to read, and absence never
+    // allows, so the business rules are not reached either.
+    let empty = Request::post("/orders")
+        .header("x-test-user", "alice")
+        .body(Body::empty())
+        .expect("request");
+    expect(&app, empty, FORBIDDEN, DENIED).await;
+    expect(&app, get_as("alice", "/users/bob"), FORBIDDEN, DENIED).await;
+    let own = get_as("alice", "/users/alice");
+    expect(
+        &app,
+        own,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("rule_violation"),
+    )
+    .await;
+}

@@ -20,6 +20,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::RequestBody;
+use super::business::{
+    CatchUnwind, PathParams, Progress, RuleInput, failed, rule_violation, run_sync, start_async,
+    timed_out,
+};
 use super::json;
 use super::rules::{BodyCheck, ParameterSchema, RouteSchemas, Settings, ValidationRules};
 use super::schema::CompiledSchema;
@@ -145,6 +149,8 @@ impl<S: fmt::Debug> fmt::Debug for Validate<S> {
 enum Plan {
     /// No body checks: pass the body through as it streams.
     PassThrough,
+    /// No body checks, but business rules to run (with no body) before passing it through.
+    Rules { route: usize, path: PathParams },
     /// Read the body (bounded), then check it.
     Read {
         /// The matched rule's entry.
@@ -153,6 +159,8 @@ enum Plan {
         limit: usize,
         json: bool,
         schema: Option<Arc<CompiledSchema>>,
+        /// The path parameters, for the business rules (empty when there are none).
+        path: PathParams,
     },
 }
 
@@ -197,12 +205,14 @@ where
                     },
                 }
             }
+            Plan::Rules { route, path } => self.check_rules(parts, body, route, path, started),
             Plan::Read {
                 route,
                 required,
                 limit,
                 json,
                 schema,
+                path,
             } => {
                 // Outside a tokio runtime there is no timer to arm; read without a deadline
                 // rather than panic.
@@ -236,6 +246,7 @@ where
                             limit,
                             trailers: None,
                             deadline,
+                            path,
                         })),
                     },
                 }
@@ -304,8 +315,24 @@ impl<S> Validate<S> {
                 .with_status(settings.violation_status));
         }
 
+        // Business rules see the decoded path parameters; decoded only for routes with rules.
+        let path = if route.rules.is_empty() {
+            PathParams::default()
+        } else {
+            PathParams::decode(matched.params.iter())
+        };
+        let pass_through = |path| {
+            if route.rules.is_empty() {
+                Plan::PassThrough
+            } else {
+                Plan::Rules {
+                    route: matched.index,
+                    path,
+                }
+            }
+        };
         let Some(body_schema) = &route.body else {
-            return Ok(Plan::PassThrough);
+            return Ok(pass_through(path));
         };
         let declared = declared_length(parts);
         let empty = declared == Some(0)
@@ -319,7 +346,7 @@ impl<S> Validate<S> {
             return if body_schema.required {
                 Err(Rejection::new(Reason::MissingBody))
             } else {
-                Ok(Plan::PassThrough)
+                Ok(pass_through(path))
             };
         }
         let check = content_type
@@ -339,6 +366,7 @@ impl<S> Validate<S> {
             limit,
             json,
             schema,
+            path,
         })
     }
 
@@ -565,6 +593,8 @@ struct Reading<S> {
     limit: usize,
     trailers: Option<HeaderMap>,
     deadline: Deadline,
+    /// The path parameters, for the business rules.
+    path: PathParams,
 }
 
 /// When reading must be over. The timer is armed only once the body makes us wait: a body
@@ -609,6 +639,7 @@ pin_project! {
         S: Service<Request<RequestBody<B>>>,
     {
         Reading { #[pin] body: B, reading: Option<Box<Reading<S>>> },
+        Checking { checking: Option<Box<Checking<S, B>>> },
         Decided { #[pin] future: crate::future::ResponseFuture<S::Future> },
     }
 }
@@ -659,6 +690,22 @@ where
                         Read::Done => step.finish(),
                     };
                     state.set(next);
+                }
+                StateProj::Checking { checking } => {
+                    let Some(step) = checking.as_mut() else {
+                        // Only reachable if polled after a panic outside a rule.
+                        let response =
+                            Rejection::new(Reason::Unavailable).render(&*default_renderer());
+                        state.set(State::Decided {
+                            future: crate::future::ResponseFuture::rejected(response),
+                        });
+                        continue;
+                    };
+                    let outcome = ready!(step.poll_rules(cx));
+                    let Some(step) = checking.take() else {
+                        continue;
+                    };
+                    state.set((*step).decide(outcome));
                 }
             }
         }
@@ -751,6 +798,7 @@ impl<S> Reading<S> {
             // An optional body that turned out empty: nothing to parse.
             self.json = false;
         }
+        let mut parsed = None;
         if self.json {
             let value = match json::parse(&bytes, &self.settings.limits) {
                 Ok(value) => value,
@@ -775,13 +823,24 @@ impl<S> Reading<S> {
                     return self.refuse(&rejection);
                 }
             }
+            // Authorization's deferred object-level rule first: it reads the parsed body.
             if let Some(rejection) = decide_deferred(&mut self.parts, Some(&value), &*self.observer)
             {
                 return self.refuse_unreported(&rejection);
             }
-            self.parts.extensions.insert(ValidatedJson(Arc::new(value)));
+            let value = Arc::new(value);
+            self.parts.extensions.insert(ValidatedJson(value.clone()));
+            parsed = Some(value);
         } else if let Some(rejection) = decide_deferred(&mut self.parts, None, &*self.observer) {
             return self.refuse_unreported(&rejection);
+        }
+        let body = RequestBody::buffered(bytes, self.trailers.take());
+        // Business rules, on the schema-valid request.
+        let progress = self.run_rules(parsed.as_deref());
+        match progress {
+            Progress::Passed => {}
+            Progress::Refused(rejection) => return self.refuse(&rejection),
+            Progress::Async(next) => return self.into_checking(body, parsed, next),
         }
         observe(
             &*self.observer,
@@ -790,9 +849,243 @@ impl<S> Reading<S> {
             self.started,
             self.rule_text(),
         );
-        let request = Request::from_parts(self.parts, RequestBody::buffered(bytes, self.trailers));
+        let request = Request::from_parts(self.parts, body);
         State::Decided {
             future: crate::future::ResponseFuture::inner(self.service.call(request)),
+        }
+    }
+}
+
+// Business rules: the step after the schemas, before the service is called.
+
+impl<S> Validate<S> {
+    /// A route without body checks but with business rules: runs them with no body, then
+    /// passes the body through as it streams (never read here).
+    fn check_rules<B>(
+        &mut self,
+        mut parts: Parts,
+        body: B,
+        route: usize,
+        path: PathParams,
+        started: Instant,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>> + Clone,
+    {
+        // No JSON body to read: a deferred object-level rule is decided without one, and
+        // before the business rules.
+        if let Some(rejection) = decide_deferred(&mut parts, None, &*self.observer) {
+            return ResponseFuture {
+                state: State::Decided {
+                    future: crate::future::ResponseFuture::rejected(
+                        rejection.render(&*self.renderer),
+                    ),
+                },
+            };
+        }
+        let progress = match self.settings.routes.entry(route) {
+            Some((text, schemas)) => {
+                let input = RuleInput::new(None, &path, parts.uri.query(), &parts.extensions);
+                run_sync(
+                    &schemas.rules,
+                    0,
+                    &input,
+                    text,
+                    self.settings.max_violations,
+                )
+            }
+            None => Progress::Passed,
+        };
+        match progress {
+            Progress::Passed => {
+                let request = Request::from_parts(parts, RequestBody::streaming(body));
+                ResponseFuture {
+                    state: State::Decided {
+                        future: crate::future::ResponseFuture::inner(self.inner.call(request)),
+                    },
+                }
+            }
+            Progress::Refused(rejection) => self.reject(&parts, &rejection, started, Some(route)),
+            Progress::Async(next) => {
+                let clone = self.inner.clone();
+                let service = mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Checking {
+                        checking: Some(Box::new(Checking {
+                            parts,
+                            body: RequestBody::streaming(body),
+                            value: None,
+                            path,
+                            service,
+                            settings: self.settings.clone(),
+                            renderer: self.renderer.clone(),
+                            observer: self.observer.clone(),
+                            started,
+                            route,
+                            next,
+                            pending: None,
+                        })),
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl<S> Reading<S> {
+    /// Runs the route's sync business rules on the schema-valid request, up to the first
+    /// async one.
+    fn run_rules(&self, body: Option<&Value>) -> Progress {
+        let Some((text, schemas)) = self.settings.routes.entry(self.route) else {
+            return Progress::Passed;
+        };
+        if schemas.rules.is_empty() {
+            return Progress::Passed;
+        }
+        let input = RuleInput::new(
+            body,
+            &self.path,
+            self.parts.uri.query(),
+            &self.parts.extensions,
+        );
+        run_sync(
+            &schemas.rules,
+            0,
+            &input,
+            text,
+            self.settings.max_violations,
+        )
+    }
+
+    /// Waits for the async rule `next` (and the rules after it) before calling the service.
+    fn into_checking<B>(
+        self,
+        body: RequestBody<B>,
+        value: Option<Arc<Value>>,
+        next: usize,
+    ) -> State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        State::Checking {
+            checking: Some(Box::new(Checking {
+                parts: self.parts,
+                body,
+                value,
+                path: self.path,
+                service: self.service,
+                settings: self.settings,
+                renderer: self.renderer,
+                observer: self.observer,
+                started: self.started,
+                route: self.route,
+                next,
+                pending: None,
+            })),
+        }
+    }
+}
+
+/// A request waiting on an async business rule: it owns the request head and body (the
+/// exact bytes read, or the unread stream), handed to the service once every rule passes.
+struct Checking<S, B> {
+    parts: Parts,
+    body: RequestBody<B>,
+    /// The parsed body, shared with the rules.
+    value: Option<Arc<Value>>,
+    path: PathParams,
+    service: S,
+    settings: Arc<Settings>,
+    renderer: Arc<dyn RejectionResponse>,
+    observer: Arc<dyn Observe>,
+    started: Instant,
+    route: usize,
+    /// The next rule to run.
+    next: usize,
+    /// The async rule in flight (its index), its future and its deadline.
+    pending: Option<(usize, CatchUnwind, Deadline)>,
+}
+
+impl<S, B> Checking<S, B> {
+    /// Runs the rules from `next` on, waiting on each async one within the timeout.
+    fn poll_rules(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
+        let Some((text, schemas)) = self.settings.routes.entry(self.route) else {
+            return Poll::Ready(Ok(()));
+        };
+        let max = self.settings.max_violations;
+        loop {
+            if let Some((at, future, deadline)) = &mut self.pending {
+                let name = &schemas.rules[*at].name;
+                match future.poll(cx) {
+                    Poll::Pending if deadline.passed(cx) => {
+                        return Poll::Ready(Err(timed_out(name, text)));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(panic)) => {
+                        return Poll::Ready(Err(failed(name, text, &*panic)));
+                    }
+                    Poll::Ready(Ok(violations)) if !violations.is_empty() => {
+                        return Poll::Ready(Err(rule_violation(violations, max)));
+                    }
+                    Poll::Ready(Ok(_)) => self.pending = None,
+                }
+            }
+            let input = RuleInput::new(
+                self.value.as_deref(),
+                &self.path,
+                self.parts.uri.query(),
+                &self.parts.extensions,
+            );
+            let at = match run_sync(&schemas.rules, self.next, &input, text, max) {
+                Progress::Passed => return Poll::Ready(Ok(())),
+                Progress::Refused(rejection) => return Poll::Ready(Err(rejection)),
+                Progress::Async(at) => at,
+            };
+            let future = match start_async(&schemas.rules[at], &input, self.value.as_ref(), text) {
+                Ok(future) => future,
+                Err(rejection) => return Poll::Ready(Err(rejection)),
+            };
+            // Outside a tokio runtime there is no timer to arm: the rule is not bounded.
+            let deadline = if tokio::runtime::Handle::try_current().is_ok() {
+                Deadline::At(tokio::time::Instant::now() + self.settings.rule_timeout)
+            } else {
+                Deadline::None
+            };
+            self.next = at + 1;
+            self.pending = Some((at, future, deadline));
+        }
+    }
+
+    /// Every rule said yes (call the service with the request as it arrived) or one did
+    /// not.
+    fn decide(self, outcome: Result<(), Rejection>) -> State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        let rule = self.settings.routes.entry(self.route).map(|(text, _)| text);
+        observe(
+            &*self.observer,
+            &self.parts,
+            outcome.as_ref().err(),
+            self.started,
+            rule,
+        );
+        let Self {
+            parts,
+            body,
+            mut service,
+            renderer,
+            ..
+        } = self;
+        State::Decided {
+            future: match outcome {
+                Ok(()) => crate::future::ResponseFuture::inner(
+                    service.call(Request::from_parts(parts, body)),
+                ),
+                Err(rejection) => {
+                    crate::future::ResponseFuture::rejected(rejection.render(&*renderer))
+                }
+            },
         }
     }
 }

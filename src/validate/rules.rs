@@ -8,11 +8,15 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
+use super::business::{
+    AsyncBusinessRule, AsyncFn, BusinessRule, NamedRule, RuleInput, RuleKind, RuleRequest,
+};
 use super::json::JsonLimits;
 use super::schema::{Coercion, CompiledSchema, Dialect, property_coercions};
 use crate::error::ConfigError;
 use crate::openapi::OpenApiSpec;
 use crate::openapi::model::{Location, Operation, Parameter, SchemaDialect};
+use crate::rejection::Violation;
 use crate::route::RouteTable;
 
 /// What to validate on one route: a JSON Schema for the body, and object schemas for the
@@ -52,6 +56,7 @@ pub struct RequestSchema {
     path: Option<Value>,
     headers: Option<Value>,
     max_body_bytes: Option<usize>,
+    rules: Vec<NamedRule>,
 }
 
 impl RequestSchema {
@@ -112,6 +117,53 @@ impl RequestSchema {
         self.max_body_bytes = Some(limit);
         self
     }
+
+    /// Adds business rule `name` (for logs): a closure over the schema-valid request
+    /// returning the violations it finds. Rules run after the schemas, in the order they
+    /// are added, and the first that finds violations answers (**422** `rule_violation`).
+    /// None by default. See [`BusinessRule`].
+    pub fn rule<F>(self, name: &str, check: F) -> Self
+    where
+        F: Fn(&RuleInput<'_>) -> Vec<Violation> + Send + Sync + 'static,
+    {
+        self.business_rule(name, check)
+    }
+
+    /// Adds business rule `name` that waits (an async closure given an owned
+    /// [`RuleRequest`]), bounded by the rules' timeout. See [`AsyncBusinessRule`].
+    pub fn async_rule<F, Fut>(self, name: &str, check: F) -> Self
+    where
+        F: Fn(RuleRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Violation>> + Send + 'static,
+    {
+        self.async_business_rule(name, AsyncFn(check))
+    }
+
+    /// Adds business rule `name`, a [`BusinessRule`] implementation.
+    pub fn business_rule(mut self, name: &str, rule: impl BusinessRule) -> Self {
+        self.rules.push(sync_rule(name, rule));
+        self
+    }
+
+    /// Adds business rule `name`, an [`AsyncBusinessRule`] implementation.
+    pub fn async_business_rule(mut self, name: &str, rule: impl AsyncBusinessRule) -> Self {
+        self.rules.push(async_rule(name, rule));
+        self
+    }
+}
+
+fn sync_rule(name: &str, rule: impl BusinessRule) -> NamedRule {
+    NamedRule {
+        name: name.into(),
+        kind: RuleKind::Sync(Arc::new(rule)),
+    }
+}
+
+fn async_rule(name: &str, rule: impl AsyncBusinessRule) -> NamedRule {
+    NamedRule {
+        name: name.into(),
+        kind: RuleKind::Async(Arc::new(rule)),
+    }
 }
 
 /// The compiled checks for one route.
@@ -122,6 +174,8 @@ pub(crate) struct RouteSchemas {
     pub(crate) path: Option<ParameterSchema>,
     pub(crate) headers: Option<ParameterSchema>,
     pub(crate) max_body_bytes: Option<usize>,
+    /// Business rules, in declaration order.
+    pub(crate) rules: Vec<NamedRule>,
 }
 
 /// What a route's body may be.
@@ -255,6 +309,7 @@ pub(crate) struct Settings {
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) max_violations: usize,
     pub(crate) violation_status: StatusCode,
+    pub(crate) rule_timeout: Duration,
 }
 
 impl fmt::Debug for ValidationRules {
@@ -274,6 +329,7 @@ impl fmt::Debug for ValidationRules {
             .field("read_timeout", &settings.read_timeout)
             .field("max_violations", &settings.max_violations)
             .field("violation_status", &settings.violation_status)
+            .field("business_rule_timeout", &settings.rule_timeout)
             .finish()
     }
 }
@@ -289,6 +345,8 @@ impl ValidationRules {
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             max_violations: DEFAULT_MAX_VIOLATIONS,
             violation_status: StatusCode::BAD_REQUEST,
+            rules: Vec::new(),
+            rule_timeout: DEFAULT_RULE_TIMEOUT,
         }
     }
 }
@@ -317,6 +375,8 @@ const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// 20 violations: enough to fix a request, few enough to keep the answer small.
 const DEFAULT_MAX_VIOLATIONS: usize = 20;
+/// 1 second: a lookup that takes longer is failing, and the client is better told so.
+const DEFAULT_RULE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Builds [`ValidationRules`]; every schema is compiled by [`build`](Self::build).
 #[must_use]
@@ -328,6 +388,9 @@ pub struct ValidationRulesBuilder {
     read_timeout: Option<Duration>,
     max_violations: usize,
     violation_status: StatusCode,
+    /// Business rules by route text, after the routes' own.
+    rules: Vec<(String, NamedRule)>,
+    rule_timeout: Duration,
 }
 
 impl fmt::Debug for ValidationRulesBuilder {
@@ -335,6 +398,7 @@ impl fmt::Debug for ValidationRulesBuilder {
         f.debug_struct("ValidationRulesBuilder")
             .field("routes", &self.routes)
             .field("openapi", &self.openapi.len())
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
@@ -388,6 +452,53 @@ impl ValidationRulesBuilder {
         self
     }
 
+    /// Adds business rule `name` to route `route`, written as in [`route`](Self::route) or,
+    /// for an OpenAPI operation, `METHOD /path` as in the document (`POST /orders/{id}`).
+    /// It runs after the route's own rules ([`RequestSchema::rule`]), in the order added.
+    /// None by default; [`build`](Self::build) refuses a route that has no validation
+    /// entry.
+    pub fn rule<F>(self, route: &str, name: &str, check: F) -> Self
+    where
+        F: Fn(&RuleInput<'_>) -> Vec<Violation> + Send + Sync + 'static,
+    {
+        self.business_rule(route, name, check)
+    }
+
+    /// Adds async business rule `name` to route `route`, as [`rule`](Self::rule) does.
+    pub fn async_rule<F, Fut>(self, route: &str, name: &str, check: F) -> Self
+    where
+        F: Fn(RuleRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Violation>> + Send + 'static,
+    {
+        self.async_business_rule(route, name, AsyncFn(check))
+    }
+
+    /// Adds business rule `name`, a [`BusinessRule`] implementation, to route `route`.
+    pub fn business_rule(mut self, route: &str, name: &str, rule: impl BusinessRule) -> Self {
+        self.rules.push((route.to_owned(), sync_rule(name, rule)));
+        self
+    }
+
+    /// Adds async business rule `name`, an [`AsyncBusinessRule`] implementation, to route
+    /// `route`.
+    pub fn async_business_rule(
+        mut self,
+        route: &str,
+        name: &str,
+        rule: impl AsyncBusinessRule,
+    ) -> Self {
+        self.rules.push((route.to_owned(), async_rule(name, rule)));
+        self
+    }
+
+    /// How long an async business rule may take. Defaults to 1 second; past it the request
+    /// gets 503 `unavailable` with `Retry-After: 1`. Needs a tokio runtime (outside one the
+    /// timeout is not armed).
+    pub fn business_rule_timeout(mut self, timeout: Duration) -> Self {
+        self.rule_timeout = timeout;
+        self
+    }
+
     /// Compiles every schema and builds the rules.
     ///
     /// # Errors
@@ -411,10 +522,27 @@ impl ValidationRulesBuilder {
                 setting: "body_read_timeout",
             });
         }
+        if self.rule_timeout.is_zero() {
+            return Err(ConfigError::InvalidLimit {
+                setting: "business_rule_timeout",
+            });
+        }
+        let mut used = vec![false; self.rules.len()];
+        // The builder's rules for `text`, after the route's own.
+        let mut attach = |text: &str, compiled: &mut RouteSchemas| {
+            for ((route, rule), used) in self.rules.iter().zip(&mut used) {
+                if route.trim() == text.trim() {
+                    compiled.rules.push(rule.clone());
+                    *used = true;
+                }
+            }
+        };
         self.limits.validate()?;
         let mut routes = RouteTable::default();
         for (rule, schema) in &self.routes {
-            routes.insert(rule, compile_route(rule, schema)?)?;
+            let mut compiled = compile_route(rule, schema)?;
+            attach(rule, &mut compiled);
+            routes.insert(rule, compiled)?;
         }
         for spec in &self.openapi {
             for operation in spec.operations() {
@@ -424,9 +552,16 @@ impl ValidationRulesBuilder {
                     Some(id) => format!("{rule} ({id})"),
                     None => rule.clone(),
                 };
-                let compiled = compile_operation(&named, operation, spec.dialect())?;
+                let mut compiled = compile_operation(&named, operation, spec.dialect())?;
+                attach(&rule, &mut compiled);
                 routes.insert(&rule, compiled)?;
             }
+        }
+        if let Some(((route, rule), _)) = self.rules.iter().zip(&used).find(|(_, used)| !**used) {
+            return Err(ConfigError::UnknownRuleRoute {
+                route: route.clone(),
+                rule: rule.name.to_string(),
+            });
         }
         Ok(ValidationRules {
             inner: Arc::new(Settings {
@@ -436,6 +571,7 @@ impl ValidationRulesBuilder {
                 read_timeout: self.read_timeout,
                 max_violations: self.max_violations,
                 violation_status: self.violation_status,
+                rule_timeout: self.rule_timeout,
             }),
         })
     }
@@ -474,6 +610,7 @@ fn compile_route(rule: &str, schema: &RequestSchema) -> Result<RouteSchemas, Con
         path: parameters(rule, "path", schema.path.as_ref(), dialect)?,
         headers: parameters(rule, "header", schema.headers.as_ref(), dialect)?,
         max_body_bytes: schema.max_body_bytes,
+        rules: schema.rules.clone(),
     })
 }
 
@@ -546,6 +683,7 @@ fn compile_operation(
         path: parameters(rule, path.0, path.1.as_ref(), dialect)?,
         headers: parameters(rule, headers.0, headers.1.as_ref(), dialect)?,
         max_body_bytes: None,
+        rules: Vec::new(),
     })
 }
 
