@@ -53,7 +53,7 @@ pub(crate) struct ParamAt {
 #[cfg_attr(not(feature = "authz"), allow(dead_code))]
 impl ParamAt {
     /// The raw (still percent-encoded) value in `path`, a path its pattern matched.
-    pub(crate) fn value<'p>(self, path: &'p str) -> Option<&'p str> {
+    pub(crate) fn value(self, path: &str) -> Option<&str> {
         // Byte scans: paths are short, and `str::find` costs more to set up than to run.
         let slash = |from: usize| {
             path.as_bytes()
