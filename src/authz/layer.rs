@@ -10,7 +10,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::object::{BodyFacts, Facts, Params};
-use super::rules::{PendingObjectCheck, RouteRules};
+#[cfg(feature = "validate")]
+use super::rules::PendingObjectCheck;
+use super::rules::RouteRules;
 use crate::authenticate::Challenges;
 use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
@@ -228,12 +230,14 @@ where
                 started,
             });
         }
+        #[cfg(feature = "validate")]
         let deferred = decision.deferred;
         match rejection {
             Some(rejection) if outcome == Outcome::Refused => {
                 ResponseFuture::rejected(rejection.render(&*config.renderer))
             }
             _ => {
+                #[cfg(feature = "validate")]
                 if deferred {
                     request.extensions_mut().insert(PendingObjectCheck {
                         rules: config.rules.clone(),

@@ -115,6 +115,7 @@ pub use self::requirement::{
     Access, Requirement, all, any, auth_method, authenticated, claim, deny, not, optional,
     permission, public, role, scope,
 };
+#[cfg(feature = "validate")]
 pub(crate) use self::rules::PendingObjectCheck;
 #[doc(inline)]
 pub use self::rules::{RouteRules, RouteRulesBuilder};

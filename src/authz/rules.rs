@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use http::Method;
 
-use super::object::{BodyFacts, Facts, Params, Truth};
+#[cfg(feature = "validate")]
+use super::object::{BodyFacts, Params};
+use super::object::{Facts, Truth};
 use super::requirement::{Access, Level, Reads};
 use crate::error::ConfigError;
 use crate::principal::{Names, Principal};
@@ -240,6 +242,7 @@ impl RouteRules {
 
     /// Decides a deferred rule again, now that validation has parsed the body (`None`: the
     /// request has no JSON body).
+    #[cfg(feature = "validate")]
     pub(crate) fn decide_with_body(
         &self,
         matched: RouteMatch,
@@ -260,6 +263,7 @@ impl RouteRules {
 /// An object-level rule that reads the body, allowed by authorization until validation
 /// has parsed the body: the gateway's validation stage decides it then. Put in the request's
 /// extensions by authorization, taken out by validation before the service is called.
+#[cfg(feature = "validate")]
 #[derive(Clone)]
 pub(crate) struct PendingObjectCheck {
     pub(crate) rules: RouteRules,
@@ -268,6 +272,7 @@ pub(crate) struct PendingObjectCheck {
     pub(crate) report_only: bool,
 }
 
+#[cfg(feature = "validate")]
 impl fmt::Debug for PendingObjectCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingObjectCheck")
