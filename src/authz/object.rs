@@ -228,7 +228,7 @@ pub(crate) enum BodyFacts<'a> {
     /// later, when the gateway lets it be.
     NotYet,
     /// Parsed and valid.
-    #[cfg_attr(not(feature = "validate"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "validate", feature = "config")), allow(dead_code))]
     Parsed(&'a Value),
     /// There is no JSON body.
     Absent,

@@ -260,6 +260,46 @@ impl RouteRules {
     }
 }
 
+/// What the rules decide for a request described in full (a policy test, an explanation):
+/// the rule, what it requires, and the refusal if refused.
+#[cfg(feature = "config")]
+pub(crate) struct Explained<'a> {
+    pub(crate) rule: &'a str,
+    pub(crate) requires: String,
+    pub(crate) rejection: Option<Rejection>,
+}
+
+#[cfg(feature = "config")]
+impl RouteRules {
+    /// Decides a whole request at once: its body, if any, as validation would have parsed it.
+    pub(crate) fn explain(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        principal: Option<&Principal>,
+        body: Option<&serde_json::Value>,
+    ) -> Explained<'_> {
+        let matched = self.find(method, uri.path());
+        let facts = Facts {
+            path: uri.path(),
+            params: super::object::Params::Path,
+            query: uri.query(),
+            headers: Some(headers),
+            body: body.map_or(
+                super::object::BodyFacts::Absent,
+                super::object::BodyFacts::Parsed,
+            ),
+        };
+        let decision = self.decide(matched, principal, &facts, false);
+        Explained {
+            rule: decision.rule,
+            requires: self.rule_of(matched).1.to_string(),
+            rejection: decision.rejection,
+        }
+    }
+}
+
 /// An object-level rule that reads the body, allowed by authorization until validation
 /// has parsed the body: the gateway's validation stage decides it then. Put in the request's
 /// extensions by authorization, taken out by validation before the service is called.

@@ -1,0 +1,320 @@
+//! The policy file's types, and reading them from YAML, TOML or JSON.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::error::{PolicyError, PolicyErrors};
+
+/// A policy file: roles, route rules, the rule for unmatched routes, and the policy's own
+/// tests. See the [module documentation](super) for the format.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyFile {
+    /// Each role and the permissions it grants (possibly none). Rules may name only these.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// The route rules, in order.
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+    /// Who may call routes no rule matches, in the rules' text form. Defaults to `deny`.
+    #[serde(default)]
+    pub unmatched: Option<String>,
+    /// Requests and the decisions the policy must make for them.
+    #[serde(default)]
+    pub tests: Vec<PolicyTest>,
+}
+
+/// One route rule: `route: GET /orders/{id}`, `require: permission("orders:read")`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteEntry {
+    /// `METHOD /path`, as [`RouteRulesBuilder::route`](crate::authz::RouteRulesBuilder::route)
+    /// takes it.
+    pub route: String,
+    /// Who may call it: `public`, `optional`, `authenticated`, `deny`, or a requirement in the
+    /// text form (`role(admin) and scope("orders:write")`).
+    pub require: String,
+}
+
+/// A request and the decision the policy must make for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyTest {
+    /// What the test is about, for its report.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `METHOD /path`, with a query string if the rule reads one: `GET /reports?owner=vic`.
+    pub request: String,
+    /// Who sends it: `anonymous`, or an identity.
+    #[serde(rename = "as")]
+    pub caller: TestCaller,
+    /// Request headers, for rules that read one.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The JSON body, for rules that read it (as validation would have parsed it).
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// The decision expected.
+    pub expect: Expectation,
+}
+
+/// Who sends a test request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum TestCaller {
+    /// `anonymous`: no credentials.
+    Anonymous(Anonymous),
+    /// An authenticated caller.
+    Identity(TestIdentity),
+}
+
+/// The word `anonymous`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anonymous {
+    /// No credentials.
+    Anonymous,
+}
+
+/// An identity for a test request, as an authenticator would have made it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TestIdentity {
+    /// The subject.
+    pub subject: String,
+    /// How they authenticated: `api_key`, `bearer` (the default), `oidc`, or a custom name.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Their roles (the policy's role → permission mapping applies, as in the gateway).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Their OAuth scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Permissions granted directly.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Their claims.
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+}
+
+/// The decision a test expects: the status, and for a refusal its reason code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Expectation {
+    /// 200 when the request goes on to the service, else the refusal's status (401, 403).
+    pub status: u16,
+    /// The refusal's reason code (`forbidden`, `object_denied`, …); not checked when absent.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A policy file's format, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// `.yaml`, `.yml`.
+    Yaml,
+    /// `.toml`.
+    Toml,
+    /// `.json`.
+    Json,
+}
+
+impl Format {
+    /// The format a file's extension names, if it names one.
+    #[must_use]
+    pub fn of(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "yaml" | "yml" => Some(Self::Yaml),
+            "toml" => Some(Self::Toml),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The largest policy file read: a policy is configuration, not data.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+impl PolicyFile {
+    /// Reads a policy file, in the format its extension names.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is larger than 4 MiB, has no known extension, or does not
+    /// parse (with the line and column the format gives).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PolicyErrors> {
+        let path = path.as_ref();
+        let shown = path.display();
+        let format = Format::of(path).ok_or_else(|| {
+            PolicyError::at(
+                "",
+                format!("{shown}: the extension must be .yaml, .yml, .toml or .json"),
+            )
+        })?;
+        let size = std::fs::metadata(path)
+            .map_err(|error| PolicyError::at("", format!("{shown}: {error}")))?
+            .len();
+        if size > MAX_FILE_BYTES {
+            return Err(PolicyError::at("", format!("{shown}: larger than 4 MiB")).into());
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| PolicyError::at("", format!("{shown}: {error}")))?;
+        Self::parse(&text, format)
+    }
+
+    /// Reads a policy from `text` in `format`.
+    ///
+    /// # Errors
+    ///
+    /// The text does not parse, or has a field of the wrong type or an unknown one, with the
+    /// line and column where the format reports them.
+    pub fn parse(text: &str, format: Format) -> Result<Self, PolicyErrors> {
+        let parsed = match format {
+            Format::Yaml => serde_yaml_ng::from_str(text).map_err(|error| {
+                let position = error
+                    .location()
+                    .map(|location| (location.line(), location.column()));
+                PolicyError {
+                    place: String::new(),
+                    position,
+                    message: crate::text::bounded(&error.to_string()).to_owned(),
+                }
+            }),
+            Format::Toml => toml::from_str(text).map_err(|error: toml::de::Error| {
+                let position = error.span().map(|span| line_column(text, span.start));
+                PolicyError {
+                    place: String::new(),
+                    position,
+                    message: crate::text::bounded(error.message()).to_owned(),
+                }
+            }),
+            Format::Json => serde_json::from_str(text).map_err(|error| PolicyError {
+                place: String::new(),
+                position: Some((error.line(), error.column())),
+                message: crate::text::bounded(&error.to_string()).to_owned(),
+            }),
+        };
+        parsed.map_err(PolicyErrors::from)
+    }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |at| before.len() - at - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_formats_read_the_same_policy() {
+        let yaml = r#"
+roles: {admin: ["*"], viewer: ["orders:read"]}
+routes:
+  - {route: "GET /health", require: public}
+  - {route: "GET /orders/{id}", require: 'permission("orders:read")'}
+unmatched: deny
+tests:
+  - {request: GET /health, as: anonymous, expect: {status: 200}}
+  - request: GET /orders/1
+    as: {subject: vic, roles: [viewer]}
+    expect: {status: 200}
+"#;
+        let toml = r#"
+unmatched = "deny"
+[roles]
+admin = ["*"]
+viewer = ["orders:read"]
+[[routes]]
+route = "GET /health"
+require = "public"
+[[routes]]
+route = "GET /orders/{id}"
+require = 'permission("orders:read")'
+[[tests]]
+request = "GET /health"
+as = "anonymous"
+expect = { status = 200 }
+[[tests]]
+request = "GET /orders/1"
+as = { subject = "vic", roles = ["viewer"] }
+expect = { status = 200 }
+"#;
+        let json = r#"{
+  "roles": {"admin": ["*"], "viewer": ["orders:read"]},
+  "routes": [
+    {"route": "GET /health", "require": "public"},
+    {"route": "GET /orders/{id}", "require": "permission(\"orders:read\")"}
+  ],
+  "unmatched": "deny",
+  "tests": [
+    {"request": "GET /health", "as": "anonymous", "expect": {"status": 200}},
+    {"request": "GET /orders/1", "as": {"subject": "vic", "roles": ["viewer"]}, "expect": {"status": 200}}
+  ]
+}"#;
+        for (text, format) in [
+            (yaml, Format::Yaml),
+            (toml, Format::Toml),
+            (json, Format::Json),
+        ] {
+            let policy = PolicyFile::parse(text, format)
+                .unwrap_or_else(|errors| panic!("{format:?}: {errors}"));
+            assert_eq!(policy.roles.len(), 2, "{format:?}");
+            assert_eq!(policy.routes.len(), 2, "{format:?}");
+            assert_eq!(policy.routes[1].require, r#"permission("orders:read")"#);
+            assert_eq!(policy.unmatched.as_deref(), Some("deny"));
+            assert!(matches!(policy.tests[0].caller, TestCaller::Anonymous(_)));
+            assert!(
+                matches!(&policy.tests[1].caller, TestCaller::Identity(who) if who.subject == "vic")
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_and_type_errors_say_where() {
+        let yaml = "routes:\n  - route: GET /a\n    requir: public\n";
+        let errors = PolicyFile::parse(yaml, Format::Yaml).expect_err("unknown field");
+        let error = &errors.errors()[0];
+        assert_eq!(error.position.map(|(line, _)| line), Some(3), "{error}");
+        assert!(error.message.contains("requir"), "{error}");
+
+        let toml = "unmatched = \"deny\"\n[[routes]]\nroute = 3\n";
+        let errors = PolicyFile::parse(toml, Format::Toml).expect_err("wrong type");
+        assert_eq!(errors.errors()[0].position.map(|(line, _)| line), Some(3));
+
+        let json = "{\n  \"routes\": [\n    {\"route\": \"GET /a\"}\n  ]\n}";
+        let errors = PolicyFile::parse(json, Format::Json).expect_err("missing field");
+        assert!(errors.to_string().contains("require"), "{errors}");
+    }
+
+    #[test]
+    fn formats_come_from_extensions() {
+        assert_eq!(Format::of(Path::new("a/policy.YML")), Some(Format::Yaml));
+        assert_eq!(Format::of(Path::new("policy.toml")), Some(Format::Toml));
+        assert_eq!(Format::of(Path::new("policy.json")), Some(Format::Json));
+        assert_eq!(Format::of(Path::new("policy.ini")), None);
+        assert_eq!(Format::of(Path::new("policy")), None);
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("ab", 0), (1, 1));
+    }
+}

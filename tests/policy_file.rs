@@ -1,0 +1,274 @@
+//! The authorization policy as a file: read, checked as a whole, tested by its own tests, and
+//! served by a real gateway with the rules it builds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::{Request, StatusCode};
+use portcullis::GatewaySecurityLayer;
+use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
+use portcullis::config::{Format, PolicyFile};
+use portcullis::validate::{RequestSchema, ValidationRules};
+use tower::ServiceExt;
+
+const ORDERS: &str = r#"
+roles:
+  admin: ["orders:*"]
+  viewer: ["orders:read"]
+routes:
+  - route: GET /health
+    require: public
+  - route: GET /users/{owner}/orders/{id}
+    require: permission("orders:read") and (param("owner") == subject() or role(admin))
+  - route: GET /reports
+    require: query("owner") == subject()
+  - route: POST /orders
+    require: body("/customer") == subject() and permission("orders:write")
+unmatched: deny
+tests:
+  - name: anyone checks health
+    request: GET /health
+    as: anonymous
+    expect: {status: 200}
+  - name: a viewer reads their own order
+    request: GET /users/vic/orders/1
+    as: {subject: vic, roles: [viewer]}
+    expect: {status: 200}
+  - name: but not another's
+    request: GET /users/ada/orders/1
+    as: {subject: vic, roles: [viewer]}
+    expect: {status: 403, reason: object_denied}
+  - name: an admin reads anyone's
+    request: GET /users/vic/orders/1
+    as: {subject: ada, roles: [admin], method: api_key}
+    expect: {status: 200}
+  - request: GET /users/vic/orders/1
+    as: anonymous
+    expect: {status: 401, reason: missing_credentials}
+  - request: GET /reports?owner=vic
+    as: {subject: vic}
+    expect: {status: 200}
+  - request: POST /orders
+    as: {subject: ada, roles: [admin]}
+    body: {customer: ada}
+    expect: {status: 200}
+  - request: POST /orders
+    as: {subject: ada, roles: [admin]}
+    body: {customer: vic}
+    expect: {status: 403, reason: object_denied}
+  - request: DELETE /users/vic
+    as: {subject: ada, roles: [admin]}
+    expect: {status: 403, reason: route_denied}
+"#;
+
+#[test]
+fn a_policy_with_passing_tests_checks() {
+    let policy = PolicyFile::parse(ORDERS, Format::Yaml).expect("parses");
+    let checked = policy.check().unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(checked.tests, 9);
+}
+
+#[test]
+fn a_change_that_opens_a_route_fails_its_tests() {
+    // Someone makes the orders public: the tests that expected refusals now fail, and say so.
+    let opened = ORDERS.replace(
+        r#"require: permission("orders:read") and (param("owner") == subject() or role(admin))"#,
+        "require: public",
+    );
+    let policy = PolicyFile::parse(&opened, Format::Yaml).expect("parses");
+    let errors = policy.check().expect_err("the tests catch it");
+    let places: Vec<&str> = errors.errors().iter().map(|e| e.place.as_str()).collect();
+    assert_eq!(places, ["tests[2]", "tests[4]"], "{errors}");
+    let first = errors.errors()[0].to_string();
+    assert_eq!(
+        first,
+        "tests[2]: but not another's: GET /users/ada/orders/1: expected 403 object_denied, \
+         decided 200 by rule `GET /users/{owner}/orders/{id}`"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_place() {
+    let broken = r#"
+roles: {admin: [], viewer: []}
+routes:
+  - {route: "GET /a", require: role(admn)}
+  - {route: "GET /b", require: 'role(admin) and'}
+  - {route: "get /c", require: public}
+  - {route: "GET /d/{id}", require: 'param("user") == subject()'}
+  - {route: "GET /e", require: 'any()'}
+  - {route: "GET /f", require: 'rol(viewer)'}
+unmatched: role(viewr)
+"#;
+    let policy = PolicyFile::parse(broken, Format::Yaml).expect("parses");
+    let errors = policy.rules().expect_err("broken");
+    let shown: Vec<String> = errors.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 7, "{errors}");
+    assert_eq!(
+        shown[0],
+        r#"routes[0].require: unknown role "admn" (did you mean "admin"?)"#
+    );
+    assert!(
+        shown[1].starts_with("routes[1].require: requirement `role(admin) and`, at byte 15"),
+        "{}",
+        shown[1]
+    );
+    assert!(shown[2].starts_with("routes[2].route: "), "{}", shown[2]);
+    assert!(
+        shown[3].starts_with("routes[3].require: ") && shown[3].contains("`user`"),
+        "{}",
+        shown[3]
+    );
+    assert!(
+        shown[4].starts_with("routes[4].require: ") && shown[4].contains("never"),
+        "{}",
+        shown[4]
+    );
+    assert!(shown[5].contains("did you mean `role`"), "{}", shown[5]);
+    assert_eq!(
+        shown[6],
+        r#"unmatched: unknown role "viewr" (did you mean "viewer"?)"#
+    );
+    // The whole report reads as one message.
+    assert!(
+        errors
+            .to_string()
+            .starts_with("7 problems in the policy:\n  routes[0]")
+    );
+}
+
+#[test]
+fn conflicting_routes_name_the_later_one() {
+    let policy = PolicyFile::parse(
+        "routes:\n  - {route: GET /a, require: public}\n  - {route: GET|POST /a, require: authenticated}\n",
+        Format::Yaml,
+    )
+    .expect("parses");
+    let errors = policy.rules().expect_err("conflict");
+    assert_eq!(errors.errors()[0].place, "routes[1].route", "{errors}");
+}
+
+#[test]
+fn a_toml_file_on_disk_reads_and_checks() {
+    let dir = std::env::temp_dir().join(format!("portcullis-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("policy.toml");
+    std::fs::write(
+        &path,
+        r#"
+[roles]
+admin = ["*"]
+
+[[routes]]
+route = "GET /admin/{*rest}"
+require = "role(admin)"
+
+[[tests]]
+request = "GET /admin/keys"
+as = { subject = "ada", roles = ["admin"] }
+expect = { status = 200 }
+
+[[tests]]
+request = "GET /admin/keys"
+as = { subject = "vic" }
+expect = { status = 403, reason = "forbidden" }
+"#,
+    )
+    .expect("write");
+    let checked = PolicyFile::from_file(&path)
+        .expect("reads")
+        .check()
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(checked.tests, 2);
+    let unknown = dir.join("policy.ini");
+    std::fs::write(&unknown, "").expect("write");
+    let errors = PolicyFile::from_file(&unknown).expect_err("unknown extension");
+    assert!(
+        errors.to_string().contains(".yaml, .yml, .toml or .json"),
+        "{errors}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn explain_names_the_rule_and_the_decision() {
+    let policy = PolicyFile::parse(ORDERS, Format::Yaml).expect("parses");
+    let rules = policy.rules().expect("valid");
+    let vic: portcullis::config::TestCaller =
+        serde_json::from_value(serde_json::json!({"subject": "vic", "roles": ["viewer"]}))
+            .expect("identity");
+    let explained = PolicyFile::explain(
+        &rules,
+        &vic,
+        "GET /users/ada/orders/7",
+        &BTreeMap::new(),
+        None,
+    )
+    .expect("explains");
+    assert_eq!(explained.rule, "GET /users/{owner}/orders/{id}");
+    assert_eq!(
+        explained.requires,
+        r#"permission("orders:read") and (param("owner") == subject() or role("admin"))"#
+    );
+    assert_eq!(
+        (explained.status, explained.reason),
+        (403, Some("object_denied"))
+    );
+    let nowhere = PolicyFile::explain(&rules, &vic, "GET /nowhere", &BTreeMap::new(), None)
+        .expect("explains");
+    assert_eq!((nowhere.rule.as_str(), nowhere.status), ("unmatched", 403));
+    assert!(PolicyFile::explain(&rules, &vic, "nonsense", &BTreeMap::new(), None).is_err());
+}
+
+#[tokio::test]
+async fn the_gateway_serves_the_rules_the_file_builds() {
+    let policy = PolicyFile::parse(ORDERS, Format::Yaml).expect("parses");
+    let checked = policy.check().expect("checks");
+    let store = Arc::new(MemoryKeyStore::new());
+    let vic = store
+        .issue(NewKey::for_owner("vic").roles(["viewer"]))
+        .await
+        .expect("issue");
+    // The file's body rule needs the body validated first: the gateway checks that too.
+    let validation = ValidationRules::builder()
+        .route(
+            "POST /orders",
+            RequestSchema::new().body(serde_json::json!({"type": "object"})),
+        )
+        .build()
+        .expect("validation");
+    let gateway = GatewaySecurityLayer::builder()
+        .authenticate(ApiKeyAuthenticator::new(store))
+        .rules(checked.rules)
+        .validate(validation)
+        .build()
+        .expect("gateway");
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/users/{owner}/orders/{id}", get(|| async { "order" }))
+        .layer(gateway);
+    let send = |path: &str| {
+        let request = Request::get(path)
+            .header("x-api-key", vic.key.expose_secret())
+            .body(Body::empty())
+            .expect("request");
+        app.clone().oneshot(request)
+    };
+    assert_eq!(
+        send("/users/vic/orders/1")
+            .await
+            .expect("infallible")
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send("/users/ada/orders/1")
+            .await
+            .expect("infallible")
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
