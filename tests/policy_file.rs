@@ -272,3 +272,79 @@ async fn the_gateway_serves_the_rules_the_file_builds() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// Runs the `portcullis` binary; its exit code, standard output and error.
+fn portcullis(arguments: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(arguments)
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_binary_checks_prints_the_table_and_explains() {
+    let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("orders.yaml");
+    std::fs::write(&good, ORDERS).expect("write");
+    let good = good.to_str().expect("utf-8 path");
+
+    let (code, out, err) = portcullis(&["check", good]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("METHOD  PATH"), "{out}");
+    assert!(
+        out.contains(
+            r#"GET     /users/{owner}/orders/{id}  permission("orders:read") and (param("owner") == subject() or role("admin"))"#
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("*       (unmatched)                 deny"),
+        "{out}"
+    );
+    assert!(
+        out.trim_end().ends_with("ok (4 rules, 9 tests passed)"),
+        "{out}"
+    );
+
+    let (code, out, _) = portcullis(&[
+        "explain",
+        good,
+        "--as",
+        "{subject: vic, roles: [viewer]}",
+        "GET",
+        "/users/ada/orders/1",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "GET /users/ada/orders/1: refused: 403 object_denied\n\
+         rule: GET /users/{owner}/orders/{id}\n\
+         requires: permission(\"orders:read\") and (param(\"owner\") == subject() or role(\"admin\"))\n"
+    );
+    let (_, out, _) = portcullis(&["explain", good, "--as", "anonymous", "GET", "/health"]);
+    assert!(out.starts_with("GET /health: allowed (200)"), "{out}");
+
+    // A failing policy: exit status 1, every problem on standard error.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, ORDERS.replace("role(admin)", "role(admn)")).expect("write");
+    let (code, out, err) = portcullis(&["check", bad.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(r#"routes[1].require: unknown role "admn" (did you mean "admin"?)"#),
+        "{err}"
+    );
+    // Usage errors: 2.
+    assert_eq!(portcullis(&["check"]).0, 2);
+    assert_eq!(
+        portcullis(&["explain", good, "--as", "{nope", "GET", "/"]).0,
+        2
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -101,6 +101,18 @@ impl RouteRules {
         }
     }
 
+    /// The rules as written, in the order they were added: `(rule, access)`, such as
+    /// `("GET /orders/{id}", permission("orders:read"))`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Access)> {
+        self.inner.routes.iter()
+    }
+
+    /// Who may call routes no rule matches.
+    #[must_use]
+    pub fn unmatched(&self) -> &Access {
+        &self.inner.unmatched
+    }
+
     /// What the rule of a match reads of the request.
     pub(crate) fn reads(&self, matched: RouteMatch) -> Reads {
         match matched.index {

@@ -1,0 +1,130 @@
+//! `portcullis`: checks a policy file and explains its decisions.
+//!
+//! ```text
+//! portcullis check POLICY                       # every problem, the tests, the route table
+//! portcullis explain POLICY --as WHO METHOD PATH
+//! ```
+//!
+//! `WHO` is `anonymous` or an identity in YAML flow form:
+//! `'{subject: vic, roles: [viewer], claims: {tenant_id: acme}}'`. The exit status is 0 when
+//! the policy checks (or the explanation could be made), 1 when it does not, 2 for a usage
+//! error.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use portcullis::authz::RouteRules;
+use portcullis::config::{PolicyFile, TestCaller};
+
+const USAGE: &str = "usage:
+  portcullis check POLICY
+  portcullis explain POLICY --as WHO METHOD PATH
+
+POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
+'{subject: vic, roles: [viewer]}'.";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    match arguments.as_slice() {
+        ["check", policy] => check(policy),
+        ["explain", policy, "--as", who, method, path] => explain(policy, who, method, path),
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Checks the policy, runs its tests, and prints the route table.
+fn check(path: &str) -> ExitCode {
+    let checked = match PolicyFile::from_file(path).and_then(|policy| policy.check()) {
+        Ok(checked) => checked,
+        Err(errors) => {
+            eprintln!("{path}: {errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_table(&checked.rules);
+    println!();
+    println!(
+        "{path}: ok ({} rules, {} tests passed)",
+        checked.rules.iter().count(),
+        checked.tests
+    );
+    ExitCode::SUCCESS
+}
+
+/// The effective route table: method, path, who may call it.
+fn print_table(rules: &RouteRules) {
+    let rows: Vec<(String, String, String)> = rules
+        .iter()
+        .map(|(rule, access)| {
+            let (method, path) = rule.trim().split_once(' ').unwrap_or(("*", rule));
+            (
+                method.to_owned(),
+                path.trim().to_owned(),
+                access.to_string(),
+            )
+        })
+        .chain(std::iter::once((
+            "*".to_owned(),
+            "(unmatched)".to_owned(),
+            rules.unmatched().to_string(),
+        )))
+        .collect();
+    let width = |column: fn(&(String, String, String)) -> &String, title: &str| {
+        rows.iter()
+            .map(|row| column(row).chars().count())
+            .chain(std::iter::once(title.len()))
+            .max()
+            .unwrap_or(0)
+    };
+    let (method_width, path_width) = (width(|row| &row.0, "METHOD"), width(|row| &row.1, "PATH"));
+    println!(
+        "{:method_width$}  {:path_width$}  WHO MAY CALL",
+        "METHOD", "PATH"
+    );
+    for (method, path, who) in &rows {
+        println!("{method:method_width$}  {path:path_width$}  {who}");
+    }
+}
+
+/// Explains the decision for one request.
+fn explain(path: &str, who: &str, method: &str, target: &str) -> ExitCode {
+    let caller: TestCaller = match serde_yaml_ng::from_str(who) {
+        Ok(caller) => caller,
+        Err(error) => {
+            eprintln!("--as {who}: not `anonymous` or an identity: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let rules = match PolicyFile::from_file(path).and_then(|policy| policy.rules()) {
+        Ok(rules) => rules,
+        Err(errors) => {
+            eprintln!("{path}: {errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = format!("{method} {target}");
+    match PolicyFile::explain(&rules, &caller, &request, &BTreeMap::new(), None) {
+        Ok(explained) => {
+            let decision = match explained.reason {
+                None => "allowed (200)".to_owned(),
+                Some(reason) => format!("refused: {} {reason}", explained.status),
+            };
+            println!("{request}: {decision}");
+            println!("rule: {}", explained.rule);
+            println!("requires: {}", explained.requires);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+    }
+}
