@@ -748,3 +748,29 @@ async fn object_rules_answer_before_business_rules() {
     )
     .await;
 }
+
+#[test]
+fn a_json_type_without_a_schema_cannot_feed_a_body_rule() {
+    let rules = RouteRules::builder()
+        .route("POST /orders", body("/customer/id").equals(subject()))
+        .build()
+        .expect("valid rules");
+    // JSON accepted, but never checked against a schema.
+    let unchecked = ValidationRules::builder()
+        .route(
+            "POST /orders",
+            RequestSchema::new().media_types(["application/json"]),
+        )
+        .build()
+        .expect("valid validation");
+    let error = GatewaySecurityLayer::builder()
+        .authenticate(test_users)
+        .rules(rules)
+        .validate(unchecked)
+        .build()
+        .expect_err("an unchecked JSON body");
+    assert!(
+        matches!(error, ConfigError::BodyRuleWithoutSchema { .. }),
+        "{error}"
+    );
+}

@@ -358,17 +358,9 @@ fn same(found: &Found<'_>, held: &Found<'_>) -> bool {
     }
 }
 
-fn same_json(a: &Value, b: &Value) -> bool {
+pub(crate) fn same_json(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(a), Value::Number(b)) => {
-            if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64()) {
-                a == b
-            } else if let (Some(a), Some(b)) = (a.as_u64(), b.as_u64()) {
-                a == b
-            } else {
-                a.as_f64().is_some_and(|a| b.as_f64() == Some(a))
-            }
-        }
+        (Value::Number(a), Value::Number(b)) => same_number(a, b),
         (Value::Array(a), Value::Array(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
         }
@@ -379,6 +371,37 @@ fn same_json(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// Numbers by value, exactly: two integers as integers, two floats as floats, and an
+/// integer and a float only when the float is whole and is that integer (so `1` equals `1.0`,
+/// but `9007199254740993` does not equal `9007199254740992.0`, which `f64` cannot tell
+/// apart).
+pub(crate) fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    let integer = |n: &serde_json::Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    match (integer(a), integer(b)) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => a.as_f64() == b.as_f64(),
+        (Some(int), None) => b.as_f64().is_some_and(|float| float_is(float, int)),
+        (None, Some(int)) => a.as_f64().is_some_and(|float| float_is(float, int)),
+    }
+}
+
+/// Whether `float` is exactly the integer `int`.
+fn float_is(float: f64, int: i128) -> bool {
+    // Whole, within ±2^64 (beyond any JSON integer serde_json keeps), then exact both ways.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    if float.fract() != 0.0 || !(-LIMIT..=LIMIT).contains(&float) {
+        return false;
+    }
+    // In range and whole: the cast is exact, and so is the way back.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let exact = float as i128 == int && int as f64 == float;
+    exact
 }
 
 impl fmt::Display for Comparison {
@@ -420,6 +443,17 @@ mod tests {
         assert!(same_json(&json!([1, {"a": 2}]), &json!([1.0, {"a": 2}])));
         assert!(!same_json(&json!(1), &json!("1")));
         assert!(!same_json(&json!(-1), &json!(u64::MAX)));
+        // f64 cannot tell these apart; an integer and a float are equal only exactly.
+        assert!(!same_json(
+            &json!(9_007_199_254_740_993_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
+        assert!(same_json(
+            &json!(9_007_199_254_740_992_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
+        assert!(!same_json(&json!(1), &json!(1.5)));
+        assert!(same_json(&json!(-3), &json!(-3.0)));
         assert!(!same(&Found::Text("1".into()), &Found::Json(&json!(1))));
         assert!(same(&Found::Text("1".into()), &Found::Json(&json!("1"))));
     }

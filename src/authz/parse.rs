@@ -36,7 +36,11 @@ impl FromStr for Requirement {
     ///
     /// [`ConfigError::InvalidRequirement`] naming the byte where the text goes wrong.
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let mut parser = Parser { text, at: 0 };
+        let mut parser = Parser {
+            text,
+            at: 0,
+            depth: 0,
+        };
         let requirement = parser.requirement()?;
         parser.end()?;
         Ok(requirement)
@@ -53,7 +57,11 @@ impl FromStr for Access {
     ///
     /// [`ConfigError::InvalidRequirement`] naming the byte where the text goes wrong.
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let mut parser = Parser { text, at: 0 };
+        let mut parser = Parser {
+            text,
+            at: 0,
+            depth: 0,
+        };
         let start = parser.save();
         if let Some(word) = parser.word() {
             let level = match word {
@@ -98,7 +106,13 @@ const FUNCTIONS: &[&str] = &[
 struct Parser<'t> {
     text: &'t str,
     at: usize,
+    /// How deeply `not`, parentheses and `all(`/`any(` nest here.
+    depth: usize,
 }
+
+/// The deepest nesting a requirement may have: far beyond any real policy, far below what
+/// would exhaust a thread's stack (a 2 MiB tokio worker included).
+const MAX_DEPTH: usize = 64;
 
 impl<'t> Parser<'t> {
     fn error(&self, at: usize, reason: impl Into<String>) -> ConfigError {
@@ -207,6 +221,16 @@ impl<'t> Parser<'t> {
     }
 
     fn unary(&mut self) -> Result<Requirement, ConfigError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(self.at, format!("nested more than {MAX_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let parsed = self.unary_within();
+        self.depth -= 1;
+        parsed
+    }
+
+    fn unary_within(&mut self) -> Result<Requirement, ConfigError> {
         if self.keyword("not") {
             return Ok(not(self.unary()?));
         }
@@ -470,6 +494,25 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        for deep in [
+            format!("{}role(a)", "not ".repeat(100_000)),
+            format!("{}role(a){}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("{}role(a){}", "all(".repeat(100_000), ")".repeat(100_000)),
+        ] {
+            match deep.parse::<Requirement>() {
+                Err(ConfigError::InvalidRequirement { reason, .. }) => {
+                    assert!(reason.contains("nested more than"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Real policies are far shallower, and parse.
+        let fine = format!("{}role(a){}", "(".repeat(40), ")".repeat(40));
+        assert_eq!(parse(&fine), role("a"));
     }
 
     fn name() -> impl Strategy<Value = String> {

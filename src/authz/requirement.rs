@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::object::{Comparison, Facts, Quoted, Source, Truth};
+use super::object::{Comparison, Facts, Quoted, Source, Truth, same_json};
 use crate::principal::Principal;
 
 /// A condition on the caller, built with [`role`], [`scope`], [`permission`], [`claim`],
@@ -70,7 +70,10 @@ pub fn permission(permission: impl Into<Box<str>>) -> Requirement {
 }
 
 /// The caller's claim at dotted `path` equals `value`, or, when the claim is an array,
-/// contains it: `claim("tenant", "acme")`, `claim("groups", "ops")`.
+/// contains it: `claim("tenant", "acme")`, `claim("groups", "ops")`. Strict JSON equality
+/// (`"1"` is not `1`; numbers by value, `3` is `3.0`). Unlike the object-level comparisons,
+/// a missing claim makes this plainly *not met* (so `not(claim("contractor", true))` is met
+/// by a caller without the claim).
 pub fn claim(path: impl Into<Box<str>>, value: impl Into<Value>) -> Requirement {
     Requirement(Term::Claim(path.into(), value.into()))
 }
@@ -231,8 +234,11 @@ impl Term {
             Self::Scope(scope) => principal.has_scope(scope).into(),
             Self::Permission(permission) => principal.has_permission(permission).into(),
             Self::Claim(path, expected) => match principal.claim(path) {
-                Some(Value::Array(values)) => values.contains(expected),
-                Some(value) => value == expected,
+                Some(value @ Value::Array(values)) => {
+                    same_json(value, expected)
+                        || values.iter().any(|value| same_json(value, expected))
+                }
+                Some(value) => same_json(value, expected),
                 None => false,
             }
             .into(),

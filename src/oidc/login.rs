@@ -286,8 +286,8 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
             cause,
         )
     };
-    // A refusal of what the client presented (a code, a login cookie, an ID token): a
-    // failed login, which the shield counts against the source like a bad credential.
+    // A refusal of what the client presented (a code, an ID token): a failed login, which
+    // the shield counts against the source like a bad credential.
     let failed = |status: StatusCode, message: &str, cause: &'static str, cookies| {
         let mut response = refuse(status, message, cause, cookies);
         response
@@ -329,7 +329,9 @@ pub(crate) async fn callback(oidc: Oidc, parts: Parts) -> Response<Bytes> {
         .and_then(|plaintext| serde_json::from_slice::<LoginState>(&plaintext).ok());
     let Some(login) = login.filter(|login| bool::from(login.s.as_bytes().ct_eq(state.as_bytes())))
     else {
-        return failed(
+        // Not counted as a failed login: after the sealing key changes, every sign-in in
+        // flight ends here through no fault of the user.
+        return refuse(
             StatusCode::BAD_REQUEST,
             "This sign-in is unknown, expired or already used. Please sign in again.",
             "bad_login_cookie",

@@ -22,8 +22,8 @@ const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
 ///
 /// A failure is a response refused with `invalid_credentials` (any authenticator's 401 for
 /// bad credentials; a request without credentials is not a failure), or a failed login at
-/// the OpenID Connect callback (a refused code, a forged login cookie or ID token; an
-/// expired or abandoned login is not one), when the shield is in front of the `OidcLayer`.
+/// the OpenID Connect callback (a refused code, a forged ID token; an expired, abandoned
+/// or unreadable login is not one), when the shield is in front of the `OidcLayer`.
 /// Successes do not wipe the count: credential stuffing spreads its guesses over many
 /// accounts.
 ///

@@ -109,7 +109,7 @@
 //!         }))
 //!         .rule("end after start", |input: &RuleInput<'_>| {
 //!             let body = input.body().expect("the route has a JSON body");
-//!             if body["end"].as_i64() > body["start"].as_i64() {
+//!             if body["end"].as_f64() > body["start"].as_f64() {
 //!                 return Vec::new();
 //!             }
 //!             vec![Violation::new("body", "/end", "end_after_start", "`end` must be after `start`")]

@@ -196,15 +196,33 @@ pub(crate) enum BodyCheck {
 }
 
 impl BodySchema {
-    /// Whether some JSON media type of the body has a schema.
+    /// Whether every JSON body the route accepts is checked against a schema: a body a rule
+    /// may then read as validated. Asked the way requests are answered: for plain JSON, for
+    /// a `+json` type, and for each JSON type listed (one listed without a schema would let
+    /// an unchecked body through).
     #[cfg(feature = "authz")]
     fn has_json_schema(&self) -> bool {
-        self.default_schema.is_some()
-            || self
-                .media_types
-                .iter()
-                .flatten()
-                .any(|(_, schema)| schema.is_some())
+        let listed = self
+            .media_types
+            .iter()
+            .flatten()
+            .map(|(media_type, _)| media_type);
+        let probes = ["application/json", "application/x-portcullis-probe+json"]
+            .into_iter()
+            .chain(
+                listed
+                    .map(String::as_str)
+                    .filter(|media_type| is_json(media_type)),
+            );
+        let mut checked = false;
+        for probe in probes {
+            match self.check_for(probe) {
+                Some(BodyCheck::Json(Some(_))) => checked = true,
+                Some(BodyCheck::Json(None)) => return false,
+                Some(BodyCheck::Opaque) | None => {}
+            }
+        }
+        checked
     }
 
     /// The check for a request's `Content-Type`, or `None` when the type is not accepted.
