@@ -11,7 +11,6 @@ use http::{Request, StatusCode};
 use portcullis::GatewaySecurityLayer;
 use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 use portcullis::config::{Format, PolicyFile};
-use portcullis::validate::{RequestSchema, ValidationRules};
 use tower::ServiceExt;
 
 const ORDERS: &str = r#"
@@ -28,6 +27,10 @@ routes:
   - route: POST /orders
     require: body("/customer") == subject() and permission("orders:write")
 unmatched: deny
+validate:
+  routes:
+    - route: POST /orders
+      body: {type: object, required: [customer], properties: {customer: {type: string}}}
 tests:
   - name: anyone checks health
     request: GET /health
@@ -166,6 +169,10 @@ admin = ["*"]
 route = "GET /admin/{*rest}"
 require = "role(admin)"
 
+[[validate.routes]]
+route = "POST /admin/keys"
+body_file = "schemas/new-key.json"
+
 [[tests]]
 request = "GET /admin/keys"
 as = { subject = "ada", roles = ["admin"] }
@@ -178,11 +185,19 @@ expect = { status = 403, reason = "forbidden" }
 "#,
     )
     .expect("write");
+    // Schema files are read relative to the policy file.
+    std::fs::create_dir_all(dir.join("schemas")).expect("schemas dir");
+    std::fs::write(
+        dir.join("schemas/new-key.json"),
+        r#"{"type": "object", "required": ["owner"]}"#,
+    )
+    .expect("write");
     let checked = PolicyFile::from_file(&path)
         .expect("reads")
         .check()
         .unwrap_or_else(|errors| panic!("{errors}"));
     assert_eq!(checked.tests, 2);
+    assert!(checked.validation.is_some());
     let unknown = dir.join("policy.ini");
     std::fs::write(&unknown, "").expect("write");
     let errors = PolicyFile::from_file(&unknown).expect_err("unknown extension");
@@ -232,23 +247,21 @@ async fn the_gateway_serves_the_rules_the_file_builds() {
         .issue(NewKey::for_owner("vic").roles(["viewer"]))
         .await
         .expect("issue");
-    // The file's body rule needs the body validated first: the gateway checks that too.
-    let validation = ValidationRules::builder()
-        .route(
-            "POST /orders",
-            RequestSchema::new().body(serde_json::json!({"type": "object"})),
-        )
-        .build()
-        .expect("validation");
+    let ada = store
+        .issue(NewKey::for_owner("ada").roles(["admin"]))
+        .await
+        .expect("issue");
+    // The file's body rule is decided on the body its `validate` section checks.
     let gateway = GatewaySecurityLayer::builder()
         .authenticate(ApiKeyAuthenticator::new(store))
         .rules(checked.rules)
-        .validate(validation)
+        .validate(checked.validation.expect("a validate section"))
         .build()
         .expect("gateway");
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/users/{owner}/orders/{id}", get(|| async { "order" }))
+        .route("/orders", axum::routing::post(|| async { "created" }))
         .layer(gateway);
     let send = |path: &str| {
         let request = Request::get(path)
@@ -270,6 +283,71 @@ async fn the_gateway_serves_the_rules_the_file_builds() {
             .expect("infallible")
             .status(),
         StatusCode::FORBIDDEN
+    );
+    // The file's schema applies: a body without `customer` is a 400, for a caller the
+    // grants let that far (the viewer is refused before the body is read).
+    let ada = ada.key.expose_secret().to_owned();
+    let post = |body: &'static str| {
+        let request = Request::post("/orders")
+            .header("x-api-key", ada.as_str())
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        app.clone().oneshot(request)
+    };
+    assert_eq!(
+        post("{}").await.expect("infallible").status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[test]
+fn a_body_rule_without_a_schema_in_the_file_is_refused() {
+    let without = ORDERS.replace(
+        "validate:\n  routes:\n    - route: POST /orders\n",
+        "validate:\n  routes:\n    - route: PUT /orders\n",
+    );
+    assert_ne!(without, ORDERS);
+    let errors = PolicyFile::parse(&without, Format::Yaml)
+        .expect("parses")
+        .check()
+        .expect_err("no schema for the body rule");
+    assert_eq!(errors.errors().len(), 1, "{errors}");
+    assert_eq!(errors.errors()[0].place, "routes[3].require");
+    assert!(
+        errors.to_string().contains("reads the request body"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn validation_problems_are_reported_with_rule_problems() {
+    let broken = r#"
+roles: {admin: []}
+routes:
+  - {route: "GET /a", require: role(admn)}
+validate:
+  routes:
+    - {route: "POST /a", body: {type: object}, body_file: a.json}
+    - {route: "POST /b", body_file: missing.json}
+    - {route: "POST /c", body: {type: 12}}
+    - {route: "post /d", body: {}}
+"#;
+    let errors = PolicyFile::parse(broken, Format::Yaml)
+        .expect("parses")
+        .check()
+        .expect_err("broken");
+    let places: Vec<&str> = errors.errors().iter().map(|e| e.place.as_str()).collect();
+    assert_eq!(
+        places,
+        [
+            "routes[0].require",
+            "validate.routes[0].body",
+            "validate.routes[1].body_file",
+            "validate.routes[2].body",
+            "validate.routes[3].route",
+        ],
+        "{errors}"
     );
 }
 

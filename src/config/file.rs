@@ -23,9 +23,81 @@ pub struct PolicyFile {
     /// Who may call routes no rule matches, in the rules' text form. Defaults to `deny`.
     #[serde(default)]
     pub unmatched: Option<String>,
+    /// Request validation: JSON Schemas per route, or an OpenAPI document (with the
+    /// `validate` feature).
+    #[serde(default)]
+    pub validate: Option<ValidateSection>,
     /// Requests and the decisions the policy must make for them.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,
+    /// The directory relative paths in the file are read from: the file's own, when read
+    /// with [`PolicyFile::from_file`]; else the working directory.
+    #[serde(skip)]
+    pub base: Option<std::path::PathBuf>,
+}
+
+/// The `validate` section: which schema applies to which route, and the limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ValidateSection {
+    /// An OpenAPI 3.0 or 3.1 document (a path, relative to the policy file): every operation
+    /// validated.
+    #[serde(default)]
+    pub openapi: Option<String>,
+    /// Schemas per route.
+    #[serde(default)]
+    pub routes: Vec<ValidateRoute>,
+    /// The largest body accepted, in bytes. Defaults to 1 MiB.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Answer schema violations with 422 instead of 400. Defaults to `false`.
+    #[serde(default)]
+    pub unprocessable_entity: bool,
+}
+
+/// The schemas of one route: each inline (a JSON Schema in the file) or from a file
+/// (`body_file: schemas/order.json`, relative to the policy file).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ValidateRoute {
+    /// `METHOD /path`.
+    pub route: String,
+    /// The body's schema.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// The body's schema, from a file.
+    #[serde(default)]
+    pub body_file: Option<String>,
+    /// An object schema for the query parameters.
+    #[serde(default)]
+    pub query: Option<Value>,
+    /// The query schema, from a file.
+    #[serde(default)]
+    pub query_file: Option<String>,
+    /// An object schema for the path parameters.
+    #[serde(default)]
+    pub path: Option<Value>,
+    /// The path schema, from a file.
+    #[serde(default)]
+    pub path_file: Option<String>,
+    /// An object schema for headers (lower-case names).
+    #[serde(default)]
+    pub headers: Option<Value>,
+    /// The headers schema, from a file.
+    #[serde(default)]
+    pub headers_file: Option<String>,
+    /// Requests without a body are accepted. Defaults to `false` (a body schema makes the
+    /// body required).
+    #[serde(default)]
+    pub optional_body: bool,
+    /// The media types the body may have. Defaults to JSON.
+    #[serde(default)]
+    pub media_types: Option<Vec<String>>,
+    /// This route's body limit, in bytes.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
 }
 
 /// One route rule: `route: GET /orders/{id}`, `require: permission("orders:read")`.
@@ -172,7 +244,9 @@ impl PolicyFile {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|error| PolicyError::at("", format!("{shown}: {error}")))?;
-        Self::parse(&text, format)
+        let mut policy = Self::parse(&text, format)?;
+        policy.base = path.parent().map(Path::to_path_buf);
+        Ok(policy)
     }
 
     /// Reads a policy from `text` in `format`.

@@ -33,6 +33,9 @@
 //!   [`Requirement`](crate::authz::Requirement) parses (`role(admin) and (scope("orders:write")
 //!   or permission("orders:*"))`, object-level comparisons included).
 //! - `unmatched`: who may call routes no rule matches; `deny` by default.
+//! - `validate`: JSON Schemas per route (`routes: [{route: POST /orders, body: {…}}]`, each
+//!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
+//!   (`openapi: openapi.yaml`), and the limits; paths are relative to the policy file.
 //! - `tests`: requests (`request`, with a query string if needed; optional `headers` and
 //!   JSON `body`), who sends them (`as`: `anonymous` or an identity with `subject`, `method`,
 //!   `roles`, `scopes`, `permissions`, `claims`) and the decision expected (`status`: 200 when
@@ -44,8 +47,8 @@
 //! "admin"?)`, with the line and column for syntax and type errors): a policy change that
 //! opens a route fails here, before it serves.
 //!
-//! This module covers the authorization policy; authenticators, validation, traffic
-//! protection and the `portcullis` binary are to come (see `docs/config.md`).
+//! This module covers the authorization policy and validation; authenticators, traffic
+//! protection, reload and `portcullis serve` are to come (see `docs/config.md`).
 //!
 //! # Example
 //!
@@ -83,12 +86,14 @@
 mod error;
 mod file;
 mod policy;
+mod validation;
 
 #[doc(inline)]
 pub use self::error::{PolicyError, PolicyErrors};
 #[doc(inline)]
 pub use self::file::{
     Anonymous, Expectation, Format, PolicyFile, PolicyTest, RouteEntry, TestCaller, TestIdentity,
+    ValidateRoute, ValidateSection,
 };
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};

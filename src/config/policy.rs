@@ -16,6 +16,8 @@ use crate::suggest::closest;
 pub struct CheckedPolicy {
     /// The route rules.
     pub rules: RouteRules,
+    /// The validation rules, when the file has a `validate` section.
+    pub validation: Option<crate::validate::ValidationRules>,
     /// How many tests ran (and passed).
     pub tests: usize,
 }
@@ -125,15 +127,29 @@ impl PolicyFile {
         known.then_some(access)
     }
 
-    /// Builds the rules and runs the policy's tests: the check a policy passes before it
+    /// Builds the rules and the validation rules, checks that every rule reading the body
+    /// has a body schema, and runs the policy's tests: the check a policy passes before it
     /// serves.
     ///
     /// # Errors
     ///
-    /// Every problem in the rules, or else every test that fails, each with its place
-    /// (`tests[2]`) and what was expected and decided.
+    /// Every problem in the rules and the validation rules, or else every test that fails,
+    /// each with its place (`tests[2]`) and what was expected and decided.
     pub fn check(&self) -> Result<CheckedPolicy, PolicyErrors> {
-        let rules = self.rules()?;
+        let (rules, validation) = match (self.rules(), self.validation()) {
+            (Ok(rules), Ok(validation)) => (rules, validation),
+            (rules, validation) => {
+                let mut errors = Vec::new();
+                for found in [rules.err(), validation.err()].into_iter().flatten() {
+                    errors.extend(found.0);
+                }
+                return Err(PolicyErrors(errors));
+            }
+        };
+        let unvalidated = self.unvalidated_body_rules(&rules, validation.as_ref());
+        if !unvalidated.is_empty() {
+            return Err(PolicyErrors(unvalidated));
+        }
         let failures: Vec<PolicyError> = self
             .tests
             .iter()
@@ -182,6 +198,7 @@ impl PolicyFile {
         if failures.is_empty() {
             Ok(CheckedPolicy {
                 rules,
+                validation,
                 tests: self.tests.len(),
             })
         } else {
