@@ -426,3 +426,35 @@ fn the_binary_checks_prints_the_table_and_explains() {
     );
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[tokio::test]
+async fn business_rules_join_the_files_validation_in_code() {
+    let policy = PolicyFile::parse(ORDERS, Format::Yaml).expect("parses");
+    let validation = policy
+        .validation_builder()
+        .expect("valid")
+        .expect("a validate section")
+        .rule(
+            "POST /orders",
+            "no rush orders",
+            |_: &portcullis::validate::RuleInput<'_>| {
+                vec![portcullis::Violation::new(
+                    "body",
+                    "",
+                    "rush",
+                    "no rush orders today",
+                )]
+            },
+        )
+        .build()
+        .expect("builds");
+    let app = Router::new()
+        .route("/orders", axum::routing::post(|| async { "created" }))
+        .layer(portcullis::validate::ValidateLayer::new(validation));
+    let request = Request::post("/orders")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"customer": "ada"}"#))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

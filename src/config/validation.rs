@@ -24,6 +24,38 @@ impl PolicyFile {
     /// inline and from a file, a schema that does not compile (`validate.routes[2].body`), an
     /// OpenAPI document that cannot be used, conflicting routes, a zero limit.
     pub fn validation(&self) -> Result<Option<ValidationRules>, PolicyErrors> {
+        let Some(builder) = self.validation_builder()? else {
+            return Ok(None);
+        };
+        let section = self
+            .validate
+            .as_ref()
+            .map_or(&[][..], |section| &section.routes[..]);
+        builder.build().map(Some).map_err(|error| {
+            let place = match &error {
+                ConfigError::ConflictingRules { second, .. } => section
+                    .iter()
+                    .rposition(|route| route.route.trim() == second.trim())
+                    .map(|index| format!("validate.routes[{index}].route")),
+                ConfigError::InvalidLimit { .. } => Some("validate.max_body_bytes".to_owned()),
+                _ => Some("validate".to_owned()),
+            };
+            PolicyError::at(place.unwrap_or_default(), error.to_string()).into()
+        })
+    }
+
+    /// The `validate` section as a builder not yet built, each route's schemas already
+    /// checked: to add what a file cannot say, such as business rules
+    /// (`.rule("PUT /orders/{id}", "order exists", …)`), before
+    /// [`build`](crate::validate::ValidationRulesBuilder::build).
+    ///
+    /// # Errors
+    ///
+    /// As [`validation`](Self::validation), except the problems only the whole set shows
+    /// (conflicts between routes), which `build` reports.
+    pub fn validation_builder(
+        &self,
+    ) -> Result<Option<crate::validate::ValidationRulesBuilder>, PolicyErrors> {
         let Some(section) = &self.validate else {
             return Ok(None);
         };
@@ -67,18 +99,7 @@ impl PolicyFile {
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
         }
-        builder.build().map(Some).map_err(|error| {
-            let place = match &error {
-                ConfigError::ConflictingRules { second, .. } => section
-                    .routes
-                    .iter()
-                    .rposition(|route| route.route.trim() == second.trim())
-                    .map(|index| format!("validate.routes[{index}].route")),
-                ConfigError::InvalidLimit { .. } => Some("validate.max_body_bytes".to_owned()),
-                _ => Some("validate".to_owned()),
-            };
-            PolicyError::at(place.unwrap_or_default(), error.to_string()).into()
-        })
+        Ok(Some(builder))
     }
 
     /// The schemas of one route, read from the file or from their files.
