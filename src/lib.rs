@@ -159,8 +159,8 @@ pub use crate::extract::Claims;
 #[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
 #[doc(inline)]
 pub use crate::gateway::{
-    GatewaySecurity, GatewaySecurityBuilder, GatewaySecurityLayer,
-    ResponseFuture as GatewaySecurityFuture,
+    GatewaySecurity, GatewaySecurityBuilder, GatewaySecurityLayer, ReloadHandle, Reloadable,
+    ReloadableLayer, ResponseFuture as GatewaySecurityFuture,
 };
 #[doc(inline)]
 pub use crate::principal::{AuthMethod, Names, Principal, PrincipalBuilder};

@@ -2,6 +2,7 @@
 //! validation in one layer.
 
 mod future;
+mod reload;
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use self::future::ResponseFuture;
+pub use self::reload::{ReloadHandle, Reloadable, ReloadableLayer};
 use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer};
 use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
