@@ -375,16 +375,15 @@ fn the_binary_checks_prints_the_table_and_explains() {
     let (code, out, err) = portcullis(&["check", good]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("METHOD  PATH"), "{out}");
-    assert!(
-        out.contains(
-            r#"GET     /users/{owner}/orders/{id}  permission("orders:read") and (param("owner") == subject() or role("admin"))"#
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("*       (unmatched)                 deny"),
-        "{out}"
-    );
+    let table = [
+        "METHOD  PATH                        VALIDATED  WHO MAY CALL",
+        "GET     /health                     -          public",
+        r#"GET     /users/{owner}/orders/{id}  -          permission("orders:read") and (param("owner") == subject() or role("admin"))"#,
+        r#"GET     /reports                    -          query("owner") == subject()"#,
+        r#"POST    /orders                     body       body("/customer") == subject() and permission("orders:write")"#,
+        "*       (unmatched)                 -          deny",
+    ];
+    assert!(out.starts_with(&(table.join("\n") + "\n")), "{out}");
     assert!(
         out.trim_end().ends_with("ok (4 rules, 9 tests passed)"),
         "{out}"

@@ -42,14 +42,16 @@ fn main() -> ExitCode {
 
 /// Checks the policy, runs its tests, and prints the route table.
 fn check(path: &str) -> ExitCode {
-    let checked = match PolicyFile::from_file(path).and_then(|policy| policy.check()) {
+    let checked = PolicyFile::from_file(path)
+        .and_then(|policy| policy.check().map(|checked| (policy, checked)));
+    let (policy, checked) = match checked {
         Ok(checked) => checked,
         Err(errors) => {
             eprintln!("{path}: {errors}");
             return ExitCode::FAILURE;
         }
     };
-    print_table(&checked.rules);
+    print_table(&checked.rules, &policy);
     println!();
     println!(
         "{path}: ok ({} rules, {} tests passed)",
@@ -59,38 +61,76 @@ fn check(path: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The effective route table: method, path, who may call it.
-fn print_table(rules: &RouteRules) {
-    let rows: Vec<(String, String, String)> = rules
+/// The effective route table: method, path, who may call it, what is validated.
+fn print_table(rules: &RouteRules, policy: &PolicyFile) {
+    let validated = |rule: &str| -> String {
+        let section = policy.validate.as_ref();
+        let parts: Vec<&str> = section
+            .into_iter()
+            .flat_map(|section| &section.routes)
+            .filter(|route| route.route.trim() == rule.trim())
+            .flat_map(|route| {
+                [
+                    ("body", route.body.is_some() || route.body_file.is_some()),
+                    ("query", route.query.is_some() || route.query_file.is_some()),
+                    ("path", route.path.is_some() || route.path_file.is_some()),
+                    (
+                        "headers",
+                        route.headers.is_some() || route.headers_file.is_some(),
+                    ),
+                ]
+            })
+            .filter_map(|(part, given)| given.then_some(part))
+            .collect();
+        match (
+            parts.is_empty(),
+            section.and_then(|section| section.openapi.as_ref()),
+        ) {
+            (false, _) => parts.join(", "),
+            (true, Some(_)) => "(openapi)".to_owned(),
+            (true, None) => "-".to_owned(),
+        }
+    };
+    let rows: Vec<[String; 4]> = rules
         .iter()
         .map(|(rule, access)| {
             let (method, path) = rule.trim().split_once(' ').unwrap_or(("*", rule));
-            (
+            [
                 method.to_owned(),
                 path.trim().to_owned(),
+                validated(rule),
                 access.to_string(),
-            )
+            ]
         })
-        .chain(std::iter::once((
+        .chain(std::iter::once([
             "*".to_owned(),
             "(unmatched)".to_owned(),
+            "-".to_owned(),
             rules.unmatched().to_string(),
-        )))
+        ]))
         .collect();
-    let width = |column: fn(&(String, String, String)) -> &String, title: &str| {
-        rows.iter()
-            .map(|row| column(row).chars().count())
-            .chain(std::iter::once(title.len()))
-            .max()
-            .unwrap_or(0)
+    let titles = ["METHOD", "PATH", "VALIDATED", "WHO MAY CALL"];
+    let widths: Vec<usize> = (0..3)
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .chain(std::iter::once(titles[column].len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |row: [&str; 4]| {
+        let [method, path, validated, who] = row;
+        println!(
+            "{method:w0$}  {path:w1$}  {validated:w2$}  {who}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
     };
-    let (method_width, path_width) = (width(|row| &row.0, "METHOD"), width(|row| &row.1, "PATH"));
-    println!(
-        "{:method_width$}  {:path_width$}  WHO MAY CALL",
-        "METHOD", "PATH"
-    );
-    for (method, path, who) in &rows {
-        println!("{method:method_width$}  {path:path_width$}  {who}");
+    line(titles);
+    for [method, path, validated, who] in &rows {
+        line([method, path, validated, who]);
     }
 }
 
