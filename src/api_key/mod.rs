@@ -54,6 +54,8 @@ mod admin;
 mod authenticator;
 mod cached;
 mod format;
+#[cfg(feature = "axum")]
+mod http;
 mod memory;
 mod record;
 mod store;
@@ -66,6 +68,13 @@ pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
 pub use self::cached::{CachedKeyStore, CachedKeyStoreBuilder};
 #[doc(inline)]
 pub use self::format::{GeneratedKey, KeyFormat, KeyId};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[doc(inline)]
+pub use self::http::{
+    KeyAction, KeyAdminApi, KeyAdminApiBuilder, KeyAdminAudit, KeyAdminAuditLog, KeyAdminEvent,
+    KeyAdminOutcome,
+};
 #[doc(inline)]
 pub use self::memory::MemoryKeyStore;
 #[doc(inline)]
