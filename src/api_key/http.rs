@@ -426,14 +426,15 @@ impl<A: KeyAdminAudit + ?Sized> KeyAdminAudit for Arc<A> {
 /// A refusal or failure: the status, the stable code, and the response.
 struct Failure {
     reason: &'static str,
-    response: Response,
+    /// Boxed: failures travel in `Result`s, and are the rare path.
+    response: Box<Response>,
 }
 
 impl Failure {
     fn rejection(rejection: Rejection) -> Self {
         Self {
             reason: rejection.reason().code(),
-            response: rejection.into_response(),
+            response: Box::new(rejection.into_response()),
         }
     }
 
@@ -455,7 +456,7 @@ impl Failure {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Self {
             reason: code,
-            response,
+            response: Box::new(response),
         }
     }
 
@@ -535,7 +536,7 @@ async fn guard<S: KeyAdmin>(
 
 /// Paths and methods the API does not have (reached only with the role).
 async fn not_found() -> Response {
-    not_found_route().response
+    *not_found_route().response
 }
 
 fn not_found_route() -> Failure {
@@ -561,7 +562,8 @@ fn key_id(id: &str) -> Result<KeyId, Failure> {
 }
 
 /// The body as `T`: `application/json`, at most [`MAX_BODY_BYTES`], no unknown fields.
-/// `None` when the body is empty and `optional`.
+/// `None` when the body is empty and `optional`; 400 `missing_body` when it is empty and
+/// not.
 async fn json_body<T: serde::de::DeserializeOwned>(
     request: Request,
     optional: bool,
@@ -572,20 +574,20 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    let has_type = request.headers().contains_key(CONTENT_TYPE);
     let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(|_| Failure::rejection(Rejection::new(Reason::PayloadTooLarge)))?;
-    if bytes.is_empty() && optional && !has_type {
-        return Ok(None);
+    if bytes.is_empty() {
+        return if optional {
+            Ok(None)
+        } else {
+            Err(Failure::rejection(Rejection::new(Reason::MissingBody)))
+        };
     }
     if !is_json {
         return Err(Failure::rejection(
             Rejection::new(Reason::UnsupportedMediaType).with_detail("Send application/json."),
         ));
-    }
-    if bytes.is_empty() && optional {
-        return Ok(None);
     }
     serde_json::from_slice(&bytes).map(Some).map_err(|error| {
         Failure::rejection(Rejection::new(Reason::InvalidJson).with_detail(error.to_string()))
@@ -763,15 +765,15 @@ fn report_failure<S>(
         new_key_id: None,
         owner: None,
     });
-    failure.response
+    *failure.response
 }
 
 async fn issue<S: KeyAdmin>(State(config): State<Arc<Config<S>>>, request: Request) -> Response {
     let principal = caller(&request).cloned();
     let issued = async {
-        let body = json_body::<IssueBody>(request, false)
-            .await?
-            .ok_or_else(|| Failure::rejection(Rejection::new(Reason::MissingBody)))?;
+        let Some(body) = json_body::<IssueBody>(request, false).await? else {
+            return Err(Failure::rejection(Rejection::new(Reason::MissingBody)));
+        };
         let spec = body.into_spec()?;
         config
             .store
@@ -949,7 +951,7 @@ async fn list<S: KeyAdmin>(State(config): State<Arc<Config<S>>>, request: Reques
             let summaries: Vec<Value> = records.iter().map(super::KeyRecord::summary).collect();
             json_response(&Value::Array(summaries))
         }
-        Err(error) => Failure::store(&error).response,
+        Err(error) => *Failure::store(&error).response,
     }
 }
 
@@ -959,11 +961,11 @@ async fn read<S: KeyAdmin>(
 ) -> Response {
     let id = match key_id(&id) {
         Ok(id) => id,
-        Err(failure) => return failure.response,
+        Err(failure) => return *failure.response,
     };
     match config.store.find(&id).await {
         Ok(Some(record)) => json_response(&record.summary()),
-        Ok(None) => not_found_key().response,
-        Err(error) => Failure::store(&error).response,
+        Ok(None) => *not_found_key().response,
+        Err(error) => *Failure::store(&error).response,
     }
 }
