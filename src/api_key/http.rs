@@ -440,14 +440,26 @@ impl Failure {
 
     /// A problem+json answer whose code is not one of the layers' reasons.
     fn problem(status: StatusCode, code: &'static str, detail: &'static str) -> Self {
-        let body = json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-            "code": code,
-        });
-        let mut response = (status, body.to_string()).into_response();
+        /// The same members, in the same order, as the layers' problem bodies.
+        #[derive(serde::Serialize)]
+        struct Problem {
+            #[serde(rename = "type")]
+            problem_type: &'static str,
+            title: &'static str,
+            status: u16,
+            detail: &'static str,
+            code: &'static str,
+        }
+        let body = Problem {
+            problem_type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            code,
+        };
+        // Plain borrowed fields: serialising cannot fail.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
             CONTENT_TYPE,
