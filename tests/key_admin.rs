@@ -723,6 +723,12 @@ async fn malformed_requests_are_refused_and_change_nothing() {
         assert_eq!(headers["content-type"], "application/problem+json");
         assert!(json_of(&bytes)["code"].is_string());
     }
+    // A method the path does not have: 405.
+    let (status, headers, _) = fixture
+        .send(request("PUT", "/admin/keys", Some(admin), None))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(headers.contains_key("allow"));
     assert_eq!(fixture.count().await, count);
     // Every refused change attempt was reported; reads were not.
     let events = fixture.audit.events();

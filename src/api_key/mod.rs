@@ -16,6 +16,10 @@
 //! A request with no key goes on without a principal: the authorization rules decide
 //! whether the route needs one.
 //!
+//! Keys are issued, listed, rotated and revoked through [`KeyAdmin`]; with the `axum`
+//! feature, `KeyAdminApi` serves it over HTTP (an axum `Router` guarded by a role of its
+//! own, every change audited).
+//!
 //! # Example
 //!
 //! ```
