@@ -422,6 +422,16 @@ async fn rotation_overlaps_then_the_old_key_stops() {
     assert_ne!(new_id, id);
     assert_eq!(body["record"]["owner"], "bea");
     assert_eq!(body["record"]["roles"], json!(["viewer"]));
+    // The old key's record, with its expiry moved to the end of the overlap.
+    let previous = &body["previous"];
+    assert_eq!(previous["id"], id.as_str());
+    assert!(previous.get("digest").is_none());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let ends = previous["expires_at"].as_u64().expect("an expiry");
+    assert!((now + 58..=now + 61).contains(&ends), "{ends} vs {now}");
 
     // During the overlap, both work.
     assert_eq!(fixture.whoami(&old).await, StatusCode::OK);

@@ -54,7 +54,7 @@ const RETRY_AFTER_SECS: u32 = 5;
 /// | `POST /` with a JSON [key description](#the-key-description) | **201** `{"key": "<secret>", "record": {…}}`: the secret, shown this once |
 /// | `GET /` (`?owner=<owner>` to filter) | 200, the records' [summaries](super::KeyRecord::summary): never a secret or a digest |
 /// | `GET /{id}` | 200, one summary; 404 when no key has this id |
-/// | `POST /{id}/rotate`, body `{"overlap_secs": N}` or none | **201**, the successor's secret once; the old key works `N` more seconds (default 3600, at most 604 800; 0 ends it at once); 409 when the key is revoked |
+/// | `POST /{id}/rotate`, body `{"overlap_secs": N}` or none | **201** `{"key", "record", "previous"}`: the successor's secret once, and the old key's record with its new expiry; the old key works `N` more seconds (default 3600, at most 604 800; 0 ends it at once); 409 when the key is revoked |
 /// | `DELETE /{id}` | **204**, the key is refused from now on; 409 when it is the key the request is made with |
 ///
 /// Every answer has `Cache-Control: no-store`. Refusals are `application/problem+json` with
@@ -721,11 +721,15 @@ struct RotateBody {
 }
 
 /// A new secret, shown once: 201, `no-store`.
-fn issued_response(issued: &IssuedKey) -> Response {
-    let body = json!({
+/// With `previous`: the rotated key's record, as it now is.
+fn issued_response(issued: &IssuedKey, previous: Option<Value>) -> Response {
+    let mut body = json!({
         "key": issued.key.expose_secret(),
         "record": issued.record.summary(),
     });
+    if let (Some(previous), Some(object)) = (previous, body.as_object_mut()) {
+        object.insert("previous".to_owned(), previous);
+    }
     (StatusCode::CREATED, json_response(&body)).into_response()
 }
 
@@ -797,7 +801,7 @@ async fn issue<S: KeyAdmin>(State(config): State<Arc<Config<S>>>, request: Reque
     .await;
     match issued {
         Ok(issued) => {
-            let response = issued_response(&issued);
+            let response = issued_response(&issued, None);
             let record = &issued.record;
             report_done(
                 &config,
@@ -858,7 +862,12 @@ async fn rotate<S: KeyAdmin>(
     .await;
     match rotated {
         Ok(issued) => {
-            let response = issued_response(&issued);
+            // The old key's record with its new expiry, when the store can say at once.
+            let previous = match config.store.find(&id).await {
+                Ok(Some(record)) => Some(record.summary()),
+                Ok(None) | Err(_) => None,
+            };
+            let response = issued_response(&issued, previous);
             let record = &issued.record;
             report_done(
                 &config,
