@@ -905,3 +905,93 @@ fn the_builder_needs_a_role() {
         .expect("valid");
     assert_eq!(api.role(), "key-admin");
 }
+
+/// What the default audit log writes, captured by a global subscriber (the only test here
+/// that installs one, and the only one using the default audit).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_default_audit_is_a_tracing_event_on_the_audit_target() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the first subscriber");
+
+    let store = Arc::new(MemoryKeyStore::new());
+    let admin = store
+        .issue(NewKey::for_owner("ada").roles([ADMIN_ROLE]))
+        .await
+        .expect("admin key");
+    let api = KeyAdminApi::builder(store.clone())
+        .role(ADMIN_ROLE)
+        .build()
+        .expect("valid API");
+    let app = Router::new()
+        .nest("/admin/keys", api.router())
+        .layer(ApiKeyLayer::new(ApiKeyAuthenticator::new(store)));
+    let (status, _, bytes) = send(
+        &app,
+        request(
+            "POST",
+            "/admin/keys",
+            Some(admin.key.expose_secret()),
+            Some(r#"{"owner": "audited-owner"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let body = json_of(&bytes);
+    let secret = body["key"].as_str().expect("secret");
+    let id = body["record"]["id"].as_str().expect("id");
+    let (status, _, _) = send(&app, get("/admin/keys", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let text = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("portcullis::audit") && line.contains("key_admin"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for needle in [
+        r#"action="issue""#,
+        r#"outcome="done""#,
+        "status=201",
+        r#"subject="ada""#,
+        &format!(r#"key_id="{id}""#),
+        &format!(r#"actor_key_id="{}""#, admin.record.id()),
+        r#"owner="audited-owner""#,
+    ] {
+        assert!(lines[0].contains(needle), "{needle} not in {}", lines[0]);
+    }
+    for needle in [
+        r#"action="list""#,
+        r#"outcome="refused""#,
+        "status=401",
+        r#"reason="missing_credentials""#,
+    ] {
+        assert!(lines[1].contains(needle), "{needle} not in {}", lines[1]);
+    }
+    assert!(
+        !text.contains(&secret[secret.len() - 20..]),
+        "a secret in the log"
+    );
+    assert!(
+        !text.contains(&admin.key.expose_secret()[20..]),
+        "a secret in the log"
+    );
+}
