@@ -15,13 +15,17 @@ use axum::body::Body;
 use axum::routing;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use portcullis::Principal;
 use portcullis::api_key::{
     ApiKeyAuthenticator, ApiKeyLayer, IssuedKey, KeyAction, KeyAdmin, KeyAdminApi, KeyAdminAudit,
     KeyAdminEvent, KeyAdminOutcome, KeyFormat, KeyId, KeyRecord, KeyStore, Lookup, LookupFuture,
     MemoryKeyStore, NewKey, StoreError,
 };
-use portcullis::authz::{RouteRules, authenticated, role};
-use portcullis::{GatewaySecurityLayer, Principal};
+#[cfg(feature = "authz")]
+use portcullis::{
+    GatewaySecurityLayer,
+    authz::{RouteRules, authenticated, role},
+};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -795,6 +799,8 @@ async fn a_failing_store_answers_503_with_retry_after() {
     );
 }
 
+/// Needs `authz` (the rules); the rest of this file needs only `api-key` and `axum`.
+#[cfg(feature = "authz")]
 #[tokio::test]
 async fn behind_the_gateway_with_route_rules() {
     let store = Arc::new(MemoryKeyStore::new());
