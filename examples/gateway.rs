@@ -22,6 +22,10 @@
 //! brute-force blocking of addresses that keep sending bad keys. Prometheus metrics are on
 //! `GET /metrics` (admin key only). The banner prints a command that shows each at work.
 //!
+//! Keys are managed over HTTP under `/admin/keys` (issue, list, read, rotate, revoke) with
+//! the admin key; the banner prints a command that issues a key and one that revokes the
+//! viewer's, after which the viewer's commands answer 401.
+//!
 //! | route                 | who may call it              |
 //! |-----------------------|------------------------------|
 //! | `GET /health`         | anyone, no key looked at     |
@@ -30,7 +34,7 @@
 //! | `GET /users/{owner}/orders/{id}` | permission `orders:read`, and `{owner}` is the caller or the caller is an admin |
 //! | `POST /orders`        | permission `orders:write`    |
 //! | `DELETE /orders/{id}` | permission `orders:write`    |
-//! | `GET /admin/keys`     | role `admin`                 |
+//! | `GET, POST /admin/keys`, `GET, DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate` | role `admin` (the key API, [`KeyAdminApi`](portcullis::api_key::KeyAdminApi)) |
 //! | `GET /metrics`        | role `admin`                 |
 //! | anything else         | nobody (403 `route_denied`)  |
 //!
@@ -88,13 +92,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portcullis::api_key::{
-    ApiKeyAuthenticator, IssuedKey, KeyAdmin, KeyRecord, MemoryKeyStore, NewKey, StoreError,
+    ApiKeyAuthenticator, IssuedKey, KeyAdmin, KeyAdminApi, MemoryKeyStore, NewKey, StoreError,
 };
 use portcullis::authz::{Requirement, RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
@@ -210,12 +214,20 @@ impl Keys {
         }
     }
 
-    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        match self {
-            Self::Memory(store) => store.list(None).await,
+    /// The key API (issue, list, read, rotate, revoke) for callers with role `admin`, to
+    /// nest under `/admin/keys`.
+    fn admin_api(&self) -> Result<Router<Keys>, ConfigError> {
+        Ok(match self {
+            Self::Memory(store) => KeyAdminApi::builder(store.clone())
+                .role("admin")
+                .build()?
+                .router(),
             #[cfg(feature = "redis")]
-            Self::Redis(store) => store.list(None).await,
-        }
+            Self::Redis(store) => KeyAdminApi::builder(store.clone())
+                .role("admin")
+                .build()?
+                .router(),
+        })
     }
 }
 
@@ -243,7 +255,10 @@ fn rules() -> Result<RouteRules, ConfigError> {
         .route("GET /users/{owner}/orders/{id}", owner_or_admin)
         .route("POST /orders", permission("orders:write"))
         .route("DELETE /orders/{id}", permission("orders:write"))
-        .route("GET /admin/keys", role("admin"))
+        // The key API: every method, the collection and everything under it. The API
+        // checks the role again itself.
+        .route("* /admin/keys", role("admin"))
+        .route("* /admin/keys/{*rest}", role("admin"))
         .route("GET /metrics", role("admin"))
         .build()
 }
@@ -465,7 +480,7 @@ fn app(
         .route("/orders", get(list_orders).post(create_order))
         .route("/orders/{id}", delete(delete_order))
         .route("/users/{owner}/orders/{id}", get(get_order))
-        .route("/admin/keys", get(list_keys))
+        .nest("/admin/keys", keys.admin_api()?)
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
@@ -554,16 +569,6 @@ async fn create_order(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
 
 async fn delete_order(Path(_id): Path<u64>) -> StatusCode {
     StatusCode::NO_CONTENT
-}
-
-/// The store's key records, as `KeyRecord::summary` shows them: no secret, no digest.
-async fn list_keys(State(store): State<Keys>) -> Result<Json<Vec<Value>>, StatusCode> {
-    let records = store.list().await.map_err(|error| {
-        tracing::error!(%error, "cannot list keys");
-        StatusCode::SERVICE_UNAVAILABLE
-    })?;
-    let records = records.iter().map(KeyRecord::summary).collect();
-    Ok(Json(records))
 }
 
 /// Prints the address and `curl` commands to try, with the keys issued at this start.
@@ -681,6 +686,24 @@ fn print_banner(addr: SocketAddr, keys: &[DemoKey], bearer_issuer: Option<&str>)
         println!();
         println!("# Prometheus metrics (admin key only):");
         println!("curl -s -H 'x-api-key: {secret}' {base}/metrics | grep ^portcullis_");
+    }
+    if let (Some(admin), Some(viewer)) = (
+        keys.iter().find(|key| key.name == "admin"),
+        keys.iter().find(|key| key.name == "viewer"),
+    ) {
+        let secret = admin.issued.key.expose_secret();
+        let viewer_id = viewer.issued.record.id();
+        println!();
+        println!("# key management (admin key): issue a key, shown once (201):");
+        println!(
+            "curl -s -H 'x-api-key: {secret}' -H 'content-type: application/json' \
+             -d '{{\"owner\":\"val\",\"roles\":[\"viewer\"],\"scopes\":[\"orders:read\"],\"expires_in\":86400}}' \
+             {base}/admin/keys"
+        );
+        println!(
+            "# last: revoke the viewer's key (204); the viewer's commands above then get 401:"
+        );
+        println!("curl -si -X DELETE -H 'x-api-key: {secret}' {base}/admin/keys/{viewer_id}");
     }
     println!();
     println!("Press Ctrl-C to stop.");

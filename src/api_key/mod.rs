@@ -16,6 +16,10 @@
 //! A request with no key goes on without a principal: the authorization rules decide
 //! whether the route needs one.
 //!
+//! Keys are issued, listed, rotated and revoked through [`KeyAdmin`]; with the `axum`
+//! feature, `KeyAdminApi` serves it over HTTP (an axum `Router` guarded by a role of its
+//! own, every change audited).
+//!
 //! # Example
 //!
 //! ```
@@ -54,6 +58,8 @@ mod admin;
 mod authenticator;
 mod cached;
 mod format;
+#[cfg(feature = "axum")]
+mod http;
 mod memory;
 mod record;
 mod store;
@@ -66,6 +72,13 @@ pub use self::authenticator::{ApiKeyAuthenticator, ApiKeyAuthenticatorBuilder};
 pub use self::cached::{CachedKeyStore, CachedKeyStoreBuilder};
 #[doc(inline)]
 pub use self::format::{GeneratedKey, KeyFormat, KeyId};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[doc(inline)]
+pub use self::http::{
+    KeyAction, KeyAdminApi, KeyAdminApiBuilder, KeyAdminAudit, KeyAdminAuditLog, KeyAdminEvent,
+    KeyAdminOutcome,
+};
 #[doc(inline)]
 pub use self::memory::MemoryKeyStore;
 #[doc(inline)]
