@@ -1,5 +1,8 @@
 //! A small orders API behind [`GatewaySecurityLayer`]: API keys from an in-memory store,
-//! role → permission mapping, per-route rules, and a JSON Schema for new orders.
+//! role → permission mapping, per-route rules, and a JSON Schema for new orders. The policy
+//! (roles, rules, the schema, and the tests it must pass before it serves) is the file
+//! `examples/gateway.yaml`, or the one named on the command line:
+//! `cargo run --example gateway -- my-policy.yaml`.
 //!
 //! ```text
 //! cargo run --example gateway
@@ -100,14 +103,13 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portcullis::api_key::{
     ApiKeyAuthenticator, IssuedKey, KeyAdmin, KeyAdminApi, MemoryKeyStore, NewKey, StoreError,
 };
-use portcullis::authz::{Requirement, RouteRules, authenticated, permission, public, role};
 use portcullis::bearer::{BearerAuthenticator, Introspection, IssuerRules};
+use portcullis::config::{CheckedPolicy, PolicyFile};
 use portcullis::observe::{MetricsObserver, Observe, TracingObserver};
 use portcullis::rate_limit::{Limit, LimitKey, Quota, RateLimitLayer, Tier};
 #[cfg(feature = "redis")]
 use portcullis::redis::RedisConnection;
 use portcullis::shield::{BruteForce, ShieldLayer};
-use portcullis::validate::{RequestSchema, ValidationRules};
 use portcullis::{ConfigError, GatewaySecurityLayer, Principal};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
@@ -237,51 +239,15 @@ struct DemoKey {
     issued: IssuedKey,
 }
 
-/// Who may call what. Roles are declared with the permissions they grant; routes no rule
-/// matches are denied.
-fn rules() -> Result<RouteRules, ConfigError> {
-    // An object-level rule in the text form a policy file uses: an order is read by its
-    // owner, or by an admin.
-    let owner_or_admin: Requirement =
-        r#"permission("orders:read") and (param("owner") == subject() or role("admin"))"#
-            .parse()?;
-    RouteRules::builder()
-        .role("admin", ["orders:*", "users:*"])
-        .role("viewer", ["orders:read"])
-        .route("GET /", public())
-        .route("GET /health", public())
-        .route("GET /whoami", authenticated())
-        .route("GET /orders", permission("orders:read"))
-        .route("GET /users/{owner}/orders/{id}", owner_or_admin)
-        .route("POST /orders", permission("orders:write"))
-        .route("DELETE /orders/{id}", permission("orders:write"))
-        // The key API: every method, the collection and everything under it. The API
-        // checks the role again itself.
-        .route("* /admin/keys", role("admin"))
-        .route("* /admin/keys/{*rest}", role("admin"))
-        .route("GET /metrics", role("admin"))
-        .build()
-}
-
-/// What a new order must look like; checked after authorization, before the handler.
-fn validation() -> Result<ValidationRules, ConfigError> {
-    let new_order = json!({
-        "type": "object",
-        "required": ["item", "quantity"],
-        "properties": {
-            "item": {"type": "string", "minLength": 1, "maxLength": 64},
-            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000}
-        },
-        "additionalProperties": false
+/// The demo's policy (roles, route rules, validation and its tests): `examples/gateway.yaml`,
+/// or the file named on the command line. Checked as a whole, tests included, before the
+/// demo serves it.
+fn policy() -> Result<(String, CheckedPolicy), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.yaml").to_owned()
     });
-    ValidationRules::builder()
-        .route(
-            "POST /orders",
-            RequestSchema::new()
-                .body(new_order)
-                .max_body_bytes(16 * 1024),
-        )
-        .build()
+    let checked = PolicyFile::from_file(&path)?.check()?;
+    Ok((path, checked))
 }
 
 /// A bearer-token authenticator from `PORTCULLIS_JWT_*` and `PORTCULLIS_INTROSPECTION_URL`,
@@ -455,6 +421,7 @@ fn app(
     bearer: Option<BearerAuthenticator>,
     oidc: Option<RelyingParty>,
     metrics: PrometheusHandle,
+    policy: CheckedPolicy,
 ) -> Result<Router, ConfigError> {
     let mut security = GatewaySecurityLayer::builder().authenticate(keys.authenticator());
     if let Some(bearer) = bearer {
@@ -467,9 +434,11 @@ fn app(
     let observer: Arc<dyn Observe> = Arc::new((TracingObserver, MetricsObserver::new()));
     // Without OpenID Connect, `.shield(..)` and `.rate_limit_before_auth(..)` on the gateway
     // do the same; with it, they belong outside `OidcLayer` (below).
+    if let Some(validation) = policy.validation {
+        security = security.validate(validation);
+    }
     let security = security
-        .rules(rules()?)
-        .validate(validation()?)
+        .rules(policy.rules)
         .rate_limit(per_key_limit(shared)?)
         .observer(observer.clone())
         .build()?;
@@ -733,7 +702,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let oidc = oidc_from_env(listener.local_addr()?, &shared)?;
     let login = oidc.is_some();
-    let app = app(store, &shared, bearer, oidc, metrics)?;
+    let (policy_path, policy) = policy()?;
+    let tests = policy.tests;
+    let app = app(store, &shared, bearer, oidc, metrics, policy)?;
+    println!("policy: {policy_path} ({tests} tests passed)");
     print_banner(listener.local_addr()?, &keys, bearer_issuer.as_deref());
     if login {
         println!(

@@ -52,7 +52,7 @@
 //! | `rate-limit` | yes | [`rate_limit`]: GCRA limits per IP, key, subject, client, tenant or route, tiers (includes `shield`) |
 //! | `metrics` | yes | `observe::MetricsObserver`: decisions through the `metrics` facade |
 //! | `redis` | no | [`redis`]: shared state on Redis or Redis Cluster (`RedisKeyStore` with `api-key`) |
-//! | `config` | no | `config`: the authorization policy as a YAML, TOML or JSON file, with its own tests |
+//! | `config` | yes | `config`: the authorization policy and validation as a YAML, TOML or JSON file, with its own tests |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
 //! `docs/` folder.
