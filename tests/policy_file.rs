@@ -457,3 +457,33 @@ async fn business_rules_join_the_files_validation_in_code() {
     let response = app.oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[test]
+fn files_named_in_a_policy_stay_inside_its_directory() {
+    let dir = std::env::temp_dir().join(format!("portcullis-paths-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("policy")).expect("temp dir");
+    std::fs::write(dir.join("secret.txt"), "db_password=hunter2").expect("write");
+    let path = dir.join("policy/policy.yaml");
+    let secret = dir.join("secret.txt");
+    std::fs::write(
+        &path,
+        format!(
+            "validate:\n  routes:\n    - {{route: POST /a, body_file: ../secret.txt}}\n    - {{route: POST /b, body_file: {}}}\n",
+            secret.display()
+        ),
+    )
+    .expect("write");
+    let errors = PolicyFile::from_file(&path)
+        .expect("reads")
+        .check()
+        .expect_err("both refused");
+    let text = errors.to_string();
+    assert_eq!(errors.errors().len(), 2, "{text}");
+    assert!(
+        text.contains("outside the policy file's directory"),
+        "{text}"
+    );
+    assert!(text.contains("absolute paths are refused"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -236,14 +236,7 @@ impl PolicyFile {
                 format!("{shown}: the extension must be .yaml, .yml, .toml or .json"),
             )
         })?;
-        let size = std::fs::metadata(path)
-            .map_err(|error| PolicyError::at("", format!("{shown}: {error}")))?
-            .len();
-        if size > MAX_FILE_BYTES {
-            return Err(PolicyError::at("", format!("{shown}: larger than 4 MiB")).into());
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| PolicyError::at("", format!("{shown}: {error}")))?;
+        let text = read_bounded(path).map_err(|message| PolicyError::at("", message))?;
         let mut policy = Self::parse(&text, format)?;
         policy.base = path.parent().map(Path::to_path_buf);
         Ok(policy)
@@ -283,6 +276,29 @@ impl PolicyFile {
         };
         parsed.map_err(PolicyErrors::from)
     }
+}
+
+/// Reads a regular file of at most 4 MiB as text. The bound holds while reading (a file
+/// that grows, a device or a pipe cannot make it read more), and anything but a regular
+/// file is refused.
+pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|error| format!("{shown}: {error}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("{shown}: {error}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|error| format!("{shown}: {error}"))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("{shown}: larger than 4 MiB"));
+    }
+    Ok(text)
 }
 
 /// The 1-based line and column of byte `offset` in `text`.

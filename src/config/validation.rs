@@ -11,9 +11,6 @@ use crate::authz::RouteRules;
 use crate::error::ConfigError;
 use crate::validate::{OpenApiSpec, RequestSchema, ValidationRules};
 
-/// The largest schema or OpenAPI file read.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
 impl PolicyFile {
     /// Builds the validation rules of the `validate` section (`None` without one): schemas
     /// inline or from files (relative to the policy file), or an OpenAPI document.
@@ -167,19 +164,33 @@ impl PolicyFile {
         Ok(schema)
     }
 
-    /// Reads a file named in the policy, relative to the policy file.
+    /// Reads a file named in the policy: relative to the policy file's directory (the
+    /// working directory for a policy not read from a file), and inside it. An absolute
+    /// path, or one that leaves the directory (`..`, a symbolic link out), is refused: a
+    /// policy under review must not read the host's other files (into an error message, say).
     fn read(&self, path: &str) -> Result<String, String> {
-        let full: PathBuf = match &self.base {
-            Some(base) if Path::new(path).is_relative() => base.join(path),
-            _ => PathBuf::from(path),
+        let base = match &self.base {
+            Some(base) if !base.as_os_str().is_empty() => base.clone(),
+            _ => PathBuf::from("."),
         };
-        let size = std::fs::metadata(&full)
-            .map_err(|error| format!("{}: {error}", full.display()))?
-            .len();
-        if size > MAX_FILE_BYTES {
-            return Err(format!("{}: larger than 4 MiB", full.display()));
+        let base = base
+            .canonicalize()
+            .map_err(|error| format!("{}: {error}", base.display()))?;
+        if Path::new(path).is_absolute() {
+            return Err(format!(
+                "`{path}`: absolute paths are refused; name files relative to the policy file"
+            ));
         }
-        std::fs::read_to_string(&full).map_err(|error| format!("{}: {error}", full.display()))
+        let full = base
+            .join(path)
+            .canonicalize()
+            .map_err(|error| format!("{path}: {error}"))?;
+        if !full.starts_with(&base) {
+            return Err(format!(
+                "`{path}` is outside the policy file's directory, and is refused"
+            ));
+        }
+        super::file::read_bounded(&full)
     }
 
     /// The routes whose rule reads the body without a JSON body schema for it in `validation`.
