@@ -17,8 +17,10 @@ use super::{GatewaySecurity, GatewaySecurityLayer};
 /// Each request is served whole by the gateway current when it started: in-flight requests
 /// finish under the policy they began with, new ones get the new one. A reload that fails
 /// (the builder's error) changes nothing and is reported as a `warn` event
-/// (`portcullis::reload`). Serving costs one atomic load per request; the new stack is put
-/// around the service once per service clone, at the first request after a change.
+/// (`portcullis::reload`). Serving costs one atomic load per request; after a change, the
+/// new stack is put around the service once, at the first request, and the requests after
+/// it take a copy of it under an uncontended read lock (axum and hyper serve each request
+/// with a copy of the service, so that copy, not the service, is what is kept current).
 ///
 /// # Example
 ///
@@ -163,8 +165,10 @@ impl<S: Clone> Layer<S> for ReloadableLayer {
 
     fn layer(&self, inner: S) -> Reloadable<S> {
         let (generation, layer) = self.shared.current();
+        let built = (generation, layer.layer(inner.clone()));
         Reloadable {
-            built: (generation, layer.layer(inner.clone())),
+            latest: Arc::new(RwLock::new(built.clone())),
+            built,
             inner,
             shared: self.shared.clone(),
         }
@@ -178,15 +182,34 @@ pub struct Reloadable<S> {
     shared: Arc<Shared>,
     /// The gateway around `inner`, and the generation it was built from.
     built: (u64, GatewaySecurity<S>),
+    /// The newest stack built around `inner`, shared by every copy of this service, so that
+    /// a change is built once, not once per request copy.
+    latest: Arc<RwLock<(u64, GatewaySecurity<S>)>>,
 }
 
 impl<S: Clone> Reloadable<S> {
     /// Puts the current gateway around the service, if it changed since the last time.
     fn refresh(&mut self) {
-        if self.shared.generation.load(Ordering::Acquire) != self.built.0 {
-            let (generation, layer) = self.shared.current();
-            self.built = (generation, layer.layer(self.inner.clone()));
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation == self.built.0 {
+            return;
         }
+        {
+            let latest = self.latest.read().unwrap_or_else(PoisonError::into_inner);
+            if latest.0 == generation {
+                self.built = latest.clone();
+                return;
+            }
+        }
+        let (generation, layer) = self.shared.current();
+        let built = (generation, layer.layer(self.inner.clone()));
+        let mut latest = self.latest.write().unwrap_or_else(PoisonError::into_inner);
+        // Never go back to an older stack than another copy has put there.
+        if latest.0 < generation {
+            *latest = built.clone();
+        }
+        drop(latest);
+        self.built = built;
     }
 }
 
