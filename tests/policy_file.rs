@@ -217,6 +217,7 @@ fn explain_names_the_rule_and_the_decision() {
             .expect("identity");
     let explained = PolicyFile::explain(
         &rules,
+        None,
         &vic,
         "GET /users/ada/orders/7",
         &BTreeMap::new(),
@@ -232,10 +233,10 @@ fn explain_names_the_rule_and_the_decision() {
         (explained.status, explained.reason),
         (403, Some("object_denied"))
     );
-    let nowhere = PolicyFile::explain(&rules, &vic, "GET /nowhere", &BTreeMap::new(), None)
+    let nowhere = PolicyFile::explain(&rules, None, &vic, "GET /nowhere", &BTreeMap::new(), None)
         .expect("explains");
     assert_eq!((nowhere.rule.as_str(), nowhere.status), ("unmatched", 403));
-    assert!(PolicyFile::explain(&rules, &vic, "nonsense", &BTreeMap::new(), None).is_err());
+    assert!(PolicyFile::explain(&rules, None, &vic, "nonsense", &BTreeMap::new(), None).is_err());
 }
 
 #[tokio::test]
@@ -485,5 +486,88 @@ fn files_named_in_a_policy_stay_inside_its_directory() {
     );
     assert!(text.contains("absolute paths are refused"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn policy_tests_see_validation_between_authorization_and_body_rules() {
+    let with_tests = |tests: &str| format!("{ORDERS}{tests}");
+    // A body the schema refuses is a 400, as the gateway answers, before the body rule.
+    let policy = PolicyFile::parse(
+        &with_tests(
+            r#"  - request: POST /orders
+    as: {subject: ada, roles: [admin]}
+    body: {customer: 5}
+    expect: {status: 400, reason: schema_violation}
+  - request: POST /orders
+    as: {subject: ada, roles: [admin]}
+    expect: {status: 400, reason: missing_body}
+"#,
+        ),
+        Format::Yaml,
+    )
+    .expect("parses");
+    let checked = policy.check().unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(checked.tests, 11);
+    // Expecting it through is a failing test, not a pass.
+    let wrong = PolicyFile::parse(
+        &with_tests(
+            r#"  - request: POST /orders
+    as: {subject: ada, roles: [admin]}
+    body: {customer: 5}
+    expect: {status: 200}
+"#,
+        ),
+        Format::Yaml,
+    )
+    .expect("parses");
+    let errors = wrong.check().expect_err("the schema refuses it");
+    assert!(
+        errors
+            .to_string()
+            .contains("expected 200, decided 400 schema_violation"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_binary_explains_with_headers_and_a_body() {
+    let dir = std::env::temp_dir().join(format!("portcullis-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("orders.yaml");
+    std::fs::write(&path, ORDERS).expect("write");
+    let path = path.to_str().expect("utf-8 path");
+    let ada = "{subject: ada, roles: [admin]}";
+    let explain = |body: &str| {
+        portcullis(&[
+            "explain", path, "--as", ada, "--body", body, "POST", "/orders",
+        ])
+        .1
+    };
+    assert!(explain(r#"{"customer": "ada"}"#).starts_with("POST /orders: allowed (200)"));
+    assert!(
+        explain(r#"{"customer": "vic"}"#).starts_with("POST /orders: refused: 403 object_denied")
+    );
+    assert!(explain("{}").starts_with("POST /orders: refused: 400 schema_violation"));
+    let (code, out, _) = portcullis(&[
+        "explain",
+        path,
+        "--header",
+        "x-trace: 1",
+        "--as",
+        "{subject: vic}",
+        "GET",
+        "/reports?owner=vic",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("GET /reports?owner=vic: allowed (200)"),
+        "{out}"
+    );
+    assert_eq!(
+        portcullis(&["explain", path, "--body", "{", "--as", ada, "GET", "/"]).0,
+        2
+    );
+    assert_eq!(portcullis(&["explain", path, "GET", "/"]).0, 2);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

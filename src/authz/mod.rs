@@ -115,6 +115,8 @@ pub use self::requirement::{
     Access, Requirement, all, any, auth_method, authenticated, claim, deny, not, optional,
     permission, public, role, scope,
 };
+#[cfg(feature = "config")]
+pub(crate) use self::rules::Explained;
 #[cfg(feature = "validate")]
 pub(crate) use self::rules::PendingObjectCheck;
 #[doc(inline)]

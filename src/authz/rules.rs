@@ -279,35 +279,42 @@ pub(crate) struct Explained<'a> {
     pub(crate) rule: &'a str,
     pub(crate) requires: String,
     pub(crate) rejection: Option<Rejection>,
+    /// Allowed for now: the rule needs the body, which validation parses first.
+    pub(crate) deferred: bool,
 }
 
 #[cfg(feature = "config")]
 impl RouteRules {
-    /// Decides a whole request at once: its body, if any, as validation would have parsed it.
+    /// Decides a request described in full, as the gateway would. With `body` `None`, before
+    /// the body is read: a rule that needs it is `deferred`. With `Some`, on the body as
+    /// validation parsed it (`Some(None)`: there is no JSON body).
     pub(crate) fn explain(
         &self,
         method: &Method,
         uri: &http::Uri,
         headers: &http::HeaderMap,
         principal: Option<&Principal>,
-        body: Option<&serde_json::Value>,
+        body: Option<Option<&serde_json::Value>>,
     ) -> Explained<'_> {
+        use super::object::BodyFacts;
         let matched = self.find(method, uri.path());
         let facts = Facts {
             path: uri.path(),
             params: super::object::Params::Path,
             query: uri.query(),
             headers: Some(headers),
-            body: body.map_or(
-                super::object::BodyFacts::Absent,
-                super::object::BodyFacts::Parsed,
-            ),
+            body: match body {
+                None => BodyFacts::NotYet,
+                Some(None) => BodyFacts::Absent,
+                Some(Some(value)) => BodyFacts::Parsed(value),
+            },
         };
-        let decision = self.decide(matched, principal, &facts, false);
+        let decision = self.decide(matched, principal, &facts, body.is_none());
         Explained {
             rule: decision.rule,
             requires: self.rule_of(matched).1.to_string(),
             rejection: decision.rejection,
+            deferred: decision.deferred,
         }
     }
 }

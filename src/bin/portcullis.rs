@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! portcullis check POLICY                       # every problem, the tests, the route table
-//! portcullis explain POLICY --as WHO METHOD PATH
+//! portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
 //! ```
 //!
 //! `WHO` is `anonymous` or an identity in YAML flow form:
@@ -18,17 +18,33 @@ use portcullis::config::{PolicyFile, TestCaller};
 
 const USAGE: &str = "usage:
   portcullis check POLICY
-  portcullis explain POLICY --as WHO METHOD PATH
+  portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
 
 POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
-'{subject: vic, roles: [viewer]}'.";
+'{subject: vic, roles: [viewer]}'. PATH may carry a query string.";
 
 fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let arguments: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|argument| argument.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(arguments) => arguments,
+        Err(_) => {
+            eprintln!("arguments must be UTF-8\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     match arguments.as_slice() {
         ["check", policy] => check(policy),
-        ["explain", policy, "--as", who, method, path] => explain(policy, who, method, path),
+        ["explain", policy, rest @ ..] => match Request::parse(rest) {
+            Some(request) => explain(policy, &request),
+            None => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -36,6 +52,42 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// What `explain` is asked about.
+struct Request<'a> {
+    who: &'a str,
+    headers: Vec<&'a str>,
+    body: Option<&'a str>,
+    method: &'a str,
+    target: &'a str,
+}
+
+impl<'a> Request<'a> {
+    /// `--as WHO [--header H]... [--body JSON] METHOD PATH`, options in any order.
+    fn parse(mut arguments: &[&'a str]) -> Option<Self> {
+        let (mut who, mut headers, mut body) = (None, Vec::new(), None);
+        loop {
+            match arguments {
+                ["--as", value, rest @ ..] => (who, arguments) = (Some(*value), rest),
+                ["--header", value, rest @ ..] => {
+                    headers.push(*value);
+                    arguments = rest;
+                }
+                ["--body", value, rest @ ..] => (body, arguments) = (Some(*value), rest),
+                [method, target] => {
+                    return Some(Self {
+                        who: who?,
+                        headers,
+                        body,
+                        method,
+                        target,
+                    });
+                }
+                _ => return None,
+            }
         }
     }
 }
@@ -135,23 +187,56 @@ fn print_table(rules: &RouteRules, policy: &PolicyFile) {
 }
 
 /// Explains the decision for one request.
-fn explain(path: &str, who: &str, method: &str, target: &str) -> ExitCode {
-    let caller: TestCaller = match serde_yaml_ng::from_str(who) {
+fn explain(path: &str, asked: &Request<'_>) -> ExitCode {
+    let caller: TestCaller = match serde_yaml_ng::from_str(asked.who) {
         Ok(caller) => caller,
         Err(error) => {
-            eprintln!("--as {who}: not `anonymous` or an identity: {error}");
+            eprintln!(
+                "--as {}: not `anonymous` or an identity: {error}",
+                asked.who
+            );
             return ExitCode::from(2);
         }
     };
-    let rules = match PolicyFile::from_file(path).and_then(|policy| policy.rules()) {
-        Ok(rules) => rules,
+    let mut headers = BTreeMap::new();
+    for header in &asked.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            eprintln!("--header {header}: expected `NAME: VALUE`");
+            return ExitCode::from(2);
+        };
+        headers.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    let body = match asked
+        .body
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()
+    {
+        Ok(body) => body,
+        Err(error) => {
+            eprintln!("--body: not JSON: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let built = PolicyFile::from_file(path).and_then(|policy| {
+        let rules = policy.rules()?;
+        Ok((rules, policy.validation()?))
+    });
+    let (rules, validation) = match built {
+        Ok(built) => built,
         Err(errors) => {
             eprintln!("{path}: {errors}");
             return ExitCode::FAILURE;
         }
     };
-    let request = format!("{method} {target}");
-    match PolicyFile::explain(&rules, &caller, &request, &BTreeMap::new(), None) {
+    let request = format!("{} {}", asked.method, asked.target);
+    match PolicyFile::explain(
+        &rules,
+        validation.as_ref(),
+        &caller,
+        &request,
+        &headers,
+        body.as_ref(),
+    ) {
         Ok(explained) => {
             let decision = match explained.reason {
                 None => "allowed (200)".to_owned(),

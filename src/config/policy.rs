@@ -1,7 +1,9 @@
 //! From a [`PolicyFile`] to [`RouteRules`], every problem reported at once; and the policy's
 //! tests and explanations, decided by the same rules the gateway runs.
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 
 use super::error::{PolicyError, PolicyErrors};
 use super::file::{PolicyFile, TestCaller, TestIdentity};
@@ -9,6 +11,7 @@ use crate::authz::{Access, RouteRules};
 use crate::error::ConfigError;
 use crate::principal::{AuthMethod, Principal};
 use crate::suggest::closest;
+use crate::validate::ValidationRules;
 
 /// The rules of a checked policy: built, and its tests passed.
 #[derive(Debug, Clone)]
@@ -162,6 +165,7 @@ impl PolicyFile {
                 };
                 let decided = match self.decide(
                     &rules,
+                    validation.as_ref(),
                     &test.caller,
                     &test.request,
                     &test.headers,
@@ -206,25 +210,32 @@ impl PolicyFile {
         }
     }
 
-    /// What the policy decides for `request` (`GET /orders/1`) from `caller`, and which rule
-    /// decides it.
+    /// What the policy decides for `request` (`GET /orders/1`, with a query string if
+    /// needed) from `caller`, with `headers` and a JSON `body`, and which rule decides it: as
+    /// the gateway decides, authorization first, then `validation` (when given), then a rule
+    /// that reads the body.
     ///
     /// # Errors
     ///
     /// The request is not `METHOD /path`, or a header is not a valid header.
     pub fn explain(
         rules: &RouteRules,
+        validation: Option<&ValidationRules>,
         caller: &TestCaller,
         request: &str,
         headers: &std::collections::BTreeMap<String, String>,
         body: Option<&serde_json::Value>,
     ) -> Result<Explanation, String> {
-        Self::default().decide(rules, caller, request, headers, body)
+        Self::default().decide(rules, validation, caller, request, headers, body)
     }
 
+    /// Decides as the gateway does: authorization before the body, then validation (when
+    /// the policy has it), then a rule that needed the body, on the body validation parsed.
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         rules: &RouteRules,
+        validation: Option<&ValidationRules>,
         caller: &TestCaller,
         request: &str,
         headers: &std::collections::BTreeMap<String, String>,
@@ -243,8 +254,9 @@ impl PolicyFile {
             TestCaller::Anonymous(_) => None,
             TestCaller::Identity(identity) => Some(principal(rules, identity)),
         };
-        let decided = rules.explain(&method, &uri, &map, principal.as_ref(), body);
-        Ok(Explanation {
+        let principal = principal.as_ref();
+        let before = rules.explain(&method, &uri, &map, principal, None);
+        let answer = |decided: crate::authz::Explained<'_>| Explanation {
             rule: decided.rule.to_owned(),
             requires: decided.requires,
             status: decided
@@ -255,7 +267,92 @@ impl PolicyFile {
                 .rejection
                 .as_ref()
                 .map(|rejection| rejection.reason().public().code()),
-        })
+        };
+        if before.rejection.is_some() {
+            return Ok(answer(before));
+        }
+        if let Some(validation) = validation
+            && let Some((status, reason)) = validate(validation, &method, &uri, &map, body)?
+        {
+            return Ok(Explanation {
+                status,
+                reason,
+                ..answer(before)
+            });
+        }
+        if !before.deferred {
+            return Ok(answer(before));
+        }
+        Ok(answer(rules.explain(
+            &method,
+            &uri,
+            &map,
+            principal,
+            Some(body),
+        )))
+    }
+}
+
+/// Runs `validation` on the request; the refusal's status and reason, if refused.
+fn validate(
+    validation: &ValidationRules,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Option<&serde_json::Value>,
+) -> Result<Option<(u16, Option<&'static str>)>, String> {
+    use std::future::Future;
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    let bytes = body
+        .map(|body| serde_json::to_vec(body).unwrap_or_default())
+        .unwrap_or_default();
+    let mut request = Request::new(http_body_util::Full::new(bytes::Bytes::from(bytes)));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers.clone();
+    if body.is_some() && !headers.contains_key(http::header::CONTENT_TYPE) {
+        request.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    let mut service = crate::validate::ValidateLayer::new(validation.clone())
+        .observer(std::sync::Arc::new(|_: &crate::observe::Decision<'_>| {}))
+        .layer(Passed);
+    let mut future = std::pin::pin!(service.call(request));
+    // Nothing here waits: the body is in memory, and a file's validation has no async rules.
+    let mut context = Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(Ok(response)) if response.status() == http::StatusCode::OK => Ok(None),
+        Poll::Ready(Ok(response)) => Ok(Some((
+            response.status().as_u16(),
+            response
+                .extensions()
+                .get::<crate::rejection::Reason>()
+                .map(|reason| reason.public().code()),
+        ))),
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => Err("validation did not complete at once".to_owned()),
+    }
+}
+
+/// The service behind validation in a policy test: reached means passed.
+#[derive(Clone, Copy)]
+struct Passed;
+
+impl<B> tower_service::Service<Request<B>> for Passed {
+    type Response = http::Response<()>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(())))
     }
 }
 
