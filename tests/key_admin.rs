@@ -488,6 +488,18 @@ async fn rotation_defaults_to_an_hour_and_zero_ends_the_old_key_at_once() {
     let new = json_of(&bytes)["key"].as_str().expect("secret").to_owned();
     assert_eq!(fixture.whoami(&old).await, StatusCode::UNAUTHORIZED);
     assert_eq!(fixture.whoami(&new).await, StatusCode::OK);
+    // The old key has expired: rotating it again is refused (its successor would inherit
+    // a lifetime already over); rotate the successor instead.
+    let (status, _, bytes) = fixture
+        .send(request(
+            "POST",
+            &format!("/admin/keys/{id}/rotate"),
+            Some(fixture.admin_key()),
+            Some(r#"{"overlap_secs": 0}"#),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(json_of(&bytes)["code"], "key_expired");
 
     // Out of bounds, unknown fields: 400, nothing rotated.
     let count = fixture.count().await;
@@ -711,6 +723,8 @@ async fn malformed_requests_are_refused_and_change_nothing() {
         "/admin/keys/short",
         "/admin/keys/0123456789ab!",
         "/admin/keys/%E2%82%AC%E2%82%AC%E2%82%AC%E2%82%AC",
+        // Not UTF-8 once decoded: axum's own extractor fails; the answer is still ours.
+        "/admin/keys/%FF",
     ] {
         for method in ["GET", "DELETE"] {
             let (status, _, bytes) = fixture.send(request(method, path, Some(admin), None)).await;
@@ -718,10 +732,11 @@ async fn malformed_requests_are_refused_and_change_nothing() {
             assert_eq!(json_of(&bytes)["code"], "invalid_request");
         }
         let rotate = format!("{path}/rotate");
-        let (status, _, _) = fixture
+        let (status, _, bytes) = fixture
             .send(request("POST", &rotate, Some(admin), None))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{rotate}");
+        assert_eq!(json_of(&bytes)["code"], "invalid_request", "{rotate}");
     }
     let unknown = "000000000000";
     for (method, path) in [

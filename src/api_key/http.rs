@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -54,13 +55,14 @@ const RETRY_AFTER_SECS: u32 = 5;
 /// | `POST /` with a JSON [key description](#the-key-description) | **201** `{"key": "<secret>", "record": {…}}`: the secret, shown this once |
 /// | `GET /` (`?owner=<owner>` to filter) | 200, the records' [summaries](super::KeyRecord::summary): never a secret or a digest |
 /// | `GET /{id}` | 200, one summary; 404 when no key has this id |
-/// | `POST /{id}/rotate`, body `{"overlap_secs": N}` or none | **201** `{"key", "record", "previous"}`: the successor's secret once, and the old key's record with its new expiry; the old key works `N` more seconds (default 3600, at most 604 800; 0 ends it at once); 409 when the key is revoked |
+/// | `POST /{id}/rotate`, body `{"overlap_secs": N}` or none | **201** `{"key", "record", "previous"}`: the successor's secret once, and the old key's record with its new expiry; the old key works `N` more seconds (default 3600, at most 604 800; 0 ends it at once); 409 `key_revoked` or `key_expired` (rotate its successor) |
 /// | `DELETE /{id}` | **204**, the key is refused from now on; 409 when it is the key the request is made with |
 ///
 /// Every answer has `Cache-Control: no-store`. Refusals are `application/problem+json` with
 /// a stable `code`: an id that is not a key id (12 base62 characters) → 400
 /// `invalid_request`; a body that is not JSON, or has an unknown field or a wrong type → 400
-/// `invalid_json`; a field out of its bounds → 400 `schema_violation` with `violations`; a
+/// `invalid_json` (a path segment that does not decode is an id that is not a key id); a
+/// field out of its bounds → 400 `schema_violation` with `violations`; a
 /// body that is not `application/json` → 415; over 16 KiB → 413; the store failing → 503
 /// `unavailable` with `Retry-After: 5`. A method a path does not have → 405 (axum's, with
 /// `Allow`).
@@ -70,7 +72,9 @@ const RETRY_AFTER_SECS: u32 = 5;
 /// The API authenticates nobody itself: an authentication layer in front (an
 /// [`ApiKeyLayer`](super::ApiKeyLayer), a bearer layer, the gateway) puts the caller's
 /// [`Principal`] in the request's extensions. Every request, to every path and method under
-/// the router (unknown ones included), needs a principal holding the configured
+/// the router (unknown ones included; a trailing slash after the mount point,
+/// `/admin/keys/`, is not under it and goes to your router's fallback), needs a principal
+/// holding the configured
 /// [`role`](KeyAdminApiBuilder::role): without a principal the answer is 401 with the
 /// challenges of the authentication in front, without the role 403. There is no default
 /// role: [`build`](KeyAdminApiBuilder::build) refuses a builder without one.
@@ -84,8 +88,8 @@ const RETRY_AFTER_SECS: u32 = 5;
 ///
 /// # Audit
 ///
-/// Every change (issue, rotate, revoke), whatever its outcome, and every refused call is
-/// reported to the [`KeyAdminAudit`] (by default [`KeyAdminAuditLog`], a `tracing` event
+/// Every change (issue, rotate, revoke), whatever its outcome, and every call refused for
+/// want of a principal or the role, is reported to the [`KeyAdminAudit`] (by default [`KeyAdminAuditLog`], a `tracing` event
 /// at target `portcullis::audit`): who, which action, which key, never a secret.
 ///
 /// # The key description
@@ -318,7 +322,9 @@ pub enum KeyAdminOutcome {
     /// The caller was refused: no principal (401), not the role (403), or a request the API
     /// does not accept (a malformed body or id, an unknown key, revoking one's own key).
     Refused,
-    /// The store failed; nothing is known to have changed (503).
+    /// The store failed (503). For a rotation this is not "nothing changed": a store that
+    /// issues the successor and then fails to shorten the old key's life leaves both
+    /// working; look the owner's keys up before retrying.
     Failed,
 }
 
@@ -476,10 +482,13 @@ impl Failure {
     fn store(error: &StoreError) -> Self {
         match error {
             StoreError::NotFound(_) => not_found_key(),
-            StoreError::Revoked(_) => Self::problem(
+            StoreError::Revoked(_) => {
+                Self::problem(StatusCode::CONFLICT, "key_revoked", "The key is revoked.")
+            }
+            StoreError::Expired(_) => Self::problem(
                 StatusCode::CONFLICT,
-                "key_revoked",
-                "The key is revoked and cannot be rotated.",
+                "key_expired",
+                "The key has expired and cannot be rotated; rotate its successor.",
             ),
             error => {
                 tracing::error!(target: "portcullis::api_key", %error, "key store failed");
@@ -565,7 +574,8 @@ fn caller(request: &Request) -> Option<&Principal> {
     request.extensions().get::<Principal>()
 }
 
-/// The key id in the path, or 400.
+/// The key id in the path, or 400 (also for a path segment axum cannot decode, passed here
+/// as empty, so that the answer is ours and is audited).
 fn key_id(id: &str) -> Result<KeyId, Failure> {
     KeyId::parse(id).ok_or_else(|| {
         Failure::rejection(
@@ -822,11 +832,11 @@ async fn issue<S: KeyAdmin>(State(config): State<Arc<Config<S>>>, request: Reque
 
 async fn rotate<S: KeyAdmin>(
     State(config): State<Arc<Config<S>>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
     let principal = caller(&request).cloned();
-    let id = match key_id(&id) {
+    let id = match id.map_or_else(|_| key_id(""), |Path(id)| key_id(&id)) {
         Ok(id) => id,
         Err(failure) => {
             return report_failure(
@@ -892,11 +902,11 @@ async fn rotate<S: KeyAdmin>(
 
 async fn revoke<S: KeyAdmin>(
     State(config): State<Arc<Config<S>>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
     let principal = caller(&request);
-    let id = match key_id(&id) {
+    let id = match id.map_or_else(|_| key_id(""), |Path(id)| key_id(&id)) {
         Ok(id) => id,
         Err(failure) => {
             return report_failure(&config, KeyAction::Revoke, principal, None, failure);
@@ -963,9 +973,9 @@ async fn list<S: KeyAdmin>(State(config): State<Arc<Config<S>>>, request: Reques
 
 async fn read<S: KeyAdmin>(
     State(config): State<Arc<Config<S>>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let id = match key_id(&id) {
+    let id = match id.map_or_else(|_| key_id(""), |Path(id)| key_id(&id)) {
         Ok(id) => id,
         Err(failure) => return *failure.response,
     };

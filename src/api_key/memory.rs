@@ -119,6 +119,9 @@ impl KeyAdmin for MemoryKeyStore {
             if old.revoked_at().is_some() {
                 return Err(StoreError::Revoked(*id));
             }
+            if old.is_expired_at(SystemTime::now()) {
+                return Err(StoreError::Expired(*id));
+            }
             old.successor()
         };
         let issued = self.issue_now(successor)?;

@@ -165,7 +165,9 @@ impl KeyRecord {
     }
 
     /// The description of a key that replaces this one: same owner, roles, scopes, tenant
-    /// and metadata, and the same lifetime counted from its own issue.
+    /// and metadata, and the same lifetime counted from its own issue. A key already rotated
+    /// (in its overlap) has a shortened lifetime, which its successor would inherit: rotate
+    /// the successor instead. Stores refuse to rotate an expired key.
     pub fn successor(&self) -> NewKey {
         let lifetime = self
             .expires_at

@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The key is revoked and cannot be rotated.
     #[error("API key {0} is revoked")]
     Revoked(KeyId),
+    /// The key has expired (at the end of its lifetime, or of a rotation's overlap) and
+    /// cannot be rotated: rotate its successor, or issue a new key.
+    #[error("API key {0} has expired")]
+    Expired(KeyId),
     /// The store cannot be reached or failed; requests needing it get 503.
     #[error("key store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -223,6 +223,9 @@ impl KeyAdmin for RedisKeyStore {
         if old.revoked_at().is_some() {
             return Err(StoreError::Revoked(*id));
         }
+        if old.is_expired_at(SystemTime::now()) {
+            return Err(StoreError::Expired(*id));
+        }
         let issued = self.issue_record(old.successor()).await?;
         let now = SystemTime::now();
         let until = now.checked_add(overlap).unwrap_or(now);
