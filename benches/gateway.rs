@@ -7,7 +7,9 @@
 //! Each measurement builds its request, calls the router and reads the response body; every
 //! future completes without waiting, so it is polled once with a no-op waker, inside a
 //! tokio runtime context (the validation layer arms its read timer only when a body makes
-//! it wait). The gateway's cost for a scenario is `gated` minus `bare`.
+//! it wait). The gateway's cost for a scenario is `gated` minus `bare`; `reloadable` is the
+//! same gateway in a `ReloadableLayer` after one reload, so `reloadable` minus `gated` is what
+//! being reloadable costs.
 //!
 //! Run with `cargo bench --bench gateway -- --warm-up-time 1 --measurement-time 3`.
 
@@ -44,6 +46,7 @@ fn gateway(c: &mut Criterion) {
         .expect("runtime");
     let _entered = runtime.enter();
     let (mut gated, fixture) = runtime.block_on(e2e_app::gated_router());
+    let (mut reloaded, reloaded_fixture) = runtime.block_on(e2e_app::reloaded_router());
     let mut bare = e2e_app::bare_router();
     let mut group = c.benchmark_group("gateway");
     for scenario in Scenario::ALL {
@@ -54,6 +57,10 @@ fn gateway(c: &mut Criterion) {
         });
         group.bench_function(format!("{}/gated", scenario.name()), |b| {
             b.iter(|| send(&mut gated, &fixture, scenario));
+        });
+        send(&mut reloaded, &reloaded_fixture, scenario);
+        group.bench_function(format!("{}/reloadable", scenario.name()), |b| {
+            b.iter(|| send(&mut reloaded, &reloaded_fixture, scenario));
         });
     }
     group.finish();

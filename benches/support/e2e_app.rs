@@ -129,6 +129,18 @@ pub(crate) async fn gated_routers() -> (Router, GatewaySecurity<Router>, Fixture
     (layered, wrapped, fixture)
 }
 
+/// The same routes behind the gateway in a `ReloadableLayer`, replaced once already (the
+/// steady state after any reload: each request's copy of the service takes the shared new
+/// stack), and the credentials it accepts.
+pub(crate) async fn reloaded_router() -> (Router, Fixture) {
+    let (security, fixture) = gateway().await;
+    let reloadable = portcullis::ReloadableLayer::new(security.clone());
+    let handle = reloadable.handle();
+    let router = gated_routes().layer(reloadable).with_state(());
+    handle.replace(security);
+    (router, fixture)
+}
+
 fn gated_routes() -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
