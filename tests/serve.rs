@@ -1,0 +1,1 @@
+//! `portcullis serve` and the proxy, end to end.
