@@ -211,7 +211,10 @@ async fn identity_headers_arrive_and_forged_ones_never_do() {
     assert_eq!(headers["x-auth-subject"], json!(["ada"]));
     assert_eq!(headers["x-auth-method"], json!(["bearer"]));
     assert_eq!(headers["x-auth-roles"], json!(["member"]));
-    assert_eq!(headers["x-auth-scopes"], json!(["orders:read,orders:write"]));
+    assert_eq!(
+        headers["x-auth-scopes"],
+        json!(["orders:read,orders:write"])
+    );
 
     // On a public route, as an anonymous caller: every forged identity header is removed.
     let request = get(proxy, "/public")
@@ -265,7 +268,10 @@ async fn forwarded_headers_are_set_and_hop_by_hop_ones_removed() {
     }
     assert_eq!(headers["x-kept"], json!(["yes"]));
     // The client's list is kept, this hop appended.
-    assert_eq!(headers["x-forwarded-for"], json!(["203.0.113.9, 127.0.0.1"]));
+    assert_eq!(
+        headers["x-forwarded-for"],
+        json!(["203.0.113.9, 127.0.0.1"])
+    );
     assert_eq!(headers["x-forwarded-proto"], json!(["http"]));
     assert_eq!(headers["x-forwarded-host"], json!([proxy.to_string()]));
     assert_eq!(
@@ -294,9 +300,7 @@ async fn a_large_body_arrives_byte_for_byte_streamed() {
 
     // 8 MiB (eight times the validation's default limit, which applies to validated routes
     // only), sent in 64 KiB chunks with no length given, so it goes chunked all the way.
-    let sent: Vec<u8> = (0..8 * 1024 * 1024u32)
-        .map(|i| (i % 251) as u8)
-        .collect();
+    let sent: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let chunks: Vec<Result<http_body::Frame<Bytes>, Infallible>> = sent
         .chunks(64 * 1024)
         .map(|chunk| Ok(http_body::Frame::data(Bytes::copy_from_slice(chunk))))
@@ -428,7 +432,9 @@ fn an_upstream_url_that_cannot_work_is_refused_at_build() {
             .build()
             .is_err()
     );
-    let proxy = Proxy::builder("http://127.0.0.1:3000/api/").build().expect("ok");
+    let proxy = Proxy::builder("http://127.0.0.1:3000/api/")
+        .build()
+        .expect("ok");
     assert_eq!(proxy.upstream(), "http://127.0.0.1:3000/api");
 }
 
@@ -440,7 +446,9 @@ struct Served {
 
 impl Served {
     fn next_line(&self) -> String {
-        self.lines.recv_timeout(BOUND).expect("a line from the binary")
+        self.lines
+            .recv_timeout(BOUND)
+            .expect("a line from the binary")
     }
 
     /// The next line, on stdout or stderr, that contains `text` (within 20 lines).
@@ -547,7 +555,11 @@ async fn the_binary_serves_reloads_and_stops() {
         tokio::task::block_in_place(|| served.line_containing("reloaded"));
         let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(upstream.hits(), 2, "the refused request reached the upstream");
+        assert_eq!(
+            upstream.hits(),
+            2,
+            "the refused request reached the upstream"
+        );
 
         // SIGTERM: it stops on its own, in time.
         signal(&served.child, "-TERM");

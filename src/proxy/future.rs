@@ -86,10 +86,7 @@ impl Future for ResponseFuture {
             Poll::Ready(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
-                return Poll::Ready(Ok(Response::from_parts(
-                    parts,
-                    ResponseBody::inner(body),
-                )));
+                return Poll::Ready(Ok(Response::from_parts(parts, ResponseBody::inner(body))));
             }
             Poll::Ready(Err(error)) => {
                 tracing::warn!(
@@ -128,6 +125,9 @@ fn bad_gateway() -> Rejection {
 }
 
 /// The rejection's response, with a body of the proxy's type.
-fn render(rejection: &Rejection, renderer: &dyn RejectionResponse) -> Response<ResponseBody<Incoming>> {
+fn render(
+    rejection: &Rejection,
+    renderer: &dyn RejectionResponse,
+) -> Response<ResponseBody<Incoming>> {
     rejection.render(renderer).map(ResponseBody::rejection)
 }

@@ -76,7 +76,14 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [CONNECTION, KEEP_ALIVE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
         headers.remove(name);
     }
     let proxy: Vec<HeaderName> = headers
@@ -114,7 +121,9 @@ pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: Option<IpAddr>, proto
         }
     }
     if let Some(host) = host.as_ref().and_then(|host| host.to_str().ok())
-        && host.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\')
+        && host
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\')
     {
         element.push(format!("host=\"{host}\""));
     }

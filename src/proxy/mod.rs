@@ -55,8 +55,9 @@
 //!
 //! let health = Request::get("/health").body(axum::body::Body::empty())?;
 //! assert_eq!(app.clone().oneshot(health).await?.status(), StatusCode::BAD_GATEWAY);
+//! // A request the policy refuses never reaches the upstream.
 //! let other = Request::get("/orders").body(axum::body::Body::empty())?;
-//! assert_eq!(app.oneshot(other).await?.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(app.oneshot(other).await?.status(), StatusCode::FORBIDDEN);
 //! # Ok(()) }
 //! ```
 
@@ -274,10 +275,7 @@ impl ProxyBuilder {
             url: crate::text::bounded(&self.upstream).to_string(),
             reason,
         };
-        let uri: Uri = self
-            .upstream
-            .parse()
-            .map_err(|_| invalid("not a URL"))?;
+        let uri: Uri = self.upstream.parse().map_err(|_| invalid("not a URL"))?;
         let parts = uri.into_parts();
         match parts.scheme {
             Some(scheme) if scheme == Scheme::HTTP => {}
