@@ -338,7 +338,10 @@ impl<'a> Serve<'a> {
                 return ExitCode::FAILURE;
             }
         };
-        match runtime.block_on(self.serve(listen, proxy, gateway)) {
+        let served = runtime.block_on(self.serve(listen, proxy, gateway));
+        // Whatever still runs (a request past the grace period, a DNS lookup) is dropped.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("{error}");
