@@ -10,10 +10,10 @@
 //! - **hands the caller's identity on** as headers, from the [`Principal`] the gateway put in
 //!   the request's extensions: `X-Auth-Subject`, `X-Auth-Method` (`api_key`, `bearer`, …),
 //!   `X-Auth-Roles` and `X-Auth-Scopes` (comma-separated, empty when there are none), names
-//!   configurable; nothing for an anonymous caller (`optional` and `public` routes). Every incoming
-//!   header with one of those names is **removed first, on every request**, public routes
-//!   included, so a client can never forge them; a value that is not a valid header value
-//!   is left out;
+//!   configurable; nothing for an anonymous caller (`optional` and `public` routes). Every
+//!   incoming header with one of those names is **removed first, on every request**, public
+//!   routes included, so a client can never forge them; a value that is not a valid header
+//!   value is left out;
 //! - **says where the request came from**: appends an element to `Forwarded` (RFC 7239:
 //!   `for` the connecting peer, `host` the `Host` the client asked for, `proto=http`) and the
 //!   peer to `X-Forwarded-For`, and sets `X-Forwarded-Proto` and `X-Forwarded-Host`. The peer
