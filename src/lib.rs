@@ -128,6 +128,10 @@ pub mod validate;
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
 
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
+
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;

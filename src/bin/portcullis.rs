@@ -1,27 +1,38 @@
-//! `portcullis`: checks a policy file and explains its decisions.
+//! `portcullis`: checks a policy file, explains its decisions, and serves it in front of an
+//! HTTP service.
 //!
 //! ```text
 //! portcullis check POLICY                       # every problem, the tests, the route table
 //! portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
+//! portcullis serve POLICY --upstream URL [--listen ADDR]
 //! ```
 //!
 //! `WHO` is `anonymous` or an identity in YAML flow form:
 //! `'{subject: vic, roles: [viewer], claims: {tenant_id: acme}}'`. The exit status is 0 when
 //! the policy checks (or the explanation could be made), 1 when it does not, 2 for a usage
 //! error.
+//!
+//! `serve` listens on `ADDR` (default: `$PORTCULLIS_ADDR`, else `127.0.0.1:8080`), prints
+//! `listening on http://ADDR` as its first line, and forwards every request the policy lets
+//! through to `URL` (see `docs/config.md`, "`portcullis serve`"). SIGHUP reloads the policy
+//! file (a file that fails its checks or tests is refused and the old policy keeps serving);
+//! SIGTERM or SIGINT stop it, letting in-flight requests finish for up to 10 seconds.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use portcullis::authz::RouteRules;
 use portcullis::config::{PolicyFile, TestCaller};
+use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadableLayer};
 
 const USAGE: &str = "usage:
   portcullis check POLICY
   portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
+  portcullis serve POLICY --upstream URL [--listen ADDR]
 
 POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
-'{subject: vic, roles: [viewer]}'. PATH may carry a query string.";
+'{subject: vic, roles: [viewer]}'. PATH may carry a query string.
+URL is an http:// URL; ADDR defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = match std::env::args_os()
@@ -40,6 +51,13 @@ fn main() -> ExitCode {
         ["check", policy] => check(policy),
         ["explain", policy, rest @ ..] => match Request::parse(rest) {
             Some(request) => explain(policy, &request),
+            None => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
+        ["serve", policy, rest @ ..] => match Serve::parse(policy, rest) {
+            Some(serve) => serve.run(),
             None => {
                 eprintln!("{USAGE}");
                 ExitCode::from(2)
@@ -251,5 +269,198 @@ fn explain(path: &str, asked: &Request<'_>) -> ExitCode {
             eprintln!("{error}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// What `serve` is asked to do.
+struct Serve<'a> {
+    policy: &'a str,
+    upstream: &'a str,
+    listen: Option<&'a str>,
+}
+
+/// How long in-flight requests may run on after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl<'a> Serve<'a> {
+    /// `--upstream URL [--listen ADDR]`, in any order.
+    fn parse(policy: &'a str, mut arguments: &[&'a str]) -> Option<Self> {
+        let (mut upstream, mut listen) = (None, None);
+        loop {
+            match arguments {
+                ["--upstream", value, rest @ ..] => (upstream, arguments) = (Some(*value), rest),
+                ["--listen", value, rest @ ..] => (listen, arguments) = (Some(*value), rest),
+                [] => {
+                    return Some(Self {
+                        policy,
+                        upstream: upstream?,
+                        listen,
+                    });
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn run(&self) -> ExitCode {
+        let listen = match self.listen {
+            Some(listen) => listen.to_owned(),
+            None => std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into()),
+        };
+        let listen: std::net::SocketAddr = match listen.parse() {
+            Ok(listen) => listen,
+            Err(error) => {
+                eprintln!("listen address {listen}: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let proxy = match portcullis::proxy::Proxy::builder(self.upstream).build() {
+            Ok(proxy) => proxy,
+            Err(error) => {
+                eprintln!("--upstream: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let gateway = match gateway(self.policy) {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let served = runtime.block_on(self.serve(listen, proxy, gateway));
+        // Whatever still runs (a request past the grace period, a DNS lookup) is dropped.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn serve(
+        &self,
+        listen: std::net::SocketAddr,
+        proxy: portcullis::proxy::Proxy,
+        gateway: GatewaySecurityLayer,
+    ) -> Result<(), String> {
+        use std::future::IntoFuture;
+
+        let reloadable = ReloadableLayer::new(gateway);
+        #[cfg(unix)]
+        reload_on_hangup(self.policy.to_owned(), reloadable.handle())?;
+        let app = axum::Router::new()
+            .fallback_service(proxy.clone())
+            .layer(reloadable);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+        // The first line: a caller that asked for port 0 reads the port here.
+        println!("listening on http://{bound}");
+        println!("forwarding to {}", proxy.upstream());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            }
+        });
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            println!("stopping: in-flight requests have {SHUTDOWN_GRACE:?} to finish");
+            let _ = stop.send(true);
+        });
+        let mut stopped = stopped;
+        tokio::select! {
+            served = server.into_future() => {
+                served.map_err(|error| format!("serving: {error}"))
+            }
+            () = async {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The gateway the policy file at `path` describes, after its checks and tests passed.
+///
+/// Authenticators are not in the policy file yet: this gateway has none that finds
+/// credentials, so only `public` and `optional` routes (and `unmatched: public`) let a
+/// request through, as an anonymous caller.
+fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
+    let checked = PolicyFile::from_file(path)
+        .and_then(|policy| policy.check())
+        .map_err(|errors| format!("{path}: {errors}"))?;
+    let mut builder = GatewaySecurityLayer::builder()
+        .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
+        .rules(checked.rules);
+    if let Some(validation) = checked.validation {
+        builder = builder.validate(validation);
+    }
+    builder.build().map_err(|error| format!("{path}: {error}"))
+}
+
+/// Reloads the policy file on each SIGHUP; a file that fails is refused, and the policy
+/// being served stays.
+#[cfg(unix)]
+fn reload_on_hangup(path: String, handle: portcullis::ReloadHandle) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())
+        .map_err(|error| format!("cannot listen for SIGHUP: {error}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match handle.reload(|| gateway(&path)) {
+                Ok(generation) => println!("{path}: reloaded (generation {generation})"),
+                Err(error) => eprintln!("reload refused, the old policy keeps serving: {error}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
     }
 }

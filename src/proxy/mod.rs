@@ -1,0 +1,335 @@
+//! [`Proxy`]: a reverse proxy to one HTTP upstream, to put behind the gateway, so that the
+//! whole [`GatewaySecurityLayer`](crate::GatewaySecurityLayer) stands in front of a service
+//! written in any language. `portcullis serve` is this proxy behind a policy file's gateway.
+//!
+//! For each request the proxy:
+//!
+//! - **removes the hop-by-hop headers** (RFC 9110 §7.6.1) both ways: `Connection` and every
+//!   header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`,
+//!   `Upgrade` (so no protocol upgrade, WebSocket included, passes the proxy yet);
+//! - **hands the caller's identity on** as headers, from the [`Principal`] the gateway put in
+//!   the request's extensions: `X-Auth-Subject`, `X-Auth-Method` (`api_key`, `bearer`, …),
+//!   `X-Auth-Roles` and `X-Auth-Scopes` (comma-separated, empty when there are none), names
+//!   configurable; nothing for an anonymous caller (`optional` and `public` routes). Every
+//!   incoming header with one of those names is **removed first, on every request**, public
+//!   routes included, so a client can never forge them; a value that is not a valid header
+//!   value is left out;
+//! - **says where the request came from**: appends an element to `Forwarded` (RFC 7239:
+//!   `for` the connecting peer, `host` the `Host` the client asked for, `proto=http`) and the
+//!   peer to `X-Forwarded-For`, and sets `X-Forwarded-Proto` and `X-Forwarded-Host`. The peer
+//!   is axum's `ConnectInfo<SocketAddr>` (with the `axum` feature) or a `SocketAddr` in the
+//!   extensions; without one, `for` is left out. The `Host` header sent upstream is the
+//!   upstream's own;
+//! - **streams both bodies**: nothing is buffered whole, whatever the size (put a body limit
+//!   in front with the gateway's validation where you want one);
+//! - **answers upstream failures itself**, as problem+json (or the configured
+//!   [`RejectionResponse`]) with reason `unavailable`: **502** when the upstream cannot be
+//!   reached or drops the connection before its response head, **504** when the head does not
+//!   arrive within the [timeout](ProxyBuilder::timeout). A body that stalls after the head is
+//!   not timed.
+//!
+//! Only `http://` upstreams, over HTTP/1.1, are supported yet; TLS to the upstream is to come.
+//! The proxy needs a Tokio runtime.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::Router;
+//! use http::{Request, StatusCode};
+//! use portcullis::GatewaySecurityLayer;
+//! use portcullis::authz::{RouteRules, public};
+//! use portcullis::proxy::Proxy;
+//! use portcullis::{AuthFuture, AuthOutcome};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Nothing listens on port 9 of the loopback: the upstream is down.
+//! let proxy = Proxy::builder("http://127.0.0.1:9")
+//!     .timeout(Duration::from_secs(5))
+//!     .build()?;
+//! let gateway = GatewaySecurityLayer::builder()
+//!     .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
+//!     .rules(RouteRules::builder().route("GET /health", public()).build()?)
+//!     .build()?;
+//! let app = Router::new().fallback_service(proxy).layer(gateway);
+//!
+//! let health = Request::get("/health").body(axum::body::Body::empty())?;
+//! assert_eq!(app.clone().oneshot(health).await?.status(), StatusCode::BAD_GATEWAY);
+//! // A request the policy refuses never reaches the upstream.
+//! let other = Request::get("/orders").body(axum::body::Body::empty())?;
+//! assert_eq!(app.oneshot(other).await?.status(), StatusCode::FORBIDDEN);
+//! # Ok(()) }
+//! ```
+
+mod future;
+mod headers;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Extensions, HeaderName, Request, Response, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
+
+pub use self::future::ResponseFuture;
+use self::headers::{IdentityHeaders, remove_hop_by_hop, set_forwarded};
+use crate::Principal;
+use crate::body::ResponseBody;
+use crate::rejection::{RejectionResponse, default_renderer};
+
+/// The error type of request bodies on their way upstream.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body sent upstream: the client's, streamed.
+type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A reverse proxy to one `http://` upstream: a tower [`Service`] that never fails (upstream
+/// failures are 502 and 504 responses). Cheap to clone; clones share one connection pool.
+///
+/// See the [module documentation](self) for what it does to each request.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client<HttpConnector, UpstreamBody>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream URL's path without its trailing `/`: requests' paths are appended to it.
+    base_path: String,
+    timeout: Duration,
+    identity: IdentityHeaders,
+    renderer: Arc<dyn RejectionResponse>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream`, an `http://` URL whose path, if any, is put before every
+    /// request's path (`http://10.0.0.2:8080/api` sends `GET /orders?x=1` to
+    /// `/api/orders?x=1`).
+    pub fn builder(upstream: impl Into<String>) -> ProxyBuilder {
+        ProxyBuilder {
+            upstream: upstream.into(),
+            timeout: DEFAULT_TIMEOUT,
+            identity: IdentityHeaders::default(),
+            renderer: None,
+        }
+    }
+
+    /// The upstream's address, as requests are sent to it.
+    #[must_use]
+    pub fn upstream(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.shared.scheme, self.shared.authority, self.shared.base_path
+        )
+    }
+
+    /// The URI a request for `uri` is sent to.
+    fn target(&self, uri: &Uri) -> Option<Uri> {
+        let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path = format!("{}{path}", self.shared.base_path);
+        Uri::builder()
+            .scheme(self.shared.scheme.clone())
+            .authority(self.shared.authority.clone())
+            .path_and_query(path)
+            .build()
+            .ok()
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstream", &self.upstream())
+            .field("timeout", &self.shared.timeout)
+            .field("identity", &self.shared.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for Proxy
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<Incoming>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The client is always ready: it queues for a pooled connection in the future.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> ResponseFuture {
+        let shared = &self.shared;
+        let (mut parts, body) = request.into_parts();
+        let Some(target) = self.target(&parts.uri) else {
+            return ResponseFuture::unreachable(shared.renderer.clone());
+        };
+        let peer = headers::peer(&parts.extensions);
+        remove_hop_by_hop(&mut parts.headers);
+        shared
+            .identity
+            .replace(&mut parts.headers, parts.extensions.get::<Principal>());
+        set_forwarded(&mut parts.headers, peer, "http");
+        parts.uri = target;
+        parts.version = Version::HTTP_11;
+        // Nothing of this process's request state goes to the client.
+        parts.extensions = Extensions::new();
+        let body = body.map_err(Into::into).boxed_unsync();
+        let upstream = shared.client.request(Request::from_parts(parts, body));
+        ResponseFuture::new(
+            upstream,
+            tokio::time::sleep(shared.timeout),
+            shared.renderer.clone(),
+        )
+    }
+}
+
+/// How long the upstream has to send its response head by default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Configures a [`Proxy`]. Every setting documents its default.
+#[must_use]
+pub struct ProxyBuilder {
+    upstream: String,
+    timeout: Duration,
+    identity: IdentityHeaders,
+    renderer: Option<Arc<dyn RejectionResponse>>,
+}
+
+impl fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("upstream", &self.upstream)
+            .field("timeout", &self.timeout)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyBuilder {
+    /// How long the upstream has, from the moment the request is sent (connecting
+    /// included), to send its response head; then the client gets 504. The body is not
+    /// timed. Defaults to 30 seconds, long enough for slow reports, short enough that a
+    /// hung upstream does not hold connections forever.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The header the caller's subject is handed on in. Defaults to `x-auth-subject`.
+    pub fn subject_header(mut self, name: HeaderName) -> Self {
+        self.identity.subject = name;
+        self
+    }
+
+    /// The header the way the caller authenticated (`api_key`, `bearer`, `oidc` or a
+    /// custom authenticator's name) is handed on in. Defaults to `x-auth-method`.
+    pub fn method_header(mut self, name: HeaderName) -> Self {
+        self.identity.method = name;
+        self
+    }
+
+    /// The header the caller's roles are handed on in, comma-separated. Defaults to
+    /// `x-auth-roles`.
+    pub fn roles_header(mut self, name: HeaderName) -> Self {
+        self.identity.roles = name;
+        self
+    }
+
+    /// The header the caller's scopes are handed on in, comma-separated. Defaults to
+    /// `x-auth-scopes`.
+    pub fn scopes_header(mut self, name: HeaderName) -> Self {
+        self.identity.scopes = name;
+        self
+    }
+
+    /// Renders the proxy's own 502 and 504 with `renderer` instead of problem+json.
+    pub fn rejection_response(mut self, renderer: impl RejectionResponse) -> Self {
+        self.renderer = Some(Arc::new(renderer));
+        self
+    }
+
+    /// Checks the settings and builds the proxy (and its connection pool).
+    ///
+    /// # Errors
+    ///
+    /// [`ProxyConfigError::InvalidUpstream`] for an upstream that is not an `http://` URL
+    /// with a host and no query; [`ProxyConfigError::ZeroTimeout`] for a zero timeout.
+    pub fn build(self) -> Result<Proxy, ProxyConfigError> {
+        let invalid = |reason| ProxyConfigError::InvalidUpstream {
+            url: crate::text::bounded(&self.upstream).to_string(),
+            reason,
+        };
+        let uri: Uri = self.upstream.parse().map_err(|_| invalid("not a URL"))?;
+        let parts = uri.into_parts();
+        match parts.scheme {
+            Some(scheme) if scheme == Scheme::HTTP => {}
+            Some(scheme) if scheme == Scheme::HTTPS => {
+                return Err(invalid("https upstreams are not supported yet; use http"));
+            }
+            _ => return Err(invalid("the scheme must be http")),
+        }
+        let Some(authority) = parts.authority else {
+            return Err(invalid("no host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(invalid("credentials in the URL are not supported"));
+        }
+        let base_path = match &parts.path_and_query {
+            Some(path) if path.query().is_some() => return Err(invalid("it has a query")),
+            Some(path) => path.path().trim_end_matches('/').to_owned(),
+            None => String::new(),
+        };
+        if self.timeout.is_zero() {
+            return Err(ProxyConfigError::ZeroTimeout);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(self.timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                client,
+                scheme: Scheme::HTTP,
+                authority,
+                base_path,
+                timeout: self.timeout,
+                identity: self.identity,
+                renderer: self.renderer.unwrap_or_else(default_renderer),
+            }),
+        })
+    }
+}
+
+/// A [`ProxyBuilder`] setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyConfigError {
+    /// The upstream is not an `http://` URL with a host and no query.
+    #[error("upstream `{url}` refused: {reason}")]
+    InvalidUpstream {
+        /// The URL, as given (cut if long).
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The timeout is zero: every request would fail.
+    #[error("the upstream timeout must be greater than zero")]
+    ZeroTimeout,
+}

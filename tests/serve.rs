@@ -1,0 +1,578 @@
+//! `portcullis serve` and the proxy under it, end to end: a real upstream started here (an
+//! axum server that echoes what it received), the gateway with a `Proxy` behind it served on
+//! the loopback, and a real HTTP client; then the binary itself.
+
+use std::convert::Infallible;
+use std::future::IntoFuture;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis::config::{Format, PolicyFile};
+use portcullis::proxy::Proxy;
+use portcullis::{AuthFuture, AuthMethod, AuthOutcome, GatewaySecurityLayer, Principal};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
+
+/// Every wait in these tests ends by this.
+const BOUND: Duration = Duration::from_secs(20);
+
+const POLICY: &str = r#"
+roles: {member: []}
+routes:
+  - {route: GET /public, require: public}
+  - {route: GET /echo, require: role(member)}
+  - {route: POST /stream, require: role(member)}
+  - {route: GET /slow, require: public}
+  - {route: POST /orders, require: authenticated}
+validate:
+  routes:
+    - route: POST /orders
+      body: {type: object, required: [item], properties: {item: {type: string}}}
+"#;
+
+/// `x-user: NAME` is a caller named NAME with role `member` and scope `orders:read`.
+fn header_users(parts: &Parts) -> AuthFuture {
+    let outcome = match parts.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+        Some(name) => AuthOutcome::Authenticated(
+            Principal::builder(name, AuthMethod::Bearer)
+                .roles(["member"])
+                .scopes(["orders:read", "orders:write"])
+                .build(),
+        ),
+        None => AuthOutcome::Absent,
+    };
+    AuthFuture::ready(outcome)
+}
+
+fn gateway() -> GatewaySecurityLayer {
+    let checked = PolicyFile::parse(POLICY, Format::Yaml)
+        .expect("parses")
+        .check()
+        .expect("checks");
+    GatewaySecurityLayer::builder()
+        .authenticate(header_users)
+        .rules(checked.rules)
+        .validate(checked.validation.expect("a validate section"))
+        .build()
+        .expect("builds")
+}
+
+/// The upstream: echoes method, path, query, headers and body as JSON; `/stream` sends the
+/// request body back as it comes, with a hop-by-hop header of its own; `/slow` never
+/// answers. Counts every request it gets.
+struct Upstream {
+    address: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    async fn start() -> Self {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let never = Arc::new(Notify::new());
+        let counted = hits.clone();
+        let app = Router::new().fallback(move |request: Request<Body>| {
+            let (hits, never) = (counted.clone(), never.clone());
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                match request.uri().path() {
+                    "/slow" => {
+                        // Nobody ever notifies: the proxy's timeout answers.
+                        never.notified().await;
+                        Response::new(Body::empty())
+                    }
+                    "/stream" => Response::builder()
+                        .header("connection", "x-response-hop")
+                        .header("x-response-hop", "1")
+                        .header("keep-alive", "timeout=5")
+                        .body(request.into_body())
+                        .expect("response"),
+                    _ => echo(request).await,
+                }
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(axum::serve(listener, app).into_future());
+        Self { address, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn echo(request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<Value> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|value| Value::from(String::from_utf8_lossy(value.as_bytes())))
+            .collect();
+        headers.insert(name.as_str().to_owned(), Value::Array(values));
+    }
+    let echoed = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::new(Body::from(echoed.to_string()))
+}
+
+/// The gateway, with a proxy to `upstream` behind it, on the loopback.
+async fn start_proxy(upstream: SocketAddr, timeout: Duration) -> SocketAddr {
+    let proxy = Proxy::builder(format!("http://{upstream}"))
+        .timeout(timeout)
+        .build()
+        .expect("proxy");
+    let app = Router::new().fallback_service(proxy).layer(gateway());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .into_future(),
+    );
+    address
+}
+
+type ClientBody = UnsyncBoxBody<Bytes, Infallible>;
+
+fn client() -> Client<HttpConnector, ClientBody> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn full(body: impl Into<Bytes>) -> ClientBody {
+    Full::new(body.into()).boxed_unsync()
+}
+
+/// Sends `request`, reads the whole answer.
+async fn send(request: Request<ClientBody>) -> (StatusCode, HeaderMap, Bytes) {
+    tokio::time::timeout(BOUND, async {
+        let response = client().request(request).await.expect("an answer");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, body)
+    })
+    .await
+    .expect("answered in time")
+}
+
+fn get(address: SocketAddr, path: &str) -> http::request::Builder {
+    Request::get(format!("http://{address}{path}"))
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("JSON")
+}
+
+#[tokio::test]
+async fn identity_headers_arrive_and_forged_ones_never_do() {
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(upstream.address, Duration::from_secs(5)).await;
+
+    let request = get(proxy, "/echo?page=2&sort=asc")
+        .header("x-user", "ada")
+        .header("x-auth-subject", "admin")
+        .header("x-auth-roles", "admin")
+        .header("X-Auth-Scopes", "*")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let echoed = json_of(&body);
+    assert_eq!(echoed["method"], "GET");
+    assert_eq!(echoed["path"], "/echo");
+    assert_eq!(echoed["query"], "page=2&sort=asc");
+    let headers = &echoed["headers"];
+    assert_eq!(headers["x-auth-subject"], json!(["ada"]));
+    assert_eq!(headers["x-auth-method"], json!(["bearer"]));
+    assert_eq!(headers["x-auth-roles"], json!(["member"]));
+    assert_eq!(
+        headers["x-auth-scopes"],
+        json!(["orders:read,orders:write"])
+    );
+
+    // On a public route, as an anonymous caller: every forged identity header is removed.
+    let request = get(proxy, "/public")
+        .header("x-auth-subject", "admin")
+        .header("x-auth-method", "api_key")
+        .header("x-auth-roles", "admin")
+        .header("x-auth-scopes", "*")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    for name in [
+        "x-auth-subject",
+        "x-auth-method",
+        "x-auth-roles",
+        "x-auth-scopes",
+    ] {
+        assert!(headers.get(name).is_none(), "{name} forged: {headers}");
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_set_and_hop_by_hop_ones_removed() {
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(upstream.address, Duration::from_secs(5)).await;
+
+    let request = get(proxy, "/public")
+        .header("connection", "x-secret-hop")
+        .header("x-secret-hop", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic cHJveHk6cHJveHk=")
+        .header("te", "trailers")
+        .header("upgrade", "websocket")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-kept", "yes")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    for name in [
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+    ] {
+        assert!(headers.get(name).is_none(), "{name} passed: {headers}");
+    }
+    assert_eq!(headers["x-kept"], json!(["yes"]));
+    // The client's list is kept, this hop appended.
+    assert_eq!(
+        headers["x-forwarded-for"],
+        json!(["203.0.113.9, 127.0.0.1"])
+    );
+    assert_eq!(headers["x-forwarded-proto"], json!(["http"]));
+    assert_eq!(headers["x-forwarded-host"], json!([proxy.to_string()]));
+    assert_eq!(
+        headers["forwarded"],
+        json!([format!("for=127.0.0.1;host=\"{proxy}\";proto=http")])
+    );
+    // The upstream is asked for by its own name.
+    assert_eq!(headers["host"], json!([upstream.address.to_string()]));
+
+    // The upstream's hop-by-hop headers stay on its side too.
+    let request = Request::post(format!("http://{proxy}/stream"))
+        .header("x-user", "ada")
+        .body(full("ping"))
+        .expect("request");
+    let (status, headers, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "ping");
+    assert!(!headers.contains_key("x-response-hop"), "{headers:?}");
+    assert!(!headers.contains_key("keep-alive"), "{headers:?}");
+}
+
+#[tokio::test]
+async fn a_large_body_arrives_byte_for_byte_streamed() {
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(upstream.address, Duration::from_secs(5)).await;
+
+    // 8 MiB (eight times the validation's default limit, which applies to validated routes
+    // only), sent in 64 KiB chunks with no length given, so it goes chunked all the way.
+    let sent: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<Result<http_body::Frame<Bytes>, Infallible>> = sent
+        .chunks(64 * 1024)
+        .map(|chunk| Ok(http_body::Frame::data(Bytes::copy_from_slice(chunk))))
+        .collect();
+    let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync();
+    let request = Request::post(format!("http://{proxy}/stream"))
+        .header("x-user", "ada")
+        .body(body)
+        .expect("request");
+    let (status, _, received) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(received.len(), sent.len());
+    assert!(received == sent, "the body changed on the way");
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways_without_waiting_for_the_end() {
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(upstream.address, Duration::from_secs(5)).await;
+
+    // Each chunk is sent only after the previous one came back through the proxy, twice: a
+    // proxy that buffered either body whole would never answer.
+    let (chunks, receiver) = mpsc::channel::<Bytes>(1);
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok(http_body::Frame::data(chunk)), receiver))
+    });
+    let request = Request::post(format!("http://{proxy}/stream"))
+        .header("x-user", "ada")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .expect("request");
+    tokio::time::timeout(BOUND, async {
+        chunks.send(Bytes::from_static(b"one")).await.expect("send");
+        let response = client().request(request).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), "one");
+        chunks.send(Bytes::from_static(b"two")).await.expect("send");
+        let second = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(second.into_data().expect("data"), "two");
+        drop(chunks);
+        assert!(body.frame().await.is_none());
+    })
+    .await
+    .expect("streamed both ways");
+}
+
+#[tokio::test]
+async fn a_refused_request_never_reaches_the_upstream() {
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(upstream.address, Duration::from_secs(5)).await;
+
+    let anonymous = get(proxy, "/echo").body(full("")).expect("request");
+    assert_eq!(send(anonymous).await.0, StatusCode::UNAUTHORIZED);
+    let unmatched = get(proxy, "/admin")
+        .header("x-user", "ada")
+        .body(full(""))
+        .expect("request");
+    assert_eq!(send(unmatched).await.0, StatusCode::FORBIDDEN);
+    let invalid = Request::post(format!("http://{proxy}/orders"))
+        .header("x-user", "ada")
+        .header("content-type", "application/json")
+        .body(full(r#"{"quantity": 1}"#))
+        .expect("request");
+    let (status, headers, _) = send(invalid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(upstream.hits(), 0);
+
+    let valid = Request::post(format!("http://{proxy}/orders"))
+        .header("x-user", "ada")
+        .header("content-type", "application/json")
+        .body(full(r#"{"item": "tea"}"#))
+        .expect("request");
+    let (status, _, body) = send(valid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["body"], r#"{"item": "tea"}"#);
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_is_a_502() {
+    // A port that was just free: nothing listens there.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let down = listener.local_addr().expect("address");
+    drop(listener);
+    let proxy = start_proxy(down, Duration::from_secs(5)).await;
+
+    let (status, headers, body) = send(get(proxy, "/public").body(full("")).expect("r")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let problem = json_of(&body);
+    assert_eq!(problem["status"], 502);
+    assert_eq!(problem["code"], "unavailable");
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_in_time_is_a_504() {
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(upstream.address, Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let (status, headers, body) = send(get(proxy, "/slow").body(full("")).expect("r")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let problem = json_of(&body);
+    assert_eq!(problem["status"], 504);
+    assert_eq!(problem["code"], "unavailable");
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[test]
+fn an_upstream_url_that_cannot_work_is_refused_at_build() {
+    for url in [
+        "https://example.com",
+        "ftp://example.com",
+        "example.com",
+        "http://user:pw@example.com",
+        "http://example.com/?a=b",
+        "not a url",
+    ] {
+        assert!(Proxy::builder(url).build().is_err(), "{url} accepted");
+    }
+    assert!(
+        Proxy::builder("http://example.com")
+            .timeout(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+    let proxy = Proxy::builder("http://127.0.0.1:3000/api/")
+        .build()
+        .expect("ok");
+    assert_eq!(proxy.upstream(), "http://127.0.0.1:3000/api");
+}
+
+/// The binary, killed when the test ends however it ends.
+struct Served {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(BOUND)
+            .expect("a line from the binary")
+    }
+
+    /// The next line, on stdout or stderr, that contains `text` (within 20 lines).
+    fn line_containing(&self, text: &str) -> String {
+        (0..20)
+            .map(|_| self.next_line())
+            .find(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("no line with {text:?}"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn policy_file(name: &str, text: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("portcullis-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temp dir");
+    let path = directory.join(name);
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+#[cfg(unix)]
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_reloads_and_stops() {
+    let upstream = Upstream::start().await;
+    let policy = policy_file(
+        "policy.yaml",
+        "routes:\n  - {route: GET /public, require: public}\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("serve")
+        .arg(&policy)
+        .args(["--upstream", &format!("http://{}", upstream.address)])
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let (sender, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let readers: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
+    for reader in readers {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let served = Served { child, lines };
+    let first = tokio::task::block_in_place(|| served.next_line());
+    let address: SocketAddr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .parse()
+        .expect("an address");
+
+    let (status, _, body) = send(get(address, "/public").body(full("")).expect("r")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["path"], "/public");
+    // No authenticator yet: a route that needs a caller is refused.
+    let (status, _, _) = send(get(address, "/other").body(full("")).expect("r")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(upstream.hits(), 1);
+
+    #[cfg(unix)]
+    {
+        // A file that fails its own test is refused; the old policy keeps serving.
+        std::fs::write(
+            &policy,
+            "routes:\n  - {route: GET /public, require: public}\ntests:\n  \
+             - {request: GET /public, as: anonymous, expect: {status: 401}}\n",
+        )
+        .expect("write");
+        signal(&served.child, "-HUP");
+        tokio::task::block_in_place(|| served.line_containing("reload refused"));
+        let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // A good one replaces it.
+        std::fs::write(
+            &policy,
+            "routes:\n  - {route: GET /public, require: authenticated}\n",
+        )
+        .expect("write");
+        signal(&served.child, "-HUP");
+        tokio::task::block_in_place(|| served.line_containing("reloaded"));
+        let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            upstream.hits(),
+            2,
+            "the refused request reached the upstream"
+        );
+
+        // SIGTERM: it stops on its own, in time.
+        signal(&served.child, "-TERM");
+        let mut served = served;
+        let status = tokio::task::block_in_place(|| {
+            for _ in 0..200 {
+                if let Some(status) = served.child.try_wait().expect("wait") {
+                    return Some(status);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        });
+        assert!(status.expect("stopped within 10 s").success());
+    }
+}
