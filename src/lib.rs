@@ -53,6 +53,8 @@
 //! | `metrics` | yes | `observe::MetricsObserver`: decisions through the `metrics` facade |
 //! | `redis` | no | [`redis`]: shared state on Redis or Redis Cluster (`RedisKeyStore` with `api-key`) |
 //! | `config` | yes | `config`: the authorization policy and validation as a YAML, TOML or JSON file, with its own tests |
+//! | `proxy` | no | `proxy::Proxy`: a reverse proxy to one HTTP upstream, streamed, with the caller's identity as headers |
+//! | `cli` | no | the `portcullis` binary: `check`, `explain` and `serve` a policy file (enables `config`, `proxy`) |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
 //! `docs/` folder.
