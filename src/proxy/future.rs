@@ -37,6 +37,8 @@ pin_project! {
             deadline: Sleep,
         },
         Unreachable,
+        /// Refused before the upstream was asked.
+        Refused { rejection: Option<Rejection> },
     }
 }
 
@@ -48,6 +50,16 @@ impl ResponseFuture {
     ) -> Self {
         Self {
             state: State::Upstream { upstream, deadline },
+            renderer,
+        }
+    }
+
+    /// A refusal without asking the upstream.
+    pub(super) fn refused(rejection: Rejection, renderer: Arc<dyn RejectionResponse>) -> Self {
+        Self {
+            state: State::Refused {
+                rejection: Some(rejection),
+            },
             renderer,
         }
     }
@@ -80,6 +92,10 @@ impl Future for ResponseFuture {
             StateProj::Upstream { upstream, deadline } => (upstream, deadline),
             StateProj::Unreachable => {
                 return Poll::Ready(Ok(render(&bad_gateway(), &**this.renderer)));
+            }
+            StateProj::Refused { rejection } => {
+                let rejection = rejection.take().unwrap_or_else(bad_gateway);
+                return Poll::Ready(Ok(render(&rejection, &**this.renderer)));
             }
         };
         match upstream.poll(cx) {

@@ -33,34 +33,81 @@ impl Default for IdentityHeaders {
     }
 }
 
+/// Headers that make common upstreams route to another path or run another method than
+/// the one the gateway authorised (IIS/Symfony's `X-Original-URL`, method-override
+/// middleware): never passed on.
+const REROUTING: [&str; 5] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 impl IdentityHeaders {
-    /// Removes every header with one of these names, whoever sent it, then sets them from
-    /// `principal`, if there is one. A value that is not a valid header value is left out.
-    pub(super) fn replace(&self, headers: &mut HeaderMap, principal: Option<&Principal>) {
-        for name in [&self.subject, &self.method, &self.roles, &self.scopes] {
+    /// Removes every header a client could pass off as identity: these names, any
+    /// `x-auth-…` header, and any header that reads as one of those once `_` is `-` (CGI and
+    /// WSGI servers map `X_Auth_Subject` and `X-Auth-Subject` to the same variable). Then
+    /// sets them from `principal`, if there is one: all four or none.
+    ///
+    /// # Errors
+    ///
+    /// When a value cannot be handed on unambiguously: a subject or method outside visible
+    /// ASCII, or a role or scope that is empty, outside visible ASCII or contains a comma (it
+    /// would read as two). The request must then not be passed on.
+    pub(super) fn replace(
+        &self,
+        headers: &mut HeaderMap,
+        principal: Option<&Principal>,
+    ) -> Result<(), &'static str> {
+        let ours = [&self.subject, &self.method, &self.roles, &self.scopes];
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| {
+                let normalised = name.as_str().replace('_', "-");
+                normalised.starts_with("x-auth-")
+                    || ours.iter().any(|ours| ours.as_str() == normalised)
+                    || REROUTING.contains(&normalised.as_str())
+            })
+            .cloned()
+            .collect();
+        for name in forged {
             headers.remove(name);
         }
         let Some(principal) = principal else {
-            return;
+            return Ok(());
         };
-        let join = |names: &crate::Names| names.iter().collect::<Vec<_>>().join(",");
+        let visible = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
+        let list = |names: &crate::Names| -> Result<String, &'static str> {
+            let mut items = Vec::new();
+            for name in names.iter() {
+                if !visible(name) || name.contains(',') {
+                    return Err("a role or scope cannot be handed on as a list item");
+                }
+                items.push(name);
+            }
+            Ok(items.join(","))
+        };
+        let subject = principal.subject();
+        if !visible(subject) {
+            return Err("the subject is not visible ASCII");
+        }
+        let method = principal.auth_method().name();
+        if !visible(method) {
+            return Err("the authentication method is not visible ASCII");
+        }
         let values = [
-            (&self.subject, principal.subject().to_owned()),
-            (&self.method, principal.auth_method().name().to_owned()),
-            (&self.roles, join(principal.roles())),
-            (&self.scopes, join(principal.scopes())),
+            (&self.subject, subject.to_owned()),
+            (&self.method, method.to_owned()),
+            (&self.roles, list(principal.roles())?),
+            (&self.scopes, list(principal.scopes())?),
         ];
         for (name, value) in values {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name.clone(), value);
-            } else {
-                tracing::debug!(
-                    target: "portcullis::proxy",
-                    header = %name,
-                    "identity value is not a valid header value; left out"
-                );
-            }
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| "an identity value is not a header value")?;
+            headers.insert(name.clone(), value);
         }
+        Ok(())
     }
 }
 
@@ -108,17 +155,20 @@ pub(super) fn peer(extensions: &Extensions) -> Option<IpAddr> {
         .map(|address| address.ip().to_canonical())
 }
 
-/// Sets `Forwarded` (appending this hop), `X-Forwarded-For` (appending the peer),
-/// `X-Forwarded-Proto` and `X-Forwarded-Host` (replacing what the client sent), and removes
-/// `Host`, so that the client sets the upstream's.
+/// Sets `Forwarded` and `X-Forwarded-For` to this hop alone (the client's own values are
+/// dropped: `portcullis serve` is the edge, and a client must not choose the address an
+/// upstream trusts as the last hop), `X-Forwarded-Proto` and `X-Forwarded-Host` (replacing
+/// what the client sent), and removes `Host`, so that the client sets the upstream's.
+/// Without a known peer, `for=unknown` and no `X-Forwarded-For`.
 pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: Option<IpAddr>, proto: &str) {
     let host = headers.remove(HOST);
+    headers.remove(FORWARDED);
+    headers.remove(X_FORWARDED_FOR);
     let mut element = Vec::new();
-    if let Some(peer) = peer {
-        match peer {
-            IpAddr::V4(v4) => element.push(format!("for={v4}")),
-            IpAddr::V6(v6) => element.push(format!("for=\"[{v6}]\"")),
-        }
+    match peer {
+        Some(IpAddr::V4(v4)) => element.push(format!("for={v4}")),
+        Some(IpAddr::V6(v6)) => element.push(format!("for=\"[{v6}]\"")),
+        None => element.push("for=unknown".to_owned()),
     }
     if let Some(host) = host.as_ref().and_then(|host| host.to_str().ok())
         && host
@@ -136,13 +186,38 @@ pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: Option<IpAddr>, proto
         headers.insert(X_FORWARDED_PROTO, proto);
     }
     match host {
-        Some(host) => {
+        Some(host) if host.as_bytes().iter().all(u8::is_ascii_graphic) => {
             headers.insert(X_FORWARDED_HOST, host);
         }
-        None => {
+        _ => {
             headers.remove(X_FORWARDED_HOST);
         }
     }
+}
+
+/// Why a path must not be passed on: it could mean another path to the upstream than the
+/// one the gateway matched (dot segments, plain or encoded; `;` parameters; empty segments;
+/// encoded slashes, backslashes and NUL), as Tomcat, Spring or a path-normalising server
+/// would read it.
+pub(super) fn ambiguous_path(path: &str) -> Option<&'static str> {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+        return Some("encoded dots or slashes");
+    }
+    if lower.contains("%00") || path.contains('\\') || path.contains(';') {
+        return Some("a backslash, `;` or NUL");
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (index, segment) in segments.iter().enumerate() {
+        if *segment == "." || *segment == ".." {
+            return Some("a dot segment");
+        }
+        if segment.is_empty() && index != last {
+            return Some("an empty segment");
+        }
+    }
+    None
 }
 
 /// Appends `item` to the comma-separated list in header `name`, as one header line. Lines
@@ -192,40 +267,115 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_appended_and_host_moves() {
+    fn forwarded_is_this_hop_alone_and_host_moves() {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_static("api.example.com"));
-        headers.insert(FORWARDED, HeaderValue::from_static("for=192.0.2.1"));
+        // A client's own values, even malformed ones, never reach the upstream.
+        headers.insert(FORWARDED, HeaderValue::from_static("for=192.0.2.1;by=\""));
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         set_forwarded(&mut headers, Some("2001:db8::1".parse().unwrap()), "http");
         assert_eq!(
             headers[FORWARDED],
-            "for=192.0.2.1, for=\"[2001:db8::1]\";host=\"api.example.com\";proto=http"
+            "for=\"[2001:db8::1]\";host=\"api.example.com\";proto=http"
         );
-        assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.1, 2001:db8::1");
+        assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::1");
         assert_eq!(headers[X_FORWARDED_PROTO], "http");
         assert_eq!(headers[X_FORWARDED_HOST], "api.example.com");
         assert!(!headers.contains_key(HOST));
+        // No peer: `for=unknown`, and no client-chosen `X-Forwarded-For`.
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        set_forwarded(&mut headers, None, "http");
+        assert_eq!(headers[FORWARDED], "for=unknown;proto=http");
+        assert!(!headers.contains_key(X_FORWARDED_FOR));
     }
 
     #[test]
-    fn identity_headers_are_replaced_and_bad_values_dropped() {
+    fn forged_identity_and_rerouting_headers_never_pass() {
         let names = IdentityHeaders::default();
         let mut headers = HeaderMap::new();
-        headers.insert("x-auth-subject", HeaderValue::from_static("forged"));
-        headers.insert("x-auth-roles", HeaderValue::from_static("admin"));
-        names.replace(&mut headers, None);
-        assert!(headers.is_empty());
+        for (name, value) in [
+            ("x-auth-subject", "forged"),
+            ("x_auth_subject", "forged"),
+            ("X_Auth_Roles", "admin"),
+            ("x-auth-tenant", "other"),
+            ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-kept", "yes"),
+        ] {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
+            );
+        }
+        names.replace(&mut headers, None).expect("anonymous");
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
 
-        let principal = Principal::builder("line\nbreak", AuthMethod::Bearer)
+        // Custom names: the defaults are still removed.
+        let custom = IdentityHeaders {
+            subject: HeaderName::from_static("x-user-id"),
+            ..IdentityHeaders::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-auth-subject", HeaderValue::from_static("forged"));
+        headers.insert("x-user-id", HeaderValue::from_static("forged"));
+        custom.replace(&mut headers, None).expect("anonymous");
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
+    fn identity_is_handed_on_whole_or_not_at_all() {
+        let names = IdentityHeaders::default();
+        let mut headers = HeaderMap::new();
+        let principal = Principal::builder("alice", AuthMethod::Bearer)
             .roles(["b", "a"])
             .scopes(["orders:read"])
             .build();
-        names.replace(&mut headers, Some(&principal));
-        assert!(!headers.contains_key("x-auth-subject"));
+        names
+            .replace(&mut headers, Some(&principal))
+            .expect("valid");
+        assert_eq!(headers["x-auth-subject"], "alice");
         assert_eq!(headers["x-auth-method"], "bearer");
         assert_eq!(headers["x-auth-roles"], "a,b");
         assert_eq!(headers["x-auth-scopes"], "orders:read");
+
+        // A role with a comma would read as two: refused, nothing set.
+        for principal in [
+            Principal::builder("alice", AuthMethod::Bearer)
+                .roles(["viewer,admin"])
+                .build(),
+            Principal::builder("line\nbreak", AuthMethod::Bearer).build(),
+            Principal::builder(" alice", AuthMethod::Bearer).build(),
+            Principal::builder("alice", AuthMethod::Bearer)
+                .scopes(["a b"])
+                .build(),
+        ] {
+            let mut headers = HeaderMap::new();
+            assert!(names.replace(&mut headers, Some(&principal)).is_err());
+            assert!(headers.is_empty(), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_found() {
+        for path in [
+            "/public/../admin",
+            "/public/..;/admin",
+            "/public/%2e%2e/admin",
+            "/public/%2E/admin",
+            "/a//b",
+            "/a/%2fb",
+            "/a\\b",
+            "/a/%00",
+            "/admin;jsessionid=1",
+            "/./a",
+        ] {
+            assert!(ambiguous_path(path).is_some(), "{path}");
+        }
+        for path in ["/", "/orders/", "/orders/1", "/files/a.b/c..d", "/%20x"] {
+            assert_eq!(ambiguous_path(path), None, "{path}");
+        }
     }
 }

@@ -7,19 +7,30 @@
 //! - **removes the hop-by-hop headers** (RFC 9110 §7.6.1) both ways: `Connection` and every
 //!   header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`,
 //!   `Upgrade` (so no protocol upgrade, WebSocket included, passes the proxy yet);
+//! - **refuses what the upstream could read as something else**, before asking it: a path
+//!   with dot segments (`..`, `%2e%2e`), `;` parameters, empty segments, encoded slashes or
+//!   backslashes, or NUL → 400 (Tomcat, Spring or a normalising server would route it
+//!   elsewhere than the rule the gateway matched); `CONNECT` and `TRACE` → 405; and it never
+//!   passes on `X-Original-URL`, `X-Rewrite-URL` or the method-override headers;
 //! - **hands the caller's identity on** as headers, from the [`Principal`] the gateway put in
 //!   the request's extensions: `X-Auth-Subject`, `X-Auth-Method` (`api_key`, `bearer`, …),
 //!   `X-Auth-Roles` and `X-Auth-Scopes` (comma-separated, empty when there are none), names
 //!   configurable; nothing for an anonymous caller (`optional` and `public` routes). Every
-//!   incoming header with one of those names is **removed first, on every request**, public
-//!   routes included, so a client can never forge them; a value that is not a valid header
-//!   value is left out;
-//! - **says where the request came from**: appends an element to `Forwarded` (RFC 7239:
-//!   `for` the connecting peer, `host` the `Host` the client asked for, `proto=http`) and the
-//!   peer to `X-Forwarded-For`, and sets `X-Forwarded-Proto` and `X-Forwarded-Host`. The peer
-//!   is axum's `ConnectInfo<SocketAddr>` (with the `axum` feature) or a `SocketAddr` in the
-//!   extensions; without one, `for` is left out. The `Host` header sent upstream is the
-//!   upstream's own;
+//!   incoming header a client could pass off as one is **removed first, on every request**,
+//!   public routes included: those names, the defaults even when names are configured, any
+//!   `x-auth-…` header, and the same names spelled with `_` (which CGI and WSGI servers read
+//!   as the same variable). The identity goes whole or not at all: a subject or method
+//!   outside visible ASCII, or a role or scope that is empty, outside visible ASCII or holds
+//!   a comma (it would read as two), is refused with 403 `invalid_claims` rather than passed
+//!   on partly;
+//! - **says where the request came from**, as the edge: `Forwarded` (RFC 7239: `for` the
+//!   connecting peer or `unknown`, `host` the `Host` the client asked for, `proto=http`) and
+//!   `X-Forwarded-For` (the peer) **replace** what the client sent, so a client never picks
+//!   the address an upstream trusts as the last hop; `X-Forwarded-Proto` and
+//!   `X-Forwarded-Host` are set. The peer is axum's `ConnectInfo<SocketAddr>` (with the
+//!   `axum` feature) or a `SocketAddr` in the extensions. The `Host` header sent upstream is
+//!   the upstream's own. (Behind another proxy, its chain is dropped: trusted proxies are to
+//!   come.)
 //! - **streams both bodies**: nothing is buffered whole, whatever the size (put a body limit
 //!   in front with the gateway's validation where you want one);
 //! - **answers upstream failures itself**, as problem+json (or the configured
@@ -73,7 +84,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Extensions, HeaderName, Request, Response, Uri, Version};
+use http::{Extensions, HeaderName, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -87,7 +98,7 @@ pub use self::future::ResponseFuture;
 use self::headers::{IdentityHeaders, remove_hop_by_hop, set_forwarded};
 use crate::Principal;
 use crate::body::ResponseBody;
-use crate::rejection::{RejectionResponse, default_renderer};
+use crate::rejection::{Reason, Rejection, RejectionResponse, default_renderer};
 
 /// The error type of request bodies on their way upstream.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -180,11 +191,30 @@ where
         let Some(target) = self.target(&parts.uri) else {
             return ResponseFuture::unreachable(shared.renderer.clone());
         };
+        if matches!(parts.method, Method::CONNECT | Method::TRACE) {
+            let rejection = Rejection::new(Reason::InvalidRequest)
+                .with_status(StatusCode::METHOD_NOT_ALLOWED)
+                .with_detail("CONNECT and TRACE are not passed on.");
+            return ResponseFuture::refused(rejection, shared.renderer.clone());
+        }
+        if let Some(why) = headers::ambiguous_path(parts.uri.path()) {
+            tracing::info!(target: "portcullis::proxy", why, "ambiguous path refused");
+            let rejection = Rejection::new(Reason::InvalidRequest)
+                .with_cause("ambiguous_path")
+                .with_detail("The path could mean another path to the service; it is refused.");
+            return ResponseFuture::refused(rejection, shared.renderer.clone());
+        }
         let peer = headers::peer(&parts.extensions);
         remove_hop_by_hop(&mut parts.headers);
-        shared
+        if let Err(why) = shared
             .identity
-            .replace(&mut parts.headers, parts.extensions.get::<Principal>());
+            .replace(&mut parts.headers, parts.extensions.get::<Principal>())
+        {
+            tracing::warn!(target: "portcullis::proxy", why, "identity cannot be handed on");
+            let rejection = Rejection::new(Reason::InvalidClaims)
+                .with_detail("The caller's identity cannot be handed on to the service.");
+            return ResponseFuture::refused(rejection, shared.renderer.clone());
+        }
         set_forwarded(&mut parts.headers, peer, "http");
         parts.uri = target;
         parts.version = Version::HTTP_11;
