@@ -370,6 +370,9 @@ impl<'a> Serve<'a> {
         let bound = listener
             .local_addr()
             .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+        // Listening for the stop signals before saying we listen: a supervisor may signal as
+        // soon as it reads the line.
+        let stop_signal = StopSignal::listen()?;
         // The first line: a caller that asked for port 0 reads the port here.
         println!("listening on http://{bound}");
         println!("forwarding to {}", proxy.upstream());
@@ -385,8 +388,10 @@ impl<'a> Serve<'a> {
             }
         });
         tokio::spawn(async move {
-            shutdown_signal().await;
-            println!("stopping: in-flight requests have {SHUTDOWN_GRACE:?} to finish");
+            stop_signal.received().await;
+            say(&format!(
+                "stopping: in-flight requests have {SHUTDOWN_GRACE:?} to finish"
+            ));
             let _ = stop.send(true);
         });
         let mut stopped = stopped;
@@ -398,8 +403,7 @@ impl<'a> Serve<'a> {
                 let _ = stopped.wait_for(|stopped| *stopped).await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } => {
-                eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
-                Ok(())
+                Err(format!("requests still running after {SHUTDOWN_GRACE:?}; stopped anyway"))
             }
         }
     }
@@ -432,35 +436,71 @@ fn reload_on_hangup(path: String, handle: portcullis::ReloadHandle) -> Result<()
         .map_err(|error| format!("cannot listen for SIGHUP: {error}"))?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match handle.reload(|| gateway(&path)) {
-                Ok(generation) => println!("{path}: reloaded (generation {generation})"),
-                Err(error) => eprintln!("reload refused, the old policy keeps serving: {error}"),
+            // Reading the file, compiling its schemas and running its tests is blocking work.
+            let (path_, handle_) = (path.clone(), handle.clone());
+            let reloaded =
+                tokio::task::spawn_blocking(move || handle_.reload(|| gateway(&path_))).await;
+            match reloaded {
+                Ok(Ok(generation)) => say(&format!("{path}: reloaded (generation {generation})")),
+                Ok(Err(error)) => {
+                    complain(&format!(
+                        "reload refused, the old policy keeps serving: {error}"
+                    ));
+                }
+                Err(_) => complain("reload failed; the old policy keeps serving"),
             }
         }
     });
     Ok(())
 }
 
-/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Prints a line on standard output; a closed output is no reason to stop serving.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// Prints a line on standard error, likewise.
+fn complain(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM: listened for from the moment it is made.
+struct StopSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn listen() -> Result<Self, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let failed = |error: std::io::Error| format!("cannot listen for signals: {error}");
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).map_err(failed)?,
+                terminate: signal(SignalKind::terminate()).map_err(failed)?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
