@@ -409,20 +409,22 @@ impl<'a> Serve<'a> {
     }
 }
 
-/// The gateway the policy file at `path` describes, after its checks and tests passed.
-///
-/// Authenticators are not in the policy file yet: this gateway has none that finds
-/// credentials, so only `public` and `optional` routes (and `unmatched: public`) let a
-/// request through, as an anonymous caller.
+/// The gateway the policy file at `path` describes, after its checks and tests passed: its
+/// authenticators (bearer-token issuers for now), rules and validation. A file without
+/// authenticators gives a gateway whose callers are all anonymous: only `public` and
+/// `optional` routes (and `unmatched: public`) let a request through.
 fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
-    let checked = PolicyFile::from_file(path)
-        .and_then(|policy| policy.check())
+    let policy = PolicyFile::from_file(path).map_err(|errors| format!("{path}: {errors}"))?;
+    let (mut builder, _) = policy
+        .gateway()
         .map_err(|errors| format!("{path}: {errors}"))?;
-    let mut builder = GatewaySecurityLayer::builder()
-        .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
-        .rules(checked.rules);
-    if let Some(validation) = checked.validation {
-        builder = builder.validate(validation);
+    let has_authenticators = policy
+        .authenticate
+        .as_ref()
+        .is_some_and(|section| !section.bearer.is_empty());
+    if !has_authenticators {
+        builder =
+            builder.authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent));
     }
     builder.build().map_err(|error| format!("{path}: {error}"))
 }

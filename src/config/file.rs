@@ -23,6 +23,9 @@ pub struct PolicyFile {
     /// Who may call routes no rule matches, in the rules' text form. Defaults to `deny`.
     #[serde(default)]
     pub unmatched: Option<String>,
+    /// Who the callers are: the authenticators the gateway runs.
+    #[serde(default)]
+    pub authenticate: Option<AuthenticateSection>,
     /// Request validation: JSON Schemas per route, or an OpenAPI document (with the
     /// `validate` feature).
     #[serde(default)]
@@ -34,6 +37,38 @@ pub struct PolicyFile {
     /// with [`PolicyFile::from_file`]; else the working directory.
     #[serde(skip)]
     pub base: Option<std::path::PathBuf>,
+}
+
+/// The `authenticate` section: the authenticators, in the order they are asked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthenticateSection {
+    /// OAuth 2.0 bearer tokens (JWT access tokens) from these issuers (needs the `bearer`
+    /// feature).
+    #[serde(default)]
+    pub bearer: Vec<BearerIssuer>,
+}
+
+/// One issuer of bearer tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BearerIssuer {
+    /// The expected `iss`.
+    pub issuer: String,
+    /// The audiences a token must name one of (at least one).
+    pub audiences: Vec<String>,
+    /// Find the keys through the issuer's discovery document. Exactly one of `discover` and
+    /// `jwks_url`.
+    #[serde(default)]
+    pub discover: bool,
+    /// The issuer's JWKS document.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Where the roles are in the token (a dotted path, `realm_access.roles`).
+    #[serde(default)]
+    pub roles_claim: Option<String>,
 }
 
 /// The `validate` section: which schema applies to which route, and the limits.

@@ -33,6 +33,9 @@
 //!   [`Requirement`](crate::authz::Requirement) parses (`role(admin) and (scope("orders:write")
 //!   or permission("orders:*"))`, object-level comparisons included).
 //! - `unmatched`: who may call routes no rule matches; `deny` by default.
+//! - `authenticate`: the authenticators, for now bearer-token issuers (`bearer: [{issuer,
+//!   audiences, discover: true | jwks_url, roles_claim}]`, with the `bearer` feature);
+//!   [`PolicyFile::gateway`] starts a gateway with them, the rules and the validation.
 //! - `validate`: JSON Schemas per route (`routes: [{route: POST /orders, body: {…}}]`, each
 //!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
 //!   (`openapi: openapi.yaml`), and the limits; paths are relative to the policy file.
@@ -85,6 +88,7 @@
 
 mod error;
 mod file;
+mod gateway;
 mod policy;
 mod validation;
 
@@ -92,8 +96,8 @@ mod validation;
 pub use self::error::{PolicyError, PolicyErrors};
 #[doc(inline)]
 pub use self::file::{
-    Anonymous, Expectation, Format, PolicyFile, PolicyTest, RouteEntry, TestCaller, TestIdentity,
-    ValidateRoute, ValidateSection,
+    Anonymous, AuthenticateSection, BearerIssuer, Expectation, Format, PolicyFile, PolicyTest,
+    RouteEntry, TestCaller, TestIdentity, ValidateRoute, ValidateSection,
 };
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};

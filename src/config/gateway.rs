@@ -1,0 +1,78 @@
+//! From a policy file to a [`GatewaySecurityBuilder`]: its authenticators, rules and
+//! validation.
+
+use super::error::{PolicyError, PolicyErrors};
+use super::file::PolicyFile;
+use super::policy::CheckedPolicy;
+use crate::GatewaySecurityLayer;
+use crate::gateway::GatewaySecurityBuilder;
+
+impl PolicyFile {
+    /// Checks the policy (rules, validation, tests) and starts a gateway with everything the
+    /// file says: its authenticators, in order, its rules and its validation. Add what a file
+    /// cannot say yet (API-key stores, rate limits, an observer) and
+    /// [`build`](GatewaySecurityBuilder::build). A file without authenticators gives a
+    /// builder without any: `build` then asks for one.
+    ///
+    /// # Errors
+    ///
+    /// Every problem [`check`](Self::check) finds, and every authenticator that cannot be
+    /// built (`authenticate.bearer[0]: …`).
+    pub fn gateway(&self) -> Result<(GatewaySecurityBuilder, CheckedPolicy), PolicyErrors> {
+        let checked = self.check()?;
+        let mut builder = GatewaySecurityLayer::builder();
+        let mut errors = Vec::new();
+        let bearer = self
+            .authenticate
+            .as_ref()
+            .map_or(&[][..], |section| &section.bearer[..]);
+        for (index, issuer) in bearer.iter().enumerate() {
+            let place = format!("authenticate.bearer[{index}]");
+            #[cfg(feature = "bearer")]
+            match bearer_authenticator(issuer) {
+                Ok(authenticator) => builder = builder.authenticate(authenticator),
+                Err(message) => errors.push(PolicyError::at(place, message)),
+            }
+            #[cfg(not(feature = "bearer"))]
+            {
+                let _ = issuer;
+                errors.push(PolicyError::at(
+                    place,
+                    "bearer tokens need the `bearer` feature",
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        builder = builder.rules(checked.rules.clone());
+        if let Some(validation) = &checked.validation {
+            builder = builder.validate(validation.clone());
+        }
+        Ok((builder, checked))
+    }
+}
+
+#[cfg(feature = "bearer")]
+fn bearer_authenticator(
+    issuer: &super::file::BearerIssuer,
+) -> Result<crate::bearer::BearerAuthenticator, String> {
+    use crate::bearer::{BearerAuthenticator, IssuerRules};
+    let mut rules = IssuerRules::builder(issuer.issuer.as_str());
+    match (issuer.discover, &issuer.jwks_url) {
+        (true, None) => rules = rules.discover(),
+        (false, Some(url)) => rules = rules.jwks_url(url.as_str()),
+        _ => return Err("give exactly one of `discover: true` and `jwks_url`".to_owned()),
+    }
+    if issuer.audiences.is_empty() {
+        return Err("`audiences` names at least one audience".to_owned());
+    }
+    for audience in &issuer.audiences {
+        rules = rules.audience(audience.as_str());
+    }
+    if let Some(path) = &issuer.roles_claim {
+        rules = rules.roles_claim(path.as_str());
+    }
+    let rules = rules.build().map_err(|error| error.to_string())?;
+    Ok(BearerAuthenticator::new(rules))
+}
