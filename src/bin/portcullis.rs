@@ -421,7 +421,7 @@ fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
     let has_authenticators = policy
         .authenticate
         .as_ref()
-        .is_some_and(|section| !section.bearer.is_empty());
+        .is_some_and(|section| !section.bearer.is_empty() || section.api_keys.is_some());
     if !has_authenticators {
         builder =
             builder.authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent));

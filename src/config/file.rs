@@ -44,10 +44,40 @@ pub struct PolicyFile {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AuthenticateSection {
+    /// API keys, from a shared store (needs the `api-key` and `redis` features). Asked
+    /// before the bearer issuers.
+    #[serde(default)]
+    pub api_keys: Option<ApiKeys>,
     /// OAuth 2.0 bearer tokens (JWT access tokens) from these issuers (needs the `bearer`
     /// feature).
     #[serde(default)]
     pub bearer: Vec<BearerIssuer>,
+}
+
+/// Where API keys are looked up.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ApiKeys {
+    /// A Redis (or Redis Cluster node) holding the key records `RedisKeyStore` writes.
+    pub redis: RedisStore,
+}
+
+/// A Redis store, its URL a secret never written in the file: read from an environment
+/// variable or a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisStore {
+    /// The environment variable holding the URL (`redis://…`; `rediss://` for TLS).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// A file holding the URL (relative to the policy file, inside its directory).
+    #[serde(default)]
+    pub url_file: Option<String>,
+    /// The prefix of every key the store writes. Defaults to `RedisConnection`'s.
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 /// One issuer of bearer tokens.

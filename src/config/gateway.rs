@@ -22,6 +22,25 @@ impl PolicyFile {
         let checked = self.check()?;
         let mut builder = GatewaySecurityLayer::builder();
         let mut errors = Vec::new();
+        if let Some(keys) = self
+            .authenticate
+            .as_ref()
+            .and_then(|section| section.api_keys.as_ref())
+        {
+            #[cfg(all(feature = "api-key", feature = "redis"))]
+            match self.redis_api_keys(keys) {
+                Ok(authenticator) => builder = builder.authenticate(authenticator),
+                Err((place, message)) => errors.push(PolicyError::at(place, message)),
+            }
+            #[cfg(not(all(feature = "api-key", feature = "redis")))]
+            {
+                let _ = keys;
+                errors.push(PolicyError::at(
+                    "authenticate.api_keys",
+                    "API keys on Redis need the `api-key` and `redis` features",
+                ));
+            }
+        }
         let bearer = self
             .authenticate
             .as_ref()
@@ -75,4 +94,57 @@ fn bearer_authenticator(
     }
     let rules = rules.build().map_err(|error| error.to_string())?;
     Ok(BearerAuthenticator::new(rules))
+}
+
+impl PolicyFile {
+    /// The API-key authenticator of an `api_keys.redis` section: a `RedisKeyStore` behind a
+    /// `CachedKeyStore`, its URL read from the environment or a file.
+    #[cfg(all(feature = "api-key", feature = "redis"))]
+    fn redis_api_keys(
+        &self,
+        keys: &super::file::ApiKeys,
+    ) -> Result<crate::api_key::ApiKeyAuthenticator, (String, String)> {
+        use crate::api_key::{ApiKeyAuthenticator, CachedKeyStore};
+        use crate::redis::{RedisConnection, RedisKeyStore};
+        let place = "authenticate.api_keys.redis";
+        let redis = &keys.redis;
+        let url = match (&redis.url_env, &redis.url_file) {
+            (Some(name), None) => std::env::var(name).map_err(|_| {
+                (
+                    format!("{place}.url_env"),
+                    format!("the environment variable `{name}` is not set (or not UTF-8)"),
+                )
+            })?,
+            (None, Some(path)) => self
+                .read(path)
+                .map_err(|message| (format!("{place}.url_file"), message))?
+                .trim()
+                .to_owned(),
+            _ => {
+                return Err((
+                    place.to_owned(),
+                    "give exactly one of `url_env` and `url_file`: the URL may hold a \
+                     password, so it is never written in the policy"
+                        .to_owned(),
+                ));
+            }
+        };
+        let mut connection = RedisConnection::builder(url);
+        if let Some(prefix) = &redis.prefix {
+            connection = connection.prefix(prefix.as_str());
+        }
+        // The URL is a secret: the error never repeats it.
+        let connection = connection.build().map_err(|_| {
+            (
+                place.to_owned(),
+                "the Redis URL is not usable (a `redis://` or `rediss://` URL; plain text only \
+                 to loopback)"
+                    .to_owned(),
+            )
+        })?;
+        let store = CachedKeyStore::builder(RedisKeyStore::new(connection))
+            .build()
+            .map_err(|error| (place.to_owned(), error.to_string()))?;
+        Ok(ApiKeyAuthenticator::new(std::sync::Arc::new(store)))
+    }
 }

@@ -33,8 +33,10 @@
 //!   [`Requirement`](crate::authz::Requirement) parses (`role(admin) and (scope("orders:write")
 //!   or permission("orders:*"))`, object-level comparisons included).
 //! - `unmatched`: who may call routes no rule matches; `deny` by default.
-//! - `authenticate`: the authenticators, for now bearer-token issuers (`bearer: [{issuer,
-//!   audiences, discover: true | jwks_url, roles_claim}]`, with the `bearer` feature);
+//! - `authenticate`: the authenticators: API keys on Redis (`api_keys: {redis: {url_env:
+//!   NAME}}` or `url_file`, never the URL itself; with `api-key` and `redis`) and
+//!   bearer-token issuers (`bearer: [{issuer, audiences, discover: true | jwks_url,
+//!   roles_claim}]`, with `bearer`);
 //!   [`PolicyFile::gateway`] starts a gateway with them, the rules and the validation.
 //! - `validate`: JSON Schemas per route (`routes: [{route: POST /orders, body: {…}}]`, each
 //!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
@@ -96,8 +98,8 @@ mod validation;
 pub use self::error::{PolicyError, PolicyErrors};
 #[doc(inline)]
 pub use self::file::{
-    Anonymous, AuthenticateSection, BearerIssuer, Expectation, Format, PolicyFile, PolicyTest,
-    RouteEntry, TestCaller, TestIdentity, ValidateRoute, ValidateSection,
+    Anonymous, ApiKeys, AuthenticateSection, BearerIssuer, Expectation, Format, PolicyFile,
+    PolicyTest, RedisStore, RouteEntry, TestCaller, TestIdentity, ValidateRoute, ValidateSection,
 };
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};

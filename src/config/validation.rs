@@ -168,7 +168,7 @@ impl PolicyFile {
     /// working directory for a policy not read from a file), and inside it. An absolute
     /// path, or one that leaves the directory (`..`, a symbolic link out), is refused: a
     /// policy under review must not read the host's other files (into an error message, say).
-    fn read(&self, path: &str) -> Result<String, String> {
+    pub(crate) fn read(&self, path: &str) -> Result<String, String> {
         let base = match &self.base {
             Some(base) if !base.as_os_str().is_empty() => base.clone(),
             _ => PathBuf::from("."),
