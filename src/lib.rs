@@ -77,6 +77,8 @@ pub mod fuzzing;
 mod net;
 pub mod observe;
 mod principal;
+#[cfg(any(feature = "authz", feature = "validate"))]
+mod query;
 mod rejection;
 #[cfg(any(feature = "authz", feature = "validate", feature = "shield"))]
 mod route;

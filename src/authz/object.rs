@@ -297,13 +297,7 @@ impl Comparison {
                     .map(|(_, value)| Found::Text(Cow::Borrowed(value.as_str()))),
                 Params::None => None,
             },
-            Source::Query(name) => {
-                let mut values = form_urlencoded::parse(facts.query?.as_bytes())
-                    .filter(|(held, _)| held == name.as_ref())
-                    .map(|(_, value)| value);
-                let value = values.next()?;
-                values.next().is_none().then_some(Found::Text(value))
-            }
+            Source::Query(name) => crate::query::single_value(facts.query?, name).map(Found::Text),
             Source::Header(name) => {
                 let mut values = facts.headers?.get_all(name.as_ref()).iter();
                 let value = values.next()?;

@@ -190,11 +190,7 @@ where
                 // No JSON body to read: a deferred object-level rule is decided without one.
                 if let Some(rejection) = decide_deferred(&mut parts, None, &*self.observer) {
                     return ResponseFuture {
-                        state: State::Decided {
-                            future: crate::future::ResponseFuture::rejected(
-                                rejection.render(&*self.renderer),
-                            ),
-                        },
+                        state: State::refused(rejection.render(&*self.renderer)),
                     };
                 }
                 // Called at once: the ready service is used, no swap needed.
@@ -389,9 +385,7 @@ impl<S> Validate<S> {
             rule.map(|(text, _)| text),
         );
         ResponseFuture {
-            state: State::Decided {
-                future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
-            },
+            state: State::refused(rejection.render(&*self.renderer)),
         }
     }
 }
@@ -644,6 +638,18 @@ pin_project! {
     }
 }
 
+impl<S, B> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    /// Answered here, with `response`: the service is not called.
+    fn refused(response: Response<bytes::Bytes>) -> Self {
+        Self::Decided {
+            future: crate::future::ResponseFuture::rejected(response),
+        }
+    }
+}
+
 impl<S, B> fmt::Debug for ResponseFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
@@ -678,9 +684,7 @@ where
                         // Only reachable if polled after a panic while reading.
                         let response =
                             Rejection::new(Reason::Unavailable).render(&*default_renderer());
-                        state.set(State::Decided {
-                            future: crate::future::ResponseFuture::rejected(response),
-                        });
+                        state.set(State::refused(response));
                         continue;
                     };
                     let outcome = ready!(step.poll_body(body.as_mut(), cx));
@@ -696,9 +700,7 @@ where
                         // Only reachable if polled after a panic outside a rule.
                         let response =
                             Rejection::new(Reason::Unavailable).render(&*default_renderer());
-                        state.set(State::Decided {
-                            future: crate::future::ResponseFuture::rejected(response),
-                        });
+                        state.set(State::refused(response));
                         continue;
                     };
                     let outcome = ready!(step.poll_rules(cx));
@@ -769,9 +771,7 @@ impl<S> Reading<S> {
             self.started,
             self.rule_text(),
         );
-        State::Decided {
-            future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
-        }
+        State::refused(rejection.render(&*self.renderer))
     }
 
     /// Refuses with a rejection already reported (by another stage's decision).
@@ -779,9 +779,7 @@ impl<S> Reading<S> {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        State::Decided {
-            future: crate::future::ResponseFuture::rejected(rejection.render(&*self.renderer)),
-        }
+        State::refused(rejection.render(&*self.renderer))
     }
 
     /// The body is complete: parse it (enforcing the JSON limits in the same pass), validate,
@@ -876,11 +874,7 @@ impl<S> Validate<S> {
         // before the business rules.
         if let Some(rejection) = decide_deferred(&mut parts, None, &*self.observer) {
             return ResponseFuture {
-                state: State::Decided {
-                    future: crate::future::ResponseFuture::rejected(
-                        rejection.render(&*self.renderer),
-                    ),
-                },
+                state: State::refused(rejection.render(&*self.renderer)),
             };
         }
         let progress = match self.settings.routes.entry(route) {
