@@ -278,3 +278,94 @@ async fn an_unusable_cors_configuration_fails_at_build() {
         other => panic!("unexpected error {other:?}"),
     }
 }
+
+/// The same CORS, and a rejection format, from a policy file: the file's gateway answers
+/// preflights in front and writes refusals with the file's problem `type`.
+#[tokio::test]
+async fn a_policy_files_cors_and_rejection_format_are_the_gateways() {
+    let fixture = Fixture::new().await;
+    let policy = portcullis::config::PolicyFile::parse(
+        r#"
+roles: {admin: ["*"]}
+routes:
+  - {route: GET /health, require: public}
+  - {route: "* /admin", require: role(admin)}
+cors:
+  allow_origins: [https://app.example]
+  allow_methods: [GET, POST, DELETE]
+  allow_headers: [content-type, authorization]
+  max_age: 600
+rejection:
+  type_base: https://errors.example.com/
+"#,
+        portcullis::config::Format::Yaml,
+    )
+    .expect("parses");
+    let (builder, _) = policy
+        .gateway()
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let gateway = builder
+        .authenticate(ApiKeyAuthenticator::new(fixture.store.clone()))
+        .build()
+        .expect("gateway");
+    let reached = fixture.reached.clone();
+    let app = Router::new()
+        .route(
+            "/admin",
+            any(move || async move {
+                reached.0.fetch_add(1, Ordering::SeqCst);
+                "admin"
+            }),
+        )
+        .layer(gateway);
+
+    let response = send(&app, preflight("/admin").body(Body::empty()).expect("request")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(headers["access-control-allow-methods"], "GET,POST,DELETE");
+    assert_eq!(headers["access-control-max-age"], "600");
+    assert_eq!(fixture.reached.count(), 0, "the preflight reached the service");
+
+    // Another origin's preflight gets no CORS headers: the browser refuses the call.
+    let foreign = Request::options("/admin")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "DELETE")
+        .body(Body::empty())
+        .expect("request");
+    let response = send(&app, foreign).await;
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "{:?}",
+        response.headers()
+    );
+
+    let anonymous = Request::delete("/admin")
+        .header("origin", "https://app.example")
+        .body(Body::empty())
+        .expect("request");
+    let response = send(&app, anonymous).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+    assert_eq!(problem["type"], "https://errors.example.com/missing_credentials");
+    assert_eq!(fixture.reached.count(), 0);
+}
+
+#[test]
+fn a_policy_file_cannot_write_a_cors_browsers_refuse() {
+    let policy = portcullis::config::PolicyFile::parse(
+        "cors: {allow_origins: ['*'], allow_credentials: true, allow_headers: [authorization]}",
+        portcullis::config::Format::Yaml,
+    )
+    .expect("parses");
+    let errors = policy.gateway().map(|_| ()).expect_err("credentials with *");
+    assert_eq!(errors.errors()[0].place, "cors.allow_origins");
+    assert!(errors.to_string().contains("allow_credentials"), "{errors}");
+}

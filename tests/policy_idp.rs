@@ -110,3 +110,108 @@ fn a_bearer_issuer_must_say_where_its_keys_are() {
         assert!(errors.to_string().contains(problem), "{errors}");
     }
 }
+
+/// A file naming an issuer and an introspection endpoint: one authenticator checks the
+/// provider's JWTs locally and asks the provider about its opaque tokens, with the client
+/// secret read from a file beside the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_files_introspection_reads_its_secret_and_asks_the_provider() {
+    let idp = Idp::start(Settings::default());
+    let (jwt, opaque) = {
+        let idp = &idp;
+        tokio::task::block_in_place(|| (idp.token(API), idp.token(OPAQUE_API)))
+    };
+    assert!(!opaque.contains('.'), "opaque: {opaque}");
+    let issuer = &idp.issuer;
+    let directory =
+        std::env::temp_dir().join(format!("portcullis-introspection-{}", std::process::id()));
+    std::fs::create_dir_all(directory.join("secrets")).expect("directory");
+    std::fs::write(directory.join("secrets/introspection"), "introspector-secret\n")
+        .expect("secret");
+    let text = format!(
+        r#"
+authenticate:
+  bearer:
+    - {{issuer: "{issuer}", audiences: ["{API}"], discover: true, roles_claim: realm_access.roles}}
+  introspection:
+    url: "{issuer}/token/introspection"
+    client_id: api-introspector
+    client_secret_file: secrets/introspection
+    issuer: "{issuer}"
+    audiences: ["{OPAQUE_API}"]
+    roles_claim: realm_access.roles
+roles:
+  admin: ["orders:*"]
+routes:
+  - {{route: GET /orders, require: 'permission("orders:read")'}}
+"#
+    );
+    std::fs::write(directory.join("policy.yaml"), text).expect("policy");
+    let policy = PolicyFile::from_file(directory.join("policy.yaml")).expect("parses");
+    let (builder, _) = policy.gateway().unwrap_or_else(|errors| panic!("{errors}"));
+    let app = Router::new()
+        .route("/orders", get(|| async { "orders" }))
+        .layer(builder.build().expect("gateway"));
+    let call = |token: &str| {
+        app.clone().oneshot(
+            Request::get("/orders")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+    };
+    for token in [&jwt, &opaque] {
+        let response = call(token).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK, "{token}");
+    }
+    let unknown = call("an-opaque-token-the-provider-never-issued-0123456789")
+        .await
+        .expect("infallible");
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+
+    // A wrong secret: the provider refuses the gateway, and so the token is not accepted.
+    std::fs::write(directory.join("secrets/introspection"), "wrong-secret").expect("secret");
+    let policy = PolicyFile::from_file(directory.join("policy.yaml")).expect("parses");
+    let (builder, _) = policy.gateway().unwrap_or_else(|errors| panic!("{errors}"));
+    let app = Router::new()
+        .route("/orders", get(|| async { "orders" }))
+        .layer(builder.build().expect("gateway"));
+    let refused = app
+        .oneshot(
+            Request::get("/orders")
+                .header("authorization", format!("Bearer {opaque}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_ne!(refused.status(), StatusCode::OK);
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[test]
+fn an_introspection_secret_is_never_written_in_the_policy() {
+    let errors = PolicyFile::parse(
+        "authenticate:\n  introspection:\n    url: https://idp.example/introspect\n    \
+         client_id: gateway\n    audiences: [api]\n",
+        Format::Yaml,
+    )
+    .expect("parses")
+    .gateway()
+    .map(|_| ())
+    .expect_err("no secret");
+    assert_eq!(errors.errors()[0].place, "authenticate.introspection");
+    assert!(
+        errors.to_string().contains("`client_secret_env`"),
+        "{errors}"
+    );
+    // Written inline, it is not even a key of the format.
+    let inline = PolicyFile::parse(
+        "authenticate:\n  introspection:\n    url: https://idp.example/introspect\n    \
+         client_id: gateway\n    client_secret: hunter2\n",
+        Format::Yaml,
+    )
+    .expect_err("unknown key");
+    assert!(inline.to_string().contains("client_secret"), "{inline}");
+    assert!(!inline.to_string().contains("hunter2"), "{inline}");
+}

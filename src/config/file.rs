@@ -30,6 +30,12 @@ pub struct PolicyFile {
     /// `validate` feature).
     #[serde(default)]
     pub validate: Option<ValidateSection>,
+    /// CORS: which other origins' pages may call the API (with the `cors` feature).
+    #[serde(default)]
+    pub cors: Option<super::http::CorsSection>,
+    /// How refusals are written.
+    #[serde(default)]
+    pub rejection: Option<super::http::RejectionSection>,
     /// Requests and the decisions the policy must make for them.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,
@@ -52,6 +58,47 @@ pub struct AuthenticateSection {
     /// feature).
     #[serde(default)]
     pub bearer: Vec<BearerIssuer>,
+    /// Opaque bearer tokens, asked of the authorization server's introspection endpoint
+    /// (RFC 7662; needs the `bearer` feature). With `bearer` issuers, one authenticator
+    /// checks JWTs from those issuers locally and introspects every other token.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionEndpoint>,
+}
+
+/// An introspection endpoint (RFC 7662) and the client the gateway is there.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IntrospectionEndpoint {
+    /// The endpoint (`https://…`; plain `http` only to a loopback host).
+    pub url: String,
+    /// The gateway's client id at the authorization server.
+    pub client_id: String,
+    /// The environment variable holding the client secret. Exactly one of
+    /// `client_secret_env` and `client_secret_file`.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// A file holding the client secret (relative to the policy file, or absolute).
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// Send the credentials in the form body (`client_secret_post`) rather than HTTP Basic
+    /// (the default).
+    #[serde(default)]
+    pub client_secret_post: bool,
+    /// The `iss` an active token must carry, when the server returns one.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The audiences a token must name one of (at least one, unless
+    /// `insecure_skip_audience`).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accept tokens whatever their audience: any token the server issued, for any API,
+    /// is then good here. Defaults to `false`.
+    #[serde(default)]
+    pub insecure_skip_audience: bool,
+    /// Where the roles are in the introspection response (a dotted path).
+    #[serde(default)]
+    pub roles_claim: Option<String>,
 }
 
 /// Where API keys are looked up.
@@ -72,7 +119,7 @@ pub struct RedisStore {
     /// The environment variable holding the URL (`redis://…`; `rediss://` for TLS).
     #[serde(default)]
     pub url_env: Option<String>,
-    /// A file holding the URL (relative to the policy file, inside its directory).
+    /// A file holding the URL (relative to the policy file, or absolute).
     #[serde(default)]
     pub url_file: Option<String>,
     /// The prefix of every key the store writes. Defaults to `RedisConnection`'s.

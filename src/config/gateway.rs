@@ -41,24 +41,44 @@ impl PolicyFile {
                 ));
             }
         }
-        let bearer = self
-            .authenticate
-            .as_ref()
-            .map_or(&[][..], |section| &section.bearer[..]);
-        for (index, issuer) in bearer.iter().enumerate() {
-            let place = format!("authenticate.bearer[{index}]");
+        let section = self.authenticate.as_ref();
+        let issuers = section.map_or(&[][..], |section| &section.bearer[..]);
+        let introspection = section.and_then(|section| section.introspection.as_ref());
+        if !issuers.is_empty() || introspection.is_some() {
             #[cfg(feature = "bearer")]
-            match bearer_authenticator(issuer) {
+            match self.bearer_authenticator(issuers, introspection) {
                 Ok(authenticator) => builder = builder.authenticate(authenticator),
-                Err(message) => errors.push(PolicyError::at(place, message)),
+                Err(mut problems) => errors.append(&mut problems),
             }
             #[cfg(not(feature = "bearer"))]
             {
-                let _ = issuer;
+                let _ = introspection;
                 errors.push(PolicyError::at(
-                    place,
+                    if issuers.is_empty() {
+                        "authenticate.introspection"
+                    } else {
+                        "authenticate.bearer"
+                    },
                     "bearer tokens need the `bearer` feature",
                 ));
+            }
+        }
+        if let Some(rejection) = &self.rejection {
+            match rejection.renderer() {
+                Ok(renderer) => builder = builder.rejection_response(renderer),
+                Err(error) => errors.push(error),
+            }
+        }
+        if let Some(cors) = &self.cors {
+            #[cfg(feature = "cors")]
+            match cors.layer() {
+                Ok(layer) => builder = builder.cors(layer),
+                Err(mut problems) => errors.append(&mut problems),
+            }
+            #[cfg(not(feature = "cors"))]
+            {
+                errors.push(PolicyError::at("cors", "CORS needs the `cors` feature"));
+                errors.append(&mut cors.problems());
             }
         }
         if !errors.is_empty() {
@@ -73,10 +93,81 @@ impl PolicyFile {
 }
 
 #[cfg(feature = "bearer")]
-fn bearer_authenticator(
-    issuer: &super::file::BearerIssuer,
-) -> Result<crate::bearer::BearerAuthenticator, String> {
-    use crate::bearer::{BearerAuthenticator, IssuerRules};
+impl PolicyFile {
+    /// The bearer-token authenticator: every issuer's JWTs checked locally, every other
+    /// token introspected when the file names an endpoint.
+    fn bearer_authenticator(
+        &self,
+        issuers: &[super::file::BearerIssuer],
+        introspection: Option<&super::file::IntrospectionEndpoint>,
+    ) -> Result<crate::bearer::BearerAuthenticator, Vec<PolicyError>> {
+        let mut builder = crate::bearer::BearerAuthenticator::builder();
+        let mut errors = Vec::new();
+        for (index, issuer) in issuers.iter().enumerate() {
+            match issuer_rules(issuer) {
+                Ok(rules) => builder = builder.issuer(rules),
+                Err(message) => {
+                    errors.push(PolicyError::at(format!("authenticate.bearer[{index}]"), message));
+                }
+            }
+        }
+        if let Some(endpoint) = introspection {
+            match self.introspection(endpoint) {
+                Ok(introspection) => builder = builder.introspection(introspection),
+                Err(error) => errors.push(error),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        builder.build().map_err(|error| {
+            vec![PolicyError::at("authenticate.bearer", error.to_string())]
+        })
+    }
+
+    /// The introspection client of an `introspection` section, its secret read from the
+    /// environment or a file.
+    fn introspection(
+        &self,
+        endpoint: &super::file::IntrospectionEndpoint,
+    ) -> Result<crate::bearer::Introspection, PolicyError> {
+        let place = "authenticate.introspection";
+        let secret = self.secret(
+            place,
+            "client_secret",
+            endpoint.client_secret_env.as_deref(),
+            endpoint.client_secret_file.as_deref(),
+        )?;
+        let mut builder = crate::bearer::Introspection::builder(
+            endpoint.url.as_str(),
+            endpoint.client_id.as_str(),
+            crate::secret::ClientSecret::from(secret.as_str()),
+        );
+        if endpoint.client_secret_post {
+            builder = builder.client_secret_post();
+        }
+        if let Some(issuer) = &endpoint.issuer {
+            builder = builder.issuer(issuer.as_str());
+        }
+        for audience in &endpoint.audiences {
+            builder = builder.audience(audience.as_str());
+        }
+        if endpoint.insecure_skip_audience {
+            builder = builder.insecure_skip_audience();
+        }
+        if let Some(path) = &endpoint.roles_claim {
+            builder = builder.roles_claim(path.as_str());
+        }
+        builder
+            .build()
+            .map_err(|error| PolicyError::at(place, error.to_string()))
+    }
+}
+
+/// The rules of one `bearer` issuer.
+#[cfg(feature = "bearer")]
+fn issuer_rules(issuer: &super::file::BearerIssuer) -> Result<crate::bearer::IssuerRules, String> {
+    use crate::bearer::IssuerRules;
     let mut rules = IssuerRules::builder(issuer.issuer.as_str());
     match (issuer.discover, &issuer.jwks_url) {
         (true, None) => rules = rules.discover(),
@@ -92,8 +183,7 @@ fn bearer_authenticator(
     if let Some(path) = &issuer.roles_claim {
         rules = rules.roles_claim(path.as_str());
     }
-    let rules = rules.build().map_err(|error| error.to_string())?;
-    Ok(BearerAuthenticator::new(rules))
+    rules.build().map_err(|error| error.to_string())
 }
 
 impl PolicyFile {
@@ -108,28 +198,15 @@ impl PolicyFile {
         use crate::redis::{RedisConnection, RedisKeyStore};
         let place = "authenticate.api_keys.redis";
         let redis = &keys.redis;
-        let url = match (&redis.url_env, &redis.url_file) {
-            (Some(name), None) => std::env::var(name).map_err(|_| {
-                (
-                    format!("{place}.url_env"),
-                    format!("the environment variable `{name}` is not set (or not UTF-8)"),
-                )
-            })?,
-            (None, Some(path)) => self
-                .read(path)
-                .map_err(|message| (format!("{place}.url_file"), message))?
-                .trim()
-                .to_owned(),
-            _ => {
-                return Err((
-                    place.to_owned(),
-                    "give exactly one of `url_env` and `url_file`: the URL may hold a \
-                     password, so it is never written in the policy"
-                        .to_owned(),
-                ));
-            }
-        };
-        let mut connection = RedisConnection::builder(url);
+        let url = self
+            .secret(
+                place,
+                "url",
+                redis.url_env.as_deref(),
+                redis.url_file.as_deref(),
+            )
+            .map_err(|error| (error.place, error.message))?;
+        let mut connection = RedisConnection::builder(url.as_str());
         if let Some(prefix) = &redis.prefix {
             connection = connection.prefix(prefix.as_str());
         }

@@ -91,15 +91,21 @@
 mod error;
 mod file;
 mod gateway;
+mod http;
 mod policy;
+#[cfg(any(feature = "bearer", all(feature = "api-key", feature = "redis")))]
+mod secrets;
 mod validation;
 
 #[doc(inline)]
 pub use self::error::{PolicyError, PolicyErrors};
 #[doc(inline)]
 pub use self::file::{
-    Anonymous, ApiKeys, AuthenticateSection, BearerIssuer, Expectation, Format, PolicyFile,
+    Anonymous, ApiKeys, AuthenticateSection, BearerIssuer, Expectation, Format,
+    IntrospectionEndpoint, PolicyFile,
     PolicyTest, RedisStore, RouteEntry, TestCaller, TestIdentity, ValidateRoute, ValidateSection,
 };
+#[doc(inline)]
+pub use self::http::{CorsSection, RejectionSection};
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};
