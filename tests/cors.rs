@@ -301,9 +301,7 @@ rejection:
         portcullis::config::Format::Yaml,
     )
     .expect("parses");
-    let (builder, _) = policy
-        .gateway()
-        .unwrap_or_else(|errors| panic!("{errors}"));
+    let (builder, _) = policy.gateway().unwrap_or_else(|errors| panic!("{errors}"));
     let gateway = builder
         .authenticate(ApiKeyAuthenticator::new(fixture.store.clone()))
         .build()
@@ -319,13 +317,24 @@ rejection:
         )
         .layer(gateway);
 
-    let response = send(&app, preflight("/admin").body(Body::empty()).expect("request")).await;
+    let response = send(
+        &app,
+        preflight("/admin").body(Body::empty()).expect("request"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers();
-    assert_eq!(headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
     assert_eq!(headers["access-control-allow-methods"], "GET,POST,DELETE");
     assert_eq!(headers["access-control-max-age"], "600");
-    assert_eq!(fixture.reached.count(), 0, "the preflight reached the service");
+    assert_eq!(
+        fixture.reached.count(),
+        0,
+        "the preflight reached the service"
+    );
 
     // Another origin's preflight gets no CORS headers: the browser refuses the call.
     let foreign = Request::options("/admin")
@@ -352,9 +361,17 @@ rejection:
         response.headers()["access-control-allow-origin"],
         "https://app.example"
     );
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
-    assert_eq!(problem["type"], "https://errors.example.com/missing_credentials");
+    assert_eq!(
+        problem["type"],
+        "https://errors.example.com/missing_credentials"
+    );
     assert_eq!(fixture.reached.count(), 0);
 }
 
@@ -365,7 +382,10 @@ fn a_policy_file_cannot_write_a_cors_browsers_refuse() {
         portcullis::config::Format::Yaml,
     )
     .expect("parses");
-    let errors = policy.gateway().map(|_| ()).expect_err("credentials with *");
+    let errors = policy
+        .gateway()
+        .map(|_| ())
+        .expect_err("credentials with *");
     assert_eq!(errors.errors()[0].place, "cors.allow_origins");
     assert!(errors.to_string().contains("allow_credentials"), "{errors}");
 }

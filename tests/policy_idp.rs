@@ -126,8 +126,11 @@ async fn a_policy_files_introspection_reads_its_secret_and_asks_the_provider() {
     let directory =
         std::env::temp_dir().join(format!("portcullis-introspection-{}", std::process::id()));
     std::fs::create_dir_all(directory.join("secrets")).expect("directory");
-    std::fs::write(directory.join("secrets/introspection"), "introspector-secret\n")
-        .expect("secret");
+    std::fs::write(
+        directory.join("secrets/introspection"),
+        "introspector-secret\n",
+    )
+    .expect("secret");
     let text = format!(
         r#"
 authenticate:

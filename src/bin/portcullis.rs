@@ -410,7 +410,7 @@ impl<'a> Serve<'a> {
 }
 
 /// The gateway the policy file at `path` describes, after its checks and tests passed: its
-/// authenticators (bearer-token issuers for now), rules and validation. A file without
+/// authenticators, rules and validation. A file without
 /// authenticators gives a gateway whose callers are all anonymous: only `public` and
 /// `optional` routes (and `unmatched: public`) let a request through.
 fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
@@ -421,7 +421,7 @@ fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
     let has_authenticators = policy
         .authenticate
         .as_ref()
-        .is_some_and(|section| !section.bearer.is_empty() || section.api_keys.is_some());
+        .is_some_and(|section| !section.is_empty());
     if !has_authenticators {
         builder =
             builder.authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent));

@@ -65,6 +65,14 @@ pub struct AuthenticateSection {
     pub introspection: Option<IntrospectionEndpoint>,
 }
 
+impl AuthenticateSection {
+    /// Whether the section names no authenticator at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.api_keys.is_none() && self.bearer.is_empty() && self.introspection.is_none()
+    }
+}
+
 /// An introspection endpoint (RFC 7662) and the client the gateway is there.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -107,7 +107,10 @@ impl PolicyFile {
             match issuer_rules(issuer) {
                 Ok(rules) => builder = builder.issuer(rules),
                 Err(message) => {
-                    errors.push(PolicyError::at(format!("authenticate.bearer[{index}]"), message));
+                    errors.push(PolicyError::at(
+                        format!("authenticate.bearer[{index}]"),
+                        message,
+                    ));
                 }
             }
         }
@@ -120,9 +123,9 @@ impl PolicyFile {
         if !errors.is_empty() {
             return Err(errors);
         }
-        builder.build().map_err(|error| {
-            vec![PolicyError::at("authenticate.bearer", error.to_string())]
-        })
+        builder
+            .build()
+            .map_err(|error| vec![PolicyError::at("authenticate.bearer", error.to_string())])
     }
 
     /// The introspection client of an `introspection` section, its secret read from the

@@ -95,7 +95,10 @@ impl CorsSection {
         let any = |list: &[String]| list.iter().any(|entry| entry == "*");
         let lists = [
             ("allow_origins", &self.allow_origins[..]),
-            ("allow_methods", self.allow_methods.as_deref().unwrap_or(&[])),
+            (
+                "allow_methods",
+                self.allow_methods.as_deref().unwrap_or(&[]),
+            ),
             ("allow_headers", &self.allow_headers[..]),
             ("expose_headers", &self.expose_headers[..]),
         ];
@@ -180,7 +183,9 @@ impl CorsSection {
         layer = match &self.allow_methods {
             Some(methods) if is_any(methods) => layer.allow_methods(Any),
             Some(methods) => layer.allow_methods(AllowMethods::list(
-                methods.iter().filter_map(|method| method.parse::<Method>().ok()),
+                methods
+                    .iter()
+                    .filter_map(|method| method.parse::<Method>().ok()),
             )),
             None => layer.allow_methods([Method::GET, Method::HEAD, Method::POST]),
         };
@@ -214,7 +219,9 @@ fn is_origin(text: &str) -> bool {
         return false;
     };
     let port_ok = match uri.port_u16() {
-        Some(port) => uri.host().is_some_and(|host| authority == &*format!("{host}:{port}")),
+        Some(port) => uri
+            .host()
+            .is_some_and(|host| authority == &*format!("{host}:{port}")),
         None => uri.host() == Some(authority.as_str()),
     };
     port_ok

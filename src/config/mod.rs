@@ -34,10 +34,15 @@
 //!   or permission("orders:*"))`, object-level comparisons included).
 //! - `unmatched`: who may call routes no rule matches; `deny` by default.
 //! - `authenticate`: the authenticators: API keys on Redis (`api_keys: {redis: {url_env:
-//!   NAME}}` or `url_file`, never the URL itself; with `api-key` and `redis`) and
+//!   NAME}}` or `url_file`, never the URL itself; with `api-key` and `redis`),
 //!   bearer-token issuers (`bearer: [{issuer, audiences, discover: true | jwks_url,
-//!   roles_claim}]`, with `bearer`);
+//!   roles_claim}]`, with `bearer`) and an introspection endpoint (`introspection: {url,
+//!   client_id, client_secret_env | client_secret_file, audiences, …}`);
 //!   [`PolicyFile::gateway`] starts a gateway with them, the rules and the validation.
+//! - `cors` (with the `cors` feature) and `rejection: {type_base}`: the answers to
+//!   browsers and to refused callers.
+//! - Secrets (`…_env: NAME`, `…_file: PATH`) are read when the gateway is built, from the
+//!   environment or a file, and never written in the policy.
 //! - `validate`: JSON Schemas per route (`routes: [{route: POST /orders, body: {…}}]`, each
 //!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
 //!   (`openapi: openapi.yaml`), and the limits; paths are relative to the policy file.
@@ -102,8 +107,8 @@ pub use self::error::{PolicyError, PolicyErrors};
 #[doc(inline)]
 pub use self::file::{
     Anonymous, ApiKeys, AuthenticateSection, BearerIssuer, Expectation, Format,
-    IntrospectionEndpoint, PolicyFile,
-    PolicyTest, RedisStore, RouteEntry, TestCaller, TestIdentity, ValidateRoute, ValidateSection,
+    IntrospectionEndpoint, PolicyFile, PolicyTest, RedisStore, RouteEntry, TestCaller,
+    TestIdentity, ValidateRoute, ValidateSection,
 };
 #[doc(inline)]
 pub use self::http::{CorsSection, RejectionSection};
