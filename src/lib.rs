@@ -151,7 +151,7 @@ pub mod rate_limit;
 #[doc(inline)]
 pub use crate::authenticate::{
     AuthFuture, AuthOutcome, Authenticate, Authentication, AuthenticationLayer, Challenges,
-    ResponseFuture as AuthenticationFuture,
+    NotReady, ReadyFuture, ResponseFuture as AuthenticationFuture,
 };
 #[doc(inline)]
 pub use crate::body::ResponseBody;

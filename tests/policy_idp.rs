@@ -47,7 +47,7 @@ async fn a_policy_files_issuer_authenticates_the_providers_tokens() {
     let gateway = builder.build().expect("the file's authenticator is enough");
     let app = Router::new()
         .route("/orders", get(|| async { "orders" }))
-        .layer(gateway);
+        .layer(gateway.clone());
     let call = |authorization: Option<String>| {
         let mut request = Request::get("/orders");
         if let Some(value) = authorization {
@@ -60,6 +60,8 @@ async fn a_policy_files_issuer_authenticates_the_providers_tokens() {
         .await
         .expect("infallible");
     assert_eq!(allowed.status(), StatusCode::OK);
+    // The provider's keys are loaded: a readiness probe says so.
+    assert_eq!(gateway.ready().await, Ok(()));
     let anonymous = call(None).await.expect("infallible");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert!(
@@ -217,4 +219,24 @@ fn an_introspection_secret_is_never_written_in_the_policy() {
     .expect_err("unknown key");
     assert!(inline.to_string().contains("client_secret"), "{inline}");
     assert!(!inline.to_string().contains("hunter2"), "{inline}");
+}
+
+/// An issuer whose keys cannot be fetched: the gateway is not ready, and says whose keys
+/// are missing.
+#[tokio::test]
+async fn a_gateway_without_its_issuers_keys_is_not_ready() {
+    // Nothing listens on port 9 of the loopback.
+    let policy = PolicyFile::parse(
+        "authenticate:\n  bearer:\n    - {issuer: 'https://idp.example', audiences: [api], \
+         jwks_url: 'http://127.0.0.1:9/jwks'}\nroutes: [{route: GET /a, require: authenticated}]\n",
+        Format::Yaml,
+    )
+    .expect("parses");
+    let (builder, _) = policy.gateway().unwrap_or_else(|errors| panic!("{errors}"));
+    let gateway = builder.build().expect("gateway");
+    let not_ready = gateway.ready().await.expect_err("no keys");
+    assert_eq!(
+        not_ready.reason(),
+        "the keys of https://idp.example are not loaded"
+    );
 }

@@ -175,6 +175,11 @@ fn challenges(realm: Cow<'static, str>) -> Arc<[Challenge]> {
 }
 
 impl Authenticate for ApiKeyAuthenticator {
+    /// Whether the key store answers.
+    fn ready(&self) -> crate::ReadyFuture {
+        self.store.ready()
+    }
+
     /// `api_key:` and the key's public id, when the request carries exactly one
     /// well-formed key (prefix, length, alphabet and checksum right).
     fn claimed_identity(&self, request: &Parts) -> Option<Arc<str>> {

@@ -163,6 +163,10 @@ impl<S: KeyStore> KeyStore for CachedKeyStore<S> {
             lookup
         })
     }
+
+    fn ready(&self) -> crate::ReadyFuture {
+        self.inner.ready()
+    }
 }
 
 impl<S: KeyAdmin> KeyAdmin for CachedKeyStore<S> {

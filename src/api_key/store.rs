@@ -87,6 +87,12 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The record for `id`, if there is one. Errors mean "cannot tell" and lead to 503
     /// with `Retry-After`, never to 401 and never to a pass.
     fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a>;
+
+    /// Whether the store answers now (for readiness probes, never on a request's path): a
+    /// store across the network asks its server. Defaults to ready.
+    fn ready(&self) -> crate::ReadyFuture {
+        crate::authenticate::ready()
+    }
 }
 
 impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
@@ -100,5 +106,9 @@ impl<S: KeyStore + ?Sized> KeyStore for Arc<S> {
 
     fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a> {
         (**self).find(id)
+    }
+
+    fn ready(&self) -> crate::ReadyFuture {
+        (**self).ready()
     }
 }

@@ -117,6 +117,24 @@ impl AuthenticationLayer {
     }
 }
 
+impl AuthenticationLayer {
+    /// Whether every authenticator can answer now (keys loaded, stores reachable), asked in
+    /// order; the first that cannot says why. For readiness probes.
+    ///
+    /// # Errors
+    ///
+    /// The first authenticator's [`NotReady`](crate::NotReady).
+    pub fn ready(&self) -> impl Future<Output = Result<(), crate::NotReady>> + Send + 'static {
+        let chain = self.chain.clone();
+        async move {
+            for authenticator in &chain.authenticators {
+                authenticator.ready().await?;
+            }
+            Ok(())
+        }
+    }
+}
+
 impl fmt::Debug for AuthenticationLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthenticationLayer")

@@ -73,6 +73,7 @@
 mod chain;
 #[cfg(any(feature = "api-key", feature = "bearer"))]
 pub(crate) mod credentials;
+mod ready;
 
 use std::fmt;
 use std::future::Future;
@@ -87,6 +88,8 @@ use http::{HeaderMap, Response};
 #[cfg(feature = "authz")]
 pub(crate) use self::chain::MatchRoute;
 pub use self::chain::{Authentication, AuthenticationLayer, ResponseFuture};
+pub use self::ready::{NotReady, ReadyFuture};
+pub(crate) use self::ready::ready;
 use crate::principal::Principal;
 use crate::rejection::{Challenge, Rejection, RejectionResponse};
 
@@ -210,6 +213,13 @@ pub trait Authenticate: Send + Sync + 'static {
     fn claimed_identity(&self, _request: &Parts) -> Option<Arc<str>> {
         None
     }
+
+    /// Whether this authenticator can answer now: its keys loaded, its store reachable.
+    /// Asked by readiness probes ([`GatewaySecurityLayer::ready`](crate::GatewaySecurityLayer::ready)),
+    /// never on a request's path; may start what it lacks (a key fetch). Defaults to ready.
+    fn ready(&self) -> ReadyFuture {
+        ready()
+    }
 }
 
 impl<A: Authenticate + ?Sized> Authenticate for Arc<A> {
@@ -227,6 +237,10 @@ impl<A: Authenticate + ?Sized> Authenticate for Arc<A> {
 
     fn claimed_identity(&self, request: &Parts) -> Option<Arc<str>> {
         (**self).claimed_identity(request)
+    }
+
+    fn ready(&self) -> ReadyFuture {
+        (**self).ready()
     }
 }
 

@@ -534,6 +534,27 @@ fn into_outcome(result: Result<Principal, Rejection>) -> AuthOutcome {
 }
 
 impl Authenticate for BearerAuthenticator {
+    /// Ready once every issuer's keys are loaded; an issuer whose keys are not is asked for
+    /// them (in the background) by the question.
+    fn ready(&self) -> crate::ReadyFuture {
+        let mut missing = None;
+        for rules in &self.inner.issuers {
+            if let Some(jwks) = rules.jwks()
+                && !jwks.is_ready()
+            {
+                jwks.load_in_background();
+                missing.get_or_insert_with(|| rules.issuer().to_owned());
+            }
+        }
+        Box::pin(std::future::ready(match missing {
+            None => Ok(()),
+            Some(issuer) => Err(crate::NotReady::new(format!(
+                "the keys of {} are not loaded",
+                crate::text::bounded(&issuer)
+            ))),
+        }))
+    }
+
     fn authenticate(&self, request: &Parts) -> AuthFuture {
         let token = match self.presented(request) {
             Err(rejection) => return AuthFuture::ready(AuthOutcome::Rejected(rejection)),

@@ -4,7 +4,7 @@
 //! ```text
 //! portcullis check POLICY                       # every problem, the tests, the route table
 //! portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
-//! portcullis serve POLICY --upstream URL [--listen ADDR]
+//! portcullis serve POLICY --upstream URL [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
 //! ```
 //!
 //! `WHO` is `anonymous` or an identity in YAML flow form:
@@ -17,6 +17,12 @@
 //! through to `URL` (see `docs/config.md`, "`portcullis serve`"). SIGHUP reloads the policy
 //! file (a file that fails its checks or tests is refused and the old policy keeps serving);
 //! SIGTERM or SIGINT stop it, letting in-flight requests finish for up to 10 seconds.
+//!
+//! With `--admin ADDR`, a second listener serves `/ready`, `/metrics`, `POST /reload` and
+//! the key API (see `admin.rs`), and prints `admin on http://ADDR` after the first line.
+
+#[path = "portcullis/admin.rs"]
+mod admin;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -28,11 +34,13 @@ use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadableLayer}
 const USAGE: &str = "usage:
   portcullis check POLICY
   portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
-  portcullis serve POLICY --upstream URL [--listen ADDR]
+  portcullis serve POLICY --upstream URL [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
 
 POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
 '{subject: vic, roles: [viewer]}'. PATH may carry a query string.
-URL is an http:// URL; ADDR defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.";
+URL is an http:// URL; --listen defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.
+--admin serves /ready, /metrics, POST /reload and /keys on its own address, for ROLE
+(default admin).";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = match std::env::args_os()
@@ -277,24 +285,36 @@ struct Serve<'a> {
     policy: &'a str,
     upstream: &'a str,
     listen: Option<&'a str>,
+    admin: Option<&'a str>,
+    admin_role: Option<&'a str>,
 }
 
 /// How long in-flight requests may run on after SIGTERM or SIGINT.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<'a> Serve<'a> {
-    /// `--upstream URL [--listen ADDR]`, in any order.
+    /// `--upstream URL [--listen ADDR] [--admin ADDR] [--admin-role ROLE]`, in any order.
     fn parse(policy: &'a str, mut arguments: &[&'a str]) -> Option<Self> {
-        let (mut upstream, mut listen) = (None, None);
+        let (mut upstream, mut listen, mut admin, mut admin_role) = (None, None, None, None);
         loop {
             match arguments {
                 ["--upstream", value, rest @ ..] => (upstream, arguments) = (Some(*value), rest),
                 ["--listen", value, rest @ ..] => (listen, arguments) = (Some(*value), rest),
+                ["--admin", value, rest @ ..] => (admin, arguments) = (Some(*value), rest),
+                ["--admin-role", value, rest @ ..] => {
+                    (admin_role, arguments) = (Some(*value), rest);
+                }
                 [] => {
+                    // A role without a listener is a mistake worth saying.
+                    if admin.is_none() && admin_role.is_some() {
+                        return None;
+                    }
                     return Some(Self {
                         policy,
                         upstream: upstream?,
                         listen,
+                        admin,
+                        admin_role,
                     });
                 }
                 _ => return None,
@@ -314,18 +334,22 @@ impl<'a> Serve<'a> {
                 return ExitCode::from(2);
             }
         };
+        let admin = match self.admin.map(str::parse::<std::net::SocketAddr>) {
+            None => None,
+            Some(Ok(listen)) => Some(admin::AdminSettings {
+                listen,
+                role: self.admin_role.unwrap_or("admin").to_owned(),
+            }),
+            Some(Err(error)) => {
+                eprintln!("--admin {}: {error}", self.admin.unwrap_or_default());
+                return ExitCode::from(2);
+            }
+        };
         let proxy = match portcullis::proxy::Proxy::builder(self.upstream).build() {
             Ok(proxy) => proxy,
             Err(error) => {
                 eprintln!("--upstream: {error}");
                 return ExitCode::from(2);
-            }
-        };
-        let gateway = match gateway(self.policy) {
-            Ok(gateway) => gateway,
-            Err(error) => {
-                eprintln!("{error}");
-                return ExitCode::FAILURE;
             }
         };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -338,7 +362,15 @@ impl<'a> Serve<'a> {
                 return ExitCode::FAILURE;
             }
         };
-        let served = runtime.block_on(self.serve(listen, proxy, gateway));
+        // Built inside the runtime, so that the issuers' keys start loading now.
+        let gateway = match runtime.block_on(async { gateway(self.policy) }) {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway));
         // Whatever still runs (a request past the grace period, a DNS lookup) is dropped.
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         match served {
@@ -353,14 +385,20 @@ impl<'a> Serve<'a> {
     async fn serve(
         &self,
         listen: std::net::SocketAddr,
+        admin: Option<admin::AdminSettings>,
         proxy: portcullis::proxy::Proxy,
         gateway: GatewaySecurityLayer,
     ) -> Result<(), String> {
         use std::future::IntoFuture;
 
         let reloadable = ReloadableLayer::new(gateway);
+        let serving = reloadable.handle();
+        let reload: admin::Reload = {
+            let (path, handle) = (self.policy.to_owned(), reloadable.handle());
+            std::sync::Arc::new(move || Box::pin(reload(path.clone(), handle.clone())))
+        };
         #[cfg(unix)]
-        reload_on_hangup(self.policy.to_owned(), reloadable.handle())?;
+        reload_on_hangup(reload.clone())?;
         let app = axum::Router::new()
             .fallback_service(proxy.clone())
             .layer(reloadable);
@@ -373,10 +411,28 @@ impl<'a> Serve<'a> {
         // Listening for the stop signals before saying we listen: a supervisor may signal as
         // soon as it reads the line.
         let stop_signal = StopSignal::listen()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let admin = match admin {
+            Some(settings) => Some(self.admin_listener(&settings, serving, reload).await?),
+            None => None,
+        };
         // The first line: a caller that asked for port 0 reads the port here.
         println!("listening on http://{bound}");
+        if let Some((admin_bound, _)) = &admin {
+            println!("admin on http://{admin_bound}");
+        }
         println!("forwarding to {}", proxy.upstream());
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        if let Some((_, admin)) = admin {
+            let mut stopped = stopped.clone();
+            let admin = admin.with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            });
+            tokio::spawn(async move {
+                if let Err(error) = admin.await {
+                    complain(&format!("admin listener: {error}"));
+                }
+            });
+        }
         let server = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -409,6 +465,44 @@ impl<'a> Serve<'a> {
     }
 }
 
+impl Serve<'_> {
+    /// Binds the admin listener and builds its router (its own gateway over the policy
+    /// file's authenticators); installs the Prometheus recorder `/metrics` reads.
+    async fn admin_listener(
+        &self,
+        settings: &admin::AdminSettings,
+        serving: portcullis::ReloadHandle,
+        reload: admin::Reload,
+    ) -> Result<(std::net::SocketAddr, AdminServer), String> {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|error| format!("--admin: cannot record metrics: {error}"))?;
+        // Histograms are summarised on upkeep; without it their samples would pile up.
+        let upkeep = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let policy = PolicyFile::from_file(self.policy)
+            .map_err(|errors| format!("{}: {errors}", self.policy))?;
+        let router = admin::router(&policy, settings, serving, reload, metrics)
+            .map_err(|error| format!("{}: admin listener: {error}", self.policy))?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
+        Ok((bound, axum::serve(listener, router)))
+    }
+}
+
+/// The admin listener's server, before its shutdown is wired.
+type AdminServer = axum::serve::Serve<tokio::net::TcpListener, axum::Router, axum::Router>;
+
 /// The gateway the policy file at `path` describes, after its checks and tests passed: its
 /// authenticators, rules and validation. A file without
 /// authenticators gives a gateway whose callers are all anonymous: only `public` and
@@ -426,31 +520,51 @@ fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
         builder =
             builder.authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent));
     }
-    builder.build().map_err(|error| format!("{path}: {error}"))
+    // Decisions are logged and counted (the admin listener's `/metrics` shows the counts).
+    let observer = (
+        portcullis::observe::TracingObserver,
+        portcullis::observe::MetricsObserver::new(),
+    );
+    builder
+        .observer(std::sync::Arc::new(observer))
+        .build()
+        .map_err(|error| format!("{path}: {error}"))
+}
+
+/// Reads the policy file at `path` again and, if it passes its checks and tests, serves it
+/// from the next request on; what SIGHUP and the admin listener's `POST /reload` do.
+async fn reload(path: String, handle: portcullis::ReloadHandle) -> Result<u64, String> {
+    // Reading the file, compiling its schemas and running its tests is blocking work.
+    let path_ = path.clone();
+    match tokio::task::spawn_blocking(move || handle.reload(|| gateway(&path_))).await {
+        Ok(Ok(generation)) => {
+            say(&format!("{path}: reloaded (generation {generation})"));
+            Ok(generation)
+        }
+        Ok(Err(error)) => {
+            complain(&format!(
+                "reload refused, the old policy keeps serving: {error}"
+            ));
+            Err(error)
+        }
+        Err(_) => {
+            complain("reload failed; the old policy keeps serving");
+            Err("reload failed; the old policy keeps serving".to_owned())
+        }
+    }
 }
 
 /// Reloads the policy file on each SIGHUP; a file that fails is refused, and the policy
 /// being served stays.
 #[cfg(unix)]
-fn reload_on_hangup(path: String, handle: portcullis::ReloadHandle) -> Result<(), String> {
+fn reload_on_hangup(reload: admin::Reload) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())
         .map_err(|error| format!("cannot listen for SIGHUP: {error}"))?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            // Reading the file, compiling its schemas and running its tests is blocking work.
-            let (path_, handle_) = (path.clone(), handle.clone());
-            let reloaded =
-                tokio::task::spawn_blocking(move || handle_.reload(|| gateway(&path_))).await;
-            match reloaded {
-                Ok(Ok(generation)) => say(&format!("{path}: reloaded (generation {generation})")),
-                Ok(Err(error)) => {
-                    complain(&format!(
-                        "reload refused, the old policy keeps serving: {error}"
-                    ));
-                }
-                Err(_) => complain("reload failed; the old policy keeps serving"),
-            }
+            // Reported by `reload` itself.
+            let _ = reload().await;
         }
     });
     Ok(())

@@ -1,11 +1,13 @@
 //! From a policy file to a [`GatewaySecurityBuilder`]: its authenticators, rules and
 //! validation.
 
+use std::sync::Arc;
+
 use super::error::{PolicyError, PolicyErrors};
 use super::file::PolicyFile;
 use super::policy::CheckedPolicy;
-use crate::GatewaySecurityLayer;
 use crate::gateway::GatewaySecurityBuilder;
+use crate::{Authenticate, GatewaySecurityLayer};
 
 impl PolicyFile {
     /// Checks the policy (rules, validation, tests) and starts a gateway with everything the
@@ -22,46 +24,13 @@ impl PolicyFile {
         let checked = self.check()?;
         let mut builder = GatewaySecurityLayer::builder();
         let mut errors = Vec::new();
-        if let Some(keys) = self
-            .authenticate
-            .as_ref()
-            .and_then(|section| section.api_keys.as_ref())
-        {
-            #[cfg(all(feature = "api-key", feature = "redis"))]
-            match self.redis_api_keys(keys) {
-                Ok(authenticator) => builder = builder.authenticate(authenticator),
-                Err((place, message)) => errors.push(PolicyError::at(place, message)),
+        match self.authenticators() {
+            Ok(authenticators) => {
+                for authenticator in authenticators {
+                    builder = builder.authenticate(authenticator);
+                }
             }
-            #[cfg(not(all(feature = "api-key", feature = "redis")))]
-            {
-                let _ = keys;
-                errors.push(PolicyError::at(
-                    "authenticate.api_keys",
-                    "API keys on Redis need the `api-key` and `redis` features",
-                ));
-            }
-        }
-        let section = self.authenticate.as_ref();
-        let issuers = section.map_or(&[][..], |section| &section.bearer[..]);
-        let introspection = section.and_then(|section| section.introspection.as_ref());
-        if !issuers.is_empty() || introspection.is_some() {
-            #[cfg(feature = "bearer")]
-            match self.bearer_authenticator(issuers, introspection) {
-                Ok(authenticator) => builder = builder.authenticate(authenticator),
-                Err(mut problems) => errors.append(&mut problems),
-            }
-            #[cfg(not(feature = "bearer"))]
-            {
-                let _ = introspection;
-                errors.push(PolicyError::at(
-                    if issuers.is_empty() {
-                        "authenticate.introspection"
-                    } else {
-                        "authenticate.bearer"
-                    },
-                    "bearer tokens need the `bearer` feature",
-                ));
-            }
+            Err(mut problems) => errors.append(&mut problems.0),
         }
         if let Some(rejection) = &self.rejection {
             match rejection.renderer() {
@@ -89,6 +58,64 @@ impl PolicyFile {
             builder = builder.validate(validation.clone());
         }
         Ok((builder, checked))
+    }
+}
+
+impl PolicyFile {
+    /// The authenticators the `authenticate` section names, built, in the order the gateway
+    /// asks them: API keys, then bearer tokens (local JWTs, then introspection). For a
+    /// gateway of your own beside the file's (an admin listener, say); [`gateway`](Self::gateway)
+    /// adds them itself.
+    ///
+    /// # Errors
+    ///
+    /// Every authenticator that cannot be built, with its place; a secret that cannot be
+    /// read; a section whose feature is off.
+    pub fn authenticators(&self) -> Result<Vec<Arc<dyn Authenticate>>, PolicyErrors> {
+        let mut authenticators: Vec<Arc<dyn Authenticate>> = Vec::new();
+        let mut errors = Vec::new();
+        let section = self.authenticate.as_ref();
+        if let Some(keys) = section.and_then(|section| section.api_keys.as_ref()) {
+            #[cfg(all(feature = "api-key", feature = "redis"))]
+            match self.redis_api_keys(keys) {
+                Ok(authenticator) => authenticators.push(Arc::new(authenticator)),
+                Err((place, message)) => errors.push(PolicyError::at(place, message)),
+            }
+            #[cfg(not(all(feature = "api-key", feature = "redis")))]
+            {
+                let _ = keys;
+                errors.push(PolicyError::at(
+                    "authenticate.api_keys",
+                    "API keys on Redis need the `api-key` and `redis` features",
+                ));
+            }
+        }
+        let issuers = section.map_or(&[][..], |section| &section.bearer[..]);
+        let introspection = section.and_then(|section| section.introspection.as_ref());
+        if !issuers.is_empty() || introspection.is_some() {
+            #[cfg(feature = "bearer")]
+            match self.bearer_authenticator(issuers, introspection) {
+                Ok(authenticator) => authenticators.push(Arc::new(authenticator)),
+                Err(mut problems) => errors.append(&mut problems),
+            }
+            #[cfg(not(feature = "bearer"))]
+            {
+                let _ = introspection;
+                errors.push(PolicyError::at(
+                    if issuers.is_empty() {
+                        "authenticate.introspection"
+                    } else {
+                        "authenticate.bearer"
+                    },
+                    "bearer tokens need the `bearer` feature",
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(authenticators)
+        } else {
+            Err(PolicyErrors(errors))
+        }
     }
 }
 
@@ -190,14 +217,49 @@ fn issuer_rules(issuer: &super::file::BearerIssuer) -> Result<crate::bearer::Iss
 }
 
 impl PolicyFile {
-    /// The API-key authenticator of an `api_keys.redis` section: a `RedisKeyStore` behind a
-    /// `CachedKeyStore`, its URL read from the environment or a file.
+    /// The key store an `api_keys.redis` section names: a `RedisKeyStore` behind a
+    /// `CachedKeyStore`, its URL read from the environment or a file. A new connection each
+    /// call. For the key API ([`KeyAdminApi`](crate::api_key::KeyAdminApi)) beside the
+    /// file's gateway; `None` when the file names no such store.
+    ///
+    /// # Errors
+    ///
+    /// The URL cannot be read, or is not a usable Redis URL (the error never repeats it).
+    #[cfg(all(feature = "api-key", feature = "redis"))]
+    pub fn key_store(
+        &self,
+    ) -> Result<
+        Option<Arc<crate::api_key::CachedKeyStore<crate::redis::RedisKeyStore>>>,
+        PolicyErrors,
+    > {
+        let Some(keys) = self
+            .authenticate
+            .as_ref()
+            .and_then(|section| section.api_keys.as_ref())
+        else {
+            return Ok(None);
+        };
+        self.redis_key_store(keys)
+            .map(|store| Some(Arc::new(store)))
+            .map_err(|(place, message)| PolicyError::at(place, message).into())
+    }
+
+    /// The API-key authenticator of an `api_keys.redis` section.
     #[cfg(all(feature = "api-key", feature = "redis"))]
     fn redis_api_keys(
         &self,
         keys: &super::file::ApiKeys,
     ) -> Result<crate::api_key::ApiKeyAuthenticator, (String, String)> {
-        use crate::api_key::{ApiKeyAuthenticator, CachedKeyStore};
+        let store = self.redis_key_store(keys)?;
+        Ok(crate::api_key::ApiKeyAuthenticator::new(Arc::new(store)))
+    }
+
+    #[cfg(all(feature = "api-key", feature = "redis"))]
+    fn redis_key_store(
+        &self,
+        keys: &super::file::ApiKeys,
+    ) -> Result<crate::api_key::CachedKeyStore<crate::redis::RedisKeyStore>, (String, String)> {
+        use crate::api_key::CachedKeyStore;
         use crate::redis::{RedisConnection, RedisKeyStore};
         let place = "authenticate.api_keys.redis";
         let redis = &keys.redis;
@@ -222,9 +284,8 @@ impl PolicyFile {
                     .to_owned(),
             )
         })?;
-        let store = CachedKeyStore::builder(RedisKeyStore::new(connection))
+        CachedKeyStore::builder(RedisKeyStore::new(connection))
             .build()
-            .map_err(|error| (place.to_owned(), error.to_string()))?;
-        Ok(ApiKeyAuthenticator::new(std::sync::Arc::new(store)))
+            .map_err(|error| (place.to_owned(), error.to_string()))
     }
 }

@@ -163,6 +163,17 @@ impl GatewaySecurityLayer {
     pub fn builder() -> GatewaySecurityBuilder {
         GatewaySecurityBuilder::default()
     }
+
+    /// Whether the gateway can answer now: every authenticator's keys loaded and stores
+    /// reachable (see [`Authenticate::ready`](crate::Authenticate::ready)). For readiness
+    /// probes; asking starts a key fetch that has not happened yet.
+    ///
+    /// # Errors
+    ///
+    /// The first authenticator that cannot answer, and why.
+    pub fn ready(&self) -> impl Future<Output = Result<(), crate::NotReady>> + Send + 'static {
+        self.authenticate.ready()
+    }
 }
 
 impl fmt::Debug for GatewaySecurityLayer {

@@ -146,6 +146,12 @@ impl ReloadHandle {
         }
     }
 
+    /// The gateway serving new requests now (to ask it [`ready`](GatewaySecurityLayer::ready),
+    /// say).
+    pub fn current(&self) -> GatewaySecurityLayer {
+        self.shared.current().1
+    }
+
     /// How many times the gateway was replaced.
     #[must_use]
     pub fn generation(&self) -> u64 {

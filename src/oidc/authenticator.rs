@@ -42,6 +42,20 @@ enum RefreshFailed {
 }
 
 impl Authenticate for Oidc {
+    /// Ready once the provider's keys are loaded (asked for by the question) and the
+    /// session store answers.
+    fn ready(&self) -> crate::ReadyFuture {
+        let jwks = self.jwks();
+        if !jwks.is_ready() {
+            jwks.load_in_background();
+            return Box::pin(std::future::ready(Err(crate::NotReady::new(format!(
+                "the keys of {} are not loaded",
+                crate::text::bounded(self.issuer())
+            )))));
+        }
+        crate::authenticate::ready()
+    }
+
     fn authenticate(&self, request: &Parts) -> AuthFuture {
         let inner = &*self.inner;
         let Some(value) = cookie::find(&request.headers, &inner.cookies.session_name) else {

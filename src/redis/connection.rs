@@ -146,6 +146,16 @@ impl RedisConnection {
         &self.inner.prefix
     }
 
+    /// Whether Redis answers `PING` within the command timeout (for readiness probes).
+    pub(crate) async fn ping(&self) -> Result<(), crate::NotReady> {
+        match self.query::<String>(&redis::cmd("PING")).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(crate::NotReady::new(
+                crate::text::bounded(&format!("Redis does not answer: {error}")).to_owned(),
+            )),
+        }
+    }
+
     /// Runs `command` and reads its answer as `T`, within the command timeout.
     pub(crate) async fn query<T: FromRedisValue>(
         &self,

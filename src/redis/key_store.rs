@@ -187,6 +187,12 @@ impl KeyStore for RedisKeyStore {
     fn find<'a>(&'a self, id: &'a KeyId) -> LookupFuture<'a> {
         Box::pin(async move { Ok(self.load(id).await?.map(Arc::new)) })
     }
+
+    /// Asks Redis (`PING`), within the command timeout.
+    fn ready(&self) -> crate::ReadyFuture {
+        let connection = self.connection.clone();
+        Box::pin(async move { connection.ping().await })
+    }
 }
 
 impl KeyAdmin for RedisKeyStore {

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses part of it.
 
+#[cfg(feature = "cli")]
+pub mod binary;
 pub mod idp;
 pub mod peers;
 pub mod redis;
