@@ -88,8 +88,8 @@ use http::{HeaderMap, Response};
 #[cfg(feature = "authz")]
 pub(crate) use self::chain::MatchRoute;
 pub use self::chain::{Authentication, AuthenticationLayer, ResponseFuture};
-pub use self::ready::{NotReady, ReadyFuture};
 pub(crate) use self::ready::ready;
+pub use self::ready::{NotReady, ReadyFuture};
 use crate::principal::Principal;
 use crate::rejection::{Challenge, Rejection, RejectionResponse};
 

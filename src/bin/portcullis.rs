@@ -23,6 +23,8 @@
 
 #[path = "portcullis/admin.rs"]
 mod admin;
+#[path = "portcullis/listen.rs"]
+mod listen;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -35,12 +37,14 @@ const USAGE: &str = "usage:
   portcullis check POLICY
   portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
   portcullis serve POLICY --upstream URL [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
+                   [--header-timeout SECS] [--max-connections N]
 
 POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
 '{subject: vic, roles: [viewer]}'. PATH may carry a query string.
 URL is an http:// URL; --listen defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.
 --admin serves /ready, /metrics, POST /reload and /keys on its own address, for ROLE
-(default admin).";
+(default admin). A client has --header-timeout seconds (default 20) to send a request head
+or between requests; at most --max-connections (default 4096) are open at once.";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = match std::env::args_os()
@@ -287,17 +291,29 @@ struct Serve<'a> {
     listen: Option<&'a str>,
     admin: Option<&'a str>,
     admin_role: Option<&'a str>,
+    limits: listen::Limits,
 }
 
 /// How long in-flight requests may run on after SIGTERM or SIGINT.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<'a> Serve<'a> {
-    /// `--upstream URL [--listen ADDR] [--admin ADDR] [--admin-role ROLE]`, in any order.
+    /// `--upstream URL [--listen ADDR] [--admin ADDR] [--admin-role ROLE]
+    /// [--header-timeout SECS] [--max-connections N]`, in any order.
     fn parse(policy: &'a str, mut arguments: &[&'a str]) -> Option<Self> {
         let (mut upstream, mut listen, mut admin, mut admin_role) = (None, None, None, None);
+        let mut limits = listen::Limits::default();
         loop {
             match arguments {
+                ["--header-timeout", value, rest @ ..] => {
+                    let seconds = value.parse::<u64>().ok().filter(|seconds| *seconds > 0)?;
+                    limits.header_timeout = std::time::Duration::from_secs(seconds);
+                    arguments = rest;
+                }
+                ["--max-connections", value, rest @ ..] => {
+                    limits.max_connections = value.parse().ok().filter(|cap| *cap > 0)?;
+                    arguments = rest;
+                }
                 ["--upstream", value, rest @ ..] => (upstream, arguments) = (Some(*value), rest),
                 ["--listen", value, rest @ ..] => (listen, arguments) = (Some(*value), rest),
                 ["--admin", value, rest @ ..] => (admin, arguments) = (Some(*value), rest),
@@ -315,6 +331,7 @@ impl<'a> Serve<'a> {
                         listen,
                         admin,
                         admin_role,
+                        limits,
                     });
                 }
                 _ => return None,
@@ -389,8 +406,6 @@ impl<'a> Serve<'a> {
         proxy: portcullis::proxy::Proxy,
         gateway: GatewaySecurityLayer,
     ) -> Result<(), String> {
-        use std::future::IntoFuture;
-
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
         let reload: admin::Reload = {
@@ -418,31 +433,21 @@ impl<'a> Serve<'a> {
         };
         // The first line: a caller that asked for port 0 reads the port here.
         println!("listening on http://{bound}");
-        if let Some((admin_bound, _)) = &admin {
+        if let Some((admin_bound, _, _)) = &admin {
             println!("admin on http://{admin_bound}");
         }
         println!("forwarding to {}", proxy.upstream());
-        if let Some((_, admin)) = admin {
-            let mut stopped = stopped.clone();
-            let admin = admin.with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            });
+        if let Some((_, admin_listener, router)) = admin {
+            let stopped = stopped.clone();
             tokio::spawn(async move {
-                if let Err(error) = admin.await {
+                let limits = listen::Limits::default();
+                if let Err(error) =
+                    listen::serve(admin_listener, router, limits, stopped, SHUTDOWN_GRACE).await
+                {
                     complain(&format!("admin listener: {error}"));
                 }
             });
         }
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            }
-        });
         tokio::spawn(async move {
             stop_signal.received().await;
             say(&format!(
@@ -450,18 +455,7 @@ impl<'a> Serve<'a> {
             ));
             let _ = stop.send(true);
         });
-        let mut stopped = stopped;
-        tokio::select! {
-            served = server.into_future() => {
-                served.map_err(|error| format!("serving: {error}"))
-            }
-            () = async {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                Err(format!("requests still running after {SHUTDOWN_GRACE:?}; stopped anyway"))
-            }
-        }
+        listen::serve(listener, app, self.limits, stopped, SHUTDOWN_GRACE).await
     }
 }
 
@@ -473,7 +467,7 @@ impl Serve<'_> {
         settings: &admin::AdminSettings,
         serving: portcullis::ReloadHandle,
         reload: admin::Reload,
-    ) -> Result<(std::net::SocketAddr, AdminServer), String> {
+    ) -> Result<(std::net::SocketAddr, tokio::net::TcpListener, axum::Router), String> {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .map_err(|error| format!("--admin: cannot record metrics: {error}"))?;
@@ -496,12 +490,9 @@ impl Serve<'_> {
         let bound = listener
             .local_addr()
             .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
-        Ok((bound, axum::serve(listener, router)))
+        Ok((bound, listener, router))
     }
 }
-
-/// The admin listener's server, before its shutdown is wired.
-type AdminServer = axum::serve::Serve<tokio::net::TcpListener, axum::Router, axum::Router>;
 
 /// The gateway the policy file at `path` describes, after its checks and tests passed: its
 /// authenticators, rules and validation. A file without

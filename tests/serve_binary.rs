@@ -1,6 +1,7 @@
-//! `portcullis serve --admin`: the admin listener beside the proxy, with API keys on a real
-//! `redis-server` (installed by `tests/support` when missing): readiness, metrics, the key
-//! API and reload, each guarded by the admin role.
+//! The `portcullis serve` binary: the admin listener beside the proxy, with API keys on a
+//! real `redis-server` (installed by `tests/support` when missing): readiness, metrics, the
+//! key API and reload, each guarded by the admin role; and the bounds on what a client may
+//! hold: a slow request head and the connection cap.
 
 use std::net::SocketAddr;
 
@@ -297,4 +298,105 @@ fn a_role_without_an_admin_listener_is_a_usage_error() {
         .output()
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// The binary serving a public route in front of an upstream, with `extra` arguments; its
+/// listening address.
+async fn serve_public(name: &str, extra: &[&str]) -> (Served, SocketAddr, std::path::PathBuf) {
+    let directory =
+        std::env::temp_dir().join(format!("portcullis-serve-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let policy = directory.join("policy.yaml");
+    std::fs::write(&policy, "routes: [{route: GET /public, require: public}]\n").expect("policy");
+    let upstream = upstream().await;
+    let upstream = format!("http://{upstream}");
+    let mut arguments = vec![
+        "serve",
+        policy.to_str().expect("UTF-8"),
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    arguments.extend_from_slice(extra);
+    let served = Served::start(arguments);
+    let address = tokio::task::block_in_place(|| served.address("listening on http://"));
+    (served, address, directory)
+}
+
+/// Reads from `stream` until the server closes it; the bytes read.
+fn read_to_close(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(support::binary::BOUND))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .expect("closed by the server within the bound");
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_too_slow_to_send_its_request_head_is_disconnected() {
+    use std::io::Write;
+    let (served, address, directory) = serve_public("slow", &["--header-timeout", "1"]).await;
+    let mut slow = std::net::TcpStream::connect(address).expect("connect");
+    // Half a head, never finished: the server closes the connection (with a 408 or without
+    // a word) instead of holding it.
+    slow.write_all(b"GET /public HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let answer = tokio::task::block_in_place(|| read_to_close(&mut slow));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = std::net::TcpStream::connect(address).expect("connect");
+    idle.write_all(b"GET /public HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let answer = tokio::task::block_in_place(|| read_to_close(&mut idle));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(served);
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    use std::io::{Read, Write};
+    let (served, address, directory) =
+        serve_public("cap", &["--max-connections", "1", "--header-timeout", "1"]).await;
+    // The first connection takes the only place, and idles.
+    let mut first = std::net::TcpStream::connect(address).expect("connect");
+    first
+        .write_all(b"GET /public HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut head = [0_u8; 12];
+    first.read_exact(&mut head).expect("answered");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // The second is answered only once the first is gone (closed by the header timeout):
+    // by then, reading the first finds it closed, not merely quiet.
+    let mut second = std::net::TcpStream::connect(address).expect("connect");
+    second
+        .write_all(b"GET /public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let answer = tokio::task::block_in_place(|| read_to_close(&mut second));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    first.set_nonblocking(true).expect("nonblocking");
+    let mut rest = Vec::new();
+    match first.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(error) => panic!("the first connection was still open: {error}"),
+    }
+    drop(served);
+    let _ = std::fs::remove_dir_all(directory);
 }
