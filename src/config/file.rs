@@ -30,6 +30,9 @@ pub struct PolicyFile {
     /// `validate` feature).
     #[serde(default)]
     pub validate: Option<ValidateSection>,
+    /// Traffic protection: the client IP, IP rules, brute-force blocking, rate limits.
+    #[serde(default)]
+    pub traffic: Option<super::traffic::TrafficSection>,
     /// Requests and the decisions the policy must make for them.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,

@@ -92,6 +92,7 @@ mod error;
 mod file;
 mod gateway;
 mod policy;
+mod traffic;
 mod validation;
 
 #[doc(inline)]
@@ -103,3 +104,8 @@ pub use self::file::{
 };
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};
+#[doc(inline)]
+pub use self::traffic::{
+    BruteForceSection, ClientIpSection, IpRouteRules, IpRulesSection, LimitEntry,
+    RateLimitsSection, TierEntry, TrafficSection, TrafficState,
+};
