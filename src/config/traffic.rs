@@ -290,7 +290,9 @@ fn unit(text: &str) -> Result<Duration, String> {
     if let Some(&(_, unit)) = UNITS.iter().find(|(name, _)| *name == text) {
         return Ok(unit);
     }
+    // One letter is a step from every one-letter unit: no hint then.
     let hint = closest(text, UNITS.iter().map(|(name, _)| *name))
+        .filter(|_| text.chars().count() > 1)
         .map(|name| format!(" (did you mean `{name}`?)"))
         .unwrap_or_default();
     Err(format!(
@@ -470,10 +472,11 @@ impl TrafficSection {
         errors: &mut Vec<PolicyError>,
     ) -> TrafficLayers {
         let before = errors.len();
-        let brute_force = self.brute_force.as_ref().and_then(|section| {
-            read_brute_force(section, errors)
-        });
-        let limits = self.read_limits(errors);
+        // In the order of the file: client IP, IP rules, brute force, rate limits.
+        #[cfg(feature = "shield")]
+        if let Some(section) = &self.client_ip {
+            check_ranges(&section.trusted_proxies, "traffic.client_ip.trusted_proxies", errors);
+        }
         let client_ip = self.client_ip.as_ref();
         let forwarded = client_ip
             .and_then(|section| section.forwarded_header.as_deref())
@@ -501,10 +504,17 @@ impl TrafficSection {
                 format!("{bits}: a prefix is 1 to 128 bits"),
             ));
         }
+        #[cfg(feature = "shield")]
+        if let Some(rules) = &self.ip_rules {
+            check_ip_rules(rules, errors);
+        }
+        let brute_force = self
+            .brute_force
+            .as_ref()
+            .and_then(|section| read_brute_force(section, errors));
+        let limits = self.read_limits(errors);
         let needs_shield =
             self.client_ip.is_some() || self.ip_rules.is_some() || self.brute_force.is_some();
-        #[cfg(feature = "shield")]
-        self.check_ip_lists(errors);
         #[cfg(not(feature = "shield"))]
         for (given, place) in [
             (self.client_ip.is_some(), "traffic.client_ip"),
@@ -675,37 +685,6 @@ impl TrafficSection {
         (before_auth, after_auth)
     }
 
-    /// Checks every CIDR range and IP route, each at its place.
-    #[cfg(feature = "shield")]
-    fn check_ip_lists(&self, errors: &mut Vec<PolicyError>) {
-        let mut check = |ranges: &[String], place: &str| {
-            for (index, range) in ranges.iter().enumerate() {
-                if let Err(error) = crate::shield::ip_rules::NetList::parse([range.as_str()]) {
-                    errors.push(PolicyError::at(format!("{place}[{index}]"), error.to_string()));
-                }
-            }
-        };
-        if let Some(section) = &self.client_ip {
-            check(&section.trusted_proxies, "traffic.client_ip.trusted_proxies");
-        }
-        let Some(rules) = &self.ip_rules else { return };
-        check(&rules.allow, "traffic.ip_rules.allow");
-        check(&rules.deny, "traffic.ip_rules.deny");
-        for (index, route) in rules.routes.iter().enumerate() {
-            check(&route.allow, &format!("traffic.ip_rules.routes[{index}].allow"));
-            check(&route.deny, &format!("traffic.ip_rules.routes[{index}].deny"));
-        }
-        let mut table = crate::route::RouteTable::default();
-        for (index, route) in rules.routes.iter().enumerate() {
-            if let Err(error) = table.insert(&route.route, ()) {
-                errors.push(PolicyError::at(
-                    format!("traffic.ip_rules.routes[{index}].route"),
-                    error.to_string(),
-                ));
-            }
-        }
-    }
-
     /// The shield: client IP, IP rules, brute-force blocking with `state`'s store.
     #[cfg(feature = "shield")]
     fn shield(
@@ -797,6 +776,32 @@ impl TrafficSection {
             })
             .map(|limit| limit.name.as_str())
             .collect()
+    }
+}
+
+/// Checks CIDR ranges, each at its place (`{place}[{index}]`).
+#[cfg(feature = "shield")]
+fn check_ranges(ranges: &[String], place: &str, errors: &mut Vec<PolicyError>) {
+    for (index, range) in ranges.iter().enumerate() {
+        if let Err(error) = crate::shield::ip_rules::NetList::parse([range.as_str()]) {
+            errors.push(PolicyError::at(format!("{place}[{index}]"), error.to_string()));
+        }
+    }
+}
+
+/// Checks every range and route of `ip_rules`, each at its place.
+#[cfg(feature = "shield")]
+fn check_ip_rules(rules: &IpRulesSection, errors: &mut Vec<PolicyError>) {
+    check_ranges(&rules.allow, "traffic.ip_rules.allow", errors);
+    check_ranges(&rules.deny, "traffic.ip_rules.deny", errors);
+    let mut table = crate::route::RouteTable::default();
+    for (index, route) in rules.routes.iter().enumerate() {
+        let place = format!("traffic.ip_rules.routes[{index}]");
+        if let Err(error) = table.insert(&route.route, ()) {
+            errors.push(PolicyError::at(format!("{place}.route"), error.to_string()));
+        }
+        check_ranges(&route.allow, &format!("{place}.allow"), errors);
+        check_ranges(&route.deny, &format!("{place}.deny"), errors);
     }
 }
 
