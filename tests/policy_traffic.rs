@@ -285,13 +285,22 @@ async fn ip_rules_deny_everywhere_and_allow_per_route() {
     let app = served(&keys, &TrafficState::new()).await;
     // The deny list, even on a public route.
     let (status, _, code) = send(&app, request("GET", "/health", "192.0.2.7:1", &[])).await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "ip_denied"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "ip_denied")
+    );
     // The route's allow list: an admin key from elsewhere is refused before it is looked at.
     let admin = [("x-api-key", keys.admin.key.expose_secret())];
     let (status, _, code) = send(&app, request("POST", "/admin/users", PEER, &admin)).await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "ip_denied"));
-    let (status, _, body) =
-        send(&app, request("POST", "/admin/users", "203.0.113.5:1", &admin)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "ip_denied")
+    );
+    let (status, _, body) = send(
+        &app,
+        request("POST", "/admin/users", "203.0.113.5:1", &admin),
+    )
+    .await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "done"));
     // Other routes have no allow list.
     assert_eq!(
@@ -329,7 +338,10 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
         ),
     )
     .await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "ip_denied"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "ip_denied")
+    );
     // ...and allowed on the admin route when its range is.
     let (status, _, _) = send(
         &app,
@@ -364,7 +376,10 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
         ),
     )
     .await;
-    assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "ip_denied"));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "ip_denied")
+    );
 }
 
 /// Sends `failures` bad keys from `peer`, each a 401.
@@ -510,7 +525,8 @@ traffic:
     assert!(find("traffic.client_ip.trusted_proxies[0]").contains("10.0.0.1/8"));
     // 3 requests per 7 s: a refill time the RateLimit fields cannot say in whole seconds.
     assert!(
-        find("traffic.rate_limits.after_auth[1].tiers[2].quota").contains("whole number of seconds"),
+        find("traffic.rate_limits.after_auth[1].tiers[2].quota")
+            .contains("whole number of seconds"),
         "{errors}"
     );
     // The settings that read, but contradict each other, once each reads.

@@ -475,7 +475,11 @@ impl TrafficSection {
         // In the order of the file: client IP, IP rules, brute force, rate limits.
         #[cfg(feature = "shield")]
         if let Some(section) = &self.client_ip {
-            check_ranges(&section.trusted_proxies, "traffic.client_ip.trusted_proxies", errors);
+            check_ranges(
+                &section.trusted_proxies,
+                "traffic.client_ip.trusted_proxies",
+                errors,
+            );
         }
         let client_ip = self.client_ip.as_ref();
         let forwarded = client_ip
@@ -489,7 +493,9 @@ impl TrafficSection {
                         .unwrap_or_default();
                     errors.push(PolicyError::at(
                         "traffic.client_ip.forwarded_header",
-                        format!("unknown header `{header}`{hint}: `x-forwarded-for` or `forwarded`"),
+                        format!(
+                            "unknown header `{header}`{hint}: `x-forwarded-for` or `forwarded`"
+                        ),
                     ));
                     None
                 }
@@ -535,7 +541,10 @@ impl TrafficSection {
         if errors.len() > before {
             return TrafficLayers::default();
         }
-        #[cfg_attr(not(any(feature = "shield", feature = "rate-limit")), allow(unused_mut))]
+        #[cfg_attr(
+            not(any(feature = "shield", feature = "rate-limit")),
+            allow(unused_mut)
+        )]
         let mut layers = TrafficLayers::default();
         #[cfg(feature = "shield")]
         if needs_shield {
@@ -602,7 +611,9 @@ impl TrafficSection {
                     check_name(&entry.name, &place, errors);
                 }
                 let key = KeyKind::parse(&entry.key)
-                    .map_err(|message| errors.push(PolicyError::at(format!("{place}.key"), message)))
+                    .map_err(|message| {
+                        errors.push(PolicyError::at(format!("{place}.key"), message))
+                    })
                     .ok();
                 if slot == 0 && key.is_some_and(KeyKind::needs_identity) {
                     errors.push(PolicyError::at(
@@ -653,8 +664,13 @@ impl TrafficSection {
                             None
                         }
                     };
-                    let quota =
-                        read_quota(&tier.quota, tier.burst, headers, &format!("{at}.quota"), errors);
+                    let quota = read_quota(
+                        &tier.quota,
+                        tier.burst,
+                        headers,
+                        &format!("{at}.quota"),
+                        errors,
+                    );
                     if let (Some(kind), Some(quota)) = (kind, quota) {
                         tiers.push((kind, quota, at));
                     }
@@ -784,7 +800,10 @@ impl TrafficSection {
 fn check_ranges(ranges: &[String], place: &str, errors: &mut Vec<PolicyError>) {
     for (index, range) in ranges.iter().enumerate() {
         if let Err(error) = crate::shield::ip_rules::NetList::parse([range.as_str()]) {
-            errors.push(PolicyError::at(format!("{place}[{index}]"), error.to_string()));
+            errors.push(PolicyError::at(
+                format!("{place}[{index}]"),
+                error.to_string(),
+            ));
         }
     }
 }
@@ -835,7 +854,10 @@ fn check_routes<'a>(
     let mut table = crate::route::RouteTable::default();
     for (index, route) in routes.enumerate() {
         if let Err(error) = table.insert(route, ()) {
-            errors.push(PolicyError::at(format!("{place}[{index}]"), error.to_string()));
+            errors.push(PolicyError::at(
+                format!("{place}[{index}]"),
+                error.to_string(),
+            ));
         }
     }
 }
@@ -901,7 +923,10 @@ fn read_brute_force(
                 }
             })
             .unwrap_or_else(|message| {
-                errors.push(PolicyError::at(format!("traffic.brute_force.{name}"), message));
+                errors.push(PolicyError::at(
+                    format!("traffic.brute_force.{name}"),
+                    message,
+                ));
                 default
             }),
     };
@@ -923,10 +948,7 @@ fn read_brute_force(
     if errors.len() == before && max_block < block_for {
         errors.push(PolicyError::at(
             "traffic.brute_force.max_block",
-            format!(
-                "shorter than `block_for` ({}s)",
-                block_for.as_secs_f64()
-            ),
+            format!("shorter than `block_for` ({}s)", block_for.as_secs_f64()),
         ));
     }
     (errors.len() == before).then_some(ReadBruteForce {
@@ -998,13 +1020,20 @@ mod tests {
         assert_eq!(parse_quota("1000/h"), Ok((1000, Duration::from_secs(3600))));
         assert_eq!(parse_quota("5/day"), Ok((5, Duration::from_secs(86_400))));
         assert_eq!(parse_quota("100/10s"), Ok((100, Duration::from_secs(10))));
-        assert_eq!(parse_quota(" 3 / 500ms "), Ok((3, Duration::from_millis(500))));
+        assert_eq!(
+            parse_quota(" 3 / 500ms "),
+            Ok((3, Duration::from_millis(500)))
+        );
     }
 
     #[test]
     fn bad_quotas_say_why_and_never_panic() {
         let error = |text: &str| parse_quota(text).expect_err(text);
-        assert!(error("10").contains("not a quota such as"), "{}", error("10"));
+        assert!(
+            error("10").contains("not a quota such as"),
+            "{}",
+            error("10")
+        );
         assert!(error("0/s").contains("at least one request"));
         assert!(error("-1/s").contains("whole number"));
         assert!(error("/s").contains("whole number"));
@@ -1031,13 +1060,55 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10 min"), Ok(Duration::from_secs(600)));
-        for bad in ["", "s", "10", "10x", "0s", "-1s", "1.5s", "4294967296s", "1e3s"] {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "10x",
+            "0s",
+            "-1s",
+            "1.5s",
+            "4294967296s",
+            "1e3s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert!(
-            parse_duration("10").expect_err("no unit").contains("unknown unit ``"),
+            parse_duration("10")
+                .expect_err("no unit")
+                .contains("unknown unit ``"),
             "a number alone names no unit"
         );
+    }
+
+    /// A section the build cannot serve is refused where it is written; its texts are
+    /// still read.
+    #[cfg(not(feature = "rate-limit"))]
+    #[test]
+    fn sections_without_their_feature_are_refused_at_their_place() {
+        use crate::config::{Format, PolicyFile};
+        let policy = PolicyFile::parse(
+            "traffic:\n  client_ip: {}\n  brute_force: {}\n  rate_limits:\n    \
+             after_auth: [{name: a, key: api_key, quota: 10/x}]\n",
+            Format::Yaml,
+        )
+        .expect("parses");
+        let errors = policy.check().expect_err("no features");
+        let places: Vec<&str> = errors.errors().iter().map(|e| e.place.as_str()).collect();
+        let expected: &[&str] = if cfg!(feature = "shield") {
+            &[
+                "traffic.rate_limits.after_auth[0].quota",
+                "traffic.rate_limits",
+            ]
+        } else {
+            &[
+                "traffic.rate_limits.after_auth[0].quota",
+                "traffic.client_ip",
+                "traffic.brute_force",
+                "traffic.rate_limits",
+            ]
+        };
+        assert_eq!(places, expected, "{errors}");
     }
 
     #[test]
