@@ -261,7 +261,7 @@ impl super::PolicyFile {
     pub(super) fn traffic_problems(&self) -> Vec<PolicyError> {
         let mut errors = Vec::new();
         if let Some(section) = &self.traffic {
-            drop(section.build(&TrafficState::new(), &mut errors));
+            let _layers = section.build(&TrafficState::new(), &mut errors);
         }
         errors
     }
