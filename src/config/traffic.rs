@@ -418,7 +418,7 @@ struct ReadLimit<'a> {
     entry: &'a LimitEntry,
     key: KeyKind,
     quota: QuotaText,
-    tiers: Vec<(TierKind<'a>, QuotaText, String)>,
+    tiers: Vec<(TierKind<'a>, QuotaText)>,
 }
 
 /// The brute-force settings as read.
@@ -559,10 +559,20 @@ impl TrafficSection {
                 }
                 let layer = rate_limit_layer(section, read, state, ipv6_prefix, allow_unknown)
                     .map_err(|error| {
-                        errors.push(PolicyError::at(
-                            format!("traffic.rate_limits.{list}"),
-                            error.to_string(),
-                        ));
+                        // What the checks above did not find: at the limit it names.
+                        let problem = match &error {
+                            crate::ConfigError::InvalidRateLimit { limit, reason } => read
+                                .iter()
+                                .find(|read| read.entry.name == *limit)
+                                .map(|read| PolicyError::at(read.place.clone(), reason.clone())),
+                            _ => None,
+                        };
+                        errors.push(problem.unwrap_or_else(|| {
+                            PolicyError::at(
+                                format!("traffic.rate_limits.{list}"),
+                                error.to_string(),
+                            )
+                        }));
                     })
                     .ok();
                 if list == "before_auth" {
@@ -672,7 +682,7 @@ impl TrafficSection {
                         errors,
                     );
                     if let (Some(kind), Some(quota)) = (kind, quota) {
-                        tiers.push((kind, quota, at));
+                        tiers.push((kind, quota));
                     }
                 }
                 check_routes(
@@ -994,7 +1004,7 @@ fn rate_limit_layer(
         };
         let mut limit =
             Limit::new(&read.entry.name, key, quota(read.quota)).routes(&read.entry.routes);
-        for (kind, tier_quota, _) in &read.tiers {
+        for (kind, tier_quota) in &read.tiers {
             let tier = match kind {
                 TierKind::Role(role) => Tier::role(*role),
                 TierKind::Scope(scope) => Tier::scope(*scope),
@@ -1002,7 +1012,6 @@ fn rate_limit_layer(
             };
             limit = limit.tier(tier, quota(*tier_quota));
         }
-        let _ = &read.place;
         builder = builder.limit(limit);
     }
     builder.build()
