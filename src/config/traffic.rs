@@ -201,6 +201,50 @@ pub struct TierEntry {
 /// until the process ends. Brute-force counts and blocks are kept per source whatever the
 /// settings: a block in force runs to its end, and the new threshold and periods apply
 /// to the next failures.
+///
+/// # Example
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use http::{Request, StatusCode};
+/// use portcullis::config::{Format, PolicyFile, TrafficState};
+/// use portcullis::{AuthFuture, AuthOutcome};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let policy = PolicyFile::parse(
+///     r#"
+/// routes: [{route: GET /health, require: public}]
+/// traffic:
+///   rate_limits:
+///     before_auth: [{name: per-ip, key: client_ip, quota: 1/min}]
+/// "#,
+///     Format::Yaml,
+/// )?;
+/// let traffic = TrafficState::new();
+/// // A gateway, as a reload would build it again from the same file.
+/// let gateway = || -> Result<_, Box<dyn std::error::Error>> {
+///     let (builder, _) = policy.gateway_with(&traffic)?;
+///     Ok(builder
+///         .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
+///         .build()?)
+/// };
+/// let health = || -> Result<_, Box<dyn std::error::Error>> {
+///     let mut request = Request::get("/health").body(String::new())?;
+///     request.extensions_mut().insert("192.0.2.7:5000".parse::<SocketAddr>()?);
+///     Ok(request)
+/// };
+/// let service = service_fn(|_: Request<_>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// });
+///
+/// let first = gateway()?.layer(service).oneshot(health()?).await?;
+/// assert_eq!(first.status(), StatusCode::OK);
+/// // The next gateway shares the bucket the first one spent.
+/// let second = gateway()?.layer(service).oneshot(health()?).await?;
+/// assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TrafficState {
     #[cfg(feature = "rate-limit")]
