@@ -274,7 +274,7 @@ fn conflict(first: &str, second: &str) -> ConfigError {
 }
 
 /// Splits `GET|POST /path` into its methods (`None` for `*`) and a matchit pattern.
-fn parse_rule(text: &str) -> Result<(Option<Vec<Method>>, String), ConfigError> {
+pub(crate) fn parse_rule(text: &str) -> Result<(Option<Vec<Method>>, String), ConfigError> {
     let invalid = |reason: &str| ConfigError::InvalidRoute {
         rule: text.to_owned(),
         reason: reason.to_owned(),

@@ -377,12 +377,12 @@ fn the_binary_checks_prints_the_table_and_explains() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("METHOD  PATH"), "{out}");
     let table = [
-        "METHOD  PATH                        VALIDATED  WHO MAY CALL",
-        "GET     /health                     -          public",
-        r#"GET     /users/{owner}/orders/{id}  -          permission("orders:read") and (param("owner") == subject() or role("admin"))"#,
-        r#"GET     /reports                    -          query("owner") == subject()"#,
-        r#"POST    /orders                     body       body("/customer") == subject() and permission("orders:write")"#,
-        "*       (unmatched)                 -          deny",
+        "METHOD  PATH                        VALIDATED  LIMITS  WHO MAY CALL",
+        "GET     /health                     -          -       public",
+        r#"GET     /users/{owner}/orders/{id}  -          -       permission("orders:read") and (param("owner") == subject() or role("admin"))"#,
+        r#"GET     /reports                    -          -       query("owner") == subject()"#,
+        r#"POST    /orders                     body       -       body("/customer") == subject() and permission("orders:write")"#,
+        "*       (unmatched)                 -          -       deny",
     ];
     assert!(out.starts_with(&(table.join("\n") + "\n")), "{out}");
     assert!(

@@ -531,17 +531,13 @@ fn signal(child: &Child, signal: &str) {
     assert!(status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_reloads_and_stops() {
-    let upstream = Upstream::start().await;
-    let policy = policy_file(
-        "policy.yaml",
-        "routes:\n  - {route: GET /public, require: public}\n",
-    );
+/// Starts `portcullis serve POLICY` in front of `upstream` on a free port: the binary, and
+/// the address it listens on.
+fn serve(policy: &std::path::Path, upstream: SocketAddr) -> (Served, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("serve")
-        .arg(&policy)
-        .args(["--upstream", &format!("http://{}", upstream.address)])
+        .arg(policy)
+        .args(["--upstream", &format!("http://{upstream}")])
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -569,6 +565,17 @@ async fn the_binary_serves_reloads_and_stops() {
         .unwrap_or_else(|| panic!("first line: {first}"))
         .parse()
         .expect("an address");
+    (served, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_reloads_and_stops() {
+    let upstream = Upstream::start().await;
+    let policy = policy_file(
+        "policy.yaml",
+        "routes:\n  - {route: GET /public, require: public}\n",
+    );
+    let (served, address) = serve(&policy, upstream.address);
 
     let (status, _, body) = send(get(address, "/public").body(full("")).expect("r")).await;
     assert_eq!(status, StatusCode::OK);
@@ -622,4 +629,31 @@ async fn the_binary_serves_reloads_and_stops() {
         });
         assert!(status.expect("stopped within 10 s").success());
     }
+}
+
+/// A reload rebuilds the gateway from the file, but not its counters: a spent bucket stays
+/// spent (an hour to refill: no clock in this test decides anything).
+#[cfg(all(unix, feature = "rate-limit"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_spent_rate_limit_buckets() {
+    let upstream = Upstream::start().await;
+    let limited = |note: &str| {
+        format!(
+            "# {note}\nroutes:\n  - {{route: GET /public, require: public}}\ntraffic:\n  \
+             rate_limits:\n    before_auth: [{{name: per-ip, key: client_ip, quota: 1/h}}]\n"
+        )
+    };
+    let policy = policy_file("limited.yaml", &limited("first"));
+    let (served, address) = serve(&policy, upstream.address);
+    let public = || get(address, "/public").body(full("")).expect("r");
+    assert_eq!(send(public()).await.0, StatusCode::OK);
+    let (status, headers, _) = send(public()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], "\"per-ip\";q=1;w=3600");
+
+    std::fs::write(&policy, limited("second")).expect("write");
+    signal(&served.child, "-HUP");
+    tokio::task::block_in_place(|| served.line_containing("reloaded"));
+    assert_eq!(send(public()).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(upstream.hits(), 1);
 }

@@ -15,7 +15,8 @@
 //! `serve` listens on `ADDR` (default: `$PORTCULLIS_ADDR`, else `127.0.0.1:8080`), prints
 //! `listening on http://ADDR` as its first line, and forwards every request the policy lets
 //! through to `URL` (see `docs/config.md`, "`portcullis serve`"). SIGHUP reloads the policy
-//! file (a file that fails its checks or tests is refused and the old policy keeps serving);
+//! file (a file that fails its checks or tests is refused and the old policy keeps serving;
+//! rate-limit buckets and brute-force blocks carry over to the new one);
 //! SIGTERM or SIGINT stop it, letting in-flight requests finish for up to 10 seconds.
 //!
 //! With `--admin ADDR`, a second listener serves `/ready`, `/metrics`, `POST /reload` and
@@ -30,7 +31,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use portcullis::authz::RouteRules;
-use portcullis::config::{PolicyFile, TestCaller};
+use portcullis::config::{PolicyFile, TestCaller, TrafficState};
 use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadableLayer};
 
 const USAGE: &str = "usage:
@@ -143,7 +144,8 @@ fn check(path: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The effective route table: method, path, who may call it, what is validated.
+/// The effective route table: method, path, what is validated, the rate limits that count
+/// its requests, who may call it.
 fn print_table(rules: &RouteRules, policy: &PolicyFile) {
     let validated = |rule: &str| -> String {
         let section = policy.validate.as_ref();
@@ -173,7 +175,19 @@ fn print_table(rules: &RouteRules, policy: &PolicyFile) {
             (true, None) => "-".to_owned(),
         }
     };
-    let rows: Vec<[String; 4]> = rules
+    let limits = |rule: Option<&str>| -> String {
+        let names = policy
+            .traffic
+            .as_ref()
+            .map(|traffic| traffic.limits_on(rule))
+            .unwrap_or_default();
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let rows: Vec<[String; 5]> = rules
         .iter()
         .map(|(rule, access)| {
             let (method, path) = rule.trim().split_once(' ').unwrap_or(("*", rule));
@@ -181,6 +195,7 @@ fn print_table(rules: &RouteRules, policy: &PolicyFile) {
                 method.to_owned(),
                 path.trim().to_owned(),
                 validated(rule),
+                limits(Some(rule)),
                 access.to_string(),
             ]
         })
@@ -188,11 +203,12 @@ fn print_table(rules: &RouteRules, policy: &PolicyFile) {
             "*".to_owned(),
             "(unmatched)".to_owned(),
             "-".to_owned(),
+            limits(None),
             rules.unmatched().to_string(),
         ]))
         .collect();
-    let titles = ["METHOD", "PATH", "VALIDATED", "WHO MAY CALL"];
-    let widths: Vec<usize> = (0..3)
+    let titles = ["METHOD", "PATH", "VALIDATED", "LIMITS", "WHO MAY CALL"];
+    let widths: Vec<usize> = (0..4)
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())
@@ -201,18 +217,19 @@ fn print_table(rules: &RouteRules, policy: &PolicyFile) {
                 .unwrap_or(0)
         })
         .collect();
-    let line = |row: [&str; 4]| {
-        let [method, path, validated, who] = row;
+    let line = |row: [&str; 5]| {
+        let [method, path, validated, limits, who] = row;
         println!(
-            "{method:w0$}  {path:w1$}  {validated:w2$}  {who}",
+            "{method:w0$}  {path:w1$}  {validated:w2$}  {limits:w3$}  {who}",
             w0 = widths[0],
             w1 = widths[1],
-            w2 = widths[2]
+            w2 = widths[2],
+            w3 = widths[3]
         );
     };
     line(titles);
-    for [method, path, validated, who] in &rows {
-        line([method, path, validated, who]);
+    for [method, path, validated, limits, who] in &rows {
+        line([method, path, validated, limits, who]);
     }
 }
 
@@ -379,15 +396,17 @@ impl<'a> Serve<'a> {
                 return ExitCode::FAILURE;
             }
         };
+        // The rate-limit buckets and brute-force blocks, kept across reloads.
+        let traffic = TrafficState::new();
         // Built inside the runtime, so that the issuers' keys start loading now.
-        let gateway = match runtime.block_on(async { gateway(self.policy) }) {
+        let gateway = match runtime.block_on(async { gateway(self.policy, &traffic) }) {
             Ok(gateway) => gateway,
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::FAILURE;
             }
         };
-        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway));
+        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway, traffic));
         // Whatever still runs (a request past the grace period, a DNS lookup) is dropped.
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         match served {
@@ -405,12 +424,15 @@ impl<'a> Serve<'a> {
         admin: Option<admin::AdminSettings>,
         proxy: portcullis::proxy::Proxy,
         gateway: GatewaySecurityLayer,
+        traffic: TrafficState,
     ) -> Result<(), String> {
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
         let reload: admin::Reload = {
             let (path, handle) = (self.policy.to_owned(), reloadable.handle());
-            std::sync::Arc::new(move || Box::pin(reload(path.clone(), handle.clone())))
+            std::sync::Arc::new(move || {
+                Box::pin(reload(path.clone(), handle.clone(), traffic.clone()))
+            })
         };
         #[cfg(unix)]
         reload_on_hangup(reload.clone())?;
@@ -495,13 +517,14 @@ impl Serve<'_> {
 }
 
 /// The gateway the policy file at `path` describes, after its checks and tests passed: its
-/// authenticators, rules and validation. A file without
+/// authenticators, rules, validation and traffic protection, the traffic counters in
+/// `traffic` (one for the process, so that a reload keeps them). A file without
 /// authenticators gives a gateway whose callers are all anonymous: only `public` and
 /// `optional` routes (and `unmatched: public`) let a request through.
-fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
+fn gateway(path: &str, traffic: &TrafficState) -> Result<GatewaySecurityLayer, String> {
     let policy = PolicyFile::from_file(path).map_err(|errors| format!("{path}: {errors}"))?;
     let (mut builder, _) = policy
-        .gateway()
+        .gateway_with(traffic)
         .map_err(|errors| format!("{path}: {errors}"))?;
     let has_authenticators = policy
         .authenticate
@@ -524,10 +547,16 @@ fn gateway(path: &str) -> Result<GatewaySecurityLayer, String> {
 
 /// Reads the policy file at `path` again and, if it passes its checks and tests, serves it
 /// from the next request on; what SIGHUP and the admin listener's `POST /reload` do.
-async fn reload(path: String, handle: portcullis::ReloadHandle) -> Result<u64, String> {
+async fn reload(
+    path: String,
+    handle: portcullis::ReloadHandle,
+    traffic: TrafficState,
+) -> Result<u64, String> {
     // Reading the file, compiling its schemas and running its tests is blocking work.
     let path_ = path.clone();
-    match tokio::task::spawn_blocking(move || handle.reload(|| gateway(&path_))).await {
+    let reloaded =
+        tokio::task::spawn_blocking(move || handle.reload(|| gateway(&path_, &traffic))).await;
+    match reloaded {
         Ok(Ok(generation)) => {
             say(&format!("{path}: reloaded (generation {generation})"));
             Ok(generation)

@@ -36,6 +36,9 @@ pub struct PolicyFile {
     /// How refusals are written.
     #[serde(default)]
     pub rejection: Option<super::http::RejectionSection>,
+    /// Traffic protection: the client IP, IP rules, brute-force blocking, rate limits.
+    #[serde(default)]
+    pub traffic: Option<super::traffic::TrafficSection>,
     /// Requests and the decisions the policy must make for them.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,

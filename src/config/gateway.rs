@@ -1,18 +1,21 @@
-//! From a policy file to a [`GatewaySecurityBuilder`]: its authenticators, rules and
-//! validation.
+//! From a policy file to a [`GatewaySecurityBuilder`]: its authenticators, rules,
+//! validation and traffic protection.
 
 use std::sync::Arc;
 
 use super::error::{PolicyError, PolicyErrors};
 use super::file::PolicyFile;
 use super::policy::CheckedPolicy;
+use super::traffic::TrafficState;
 use crate::gateway::GatewaySecurityBuilder;
 use crate::{Authenticate, GatewaySecurityLayer};
 
 impl PolicyFile {
-    /// Checks the policy (rules, validation, tests) and starts a gateway with everything the
-    /// file says: its authenticators, in order, its rules and its validation. Add what a file
-    /// cannot say yet (API-key stores, rate limits, an observer) and
+    /// Checks the policy (rules, validation, traffic, tests) and starts a gateway with
+    /// everything the file says: its authenticators, in order, its rules, its validation and
+    /// its traffic protection (shield and rate limits, their counters new: see
+    /// [`gateway_with`](Self::gateway_with) to keep them across reloads). Add what a file
+    /// cannot say yet (API-key stores, an observer) and
     /// [`build`](GatewaySecurityBuilder::build). A file without authenticators gives a
     /// builder without any: `build` then asks for one.
     ///
@@ -21,6 +24,20 @@ impl PolicyFile {
     /// Every problem [`check`](Self::check) finds, and every authenticator that cannot be
     /// built (`authenticate.bearer[0]: …`).
     pub fn gateway(&self) -> Result<(GatewaySecurityBuilder, CheckedPolicy), PolicyErrors> {
+        self.gateway_with(&TrafficState::new())
+    }
+
+    /// [`gateway`](Self::gateway), with the `traffic` section's counters (rate-limit
+    /// buckets, brute-force counts and blocks) in `traffic`: build every gateway of a
+    /// service from one [`TrafficState`], and a reload keeps them.
+    ///
+    /// # Errors
+    ///
+    /// As [`gateway`](Self::gateway).
+    pub fn gateway_with(
+        &self,
+        traffic: &TrafficState,
+    ) -> Result<(GatewaySecurityBuilder, CheckedPolicy), PolicyErrors> {
         let checked = self.check()?;
         let mut builder = GatewaySecurityLayer::builder();
         let mut errors = Vec::new();
@@ -50,8 +67,15 @@ impl PolicyFile {
                 errors.append(&mut cors.problems());
             }
         }
+        let layers = self
+            .traffic
+            .as_ref()
+            .map(|section| section.build(traffic, &mut errors));
         if !errors.is_empty() {
             return Err(PolicyErrors(errors));
+        }
+        if let Some(layers) = layers {
+            builder = layers.install(builder);
         }
         builder = builder.rules(checked.rules.clone());
         if let Some(validation) = &checked.validation {

@@ -46,6 +46,13 @@
 //! - `validate`: JSON Schemas per route (`routes: [{route: POST /orders, body: {…}}]`, each
 //!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
 //!   (`openapi: openapi.yaml`), and the limits; paths are relative to the policy file.
+//! - `traffic`: the client IP behind trusted proxies (`client_ip: {trusted_proxies,
+//!   forwarded_header}`), IP allow and deny lists (`ip_rules`, globally and per route),
+//!   brute-force blocking (`brute_force: {failures, window, block_for, max_block}`) and rate
+//!   limits before and after authentication (`rate_limits: {before_auth: […], after_auth:
+//!   [{name, key: api_key, quota: 10/s, tiers: [{role: admin, quota: 100/s}], routes}]}`),
+//!   with the `shield` and `rate-limit` features; [`PolicyFile::gateway_with`] and a
+//!   [`TrafficState`] keep their counters across reloads (see `docs/config.md`, "Traffic").
 //! - `tests`: requests (`request`, with a query string if needed; optional `headers` and
 //!   JSON `body`), who sends them (`as`: `anonymous` or an identity with `subject`, `method`,
 //!   `roles`, `scopes`, `permissions`, `claims`) and the decision expected (`status`: 200 when
@@ -57,8 +64,8 @@
 //! "admin"?)`, with the line and column for syntax and type errors): a policy change that
 //! opens a route fails here, before it serves.
 //!
-//! This module covers the authorization policy and validation; authenticators, traffic
-//! protection, reload and `portcullis serve` are to come (see `docs/config.md`).
+//! Still to come: introspection and OIDC login, CORS and the rejection format in the file
+//! (see `docs/config.md`).
 //!
 //! # Example
 //!
@@ -100,6 +107,7 @@ mod http;
 mod policy;
 #[cfg(any(feature = "bearer", all(feature = "api-key", feature = "redis")))]
 mod secrets;
+mod traffic;
 mod validation;
 
 #[doc(inline)]
@@ -114,3 +122,8 @@ pub use self::file::{
 pub use self::http::{CorsSection, RejectionSection};
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};
+#[doc(inline)]
+pub use self::traffic::{
+    BruteForceSection, ClientIpSection, IpRouteRules, IpRulesSection, LimitEntry,
+    RateLimitsSection, TierEntry, TrafficSection, TrafficState,
+};

@@ -136,16 +136,19 @@ impl PolicyFile {
     ///
     /// # Errors
     ///
-    /// Every problem in the rules and the validation rules, or else every test that fails,
+    /// Every problem in the rules, the validation rules and the `traffic` section, or else
+    /// every test that fails,
     /// each with its place (`tests[2]`) and what was expected and decided.
     pub fn check(&self) -> Result<CheckedPolicy, PolicyErrors> {
+        let traffic = self.traffic_problems();
         let (rules, validation) = match (self.rules(), self.validation()) {
-            (Ok(rules), Ok(validation)) => (rules, validation),
+            (Ok(rules), Ok(validation)) if traffic.is_empty() => (rules, validation),
             (rules, validation) => {
                 let mut errors = Vec::new();
                 for found in [rules.err(), validation.err()].into_iter().flatten() {
                     errors.extend(found.0);
                 }
+                errors.extend(traffic);
                 return Err(PolicyErrors(errors));
             }
         };
