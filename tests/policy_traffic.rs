@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use portcullis::api_key::{ApiKeyAuthenticator, IssuedKey, KeyAdmin, MemoryKeyStore, NewKey};
-use portcullis::config::{Format, PolicyFile, TrafficState};
+use portcullis::config::{Format, PolicyFile, SharedState};
 use portcullis::{ClientIp, GatewaySecurityLayer, ReloadableLayer};
 use tower::ServiceExt;
 
@@ -135,7 +135,7 @@ impl Keys {
         &self,
         text: &str,
         format: Format,
-        state: &TrafficState,
+        state: &SharedState,
     ) -> Result<GatewaySecurityLayer, String> {
         let policy = PolicyFile::parse(text, format).map_err(|errors| errors.to_string())?;
         let (builder, _) = policy
@@ -197,7 +197,7 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, S
 
 const PEER: &str = "198.51.100.7:40000";
 
-async fn served(keys: &Keys, state: &TrafficState) -> Router {
+async fn served(keys: &Keys, state: &SharedState) -> Router {
     let gateway = keys
         .gateway(POLICY, Format::Yaml, state)
         .unwrap_or_else(|errors| panic!("{errors}"));
@@ -207,7 +207,7 @@ async fn served(keys: &Keys, state: &TrafficState) -> Router {
 #[tokio::test(start_paused = true)]
 async fn a_per_ip_limit_before_auth_refuses_the_request_past_its_quota() {
     let keys = Keys::new().await;
-    let app = served(&keys, &TrafficState::new()).await;
+    let app = served(&keys, &SharedState::new()).await;
     let health = |peer: &str| request("GET", "/health", peer, &[]);
     for left in (0..5).rev() {
         let (status, headers, _) = send(&app, health(PEER)).await;
@@ -245,7 +245,7 @@ async fn a_per_ip_limit_before_auth_refuses_the_request_past_its_quota() {
 #[tokio::test(start_paused = true)]
 async fn per_key_limits_after_auth_follow_the_callers_tier() {
     let keys = Keys::new().await;
-    let app = served(&keys, &TrafficState::new()).await;
+    let app = served(&keys, &SharedState::new()).await;
     for _ in 0..2 {
         assert_eq!(
             send(&app, orders_as(&keys.viewer, PEER)).await.0,
@@ -282,7 +282,7 @@ async fn per_key_limits_after_auth_follow_the_callers_tier() {
 #[tokio::test(start_paused = true)]
 async fn ip_rules_deny_everywhere_and_allow_per_route() {
     let keys = Keys::new().await;
-    let app = served(&keys, &TrafficState::new()).await;
+    let app = served(&keys, &SharedState::new()).await;
     // The deny list, even on a public route.
     let (status, _, code) = send(&app, request("GET", "/health", "192.0.2.7:1", &[])).await;
     assert_eq!(
@@ -312,7 +312,7 @@ async fn ip_rules_deny_everywhere_and_allow_per_route() {
 #[tokio::test(start_paused = true)]
 async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
     let keys = Keys::new().await;
-    let app = served(&keys, &TrafficState::new()).await;
+    let app = served(&keys, &SharedState::new()).await;
     let admin = keys.admin.key.expose_secret();
     let proxy = "10.1.2.3:5000";
     // Through the trusted proxy: the client is the forwarded address...
@@ -396,7 +396,7 @@ async fn fail(app: &Router, keys: &Keys, peer: &str, failures: usize) {
 #[tokio::test(start_paused = true)]
 async fn bad_credentials_block_the_source_until_the_block_ends() {
     let keys = Keys::new().await;
-    let app = served(&keys, &TrafficState::new()).await;
+    let app = served(&keys, &SharedState::new()).await;
     fail(&app, &keys, PEER, 3).await;
     // Blocked: even a good key from that address, for the first block's minute.
     let (status, headers, code) = send(&app, orders_as(&keys.admin, PEER)).await;
@@ -429,7 +429,7 @@ async fn the_same_file_in_toml_reads_and_serves_the_same() {
     assert_eq!(format!("{:?}", yaml.traffic), format!("{:?}", toml.traffic));
     let keys = Keys::new().await;
     let gateway = keys
-        .gateway(POLICY_TOML, Format::Toml, &TrafficState::new())
+        .gateway(POLICY_TOML, Format::Toml, &SharedState::new())
         .unwrap_or_else(|errors| panic!("{errors}"));
     let app = routes().layer(gateway);
     fail(&app, &keys, PEER, 3).await;
@@ -559,7 +559,7 @@ async fn check(
 #[tokio::test(start_paused = true)]
 async fn a_reload_with_the_shared_state_keeps_blocks_and_spent_buckets() {
     let keys = Keys::new().await;
-    let state = TrafficState::new();
+    let state = SharedState::new();
     let build = || keys.gateway(POLICY, Format::Yaml, &state);
     let reloadable = ReloadableLayer::new(build().expect("builds"));
     let handle = reloadable.handle();
@@ -592,7 +592,7 @@ async fn a_reload_with_the_shared_state_keeps_blocks_and_spent_buckets() {
 
     // What the state is for: a reload with new counters forgets them.
     handle
-        .reload(|| keys.gateway(POLICY, Format::Yaml, &TrafficState::new()))
+        .reload(|| keys.gateway(POLICY, Format::Yaml, &SharedState::new()))
         .expect("reloads");
     let (blocked, spent) = check(&app, &keys, blocked_peer).await;
     assert_eq!(blocked.0, StatusCode::OK);

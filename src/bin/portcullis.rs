@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use portcullis::authz::RouteRules;
-use portcullis::config::{PolicyFile, TestCaller, TrafficState};
+use portcullis::config::{PolicyFile, SharedState, TestCaller};
 use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadableLayer};
 
 const USAGE: &str = "usage:
@@ -397,7 +397,7 @@ impl<'a> Serve<'a> {
             }
         };
         // The rate-limit buckets and brute-force blocks, kept across reloads.
-        let traffic = TrafficState::new();
+        let traffic = SharedState::new();
         // Built inside the runtime, so that the issuers' keys start loading now.
         let gateway = match runtime.block_on(async { gateway(self.policy, &traffic) }) {
             Ok(gateway) => gateway,
@@ -424,10 +424,12 @@ impl<'a> Serve<'a> {
         admin: Option<admin::AdminSettings>,
         proxy: portcullis::proxy::Proxy,
         gateway: GatewaySecurityLayer,
-        traffic: TrafficState,
+        traffic: SharedState,
     ) -> Result<(), String> {
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
+        // The login routes, outside the reloadable gateway: the login outlives reloads.
+        let login = traffic.login_layer();
         let reload: admin::Reload = {
             let (path, handle) = (self.policy.to_owned(), reloadable.handle());
             std::sync::Arc::new(move || {
@@ -439,6 +441,10 @@ impl<'a> Serve<'a> {
         let app = axum::Router::new()
             .fallback_service(proxy.clone())
             .layer(reloadable);
+        let app = match login {
+            Some(login) => app.layer(login),
+            None => app,
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
@@ -521,7 +527,7 @@ impl Serve<'_> {
 /// `traffic` (one for the process, so that a reload keeps them). A file without
 /// authenticators gives a gateway whose callers are all anonymous: only `public` and
 /// `optional` routes (and `unmatched: public`) let a request through.
-fn gateway(path: &str, traffic: &TrafficState) -> Result<GatewaySecurityLayer, String> {
+fn gateway(path: &str, traffic: &SharedState) -> Result<GatewaySecurityLayer, String> {
     let policy = PolicyFile::from_file(path).map_err(|errors| format!("{path}: {errors}"))?;
     let (mut builder, _) = policy
         .gateway_with(traffic)
@@ -550,7 +556,7 @@ fn gateway(path: &str, traffic: &TrafficState) -> Result<GatewaySecurityLayer, S
 async fn reload(
     path: String,
     handle: portcullis::ReloadHandle,
-    traffic: TrafficState,
+    traffic: SharedState,
 ) -> Result<u64, String> {
     // Reading the file, compiling its schemas and running its tests is blocking work.
     let path_ = path.clone();

@@ -66,13 +66,21 @@ pub struct AuthenticateSection {
     /// checks JWTs from those issuers locally and introspects every other token.
     #[serde(default)]
     pub introspection: Option<IntrospectionEndpoint>,
+    /// Browser login with OpenID Connect (needs the `oidc` feature): session cookies become
+    /// callers, and the login routes are answered by
+    /// [`SharedState::login_layer`](super::SharedState::login_layer).
+    #[serde(default)]
+    pub oidc: Option<super::login::OidcLogin>,
 }
 
 impl AuthenticateSection {
     /// Whether the section names no authenticator at all.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.api_keys.is_none() && self.bearer.is_empty() && self.introspection.is_none()
+        self.api_keys.is_none()
+            && self.bearer.is_empty()
+            && self.introspection.is_none()
+            && self.oidc.is_none()
     }
 }
 
@@ -123,7 +131,7 @@ pub struct ApiKeys {
 
 /// A Redis store, its URL a secret never written in the file: read from an environment
 /// variable or a file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisStore {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::error::{PolicyError, PolicyErrors};
 use super::file::PolicyFile;
 use super::policy::CheckedPolicy;
-use super::traffic::TrafficState;
+use super::state::SharedState;
 use crate::gateway::GatewaySecurityBuilder;
 use crate::{Authenticate, GatewaySecurityLayer};
 
@@ -24,19 +24,19 @@ impl PolicyFile {
     /// Every problem [`check`](Self::check) finds, and every authenticator that cannot be
     /// built (`authenticate.bearer[0]: …`).
     pub fn gateway(&self) -> Result<(GatewaySecurityBuilder, CheckedPolicy), PolicyErrors> {
-        self.gateway_with(&TrafficState::new())
+        self.gateway_with(&SharedState::new())
     }
 
     /// [`gateway`](Self::gateway), with the `traffic` section's counters (rate-limit
     /// buckets, brute-force counts and blocks) in `traffic`: build every gateway of a
-    /// service from one [`TrafficState`], and a reload keeps them.
+    /// service from one [`SharedState`], and a reload keeps them.
     ///
     /// # Errors
     ///
     /// As [`gateway`](Self::gateway).
     pub fn gateway_with(
         &self,
-        traffic: &TrafficState,
+        traffic: &SharedState,
     ) -> Result<(GatewaySecurityBuilder, CheckedPolicy), PolicyErrors> {
         let checked = self.check()?;
         let mut builder = GatewaySecurityLayer::builder();
@@ -48,6 +48,25 @@ impl PolicyFile {
                 }
             }
             Err(mut problems) => errors.append(&mut problems.0),
+        }
+        if self
+            .authenticate
+            .as_ref()
+            .is_some_and(|section| section.oidc.is_some())
+        {
+            #[cfg(feature = "oidc")]
+            match self.login(traffic) {
+                Ok(Some(oidc)) => builder = builder.authenticate(oidc),
+                Ok(None) => {}
+                Err(mut problems) => errors.append(&mut problems),
+            }
+            #[cfg(not(feature = "oidc"))]
+            {
+                errors.push(PolicyError::at(
+                    "authenticate.oidc",
+                    "browser login needs the `oidc` feature",
+                ));
+            }
         }
         if let Some(rejection) = &self.rejection {
             match rejection.renderer() {
@@ -96,6 +115,11 @@ impl PolicyFile {
     /// Every authenticator that cannot be built, with its place; a secret that cannot be
     /// read; a section whose feature is off.
     pub fn authenticators(&self) -> Result<Vec<Arc<dyn Authenticate>>, PolicyErrors> {
+        // Without an authenticator's feature, nothing is ever pushed.
+        #[cfg_attr(
+            not(any(feature = "bearer", all(feature = "api-key", feature = "redis"))),
+            allow(unused_mut)
+        )]
         let mut authenticators: Vec<Arc<dyn Authenticate>> = Vec::new();
         let mut errors = Vec::new();
         let section = self.authenticate.as_ref();
@@ -284,32 +308,43 @@ impl PolicyFile {
         keys: &super::file::ApiKeys,
     ) -> Result<crate::api_key::CachedKeyStore<crate::redis::RedisKeyStore>, (String, String)> {
         use crate::api_key::CachedKeyStore;
-        use crate::redis::{RedisConnection, RedisKeyStore};
+        use crate::redis::RedisKeyStore;
         let place = "authenticate.api_keys.redis";
         let redis = &keys.redis;
-        let url = self
-            .secret(
-                place,
-                "url",
-                redis.url_env.as_deref(),
-                redis.url_file.as_deref(),
-            )
+        let connection = self
+            .redis_connection(place, redis)
             .map_err(|error| (error.place, error.message))?;
-        let mut connection = RedisConnection::builder(url.as_str());
-        if let Some(prefix) = &redis.prefix {
-            connection = connection.prefix(prefix.as_str());
-        }
-        // The URL is a secret: the error never repeats it.
-        let connection = connection.build().map_err(|_| {
-            (
-                place.to_owned(),
-                "the Redis URL is not usable (a `redis://` or `rediss://` URL; plain text only \
-                 to loopback)"
-                    .to_owned(),
-            )
-        })?;
         CachedKeyStore::builder(RedisKeyStore::new(connection))
             .build()
             .map_err(|error| (place.to_owned(), error.to_string()))
+    }
+}
+
+#[cfg(all(feature = "redis", any(feature = "api-key", feature = "oidc")))]
+impl PolicyFile {
+    /// A connection to the Redis a section at `place` names, its URL read from the
+    /// environment or a file; errors never repeat the URL.
+    pub(crate) fn redis_connection(
+        &self,
+        place: &str,
+        redis: &super::file::RedisStore,
+    ) -> Result<crate::redis::RedisConnection, PolicyError> {
+        let url = self.secret(
+            place,
+            "url",
+            redis.url_env.as_deref(),
+            redis.url_file.as_deref(),
+        )?;
+        let mut connection = crate::redis::RedisConnection::builder(url.as_str());
+        if let Some(prefix) = &redis.prefix {
+            connection = connection.prefix(prefix.as_str());
+        }
+        connection.build().map_err(|_| {
+            PolicyError::at(
+                place,
+                "the Redis URL is not usable (a `redis://` or `rediss://` URL; plain text only \
+                 to loopback)",
+            )
+        })
     }
 }

@@ -52,7 +52,7 @@
 //!   limits before and after authentication (`rate_limits: {before_auth: […], after_auth:
 //!   [{name, key: api_key, quota: 10/s, tiers: [{role: admin, quota: 100/s}], routes}]}`),
 //!   with the `shield` and `rate-limit` features; [`PolicyFile::gateway_with`] and a
-//!   [`TrafficState`] keep their counters across reloads (see `docs/config.md`, "Traffic").
+//!   [`SharedState`] keep their counters across reloads (see `docs/config.md`, "Traffic").
 //! - `tests`: requests (`request`, with a query string if needed; optional `headers` and
 //!   JSON `body`), who sends them (`as`: `anonymous` or an identity with `subject`, `method`,
 //!   `roles`, `scopes`, `permissions`, `claims`) and the decision expected (`status`: 200 when
@@ -104,9 +104,11 @@ mod error;
 mod file;
 mod gateway;
 mod http;
+mod login;
 mod policy;
 #[cfg(any(feature = "bearer", all(feature = "api-key", feature = "redis")))]
 mod secrets;
+mod state;
 mod traffic;
 mod validation;
 
@@ -121,9 +123,13 @@ pub use self::file::{
 #[doc(inline)]
 pub use self::http::{CorsSection, RejectionSection};
 #[doc(inline)]
+pub use self::login::{OidcLogin, SessionStoreSection};
+#[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};
+#[doc(inline)]
+pub use self::state::SharedState;
 #[doc(inline)]
 pub use self::traffic::{
     BruteForceSection, ClientIpSection, IpRouteRules, IpRulesSection, LimitEntry,
-    RateLimitsSection, TierEntry, TrafficSection, TrafficState,
+    RateLimitsSection, TierEntry, TrafficSection,
 };

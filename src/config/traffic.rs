@@ -1,17 +1,17 @@
 //! The policy file's `traffic` section: the client IP behind trusted proxies, IP rules,
 //! brute-force blocking and rate limits, built into the gateway's shield and rate-limit
-//! layers; and [`TrafficState`], the counters that outlive a reload.
+//! layers, their counters in a [`SharedState`] that outlives a reload.
 //!
 //! Quotas and durations are short text: `10/s`, `600/min`, `1000/h`, `100/10s`; `30s`,
 //! `1m`, `1h`, `1d`, `500ms`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::error::PolicyError;
+use super::state::SharedState;
 use crate::gateway::GatewaySecurityBuilder;
 use crate::suggest::closest;
 
@@ -190,122 +190,13 @@ pub struct TierEntry {
     pub burst: Option<u32>,
 }
 
-/// The counters of the traffic protection: rate-limit buckets and brute-force counts and
-/// blocks. Make one when the service starts and build every gateway from the file with it
-/// ([`PolicyFile::gateway_with`](super::PolicyFile::gateway_with)), so that a reload keeps
-/// every spent bucket spent and every blocked source blocked.
-///
-/// A bucket is kept under its limit's name and quota: a reload that keeps both keeps the
-/// bucket; a renamed limit, or a changed quota (a tier's included), starts with full
-/// buckets, and the old ones stay in the in-process store (bounded per limit and quota)
-/// until the process ends. Brute-force counts and blocks are kept per source whatever the
-/// settings: a block in force runs to its end, and the new threshold and periods apply
-/// to the next failures.
-///
-/// # Example
-///
-/// ```
-/// use std::net::SocketAddr;
-/// use http::{Request, StatusCode};
-/// use portcullis::config::{Format, PolicyFile, TrafficState};
-/// use portcullis::{AuthFuture, AuthOutcome};
-/// use tower::{Layer, ServiceExt, service_fn};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let policy = PolicyFile::parse(
-///     r#"
-/// routes: [{route: GET /health, require: public}]
-/// traffic:
-///   rate_limits:
-///     before_auth: [{name: per-ip, key: client_ip, quota: 1/min}]
-/// "#,
-///     Format::Yaml,
-/// )?;
-/// let traffic = TrafficState::new();
-/// // A gateway, as a reload would build it again from the same file.
-/// let gateway = || -> Result<_, Box<dyn std::error::Error>> {
-///     let (builder, _) = policy.gateway_with(&traffic)?;
-///     Ok(builder
-///         .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
-///         .build()?)
-/// };
-/// let health = || -> Result<_, Box<dyn std::error::Error>> {
-///     let mut request = Request::get("/health").body(String::new())?;
-///     request.extensions_mut().insert("192.0.2.7:5000".parse::<SocketAddr>()?);
-///     Ok(request)
-/// };
-/// let service = service_fn(|_: Request<_>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-/// });
-///
-/// let first = gateway()?.layer(service).oneshot(health()?).await?;
-/// assert_eq!(first.status(), StatusCode::OK);
-/// // The next gateway shares the bucket the first one spent.
-/// let second = gateway()?.layer(service).oneshot(health()?).await?;
-/// assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct TrafficState {
-    #[cfg(feature = "rate-limit")]
-    rate_limits: std::sync::Arc<dyn crate::rate_limit::RateLimitStore>,
-    #[cfg(feature = "shield")]
-    blocks: std::sync::Arc<dyn crate::shield::BlockStore>,
-}
-
-impl TrafficState {
-    /// In-process stores with the layers' default bounds: 100,000 buckets per limit and
-    /// quota, 100,000 brute-force sources.
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            #[cfg(feature = "rate-limit")]
-            rate_limits: std::sync::Arc::new(crate::rate_limit::MemoryRateLimitStore::default()),
-            #[cfg(feature = "shield")]
-            blocks: std::sync::Arc::new(crate::shield::MemoryBlockStore::new(100_000)),
-        }
-    }
-
-    /// Keeps the rate-limit buckets in `store` (a bounded `MemoryRateLimitStore`, or one
-    /// shared by instances).
-    #[cfg(feature = "rate-limit")]
-    #[must_use]
-    pub fn rate_limit_store(
-        mut self,
-        store: std::sync::Arc<dyn crate::rate_limit::RateLimitStore>,
-    ) -> Self {
-        self.rate_limits = store;
-        self
-    }
-
-    /// Keeps the brute-force counts and blocks in `store`.
-    #[cfg(feature = "shield")]
-    #[must_use]
-    pub fn block_store(mut self, store: std::sync::Arc<dyn crate::shield::BlockStore>) -> Self {
-        self.blocks = store;
-        self
-    }
-}
-
-impl Default for TrafficState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for TrafficState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrafficState").finish_non_exhaustive()
-    }
-}
-
 impl super::PolicyFile {
     /// Every problem of the `traffic` section, found by building its layers once (with new
     /// counters, dropped).
     pub(super) fn traffic_problems(&self) -> Vec<PolicyError> {
         let mut errors = Vec::new();
         if let Some(section) = &self.traffic {
-            let _layers = section.build(&TrafficState::new(), &mut errors);
+            let _layers = section.build(&SharedState::new(), &mut errors);
         }
         errors
     }
@@ -512,7 +403,7 @@ impl TrafficSection {
     /// goes to `errors` with its place.
     pub(super) fn build(
         &self,
-        state: &TrafficState,
+        state: &SharedState,
         errors: &mut Vec<PolicyError>,
     ) -> TrafficLayers {
         let before = errors.len();
@@ -759,7 +650,7 @@ impl TrafficSection {
     #[cfg(feature = "shield")]
     fn shield(
         &self,
-        state: &TrafficState,
+        state: &SharedState,
         forwarded: bool,
         ipv6_prefix: Option<u8>,
         brute_force: Option<ReadBruteForce>,
@@ -1019,7 +910,7 @@ fn read_brute_force(
 fn rate_limit_layer(
     section: &RateLimitsSection,
     limits: &[ReadLimit<'_>],
-    state: &TrafficState,
+    state: &SharedState,
     ipv6_prefix: Option<u8>,
     allow_unknown_ip: bool,
 ) -> Result<crate::rate_limit::RateLimitLayer, crate::ConfigError> {

@@ -865,3 +865,129 @@ async fn redis_save_if_present_never_brings_a_removed_session_back() {
         );
     }
 }
+
+/// The login from a policy file (`authenticate.oidc`, its secrets in files) against the real
+/// provider: the gateway and the login routes it builds log a user in, the route rules
+/// apply to the session, and a reload keeps the session while a changed login is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_files_login_logs_in_and_outlives_a_reload() {
+    use axum::Router;
+    use axum::routing::get;
+    use portcullis::config::{PolicyFile, SharedState};
+    use portcullis::{Principal, ReloadableLayer};
+
+    let idp = shared_idp();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (client_id, client_secret) = crate::harness::register(&idp.issuer, &base).await;
+    let directory =
+        std::env::temp_dir().join(format!("portcullis-policy-login-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::write(directory.join("client-secret"), &client_secret).unwrap();
+    std::fs::write(directory.join("session-key"), "ab".repeat(32)).unwrap();
+    let policy = |idle: &str| {
+        format!(
+            r#"
+authenticate:
+  oidc:
+    issuer: "{issuer}"
+    client_id: "{client_id}"
+    client_secret_file: client-secret
+    redirect_uri: "{base}/auth/callback"
+    scopes: [openid, email, roles]
+    roles_claim: roles
+    session_key_file: session-key
+    idle_timeout: {idle}
+    insecure_http_cookies_on_loopback: true
+roles:
+  orders-admin: ["orders:*"]
+routes:
+  - {{route: GET /, require: public}}
+  - {{route: GET /me, require: authenticated}}
+  - {{route: GET /admin, require: role(orders-admin)}}
+"#,
+            issuer = idp.issuer
+        )
+    };
+    let path = directory.join("policy.yaml");
+    std::fs::write(&path, policy("30m")).unwrap();
+    let state = SharedState::new();
+    let build = || -> Result<_, String> {
+        let policy = PolicyFile::from_file(&path).map_err(|errors| errors.to_string())?;
+        let (builder, _) = policy
+            .gateway_with(&state)
+            .map_err(|errors| errors.to_string())?;
+        builder.build().map_err(|error| error.to_string())
+    };
+    let reloadable = ReloadableLayer::new(build().unwrap());
+    let handle = reloadable.handle();
+    let login = state.login_layer().expect("the file's login");
+    let who = |who: Principal| async move { who.subject().to_owned() };
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .route("/me", get(who))
+        .route("/admin", get(who))
+        .layer(reloadable)
+        .layer(login);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let browser = Browser::new();
+    assert_eq!(browser.get(&format!("{base}/")).await.status, 200);
+    let page = browser.get(&format!("{base}/me")).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let form = browser.navigate(&format!("{base}/me")).await;
+    let page = submit_login_form(&browser, &form, "bob").await;
+    assert_eq!((page.status, page.body.as_str()), (200, "bob"));
+    let page = browser.get(&format!("{base}/admin")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+
+    // The same file again: the session lives on.
+    handle.reload(build).unwrap();
+    let page = browser.get(&format!("{base}/me")).await;
+    assert_eq!((page.status, page.body.as_str()), (200, "bob"));
+    // A changed login cannot be swapped in while serving: refused, the old one serves.
+    std::fs::write(&path, policy("10m")).unwrap();
+    let refused = handle.reload(build).expect_err("the login changed");
+    assert!(refused.contains("authenticate.oidc: differs"), "{refused}");
+    let page = browser.get(&format!("{base}/me")).await;
+    assert_eq!((page.status, page.body.as_str()), (200, "bob"));
+    server.abort();
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[test]
+fn a_policy_files_login_reports_every_problem_with_its_place() {
+    use portcullis::config::{Format, PolicyFile};
+    let policy = PolicyFile::parse(
+        r#"
+authenticate:
+  oidc:
+    issuer: https://idp.example
+    client_id: web
+    client_secret_env: PORTCULLIS_TEST_SURELY_UNSET_SECRET
+    redirect_uri: https://app.example/auth/callback
+    idle_timeout: forever
+    session_store: {redis: {url_env: PORTCULLIS_TEST_SURELY_UNSET_URL}}
+"#,
+        Format::Yaml,
+    )
+    .unwrap();
+    let errors = policy.gateway().map(|_| ()).expect_err("problems");
+    let places: Vec<&str> = errors
+        .errors()
+        .iter()
+        .map(|error| error.place.as_str())
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "authenticate.oidc.client_secret_env",
+            "authenticate.oidc.idle_timeout",
+            "authenticate.oidc.session_store.redis",
+        ],
+        "{errors}"
+    );
+    assert!(errors.to_string().contains("session_key_env"), "{errors}");
+}

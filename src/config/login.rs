@@ -1,0 +1,312 @@
+//! The `authenticate.oidc` section: browser login with OpenID Connect (code flow with
+//! PKCE, server-side sessions), from the policy file.
+
+use serde::Deserialize;
+
+use super::file::RedisStore;
+
+/// The `authenticate.oidc` section: the relying party `oidc::Oidc` builds (needs the
+/// `oidc` feature). Secrets (the client secret, the session key) come from the environment
+/// or a file, never the policy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OidcLogin {
+    /// The provider (`https://…`; plain `http` only to a loopback host); its discovery
+    /// document gives the endpoints and keys.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The environment variable holding the client secret; none of `client_secret_env` and
+    /// `client_secret_file` for a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// A file holding the client secret (relative to the policy file, or absolute).
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// Send the client credentials in the form body rather than HTTP Basic.
+    #[serde(default)]
+    pub client_secret_post: bool,
+    /// The callback URL registered at the provider (`https://app.example.com/auth/callback`);
+    /// its path is where the login ends.
+    pub redirect_uri: String,
+    /// The scopes asked for (`openid` is always added). Defaults to `openid`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Audiences the ID token may name besides the client id.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where the roles are in the ID token (a dotted path).
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Fill in the claims from the provider's userinfo endpoint at login.
+    #[serde(default)]
+    pub userinfo: bool,
+    /// How long a session lives without a request (`30m`, the default).
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// How long a session lives at most (`8h`, the default).
+    #[serde(default)]
+    pub absolute_timeout: Option<String>,
+    /// Where the provider sends the browser after logging out.
+    #[serde(default)]
+    pub post_logout_redirect_uri: Option<String>,
+    /// Origins besides the redirect URI's own whose pages may send writes with the
+    /// session (CSRF protection refuses every other).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// The environment variable holding the key that seals the login cookie and the
+    /// sessions stored on Redis: 32 bytes, as 64 hex digits or base64. Without
+    /// `session_key_env` or `session_key_file`, a random key lives as long as the process.
+    #[serde(default)]
+    pub session_key_env: Option<String>,
+    /// A file holding the session key.
+    #[serde(default)]
+    pub session_key_file: Option<String>,
+    /// Where sessions live: in the process (the default), or on Redis, shared by every
+    /// instance (needs the `redis` feature and a session key).
+    #[serde(default)]
+    pub session_store: Option<SessionStoreSection>,
+    /// Session cookies without `Secure` and the `__Host-` prefix when the redirect URI is
+    /// plain `http` to a loopback host (for development). Defaults to `false`.
+    #[serde(default)]
+    pub insecure_http_cookies_on_loopback: bool,
+}
+
+/// Where the login's sessions live.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SessionStoreSection {
+    /// A Redis (or Redis Cluster node), its URL a secret as for `api_keys.redis`.
+    pub redis: RedisStore,
+}
+
+#[cfg(feature = "oidc")]
+mod build {
+    use std::sync::{Arc, PoisonError};
+
+    use super::OidcLogin;
+    use crate::config::error::PolicyError;
+    use crate::config::file::PolicyFile;
+    use crate::config::state::SharedState;
+    use crate::config::traffic::parse_duration;
+    use crate::oidc::Oidc;
+    use crate::secret::{ClientSecret, SessionKey};
+
+    const PLACE: &str = "authenticate.oidc";
+
+    impl PolicyFile {
+        /// The login of the `authenticate.oidc` section: built by the first gateway made
+        /// with `state`, then the same one for every later gateway (its sessions live on).
+        /// A later file whose section differs is refused: the login cannot change while
+        /// serving.
+        pub(crate) fn login(&self, state: &SharedState) -> Result<Option<Oidc>, Vec<PolicyError>> {
+            let Some(section) = self
+                .authenticate
+                .as_ref()
+                .and_then(|section| section.oidc.as_ref())
+            else {
+                return Ok(None);
+            };
+            let mut kept = state.login.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((built_from, oidc)) = kept.as_ref() {
+                return if built_from == section {
+                    Ok(Some(oidc.clone()))
+                } else {
+                    Err(vec![PolicyError::at(
+                        PLACE,
+                        "differs from the section the running login was built from: the \
+                         login cannot change while serving; restart to apply it",
+                    )])
+                };
+            }
+            let oidc = self.build_login(section)?;
+            *kept = Some((section.clone(), oidc.clone()));
+            Ok(Some(oidc))
+        }
+
+        /// Builds the relying party, reporting every problem of the section.
+        fn build_login(&self, section: &OidcLogin) -> Result<Oidc, Vec<PolicyError>> {
+            let mut errors = Vec::new();
+            let mut builder = Oidc::builder(section.issuer.as_str())
+                .client_id(section.client_id.as_str())
+                .redirect_uri(section.redirect_uri.as_str());
+            if section.client_secret_env.is_some() || section.client_secret_file.is_some() {
+                match self.secret(
+                    PLACE,
+                    "client_secret",
+                    section.client_secret_env.as_deref(),
+                    section.client_secret_file.as_deref(),
+                ) {
+                    Ok(secret) => {
+                        builder = builder.client_secret(ClientSecret::from(secret.as_str()));
+                    }
+                    Err(error) => errors.push(error),
+                }
+            }
+            if section.client_secret_post {
+                builder = builder.client_secret_post();
+            }
+            if !section.scopes.is_empty() {
+                builder = builder.scopes(section.scopes.iter().map(String::as_str));
+            }
+            for audience in &section.audiences {
+                builder = builder.audience(audience.as_str());
+            }
+            if let Some(path) = &section.roles_claim {
+                builder = builder.roles_claim(path.as_str());
+            }
+            if section.userinfo {
+                builder = builder.userinfo();
+            }
+            let mut duration = |name: &str, text: &Option<String>| {
+                let text = text.as_deref()?;
+                parse_duration(text)
+                    .map_err(|message| {
+                        errors.push(PolicyError::at(format!("{PLACE}.{name}"), message))
+                    })
+                    .ok()
+            };
+            if let Some(timeout) = duration("idle_timeout", &section.idle_timeout) {
+                builder = builder.idle_timeout(timeout);
+            }
+            if let Some(timeout) = duration("absolute_timeout", &section.absolute_timeout) {
+                builder = builder.absolute_timeout(timeout);
+            }
+            if let Some(uri) = &section.post_logout_redirect_uri {
+                builder = builder.post_logout_redirect_uri(uri.as_str());
+            }
+            for origin in &section.allowed_origins {
+                builder = builder.allowed_origin(origin.as_str());
+            }
+            let key = self.session_key(section, &mut errors);
+            if let Some(key) = &key {
+                builder = builder.session_key(key.clone());
+            }
+            if let Some(store) = &section.session_store {
+                match self.session_store(store, key.as_ref()) {
+                    Ok(store) => builder = builder.session_store(store),
+                    Err(error) => errors.push(error),
+                }
+            }
+            if section.insecure_http_cookies_on_loopback {
+                builder = builder.insecure_http_cookies_on_loopback();
+            }
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+            builder
+                .build()
+                .map_err(|error| vec![PolicyError::at(PLACE, error.to_string())])
+        }
+
+        /// The session key the section names, if it names one: 64 hex digits or base64.
+        fn session_key(
+            &self,
+            section: &OidcLogin,
+            errors: &mut Vec<PolicyError>,
+        ) -> Option<SessionKey> {
+            if section.session_key_env.is_none() && section.session_key_file.is_none() {
+                return None;
+            }
+            let text = self
+                .secret(
+                    PLACE,
+                    "session_key",
+                    section.session_key_env.as_deref(),
+                    section.session_key_file.as_deref(),
+                )
+                .map_err(|error| errors.push(error))
+                .ok()?;
+            let bytes = decode_key(&text);
+            match bytes.map(|bytes| SessionKey::from_bytes(&bytes)) {
+                Some(Ok(key)) => Some(key),
+                _ => {
+                    let key = if section.session_key_env.is_some() {
+                        "env"
+                    } else {
+                        "file"
+                    };
+                    errors.push(PolicyError::at(
+                        format!("{PLACE}.session_key_{key}"),
+                        "the session key is 32 bytes, written as 64 hex digits or in base64 \
+                         (`openssl rand -hex 32`)",
+                    ));
+                    None
+                }
+            }
+        }
+
+        /// The session store a `session_store` section names.
+        fn session_store(
+            &self,
+            section: &super::SessionStoreSection,
+            key: Option<&SessionKey>,
+        ) -> Result<Arc<dyn crate::oidc::SessionStore>, PolicyError> {
+            let place = format!("{PLACE}.session_store.redis");
+            #[cfg(feature = "redis")]
+            {
+                let Some(key) = key else {
+                    return Err(PolicyError::at(
+                        place,
+                        "sessions on Redis need `session_key_env` or `session_key_file`: every \
+                         instance seals and opens them with the same key",
+                    ));
+                };
+                let connection = self.redis_connection(&place, &section.redis)?;
+                Ok(Arc::new(crate::redis::RedisSessionStore::new(
+                    connection,
+                    key.clone(),
+                )))
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = (section, key);
+                Err(PolicyError::at(
+                    place,
+                    "sessions on Redis need the `redis` feature",
+                ))
+            }
+        }
+    }
+
+    /// 32 bytes from 64 hex digits or base64 (standard or URL-safe, padded or not).
+    fn decode_key(text: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        if text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            let bytes = (0..32)
+                .map(|at| u8::from_str_radix(&text[at * 2..at * 2 + 2], 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            return Some(zeroize::Zeroizing::new(bytes));
+        }
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(text).ok())
+            .map(zeroize::Zeroizing::new)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::decode_key;
+
+        #[test]
+        fn session_keys_read_as_hex_or_base64() {
+            let hex = "00".repeat(31) + "ff";
+            assert_eq!(decode_key(&hex).map(|key| key.len()), Some(32));
+            assert_eq!(decode_key(&hex).map(|key| key[31]), Some(0xff));
+            let base64 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAP8=";
+            assert_eq!(decode_key(base64).map(|key| key[31]), Some(0xff));
+            assert_eq!(
+                decode_key(base64.trim_end_matches('=')).map(|key| key.len()),
+                Some(32)
+            );
+            assert!(decode_key("not a key!").is_none());
+            // Non-ASCII never panics the hex path.
+            assert!(decode_key(&"é".repeat(32)).is_none());
+        }
+    }
+}
