@@ -75,6 +75,8 @@
 
 mod future;
 mod headers;
+#[cfg(feature = "identity-token")]
+mod token;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -96,6 +98,10 @@ use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 use self::headers::{IdentityHeaders, remove_hop_by_hop, set_forwarded};
+#[cfg(feature = "identity-token")]
+#[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
+#[doc(inline)]
+pub use self::token::{IdentityToken, IdentityTokenBuilder, IdentityTokenError};
 use crate::Principal;
 use crate::body::ResponseBody;
 use crate::rejection::{Reason, Rejection, RejectionResponse, default_renderer};
@@ -123,6 +129,8 @@ struct Shared {
     base_path: String,
     timeout: Duration,
     identity: IdentityHeaders,
+    #[cfg(feature = "identity-token")]
+    token: Option<IdentityToken>,
     renderer: Arc<dyn RejectionResponse>,
 }
 
@@ -135,6 +143,8 @@ impl Proxy {
             upstream: upstream.into(),
             timeout: DEFAULT_TIMEOUT,
             identity: IdentityHeaders::default(),
+            #[cfg(feature = "identity-token")]
+            token: None,
             renderer: None,
         }
     }
@@ -146,6 +156,14 @@ impl Proxy {
             "{}://{}{}",
             self.shared.scheme, self.shared.authority, self.shared.base_path
         )
+    }
+
+    /// The identity token the proxy signs, if it has one: where it serves its JWKS.
+    #[cfg(feature = "identity-token")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
+    #[must_use]
+    pub fn identity_token(&self) -> Option<&IdentityToken> {
+        self.shared.token.as_ref()
     }
 
     /// The URI a request for `uri` is sent to.
@@ -171,6 +189,46 @@ impl fmt::Debug for Proxy {
     }
 }
 
+/// The proxy's own answer at its JWKS path: the key set for `GET` and `HEAD`, 405 for the
+/// rest; never the upstream's.
+#[cfg(feature = "identity-token")]
+fn jwks_response(
+    token: &IdentityToken,
+    method: &Method,
+    renderer: &Arc<dyn RejectionResponse>,
+) -> ResponseFuture {
+    use http::HeaderValue;
+    use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+    let mut response = if matches!(*method, Method::GET | Method::HEAD) {
+        let body = if *method == Method::GET {
+            token.jwks().clone()
+        } else {
+            Bytes::new()
+        };
+        let mut response = Response::new(ResponseBody::rejection(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/jwk-set+json"),
+        );
+        // The key changes only with a restart: verifiers may keep it for a while.
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        );
+        response
+    } else {
+        let rejection = Rejection::new(Reason::InvalidRequest)
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            .with_detail("The key set is read with GET.");
+        future::render(&rejection, &**renderer)
+    };
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    ResponseFuture::local(response, renderer.clone())
+}
+
 impl<B> Service<Request<B>> for Proxy
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -188,6 +246,12 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let shared = &self.shared;
         let (mut parts, body) = request.into_parts();
+        #[cfg(feature = "identity-token")]
+        if let Some(token) = &shared.token
+            && parts.uri.path() == token.jwks_path()
+        {
+            return jwks_response(token, &parts.method, &shared.renderer);
+        }
         let Some(target) = self.target(&parts.uri) else {
             return ResponseFuture::unreachable(shared.renderer.clone());
         };
@@ -215,6 +279,20 @@ where
                 .with_detail("The caller's identity cannot be handed on to the service.");
             return ResponseFuture::refused(rejection, shared.renderer.clone());
         }
+        #[cfg(feature = "identity-token")]
+        if let Some(token) = &shared.token
+            && let Err(error) =
+                token.replace(&mut parts.headers, parts.extensions.get::<Principal>())
+        {
+            tracing::warn!(target: "portcullis::proxy", %error, "no identity token for the caller");
+            let rejection = match error {
+                IdentityTokenError::UnrepresentableScope => Rejection::new(Reason::InvalidClaims)
+                    .with_detail("The caller's identity cannot be handed on to the service."),
+                _ => Rejection::new(Reason::Unavailable)
+                    .with_detail("The caller's identity token could not be made."),
+            };
+            return ResponseFuture::refused(rejection, shared.renderer.clone());
+        }
         set_forwarded(&mut parts.headers, peer, "http");
         parts.uri = target;
         parts.version = Version::HTTP_11;
@@ -239,6 +317,8 @@ pub struct ProxyBuilder {
     upstream: String,
     timeout: Duration,
     identity: IdentityHeaders,
+    #[cfg(feature = "identity-token")]
+    token: Option<IdentityToken>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
 
@@ -289,6 +369,16 @@ impl ProxyBuilder {
         self
     }
 
+    /// Hands the caller's identity on also as a JWT signed by `token`, in its own header
+    /// (beside the identity headers), and answers `token`'s JWKS path itself. No token by
+    /// default.
+    #[cfg(feature = "identity-token")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
+    pub fn identity_token(mut self, token: IdentityToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
     /// Renders the proxy's own 502 and 504 with `renderer` instead of problem+json.
     pub fn rejection_response(mut self, renderer: impl RejectionResponse) -> Self {
         self.renderer = Some(Arc::new(renderer));
@@ -329,6 +419,22 @@ impl ProxyBuilder {
         if self.timeout.is_zero() {
             return Err(ProxyConfigError::ZeroTimeout);
         }
+        #[cfg(feature = "identity-token")]
+        if let Some(token) = &self.token {
+            let identity = &self.identity;
+            let taken = [
+                &identity.subject,
+                &identity.method,
+                &identity.roles,
+                &identity.scopes,
+            ];
+            if taken.contains(&token.header()) {
+                return Err(ProxyConfigError::InvalidIdentityToken {
+                    setting: "header",
+                    reason: "the same as an identity header's",
+                });
+            }
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.timeout));
@@ -341,6 +447,8 @@ impl ProxyBuilder {
                 base_path,
                 timeout: self.timeout,
                 identity: self.identity,
+                #[cfg(feature = "identity-token")]
+                token: self.token,
                 renderer: self.renderer.unwrap_or_else(default_renderer),
             }),
         })
@@ -362,4 +470,19 @@ pub enum ProxyConfigError {
     /// The timeout is zero: every request would fail.
     #[error("the upstream timeout must be greater than zero")]
     ZeroTimeout,
+    /// The identity token's signing key is not a P-256 private key in PEM. The reason says
+    /// what was found, never what the key holds.
+    #[error("the identity token's signing key is refused: {reason}")]
+    InvalidSigningKey {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An identity token setting cannot work.
+    #[error("identity token `{setting}`: {reason}")]
+    InvalidIdentityToken {
+        /// The setting: `issuer`, `audience`, `lifetime`, `header`, `jwks_path`.
+        setting: &'static str,
+        /// Why it was refused.
+        reason: &'static str,
+    },
 }
