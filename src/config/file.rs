@@ -30,6 +30,10 @@ pub struct PolicyFile {
     /// `validate` feature).
     #[serde(default)]
     pub validate: Option<ValidateSection>,
+    /// The upstream `portcullis serve` forwards to, and how the caller's identity is handed
+    /// on (see [`UpstreamSection`](super::UpstreamSection)).
+    #[serde(default)]
+    pub upstream: Option<super::upstream::UpstreamSection>,
     /// Requests and the decisions the policy must make for them.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,

@@ -41,6 +41,11 @@
 //! - `validate`: JSON Schemas per route (`routes: [{route: POST /orders, body: {…}}]`, each
 //!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
 //!   (`openapi: openapi.yaml`), and the limits; paths are relative to the policy file.
+//! - `upstream`: where `portcullis serve` forwards (`url`, `timeout_seconds`), the identity
+//!   header names, and the identity token (`identity_token: {key_file | key_env, issuer,
+//!   audience, lifetime_seconds, header, jwks_path}`, the key never in the file);
+//!   [`PolicyFile::proxy`] builds the proxy (with the `proxy` feature). See
+//!   [`UpstreamSection`].
 //! - `tests`: requests (`request`, with a query string if needed; optional `headers` and
 //!   JSON `body`), who sends them (`as`: `anonymous` or an identity with `subject`, `method`,
 //!   `roles`, `scopes`, `permissions`, `claims`) and the decision expected (`status`: 200 when
@@ -92,6 +97,7 @@ mod error;
 mod file;
 mod gateway;
 mod policy;
+mod upstream;
 mod validation;
 
 #[doc(inline)]
@@ -103,3 +109,5 @@ pub use self::file::{
 };
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};
+#[doc(inline)]
+pub use self::upstream::{IdentityHeaderNames, IdentityTokenSection, UpstreamSection};

@@ -102,6 +102,8 @@ use self::headers::{IdentityHeaders, remove_hop_by_hop, set_forwarded};
 #[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
 #[doc(inline)]
 pub use self::token::{IdentityToken, IdentityTokenBuilder, IdentityTokenError};
+#[cfg(all(feature = "identity-token", feature = "config"))]
+pub(crate) use self::token::{check_header, check_jwks_path, check_lifetime};
 use crate::Principal;
 use crate::body::ResponseBody;
 use crate::rejection::{Reason, Rejection, RejectionResponse, default_renderer};
