@@ -29,6 +29,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
+#[cfg(feature = "bearer")]
+mod support;
+
 /// Every wait in these tests ends by this.
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -522,27 +525,19 @@ fn policy_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
-#[cfg(unix)]
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_reloads_and_stops() {
-    let upstream = Upstream::start().await;
-    let policy = policy_file(
-        "policy.yaml",
-        "routes:\n  - {route: GET /public, require: public}\n",
-    );
+/// `portcullis serve POLICY ARGUMENTS… --listen 127.0.0.1:0` with `environment` added; its
+/// address, from its first line.
+fn start_binary(
+    policy: &std::path::Path,
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+) -> (Served, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("serve")
-        .arg(&policy)
-        .args(["--upstream", &format!("http://{}", upstream.address)])
+        .arg(policy)
+        .args(arguments)
         .args(["--listen", "127.0.0.1:0"])
+        .envs(environment.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -563,12 +558,34 @@ async fn the_binary_serves_reloads_and_stops() {
         });
     }
     let served = Served { child, lines };
-    let first = tokio::task::block_in_place(|| served.next_line());
+    let first = served.next_line();
     let address: SocketAddr = first
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("first line: {first}"))
         .parse()
         .expect("an address");
+    (served, address)
+}
+
+#[cfg(unix)]
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_reloads_and_stops() {
+    let upstream = Upstream::start().await;
+    let policy = policy_file(
+        "policy.yaml",
+        "routes:\n  - {route: GET /public, require: public}\n",
+    );
+    let upstream_url = format!("http://{}", upstream.address);
+    let (served, address) =
+        tokio::task::block_in_place(|| start_binary(&policy, &["--upstream", &upstream_url], &[]));
 
     let (status, _, body) = send(get(address, "/public").body(full("")).expect("r")).await;
     assert_eq!(status, StatusCode::OK);
@@ -622,4 +639,221 @@ async fn the_binary_serves_reloads_and_stops() {
         });
         assert!(status.expect("stopped within 10 s").success());
     }
+}
+
+/// Checks a token with the Node `jose` package (the one `oidc-provider` uses, in
+/// `tests/idp/node_modules`) against the JWKS at `jwks_url`, as an upstream would: the
+/// signature, `iss`, `aud`, `typ`, `exp`; and that a wrong audience or issuer, a time after
+/// `exp` and a changed payload are refused. Prints what it found as JSON.
+#[cfg(feature = "bearer")]
+const VERIFY_WITH_JOSE: &str = r#"
+import * as jose from 'jose';
+const { JWKS_URL, TOKEN, ISSUER, AUDIENCE } = process.env;
+const jwks = jose.createRemoteJWKSet(new URL(JWKS_URL));
+const expected = { issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'] };
+const { payload, protectedHeader } = await jose.jwtVerify(TOKEN, jwks, {
+  ...expected, typ: 'at+jwt', requiredClaims: ['sub', 'iat', 'exp', 'jti'],
+});
+const refusal = async (token, options) => {
+  try { await jose.jwtVerify(token, jwks, { ...expected, ...options }); return 'accepted'; }
+  catch (error) { return error.code ?? String(error); }
+};
+const [header, , signature] = TOKEN.split('.');
+const forged = jose.base64url.encode(JSON.stringify({ ...payload, sub: 'admin' }));
+console.log(JSON.stringify({
+  payload,
+  header: protectedHeader,
+  wrongAudience: await refusal(TOKEN, { audience: 'another-service' }),
+  wrongIssuer: await refusal(TOKEN, { issuer: 'https://elsewhere.test' }),
+  afterExpiry: await refusal(TOKEN, { currentDate: new Date((payload.exp + 1) * 1000) }),
+  changedPayload: await refusal(`${header}.${forged}.${signature}`, {}),
+}));
+"#;
+
+#[cfg(feature = "bearer")]
+fn verify_with_jose(jwks_url: &str, token: &str, issuer: &str, audience: &str) -> Value {
+    let output = Command::new("node")
+        .args(["--input-type=module", "-e", VERIFY_WITH_JOSE])
+        .current_dir(support::peers::idp_dir())
+        .env("JWKS_URL", jwks_url)
+        .env("TOKEN", token)
+        .env("ISSUER", issuer)
+        .env("AUDIENCE", audience)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "jose refused the token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[cfg(feature = "bearer")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_hands_on_an_identity_token_that_verifies_against_its_jwks() {
+    use portcullis::bearer::{BearerAuthenticator, IssuerRules};
+    use portcullis::jwt::KeySet;
+    use portcullis::proxy::IdentityToken;
+    use portcullis::{AuthOutcome, Authenticate};
+    use support::idp::{API, Idp, Settings};
+
+    const ISSUER: &str = "https://gateway.test";
+    const AUDIENCE: &str = "orders-upstream";
+    let upstream = Upstream::start().await;
+    let idp = tokio::task::block_in_place(|| Idp::start(Settings::default()));
+    let access_token = tokio::task::block_in_place(|| idp.token(API));
+    // The URL from the file (no `--upstream`), the key from the environment; the JWKS path
+    // is in no rule, and unmatched routes are denied.
+    let policy = policy_file(
+        "identity-token.yaml",
+        &format!(
+            r#"
+authenticate:
+  bearer:
+    - {{issuer: "{issuer}", audiences: ["{API}"], discover: true, roles_claim: realm_access.roles}}
+routes:
+  - {{route: GET /public, require: public}}
+  - {{route: GET /echo, require: authenticated}}
+upstream:
+  url: http://{upstream}
+  identity_token:
+    key_env: PORTCULLIS_TEST_IDENTITY_KEY
+    issuer: {ISSUER}
+    audience: {AUDIENCE}
+    lifetime_seconds: 120
+"#,
+            issuer = idp.issuer,
+            upstream = upstream.address,
+        ),
+    );
+    let key = IdentityToken::example_key_pem();
+    let (served, address) = tokio::task::block_in_place(|| {
+        start_binary(&policy, &[], &[("PORTCULLIS_TEST_IDENTITY_KEY", &key)])
+    });
+    let announced = tokio::task::block_in_place(|| served.line_containing("identity token"));
+    assert!(
+        announced.contains("x-auth-token") && announced.contains("/.well-known/jwks.json"),
+        "{announced}"
+    );
+
+    // An authenticated caller, sending forged tokens of its own: the upstream gets one
+    // token, the gateway's.
+    let request = get(address, "/echo")
+        .header("authorization", format!("Bearer {access_token}"))
+        .header("x-auth-token", "forged.by.client")
+        .header("x_auth_token", "forged.by.client")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let headers = json_of(&body)["headers"].clone();
+    let tokens = headers["x-auth-token"].as_array().expect("a token").clone();
+    assert_eq!(tokens.len(), 1, "{headers}");
+    let token = tokens[0].as_str().expect("text").to_owned();
+    assert_ne!(token, "forged.by.client");
+    assert!(headers.get("x_auth_token").is_none(), "{headers}");
+    // The bearer token the gateway checked is not passed on (the authenticator strips it):
+    // the gateway's token is the caller's identity upstream.
+    assert!(headers.get("authorization").is_none(), "{headers}");
+    let subject = headers["x-auth-subject"][0]
+        .as_str()
+        .expect("a subject")
+        .to_owned();
+
+    // The key set, answered by portcullis without the policy listing it and without the
+    // upstream.
+    let hits = upstream.hits();
+    let (status, response_headers, jwks) = send(
+        get(address, "/.well-known/jwks.json")
+            .body(full(""))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_headers["content-type"], "application/jwk-set+json");
+    assert_eq!(upstream.hits(), hits);
+
+    // Verified by jose, fetching the key set from portcullis.
+    let jwks_url = format!("http://{address}/.well-known/jwks.json");
+    let verified =
+        tokio::task::block_in_place(|| verify_with_jose(&jwks_url, &token, ISSUER, AUDIENCE));
+    let payload = &verified["payload"];
+    assert_eq!(payload["iss"], ISSUER);
+    assert_eq!(payload["aud"], AUDIENCE);
+    assert_eq!(payload["sub"], subject.as_str());
+    assert_eq!(payload["sub"], "resource-client");
+    assert_eq!(payload["auth_method"], "bearer");
+    assert_eq!(payload["scope"], "orders:read orders:write");
+    let lifetime = payload["exp"].as_u64().expect("exp") - payload["iat"].as_u64().expect("iat");
+    assert_eq!(lifetime, 120);
+    assert_eq!(verified["header"]["alg"], "ES256");
+    assert_eq!(verified["header"]["typ"], "at+jwt");
+    for (case, code) in [
+        ("wrongAudience", "ERR_JWT_CLAIM_VALIDATION_FAILED"),
+        ("wrongIssuer", "ERR_JWT_CLAIM_VALIDATION_FAILED"),
+        ("afterExpiry", "ERR_JWT_EXPIRED"),
+        ("changedPayload", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"),
+    ] {
+        assert_eq!(verified[case], code, "{case}: {verified}");
+    }
+
+    // Verified by this crate's own bearer layer, as a Rust upstream would.
+    let (keys, skipped) = KeySet::from_jwks(&jwks).expect("a key set");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .keys(keys)
+        .roles_claim("roles")
+        .build()
+        .expect("rules");
+    let (parts, ()) = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .expect("request")
+        .into_parts();
+    match BearerAuthenticator::new(rules).authenticate(&parts).await {
+        AuthOutcome::Authenticated(principal) => {
+            assert_eq!(principal.subject(), "resource-client");
+            assert!(principal.has_scope("orders:write"));
+        }
+        _ => panic!("the crate's bearer layer refused the gateway's token"),
+    }
+
+    // Anonymous, on a public route, with a forged token: none arrives.
+    let request = get(address, "/public")
+        .header("x-auth-token", "forged.by.client")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    assert!(headers.get("x-auth-token").is_none(), "{headers}");
+
+    // Only the JWKS path itself skips the gateway, and it never goes upstream.
+    let hits = upstream.hits();
+    let post = Request::post(format!("http://{address}/.well-known/jwks.json"))
+        .body(full("{}"))
+        .expect("request");
+    let (status, headers, _) = send(post).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+    for path in [
+        "/.well-known/jwks.json/",
+        "/.well-known/jwks.jsonx",
+        "/.well-known/JWKS.json",
+        "/.well-known/jwks%2Ejson",
+        "/.well-known/",
+    ] {
+        let (status, _, _) = send(get(address, path).body(full("")).expect("r")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(upstream.hits(), hits);
+    drop(served);
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! portcullis check POLICY                       # every problem, the tests, the route table
 //! portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
-//! portcullis serve POLICY --upstream URL [--listen ADDR]
+//! portcullis serve POLICY [--upstream URL] [--listen ADDR]
 //! ```
 //!
 //! `WHO` is `anonymous` or an identity in YAML flow form:
@@ -14,9 +14,12 @@
 //!
 //! `serve` listens on `ADDR` (default: `$PORTCULLIS_ADDR`, else `127.0.0.1:8080`), prints
 //! `listening on http://ADDR` as its first line, and forwards every request the policy lets
-//! through to `URL` (see `docs/config.md`, "`portcullis serve`"). SIGHUP reloads the policy
-//! file (a file that fails its checks or tests is refused and the old policy keeps serving);
-//! SIGTERM or SIGINT stop it, letting in-flight requests finish for up to 10 seconds.
+//! through to `URL`, else to the file's `upstream.url` (see `docs/config.md`, "`portcullis
+//! serve`"), as the file's `upstream` section says (timeout, identity headers, identity
+//! token, whose JWKS it answers itself, in front of the gateway). SIGHUP reloads the policy
+//! file's gateway (a file that fails its checks or tests is refused and the old policy keeps
+//! serving); the `upstream` section is read once, at start. SIGTERM or SIGINT stop it,
+//! letting in-flight requests finish for up to 10 seconds.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -28,11 +31,12 @@ use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadableLayer}
 const USAGE: &str = "usage:
   portcullis check POLICY
   portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
-  portcullis serve POLICY --upstream URL [--listen ADDR]
+  portcullis serve POLICY [--upstream URL] [--listen ADDR]
 
 POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
 '{subject: vic, roles: [viewer]}'. PATH may carry a query string.
-URL is an http:// URL; ADDR defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.";
+URL is an http:// URL, needed unless the policy's `upstream.url` gives one (URL wins);
+ADDR defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = match std::env::args_os()
@@ -275,7 +279,7 @@ fn explain(path: &str, asked: &Request<'_>) -> ExitCode {
 /// What `serve` is asked to do.
 struct Serve<'a> {
     policy: &'a str,
-    upstream: &'a str,
+    upstream: Option<&'a str>,
     listen: Option<&'a str>,
 }
 
@@ -293,7 +297,7 @@ impl<'a> Serve<'a> {
                 [] => {
                     return Some(Self {
                         policy,
-                        upstream: upstream?,
+                        upstream,
                         listen,
                     });
                 }
@@ -314,11 +318,37 @@ impl<'a> Serve<'a> {
                 return ExitCode::from(2);
             }
         };
-        let proxy = match portcullis::proxy::Proxy::builder(self.upstream).build() {
+        if let Some(upstream) = self.upstream
+            && let Err(error) = portcullis::proxy::Proxy::builder(upstream).build()
+        {
+            eprintln!("--upstream: {error}");
+            return ExitCode::from(2);
+        }
+        let policy = match PolicyFile::from_file(self.policy) {
+            Ok(policy) => policy,
+            Err(errors) => {
+                eprintln!("{}: {errors}", self.policy);
+                return ExitCode::FAILURE;
+            }
+        };
+        if self.upstream.is_none()
+            && policy
+                .upstream
+                .as_ref()
+                .is_none_or(|section| section.url.is_none())
+        {
+            eprintln!(
+                "{}: no upstream: give `--upstream URL` or `upstream.url` in the policy\n{USAGE}",
+                self.policy
+            );
+            return ExitCode::from(2);
+        }
+        // Built once: the `upstream` section is not reloaded with the gateway.
+        let proxy = match policy.proxy(self.upstream) {
             Ok(proxy) => proxy,
-            Err(error) => {
-                eprintln!("--upstream: {error}");
-                return ExitCode::from(2);
+            Err(errors) => {
+                eprintln!("{}: {errors}", self.policy);
+                return ExitCode::FAILURE;
             }
         };
         let gateway = match gateway(self.policy) {
@@ -361,9 +391,14 @@ impl<'a> Serve<'a> {
         let reloadable = ReloadableLayer::new(gateway);
         #[cfg(unix)]
         reload_on_hangup(self.policy.to_owned(), reloadable.handle())?;
-        let app = axum::Router::new()
-            .fallback_service(proxy.clone())
-            .layer(reloadable);
+        let mut app = axum::Router::new();
+        if let Some(token) = proxy.identity_token() {
+            // The JWKS path, exactly, goes to the proxy without the gateway: the proxy
+            // answers it itself, whatever the method, and never forwards it, so the policy
+            // need not list it and nothing else skips the gateway.
+            app = app.route_service(token.jwks_path(), proxy.clone());
+        }
+        let app = app.fallback_service(tower_layer::Layer::layer(&reloadable, proxy.clone()));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
@@ -376,6 +411,14 @@ impl<'a> Serve<'a> {
         // The first line: a caller that asked for port 0 reads the port here.
         println!("listening on http://{bound}");
         println!("forwarding to {}", proxy.upstream());
+        if let Some(token) = proxy.identity_token() {
+            println!(
+                "identity token in `{}`, its key set at {} (kid {})",
+                token.header(),
+                token.jwks_path(),
+                token.kid()
+            );
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = axum::serve(
             listener,
