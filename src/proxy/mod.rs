@@ -23,6 +23,16 @@
 //!   outside visible ASCII, or a role or scope that is empty, outside visible ASCII or holds
 //!   a comma (it would read as two), is refused with 403 `invalid_claims` rather than passed
 //!   on partly;
+//! - **and as a signed token**, with the `identity-token` feature and an `IdentityToken`
+//!   (`ProxyBuilder::identity_token`): a short-lived JWT (ES256, 60 s by default) signed by
+//!   the proxy, naming the caller (`sub`, `auth_method`, `roles`, `scope`), the issuer and
+//!   the upstream (`iss`, `aud`), in `X-Auth-Token` by default, for upstreams that verify
+//!   rather than trust; a client's own header of that name is removed on every request, and
+//!   an anonymous caller gets none. The proxy answers the key set to verify it (the JWKS)
+//!   **itself** at the token's `jwks_path` (`/.well-known/jwks.json`), for every method
+//!   (`GET`, `HEAD`; others 405), and never forwards that path. Behind a gateway, route that
+//!   exact path to the proxy in front of the gateway, so that the policy need not list it
+//!   and no other request skips the gateway (see the second example);
 //! - **says where the request came from**, as the edge: `Forwarded` (RFC 7239: `for` the
 //!   connecting peer or `unknown`, `host` the `Host` the client asked for, `proto=http`) and
 //!   `X-Forwarded-For` (the peer) **replace** what the client sent, so a client never picks
@@ -71,6 +81,44 @@
 //! let other = Request::get("/orders").body(axum::body::Body::empty())?;
 //! assert_eq!(app.oneshot(other).await?.status(), StatusCode::FORBIDDEN);
 //! # Ok(()) }
+//! ```
+//!
+//! With an identity token (feature `identity-token`), its key set served in front of the
+//! gateway:
+//!
+//! ```
+//! # #[cfg(feature = "identity-token")] {
+//! use axum::Router;
+//! use http::{Request, StatusCode};
+//! use portcullis::GatewaySecurityLayer;
+//! use portcullis::authz::RouteRules;
+//! use portcullis::proxy::{IdentityToken, Proxy};
+//! use portcullis::{AuthFuture, AuthOutcome};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! # let pem = IdentityToken::example_key_pem();
+//! // `pem`: the P-256 private key, read from a secret store.
+//! let token = IdentityToken::builder(pem, "https://gateway.example.com", "orders-service")
+//!     .build()?;
+//! let jwks_path = token.jwks_path().to_owned();
+//! let proxy = Proxy::builder("http://127.0.0.1:9").identity_token(token).build()?;
+//! let gateway = GatewaySecurityLayer::builder()
+//!     .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
+//!     .rules(RouteRules::builder().build()?) // every route denied
+//!     .build()?;
+//! let app = Router::new()
+//!     // That exact path to the proxy, which answers it itself; the rest through the gateway.
+//!     .route_service(&jwks_path, proxy.clone())
+//!     .fallback_service(gateway.layer(proxy));
+//!
+//! let keys = Request::get("/.well-known/jwks.json").body(axum::body::Body::empty())?;
+//! assert_eq!(app.clone().oneshot(keys).await?.status(), StatusCode::OK);
+//! let other = Request::get("/.well-known/other").body(axum::body::Body::empty())?;
+//! assert_eq!(app.oneshot(other).await?.status(), StatusCode::FORBIDDEN);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod future;
