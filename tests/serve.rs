@@ -857,3 +857,130 @@ upstream:
     assert_eq!(upstream.hits(), hits);
     drop(served);
 }
+
+#[tokio::test]
+async fn the_proxy_signs_for_callers_only_and_answers_its_jwks_itself() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use portcullis::proxy::IdentityToken;
+    use tower::Layer as _;
+
+    let upstream = Upstream::start().await;
+    let token = IdentityToken::builder(
+        IdentityToken::example_key_pem(),
+        "https://gateway.test",
+        "orders",
+    )
+    .header(http::HeaderName::from_static("x-gateway-token"))
+    .jwks_path("/keys/gateway.json")
+    .build()
+    .expect("token");
+    let proxy = Proxy::builder(format!("http://{}", upstream.address))
+        .identity_token(token.clone())
+        .build()
+        .expect("proxy");
+    let app = Router::new()
+        .route_service(token.jwks_path(), proxy.clone())
+        .fallback_service(gateway().layer(proxy));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(axum::serve(listener, app).into_future());
+
+    // A caller, with forged tokens (the name, and its `_` spelling): one token arrives, the
+    // proxy's, for this caller.
+    let request = get(address, "/echo")
+        .header("x-user", "ada")
+        .header("x-gateway-token", "forged")
+        .header("x_gateway_token", "forged")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    assert!(headers.get("x_gateway_token").is_none(), "{headers}");
+    let tokens = headers["x-gateway-token"]
+        .as_array()
+        .expect("a token")
+        .clone();
+    assert_eq!(tokens.len(), 1, "{headers}");
+    let jwt = tokens[0].as_str().expect("text");
+    let claims = jwt.split('.').nth(1).expect("three parts");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).expect("base64url")).expect("JSON");
+    assert_eq!(claims["sub"], "ada");
+    assert_eq!(claims["roles"], json!(["member"]));
+    assert_eq!(claims["scope"], "orders:read orders:write");
+    // The identity headers still arrive beside it.
+    assert_eq!(headers["x-auth-subject"], json!(["ada"]));
+
+    // Anonymous, on a public route: no token, forged or not.
+    let request = get(address, "/public")
+        .header("x-gateway-token", "forged")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    assert!(headers.get("x-gateway-token").is_none(), "{headers}");
+
+    // The key set, by GET and HEAD, from the proxy itself, the policy not listing it.
+    let hits = upstream.hits();
+    let (status, headers, body) = send(
+        get(address, "/keys/gateway.json")
+            .body(full(""))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/jwk-set+json");
+    assert_eq!(&body, token.jwks());
+    let head = Request::head(format!("http://{address}/keys/gateway.json"))
+        .body(full(""))
+        .expect("request");
+    let (status, headers, body) = send(head).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/jwk-set+json");
+    assert!(body.is_empty());
+    // The default path is nothing special here: the gateway refuses it.
+    let (status, _, _) = send(
+        get(address, "/.well-known/jwks.json")
+            .body(full(""))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(upstream.hits(), hits);
+}
+
+#[test]
+fn the_binary_needs_an_upstream_and_a_usable_upstream_section() {
+    let run = |policy: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("serve")
+            .arg(policy)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("PORTCULLIS_SURELY_UNSET_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs")
+    };
+    // No `--upstream`, no `upstream.url`: a usage error.
+    let output = run(&policy_file("no-upstream.yaml", "routes: []\n"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no upstream"), "{stderr}");
+
+    // An identity token whose key is nowhere: refused with its place, before listening.
+    let output = run(&policy_file(
+        "no-key.yaml",
+        "upstream:\n  url: http://127.0.0.1:1\n  identity_token:\n    \
+         key_env: PORTCULLIS_SURELY_UNSET_KEY\n    issuer: i\n    audience: a\n",
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("upstream.identity_token.key_env: the environment variable"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "it listened");
+}

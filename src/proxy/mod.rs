@@ -231,11 +231,14 @@ impl Proxy {
 
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Proxy")
+        let mut debug = f.debug_struct("Proxy");
+        debug
             .field("upstream", &self.upstream())
             .field("timeout", &self.shared.timeout)
-            .field("identity", &self.shared.identity)
-            .finish_non_exhaustive()
+            .field("identity", &self.shared.identity);
+        #[cfg(feature = "identity-token")]
+        debug.field("identity_token", &self.shared.token);
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -374,11 +377,14 @@ pub struct ProxyBuilder {
 
 impl fmt::Debug for ProxyBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProxyBuilder")
+        let mut debug = f.debug_struct("ProxyBuilder");
+        debug
             .field("upstream", &self.upstream)
             .field("timeout", &self.timeout)
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
+            .field("identity", &self.identity);
+        #[cfg(feature = "identity-token")]
+        debug.field("identity_token", &self.token);
+        debug.finish_non_exhaustive()
     }
 }
 
