@@ -42,7 +42,7 @@
 //!   schema inline or from a file: `body_file: schemas/order.json`), or an OpenAPI document
 //!   (`openapi: openapi.yaml`), and the limits; paths are relative to the policy file.
 //! - `upstream`: where `portcullis serve` forwards (`url`, `timeout_seconds`), the identity
-//!   header names, and the identity token (`identity_token: {key_file | key_env, issuer,
+//!   headers (`identity_headers: {send, subject, method, roles, scopes}`), and the identity token (`identity_token: {key_file | key_env, issuer,
 //!   audience, lifetime_seconds, header, jwks_path}`, the key never in the file);
 //!   [`PolicyFile::proxy`] builds the proxy (with the `proxy` feature). See
 //!   [`UpstreamSection`].
@@ -110,4 +110,4 @@ pub use self::file::{
 #[doc(inline)]
 pub use self::policy::{CheckedPolicy, Explanation};
 #[doc(inline)]
-pub use self::upstream::{IdentityHeaderNames, IdentityTokenSection, UpstreamSection};
+pub use self::upstream::{IdentityHeadersSection, IdentityTokenSection, UpstreamSection};

@@ -34,21 +34,26 @@ pub struct UpstreamSection {
     /// Defaults to 30.
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
-    /// The names of the identity headers. Each defaults to `x-auth-subject`,
-    /// `x-auth-method`, `x-auth-roles`, `x-auth-scopes`.
+    /// The identity headers: whether they are sent (by default they are), and their names,
+    /// by default `x-auth-subject`, `x-auth-method`, `x-auth-roles`, `x-auth-scopes`.
     #[serde(default)]
-    pub identity_headers: IdentityHeaderNames,
+    pub identity_headers: IdentityHeadersSection,
     /// The caller's identity also as a JWT signed by the gateway (with the
     /// `identity-token` feature).
     #[serde(default)]
     pub identity_token: Option<IdentityTokenSection>,
 }
 
-/// The names the caller's identity is handed on under; each optional.
+/// The identity headers: whether they are sent, and the names the caller's identity is
+/// handed on under; each optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct IdentityHeaderNames {
+pub struct IdentityHeadersSection {
+    /// Whether they are sent. Defaults to `true`; `false` with an `identity_token` makes the
+    /// token the one way the identity arrives. Forged ones are removed either way.
+    #[serde(default)]
+    pub send: Option<bool>,
     /// The subject's header. Defaults to `x-auth-subject`.
     #[serde(default)]
     pub subject: Option<String>,
@@ -169,6 +174,9 @@ impl PolicyFile {
         }
         if let Some(name) = header("scopes", &names.scopes, &mut errors) {
             builder = builder.scopes_header(name);
+        }
+        if let Some(send) = names.send {
+            builder = builder.identity_headers(send);
         }
         if let Some(token) = &section.identity_token {
             #[cfg(feature = "identity-token")]
@@ -325,7 +333,7 @@ mod tests {
 upstream:
   url: http://127.0.0.1:3000/api
   timeout_seconds: 2.5
-  identity_headers: {subject: x-user-id, roles: x-user-roles}
+  identity_headers: {send: false, subject: x-user-id, roles: x-user-roles}
   identity_token:
     key_file: gateway.pem
     issuer: https://gateway.test
@@ -339,7 +347,7 @@ upstream:
 [upstream]
 url = "http://127.0.0.1:3000/api"
 timeout_seconds = 2.5
-identity_headers = { subject = "x-user-id", roles = "x-user-roles" }
+identity_headers = { send = false, subject = "x-user-id", roles = "x-user-roles" }
 [upstream.identity_token]
 key_file = "gateway.pem"
 issuer = "https://gateway.test"
@@ -390,6 +398,7 @@ jwks_path = "/keys.json"
             let debug = format!("{proxy:?}");
             assert!(debug.contains("timeout: 2.5s"), "{debug}");
             assert!(debug.contains("x-user-id"), "{debug}");
+            assert!(debug.contains("send: false"), "{debug}");
             // The URL given in code (`--upstream`) wins.
             let proxy = policy.proxy(Some("http://10.0.0.2:8080")).expect("builds");
             assert_eq!(proxy.upstream(), "http://10.0.0.2:8080");

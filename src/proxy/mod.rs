@@ -435,6 +435,16 @@ impl ProxyBuilder {
         self
     }
 
+    /// Whether the identity headers are set. Defaults to `true`. Turn them off when the
+    /// upstream reads only the [identity token](Self::identity_token), so that it is the
+    /// one way the identity arrives (a subject the headers could not carry, outside visible
+    /// ASCII, then passes too). Incoming headers that could pass for them are removed
+    /// either way.
+    pub fn identity_headers(mut self, send: bool) -> Self {
+        self.identity.send = send;
+        self
+    }
+
     /// Renders the proxy's own 502 and 504 with `renderer` instead of problem+json.
     pub fn rejection_response(mut self, renderer: impl RejectionResponse) -> Self {
         self.renderer = Some(Arc::new(renderer));
