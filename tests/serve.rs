@@ -940,6 +940,7 @@ async fn the_proxy_signs_for_callers_only_and_answers_its_jwks_itself() {
     let (status, headers, body) = send(head).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/jwk-set+json");
+    assert_eq!(headers["content-length"], token.jwks().len().to_string());
     assert!(body.is_empty());
     // The default path is nothing special here: the gateway refuses it.
     let (status, _, _) = send(

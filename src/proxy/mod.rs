@@ -28,7 +28,8 @@
 //!   the proxy, naming the caller (`sub`, `auth_method`, `roles`, `scope`), the issuer and
 //!   the upstream (`iss`, `aud`), in `X-Auth-Token` by default, for upstreams that verify
 //!   rather than trust; a client's own header of that name is removed on every request, and
-//!   an anonymous caller gets none. The proxy answers the key set to verify it (the JWKS)
+//!   an anonymous caller gets none (`ProxyBuilder::identity_headers(false)` makes it the one
+//!   way the identity arrives). The proxy answers the key set to verify it (the JWKS)
 //!   **itself** at the token's `jwks_path` (`/.well-known/jwks.json`), for every method
 //!   (`GET`, `HEAD`; others 405), and never forwards that path. Behind a gateway, route that
 //!   exact path to the proxy in front of the gateway, so that the policy need not list it
@@ -251,7 +252,7 @@ fn jwks_response(
     renderer: &Arc<dyn RejectionResponse>,
 ) -> ResponseFuture {
     use http::HeaderValue;
-    use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+    use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
     let mut response = if matches!(*method, Method::GET | Method::HEAD) {
         let body = if *method == Method::GET {
             token.jwks().clone()
@@ -269,6 +270,8 @@ fn jwks_response(
             CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         );
+        // The length `GET` would send, for `HEAD` too.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(token.jwks().len()));
         response
     } else {
         let rejection = Rejection::new(Reason::InvalidRequest)
