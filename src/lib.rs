@@ -54,7 +54,8 @@
 //! | `redis` | no | [`redis`]: shared state on Redis or Redis Cluster (`RedisKeyStore` with `api-key`) |
 //! | `config` | yes | `config`: the authorization policy and validation as a YAML, TOML or JSON file, with its own tests |
 //! | `proxy` | no | `proxy::Proxy`: a reverse proxy to one HTTP upstream, streamed, with the caller's identity as headers |
-//! | `cli` | no | the `portcullis` binary: `check`, `explain` and `serve` a policy file (enables `config`, `proxy`) |
+//! | `identity-token` | no | `proxy::IdentityToken`: the caller's identity also as a short-lived ES256 JWT signed by the proxy, its JWKS served by it (enables `proxy`) |
+//! | `cli` | no | the `portcullis` binary: `check`, `explain` and `serve` a policy file (enables `config`, `proxy`, `identity-token`) |
 //!
 //! Guides, the threat model, the architecture and the benchmarks are in the repository's
 //! `docs/` folder.

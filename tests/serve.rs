@@ -29,6 +29,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
+#[cfg(feature = "bearer")]
+mod support;
+
 /// Every wait in these tests ends by this.
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -522,23 +525,19 @@ fn policy_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
-#[cfg(unix)]
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-/// Starts `portcullis serve POLICY` in front of `upstream` on a free port: the binary, and
-/// the address it listens on.
-fn serve(policy: &std::path::Path, upstream: SocketAddr) -> (Served, SocketAddr) {
+/// `portcullis serve POLICY ARGUMENTS… --listen 127.0.0.1:0` with `environment` added; its
+/// address, from its first line.
+fn start_binary(
+    policy: &std::path::Path,
+    arguments: &[&str],
+    environment: &[(&str, &str)],
+) -> (Served, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("serve")
         .arg(policy)
-        .args(["--upstream", &format!("http://{upstream}")])
+        .args(arguments)
         .args(["--listen", "127.0.0.1:0"])
+        .envs(environment.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -559,13 +558,22 @@ fn serve(policy: &std::path::Path, upstream: SocketAddr) -> (Served, SocketAddr)
         });
     }
     let served = Served { child, lines };
-    let first = tokio::task::block_in_place(|| served.next_line());
+    let first = served.next_line();
     let address: SocketAddr = first
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("first line: {first}"))
         .parse()
         .expect("an address");
     (served, address)
+}
+
+#[cfg(unix)]
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,7 +583,9 @@ async fn the_binary_serves_reloads_and_stops() {
         "policy.yaml",
         "routes:\n  - {route: GET /public, require: public}\n",
     );
-    let (served, address) = serve(&policy, upstream.address);
+    let upstream_url = format!("http://{}", upstream.address);
+    let (served, address) =
+        tokio::task::block_in_place(|| start_binary(&policy, &["--upstream", &upstream_url], &[]));
 
     let (status, _, body) = send(get(address, "/public").body(full("")).expect("r")).await;
     assert_eq!(status, StatusCode::OK);
@@ -644,7 +654,9 @@ async fn a_reload_keeps_spent_rate_limit_buckets() {
         )
     };
     let policy = policy_file("limited.yaml", &limited("first"));
-    let (served, address) = serve(&policy, upstream.address);
+    let upstream_url = format!("http://{}", upstream.address);
+    let (served, address) =
+        tokio::task::block_in_place(|| start_binary(&policy, &["--upstream", &upstream_url], &[]));
     let public = || get(address, "/public").body(full("")).expect("r");
     assert_eq!(send(public()).await.0, StatusCode::OK);
     let (status, headers, _) = send(public()).await;
@@ -656,4 +668,349 @@ async fn a_reload_keeps_spent_rate_limit_buckets() {
     tokio::task::block_in_place(|| served.line_containing("reloaded"));
     assert_eq!(send(public()).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(upstream.hits(), 1);
+}
+
+/// Checks a token with the Node `jose` package (the one `oidc-provider` uses, in
+/// `tests/idp/node_modules`) against the JWKS at `jwks_url`, as an upstream would: the
+/// signature, `iss`, `aud`, `typ`, `exp`; and that a wrong audience or issuer, a time after
+/// `exp` and a changed payload are refused. Prints what it found as JSON.
+#[cfg(feature = "bearer")]
+const VERIFY_WITH_JOSE: &str = r#"
+import * as jose from 'jose';
+const { JWKS_URL, TOKEN, ISSUER, AUDIENCE } = process.env;
+const jwks = jose.createRemoteJWKSet(new URL(JWKS_URL));
+const expected = { issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'] };
+const { payload, protectedHeader } = await jose.jwtVerify(TOKEN, jwks, {
+  ...expected, typ: 'at+jwt', requiredClaims: ['sub', 'iat', 'exp', 'jti'],
+});
+const refusal = async (token, options) => {
+  try { await jose.jwtVerify(token, jwks, { ...expected, ...options }); return 'accepted'; }
+  catch (error) { return error.code ?? String(error); }
+};
+const [header, , signature] = TOKEN.split('.');
+const forged = jose.base64url.encode(JSON.stringify({ ...payload, sub: 'admin' }));
+console.log(JSON.stringify({
+  payload,
+  header: protectedHeader,
+  wrongAudience: await refusal(TOKEN, { audience: 'another-service' }),
+  wrongIssuer: await refusal(TOKEN, { issuer: 'https://elsewhere.test' }),
+  afterExpiry: await refusal(TOKEN, { currentDate: new Date((payload.exp + 1) * 1000) }),
+  changedPayload: await refusal(`${header}.${forged}.${signature}`, {}),
+}));
+"#;
+
+#[cfg(feature = "bearer")]
+fn verify_with_jose(jwks_url: &str, token: &str, issuer: &str, audience: &str) -> Value {
+    let output = Command::new("node")
+        .args(["--input-type=module", "-e", VERIFY_WITH_JOSE])
+        .current_dir(support::peers::idp_dir())
+        .env("JWKS_URL", jwks_url)
+        .env("TOKEN", token)
+        .env("ISSUER", issuer)
+        .env("AUDIENCE", audience)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "jose refused the token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[cfg(feature = "bearer")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_hands_on_an_identity_token_that_verifies_against_its_jwks() {
+    use portcullis::bearer::{BearerAuthenticator, IssuerRules};
+    use portcullis::jwt::KeySet;
+    use portcullis::proxy::IdentityToken;
+    use portcullis::{AuthOutcome, Authenticate};
+    use support::idp::{API, Idp, Settings};
+
+    const ISSUER: &str = "https://gateway.test";
+    const AUDIENCE: &str = "orders-upstream";
+    let upstream = Upstream::start().await;
+    let idp = tokio::task::block_in_place(|| Idp::start(Settings::default()));
+    let access_token = tokio::task::block_in_place(|| idp.token(API));
+    // The URL from the file (no `--upstream`), the key from the environment; the JWKS path
+    // is in no rule, and unmatched routes are denied.
+    let policy = policy_file(
+        "identity-token.yaml",
+        &format!(
+            r#"
+authenticate:
+  bearer:
+    - {{issuer: "{issuer}", audiences: ["{API}"], discover: true, roles_claim: realm_access.roles}}
+routes:
+  - {{route: GET /public, require: public}}
+  - {{route: GET /echo, require: authenticated}}
+upstream:
+  url: http://{upstream}
+  identity_token:
+    key_env: PORTCULLIS_TEST_IDENTITY_KEY
+    issuer: {ISSUER}
+    audience: {AUDIENCE}
+    lifetime: 2m
+"#,
+            issuer = idp.issuer,
+            upstream = upstream.address,
+        ),
+    );
+    let key = IdentityToken::example_key_pem();
+    let (served, address) = tokio::task::block_in_place(|| {
+        start_binary(&policy, &[], &[("PORTCULLIS_TEST_IDENTITY_KEY", &key)])
+    });
+    let announced = tokio::task::block_in_place(|| served.line_containing("identity token"));
+    assert!(
+        announced.contains("x-auth-token") && announced.contains("/.well-known/jwks.json"),
+        "{announced}"
+    );
+
+    // An authenticated caller, sending forged tokens of its own: the upstream gets one
+    // token, the gateway's.
+    let request = get(address, "/echo")
+        .header("authorization", format!("Bearer {access_token}"))
+        .header("x-auth-token", "forged.by.client")
+        .header("x_auth_token", "forged.by.client")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let headers = json_of(&body)["headers"].clone();
+    let tokens = headers["x-auth-token"].as_array().expect("a token").clone();
+    assert_eq!(tokens.len(), 1, "{headers}");
+    let token = tokens[0].as_str().expect("text").to_owned();
+    assert_ne!(token, "forged.by.client");
+    assert!(headers.get("x_auth_token").is_none(), "{headers}");
+    // The bearer token the gateway checked is not passed on (the authenticator strips it):
+    // the gateway's token is the caller's identity upstream.
+    assert!(headers.get("authorization").is_none(), "{headers}");
+    let subject = headers["x-auth-subject"][0]
+        .as_str()
+        .expect("a subject")
+        .to_owned();
+
+    // The key set, answered by portcullis without the policy listing it and without the
+    // upstream.
+    let hits = upstream.hits();
+    let (status, response_headers, jwks) = send(
+        get(address, "/.well-known/jwks.json")
+            .body(full(""))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_headers["content-type"], "application/jwk-set+json");
+    assert_eq!(upstream.hits(), hits);
+
+    // Verified by jose, fetching the key set from portcullis.
+    let jwks_url = format!("http://{address}/.well-known/jwks.json");
+    let verified =
+        tokio::task::block_in_place(|| verify_with_jose(&jwks_url, &token, ISSUER, AUDIENCE));
+    let payload = &verified["payload"];
+    assert_eq!(payload["iss"], ISSUER);
+    assert_eq!(payload["aud"], AUDIENCE);
+    assert_eq!(payload["sub"], subject.as_str());
+    assert_eq!(payload["sub"], "resource-client");
+    assert_eq!(payload["auth_method"], "bearer");
+    assert_eq!(payload["scope"], "orders:read orders:write");
+    let lifetime = payload["exp"].as_u64().expect("exp") - payload["iat"].as_u64().expect("iat");
+    assert_eq!(lifetime, 120);
+    assert_eq!(verified["header"]["alg"], "ES256");
+    assert_eq!(verified["header"]["typ"], "at+jwt");
+    for (case, code) in [
+        ("wrongAudience", "ERR_JWT_CLAIM_VALIDATION_FAILED"),
+        ("wrongIssuer", "ERR_JWT_CLAIM_VALIDATION_FAILED"),
+        ("afterExpiry", "ERR_JWT_EXPIRED"),
+        ("changedPayload", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"),
+    ] {
+        assert_eq!(verified[case], code, "{case}: {verified}");
+    }
+
+    // Verified by this crate's own bearer layer, as a Rust upstream would.
+    let (keys, skipped) = KeySet::from_jwks(&jwks).expect("a key set");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let rules = IssuerRules::builder(ISSUER)
+        .audience(AUDIENCE)
+        .keys(keys)
+        .roles_claim("roles")
+        .build()
+        .expect("rules");
+    let (parts, ()) = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .expect("request")
+        .into_parts();
+    match BearerAuthenticator::new(rules).authenticate(&parts).await {
+        AuthOutcome::Authenticated(principal) => {
+            assert_eq!(principal.subject(), "resource-client");
+            assert!(principal.has_scope("orders:write"));
+        }
+        _ => panic!("the crate's bearer layer refused the gateway's token"),
+    }
+
+    // Anonymous, on a public route, with a forged token: none arrives.
+    let request = get(address, "/public")
+        .header("x-auth-token", "forged.by.client")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    assert!(headers.get("x-auth-token").is_none(), "{headers}");
+
+    // Only the JWKS path itself skips the gateway, and it never goes upstream.
+    let hits = upstream.hits();
+    let post = Request::post(format!("http://{address}/.well-known/jwks.json"))
+        .body(full("{}"))
+        .expect("request");
+    let (status, headers, _) = send(post).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+    for path in [
+        "/.well-known/jwks.json/",
+        "/.well-known/jwks.jsonx",
+        "/.well-known/JWKS.json",
+        "/.well-known/jwks%2Ejson",
+        "/.well-known/",
+    ] {
+        let (status, _, _) = send(get(address, path).body(full("")).expect("r")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(upstream.hits(), hits);
+    drop(served);
+}
+
+#[tokio::test]
+async fn the_proxy_signs_for_callers_only_and_answers_its_jwks_itself() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use portcullis::proxy::IdentityToken;
+    use tower::Layer as _;
+
+    let upstream = Upstream::start().await;
+    let token = IdentityToken::builder(
+        IdentityToken::example_key_pem(),
+        "https://gateway.test",
+        "orders",
+    )
+    .header(http::HeaderName::from_static("x-gateway-token"))
+    .jwks_path("/keys/gateway.json")
+    .build()
+    .expect("token");
+    let proxy = Proxy::builder(format!("http://{}", upstream.address))
+        .identity_token(token.clone())
+        .build()
+        .expect("proxy");
+    let app = Router::new()
+        .route_service(token.jwks_path(), proxy.clone())
+        .fallback_service(gateway().layer(proxy));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(axum::serve(listener, app).into_future());
+
+    // A caller, with forged tokens (the name, and its `_` spelling): one token arrives, the
+    // proxy's, for this caller.
+    let request = get(address, "/echo")
+        .header("x-user", "ada")
+        .header("x-gateway-token", "forged")
+        .header("x_gateway_token", "forged")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    assert!(headers.get("x_gateway_token").is_none(), "{headers}");
+    let tokens = headers["x-gateway-token"]
+        .as_array()
+        .expect("a token")
+        .clone();
+    assert_eq!(tokens.len(), 1, "{headers}");
+    let jwt = tokens[0].as_str().expect("text");
+    let claims = jwt.split('.').nth(1).expect("three parts");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).expect("base64url")).expect("JSON");
+    assert_eq!(claims["sub"], "ada");
+    assert_eq!(claims["roles"], json!(["member"]));
+    assert_eq!(claims["scope"], "orders:read orders:write");
+    // The identity headers still arrive beside it.
+    assert_eq!(headers["x-auth-subject"], json!(["ada"]));
+
+    // Anonymous, on a public route: no token, forged or not.
+    let request = get(address, "/public")
+        .header("x-gateway-token", "forged")
+        .body(full(""))
+        .expect("request");
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    let headers = json_of(&body)["headers"].clone();
+    assert!(headers.get("x-gateway-token").is_none(), "{headers}");
+
+    // The key set, by GET and HEAD, from the proxy itself, the policy not listing it.
+    let hits = upstream.hits();
+    let (status, headers, body) = send(
+        get(address, "/keys/gateway.json")
+            .body(full(""))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/jwk-set+json");
+    assert_eq!(&body, token.jwks());
+    let head = Request::head(format!("http://{address}/keys/gateway.json"))
+        .body(full(""))
+        .expect("request");
+    let (status, headers, body) = send(head).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/jwk-set+json");
+    assert_eq!(headers["content-length"], token.jwks().len().to_string());
+    assert!(body.is_empty());
+    // The default path is nothing special here: the gateway refuses it.
+    let (status, _, _) = send(
+        get(address, "/.well-known/jwks.json")
+            .body(full(""))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(upstream.hits(), hits);
+}
+
+#[test]
+fn the_binary_needs_an_upstream_and_a_usable_upstream_section() {
+    let run = |policy: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("serve")
+            .arg(policy)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("PORTCULLIS_SURELY_UNSET_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs")
+    };
+    // No `--upstream`, no `upstream.url`: a usage error.
+    let output = run(&policy_file("no-upstream.yaml", "routes: []\n"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no upstream"), "{stderr}");
+
+    // An identity token whose key is nowhere: refused with its place, before listening.
+    let output = run(&policy_file(
+        "no-key.yaml",
+        "upstream:\n  url: http://127.0.0.1:1\n  identity_token:\n    \
+         key_env: PORTCULLIS_SURELY_UNSET_KEY\n    issuer: i\n    audience: a\n",
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("upstream.identity_token.key_env: the environment variable"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "it listened");
 }

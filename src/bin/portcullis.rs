@@ -4,7 +4,7 @@
 //! ```text
 //! portcullis check POLICY                       # every problem, the tests, the route table
 //! portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
-//! portcullis serve POLICY --upstream URL [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
+//! portcullis serve POLICY [--upstream URL] [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
 //! ```
 //!
 //! `WHO` is `anonymous` or an identity in YAML flow form:
@@ -14,10 +14,13 @@
 //!
 //! `serve` listens on `ADDR` (default: `$PORTCULLIS_ADDR`, else `127.0.0.1:8080`), prints
 //! `listening on http://ADDR` as its first line, and forwards every request the policy lets
-//! through to `URL` (see `docs/config.md`, "`portcullis serve`"). SIGHUP reloads the policy
-//! file (a file that fails its checks or tests is refused and the old policy keeps serving;
-//! rate-limit buckets and brute-force blocks carry over to the new one);
-//! SIGTERM or SIGINT stop it, letting in-flight requests finish for up to 10 seconds.
+//! through to `URL`, else to the file's `upstream.url` (see `docs/config.md`, "`portcullis
+//! serve`"), as the file's `upstream` section says (timeout, identity headers, identity
+//! token, whose JWKS it answers itself, in front of the gateway). SIGHUP reloads the policy
+//! file's gateway (a file that fails its checks or tests is refused and the old policy keeps
+//! serving; rate-limit buckets, brute-force blocks and login sessions carry over to the new
+//! one); the `upstream` section is read once, at start. SIGTERM or SIGINT stop it, letting
+//! in-flight requests finish for up to 10 seconds.
 //!
 //! With `--admin ADDR`, a second listener serves `/ready`, `/metrics`, `POST /reload` and
 //! the key API (see `admin.rs`), and prints `admin on http://ADDR` after the first line.
@@ -37,12 +40,13 @@ use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadableLayer}
 const USAGE: &str = "usage:
   portcullis check POLICY
   portcullis explain POLICY --as WHO [--header 'NAME: VALUE']... [--body JSON] METHOD PATH
-  portcullis serve POLICY --upstream URL [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
+  portcullis serve POLICY [--upstream URL] [--listen ADDR] [--admin ADDR [--admin-role ROLE]]
                    [--header-timeout SECS] [--max-connections N]
 
 POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity such as
 '{subject: vic, roles: [viewer]}'. PATH may carry a query string.
-URL is an http:// URL; --listen defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.
+URL is an http:// URL, needed unless the policy's `upstream.url` gives one (URL wins);
+--listen defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.
 --admin serves /ready, /metrics, POST /reload and /keys on its own address, for ROLE
 (default admin). A client has --header-timeout seconds (default 20) to send a request head
 or between requests; at most --max-connections (default 4096) are open at once.";
@@ -304,7 +308,7 @@ fn explain(path: &str, asked: &Request<'_>) -> ExitCode {
 /// What `serve` is asked to do.
 struct Serve<'a> {
     policy: &'a str,
-    upstream: &'a str,
+    upstream: Option<&'a str>,
     listen: Option<&'a str>,
     admin: Option<&'a str>,
     admin_role: Option<&'a str>,
@@ -344,7 +348,7 @@ impl<'a> Serve<'a> {
                     }
                     return Some(Self {
                         policy,
-                        upstream: upstream?,
+                        upstream,
                         listen,
                         admin,
                         admin_role,
@@ -379,11 +383,37 @@ impl<'a> Serve<'a> {
                 return ExitCode::from(2);
             }
         };
-        let proxy = match portcullis::proxy::Proxy::builder(self.upstream).build() {
+        if let Some(upstream) = self.upstream
+            && let Err(error) = portcullis::proxy::Proxy::builder(upstream).build()
+        {
+            eprintln!("--upstream: {error}");
+            return ExitCode::from(2);
+        }
+        let policy = match PolicyFile::from_file(self.policy) {
+            Ok(policy) => policy,
+            Err(errors) => {
+                eprintln!("{}: {errors}", self.policy);
+                return ExitCode::FAILURE;
+            }
+        };
+        if self.upstream.is_none()
+            && policy
+                .upstream
+                .as_ref()
+                .is_none_or(|section| section.url.is_none())
+        {
+            eprintln!(
+                "{}: no upstream: give `--upstream URL` or `upstream.url` in the policy\n{USAGE}",
+                self.policy
+            );
+            return ExitCode::from(2);
+        }
+        // Built once: the `upstream` section is not reloaded with the gateway.
+        let proxy = match policy.proxy(self.upstream) {
             Ok(proxy) => proxy,
-            Err(error) => {
-                eprintln!("--upstream: {error}");
-                return ExitCode::from(2);
+            Err(errors) => {
+                eprintln!("{}: {errors}", self.policy);
+                return ExitCode::FAILURE;
             }
         };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -438,9 +468,15 @@ impl<'a> Serve<'a> {
         };
         #[cfg(unix)]
         reload_on_hangup(reload.clone())?;
-        let app = axum::Router::new()
-            .fallback_service(proxy.clone())
-            .layer(reloadable);
+        let mut app = axum::Router::new();
+        if let Some(token) = proxy.identity_token() {
+            // The JWKS path, exactly, goes to the proxy without the gateway: the proxy
+            // answers it itself, whatever the method, and never forwards it, so the policy
+            // need not list it and nothing else skips the gateway.
+            app = app.route_service(token.jwks_path(), proxy.clone());
+        }
+        let app = app.fallback_service(tower_layer::Layer::layer(&reloadable, proxy.clone()));
+        // The login routes, in front of everything.
         let app = match login {
             Some(login) => app.layer(login),
             None => app,
@@ -465,6 +501,14 @@ impl<'a> Serve<'a> {
             println!("admin on http://{admin_bound}");
         }
         println!("forwarding to {}", proxy.upstream());
+        if let Some(token) = proxy.identity_token() {
+            println!(
+                "identity token in `{}`, its key set at {} (kid {})",
+                token.header(),
+                token.jwks_path(),
+                token.kid()
+            );
+        }
         if let Some((_, admin_listener, router)) = admin {
             let stopped = stopped.clone();
             tokio::spawn(async move {

@@ -39,6 +39,10 @@ pub struct PolicyFile {
     /// Traffic protection: the client IP, IP rules, brute-force blocking, rate limits.
     #[serde(default)]
     pub traffic: Option<super::traffic::TrafficSection>,
+    /// The upstream `portcullis serve` forwards to, and how the caller's identity is handed
+    /// on (see [`UpstreamSection`](super::UpstreamSection)).
+    #[serde(default)]
+    pub upstream: Option<super::upstream::UpstreamSection>,
     /// Requests and the decisions the policy must make for them.
     #[serde(default)]
     pub tests: Vec<PolicyTest>,

@@ -53,6 +53,11 @@
 //!   [{name, key: api_key, quota: 10/s, tiers: [{role: admin, quota: 100/s}], routes}]}`),
 //!   with the `shield` and `rate-limit` features; [`PolicyFile::gateway_with`] and a
 //!   [`SharedState`] keep their counters across reloads (see `docs/config.md`, "Traffic").
+//! - `upstream`: where `portcullis serve` forwards (`url`, `timeout`), the identity
+//!   headers (`identity_headers: {send, subject, method, roles, scopes}`), and the identity token (`identity_token: {key_file | key_env, issuer,
+//!   audience, lifetime, header, jwks_path}`, the key never in the file);
+//!   [`PolicyFile::proxy`] builds the proxy (with the `proxy` feature). See
+//!   [`UpstreamSection`].
 //! - `tests`: requests (`request`, with a query string if needed; optional `headers` and
 //!   JSON `body`), who sends them (`as`: `anonymous` or an identity with `subject`, `method`,
 //!   `roles`, `scopes`, `permissions`, `claims`) and the decision expected (`status`: 200 when
@@ -106,10 +111,15 @@ mod gateway;
 mod http;
 mod login;
 mod policy;
-#[cfg(any(feature = "bearer", all(feature = "api-key", feature = "redis")))]
+#[cfg(any(
+    feature = "bearer",
+    feature = "identity-token",
+    all(feature = "api-key", feature = "redis")
+))]
 mod secrets;
 mod state;
 mod traffic;
+mod upstream;
 mod validation;
 
 #[doc(inline)]
@@ -133,3 +143,4 @@ pub use self::traffic::{
     BruteForceSection, ClientIpSection, IpRouteRules, IpRulesSection, LimitEntry,
     RateLimitsSection, TierEntry, TrafficSection,
 };
+pub use self::upstream::{IdentityHeadersSection, IdentityTokenSection, UpstreamSection};

@@ -37,6 +37,8 @@ pin_project! {
             deadline: Sleep,
         },
         Unreachable,
+        /// Answered by the proxy itself.
+        Local { response: Option<Response<ResponseBody<Incoming>>> },
         /// Refused before the upstream was asked.
         Refused { rejection: Option<Rejection> },
     }
@@ -59,6 +61,20 @@ impl ResponseFuture {
         Self {
             state: State::Refused {
                 rejection: Some(rejection),
+            },
+            renderer,
+        }
+    }
+
+    /// The proxy's own answer (the JWKS).
+    #[cfg(feature = "identity-token")]
+    pub(super) fn local(
+        response: Response<ResponseBody<Incoming>>,
+        renderer: Arc<dyn RejectionResponse>,
+    ) -> Self {
+        Self {
+            state: State::Local {
+                response: Some(response),
             },
             renderer,
         }
@@ -92,6 +108,11 @@ impl Future for ResponseFuture {
             StateProj::Upstream { upstream, deadline } => (upstream, deadline),
             StateProj::Unreachable => {
                 return Poll::Ready(Ok(render(&bad_gateway(), &**this.renderer)));
+            }
+            StateProj::Local { response } => {
+                return Poll::Ready(Ok(response
+                    .take()
+                    .unwrap_or_else(|| render(&bad_gateway(), &**this.renderer))));
             }
             StateProj::Refused { rejection } => {
                 let rejection = rejection.take().unwrap_or_else(bad_gateway);
@@ -141,7 +162,7 @@ fn bad_gateway() -> Rejection {
 }
 
 /// The rejection's response, with a body of the proxy's type.
-fn render(
+pub(super) fn render(
     rejection: &Rejection,
     renderer: &dyn RejectionResponse,
 ) -> Response<ResponseBody<Incoming>> {

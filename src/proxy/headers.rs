@@ -20,6 +20,8 @@ pub(super) struct IdentityHeaders {
     pub(super) method: HeaderName,
     pub(super) roles: HeaderName,
     pub(super) scopes: HeaderName,
+    /// Whether they are set (forged ones are removed either way).
+    pub(super) send: bool,
 }
 
 impl Default for IdentityHeaders {
@@ -29,6 +31,7 @@ impl Default for IdentityHeaders {
             method: HeaderName::from_static("x-auth-method"),
             roles: HeaderName::from_static("x-auth-roles"),
             scopes: HeaderName::from_static("x-auth-scopes"),
+            send: true,
         }
     }
 }
@@ -48,7 +51,7 @@ impl IdentityHeaders {
     /// Removes every header a client could pass off as identity: these names, any
     /// `x-auth-…` header, and any header that reads as one of those once `_` is `-` (CGI and
     /// WSGI servers map `X_Auth_Subject` and `X-Auth-Subject` to the same variable). Then
-    /// sets them from `principal`, if there is one: all four or none.
+    /// sets them from `principal`, if there is one and they are sent: all four or none.
     ///
     /// # Errors
     ///
@@ -74,7 +77,7 @@ impl IdentityHeaders {
         for name in forged {
             headers.remove(name);
         }
-        let Some(principal) = principal else {
+        let Some(principal) = principal.filter(|_| self.send) else {
             return Ok(());
         };
         let visible = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
@@ -322,6 +325,24 @@ mod tests {
         headers.insert("x-auth-subject", HeaderValue::from_static("forged"));
         headers.insert("x-user-id", HeaderValue::from_static("forged"));
         custom.replace(&mut headers, None).expect("anonymous");
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
+    fn identity_headers_turned_off_are_still_removed_and_never_set() {
+        let off = IdentityHeaders {
+            send: false,
+            ..IdentityHeaders::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-auth-subject", HeaderValue::from_static("forged"));
+        headers.insert("x_auth_roles", HeaderValue::from_static("admin"));
+        // A subject the headers could not carry is no reason to refuse when none is sent.
+        let principal = Principal::builder("zoë", AuthMethod::Bearer)
+            .roles(["a,b"])
+            .build();
+        off.replace(&mut headers, Some(&principal))
+            .expect("nothing to send");
         assert!(headers.is_empty(), "{headers:?}");
     }
 

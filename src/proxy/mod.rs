@@ -23,6 +23,17 @@
 //!   outside visible ASCII, or a role or scope that is empty, outside visible ASCII or holds
 //!   a comma (it would read as two), is refused with 403 `invalid_claims` rather than passed
 //!   on partly;
+//! - **and as a signed token**, with the `identity-token` feature and an `IdentityToken`
+//!   (`ProxyBuilder::identity_token`): a short-lived JWT (ES256, 60 s by default) signed by
+//!   the proxy, naming the caller (`sub`, `auth_method`, `roles`, `scope`), the issuer and
+//!   the upstream (`iss`, `aud`), in `X-Auth-Token` by default, for upstreams that verify
+//!   rather than trust; a client's own header of that name is removed on every request, and
+//!   an anonymous caller gets none (`ProxyBuilder::identity_headers(false)` makes it the one
+//!   way the identity arrives). The proxy answers the key set to verify it (the JWKS)
+//!   **itself** at the token's `jwks_path` (`/.well-known/jwks.json`), for every method
+//!   (`GET`, `HEAD`; others 405), and never forwards that path. Behind a gateway, route that
+//!   exact path to the proxy in front of the gateway, so that the policy need not list it
+//!   and no other request skips the gateway (see the second example);
 //! - **says where the request came from**, as the edge: `Forwarded` (RFC 7239: `for` the
 //!   connecting peer or `unknown`, `host` the `Host` the client asked for, `proto=http`) and
 //!   `X-Forwarded-For` (the peer) **replace** what the client sent, so a client never picks
@@ -72,9 +83,49 @@
 //! assert_eq!(app.oneshot(other).await?.status(), StatusCode::FORBIDDEN);
 //! # Ok(()) }
 //! ```
+//!
+//! With an identity token (feature `identity-token`), its key set served in front of the
+//! gateway:
+//!
+//! ```
+//! # #[cfg(feature = "identity-token")] {
+//! use axum::Router;
+//! use http::{Request, StatusCode};
+//! use portcullis::GatewaySecurityLayer;
+//! use portcullis::authz::RouteRules;
+//! use portcullis::proxy::{IdentityToken, Proxy};
+//! use portcullis::{AuthFuture, AuthOutcome};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! # let pem = IdentityToken::example_key_pem();
+//! // `pem`: the P-256 private key, read from a secret store.
+//! let token = IdentityToken::builder(pem, "https://gateway.example.com", "orders-service")
+//!     .build()?;
+//! let jwks_path = token.jwks_path().to_owned();
+//! let proxy = Proxy::builder("http://127.0.0.1:9").identity_token(token).build()?;
+//! let gateway = GatewaySecurityLayer::builder()
+//!     .authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent))
+//!     .rules(RouteRules::builder().build()?) // every route denied
+//!     .build()?;
+//! let app = Router::new()
+//!     // That exact path to the proxy, which answers it itself; the rest through the gateway.
+//!     .route_service(&jwks_path, proxy.clone())
+//!     .fallback_service(gateway.layer(proxy));
+//!
+//! let keys = Request::get("/.well-known/jwks.json").body(axum::body::Body::empty())?;
+//! assert_eq!(app.clone().oneshot(keys).await?.status(), StatusCode::OK);
+//! let other = Request::get("/.well-known/other").body(axum::body::Body::empty())?;
+//! assert_eq!(app.oneshot(other).await?.status(), StatusCode::FORBIDDEN);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod future;
 mod headers;
+#[cfg(feature = "identity-token")]
+mod token;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -96,6 +147,12 @@ use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 use self::headers::{IdentityHeaders, remove_hop_by_hop, set_forwarded};
+#[cfg(feature = "identity-token")]
+#[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
+#[doc(inline)]
+pub use self::token::{IdentityToken, IdentityTokenBuilder, IdentityTokenError};
+#[cfg(all(feature = "identity-token", feature = "config"))]
+pub(crate) use self::token::{check_header, check_jwks_path, check_lifetime};
 use crate::Principal;
 use crate::body::ResponseBody;
 use crate::rejection::{Reason, Rejection, RejectionResponse, default_renderer};
@@ -123,6 +180,8 @@ struct Shared {
     base_path: String,
     timeout: Duration,
     identity: IdentityHeaders,
+    #[cfg(feature = "identity-token")]
+    token: Option<IdentityToken>,
     renderer: Arc<dyn RejectionResponse>,
 }
 
@@ -135,6 +194,8 @@ impl Proxy {
             upstream: upstream.into(),
             timeout: DEFAULT_TIMEOUT,
             identity: IdentityHeaders::default(),
+            #[cfg(feature = "identity-token")]
+            token: None,
             renderer: None,
         }
     }
@@ -146,6 +207,14 @@ impl Proxy {
             "{}://{}{}",
             self.shared.scheme, self.shared.authority, self.shared.base_path
         )
+    }
+
+    /// The identity token the proxy signs, if it has one: where it serves its JWKS.
+    #[cfg(feature = "identity-token")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
+    #[must_use]
+    pub fn identity_token(&self) -> Option<&IdentityToken> {
+        self.shared.token.as_ref()
     }
 
     /// The URI a request for `uri` is sent to.
@@ -163,12 +232,57 @@ impl Proxy {
 
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Proxy")
+        let mut debug = f.debug_struct("Proxy");
+        debug
             .field("upstream", &self.upstream())
             .field("timeout", &self.shared.timeout)
-            .field("identity", &self.shared.identity)
-            .finish_non_exhaustive()
+            .field("identity", &self.shared.identity);
+        #[cfg(feature = "identity-token")]
+        debug.field("identity_token", &self.shared.token);
+        debug.finish_non_exhaustive()
     }
+}
+
+/// The proxy's own answer at its JWKS path: the key set for `GET` and `HEAD`, 405 for the
+/// rest; never the upstream's.
+#[cfg(feature = "identity-token")]
+fn jwks_response(
+    token: &IdentityToken,
+    method: &Method,
+    renderer: &Arc<dyn RejectionResponse>,
+) -> ResponseFuture {
+    use http::HeaderValue;
+    use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+    let mut response = if matches!(*method, Method::GET | Method::HEAD) {
+        let body = if *method == Method::GET {
+            token.jwks().clone()
+        } else {
+            Bytes::new()
+        };
+        let mut response = Response::new(ResponseBody::rejection(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/jwk-set+json"),
+        );
+        // The key changes only with a restart: verifiers may keep it for a while.
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        );
+        // The length `GET` would send, for `HEAD` too.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(token.jwks().len()));
+        response
+    } else {
+        let rejection = Rejection::new(Reason::InvalidRequest)
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            .with_detail("The key set is read with GET.");
+        future::render(&rejection, &**renderer)
+    };
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    ResponseFuture::local(response, renderer.clone())
 }
 
 impl<B> Service<Request<B>> for Proxy
@@ -188,6 +302,12 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let shared = &self.shared;
         let (mut parts, body) = request.into_parts();
+        #[cfg(feature = "identity-token")]
+        if let Some(token) = &shared.token
+            && parts.uri.path() == token.jwks_path()
+        {
+            return jwks_response(token, &parts.method, &shared.renderer);
+        }
         let Some(target) = self.target(&parts.uri) else {
             return ResponseFuture::unreachable(shared.renderer.clone());
         };
@@ -215,6 +335,20 @@ where
                 .with_detail("The caller's identity cannot be handed on to the service.");
             return ResponseFuture::refused(rejection, shared.renderer.clone());
         }
+        #[cfg(feature = "identity-token")]
+        if let Some(token) = &shared.token
+            && let Err(error) =
+                token.replace(&mut parts.headers, parts.extensions.get::<Principal>())
+        {
+            tracing::warn!(target: "portcullis::proxy", %error, "no identity token for the caller");
+            let rejection = match error {
+                IdentityTokenError::UnrepresentableScope => Rejection::new(Reason::InvalidClaims)
+                    .with_detail("The caller's identity cannot be handed on to the service."),
+                _ => Rejection::new(Reason::Unavailable)
+                    .with_detail("The caller's identity token could not be made."),
+            };
+            return ResponseFuture::refused(rejection, shared.renderer.clone());
+        }
         set_forwarded(&mut parts.headers, peer, "http");
         parts.uri = target;
         parts.version = Version::HTTP_11;
@@ -239,16 +373,21 @@ pub struct ProxyBuilder {
     upstream: String,
     timeout: Duration,
     identity: IdentityHeaders,
+    #[cfg(feature = "identity-token")]
+    token: Option<IdentityToken>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
 
 impl fmt::Debug for ProxyBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProxyBuilder")
+        let mut debug = f.debug_struct("ProxyBuilder");
+        debug
             .field("upstream", &self.upstream)
             .field("timeout", &self.timeout)
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
+            .field("identity", &self.identity);
+        #[cfg(feature = "identity-token")]
+        debug.field("identity_token", &self.token);
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -286,6 +425,26 @@ impl ProxyBuilder {
     /// `x-auth-scopes`.
     pub fn scopes_header(mut self, name: HeaderName) -> Self {
         self.identity.scopes = name;
+        self
+    }
+
+    /// Hands the caller's identity on also as a JWT signed by `token`, in its own header
+    /// (beside the identity headers), and answers `token`'s JWKS path itself. No token by
+    /// default.
+    #[cfg(feature = "identity-token")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "identity-token")))]
+    pub fn identity_token(mut self, token: IdentityToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Whether the identity headers are set. Defaults to `true`. Turn them off when the
+    /// upstream reads only the [identity token](Self::identity_token), so that it is the
+    /// one way the identity arrives (a subject the headers could not carry, outside visible
+    /// ASCII, then passes too). Incoming headers that could pass for them are removed
+    /// either way.
+    pub fn identity_headers(mut self, send: bool) -> Self {
+        self.identity.send = send;
         self
     }
 
@@ -329,6 +488,22 @@ impl ProxyBuilder {
         if self.timeout.is_zero() {
             return Err(ProxyConfigError::ZeroTimeout);
         }
+        #[cfg(feature = "identity-token")]
+        if let Some(token) = &self.token {
+            let identity = &self.identity;
+            let taken = [
+                &identity.subject,
+                &identity.method,
+                &identity.roles,
+                &identity.scopes,
+            ];
+            if taken.contains(&token.header()) {
+                return Err(ProxyConfigError::InvalidIdentityToken {
+                    setting: "header",
+                    reason: "the same as an identity header's",
+                });
+            }
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.timeout));
@@ -341,6 +516,8 @@ impl ProxyBuilder {
                 base_path,
                 timeout: self.timeout,
                 identity: self.identity,
+                #[cfg(feature = "identity-token")]
+                token: self.token,
                 renderer: self.renderer.unwrap_or_else(default_renderer),
             }),
         })
@@ -362,4 +539,19 @@ pub enum ProxyConfigError {
     /// The timeout is zero: every request would fail.
     #[error("the upstream timeout must be greater than zero")]
     ZeroTimeout,
+    /// The identity token's signing key is not a P-256 private key in PEM. The reason says
+    /// what was found, never what the key holds.
+    #[error("the identity token's signing key is refused: {reason}")]
+    InvalidSigningKey {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An identity token setting cannot work.
+    #[error("identity token `{setting}`: {reason}")]
+    InvalidIdentityToken {
+        /// The setting: `issuer`, `audience`, `lifetime`, `header`, `jwks_path`.
+        setting: &'static str,
+        /// Why it was refused.
+        reason: &'static str,
+    },
 }
