@@ -4,10 +4,9 @@
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,6 +30,7 @@ use tokio::sync::{Notify, mpsc};
 
 #[cfg(feature = "bearer")]
 mod support;
+use support::binary::Served;
 
 /// Every wait in these tests ends by this.
 const BOUND: Duration = Duration::from_secs(20);
@@ -488,35 +488,6 @@ fn an_upstream_url_that_cannot_work_is_refused_at_build() {
     assert_eq!(proxy.upstream(), "http://127.0.0.1:3000/api");
 }
 
-/// The binary, killed when the test ends however it ends.
-struct Served {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(BOUND)
-            .expect("a line from the binary")
-    }
-
-    /// The next line, on stdout or stderr, that contains `text` (within 20 lines).
-    fn line_containing(&self, text: &str) -> String {
-        (0..20)
-            .map(|_| self.next_line())
-            .find(|line| line.contains(text))
-            .unwrap_or_else(|| panic!("no line with {text:?}"))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn policy_file(name: &str, text: &str) -> PathBuf {
     let directory = std::env::temp_dir().join(format!("portcullis-serve-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("temp dir");
@@ -532,32 +503,17 @@ fn start_binary(
     arguments: &[&str],
     environment: &[(&str, &str)],
 ) -> (Served, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("serve")
-        .arg(policy)
-        .args(arguments)
-        .args(["--listen", "127.0.0.1:0"])
-        .envs(environment.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let (sender, lines) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let readers: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
-    for reader in readers {
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let served = Served { child, lines };
+    let mut all: Vec<&std::ffi::OsStr> = vec!["serve".as_ref(), policy.as_os_str()];
+    all.extend(
+        arguments
+            .iter()
+            .map(|argument| std::ffi::OsStr::new(argument)),
+    );
+    all.extend([
+        std::ffi::OsStr::new("--listen"),
+        std::ffi::OsStr::new("127.0.0.1:0"),
+    ]);
+    let served = Served::start_with_env(all, environment);
     let first = served.next_line();
     let address: SocketAddr = first
         .strip_prefix("listening on http://")
@@ -565,15 +521,6 @@ fn start_binary(
         .parse()
         .expect("an address");
     (served, address)
-}
-
-#[cfg(unix)]
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,7 +551,7 @@ async fn the_binary_serves_reloads_and_stops() {
              - {request: GET /public, as: anonymous, expect: {status: 401}}\n",
         )
         .expect("write");
-        signal(&served.child, "-HUP");
+        served.signal("-HUP");
         tokio::task::block_in_place(|| served.line_containing("reload refused"));
         let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
         assert_eq!(status, StatusCode::OK);
@@ -615,7 +562,7 @@ async fn the_binary_serves_reloads_and_stops() {
             "routes:\n  - {route: GET /public, require: authenticated}\n",
         )
         .expect("write");
-        signal(&served.child, "-HUP");
+        served.signal("-HUP");
         tokio::task::block_in_place(|| served.line_containing("reloaded"));
         let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -626,7 +573,7 @@ async fn the_binary_serves_reloads_and_stops() {
         );
 
         // SIGTERM: it stops on its own, in time.
-        signal(&served.child, "-TERM");
+        served.signal("-TERM");
         let mut served = served;
         let status = tokio::task::block_in_place(|| {
             for _ in 0..200 {
@@ -664,7 +611,7 @@ async fn a_reload_keeps_spent_rate_limit_buckets() {
     assert_eq!(headers["ratelimit-policy"], "\"per-ip\";q=1;w=3600");
 
     std::fs::write(&policy, limited("second")).expect("write");
-    signal(&served.child, "-HUP");
+    served.signal("-HUP");
     tokio::task::block_in_place(|| served.line_containing("reloaded"));
     assert_eq!(send(public()).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(upstream.hits(), 1);

@@ -22,8 +22,18 @@ impl Served {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Self::start_with_env(arguments, &[])
+    }
+
+    /// Runs `portcullis` with `arguments` and `environment` added to its environment.
+    pub fn start_with_env<I, S>(arguments: I, environment: &[(&str, &str)]) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(arguments)
+            .envs(environment.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
