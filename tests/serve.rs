@@ -504,11 +504,7 @@ fn start_binary(
     environment: &[(&str, &str)],
 ) -> (Served, SocketAddr) {
     let mut all: Vec<&std::ffi::OsStr> = vec!["serve".as_ref(), policy.as_os_str()];
-    all.extend(
-        arguments
-            .iter()
-            .map(|argument| std::ffi::OsStr::new(argument)),
-    );
+    all.extend(arguments.iter().map(std::ffi::OsStr::new));
     all.extend([
         std::ffi::OsStr::new("--listen"),
         std::ffi::OsStr::new("127.0.0.1:0"),
