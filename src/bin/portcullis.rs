@@ -458,8 +458,6 @@ impl<'a> Serve<'a> {
     ) -> Result<(), String> {
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
-        // The login routes, outside the reloadable gateway: the login outlives reloads.
-        let login = traffic.login_layer();
         let reload: admin::Reload = {
             let (path, handle) = (self.policy.to_owned(), reloadable.handle());
             std::sync::Arc::new(move || {
@@ -476,11 +474,6 @@ impl<'a> Serve<'a> {
             app = app.route_service(token.jwks_path(), proxy.clone());
         }
         let app = app.fallback_service(tower_layer::Layer::layer(&reloadable, proxy.clone()));
-        // The login routes, in front of everything.
-        let app = match login {
-            Some(login) => app.layer(login),
-            None => app,
-        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|error| format!("cannot listen on {listen}: {error}"))?;

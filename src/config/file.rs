@@ -70,9 +70,9 @@ pub struct AuthenticateSection {
     /// checks JWTs from those issuers locally and introspects every other token.
     #[serde(default)]
     pub introspection: Option<IntrospectionEndpoint>,
-    /// Browser login with OpenID Connect (needs the `oidc` feature): session cookies become
-    /// callers, and the login routes are answered by
-    /// [`SharedState::login_layer`](super::SharedState::login_layer).
+    /// Browser login with OpenID Connect (needs the `oidc` feature): the gateway answers the
+    /// login routes (after the shield and the limits before authentication) and session
+    /// cookies become callers.
     #[serde(default)]
     pub oidc: Option<super::login::OidcLogin>,
 }

@@ -41,6 +41,8 @@ impl PolicyFile {
         let checked = self.check()?;
         let mut builder = GatewaySecurityLayer::builder();
         let mut errors = Vec::new();
+        #[cfg(feature = "oidc")]
+        let mut login = None;
         match self.authenticators() {
             Ok(authenticators) => {
                 for authenticator in authenticators {
@@ -56,7 +58,10 @@ impl PolicyFile {
         {
             #[cfg(feature = "oidc")]
             match self.login(traffic) {
-                Ok(Some(oidc)) => builder = builder.authenticate(oidc),
+                Ok(Some(built)) => {
+                    builder = builder.login(built.oidc.clone());
+                    login = Some(built);
+                }
                 Ok(None) => {}
                 Err(mut problems) => errors.append(&mut problems),
             }
@@ -99,6 +104,11 @@ impl PolicyFile {
         builder = builder.rules(checked.rules.clone());
         if let Some(validation) = &checked.validation {
             builder = builder.validate(validation.clone());
+        }
+        // The file is good: its login, if new, is the one later files must keep.
+        #[cfg(feature = "oidc")]
+        if let Some(login) = login {
+            super::login::keep_login(traffic, login);
         }
         Ok((builder, checked))
     }

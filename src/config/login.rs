@@ -83,6 +83,9 @@ pub struct SessionStoreSection {
 }
 
 #[cfg(feature = "oidc")]
+pub(crate) use self::build::{RunningLogin, keep_login};
+
+#[cfg(feature = "oidc")]
 mod build {
     use std::sync::{Arc, PoisonError};
 
@@ -99,9 +102,10 @@ mod build {
     impl PolicyFile {
         /// The login of the `authenticate.oidc` section: built by the first gateway made
         /// with `state`, then the same one for every later gateway (its sessions live on).
-        /// A later file whose section differs is refused: the login cannot change while
-        /// serving.
-        pub(crate) fn login(&self, state: &SharedState) -> Result<Option<Oidc>, Vec<PolicyError>> {
+        /// A later file whose section or secrets differ is refused: the login cannot change
+        /// while serving. Nothing is kept in `state` until [`keep_login`] is called, once the
+        /// whole gateway is built.
+        pub(crate) fn login(&self, state: &SharedState) -> Result<Option<Login>, Vec<PolicyError>> {
             let Some(section) = self
                 .authenticate
                 .as_ref()
@@ -109,41 +113,86 @@ mod build {
             else {
                 return Ok(None);
             };
-            let mut kept = state.login.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((built_from, oidc)) = kept.as_ref() {
-                return if built_from == section {
-                    Ok(Some(oidc.clone()))
-                } else {
+            let (secrets, mut unread) = self.login_secrets(section);
+            if !unread.is_empty() {
+                // The rest of the section's problems too, in one report.
+                if let Err(mut problems) = self.build_login(section, &secrets) {
+                    unread.append(&mut problems);
+                }
+                return Err(unread);
+            }
+            let fingerprint = secrets.fingerprint();
+            let kept = state.login.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(running) = kept.as_ref() {
+                return if running.section != *section {
                     Err(vec![PolicyError::at(
                         PLACE,
                         "differs from the section the running login was built from: the \
                          login cannot change while serving; restart to apply it",
                     )])
+                } else if running.fingerprint != fingerprint {
+                    Err(vec![PolicyError::at(
+                        PLACE,
+                        "its client secret or session key changed since the running login \
+                         read them: restart to apply the new ones",
+                    )])
+                } else {
+                    Ok(Some(Login {
+                        oidc: running.oidc.clone(),
+                        new: None,
+                    }))
                 };
             }
-            let oidc = self.build_login(section)?;
-            *kept = Some((section.clone(), oidc.clone()));
-            Ok(Some(oidc))
+            drop(kept);
+            let oidc = self.build_login(section, &secrets)?;
+            Ok(Some(Login {
+                oidc: oidc.clone(),
+                new: Some(RunningLogin {
+                    section: section.clone(),
+                    fingerprint,
+                    oidc,
+                }),
+            }))
+        }
+
+        /// The section's secrets, read, and the problems reading them.
+        fn login_secrets(&self, section: &OidcLogin) -> (LoginSecrets, Vec<PolicyError>) {
+            let mut errors = Vec::new();
+            let mut read = |name: &str, env: &Option<String>, file: &Option<String>| {
+                if env.is_none() && file.is_none() {
+                    return None;
+                }
+                self.secret(PLACE, name, env.as_deref(), file.as_deref())
+                    .map_err(|error| errors.push(error))
+                    .ok()
+            };
+            let secrets = LoginSecrets {
+                client_secret: read(
+                    "client_secret",
+                    &section.client_secret_env,
+                    &section.client_secret_file,
+                ),
+                session_key: read(
+                    "session_key",
+                    &section.session_key_env,
+                    &section.session_key_file,
+                ),
+            };
+            (secrets, errors)
         }
 
         /// Builds the relying party, reporting every problem of the section.
-        fn build_login(&self, section: &OidcLogin) -> Result<Oidc, Vec<PolicyError>> {
+        fn build_login(
+            &self,
+            section: &OidcLogin,
+            secrets: &LoginSecrets,
+        ) -> Result<Oidc, Vec<PolicyError>> {
             let mut errors = Vec::new();
             let mut builder = Oidc::builder(section.issuer.as_str())
                 .client_id(section.client_id.as_str())
                 .redirect_uri(section.redirect_uri.as_str());
-            if section.client_secret_env.is_some() || section.client_secret_file.is_some() {
-                match self.secret(
-                    PLACE,
-                    "client_secret",
-                    section.client_secret_env.as_deref(),
-                    section.client_secret_file.as_deref(),
-                ) {
-                    Ok(secret) => {
-                        builder = builder.client_secret(ClientSecret::from(secret.as_str()));
-                    }
-                    Err(error) => errors.push(error),
-                }
+            if let Some(secret) = &secrets.client_secret {
+                builder = builder.client_secret(ClientSecret::from(secret.as_str()));
             }
             if section.client_secret_post {
                 builder = builder.client_secret_post();
@@ -180,7 +229,7 @@ mod build {
             for origin in &section.allowed_origins {
                 builder = builder.allowed_origin(origin.as_str());
             }
-            let key = self.session_key(section, &mut errors);
+            let key = Self::session_key(section, secrets, &mut errors);
             if let Some(key) = &key {
                 builder = builder.session_key(key.clone());
             }
@@ -203,24 +252,12 @@ mod build {
 
         /// The session key the section names, if it names one: 64 hex digits or base64.
         fn session_key(
-            &self,
             section: &OidcLogin,
+            secrets: &LoginSecrets,
             errors: &mut Vec<PolicyError>,
         ) -> Option<SessionKey> {
-            if section.session_key_env.is_none() && section.session_key_file.is_none() {
-                return None;
-            }
-            let text = self
-                .secret(
-                    PLACE,
-                    "session_key",
-                    section.session_key_env.as_deref(),
-                    section.session_key_file.as_deref(),
-                )
-                .map_err(|error| errors.push(error))
-                .ok()?;
-            let bytes = decode_key(&text);
-            match bytes.map(|bytes| SessionKey::from_bytes(&bytes)) {
+            let text = secrets.session_key.as_ref()?;
+            match decode_key(text).map(|bytes| SessionKey::from_bytes(&bytes)) {
                 Some(Ok(key)) => Some(key),
                 _ => {
                     let key = if section.session_key_env.is_some() {
@@ -268,6 +305,52 @@ mod build {
                     "sessions on Redis need the `redis` feature",
                 ))
             }
+        }
+    }
+
+    /// A login built or reused for a gateway, and what to keep once that gateway is built.
+    pub(crate) struct Login {
+        pub(crate) oidc: Oidc,
+        new: Option<RunningLogin>,
+    }
+
+    /// The login a [`SharedState`] keeps: the section and secrets it was built from.
+    pub(crate) struct RunningLogin {
+        section: OidcLogin,
+        fingerprint: [u8; 32],
+        oidc: Oidc,
+    }
+
+    /// Keeps a newly built login in `state`, once its gateway was built: a file refused for
+    /// another reason never pins its login.
+    pub(crate) fn keep_login(state: &SharedState, login: Login) {
+        if let Some(running) = login.new {
+            *state.login.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+        }
+    }
+
+    /// The login's secrets, as read.
+    struct LoginSecrets {
+        client_secret: Option<zeroize::Zeroizing<String>>,
+        session_key: Option<zeroize::Zeroizing<String>>,
+    }
+
+    impl LoginSecrets {
+        /// A digest of both, to tell whether they changed (never kept in clear).
+        fn fingerprint(&self) -> [u8; 32] {
+            use sha2::{Digest, Sha256};
+            let mut digest = Sha256::new();
+            for secret in [&self.client_secret, &self.session_key] {
+                match secret {
+                    Some(text) => {
+                        digest.update([1]);
+                        digest.update((text.len() as u64).to_be_bytes());
+                        digest.update(text.as_bytes());
+                    }
+                    None => digest.update([0]),
+                }
+            }
+            digest.finalize().into()
         }
     }
 

@@ -69,8 +69,7 @@ pub struct SharedState {
     pub(super) blocks: std::sync::Arc<dyn crate::shield::BlockStore>,
     /// The login, once the first gateway built it, with the section it was built from.
     #[cfg(feature = "oidc")]
-    pub(super) login:
-        std::sync::Arc<std::sync::Mutex<Option<(super::login::OidcLogin, crate::oidc::Oidc)>>>,
+    pub(super) login: std::sync::Arc<std::sync::Mutex<Option<super::login::RunningLogin>>>,
 }
 
 impl SharedState {
@@ -86,20 +85,6 @@ impl SharedState {
             #[cfg(feature = "oidc")]
             login: std::sync::Arc::default(),
         }
-    }
-
-    /// The login routes of the file's `authenticate.oidc` section, once a gateway was built
-    /// with this state: put the layer outside the gateway (and outside a
-    /// [`ReloadableLayer`](crate::ReloadableLayer)), where it answers the login, callback
-    /// and logout paths.
-    #[cfg(feature = "oidc")]
-    #[must_use]
-    pub fn login_layer(&self) -> Option<crate::oidc::OidcLayer> {
-        self.login
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|(_, oidc)| oidc.layer())
     }
 
     /// Keeps the rate-limit buckets in `store` (a bounded `MemoryRateLimitStore`, or one

@@ -21,6 +21,8 @@ use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
 use crate::error::ConfigError;
 use crate::observe::{Observe, default_observer};
+#[cfg(feature = "oidc")]
+use crate::oidc::{Oidc, OidcLayer, OidcService};
 #[cfg(feature = "rate-limit")]
 use crate::rate_limit::{RateLimit, RateLimitLayer};
 use crate::rejection::{RejectionResponse, default_renderer};
@@ -114,6 +116,8 @@ pub struct GatewaySecurityLayer {
     limit_before_auth: RateLimitLayer,
     #[cfg(feature = "rate-limit")]
     limit: RateLimitLayer,
+    #[cfg(feature = "oidc")]
+    login: OidcLayer,
     #[cfg(feature = "cors")]
     cors: Option<CorsLayer>,
 }
@@ -132,9 +136,14 @@ type WithLimit<S> = S;
 type WithShield<S> = Shield<S>;
 #[cfg(not(feature = "shield"))]
 type WithShield<S> = S;
+#[cfg(feature = "oidc")]
+type WithLogin<S> = OidcService<S>;
+#[cfg(not(feature = "oidc"))]
+type WithLogin<S> = S;
 
 /// The stack inside [`GatewaySecurity`], innermost last.
-type Stack<S> = WithShield<WithLimit<Authentication<Authorize<WithLimit<WithValidate<S>>>>>>;
+type Stack<S> =
+    WithShield<WithLimit<WithLogin<Authentication<Authorize<WithLimit<WithValidate<S>>>>>>>;
 
 /// The request body the service behind the gateway receives.
 #[cfg(feature = "validate")]
@@ -154,9 +163,14 @@ type LimitBody<B> = B;
 type ShieldBody<B> = ResponseBody<B>;
 #[cfg(not(feature = "shield"))]
 type ShieldBody<B> = B;
+#[cfg(feature = "oidc")]
+type LoginBody<B> = ResponseBody<B>;
+#[cfg(not(feature = "oidc"))]
+type LoginBody<B> = B;
 
 /// The response body of the gateway's service.
-type OuterBody<B> = ShieldBody<LimitBody<ResponseBody<ResponseBody<LimitBody<ValidateBody<B>>>>>>;
+type OuterBody<B> =
+    ShieldBody<LimitBody<LoginBody<ResponseBody<ResponseBody<LimitBody<ValidateBody<B>>>>>>>;
 
 impl GatewaySecurityLayer {
     /// Starts a gateway configuration.
@@ -205,6 +219,8 @@ impl<S> Layer<S> for GatewaySecurityLayer {
         #[cfg(feature = "rate-limit")]
         let inner = self.limit.layer(inner);
         let stack = self.authenticate.layer(self.authorize.layer(inner));
+        #[cfg(feature = "oidc")]
+        let stack = self.login.layer(stack);
         #[cfg(feature = "rate-limit")]
         let stack = self.limit_before_auth.layer(stack);
         #[cfg(feature = "shield")]
@@ -291,6 +307,9 @@ pub struct GatewaySecurityBuilder {
     limit_before_auth: Option<RateLimitLayer>,
     #[cfg(feature = "rate-limit")]
     limit: Option<RateLimitLayer>,
+    /// The login, and where its authenticator goes among the others.
+    #[cfg(feature = "oidc")]
+    login: Option<(Oidc, usize)>,
     renderer: Option<Arc<dyn RejectionResponse>>,
 }
 
@@ -384,6 +403,18 @@ impl GatewaySecurityBuilder {
         self
     }
 
+    /// Browser login with `oidc` inside the gateway: its routes (login, callback, logout,
+    /// back-channel logout) answered after the shield and the limits before authentication,
+    /// so that they are shielded and limited like every request and a failed login counts
+    /// against its source; and its sessions authenticated, `oidc` taking its place among the
+    /// authenticators at this point of the order they are added in. A `401` for a browser
+    /// becomes a redirect to the login. Defaults to none; a second call replaces the first.
+    #[cfg(feature = "oidc")]
+    pub fn login(mut self, oidc: Oidc) -> Self {
+        self.login = Some((oidc, self.authenticators.len()));
+        self
+    }
+
     /// Renders every rejection with `renderer` instead of problem+json.
     pub fn rejection_response(mut self, renderer: impl RejectionResponse) -> Self {
         self.renderer = Some(Arc::new(renderer));
@@ -415,13 +446,16 @@ impl GatewaySecurityBuilder {
         }
         let custom_observer = self.observer.clone();
         let custom_renderer = self.renderer.clone();
+        let listed = self.authenticators;
+        #[cfg(feature = "oidc")]
+        let (listed, login) = with_login(listed, self.login);
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             check_cors(cors)?;
         }
         #[cfg(feature = "shield")]
-        let identity_sources: Arc<[Arc<dyn Authenticate>]> = self.authenticators.clone().into();
-        let mut authenticators = self.authenticators.into_iter();
+        let identity_sources: Arc<[Arc<dyn Authenticate>]> = listed.clone().into();
+        let mut authenticators = listed.into_iter();
         let Some(first) = authenticators.next() else {
             return Err(ConfigError::NoAuthenticator);
         };
@@ -502,9 +536,28 @@ impl GatewaySecurityBuilder {
             limit_before_auth,
             #[cfg(feature = "rate-limit")]
             limit,
+            #[cfg(feature = "oidc")]
+            login,
             #[cfg(feature = "cors")]
             cors: self.cors,
         })
+    }
+}
+
+/// The authenticators with the login's in its place, and the login's layer (a pass-through
+/// without a login).
+#[cfg(feature = "oidc")]
+fn with_login(
+    mut authenticators: Vec<Arc<dyn Authenticate>>,
+    login: Option<(Oidc, usize)>,
+) -> (Vec<Arc<dyn Authenticate>>, OidcLayer) {
+    match login {
+        Some((oidc, position)) => {
+            let position = position.min(authenticators.len());
+            authenticators.insert(position, Arc::new(oidc.clone()));
+            (authenticators, OidcLayer::new(oidc))
+        }
+        None => (authenticators, OidcLayer::none()),
     }
 }
 

@@ -44,13 +44,19 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 #[must_use]
 pub struct OidcLayer {
-    oidc: Oidc,
+    oidc: Option<Oidc>,
 }
 
 impl OidcLayer {
     /// The layer of `oidc`.
     pub fn new(oidc: Oidc) -> Self {
-        Self { oidc }
+        Self { oidc: Some(oidc) }
+    }
+
+    /// A layer without a relying party: every request goes to the inner service as it is
+    /// (the gateway's slot when no login is configured).
+    pub(crate) fn none() -> Self {
+        Self { oidc: None }
     }
 }
 
@@ -77,7 +83,7 @@ impl<S> Layer<S> for OidcLayer {
 #[derive(Clone)]
 pub struct OidcService<S> {
     inner: S,
-    oidc: Oidc,
+    oidc: Option<Oidc>,
 }
 
 impl<S> OidcService<S> {
@@ -124,7 +130,18 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let inner = self.oidc.inner();
+        let Some(oidc) = &self.oidc else {
+            // No relying party: the inner service, untouched.
+            let clone = self.inner.clone();
+            let mut service = mem::replace(&mut self.inner, clone);
+            return ResponseFuture {
+                state: State::Inner {
+                    future: service.call(request),
+                    login: None,
+                },
+            };
+        };
+        let inner = oidc.inner();
         let method = request.method().clone();
         let route = {
             let path = request.uri().path();
@@ -155,33 +172,33 @@ where
                     .and_then(|path| login::safe_return_path(&path).map(str::to_owned))
                     .unwrap_or_else(|| "/".to_owned());
                 return own(observed(
-                    &self.oidc,
+                    oidc,
                     method,
                     route_path,
                     client_ip,
-                    Box::pin(login::start(self.oidc.clone(), return_to, parts.headers)),
+                    Box::pin(login::start(oidc.clone(), return_to, parts.headers)),
                 ));
             }
             (Route::Login, _) => Some(method_not_allowed("GET, HEAD")),
             (Route::Callback, Method::GET) => {
                 let (parts, _) = request.into_parts();
                 return own(observed(
-                    &self.oidc,
+                    oidc,
                     method,
                     route_path,
                     client_ip,
-                    Box::pin(login::callback(self.oidc.clone(), parts)),
+                    Box::pin(login::callback(oidc.clone(), parts)),
                 ));
             }
             (Route::Callback, _) => Some(method_not_allowed("GET")),
             (Route::Logout, Method::POST) => {
                 let (parts, _) = request.into_parts();
                 return own(observed(
-                    &self.oidc,
+                    oidc,
                     method,
                     route_path,
                     client_ip,
-                    Box::pin(logout::logout(self.oidc.clone(), parts)),
+                    Box::pin(logout::logout(oidc.clone(), parts)),
                 ));
             }
             (Route::Logout, Method::GET) if inner.logout_confirmation_page => Some(Box::pin(
@@ -193,11 +210,11 @@ where
             (Route::Logout, _) => Some(method_not_allowed("POST")),
             (Route::Backchannel, Method::POST) => {
                 return own(observed(
-                    &self.oidc,
+                    oidc,
                     method,
                     route_path,
                     client_ip,
-                    backchannel(self.oidc.clone(), request),
+                    backchannel(oidc.clone(), request),
                 ));
             }
             (Route::Backchannel, _) => Some(method_not_allowed("POST")),
@@ -206,7 +223,7 @@ where
         if let Some(future) = own {
             return ResponseFuture {
                 state: State::Own {
-                    future: observed(&self.oidc, method, route_path, client_ip, future),
+                    future: observed(oidc, method, route_path, client_ip, future),
                 },
             };
         }
@@ -228,7 +245,7 @@ where
             let encoded: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
             format!("{}?return_to={encoded}", inner.login_path)
         });
-        request.extensions_mut().insert(self.oidc.clone());
+        request.extensions_mut().insert(oidc.clone());
         // The ready service goes into the future; a fresh clone stays for the next call.
         let clone = self.inner.clone();
         let mut service = mem::replace(&mut self.inner, clone);

@@ -885,7 +885,7 @@ async fn a_policy_files_login_logs_in_and_outlives_a_reload() {
     std::fs::create_dir_all(&directory).unwrap();
     std::fs::write(directory.join("client-secret"), &client_secret).unwrap();
     std::fs::write(directory.join("session-key"), "ab".repeat(32)).unwrap();
-    let policy = |idle: &str| {
+    let policy = |idle: &str, traffic: &str| {
         format!(
             r#"
 authenticate:
@@ -905,12 +905,12 @@ routes:
   - {{route: GET /, require: public}}
   - {{route: GET /me, require: authenticated}}
   - {{route: GET /admin, require: role(orders-admin)}}
-"#,
+{traffic}"#,
             issuer = idp.issuer
         )
     };
     let path = directory.join("policy.yaml");
-    std::fs::write(&path, policy("30m")).unwrap();
+    std::fs::write(&path, policy("30m", "")).unwrap();
     let state = SharedState::new();
     let build = || -> Result<_, String> {
         let policy = PolicyFile::from_file(&path).map_err(|errors| errors.to_string())?;
@@ -921,15 +921,14 @@ routes:
     };
     let reloadable = ReloadableLayer::new(build().unwrap());
     let handle = reloadable.handle();
-    let login = state.login_layer().expect("the file's login");
     let who = |who: Principal| async move { who.subject().to_owned() };
     let app = Router::new()
         .route("/", get(|| async { "home" }))
         .route("/me", get(who))
         .route("/admin", get(who))
-        .layer(reloadable)
-        .layer(login);
+        .layer(reloadable);
     let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let _ = axum::serve(listener, app).await;
     });
 
@@ -948,9 +947,30 @@ routes:
     let page = browser.get(&format!("{base}/me")).await;
     assert_eq!((page.status, page.body.as_str()), (200, "bob"));
     // A changed login cannot be swapped in while serving: refused, the old one serves.
-    std::fs::write(&path, policy("10m")).unwrap();
+    std::fs::write(&path, policy("10m", "")).unwrap();
     let refused = handle.reload(build).expect_err("the login changed");
     assert!(refused.contains("authenticate.oidc: differs"), "{refused}");
+    let page = browser.get(&format!("{base}/me")).await;
+    assert_eq!((page.status, page.body.as_str()), (200, "bob"));
+    // So is a changed secret, read again at each reload.
+    std::fs::write(&path, policy("30m", "")).unwrap();
+    std::fs::write(directory.join("client-secret"), "another secret").unwrap();
+    let refused = handle.reload(build).expect_err("the secret changed");
+    assert!(
+        refused.contains("client secret or session key changed"),
+        "{refused}"
+    );
+    std::fs::write(directory.join("client-secret"), &client_secret).unwrap();
+
+    // The login routes are inside the gateway, behind its shield: an address the file
+    // denies the login route to is refused there, before the login starts.
+    let shielded =
+        "traffic:\n  ip_rules:\n    routes: [{route: GET /auth/login, deny: [127.0.0.0/8]}]\n";
+    std::fs::write(&path, policy("30m", shielded)).unwrap();
+    handle.reload(build).unwrap();
+    let page = Browser::new().get(&format!("{base}/auth/login")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("ip_denied"), "{}", page.body);
     let page = browser.get(&format!("{base}/me")).await;
     assert_eq!((page.status, page.body.as_str()), (200, "bob"));
     server.abort();
@@ -989,5 +1009,7 @@ authenticate:
         ],
         "{errors}"
     );
+    // With `redis`, the store needs a session key; without it, Redis itself is refused.
+    #[cfg(feature = "redis")]
     assert!(errors.to_string().contains("session_key_env"), "{errors}");
 }
