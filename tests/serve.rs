@@ -488,6 +488,42 @@ fn an_upstream_url_that_cannot_work_is_refused_at_build() {
     assert_eq!(proxy.upstream(), "http://127.0.0.1:3000/api");
 }
 
+/// An identity header a client could forge or that would change the request is refused:
+/// `x_user` (a CGI-style upstream reads a client's `X-User` as the same variable), headers
+/// HTTP or the proxy owns, the client's credentials, and one name for two headers.
+#[test]
+fn identity_header_names_that_cannot_be_trusted_are_refused_at_build() {
+    use http::HeaderName;
+    let build = |name: &'static str| {
+        Proxy::builder("http://127.0.0.1:3000")
+            .subject_header(HeaderName::from_static(name))
+            .build()
+    };
+    for name in [
+        "x_user",
+        "x-forwarded-for",
+        "content-length",
+        "host",
+        "cookie",
+        "authorization",
+        "x-http-method-override",
+        "proxy-user",
+    ] {
+        let refused = build(name).expect_err(name);
+        assert!(refused.to_string().contains(name), "{refused}");
+    }
+    let twice = Proxy::builder("http://127.0.0.1:3000")
+        .subject_header(HeaderName::from_static("x-user"))
+        .roles_header(HeaderName::from_static("x-user"))
+        .build()
+        .expect_err("one name for two headers");
+    assert!(
+        twice.to_string().contains("another identity header"),
+        "{twice}"
+    );
+    assert!(build("x-user").is_ok());
+}
+
 fn policy_file(name: &str, text: &str) -> PathBuf {
     let directory = std::env::temp_dir().join(format!("portcullis-serve-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("temp dir");

@@ -39,6 +39,42 @@ impl Default for IdentityHeaders {
 /// Headers that make common upstreams route to another path or run another method than
 /// the one the gateway authorised (IIS/Symfony's `X-Original-URL`, method-override
 /// middleware): never passed on.
+/// Headers the proxy or HTTP owns: an identity there would change what the request means.
+const OWNED_HEADERS: [&str; 15] = [
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Why `name` cannot carry the caller's identity (or the identity token), if it cannot.
+pub(super) fn unusable_for_identity(name: &str) -> Option<&'static str> {
+    if name.contains('_') {
+        // A client's `x-user` would reach a CGI, WSGI or Rack upstream as the same
+        // variable, and not be removed as ours.
+        Some("`_` in a name: CGI, WSGI and Rack servers read it as `-`; use `-`")
+    } else if OWNED_HEADERS.contains(&name)
+        || name.starts_with("proxy-")
+        || name.starts_with("x-forwarded-")
+        || REROUTING.contains(&name)
+    {
+        Some("a header the proxy or HTTP owns")
+    } else {
+        None
+    }
+}
+
 const REROUTING: [&str; 5] = [
     "x-original-url",
     "x-rewrite-url",

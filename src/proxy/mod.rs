@@ -488,9 +488,28 @@ impl ProxyBuilder {
         if self.timeout.is_zero() {
             return Err(ProxyConfigError::ZeroTimeout);
         }
+        let identity = &self.identity;
+        let names = [
+            &identity.subject,
+            &identity.method,
+            &identity.roles,
+            &identity.scopes,
+        ];
+        for (index, name) in names.iter().enumerate() {
+            let reason = headers::unusable_for_identity(name.as_str())
+                .or((name.as_str() == "authorization").then_some("the client's credentials"))
+                .or(names[..index]
+                    .contains(name)
+                    .then_some("the name of another identity header"));
+            if let Some(reason) = reason {
+                return Err(ProxyConfigError::InvalidIdentityHeader {
+                    header: name.as_str().to_owned(),
+                    reason,
+                });
+            }
+        }
         #[cfg(feature = "identity-token")]
         if let Some(token) = &self.token {
-            let identity = &self.identity;
             let taken = [
                 &identity.subject,
                 &identity.method,
@@ -543,6 +562,16 @@ pub enum ProxyConfigError {
     /// what was found, never what the key holds.
     #[error("the identity token's signing key is refused: {reason}")]
     InvalidSigningKey {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An identity header's name cannot work: it has `_` (a client's header spelled with
+    /// `-` would reach a CGI-style upstream as the same variable), it belongs to the proxy
+    /// or HTTP, or two identity headers share it.
+    #[error("identity header `{header}` refused: {reason}")]
+    InvalidIdentityHeader {
+        /// The name.
+        header: String,
         /// Why it was refused.
         reason: &'static str,
     },

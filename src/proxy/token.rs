@@ -504,34 +504,9 @@ pub(crate) fn check_lifetime(lifetime: Duration) -> Result<(), ProxyConfigError>
     Ok(())
 }
 
-/// Headers the proxy or HTTP owns: a token there would change what the request means.
-const OWNED_HEADERS: [&str; 15] = [
-    "host",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "cookie",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-];
-
 pub(crate) fn check_header(name: &HeaderName) -> Result<(), ProxyConfigError> {
-    let name = name.as_str();
-    if OWNED_HEADERS.contains(&name)
-        || name.starts_with("proxy-")
-        || name.starts_with("x-forwarded-")
-    {
-        return Err(invalid("header", "a header the proxy or HTTP owns"));
-    }
-    Ok(())
+    super::headers::unusable_for_identity(name.as_str())
+        .map_or(Ok(()), |reason| Err(invalid("header", reason)))
 }
 
 pub(crate) fn check_jwks_path(path: &str) -> Result<(), ProxyConfigError> {
