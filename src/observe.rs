@@ -150,7 +150,8 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// The caller, when known.
     pub principal: Option<&'a Principal>,
-    /// The client's IP address, when a shield in front found it ([`ClientIp`]).
+    /// The client's IP address: the one a shield in front resolved ([`ClientIp`]), else the
+    /// connecting peer (axum's `ConnectInfo`, or a `SocketAddr` extension), when known.
     pub client_ip: Option<IpAddr>,
     /// The rate limit that refused (or would have refused) the request, by its name.
     pub limit: Option<&'a str>,
@@ -366,9 +367,14 @@ pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str
     let _ = (name, label, value);
 }
 
-/// The client IP a shield left in the request's extensions, for [`Decision::client_ip`].
+/// The client IP, for [`Decision::client_ip`]: the one a shield resolved (behind trusted
+/// proxies), else the connecting peer.
 pub(crate) fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
-    extensions.get::<ClientIp>().map(|ip| ip.0)
+    let resolved = extensions.get::<ClientIp>().map(|ip| ip.0);
+    // Without a shield to resolve it (behind trusted proxies), the client is the peer.
+    #[cfg(feature = "shield")]
+    let resolved = resolved.or_else(|| crate::shield::connection_peer(extensions));
+    resolved
 }
 
 /// The shared default observer.

@@ -136,6 +136,14 @@ async fn the_admin_listener_answers_probes_metrics_keys_and_reload_for_the_admin
     let (status, headers, _) = metrics().await;
     assert_eq!(status, 401);
     assert!(headers.contains_key("www-authenticate"), "{headers:?}");
+    for (method, path) in [
+        (reqwest::Method::POST, "/reload"),
+        (reqwest::Method::GET, "/keys"),
+        (reqwest::Method::POST, "/keys"),
+    ] {
+        let (status, _, _) = call(method, at(admin_address, path), None, None).await;
+        assert_eq!(status, 401, "anonymous {path}");
+    }
     let (status, _, _) = call(
         reqwest::Method::GET,
         at(admin_address, "/metrics"),
@@ -303,6 +311,15 @@ fn a_role_without_an_admin_listener_is_a_usage_error() {
 /// The binary serving a public route in front of an upstream, with `extra` arguments; its
 /// listening address.
 async fn serve_public(name: &str, extra: &[&str]) -> (Served, SocketAddr, std::path::PathBuf) {
+    serve_public_with_env(name, extra, &[]).await
+}
+
+/// [`serve_public`], with `environment` added to the binary's.
+async fn serve_public_with_env(
+    name: &str,
+    extra: &[&str],
+    environment: &[(&str, &str)],
+) -> (Served, SocketAddr, std::path::PathBuf) {
     let directory =
         std::env::temp_dir().join(format!("portcullis-serve-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("directory");
@@ -319,7 +336,7 @@ async fn serve_public(name: &str, extra: &[&str]) -> (Served, SocketAddr, std::p
         "127.0.0.1:0",
     ];
     arguments.extend_from_slice(extra);
-    let served = Served::start(arguments);
+    let served = Served::start_with_env(arguments, environment);
     let address = tokio::task::block_in_place(|| served.address("listening on http://"));
     (served, address, directory)
 }
@@ -377,6 +394,9 @@ async fn connections_over_the_cap_wait_until_one_closes() {
         .write_all(b"GET /public HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
     let mut head = [0_u8; 12];
+    first
+        .set_read_timeout(Some(support::binary::BOUND))
+        .expect("timeout");
     first.read_exact(&mut head).expect("answered");
     assert_eq!(&head, b"HTTP/1.1 200");
     // The second is answered only once the first is gone (closed by the header timeout):
@@ -397,6 +417,36 @@ async fn connections_over_the_cap_wait_until_one_closes() {
         Ok(_) => {}
         Err(error) => panic!("the first connection was still open: {error}"),
     }
+    drop(served);
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decision_is_an_audit_event_in_json_lines() {
+    let (served, address, directory) = serve_public_with_env(
+        "audit",
+        &[],
+        &[
+            ("PORTCULLIS_LOG", "warn,portcullis::audit=info"),
+            ("PORTCULLIS_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    let (status, _, _) = call(
+        reqwest::Method::GET,
+        format!("http://{address}/public"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let line = tokio::task::block_in_place(|| served.line_containing("\"event\":\"decision\""));
+    let event: Value = serde_json::from_str(&line).expect("a JSON line");
+    let fields = &event["fields"];
+    assert_eq!(event["target"], "portcullis::audit", "{event}");
+    assert_eq!(fields["method"], "GET", "{event}");
+    assert_eq!(fields["client_ip"], "127.0.0.1", "{event}");
+    assert_eq!(fields["audit_schema"], 1, "{event}");
     drop(served);
     let _ = std::fs::remove_dir_all(directory);
 }

@@ -48,8 +48,10 @@ POLICY is a .yaml, .yml, .toml or .json file. WHO is `anonymous` or an identity 
 URL is an http:// URL, needed unless the policy's `upstream.url` gives one (URL wins);
 --listen defaults to $PORTCULLIS_ADDR, else 127.0.0.1:8080.
 --admin serves /ready, /metrics, POST /reload and /keys on its own address, for ROLE
-(default admin). A client has --header-timeout seconds (default 20) to send a request head
-or between requests; at most --max-connections (default 4096) are open at once.";
+(default admin). A client has --header-timeout seconds (1 to 3600, default 20) to send a request
+head or between requests; at most --max-connections (1 to 1000000, default 4096) are open
+at once. Logs (an audit event per decision) go to standard error: PORTCULLIS_LOG filters
+them (default info), PORTCULLIS_LOG_FORMAT=json writes JSON lines.";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = match std::env::args_os()
@@ -327,12 +329,18 @@ impl<'a> Serve<'a> {
         loop {
             match arguments {
                 ["--header-timeout", value, rest @ ..] => {
-                    let seconds = value.parse::<u64>().ok().filter(|seconds| *seconds > 0)?;
+                    let seconds = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|seconds| (1..=3600).contains(seconds))?;
                     limits.header_timeout = std::time::Duration::from_secs(seconds);
                     arguments = rest;
                 }
                 ["--max-connections", value, rest @ ..] => {
-                    limits.max_connections = value.parse().ok().filter(|cap| *cap > 0)?;
+                    limits.max_connections = value
+                        .parse()
+                        .ok()
+                        .filter(|cap| (1..=1_000_000).contains(cap))?;
                     arguments = rest;
                 }
                 ["--upstream", value, rest @ ..] => (upstream, arguments) = (Some(*value), rest),
@@ -361,6 +369,10 @@ impl<'a> Serve<'a> {
     }
 
     fn run(&self) -> ExitCode {
+        if let Err(error) = log_to_stderr() {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
         let listen = match self.listen {
             Some(listen) => listen.to_owned(),
             None => std::env::var("PORTCULLIS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into()),
@@ -460,8 +472,16 @@ impl<'a> Serve<'a> {
         let serving = reloadable.handle();
         let reload: admin::Reload = {
             let (path, handle) = (self.policy.to_owned(), reloadable.handle());
+            // One reload at a time (SIGHUP and `POST /reload` alike): the file read last is
+            // the one served.
+            let one_at_a_time = std::sync::Arc::new(tokio::sync::Mutex::new(()));
             std::sync::Arc::new(move || {
-                Box::pin(reload(path.clone(), handle.clone(), traffic.clone()))
+                let (path, handle, traffic) = (path.clone(), handle.clone(), traffic.clone());
+                let one_at_a_time = one_at_a_time.clone();
+                Box::pin(async move {
+                    let _turn = one_at_a_time.lock().await;
+                    reload(path, handle, traffic).await
+                })
             })
         };
         #[cfg(unix)]
@@ -577,9 +597,10 @@ fn gateway(path: &str, traffic: &SharedState) -> Result<GatewaySecurityLayer, St
         builder =
             builder.authenticate(|_: &http::request::Parts| AuthFuture::ready(AuthOutcome::Absent));
     }
-    // Decisions are logged and counted (the admin listener's `/metrics` shows the counts).
+    // Every decision is an audit event (see `log_to_stderr`) and counted (the admin
+    // listener's `/metrics` shows the counts).
     let observer = (
-        portcullis::observe::TracingObserver,
+        portcullis::observe::AuditLog::new(),
         portcullis::observe::MetricsObserver::new(),
     );
     builder
@@ -597,25 +618,38 @@ async fn reload(
 ) -> Result<u64, String> {
     // Reading the file, compiling its schemas and running its tests is blocking work.
     let path_ = path.clone();
-    let reloaded =
-        tokio::task::spawn_blocking(move || handle.reload(|| gateway(&path_, &traffic))).await;
-    match reloaded {
-        Ok(Ok(generation)) => {
-            say(&format!("{path}: reloaded (generation {generation})"));
-            Ok(generation)
-        }
-        Ok(Err(error)) => {
+    let built = match tokio::task::spawn_blocking(move || gateway(&path_, &traffic)).await {
+        Ok(built) => built,
+        Err(_) => Err("reading the policy failed".to_owned()),
+    };
+    let gateway = match built {
+        Ok(gateway) => gateway,
+        Err(error) => {
             complain(&format!(
                 "reload refused, the old policy keeps serving: {error}"
             ));
-            Err(error)
+            return Err(error);
         }
-        Err(_) => {
-            complain("reload failed; the old policy keeps serving");
-            Err("reload failed; the old policy keeps serving".to_owned())
+    };
+    // The new authenticators fetch their keys now: give them a moment, so that the swap
+    // does not turn away callers the old policy served (bounded; then it serves anyway).
+    let ready = tokio::time::timeout(RELOAD_READY_WAIT, async {
+        while gateway.ready().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    });
+    if ready.await.is_err() {
+        complain(&format!(
+            "{path}: the new policy is not ready after {RELOAD_READY_WAIT:?}; serving it anyway"
+        ));
     }
+    let generation = handle.replace(gateway);
+    say(&format!("{path}: reloaded (generation {generation})"));
+    Ok(generation)
 }
+
+/// How long a reload waits for the new policy's keys and stores before swapping it in.
+const RELOAD_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reloads the policy file on each SIGHUP; a file that fails is refused, and the policy
 /// being served stays.
@@ -631,6 +665,32 @@ fn reload_on_hangup(reload: admin::Reload) -> Result<(), String> {
         }
     });
     Ok(())
+}
+
+/// The environment variable holding the log filter (`tracing-subscriber`'s `EnvFilter`
+/// syntax), `info` when unset: one audit event per decision (target `portcullis::audit`),
+/// key-API changes, reloads and warnings.
+const LOG_FILTER: &str = "PORTCULLIS_LOG";
+/// The environment variable choosing the log format: `json` for JSON lines, else text.
+const LOG_FORMAT: &str = "PORTCULLIS_LOG_FORMAT";
+
+/// Logs `serve`'s events to standard error, filtered and formatted as `PORTCULLIS_LOG` and
+/// `PORTCULLIS_LOG_FORMAT` say.
+fn log_to_stderr() -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var(LOG_FILTER) {
+        Ok(filter) => EnvFilter::try_new(&filter)
+            .map_err(|error| format!("{LOG_FILTER}={filter}: {error}"))?,
+        Err(_) => EnvFilter::new("info"),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match std::env::var(LOG_FORMAT).as_deref() {
+        Ok("json") => logs.json().try_init(),
+        _ => logs.with_ansi(false).try_init(),
+    };
+    installed.map_err(|error| format!("cannot log: {error}"))
 }
 
 /// Prints a line on standard output; a closed output is no reason to stop serving.

@@ -218,7 +218,14 @@ fn is_origin(text: &str) -> bool {
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return false;
     };
+    // A browser never writes the scheme's default port: an origin naming it never matches.
+    let default_port = match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
     let port_ok = match uri.port_u16() {
+        Some(port) if Some(port) == default_port => false,
         Some(port) => uri
             .host()
             .is_some_and(|host| authority == &*format!("{host}:{port}")),
@@ -253,6 +260,8 @@ mod tests {
             "https://user@app.example.com",
             "https://app.example.com:",
             "https://app.example.com:x",
+            "https://app.example.com:443",
+            "http://app.example.com:80",
             "https://",
             "://host",
         ] {

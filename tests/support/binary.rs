@@ -33,6 +33,9 @@ impl Served {
     {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(arguments)
+            // Warnings only: the audit events of every request would crowd out the lines
+            // the tests wait for (a test may ask for more).
+            .env("PORTCULLIS_LOG", "warn")
             .envs(environment.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

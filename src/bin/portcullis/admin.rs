@@ -120,7 +120,7 @@ async fn ready(serving: GatewaySecurityLayer) -> Response {
 
 /// `GET /metrics`: the Prometheus exposition format.
 fn prometheus(metrics: &PrometheusHandle) -> Response {
-    let mut response = metrics.render().into_response();
+    let mut response = text(StatusCode::OK, metrics.render());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
