@@ -12,7 +12,8 @@ use std::fmt;
 ///
 /// A bucket is kept under its limit's name and quota: a reload that keeps both keeps the
 /// bucket; a renamed limit, or a changed quota (a tier's included), starts with full
-/// buckets, and the old ones stay in the in-process store (bounded per limit and quota)
+/// buckets, and the old ones stay in the in-process store (each set bounded; one more per
+/// changed quota)
 /// until the process ends. Brute-force counts and blocks are kept per source whatever the
 /// settings: a block in force runs to its end, and the new threshold and periods apply
 /// to the next failures. The login is built by the first gateway and kept as it is: a

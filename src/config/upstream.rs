@@ -30,8 +30,8 @@ pub struct UpstreamSection {
     /// given to [`PolicyFile::proxy`] (`portcullis serve --upstream`) wins over it.
     #[serde(default)]
     pub url: Option<String>,
-    /// How long the upstream has to send its response head, in seconds (fractions allowed).
-    /// Defaults to 30.
+    /// How long the upstream has to send its response head, a duration (`10s`, `2500ms`).
+    /// Defaults to `30s`.
     #[serde(default)]
     pub timeout: Option<String>,
     /// The identity headers: whether they are sent (by default they are), and their names,
@@ -85,7 +85,8 @@ pub struct IdentityTokenSection {
     pub issuer: String,
     /// The tokens' `aud`: the upstream.
     pub audience: String,
-    /// Each token's lifetime in seconds, from 1 to 300. Defaults to 60.
+    /// Each token's lifetime, a duration in whole seconds from `1s` to `5m`. Defaults to
+    /// `60s`.
     #[serde(default)]
     pub lifetime: Option<String>,
     /// The header the token goes in. Defaults to `x-auth-token`.
