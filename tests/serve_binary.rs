@@ -450,3 +450,86 @@ async fn every_decision_is_an_audit_event_in_json_lines() {
     drop(served);
     let _ = std::fs::remove_dir_all(directory);
 }
+
+/// Keys in memory: the first admin key is printed once; keys issued with it through the key
+/// API work on the proxy at once and outlive a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_memory_start_with_one_admin_key_and_outlive_a_reload() {
+    let directory =
+        std::env::temp_dir().join(format!("portcullis-serve-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let policy = directory.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        POLICY.replace("redis: {url_file: redis-url.txt}", "memory: {}"),
+    )
+    .expect("policy");
+    let upstream = upstream().await;
+    let served = Served::start([
+        "serve".as_ref(),
+        policy.as_os_str(),
+        "--upstream".as_ref(),
+        format!("http://{upstream}").as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--admin".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ]);
+    let (main, admin_address, admin) = tokio::task::block_in_place(|| {
+        let main = served.address("listening on http://");
+        let admin_address = served.address("admin on http://");
+        let line = served.line_containing("admin key (shown once");
+        let key = line.rsplit(' ').next().expect("the key").to_owned();
+        (main, admin_address, key)
+    });
+    let at = |address: SocketAddr, path: &str| format!("http://{address}{path}");
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        at(admin_address, "/keys"),
+        Some(&admin),
+        Some(json!({"owner": "vic", "roles": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let issued: Value = serde_json::from_str(&body).expect("JSON");
+    let viewer = issued["key"].as_str().expect("the secret").to_owned();
+    let orders = || {
+        call(
+            reqwest::Method::GET,
+            at(main, "/orders"),
+            Some(&viewer),
+            None,
+        )
+    };
+    assert_eq!(orders().await.0, 200);
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        at(admin_address, "/reload"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(orders().await.0, 200, "the key outlived the reload");
+    drop(served);
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[test]
+fn api_keys_name_exactly_one_store() {
+    use portcullis::config::{Format, PolicyFile};
+    for keys in ["{}", "{memory: {}, redis: {url_env: X}}"] {
+        let policy = PolicyFile::parse(
+            &format!("authenticate: {{api_keys: {keys}}}\nroutes: []\n"),
+            Format::Yaml,
+        )
+        .expect("parses");
+        let errors = policy.gateway().map(|_| ()).expect_err("not one store");
+        assert_eq!(
+            errors.errors()[0].place,
+            "authenticate.api_keys",
+            "{errors}"
+        );
+        assert!(errors.to_string().contains("exactly one"), "{errors}");
+    }
+}

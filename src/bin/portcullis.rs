@@ -470,6 +470,7 @@ impl<'a> Serve<'a> {
     ) -> Result<(), String> {
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
+        let state = traffic.clone();
         let reload: admin::Reload = {
             let (path, handle) = (self.policy.to_owned(), reloadable.handle());
             // One reload at a time (SIGHUP and `POST /reload` alike): the file read last is
@@ -505,13 +506,19 @@ impl<'a> Serve<'a> {
         let stop_signal = StopSignal::listen()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let admin = match admin {
-            Some(settings) => Some(self.admin_listener(&settings, serving, reload).await?),
+            Some(settings) => Some(
+                self.admin_listener(&settings, serving, reload, &state)
+                    .await?,
+            ),
             None => None,
         };
         // The first line: a caller that asked for port 0 reads the port here.
         println!("listening on http://{bound}");
-        if let Some((admin_bound, _, _)) = &admin {
-            println!("admin on http://{admin_bound}");
+        if let Some(admin) = &admin {
+            println!("admin on http://{}", admin.bound);
+            if let Some(key) = &admin.first_key {
+                println!("admin key (shown once; keys live in memory): {key}");
+            }
         }
         println!("forwarding to {}", proxy.upstream());
         if let Some(token) = proxy.identity_token() {
@@ -522,12 +529,15 @@ impl<'a> Serve<'a> {
                 token.kid()
             );
         }
-        if let Some((_, admin_listener, router)) = admin {
+        if let Some(admin) = admin {
             let stopped = stopped.clone();
             tokio::spawn(async move {
                 let limits = listen::Limits::default();
+                let AdminListener {
+                    listener, router, ..
+                } = admin;
                 if let Err(error) =
-                    listen::serve(admin_listener, router, limits, stopped, SHUTDOWN_GRACE).await
+                    listen::serve(listener, router, limits, stopped, SHUTDOWN_GRACE).await
                 {
                     complain(&format!("admin listener: {error}"));
                 }
@@ -552,7 +562,8 @@ impl Serve<'_> {
         settings: &admin::AdminSettings,
         serving: portcullis::ReloadHandle,
         reload: admin::Reload,
-    ) -> Result<(std::net::SocketAddr, tokio::net::TcpListener, axum::Router), String> {
+        state: &SharedState,
+    ) -> Result<AdminListener, String> {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .map_err(|error| format!("--admin: cannot record metrics: {error}"))?;
@@ -567,16 +578,31 @@ impl Serve<'_> {
         });
         let policy = PolicyFile::from_file(self.policy)
             .map_err(|errors| format!("{}: {errors}", self.policy))?;
-        let router = admin::router(&policy, settings, serving, reload, metrics)
+        let router = admin::router(&policy, state, settings, serving, reload, metrics)
             .map_err(|error| format!("{}: admin listener: {error}", self.policy))?;
+        let first_key = admin::first_admin_key(&policy, state, &settings.role).await?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
         let bound = listener
             .local_addr()
             .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
-        Ok((bound, listener, router))
+        Ok(AdminListener {
+            bound,
+            listener,
+            router,
+            first_key,
+        })
     }
+}
+
+/// The admin listener, bound, before it serves.
+struct AdminListener {
+    bound: std::net::SocketAddr,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    /// With keys in memory and none yet, the first admin key, to print once.
+    first_key: Option<String>,
 }
 
 /// The gateway the policy file at `path` describes, after its checks and tests passed: its

@@ -129,9 +129,21 @@ pub struct IntrospectionEndpoint {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ApiKeys {
-    /// A Redis (or Redis Cluster node) holding the key records `RedisKeyStore` writes.
-    pub redis: RedisStore,
+    /// A Redis (or Redis Cluster node) holding the key records `RedisKeyStore` writes:
+    /// shared by every instance, kept across restarts. Exactly one of `redis` and `memory`.
+    #[serde(default)]
+    pub redis: Option<RedisStore>,
+    /// Keys in the process ([`SharedState::memory_key_store`](super::SharedState::memory_key_store)):
+    /// issued in code or through the key API, kept across reloads, lost at a restart.
+    #[serde(default)]
+    pub memory: Option<MemoryKeys>,
 }
+
+/// API keys kept in the process. No settings: `memory: {}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemoryKeys {}
 
 /// A Redis store, its URL a secret never written in the file: read from an environment
 /// variable or a file.

@@ -43,7 +43,7 @@ impl PolicyFile {
         let mut errors = Vec::new();
         #[cfg(feature = "oidc")]
         let mut login = None;
-        match self.authenticators() {
+        match self.authenticators_with(traffic) {
             Ok(authenticators) => {
                 for authenticator in authenticators {
                     builder = builder.authenticate(authenticator);
@@ -125,27 +125,28 @@ impl PolicyFile {
     /// Every authenticator that cannot be built, with its place; a secret that cannot be
     /// read; a section whose feature is off.
     pub fn authenticators(&self) -> Result<Vec<Arc<dyn Authenticate>>, PolicyErrors> {
+        self.authenticators_with(&SharedState::new())
+    }
+
+    /// [`authenticators`](Self::authenticators), API keys kept in memory (`api_keys: {memory:
+    /// {}}`) looked up in `state`'s store: the one every gateway built with `state` uses.
+    ///
+    /// # Errors
+    ///
+    /// As [`authenticators`](Self::authenticators).
+    pub fn authenticators_with(
+        &self,
+        state: &SharedState,
+    ) -> Result<Vec<Arc<dyn Authenticate>>, PolicyErrors> {
         // Without an authenticator's feature, nothing is ever pushed.
-        #[cfg_attr(
-            not(any(feature = "bearer", all(feature = "api-key", feature = "redis"))),
-            allow(unused_mut)
-        )]
+        #[cfg_attr(not(any(feature = "bearer", feature = "api-key")), allow(unused_mut))]
         let mut authenticators: Vec<Arc<dyn Authenticate>> = Vec::new();
         let mut errors = Vec::new();
         let section = self.authenticate.as_ref();
         if let Some(keys) = section.and_then(|section| section.api_keys.as_ref()) {
-            #[cfg(all(feature = "api-key", feature = "redis"))]
-            match self.redis_api_keys(keys) {
-                Ok(authenticator) => authenticators.push(Arc::new(authenticator)),
-                Err((place, message)) => errors.push(PolicyError::at(place, message)),
-            }
-            #[cfg(not(all(feature = "api-key", feature = "redis")))]
-            {
-                let _ = keys;
-                errors.push(PolicyError::at(
-                    "authenticate.api_keys",
-                    "API keys on Redis need the `api-key` and `redis` features",
-                ));
+            match self.api_keys(keys, state) {
+                Ok(authenticator) => authenticators.push(authenticator),
+                Err(error) => errors.push(error),
             }
         }
         let issuers = section.map_or(&[][..], |section| &section.bearer[..]);
@@ -297,30 +298,73 @@ impl PolicyFile {
         else {
             return Ok(None);
         };
-        self.redis_key_store(keys)
+        let Some(redis) = &keys.redis else {
+            return Ok(None);
+        };
+        self.redis_key_store(redis)
             .map(|store| Some(Arc::new(store)))
             .map_err(|(place, message)| PolicyError::at(place, message).into())
     }
 
-    /// The API-key authenticator of an `api_keys.redis` section.
-    #[cfg(all(feature = "api-key", feature = "redis"))]
-    fn redis_api_keys(
+    /// The API-key authenticator of an `api_keys` section: on Redis, or in `state`.
+    fn api_keys(
         &self,
         keys: &super::file::ApiKeys,
-    ) -> Result<crate::api_key::ApiKeyAuthenticator, (String, String)> {
-        let store = self.redis_key_store(keys)?;
-        Ok(crate::api_key::ApiKeyAuthenticator::new(Arc::new(store)))
+        state: &SharedState,
+    ) -> Result<Arc<dyn Authenticate>, PolicyError> {
+        let place = "authenticate.api_keys";
+        match (&keys.redis, &keys.memory) {
+            (Some(redis), None) => {
+                #[cfg(all(feature = "api-key", feature = "redis"))]
+                {
+                    let _ = state;
+                    let store = self
+                        .redis_key_store(redis)
+                        .map_err(|(place, message)| PolicyError::at(place, message))?;
+                    Ok(Arc::new(crate::api_key::ApiKeyAuthenticator::new(
+                        Arc::new(store),
+                    )))
+                }
+                #[cfg(not(all(feature = "api-key", feature = "redis")))]
+                {
+                    let _ = (redis, state);
+                    Err(PolicyError::at(
+                        format!("{place}.redis"),
+                        "API keys on Redis need the `api-key` and `redis` features",
+                    ))
+                }
+            }
+            (None, Some(_)) => {
+                #[cfg(feature = "api-key")]
+                {
+                    Ok(Arc::new(crate::api_key::ApiKeyAuthenticator::new(
+                        state.memory_key_store(),
+                    )))
+                }
+                #[cfg(not(feature = "api-key"))]
+                {
+                    let _ = state;
+                    Err(PolicyError::at(
+                        format!("{place}.memory"),
+                        "API keys need the `api-key` feature",
+                    ))
+                }
+            }
+            _ => Err(PolicyError::at(
+                place,
+                "give exactly one of `redis` and `memory`",
+            )),
+        }
     }
 
     #[cfg(all(feature = "api-key", feature = "redis"))]
     fn redis_key_store(
         &self,
-        keys: &super::file::ApiKeys,
+        redis: &super::file::RedisStore,
     ) -> Result<crate::api_key::CachedKeyStore<crate::redis::RedisKeyStore>, (String, String)> {
         use crate::api_key::CachedKeyStore;
         use crate::redis::RedisKeyStore;
         let place = "authenticate.api_keys.redis";
-        let redis = &keys.redis;
         let connection = self
             .redis_connection(place, redis)
             .map_err(|error| (error.place, error.message))?;

@@ -127,7 +127,7 @@ pub use self::error::{PolicyError, PolicyErrors};
 #[doc(inline)]
 pub use self::file::{
     Anonymous, ApiKeys, AuthenticateSection, BearerIssuer, Expectation, Format,
-    IntrospectionEndpoint, PolicyFile, PolicyTest, RedisStore, RouteEntry, TestCaller,
+    IntrospectionEndpoint, MemoryKeys, PolicyFile, PolicyTest, RedisStore, RouteEntry, TestCaller,
     TestIdentity, ValidateRoute, ValidateSection,
 };
 #[doc(inline)]

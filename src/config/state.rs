@@ -71,6 +71,9 @@ pub struct SharedState {
     /// The login, once the first gateway built it, with the section it was built from.
     #[cfg(feature = "oidc")]
     pub(super) login: std::sync::Arc<std::sync::Mutex<Option<super::login::RunningLogin>>>,
+    /// The API keys of `api_keys: {memory: {}}`.
+    #[cfg(feature = "api-key")]
+    memory_keys: std::sync::Arc<crate::api_key::MemoryKeyStore>,
 }
 
 impl SharedState {
@@ -85,7 +88,17 @@ impl SharedState {
             blocks: std::sync::Arc::new(crate::shield::MemoryBlockStore::new(100_000)),
             #[cfg(feature = "oidc")]
             login: std::sync::Arc::default(),
+            #[cfg(feature = "api-key")]
+            memory_keys: std::sync::Arc::new(crate::api_key::MemoryKeyStore::new()),
         }
+    }
+
+    /// The store of a file's `api_keys: {memory: {}}`: issue keys in it (in code, or with
+    /// the key API over it); every gateway built with this state looks keys up there.
+    #[cfg(feature = "api-key")]
+    #[must_use]
+    pub fn memory_key_store(&self) -> std::sync::Arc<crate::api_key::MemoryKeyStore> {
+        self.memory_keys.clone()
     }
 
     /// Keeps the rate-limit buckets in `store` (a bounded `MemoryRateLimitStore`, or one

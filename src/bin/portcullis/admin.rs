@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use portcullis::authz::{RouteRules, public, role};
-use portcullis::config::PolicyFile;
+use portcullis::config::{PolicyFile, SharedState};
 use portcullis::{AuthFuture, AuthOutcome, GatewaySecurityLayer, ReloadHandle};
 
 /// Reloads the policy file, as SIGHUP does: the new generation, or the problems.
@@ -43,6 +43,7 @@ pub(crate) struct AdminSettings {
 /// every route but `/ready` for the admin role.
 pub(crate) fn router(
     policy: &PolicyFile,
+    state: &SharedState,
     settings: &AdminSettings,
     serving: ReloadHandle,
     reload: Reload,
@@ -60,7 +61,7 @@ pub(crate) fn router(
         .map_err(|error| format!("--admin-role: {error}"))?;
     let mut gateway = GatewaySecurityLayer::builder().rules(rules);
     let authenticators = policy
-        .authenticators()
+        .authenticators_with(state)
         .map_err(|errors| errors.to_string())?;
     if authenticators.is_empty() {
         // Nobody can be the admin: only `/ready` answers.
@@ -92,13 +93,55 @@ pub(crate) fn router(
             }),
         );
     if let Some(store) = policy.key_store().map_err(|errors| errors.to_string())? {
-        let keys = portcullis::api_key::KeyAdminApi::builder(store)
-            .role(admin)
-            .build()
-            .map_err(|error| format!("--admin-role: {error}"))?;
-        router = router.nest("/keys", keys.router());
+        router = router.nest("/keys", key_api(store, admin)?);
+    } else if uses_memory_keys(policy) {
+        router = router.nest("/keys", key_api(state.memory_key_store(), admin)?);
     }
     Ok(router.layer(gateway))
+}
+
+/// The key API over `store`, for the `admin` role.
+fn key_api<S: portcullis::api_key::KeyAdmin>(store: Arc<S>, admin: &str) -> Result<Router, String> {
+    let keys = portcullis::api_key::KeyAdminApi::builder(store)
+        .role(admin)
+        .build()
+        .map_err(|error| format!("--admin-role: {error}"))?;
+    Ok(keys.router())
+}
+
+/// Whether the file keeps its API keys in memory (`api_keys: {memory: {}}`).
+pub(crate) fn uses_memory_keys(policy: &PolicyFile) -> bool {
+    policy
+        .authenticate
+        .as_ref()
+        .and_then(|section| section.api_keys.as_ref())
+        .is_some_and(|keys| keys.memory.is_some())
+}
+
+/// With keys in memory, nobody holds one at start: the first key, for the admin role, issued
+/// when the store is empty and shown once (printed by `serve`).
+pub(crate) async fn first_admin_key(
+    policy: &PolicyFile,
+    state: &SharedState,
+    role: &str,
+) -> Result<Option<String>, String> {
+    use portcullis::api_key::{KeyAdmin, NewKey};
+    if !uses_memory_keys(policy) {
+        return Ok(None);
+    }
+    let store = state.memory_key_store();
+    let held = store
+        .list(None)
+        .await
+        .map_err(|error| format!("cannot list the keys: {error}"))?;
+    if !held.is_empty() {
+        return Ok(None);
+    }
+    let issued = store
+        .issue(NewKey::for_owner("admin").roles([role]))
+        .await
+        .map_err(|error| format!("cannot issue the first admin key: {error}"))?;
+    Ok(Some(issued.key.expose_secret().to_owned()))
 }
 
 /// `GET /ready`: 200, or 503 with why.
