@@ -136,19 +136,23 @@ impl PolicyFile {
     ///
     /// # Errors
     ///
-    /// Every problem in the rules, the validation rules and the `traffic` section, or else
+    /// Every problem in the rules, the validation rules, the `traffic` section and (with the
+    /// `proxy` feature) the `upstream` section but its key, or else
     /// every test that fails,
     /// each with its place (`tests[2]`) and what was expected and decided.
     pub fn check(&self) -> Result<CheckedPolicy, PolicyErrors> {
-        let traffic = self.traffic_problems();
+        #[cfg_attr(not(feature = "proxy"), allow(unused_mut))]
+        let mut sections = self.traffic_problems();
+        #[cfg(feature = "proxy")]
+        sections.extend(self.upstream_problems());
         let (rules, validation) = match (self.rules(), self.validation()) {
-            (Ok(rules), Ok(validation)) if traffic.is_empty() => (rules, validation),
+            (Ok(rules), Ok(validation)) if sections.is_empty() => (rules, validation),
             (rules, validation) => {
                 let mut errors = Vec::new();
                 for found in [rules.err(), validation.err()].into_iter().flatten() {
                     errors.extend(found.0);
                 }
-                errors.extend(traffic);
+                errors.extend(sections);
                 return Err(PolicyErrors(errors));
             }
         };

@@ -119,6 +119,30 @@ impl PolicyFile {
     /// owns, a JWKS path that is not a plain path; the token without the `identity-token`
     /// feature.
     pub fn proxy(&self, upstream: Option<&str>) -> Result<crate::proxy::Proxy, PolicyErrors> {
+        self.build_proxy(upstream, true)
+    }
+
+    /// Every problem of the `upstream` section that can be found without its secret (the
+    /// identity token's key is not read) or its URL when the command line gives it: what
+    /// [`check`](Self::check) reports.
+    pub(crate) fn upstream_problems(&self) -> Vec<PolicyError> {
+        let Some(section) = &self.upstream else {
+            return Vec::new();
+        };
+        // Without a URL in the file, `serve --upstream` gives it: check the rest.
+        let placeholder = section.url.is_none().then_some("http://127.0.0.1:9");
+        match self.build_proxy(placeholder, false) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0,
+        }
+    }
+
+    /// The proxy, reading the identity token's key when `read_key`.
+    fn build_proxy(
+        &self,
+        upstream: Option<&str>,
+        read_key: bool,
+    ) -> Result<crate::proxy::Proxy, PolicyErrors> {
         use http::HeaderName;
 
         use crate::proxy::{Proxy, ProxyConfigError};
@@ -158,6 +182,18 @@ impl PolicyFile {
                     ));
                 })
                 .ok()
+                .filter(
+                    |name| match crate::proxy::identity_header_problem(name.as_str()) {
+                        None => true,
+                        Some(reason) => {
+                            errors.push(PolicyError::at(
+                                format!("{PLACE}.identity_headers.{field}"),
+                                format!("`{name}`: {reason}"),
+                            ));
+                            false
+                        }
+                    },
+                )
         };
         if let Some(name) = header("subject", &names.subject, &mut errors) {
             builder = builder.subject_header(name);
@@ -176,7 +212,7 @@ impl PolicyFile {
         }
         if let Some(token) = &section.identity_token {
             #[cfg(feature = "identity-token")]
-            match self.identity_token(token) {
+            match self.identity_token(token, read_key) {
                 Ok(token) => builder = builder.identity_token(token),
                 Err(found) => errors.extend(found),
             }
@@ -209,6 +245,7 @@ impl PolicyFile {
     fn identity_token(
         &self,
         section: &IdentityTokenSection,
+        read_key: bool,
     ) -> Result<crate::proxy::IdentityToken, Vec<PolicyError>> {
         use http::HeaderName;
 
@@ -219,13 +256,26 @@ impl PolicyFile {
         let mut errors = Vec::new();
         // The key is a secret: read straight into the secret type, and the errors say where
         // it was looked for, never what was found.
-        let key: Option<(ClientSecret, String)> = match self.secret(
-            &place,
-            "key",
-            section.key_env.as_deref(),
-            section.key_file.as_deref(),
-        ) {
-            Ok(text) => {
+        let key: Option<(ClientSecret, String)> = match read_key.then(|| {
+            self.secret(
+                &place,
+                "key",
+                section.key_env.as_deref(),
+                section.key_file.as_deref(),
+            )
+        }) {
+            // Checking only: the key is where `serve` reads it, not here.
+            None => {
+                if section.key_env.is_some() == section.key_file.is_some() {
+                    errors.push(PolicyError::at(
+                        place.clone(),
+                        "give exactly one of `key_env` and `key_file`: a secret is never \
+                         written in the policy",
+                    ));
+                }
+                None
+            }
+            Some(Ok(text)) => {
                 let from = if section.key_env.is_some() {
                     "env"
                 } else {
@@ -236,7 +286,7 @@ impl PolicyFile {
                     format!("{place}.key_{from}"),
                 ))
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 errors.push(error);
                 None
             }
@@ -527,5 +577,40 @@ jwks_path = "/keys.json"
             errors.to_string().starts_with("upstream `ftp://x` refused"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn check_reports_the_section_without_reading_its_key() {
+        let policy = PolicyFile::parse(
+            "upstream:\n  timeout: 0s\n  identity_headers: {subject: x_user}\n  \
+             identity_token: {key_env: PORTCULLIS_SURELY_UNSET_VARIABLE, issuer: i, \
+             audience: a, lifetime: 1h}\n",
+            Format::Yaml,
+        )
+        .expect("parses");
+        let errors = policy.check().expect_err("problems");
+        let places: Vec<&str> = errors
+            .errors()
+            .iter()
+            .map(|error| error.place.as_str())
+            .collect();
+        // The unset variable is `serve`'s business: `check` may run where secrets are not.
+        assert!(
+            !places.iter().any(|place| place.ends_with("key_env")),
+            "{errors}"
+        );
+        assert!(places.contains(&"upstream.timeout"), "{errors}");
+        assert!(
+            places.contains(&"upstream.identity_token.lifetime"),
+            "{errors}"
+        );
+        assert!(errors.to_string().contains("x_user"), "{errors}");
+        let good = PolicyFile::parse(
+            "upstream:\n  identity_token: {key_env: PORTCULLIS_SURELY_UNSET_VARIABLE, \
+             issuer: i, audience: a}\n",
+            Format::Yaml,
+        )
+        .expect("parses");
+        assert!(good.check().is_ok());
     }
 }

@@ -153,6 +153,13 @@ use self::headers::{IdentityHeaders, remove_hop_by_hop, set_forwarded};
 pub use self::token::{IdentityToken, IdentityTokenBuilder, IdentityTokenError};
 #[cfg(all(feature = "identity-token", feature = "config"))]
 pub(crate) use self::token::{check_header, check_jwks_path, check_lifetime};
+
+/// Why `name` cannot be an identity header's, if it cannot: `_` in it, a header HTTP or the
+/// proxy owns, the client's `authorization`.
+pub(crate) fn identity_header_problem(name: &str) -> Option<&'static str> {
+    headers::unusable_for_identity(name)
+        .or((name == "authorization").then_some("the client's credentials"))
+}
 use crate::Principal;
 use crate::body::ResponseBody;
 use crate::rejection::{Reason, Rejection, RejectionResponse, default_renderer};
@@ -496,11 +503,9 @@ impl ProxyBuilder {
             &identity.scopes,
         ];
         for (index, name) in names.iter().enumerate() {
-            let reason = headers::unusable_for_identity(name.as_str())
-                .or((name.as_str() == "authorization").then_some("the client's credentials"))
-                .or(names[..index]
-                    .contains(name)
-                    .then_some("the name of another identity header"));
+            let reason = identity_header_problem(name.as_str()).or(names[..index]
+                .contains(name)
+                .then_some("the name of another identity header"));
             if let Some(reason) = reason {
                 return Err(ProxyConfigError::InvalidIdentityHeader {
                     header: name.as_str().to_owned(),
