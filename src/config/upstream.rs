@@ -218,7 +218,7 @@ impl PolicyFile {
             }
             #[cfg(not(feature = "identity-token"))]
             {
-                let _ = token;
+                let _ = (token, read_key);
                 errors.push(PolicyError::at(
                     format!("{PLACE}.identity_token"),
                     "the identity token needs the `identity-token` feature",
