@@ -235,8 +235,14 @@ fn unit(text: &str) -> Result<Duration, String> {
     ))
 }
 
+/// The longest quota or duration text read: errors repeat it, so it stays short.
+const MAX_TEXT: usize = 64;
+
 /// A duration: a whole number and a unit, `30s`, `1m`, `1h`, `1d`, `500ms`; never zero.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.len() > MAX_TEXT {
+        return Err(format!("a duration is at most {MAX_TEXT} characters"));
+    }
     let trimmed = text.trim();
     let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
     let (number, name) = trimmed.split_at(digits);
@@ -261,6 +267,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A quota: requests per period, `10/s`, `600/min`, `1000/h`, `100/10s`: the request
 /// count (at least 1) and the period.
 pub(crate) fn parse_quota(text: &str) -> Result<(u32, Duration), String> {
+    if text.len() > MAX_TEXT {
+        return Err(format!("a quota is at most {MAX_TEXT} characters"));
+    }
     let Some((requests, period)) = text.split_once('/') else {
         return Err(format!(
             "`{text}` is not a quota such as `10/s`, `600/min` or `100/10s`"
@@ -973,6 +982,13 @@ mod tests {
     #[test]
     fn bad_quotas_say_why_and_never_panic() {
         let error = |text: &str| parse_quota(text).expect_err(text);
+        // A long text is refused without being repeated.
+        let long = "9".repeat(10_000) + "/s";
+        assert_eq!(error(&long), "a quota is at most 64 characters");
+        assert_eq!(
+            parse_duration(&"1".repeat(65)).expect_err("long"),
+            "a duration is at most 64 characters"
+        );
         assert!(
             error("10").contains("not a quota such as"),
             "{}",
