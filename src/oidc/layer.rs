@@ -55,6 +55,7 @@ impl OidcLayer {
 
     /// A layer without a relying party: every request goes to the inner service as it is
     /// (the gateway's slot when no login is configured).
+    #[cfg(feature = "authz")]
     pub(crate) fn none() -> Self {
         Self { oidc: None }
     }
