@@ -590,6 +590,17 @@ async fn a_reload_with_the_shared_state_keeps_blocks_and_spent_buckets() {
         .expect("reloads");
     assert_eq!(check(&app, &keys, blocked_peer).await, refused);
 
+    // A new quota for the viewer's own limit: a bucket of its own, full (the in-process
+    // store keys buckets by limit name and quota), while the block carries over.
+    let loosened = changed.replace("quota: 2/min", "quota: 3/min");
+    assert_ne!(loosened, changed);
+    handle
+        .reload(|| keys.gateway(&loosened, Format::Yaml, &state))
+        .expect("reloads");
+    let (blocked, fresh) = check(&app, &keys, blocked_peer).await;
+    assert_eq!(blocked, refused.0);
+    assert_eq!(fresh.0, StatusCode::OK, "the new quota starts full");
+
     // What the state is for: a reload with new counters forgets them.
     handle
         .reload(|| keys.gateway(POLICY, Format::Yaml, &SharedState::new()))
