@@ -588,14 +588,17 @@ async fn the_binary_serves_reloads_and_stops() {
         let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
         assert_eq!(status, StatusCode::OK);
 
-        // A good one replaces it.
+        // A good one replaces it; its new `upstream` section is said to wait for a restart.
         std::fs::write(
             &policy,
-            "routes:\n  - {route: GET /public, require: authenticated}\n",
+            "routes:\n  - {route: GET /public, require: authenticated}\nupstream: {timeout: 5s}\n",
         )
         .expect("write");
         served.signal("-HUP");
-        tokio::task::block_in_place(|| served.line_containing("reloaded"));
+        tokio::task::block_in_place(|| {
+            served.line_containing("the `upstream` section changed; it applies at the next start");
+            served.line_containing("reloaded");
+        });
         let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(

@@ -442,13 +442,14 @@ impl<'a> Serve<'a> {
         let traffic = SharedState::new();
         // Built inside the runtime, so that the issuers' keys start loading now.
         let gateway = match runtime.block_on(async { gateway(self.policy, &traffic) }) {
-            Ok(gateway) => gateway,
+            Ok(built) => built.layer,
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::FAILURE;
             }
         };
-        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway, traffic));
+        let started = std::sync::Arc::new(policy.upstream.clone());
+        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway, traffic, started));
         // Whatever still runs (a request past the grace period, a DNS lookup) is dropped.
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         match served {
@@ -467,6 +468,7 @@ impl<'a> Serve<'a> {
         proxy: portcullis::proxy::Proxy,
         gateway: GatewaySecurityLayer,
         traffic: SharedState,
+        started: std::sync::Arc<Option<portcullis::config::UpstreamSection>>,
     ) -> Result<(), String> {
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
@@ -478,10 +480,11 @@ impl<'a> Serve<'a> {
             let one_at_a_time = std::sync::Arc::new(tokio::sync::Mutex::new(()));
             std::sync::Arc::new(move || {
                 let (path, handle, traffic) = (path.clone(), handle.clone(), traffic.clone());
+                let started = started.clone();
                 let one_at_a_time = one_at_a_time.clone();
                 Box::pin(async move {
                     let _turn = one_at_a_time.lock().await;
-                    reload(path, handle, traffic).await
+                    reload(path, handle, traffic, started).await
                 })
             })
         };
@@ -610,7 +613,7 @@ struct AdminListener {
 /// `traffic` (one for the process, so that a reload keeps them). A file without
 /// authenticators gives a gateway whose callers are all anonymous: only `public` and
 /// `optional` routes (and `unmatched: public`) let a request through.
-fn gateway(path: &str, traffic: &SharedState) -> Result<GatewaySecurityLayer, String> {
+fn gateway(path: &str, traffic: &SharedState) -> Result<Gateway, String> {
     let policy = PolicyFile::from_file(path).map_err(|errors| format!("{path}: {errors}"))?;
     let (mut builder, _) = policy
         .gateway_with(traffic)
@@ -629,10 +632,21 @@ fn gateway(path: &str, traffic: &SharedState) -> Result<GatewaySecurityLayer, St
         portcullis::observe::AuditLog::new(),
         portcullis::observe::MetricsObserver::new(),
     );
-    builder
+    let layer = builder
         .observer(std::sync::Arc::new(observer))
         .build()
-        .map_err(|error| format!("{path}: {error}"))
+        .map_err(|error| format!("{path}: {error}"))?;
+    Ok(Gateway {
+        layer,
+        upstream: policy.upstream,
+    })
+}
+
+/// A gateway built from the file, and the file's `upstream` section (which a reload does not
+/// apply).
+struct Gateway {
+    layer: GatewaySecurityLayer,
+    upstream: Option<portcullis::config::UpstreamSection>,
 }
 
 /// Reads the policy file at `path` again and, if it passes its checks and tests, serves it
@@ -641,6 +655,7 @@ async fn reload(
     path: String,
     handle: portcullis::ReloadHandle,
     traffic: SharedState,
+    started: std::sync::Arc<Option<portcullis::config::UpstreamSection>>,
 ) -> Result<u64, String> {
     // Reading the file, compiling its schemas and running its tests is blocking work.
     let path_ = path.clone();
@@ -649,7 +664,14 @@ async fn reload(
         Err(_) => Err("reading the policy failed".to_owned()),
     };
     let gateway = match built {
-        Ok(gateway) => gateway,
+        Ok(Gateway { layer, upstream }) => {
+            if upstream != *started {
+                complain(&format!(
+                    "{path}: the `upstream` section changed; it applies at the next start"
+                ));
+            }
+            layer
+        }
         Err(error) => {
             complain(&format!(
                 "reload refused, the old policy keeps serving: {error}"

@@ -22,7 +22,7 @@ use super::file::PolicyFile;
 ///     issuer: https://gateway.example.com
 ///     audience: orders-service
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct UpstreamSection {
@@ -46,7 +46,7 @@ pub struct UpstreamSection {
 
 /// The identity headers: whether they are sent, and the names the caller's identity is
 /// handed on under; each optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IdentityHeadersSection {
@@ -70,7 +70,7 @@ pub struct IdentityHeadersSection {
 
 /// The identity token: its signing key, a secret never written in the file (exactly one of
 /// `key_file` and `key_env`), and its claims and settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IdentityTokenSection {
