@@ -65,9 +65,10 @@ pub struct ClientIpSection {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IpRulesSection {
-    /// Only clients in these ranges may call any route. Defaults to everyone.
+    /// Only clients in these ranges may call any route. Defaults to everyone; an empty list
+    /// is refused (it reads as "no one" but would let everyone in).
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub allow: Option<Vec<String>>,
     /// Clients in these ranges may call no route. Defaults to none.
     #[serde(default)]
     pub deny: Vec<String>,
@@ -83,9 +84,10 @@ pub struct IpRulesSection {
 pub struct IpRouteRules {
     /// `METHOD /path`, as in `routes`.
     pub route: String,
-    /// Only clients in these ranges may call it.
+    /// Only clients in these ranges may call it. An empty list is refused, as for the
+    /// global one.
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub allow: Option<Vec<String>>,
     /// Clients in these ranges may not call it.
     #[serde(default)]
     pub deny: Vec<String>,
@@ -680,11 +682,13 @@ impl TrafficSection {
             }
         }
         if let Some(rules) = &self.ip_rules {
-            shield = shield.allow(&rules.allow).deny(&rules.deny);
+            shield = shield
+                .allow(rules.allow.as_deref().unwrap_or_default())
+                .deny(&rules.deny);
             for route in &rules.routes {
                 // An empty list adds the route with nothing to check: harmless.
                 shield = shield
-                    .route_allow(&route.route, &route.allow)
+                    .route_allow(&route.route, route.allow.as_deref().unwrap_or_default())
                     .route_deny(&route.route, &route.deny);
             }
         }
@@ -762,10 +766,24 @@ fn check_ranges(ranges: &[String], place: &str, errors: &mut Vec<PolicyError>) {
     }
 }
 
+/// Checks an allow list: absent (everyone), or ranges, never empty.
+#[cfg(feature = "shield")]
+fn check_allow(allow: Option<&[String]>, place: &str, errors: &mut Vec<PolicyError>) {
+    match allow {
+        None => {}
+        Some([]) => errors.push(PolicyError::at(
+            place,
+            "an empty allow list would let everyone in: leave `allow` out, or name the \
+             ranges (`deny: [0.0.0.0/0, ::/0]` refuses everyone)",
+        )),
+        Some(ranges) => check_ranges(ranges, place, errors),
+    }
+}
+
 /// Checks every range and route of `ip_rules`, each at its place.
 #[cfg(feature = "shield")]
 fn check_ip_rules(rules: &IpRulesSection, errors: &mut Vec<PolicyError>) {
-    check_ranges(&rules.allow, "traffic.ip_rules.allow", errors);
+    check_allow(rules.allow.as_deref(), "traffic.ip_rules.allow", errors);
     check_ranges(&rules.deny, "traffic.ip_rules.deny", errors);
     let mut table = crate::route::RouteTable::default();
     for (index, route) in rules.routes.iter().enumerate() {
@@ -773,7 +791,7 @@ fn check_ip_rules(rules: &IpRulesSection, errors: &mut Vec<PolicyError>) {
         if let Err(error) = table.insert(&route.route, ()) {
             errors.push(PolicyError::at(format!("{place}.route"), error.to_string()));
         }
-        check_ranges(&route.allow, &format!("{place}.allow"), errors);
+        check_allow(route.allow.as_deref(), &format!("{place}.allow"), errors);
         check_ranges(&route.deny, &format!("{place}.deny"), errors);
     }
 }
@@ -1069,6 +1087,32 @@ mod tests {
             ]
         };
         assert_eq!(places, expected, "{errors}");
+    }
+
+    #[test]
+    #[cfg(feature = "shield")]
+    fn an_empty_allow_list_is_refused_not_read_as_everyone() {
+        let mut errors = Vec::new();
+        let rules = IpRulesSection {
+            allow: Some(Vec::new()),
+            deny: Vec::new(),
+            routes: vec![IpRouteRules {
+                route: "GET /admin".to_owned(),
+                allow: Some(Vec::new()),
+                deny: Vec::new(),
+            }],
+        };
+        check_ip_rules(&rules, &mut errors);
+        let places: Vec<&str> = errors.iter().map(|error| error.place.as_str()).collect();
+        assert_eq!(
+            places,
+            ["traffic.ip_rules.allow", "traffic.ip_rules.routes[0].allow"]
+        );
+        assert!(
+            errors[0].message.contains("let everyone in"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
