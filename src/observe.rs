@@ -62,7 +62,6 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
-use crate::client_ip::ClientIp;
 use crate::principal::Principal;
 use crate::rejection::Reason;
 
@@ -150,8 +149,10 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// The caller, when known.
     pub principal: Option<&'a Principal>,
-    /// The client's IP address: the one a shield in front resolved ([`ClientIp`]), else the
-    /// connecting peer (axum's `ConnectInfo`, or a `SocketAddr` extension), when known.
+    /// The client's IP address: the one a shield in front resolved
+    /// ([`ClientIp`](crate::ClientIp)); else, with the `shield` feature, the connecting peer
+    /// (axum's `ConnectInfo`, or a `SocketAddr` extension) unless a shield found the client
+    /// unknown (a proxy's address is never taken for its client's).
     pub client_ip: Option<IpAddr>,
     /// The rate limit that refused (or would have refused) the request, by its name.
     pub limit: Option<&'a str>,
@@ -370,11 +371,12 @@ pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str
 /// The client IP, for [`Decision::client_ip`]: the one a shield resolved (behind trusted
 /// proxies), else the connecting peer.
 pub(crate) fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
-    let resolved = extensions.get::<ClientIp>().map(|ip| ip.0);
-    // Without a shield to resolve it (behind trusted proxies), the client is the peer.
+    // With the shield compiled in: its answer, else the peer unless it found the client
+    // unknown (a proxy's address is never blamed for its clients).
     #[cfg(feature = "shield")]
-    let resolved = resolved.or_else(|| crate::shield::connection_peer(extensions));
-    resolved
+    return crate::shield::client_ip_of(extensions);
+    #[cfg(not(feature = "shield"))]
+    extensions.get::<crate::ClientIp>().map(|ip| ip.0)
 }
 
 /// The shared default observer.

@@ -596,8 +596,10 @@ async fn the_binary_serves_reloads_and_stops() {
         .expect("write");
         served.signal("-HUP");
         tokio::task::block_in_place(|| {
-            served.line_containing("the `upstream` section changed; it applies at the next start");
-            served.line_containing("reloaded");
+            served.lines_containing_all(&[
+                "the `upstream` section changed; it applies at the next start",
+                "reloaded",
+            ]);
         });
         let (status, _, _) = send(get(address, "/public").body(full("")).expect("r")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);

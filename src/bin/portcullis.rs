@@ -482,9 +482,16 @@ impl<'a> Serve<'a> {
                 let (path, handle, traffic) = (path.clone(), handle.clone(), traffic.clone());
                 let started = started.clone();
                 let one_at_a_time = one_at_a_time.clone();
-                Box::pin(async move {
+                // A task of its own: a `POST /reload` whose client goes away does not cut it
+                // short (and let the next one run beside it).
+                let task = tokio::spawn(async move {
                     let _turn = one_at_a_time.lock().await;
                     reload(path, handle, traffic, started).await
+                });
+                Box::pin(async move {
+                    task.await.unwrap_or_else(|_| {
+                        Err("the reload failed; the old policy keeps serving".into())
+                    })
                 })
             })
         };
@@ -734,9 +741,13 @@ fn log_to_stderr() -> Result<(), String> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let installed = match std::env::var(LOG_FORMAT).as_deref() {
-        Ok("json") => logs.json().try_init(),
-        _ => logs.with_ansi(false).try_init(),
+    let installed = match std::env::var(LOG_FORMAT) {
+        Ok(format) if format == "json" => logs.json().try_init(),
+        Ok(format) if format == "text" => logs.with_ansi(false).try_init(),
+        Err(std::env::VarError::NotPresent) => logs.with_ansi(false).try_init(),
+        Ok(_) | Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!("{LOG_FORMAT}: `json` or `text`"));
+        }
     };
     installed.map_err(|error| format!("cannot log: {error}"))
 }

@@ -105,10 +105,12 @@ impl PolicyFile {
         if let Some(validation) = &checked.validation {
             builder = builder.validate(validation.clone());
         }
-        // The file is good: its login, if new, is the one later files must keep.
+        // The file is good: its login, if new, is the one later files must keep; without
+        // one, the running login (if any) is gone with its routes.
         #[cfg(feature = "oidc")]
-        if let Some(login) = login {
-            super::login::keep_login(traffic, login);
+        match login {
+            Some(login) => super::login::keep_login(traffic, login),
+            None => super::login::forget_login(traffic),
         }
         Ok((builder, checked))
     }

@@ -83,7 +83,7 @@ pub struct SessionStoreSection {
 }
 
 #[cfg(feature = "oidc")]
-pub(crate) use self::build::{RunningLogin, keep_login};
+pub(crate) use self::build::{RunningLogin, forget_login, keep_login};
 
 #[cfg(feature = "oidc")]
 mod build {
@@ -130,13 +130,15 @@ mod build {
                         "differs from the section the running login was built from: the \
                          login cannot change while serving; restart to apply it",
                     )])
-                } else if running.fingerprint != fingerprint {
-                    Err(vec![PolicyError::at(
-                        PLACE,
-                        "its client secret or session key changed since the running login \
-                         read them: restart to apply the new ones",
-                    )])
                 } else {
+                    if running.fingerprint != fingerprint {
+                        // Not a reason to refuse a policy change: say it, keep the running one.
+                        tracing::warn!(
+                            target: "portcullis::config",
+                            "the login's client secret or session key changed since the running \
+                             login read them: they apply at the next start"
+                        );
+                    }
                     Ok(Some(Login {
                         oidc: running.oidc.clone(),
                         new: None,
@@ -321,12 +323,22 @@ mod build {
         oidc: Oidc,
     }
 
-    /// Keeps a newly built login in `state`, once its gateway was built: a file refused for
-    /// another reason never pins its login.
+    /// Keeps a newly built login in `state`, once its file was found good: a file refused
+    /// for another reason never pins its login. The first kept stays (two files checked at
+    /// once cannot replace each other's).
     pub(crate) fn keep_login(state: &SharedState, login: Login) {
         if let Some(running) = login.new {
-            *state.login.lock().unwrap_or_else(PoisonError::into_inner) = Some(running);
+            let mut kept = state.login.lock().unwrap_or_else(PoisonError::into_inner);
+            if kept.is_none() {
+                *kept = Some(running);
+            }
         }
+    }
+
+    /// Forgets the login of `state` (and its sessions, if kept in memory): a good file
+    /// without an `oidc` section has none, and one added back later starts afresh.
+    pub(crate) fn forget_login(state: &SharedState) {
+        *state.login.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The login's secrets, as read.
@@ -375,6 +387,37 @@ mod build {
     #[cfg(test)]
     mod tests {
         use super::decode_key;
+        use crate::config::{Format, PolicyFile, SharedState};
+
+        fn file(client: &str, extra: &str) -> PolicyFile {
+            PolicyFile::parse(
+                &format!(
+                    "authenticate:\n  oidc: {{issuer: 'https://idp.example', client_id: {client}, \
+                     redirect_uri: 'https://app.example/auth/callback'}}\n\
+                     routes: [{{route: GET /a, require: authenticated}}]\n{extra}"
+                ),
+                Format::Yaml,
+            )
+            .expect("parses")
+        }
+
+        #[test]
+        fn the_running_login_is_kept_refused_on_change_and_forgotten_with_its_section() {
+            let state = SharedState::new();
+            // A file refused for another reason never pins its login.
+            let refused = file("a", "unmatched: role(nobody)\n").gateway_with(&state);
+            assert!(refused.is_err());
+            assert!(file("b", "").gateway_with(&state).is_ok(), "b runs");
+            let changed = file("c", "").gateway_with(&state).map(|_| ());
+            let errors = changed.expect_err("a running login cannot change");
+            assert_eq!(errors.errors()[0].place, "authenticate.oidc");
+            // A good file without the section forgets it: another may come next.
+            let without =
+                PolicyFile::parse("routes: [{route: GET /a, require: public}]\n", Format::Yaml)
+                    .expect("parses");
+            assert!(without.gateway_with(&state).is_ok());
+            assert!(file("c", "").gateway_with(&state).is_ok(), "c after none");
+        }
 
         #[test]
         fn session_keys_read_as_hex_or_base64() {

@@ -35,11 +35,11 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// checked as one policy.
 ///
 /// ```text
-/// request ─► shield ──────► limit ───► authenticate ─► authorize ─► limit ────► validate ─► service
-///            IP rules,      per IP     every installed the route    per key,    schemas, JSON
-///            brute-force    (429)      authenticator   rules        subject,    limits (400 /
-///            blocks (403 /             (401/400/503)   (401 / 403)  tenant, …   408 / 413 /
-///            429 / 400 / 503)                                       (429)       415)
+/// request ─► shield ──────► limit ───► login ────► authenticate ─► authorize ─► limit ────► validate ─► service
+///            IP rules,      per IP     OIDC routes every installed the route    per key,    schemas, JSON
+///            brute-force    (429)      (`login`,   authenticator   rules        subject,    limits (400 /
+///            blocks (403 /             oidc only)  (401/400/503)   (401 / 403)  tenant, …   408 / 413 /
+///            429 / 400 / 503)                                                   (429)       415)
 /// ```
 ///
 /// With the traffic features, a shield (IP rules, brute-force blocks) and a per-IP rate
@@ -204,6 +204,8 @@ impl fmt::Debug for GatewaySecurityLayer {
         debug
             .field("limit_before_auth", &self.limit_before_auth)
             .field("limit", &self.limit);
+        #[cfg(feature = "oidc")]
+        debug.field("login", &self.login);
         #[cfg(feature = "cors")]
         debug.field("cors", &self.cors);
         debug.finish()
@@ -407,8 +409,13 @@ impl GatewaySecurityBuilder {
     /// back-channel logout) answered after the shield and the limits before authentication,
     /// so that they are shielded and limited like every request and a failed login counts
     /// against its source; and its sessions authenticated, `oidc` taking its place among the
-    /// authenticators at this point of the order they are added in. A `401` for a browser
-    /// becomes a redirect to the login. Defaults to none; a second call replaces the first.
+    /// authenticators at this point of the order they are added in (do not also give it to
+    /// [`authenticate`](Self::authenticate): two authenticators taking the same cookie
+    /// refuse it as ambiguous). A `401` for a browser becomes a redirect to the login. The
+    /// routes' decisions go to the gateway's [`observer`](Self::observer) when one is set.
+    /// The back-channel logout route is shielded and limited too: let the provider's
+    /// addresses through the IP rules and the limits before authentication. Defaults to
+    /// none; a second call replaces the first.
     #[cfg(feature = "oidc")]
     pub fn login(mut self, oidc: Oidc) -> Self {
         self.login = Some((oidc, self.authenticators.len()));
@@ -448,7 +455,7 @@ impl GatewaySecurityBuilder {
         let custom_renderer = self.renderer.clone();
         let listed = self.authenticators;
         #[cfg(feature = "oidc")]
-        let (listed, login) = with_login(listed, self.login);
+        let (listed, login) = with_login(listed, self.login, custom_observer.clone());
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             check_cors(cors)?;
@@ -550,12 +557,14 @@ impl GatewaySecurityBuilder {
 fn with_login(
     mut authenticators: Vec<Arc<dyn Authenticate>>,
     login: Option<(Oidc, usize)>,
+    observer: Option<Arc<dyn Observe>>,
 ) -> (Vec<Arc<dyn Authenticate>>, OidcLayer) {
     match login {
         Some((oidc, position)) => {
             let position = position.min(authenticators.len());
             authenticators.insert(position, Arc::new(oidc.clone()));
-            (authenticators, OidcLayer::new(oidc))
+            // The login routes' decisions go where the gateway's go.
+            (authenticators, OidcLayer::new(oidc).observer(observer))
         }
         None => (authenticators, OidcLayer::none()),
     }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -45,19 +46,35 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[must_use]
 pub struct OidcLayer {
     oidc: Option<Oidc>,
+    /// Where the routes' decisions go instead of the relying party's own observer (the
+    /// gateway's, when the layer is its login slot).
+    observer: Option<Arc<dyn crate::observe::Observe>>,
 }
 
 impl OidcLayer {
     /// The layer of `oidc`.
     pub fn new(oidc: Oidc) -> Self {
-        Self { oidc: Some(oidc) }
+        Self {
+            oidc: Some(oidc),
+            observer: None,
+        }
+    }
+
+    /// The routes' decisions reported to `observer` (the gateway's).
+    #[cfg(feature = "authz")]
+    pub(crate) fn observer(mut self, observer: Option<Arc<dyn crate::observe::Observe>>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// A layer without a relying party: every request goes to the inner service as it is
     /// (the gateway's slot when no login is configured).
     #[cfg(feature = "authz")]
     pub(crate) fn none() -> Self {
-        Self { oidc: None }
+        Self {
+            oidc: None,
+            observer: None,
+        }
     }
 }
 
@@ -76,6 +93,7 @@ impl<S> Layer<S> for OidcLayer {
         OidcService {
             inner,
             oidc: self.oidc.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -85,6 +103,7 @@ impl<S> Layer<S> for OidcLayer {
 pub struct OidcService<S> {
     inner: S,
     oidc: Option<Oidc>,
+    observer: Option<Arc<dyn crate::observe::Observe>>,
 }
 
 impl<S> OidcService<S> {
@@ -101,6 +120,15 @@ impl<S> OidcService<S> {
     /// The inner service, unwrapped.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+impl<S> OidcService<S> {
+    /// Where a route's decision goes: the override, else the relying party's observer.
+    fn observer_for(&self, oidc: &Oidc) -> Arc<dyn crate::observe::Observe> {
+        self.observer
+            .clone()
+            .unwrap_or_else(|| oidc.inner().observer.clone())
     }
 }
 
@@ -173,7 +201,7 @@ where
                     .and_then(|path| login::safe_return_path(&path).map(str::to_owned))
                     .unwrap_or_else(|| "/".to_owned());
                 return own(observed(
-                    oidc,
+                    self.observer_for(oidc),
                     method,
                     route_path,
                     client_ip,
@@ -184,7 +212,7 @@ where
             (Route::Callback, Method::GET) => {
                 let (parts, _) = request.into_parts();
                 return own(observed(
-                    oidc,
+                    self.observer_for(oidc),
                     method,
                     route_path,
                     client_ip,
@@ -195,7 +223,7 @@ where
             (Route::Logout, Method::POST) => {
                 let (parts, _) = request.into_parts();
                 return own(observed(
-                    oidc,
+                    self.observer_for(oidc),
                     method,
                     route_path,
                     client_ip,
@@ -211,7 +239,7 @@ where
             (Route::Logout, _) => Some(method_not_allowed("POST")),
             (Route::Backchannel, Method::POST) => {
                 return own(observed(
-                    oidc,
+                    self.observer_for(oidc),
                     method,
                     route_path,
                     client_ip,
@@ -224,7 +252,13 @@ where
         if let Some(future) = own {
             return ResponseFuture {
                 state: State::Own {
-                    future: observed(oidc, method, route_path, client_ip, future),
+                    future: observed(
+                        self.observer_for(oidc),
+                        method,
+                        route_path,
+                        client_ip,
+                        future,
+                    ),
                 },
             };
         }
@@ -273,13 +307,12 @@ enum Route {
 /// decision: `answered` for a redirect or a page, `refused` for a 4xx or 5xx, with the
 /// cause the route left in the response's extensions and, after a login, the new caller.
 fn observed(
-    oidc: &Oidc,
+    observer: Arc<dyn crate::observe::Observe>,
     method: Method,
     path: String,
     client_ip: Option<std::net::IpAddr>,
     future: OwnFuture,
 ) -> OwnFuture {
-    let oidc = oidc.clone();
     Box::pin(async move {
         let started = std::time::Instant::now();
         let response = future.await;
@@ -290,7 +323,7 @@ fn observed(
             StatusCode::FORBIDDEN => Reason::Forbidden,
             _ => Reason::InvalidRequest,
         });
-        oidc.inner().observer.decision(&Decision {
+        observer.decision(&Decision {
             stage: Stage::Authenticate,
             outcome: if refused {
                 Outcome::Refused

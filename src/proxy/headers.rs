@@ -36,9 +36,6 @@ impl Default for IdentityHeaders {
     }
 }
 
-/// Headers that make common upstreams route to another path or run another method than
-/// the one the gateway authorised (IIS/Symfony's `X-Original-URL`, method-override
-/// middleware): never passed on.
 /// Headers the proxy or HTTP owns: an identity there would change what the request means.
 const OWNED_HEADERS: [&str; 15] = [
     "host",
@@ -75,6 +72,9 @@ pub(super) fn unusable_for_identity(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Headers that make common upstreams route to another path or run another method than
+/// the one the gateway authorised (IIS/Symfony's `X-Original-URL`, method-override
+/// middleware): never passed on.
 const REROUTING: [&str; 5] = [
     "x-original-url",
     "x-rewrite-url",

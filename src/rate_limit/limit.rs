@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use http::Extensions;
 
-use crate::client_ip::ClientIp;
 use crate::principal::{AuthMethod, Principal};
 
 /// How many requests a bucket allows: `requests` per `period`, refilled steadily (GCRA),
@@ -116,7 +115,7 @@ pub enum LimitKey {
     ClientId,
     /// The caller's tenant.
     Tenant,
-    /// The client IP ([`ClientIp`] from a shield in front, else the connection's peer):
+    /// The client IP ([`ClientIp`](crate::ClientIp) from a shield in front, else the connection's peer):
     /// IPv4 addresses one by one, IPv6 by network (a /64 by default, see
     /// [`RateLimitBuilder::ipv6_prefix`](super::RateLimitBuilder::ipv6_prefix)).
     ClientIp,
@@ -187,16 +186,9 @@ impl LimitKey {
     }
 }
 
-/// The client's address: the shield's [`ClientIp`], else the connection's peer, unless a
-/// shield in front found the client unknown (the peer is then a proxy).
+/// The client's address (see [`crate::shield::client_ip_of`]).
 pub(crate) fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
-    if let Some(ip) = extensions.get::<ClientIp>() {
-        return Some(ip.0);
-    }
-    if extensions.get::<crate::shield::ClientIpUnknown>().is_some() {
-        return None;
-    }
-    crate::shield::connection_peer(extensions).map(|ip| ip.to_canonical())
+    crate::shield::client_ip_of(extensions)
 }
 
 /// One bucket of a limit: whose requests count together.

@@ -49,6 +49,19 @@ pub(crate) type PeerAddress = Arc<dyn Fn(&Extensions) -> Option<IpAddr> + Send +
 
 /// The connection's peer address: axum's `ConnectInfo<SocketAddr>` (with the `axum`
 /// feature), or a `SocketAddr` your server put in the extensions.
+/// The client's address: the shield's [`ClientIp`](crate::ClientIp), else the connection's
+/// peer (IPv4-mapped addresses as IPv4), unless a shield in front found the client unknown
+/// (the peer is then a proxy, and must not be taken for the client).
+pub(crate) fn client_ip_of(extensions: &Extensions) -> Option<IpAddr> {
+    if let Some(ip) = extensions.get::<crate::ClientIp>() {
+        return Some(ip.0);
+    }
+    if extensions.get::<ClientIpUnknown>().is_some() {
+        return None;
+    }
+    connection_peer(extensions).map(|ip| ip.to_canonical())
+}
+
 pub(crate) fn connection_peer(extensions: &Extensions) -> Option<IpAddr> {
     #[cfg(feature = "axum")]
     if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {

@@ -98,11 +98,11 @@ use crate::route::RouteTable;
 pub(crate) use self::checks::seconds;
 #[cfg(feature = "rate-limit")]
 pub(crate) use self::checks::unknown_client;
-pub(crate) use self::client_ip::connection_peer;
 #[cfg(feature = "rate-limit")]
 pub(crate) use self::client_ip::{ClientIpUnknown, UnknownClient};
 #[cfg(feature = "rate-limit")]
 pub(crate) use self::client_ip::{DEFAULT_V6_PREFIX, check_v6_prefix, counting_key};
+pub(crate) use self::client_ip::{client_ip_of, connection_peer};
 
 /// Configures a [`ShieldLayer`]. Every setting documents its default; everything is
 /// checked by [`build`](Self::build).

@@ -74,6 +74,20 @@ impl Served {
             .unwrap_or_else(|| panic!("no line with {text:?}"))
     }
 
+    /// Reads lines (within 20) until each of `texts` has been seen, in any order: standard
+    /// output and error are read apart, so their lines may arrive in either order.
+    pub fn lines_containing_all(&self, texts: &[&str]) {
+        let mut missing: Vec<&str> = texts.to_vec();
+        for _ in 0..20 {
+            if missing.is_empty() {
+                return;
+            }
+            let line = self.next_line();
+            missing.retain(|text| !line.contains(text));
+        }
+        assert!(missing.is_empty(), "no lines with {missing:?}");
+    }
+
     /// The address of the next line that starts with `prefix` (`listening on http://`).
     pub fn address(&self, prefix: &str) -> SocketAddr {
         let line = self.line_containing(prefix);
