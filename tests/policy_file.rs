@@ -13,6 +13,9 @@ use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey}
 use portcullis::config::{Format, PolicyFile};
 use tower::ServiceExt;
 
+mod support;
+use support::binary::run;
+
 const ORDERS: &str = r#"
 roles:
   admin: ["orders:*"]
@@ -352,19 +355,6 @@ validate:
     );
 }
 
-/// Runs the `portcullis` binary; its exit code, standard output and error.
-fn portcullis(arguments: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_binary_checks_prints_the_table_and_explains() {
     let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", std::process::id()));
@@ -373,7 +363,7 @@ fn the_binary_checks_prints_the_table_and_explains() {
     std::fs::write(&good, ORDERS).expect("write");
     let good = good.to_str().expect("utf-8 path");
 
-    let (code, out, err) = portcullis(&["check", good]);
+    let (code, out, err) = run(&["check", good]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("METHOD  PATH"), "{out}");
     let table = [
@@ -390,7 +380,7 @@ fn the_binary_checks_prints_the_table_and_explains() {
         "{out}"
     );
 
-    let (code, out, _) = portcullis(&[
+    let (code, out, _) = run(&[
         "explain",
         good,
         "--as",
@@ -405,13 +395,13 @@ fn the_binary_checks_prints_the_table_and_explains() {
          rule: GET /users/{owner}/orders/{id}\n\
          requires: permission(\"orders:read\") and (param(\"owner\") == subject() or role(\"admin\"))\n"
     );
-    let (_, out, _) = portcullis(&["explain", good, "--as", "anonymous", "GET", "/health"]);
+    let (_, out, _) = run(&["explain", good, "--as", "anonymous", "GET", "/health"]);
     assert!(out.starts_with("GET /health: allowed (200)"), "{out}");
 
     // A failing policy: exit status 1, every problem on standard error.
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, ORDERS.replace("role(admin)", "role(admn)")).expect("write");
-    let (code, out, err) = portcullis(&["check", bad.to_str().expect("utf-8 path")]);
+    let (code, out, err) = run(&["check", bad.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1);
     assert!(out.is_empty(), "{out}");
     assert!(
@@ -419,11 +409,8 @@ fn the_binary_checks_prints_the_table_and_explains() {
         "{err}"
     );
     // Usage errors: 2.
-    assert_eq!(portcullis(&["check"]).0, 2);
-    assert_eq!(
-        portcullis(&["explain", good, "--as", "{nope", "GET", "/"]).0,
-        2
-    );
+    assert_eq!(run(&["check"]).0, 2);
+    assert_eq!(run(&["explain", good, "--as", "{nope", "GET", "/"]).0, 2);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
@@ -539,7 +526,7 @@ fn the_binary_explains_with_headers_and_a_body() {
     let path = path.to_str().expect("utf-8 path");
     let ada = "{subject: ada, roles: [admin]}";
     let explain = |body: &str| {
-        portcullis(&[
+        run(&[
             "explain", path, "--as", ada, "--body", body, "POST", "/orders",
         ])
         .1
@@ -549,7 +536,7 @@ fn the_binary_explains_with_headers_and_a_body() {
         explain(r#"{"customer": "vic"}"#).starts_with("POST /orders: refused: 403 object_denied")
     );
     assert!(explain("{}").starts_with("POST /orders: refused: 400 schema_violation"));
-    let (code, out, _) = portcullis(&[
+    let (code, out, _) = run(&[
         "explain",
         path,
         "--header",
@@ -565,9 +552,9 @@ fn the_binary_explains_with_headers_and_a_body() {
         "{out}"
     );
     assert_eq!(
-        portcullis(&["explain", path, "--body", "{", "--as", ada, "GET", "/"]).0,
+        run(&["explain", path, "--body", "{", "--as", ada, "GET", "/"]).0,
         2
     );
-    assert_eq!(portcullis(&["explain", path, "GET", "/"]).0, 2);
+    assert_eq!(run(&["explain", path, "GET", "/"]).0, 2);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

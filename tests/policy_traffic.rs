@@ -21,6 +21,9 @@ use portcullis::config::{Format, PolicyFile, SharedState};
 use portcullis::{ClientIp, GatewaySecurityLayer, ReloadableLayer};
 use tower::ServiceExt;
 
+mod support;
+use support::binary::run;
+
 const POLICY: &str = r#"
 roles: {admin: ["*"], viewer: ["orders:read"]}
 routes:
@@ -610,19 +613,6 @@ async fn a_reload_with_the_shared_state_keeps_blocks_and_spent_buckets() {
     assert_eq!(spent.0, StatusCode::OK);
 }
 
-/// Runs the `portcullis` binary; its exit code, standard output and error.
-fn portcullis(arguments: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_lists_the_limits_of_each_route() {
     let dir = std::env::temp_dir().join(format!("portcullis-traffic-{}", std::process::id()));
@@ -634,7 +624,7 @@ fn check_lists_the_limits_of_each_route() {
     );
     assert_ne!(text, POLICY);
     std::fs::write(&file, text).expect("write");
-    let (code, out, err) = portcullis(&["check", file.to_str().expect("utf-8 path")]);
+    let (code, out, err) = run(&["check", file.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0, "{err}");
     let table = [
         "METHOD  PATH            VALIDATED  LIMITS                WHO MAY CALL",

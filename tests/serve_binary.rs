@@ -294,18 +294,15 @@ async fn the_admin_listener_answers_probes_metrics_keys_and_reload_for_the_admin
 
 #[test]
 fn a_role_without_an_admin_listener_is_a_usage_error() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "serve",
-            "policy.yaml",
-            "--upstream",
-            "http://127.0.0.1:9",
-            "--admin-role",
-            "ops",
-        ])
-        .output()
-        .expect("runs");
-    assert_eq!(output.status.code(), Some(2));
+    let (code, _, _) = support::binary::run(&[
+        "serve",
+        "policy.yaml",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--admin-role",
+        "ops",
+    ]);
+    assert_eq!(code, 2);
 }
 
 /// The binary serving a public route in front of an upstream, with `extra` arguments; its

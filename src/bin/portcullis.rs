@@ -441,15 +441,15 @@ impl<'a> Serve<'a> {
         // The rate-limit buckets and brute-force blocks, kept across reloads.
         let traffic = SharedState::new();
         // Built inside the runtime, so that the issuers' keys start loading now.
-        let gateway = match runtime.block_on(async { gateway(self.policy, &traffic) }) {
-            Ok(built) => built.layer,
+        // The file read once at start: the proxy, this gateway and the admin listener.
+        let gateway = match runtime.block_on(async { gateway_of(&policy, self.policy, &traffic) }) {
+            Ok(gateway) => gateway,
             Err(error) => {
                 eprintln!("{error}");
                 return ExitCode::FAILURE;
             }
         };
-        let started = std::sync::Arc::new(policy.upstream.clone());
-        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway, traffic, started));
+        let served = runtime.block_on(self.serve(listen, admin, proxy, gateway, traffic, policy));
         // Whatever still runs (a request past the grace period, a DNS lookup) is dropped.
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         match served {
@@ -468,8 +468,9 @@ impl<'a> Serve<'a> {
         proxy: portcullis::proxy::Proxy,
         gateway: GatewaySecurityLayer,
         traffic: SharedState,
-        started: std::sync::Arc<Option<portcullis::config::UpstreamSection>>,
+        policy: PolicyFile,
     ) -> Result<(), String> {
+        let started = std::sync::Arc::new(policy.upstream.clone());
         let reloadable = ReloadableLayer::new(gateway);
         let serving = reloadable.handle();
         let state = traffic.clone();
@@ -517,7 +518,7 @@ impl<'a> Serve<'a> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let admin = match admin {
             Some(settings) => Some(
-                self.admin_listener(&settings, serving, reload, &state)
+                self.admin_listener(&settings, serving, reload, &state, &policy)
                     .await?,
             ),
             None => None,
@@ -573,6 +574,7 @@ impl Serve<'_> {
         serving: portcullis::ReloadHandle,
         reload: admin::Reload,
         state: &SharedState,
+        policy: &PolicyFile,
     ) -> Result<AdminListener, String> {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
@@ -586,11 +588,9 @@ impl Serve<'_> {
                 upkeep.run_upkeep();
             }
         });
-        let policy = PolicyFile::from_file(self.policy)
-            .map_err(|errors| format!("{}: {errors}", self.policy))?;
-        let router = admin::router(&policy, state, settings, serving, reload, metrics)
+        let router = admin::router(policy, state, settings, serving, reload, metrics)
             .map_err(|error| format!("{}: admin listener: {error}", self.policy))?;
-        let first_key = admin::first_admin_key(&policy, state, &settings.role).await?;
+        let first_key = admin::first_admin_key(policy, state, &settings.role).await?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
@@ -622,6 +622,19 @@ struct AdminListener {
 /// `optional` routes (and `unmatched: public`) let a request through.
 fn gateway(path: &str, traffic: &SharedState) -> Result<Gateway, String> {
     let policy = PolicyFile::from_file(path).map_err(|errors| format!("{path}: {errors}"))?;
+    let layer = gateway_of(&policy, path, traffic)?;
+    Ok(Gateway {
+        layer,
+        upstream: policy.upstream,
+    })
+}
+
+/// The gateway of a policy read from `path`, as [`gateway`] builds it.
+fn gateway_of(
+    policy: &PolicyFile,
+    path: &str,
+    traffic: &SharedState,
+) -> Result<GatewaySecurityLayer, String> {
     let (mut builder, _) = policy
         .gateway_with(traffic)
         .map_err(|errors| format!("{path}: {errors}"))?;
@@ -639,14 +652,10 @@ fn gateway(path: &str, traffic: &SharedState) -> Result<Gateway, String> {
         portcullis::observe::AuditLog::new(),
         portcullis::observe::MetricsObserver::new(),
     );
-    let layer = builder
+    builder
         .observer(std::sync::Arc::new(observer))
         .build()
-        .map_err(|error| format!("{path}: {error}"))?;
-    Ok(Gateway {
-        layer,
-        upstream: policy.upstream,
-    })
+        .map_err(|error| format!("{path}: {error}"))
 }
 
 /// A gateway built from the file, and the file's `upstream` section (which a reload does not

@@ -425,27 +425,42 @@ impl PolicyFile {
     }
 }
 
-/// Reads a regular file of at most 4 MiB as text. The bound holds while reading (a file
-/// that grows, a device or a pipe cannot make it read more), and anything but a regular
-/// file is refused.
+/// Reads a regular file of at most 4 MiB as text.
 pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    match read_regular(path, MAX_FILE_BYTES, &mut bytes) {
+        Ok(()) => String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8 text")),
+        Err(Unread::TooLarge) => Err(format!("{shown}: larger than 4 MiB")),
+        Err(Unread::Failed(message)) => Err(message),
+    }
+}
+
+/// Why a file was not read.
+pub(crate) enum Unread {
+    /// It holds more than the bound.
+    TooLarge,
+    /// It cannot be opened or read, or is not a regular file: what the system said.
+    Failed(String),
+}
+
+/// Reads a regular file of at most `limit` bytes into `into` (a buffer the caller picks: one
+/// that is wiped for a secret). The bound holds while reading (a file that grows, a device
+/// or a pipe cannot make it read more), and anything but a regular file is refused. Errors
+/// name the file, never its content.
+pub(crate) fn read_regular(path: &Path, limit: u64, into: &mut Vec<u8>) -> Result<(), Unread> {
     use std::io::Read;
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|error| format!("{shown}: {error}"))?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| format!("{shown}: {error}"))?;
-    if !metadata.is_file() {
-        return Err(format!("{shown}: not a regular file"));
+    let failed = |error: std::io::Error| Unread::Failed(format!("{shown}: {error}"));
+    let file = std::fs::File::open(path).map_err(failed)?;
+    if !file.metadata().map_err(failed)?.is_file() {
+        return Err(Unread::Failed(format!("{shown}: not a regular file")));
     }
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|error| format!("{shown}: {error}"))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("{shown}: larger than 4 MiB"));
+    file.take(limit + 1).read_to_end(into).map_err(failed)?;
+    if into.len() as u64 > limit {
+        return Err(Unread::TooLarge);
     }
-    Ok(text)
+    Ok(())
 }
 
 /// The 1-based line and column of byte `offset` in `text`.

@@ -170,7 +170,7 @@ impl PolicyFile {
                     Some(name) => format!("{name}: {message}"),
                     None => message,
                 };
-                let decided = match decide(
+                let decided = match Self::explain(
                     &rules,
                     validation.as_ref(),
                     &test.caller,
@@ -233,69 +233,56 @@ impl PolicyFile {
         headers: &std::collections::BTreeMap<String, String>,
         body: Option<&serde_json::Value>,
     ) -> Result<Explanation, String> {
-        decide(rules, validation, caller, request, headers, body)
+        let (method, uri) = request_line(request)?;
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a header name"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of `{name}` is not a header value"))?;
+            map.append(name, value);
+        }
+        let principal = match caller {
+            TestCaller::Anonymous(_) => None,
+            TestCaller::Identity(identity) => Some(principal(rules, identity)),
+        };
+        let principal = principal.as_ref();
+        let before = rules.explain(&method, &uri, &map, principal, None);
+        let answer = |decided: crate::authz::Explained<'_>| Explanation {
+            rule: decided.rule.to_owned(),
+            requires: decided.requires,
+            status: decided
+                .rejection
+                .as_ref()
+                .map_or(200, |rejection| rejection.status().as_u16()),
+            reason: decided
+                .rejection
+                .as_ref()
+                .map(|rejection| rejection.reason().public().code()),
+        };
+        if before.rejection.is_some() {
+            return Ok(answer(before));
+        }
+        if let Some(validation) = validation
+            && let Some((status, reason)) = validate(validation, &method, &uri, &map, body)?
+        {
+            return Ok(Explanation {
+                status,
+                reason,
+                ..answer(before)
+            });
+        }
+        if !before.deferred {
+            return Ok(answer(before));
+        }
+        Ok(answer(rules.explain(
+            &method,
+            &uri,
+            &map,
+            principal,
+            Some(body),
+        )))
     }
-}
-
-/// Decides as the gateway does: authorization before the body, then validation (when the
-/// policy has it), then a rule that needed the body, on the body validation parsed.
-fn decide(
-    rules: &RouteRules,
-    validation: Option<&ValidationRules>,
-    caller: &TestCaller,
-    request: &str,
-    headers: &std::collections::BTreeMap<String, String>,
-    body: Option<&serde_json::Value>,
-) -> Result<Explanation, String> {
-    let (method, uri) = request_line(request)?;
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("`{name}` is not a header name"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("the value of `{name}` is not a header value"))?;
-        map.append(name, value);
-    }
-    let principal = match caller {
-        TestCaller::Anonymous(_) => None,
-        TestCaller::Identity(identity) => Some(principal(rules, identity)),
-    };
-    let principal = principal.as_ref();
-    let before = rules.explain(&method, &uri, &map, principal, None);
-    let answer = |decided: crate::authz::Explained<'_>| Explanation {
-        rule: decided.rule.to_owned(),
-        requires: decided.requires,
-        status: decided
-            .rejection
-            .as_ref()
-            .map_or(200, |rejection| rejection.status().as_u16()),
-        reason: decided
-            .rejection
-            .as_ref()
-            .map(|rejection| rejection.reason().public().code()),
-    };
-    if before.rejection.is_some() {
-        return Ok(answer(before));
-    }
-    if let Some(validation) = validation
-        && let Some((status, reason)) = validate(validation, &method, &uri, &map, body)?
-    {
-        return Ok(Explanation {
-            status,
-            reason,
-            ..answer(before)
-        });
-    }
-    if !before.deferred {
-        return Ok(answer(before));
-    }
-    Ok(answer(rules.explain(
-        &method,
-        &uri,
-        &map,
-        principal,
-        Some(body),
-    )))
 }
 
 /// Runs `validation` on the request; the refusal's status and reason, if refused.

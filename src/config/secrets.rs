@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::error::PolicyError;
-use super::file::PolicyFile;
+use super::file::{PolicyFile, Unread, read_regular};
 
 /// The largest secret file read: a secret is a line, not a document.
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
@@ -69,25 +69,15 @@ impl PolicyFile {
 /// Reads a secret file: a regular file of at most 64 KiB of UTF-8 text. Errors name the
 /// file and what is wrong with it, never its content.
 fn read_secret(path: &Path) -> Result<String, String> {
-    use std::io::Read;
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|error| format!("{shown}: {error}"))?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| format!("{shown}: {error}"))?;
-    if !metadata.is_file() {
-        return Err(format!("{shown}: not a regular file"));
-    }
     let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_SECRET_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| format!("{shown}: {error}"))?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(format!("{shown}: larger than 64 KiB; not a secret"));
-    }
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => Ok(text.to_owned()),
-        Err(_) => Err(format!("{shown}: not UTF-8 text")),
+    match read_regular(path, MAX_SECRET_BYTES, &mut bytes) {
+        Ok(()) => match std::str::from_utf8(&bytes) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(_) => Err(format!("{shown}: not UTF-8 text")),
+        },
+        Err(Unread::TooLarge) => Err(format!("{shown}: larger than 64 KiB; not a secret")),
+        Err(Unread::Failed(message)) => Err(message),
     }
 }
 

@@ -9,6 +9,19 @@ use std::time::Duration;
 /// Every wait on the binary ends by this.
 pub const BOUND: Duration = Duration::from_secs(20);
 
+/// Runs `portcullis` with `arguments` to its end: its exit code, standard output and error.
+pub fn run(arguments: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(arguments)
+        .output()
+        .expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A running `portcullis`.
 pub struct Served {
     pub child: Child,
