@@ -149,11 +149,9 @@ pub struct Decision<'a> {
     pub path: &'a str,
     /// The caller, when known.
     pub principal: Option<&'a Principal>,
-    /// The client's IP address: the one a shield in front resolved
-    /// ([`ClientIp`](crate::ClientIp)); else, with the `shield` feature, the connecting peer
-    /// (axum's `ConnectInfo`, or a `SocketAddr` extension) unless a shield found the client
-    /// unknown (a proxy's address is never taken for its client's).
-    pub client_ip: Option<IpAddr>,
+    /// Where the client's IP address comes from; read through [`Decision::client_ip`], so
+    /// that it is worked out only for observers that want it.
+    pub(crate) client: Client<'a>,
     /// The rate limit that refused (or would have refused) the request, by its name.
     pub limit: Option<&'a str>,
     /// When the layer began deciding; read through [`Decision::elapsed`], so that the
@@ -162,12 +160,33 @@ pub struct Decision<'a> {
 }
 
 impl Decision<'_> {
+    /// The client's IP address: the one a shield in front resolved
+    /// ([`ClientIp`](crate::ClientIp)); else, with the `shield` feature, the connecting peer
+    /// (axum's `ConnectInfo`, or a `SocketAddr` extension) unless a shield found the client
+    /// unknown (a proxy's address is never taken for its client's).
+    #[must_use]
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        match self.client {
+            Client::Known(ip) => ip,
+            Client::Request(extensions) => client_ip(extensions),
+        }
+    }
+
     /// How long the layer took to decide (authentication: including waiting on stores
     /// and remote services), measured when this is called.
     #[must_use]
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// Where a decision's client IP address comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Client<'a> {
+    /// Already worked out (by a layer that outlives the request's extensions).
+    Known(Option<IpAddr>),
+    /// The request's extensions, asked only when an observer wants the address.
+    Request(&'a http::Extensions),
 }
 
 /// Receives every decision of the layers it is installed on.
@@ -296,7 +315,7 @@ macro_rules! decision_event {
             status = d.status.map(|status| status.as_u16()),
             rule = d.route,
             subject = d.principal.map(Principal::subject),
-            client_ip = d.client_ip.map(tracing::field::display),
+            client_ip = d.client_ip().map(tracing::field::display),
             limit = d.limit,
             auth_method = d.principal.map(|p| p.auth_method().name()),
             http.method = %d.method,

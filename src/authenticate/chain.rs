@@ -492,7 +492,7 @@ impl Progress {
             method: &parts.method,
             path: parts.uri.path(),
             principal: self.found.as_ref(),
-            client_ip: crate::observe::client_ip(&parts.extensions),
+            client: crate::observe::Client::Request(&parts.extensions),
             limit: None,
             started: self.started,
         });

@@ -225,7 +225,7 @@ where
                 method: request.method(),
                 path: request.uri().path(),
                 principal,
-                client_ip: observe::client_ip(request.extensions()),
+                client: observe::Client::Request(request.extensions()),
                 limit: None,
                 started,
             });

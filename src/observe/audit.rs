@@ -67,7 +67,7 @@ impl Observe for AuditLog {
             rule,
             route,
             method = d.method.as_str(),
-            client_ip = %d.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            client_ip = %d.client_ip().map(|ip| ip.to_string()).unwrap_or_default(),
             subject = d.principal.map_or("", Principal::subject),
             auth_method = d.principal.map_or("", |p| p.auth_method().name()),
             key_id,

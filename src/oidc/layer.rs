@@ -191,7 +191,12 @@ where
             Route::Service => String::new(),
             _ => request.uri().path().to_owned(),
         };
-        let client_ip = crate::observe::client_ip(request.extensions());
+        // Worked out only for the relying party's own routes, whose decisions outlive the
+        // request's extensions.
+        let client_ip = match route {
+            Route::Service => None,
+            _ => crate::observe::client_ip(request.extensions()),
+        };
         let own: Option<OwnFuture> = match (route, method.clone()) {
             (Route::Login, Method::GET | Method::HEAD) => {
                 let (parts, _) = request.into_parts();
@@ -340,7 +345,7 @@ fn observed(
             method: &method,
             path: &path,
             principal: response.extensions().get::<Principal>(),
-            client_ip,
+            client: crate::observe::Client::Known(client_ip),
             limit: None,
             started,
         });

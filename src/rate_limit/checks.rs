@@ -232,7 +232,7 @@ impl Evaluation {
             method: head.method,
             path: head.path,
             principal: head.extensions.get::<Principal>(),
-            client_ip: crate::observe::client_ip(head.extensions),
+            client: crate::observe::Client::Request(head.extensions),
             limit: refusal.map(|(_, name)| name),
             started: self.started,
         });

@@ -51,44 +51,22 @@ pub(crate) fn window_seconds(quota: Quota) -> Option<u64> {
 /// The `RateLimit` item of one answer (on every response: written without `fmt`, into a
 /// buffer of the exact size, so that the value takes its bytes without another allocation).
 pub(crate) fn state(name: &str, state: &LimitState) -> HeaderValue {
-    let remaining = u64::from(state.remaining);
-    let reset = ceil_seconds(state.reset_after);
+    let mut remaining = itoa::Buffer::new();
+    let remaining = remaining.format(state.remaining).as_bytes();
+    let mut reset = itoa::Buffer::new();
+    let reset = reset.format(ceil_seconds(state.reset_after)).as_bytes();
     // `"` name `";r=` digits `;t=` digits
-    let len = name.len() + 8 + digits(remaining) + digits(reset);
-    let mut text = Vec::with_capacity(len);
+    let mut text = Vec::with_capacity(name.len() + 8 + remaining.len() + reset.len());
     text.push(b'"');
     text.extend_from_slice(name.as_bytes());
     text.extend_from_slice(b"\";r=");
-    push_number(&mut text, remaining);
+    text.extend_from_slice(remaining);
     text.extend_from_slice(b";t=");
-    push_number(&mut text, reset);
+    text.extend_from_slice(reset);
     // Exactly full, so `Bytes` takes the vector as it is.
     debug_assert_eq!(text.len(), text.capacity());
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
         .unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
-}
-
-/// How many decimal digits `n` has.
-fn digits(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |log| log as usize + 1)
-}
-
-/// Appends `n` in decimal.
-fn push_number(text: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        // `n % 10` is below 10: the cast cannot truncate.
-        #[allow(clippy::cast_possible_truncation)]
-        let digit = (n % 10) as u8;
-        digits[start] = b'0' + digit;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    text.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -142,11 +120,9 @@ mod tests {
             state("x", &LimitState::allowed(9, Duration::from_secs(10))),
             "\"x\";r=9;t=10"
         );
-        let mut text = Vec::new();
-        push_number(&mut text, u64::MAX);
-        assert_eq!(text, b"18446744073709551615");
-        for n in [0, 9, 10, 99, 100, u64::MAX] {
-            assert_eq!(digits(n), n.to_string().len(), "{n}");
-        }
+        assert_eq!(
+            state("x", &LimitState::allowed(7, Duration::from_secs(u64::MAX))),
+            "\"x\";r=7;t=18446744073709551615"
+        );
     }
 }

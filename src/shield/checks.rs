@@ -52,7 +52,7 @@ pub(super) fn observe<B>(
         method: request.method(),
         path: request.uri().path(),
         principal: None,
-        client_ip: crate::observe::client_ip(request.extensions()),
+        client: crate::observe::Client::Request(request.extensions()),
         limit: None,
         started,
     });

@@ -412,7 +412,7 @@ fn observe(
         method: &parts.method,
         path: parts.uri.path(),
         principal: parts.extensions.get::<Principal>(),
-        client_ip: crate::observe::client_ip(&parts.extensions),
+        client: crate::observe::Client::Request(&parts.extensions),
         limit: None,
         started,
     });
@@ -447,7 +447,7 @@ fn decide_deferred(
         method: &parts.method,
         path: parts.uri.path(),
         principal: parts.extensions.get::<Principal>(),
-        client_ip: crate::observe::client_ip(&parts.extensions),
+        client: crate::observe::Client::Request(&parts.extensions),
         limit: None,
         started,
     });
