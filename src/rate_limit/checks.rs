@@ -21,14 +21,18 @@ pub(super) struct Head<'a> {
     method: &'a Method,
     path: &'a str,
     extensions: &'a Extensions,
+    /// The caller, looked up once.
+    principal: Option<&'a Principal>,
 }
 
 impl<'a> Head<'a> {
     pub(super) fn of<B>(request: &'a Request<B>) -> Self {
+        let extensions = request.extensions();
         Self {
             method: request.method(),
             path: request.uri().path(),
-            extensions: request.extensions(),
+            extensions,
+            principal: extensions.get::<Principal>(),
         }
     }
 }
@@ -70,7 +74,7 @@ impl Evaluation {
 
     /// The next limit that applies to the request, asked of the store.
     pub(super) fn next_check(&mut self, config: &Config, head: Head<'_>) -> Option<Check> {
-        let principal = head.extensions.get::<Principal>();
+        let principal = head.principal;
         while let Some(limit) = config.limits.get(self.next) {
             let index = self.next;
             self.next += 1;
@@ -81,11 +85,13 @@ impl Evaluation {
                     None => continue,
                 },
             };
-            let Some(key) =
-                limit
-                    .key
-                    .bucket(&limit.name, head.extensions, route, config.ipv6_prefix)
-            else {
+            let Some(key) = limit.key.bucket(
+                &limit.name,
+                head.extensions,
+                principal,
+                route,
+                config.ipv6_prefix,
+            ) else {
                 if limit.key == LimitKey::ClientIp && !config.allow_unknown_ip {
                     // A per-IP limit cannot count a client it cannot name: refuse rather
                     // than let it past every per-IP limit.
@@ -165,8 +171,8 @@ impl Evaluation {
         let mut response = rejection.render(&*config.renderer);
         if let Some(policy) = &compiled.policy(tier).header {
             let headers = response.headers_mut();
-            headers.append(&RATELIMIT_POLICY, policy.clone());
-            headers.append(&RATELIMIT, headers::state(&compiled.name, &state));
+            headers.append(RATELIMIT_POLICY, policy.clone());
+            headers.append(RATELIMIT, headers::state(&compiled.name, &state));
         }
         Some(response)
     }
@@ -231,7 +237,7 @@ impl Evaluation {
             route: matched_rule(head.extensions),
             method: head.method,
             path: head.path,
-            principal: head.extensions.get::<Principal>(),
+            principal: head.principal,
             client: crate::observe::Client::Request(head.extensions),
             limit: refusal.map(|(_, name)| name),
             started: self.started,

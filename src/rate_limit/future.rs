@@ -103,8 +103,8 @@ where
                     let mut response = ready!(future.poll(cx))?;
                     if let Some([policy, current]) = headers.take() {
                         let map = response.headers_mut();
-                        map.append(&RATELIMIT_POLICY, policy);
-                        map.append(&RATELIMIT, current);
+                        map.append(RATELIMIT_POLICY, policy);
+                        map.append(RATELIMIT, current);
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }

@@ -17,10 +17,14 @@ use http::header::HeaderName;
 use super::limit::Quota;
 use super::store::LimitState;
 
+// Constants rather than statics: each use is a fresh name over static bytes, moved into the
+// header map without cloning (the atomic inside `Bytes` is never touched for static bytes).
 /// `RateLimit-Policy`.
-pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+#[allow(clippy::declare_interior_mutable_const)]
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit`.
-pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+#[allow(clippy::declare_interior_mutable_const)]
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Whole seconds, rounded up.
 fn ceil_seconds(duration: std::time::Duration) -> u64 {

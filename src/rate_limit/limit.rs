@@ -2,6 +2,7 @@
 //! against, [`Tier`]s choosing another quota from the caller, and the routes it covers.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,30 +153,30 @@ impl LimitKey {
         self,
         limit: &Arc<str>,
         extensions: &Extensions,
+        principal: Option<&Principal>,
         route: Option<&str>,
         ipv6_prefix: u8,
     ) -> Option<BucketKey> {
-        let principal = || extensions.get::<Principal>();
         Some(match self {
-            Self::ApiKey => match principal()?.auth_method() {
+            Self::ApiKey => match principal?.auth_method() {
                 AuthMethod::ApiKey { key_id } => BucketKey::Text(key_id.clone()),
                 _ => return None,
             },
             Self::Subject => {
-                let principal = principal()?;
+                let principal = principal?;
                 let issuer = principal.issuer().unwrap_or("");
                 // The NUL cannot be in an issuer URL: no two pairs make one text.
                 BucketKey::Text(format!("{issuer}\u{0}{}", principal.subject()).into())
             }
             Self::ClientId => {
-                let principal = principal()?;
+                let principal = principal?;
                 let client = principal
                     .claim("client_id")
                     .or_else(|| principal.claim("azp"))?
                     .as_str()?;
                 BucketKey::Text(client.into())
             }
-            Self::Tenant => BucketKey::Text(principal()?.tenant()?.into()),
+            Self::Tenant => BucketKey::Text(principal?.tenant()?.into()),
             Self::ClientIp => BucketKey::Ip(crate::shield::counting_key(
                 client_ip(extensions)?,
                 ipv6_prefix,
@@ -192,7 +193,7 @@ pub(crate) fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
 }
 
 /// One bucket of a limit: whose requests count together.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BucketKey {
     /// A client IP: an IPv4 address, or an IPv6 network's first address (`2001:db8:1:2::`
@@ -200,6 +201,17 @@ pub enum BucketKey {
     Ip(IpAddr),
     /// A key id, subject, client, tenant, route pattern or the limit's own name.
     Text(Arc<str>),
+}
+
+impl Hash for BucketKey {
+    /// A text key hashes as its bytes alone, in one write (the in-process store hashes a
+    /// key on every request); equal keys hash alike, as `Eq` needs.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Self::Ip(address) => address.hash(state),
+            Self::Text(text) => state.write(text.as_bytes()),
+        }
+    }
 }
 
 impl fmt::Display for BucketKey {

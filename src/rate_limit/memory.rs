@@ -1,152 +1,127 @@
-//! [`MemoryRateLimitStore`]: buckets in process, on `governor`'s GCRA, with a bounded
-//! number of keys per limit.
+//! [`MemoryRateLimitStore`]: GCRA buckets in process, with a bounded number of keys per
+//! limit.
+//!
+//! GCRA (the generic cell rate algorithm) keeps one number per bucket: its theoretical
+//! arrival time (TAT), the time at which the bucket is full again. A request at `now` is
+//! allowed when `TAT − (burst − 1) × interval ≤ now`, and then moves the TAT to
+//! `max(TAT, now) + interval`.
 
 use std::fmt;
-use std::hash::Hash;
-use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use governor::clock::{Clock, Reference};
-use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
-use governor::nanos::Nanos;
-use governor::state::StateStore;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::{NotUntil, RateLimiter};
+use hashbrown::HashTable;
 
 use super::limit::{BucketKey, Quota};
 use super::store::{LimitCheck, LimitState, RateLimitStore};
 use crate::store::StoreFuture;
 
-/// A `governor` clock on tokio's `Instant`, so a paused tokio clock drives the limits
-/// (tests advance time instead of sleeping).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TokioClock {
-    start: tokio::time::Instant,
-}
+/// Nanoseconds since the store's clock started: what a TAT is counted in.
+type Nanos = u64;
 
-impl TokioClock {
-    fn new() -> Self {
-        Self {
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    type Instant = Nanos;
-
-    fn now(&self) -> Nanos {
-        let now = tokio::time::Instant::now();
-        LAST_NOW.set(Some(now));
-        Nanos::from(now.saturating_duration_since(self.start))
-    }
-}
-
-thread_local! {
-    /// The clock's last reading on this thread: the check reuses governor's reading
-    /// instead of asking the (virtualised, often slow) clock again.
-    static LAST_NOW: std::cell::Cell<Option<tokio::time::Instant>> =
-        const { std::cell::Cell::new(None) };
-}
-
-impl TokioClock {
-    /// The reading governor just took on this thread, or a new one.
-    fn just_now(&self) -> Nanos {
-        match LAST_NOW.take() {
-            Some(now) => Nanos::from(now.saturating_duration_since(self.start)),
-            None => self.now(),
-        }
-    }
-}
-
-/// A bucket key as stored: the request's, or the shared overflow bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum StoredKey {
-    Ip(IpAddr),
-    Text(Arc<str>),
-    /// Every key that came when the limit was full.
-    Overflow,
-}
-
-impl From<&BucketKey> for StoredKey {
-    fn from(key: &BucketKey) -> Self {
-        match key {
-            BucketKey::Ip(address) => Self::Ip(*address),
-            BucketKey::Text(text) => Self::Text(text.clone()),
-        }
-    }
-}
-
-/// governor's dashmap state, shared with the store so it can see its size and keys.
-#[derive(Clone)]
-struct SharedState(Arc<DashMapStateStore<StoredKey>>);
-
-thread_local! {
-    /// What governor last stored on this thread: the theoretical arrival time (what the
-    /// bucket needs to say exactly when it is full again, which governor's snapshot does not
-    /// give), and whether the bucket was new (to count buckets without asking the map).
-    static STORED: std::cell::Cell<Option<(Nanos, bool)>> = const { std::cell::Cell::new(None) };
-}
-
-impl StateStore for SharedState {
-    type Key = StoredKey;
-
-    fn measure_and_replace<T, F, E>(&self, key: &StoredKey, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        self.0.measure_and_replace(key, |previous| {
-            let answer = f(previous);
-            // The last successful call is the one stored (governor retries on a race).
-            if let Ok((_, tat)) = &answer {
-                STORED.set(Some((*tat, previous.is_none())));
-            }
-            answer
-        })
-    }
-}
-
-impl ShrinkableKeyedStateStore<StoredKey> for SharedState {
-    fn retain_recent(&self, drop_below: Nanos) {
-        self.0.retain_recent(drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
+/// One shard of a limit's buckets: each key with its TAT.
+type Shard = HashTable<(BucketKey, Nanos)>;
 
 /// The buckets of each limit and quota: a handful, found by scanning.
 type Limiters = Vec<(Arc<str>, Quota, Arc<Buckets>)>;
 
-type Limiter = RateLimiter<StoredKey, SharedState, TokioClock, StateInformationMiddleware>;
-
-/// The buckets of one (limit, quota).
+/// The buckets of one (limit, quota), in shards that each take their own lock.
 struct Buckets {
-    limiter: Limiter,
-    /// The clock's reading when the limiter was made: governor's times count from it.
-    start: Nanos,
-    state: SharedState,
-    /// The map's size, counted as governor makes buckets (see `check_in`) and set again at
-    /// each sweep: the map itself is asked only when this says the limit may be full.
+    /// The time between two requests (at least 1 ns).
+    interval: Nanos,
+    /// How far the TAT may be ahead of now and still allow a request: interval × (burst − 1).
+    tolerance: Nanos,
+    /// The quota's burst, for the refusal's reset time.
+    burst: u32,
+    /// The shards, chosen by the key's hash (SipHash with random keys, so a client cannot
+    /// choose keys that collide).
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    /// The TAT of the bucket every key past the bound shares until the next sweep.
+    overflow: Mutex<Option<Nanos>>,
+    /// How many buckets the shards hold: counted as they are made and set again at each
+    /// sweep, so the shards are counted only when this says the limit may be full.
     keys: AtomicUsize,
     last_sweep: Mutex<Option<tokio::time::Instant>>,
     warned_full: AtomicBool,
 }
 
-/// The in-process [`RateLimitStore`]: `governor`'s keyed GCRA, one limiter per limit and
-/// quota, at most `max_keys` buckets each.
+/// What one GCRA step decided, and the TAT to store when the request is allowed.
+fn step(buckets: &Buckets, tat: Option<Nanos>, now: Nanos) -> (LimitState, Option<Nanos>) {
+    let tat = tat.unwrap_or(now);
+    let earliest = tat.saturating_sub(buckets.tolerance);
+    if now < earliest {
+        let wait = Duration::from_nanos(earliest - now);
+        let refill =
+            Duration::from_nanos(buckets.interval).saturating_mul(buckets.burst.saturating_sub(1));
+        return (LimitState::refused(wait, wait.saturating_add(refill)), None);
+    }
+    let next = tat.max(now).saturating_add(buckets.interval);
+    let capacity = buckets.tolerance.saturating_add(buckets.interval);
+    let room = now
+        .saturating_add(capacity)
+        .saturating_sub(next)
+        .min(capacity);
+    // At most the burst, a `u32`.
+    let remaining = u32::try_from(room / buckets.interval).unwrap_or(u32::MAX);
+    let state = LimitState::allowed(remaining, Duration::from_nanos(next - now));
+    (state, Some(next))
+}
+
+impl Buckets {
+    /// The buckets of `quota`, or `None` for a quota that cannot be counted (see
+    /// [`Quota::problem`]).
+    fn new(quota: Quota) -> Option<Self> {
+        if quota.problem().is_some() {
+            return None;
+        }
+        let interval = u64::try_from(quota.interval().as_nanos()).ok()?.max(1);
+        let tolerance = interval.checked_mul(u64::from(quota.burst_size() - 1))?;
+        // As many shards as a few times the threads that may contend, a power of two.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = (threads * 4).next_power_of_two().min(64);
+        Some(Self {
+            interval,
+            tolerance,
+            burst: quota.burst_size(),
+            shards: (0..shards).map(|_| Mutex::new(HashTable::new())).collect(),
+            hasher: RandomState::new(),
+            overflow: Mutex::new(None),
+            keys: AtomicUsize::new(0),
+            last_sweep: Mutex::new(None),
+            warned_full: AtomicBool::new(false),
+        })
+    }
+
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        // The high half chooses the shard: the table inside uses the low bits and the top
+        // seven, which this leaves evenly spread.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
+        lock(&self.shards[index])
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
+    }
+
+    /// Drops the buckets whose TAT is at most `below`.
+    fn retain_above(&self, below: Nanos) {
+        for shard in &self.shards {
+            lock(shard).retain(|(_, tat)| *tat > below);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A shard holds plain numbers: a panic elsewhere cannot leave one half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The in-process [`RateLimitStore`]: GCRA buckets, one set per limit and quota, at most
+/// `max_keys` buckets each.
 ///
 /// Memory is bounded: when a limit holds `max_keys` buckets, at most once a second, buckets
 /// that are full again (indistinguishable from new) are swept, and if that is not enough
@@ -155,12 +130,14 @@ struct Buckets {
 /// caller starts again with a full bucket. Only when more than a tenth of `max_keys` new
 /// keys arrive within one second do the keys past that share one overflow bucket with the
 /// limit's quota until the next sweep, so a flood of distinct IPs or keys never grows the
-/// map. Measured in `docs/benchmarks.md`:
-/// 43 bytes a bucket keyed by IP, 83 keyed by a 24-byte key id (4.1 and 7.9 MiB for 100,000).
+/// map. Measured in `docs/benchmarks.md`.
+///
+/// Time is tokio's clock, so a paused tokio clock drives the limits (tests advance time
+/// instead of sleeping).
 pub struct MemoryRateLimitStore {
     limiters: RwLock<Limiters>,
     max_keys: usize,
-    clock: TokioClock,
+    start: tokio::time::Instant,
 }
 
 impl fmt::Debug for MemoryRateLimitStore {
@@ -186,16 +163,17 @@ impl MemoryRateLimitStore {
         Self {
             limiters: RwLock::new(Vec::new()),
             max_keys: max_keys.max(1),
-            clock: TokioClock::new(),
+            start: tokio::time::Instant::now(),
         }
     }
 
-    /// The number of buckets held, over every limit.
+    /// The number of buckets held, over every limit (the overflow buckets in use
+    /// included).
     #[must_use]
     pub fn len(&self) -> usize {
         self.read()
             .iter()
-            .map(|(_, _, buckets)| buckets.state.0.len())
+            .map(|(_, _, buckets)| buckets.len() + usize::from(lock(&buckets.overflow).is_some()))
             .sum()
     }
 
@@ -206,9 +184,13 @@ impl MemoryRateLimitStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Limiters> {
-        self.limiters
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.limiters.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Now, on the store's clock.
+    fn now(&self) -> Nanos {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.start);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The buckets of `limit` under `quota`, made on first use.
@@ -222,32 +204,11 @@ impl MemoryRateLimitStore {
         if let Some(found) = find(&self.read()) {
             return Some(found);
         }
-        // governor panics on quotas whose burst time overflows (`Duration::MAX`): the same
-        // checks as the layer's build first.
-        if quota.problem().is_some() {
-            return None;
-        }
-        let governor_quota = governor::Quota::with_period(quota.interval())?
-            .allow_burst(NonZeroU32::new(quota.burst_size())?);
-        let state = SharedState(Arc::new(DashMapStateStore::default()));
-        let start = self.clock.now();
-        let buckets = Arc::new(Buckets {
-            start,
-            limiter: RateLimiter::<_, _, _, NoOpMiddleware<Nanos>>::new(
-                governor_quota,
-                state.clone(),
-                self.clock,
-            )
-            .with_middleware::<StateInformationMiddleware>(),
-            state,
-            keys: AtomicUsize::new(0),
-            last_sweep: Mutex::new(None),
-            warned_full: AtomicBool::new(false),
-        });
+        let buckets = Arc::new(Buckets::new(quota)?);
         let mut limiters = self
             .limiters
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         // Another request may have made them meanwhile: keep the first.
         if let Some(found) = find(&limiters) {
             return Some(found);
@@ -256,29 +217,78 @@ impl MemoryRateLimitStore {
         Some(buckets)
     }
 
-    /// The key to count `key` under: itself, or the overflow bucket when the limit is full.
-    fn admit(&self, buckets: &Buckets, limit: &str, quota: Quota, key: StoredKey) -> StoredKey {
-        // The count of buckets is kept as they are made (see `check`): the map is asked
-        // only when the limit may be full.
-        if buckets.keys.load(Ordering::Relaxed) < self.max_keys
-            || buckets.state.0.contains_key(&key)
+    /// One GCRA step for `check.key` in `buckets`, at `now`.
+    fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
+        let now = self.now();
+        let hash = buckets.hasher.hash_one(check.key);
         {
-            return key;
+            let mut shard = buckets.shard(hash);
+            if let Some((_, tat)) = shard.find_mut(hash, |(key, _)| key == check.key) {
+                let (state, next) = step(buckets, Some(*tat), now);
+                if let Some(next) = next {
+                    *tat = next;
+                }
+                return state;
+            }
+            // A new key: its bucket is made if the limit has room.
+            if buckets.keys.load(Ordering::Relaxed) < self.max_keys {
+                return self.insert(buckets, &mut shard, hash, check.key, now);
+            }
         }
-        let now = tokio::time::Instant::now();
+        if self.make_room(buckets, check.limit, now) {
+            let mut shard = buckets.shard(hash);
+            return self.insert(buckets, &mut shard, hash, check.key, now);
+        }
+        let mut overflow = lock(&buckets.overflow);
+        let (state, next) = step(buckets, *overflow, now);
+        if next.is_some() {
+            *overflow = next;
+        }
+        state
+    }
+
+    /// The first step of a new key's bucket, made when the request is allowed.
+    fn insert(
+        &self,
+        buckets: &Buckets,
+        shard: &mut Shard,
+        hash: u64,
+        key: &BucketKey,
+        now: Nanos,
+    ) -> LimitState {
+        let (state, next) = step(buckets, None, now);
+        if let Some(next) = next {
+            shard.insert_unique(hash, (key.clone(), next), |(key, _)| {
+                buckets.hasher.hash_one(key)
+            });
+            buckets.keys.fetch_add(1, Ordering::Relaxed);
+        }
+        state
+    }
+
+    /// Makes room in a full limit, at most once a second: sweeps the buckets full again,
+    /// then evicts those closest to full again. Whether there is room now.
+    fn make_room(&self, buckets: &Buckets, limit: &str, now: Nanos) -> bool {
+        let clock = tokio::time::Instant::now();
         if let Ok(mut last) = buckets.last_sweep.try_lock() {
             let due =
-                last.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+                last.is_none_or(|at| clock.saturating_duration_since(at) >= Duration::from_secs(1));
             if due {
-                *last = Some(now);
-                buckets.limiter.retain_recent();
-                self.evict(buckets, quota);
-                buckets.keys.store(buckets.state.0.len(), Ordering::Relaxed);
+                *last = Some(clock);
+                // A bucket full again is the same as no bucket.
+                buckets.retain_above(now);
+                let mut overflow = lock(&buckets.overflow);
+                if overflow.is_some_and(|tat| tat <= now) {
+                    *overflow = None;
+                }
+                drop(overflow);
+                self.evict(buckets, now);
+                buckets.keys.store(buckets.len(), Ordering::Relaxed);
                 buckets.warned_full.store(false, Ordering::Relaxed);
             }
         }
-        if buckets.state.0.len() < self.max_keys {
-            return key;
+        if buckets.keys.load(Ordering::Relaxed) < self.max_keys {
+            return true;
         }
         if !buckets.warned_full.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -289,32 +299,30 @@ impl MemoryRateLimitStore {
                  (within a second)"
             );
         }
-        StoredKey::Overflow
+        false
     }
 
     /// Makes room in a full limit: evicts the buckets closest to full again (the least
     /// debt: the least recently or least heavily used), until at most nine tenths of
     /// `max_keys` are left. In at most four passes, each dropping buckets full again within
     /// a larger share of the quota's refill time; the last drops every bucket.
-    fn evict(&self, buckets: &Buckets, quota: Quota) {
+    fn evict(&self, buckets: &Buckets, now: Nanos) {
         let target = self.max_keys - self.max_keys / 10;
-        if buckets.state.0.len() <= target.saturating_sub(1) {
+        if buckets.len() < target {
             return;
         }
-        let refill = quota
-            .interval()
-            .saturating_mul(quota.burst_size().saturating_add(1));
-        let now = self.clock.now().duration_since(buckets.start);
-        let mut evicted = 0;
-        for quarter in 1..=4u32 {
-            let before = buckets.state.0.len();
-            let horizon = Nanos::from(refill.saturating_mul(quarter) / 4);
-            buckets.state.0.retain_recent(now + horizon);
-            evicted += before - buckets.state.0.len();
-            if buckets.state.0.len() < target {
+        let refill = buckets
+            .tolerance
+            .saturating_add(buckets.interval.saturating_mul(2));
+        let before = buckets.len();
+        for quarter in 1..=4u64 {
+            let horizon = refill.saturating_mul(quarter) / 4;
+            buckets.retain_above(now.saturating_add(horizon));
+            if buckets.len() < target {
                 break;
             }
         }
+        let evicted = before - buckets.len();
         if evicted > 0 {
             tracing::warn!(
                 target: "portcullis::rate_limit",
@@ -324,55 +332,6 @@ impl MemoryRateLimitStore {
             );
         }
     }
-
-    /// Checks `key` in `buckets`.
-    fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
-        let key = self.admit(
-            buckets,
-            check.limit,
-            check.quota,
-            StoredKey::from(check.key),
-        );
-        let interval = check.quota.interval();
-        let burst = check.quota.burst_size();
-        STORED.set(None);
-        LAST_NOW.set(None);
-        let answer = buckets.limiter.check_key(&key);
-        // The thread-local captures rely on how governor 0.10 checks a key (pinned with
-        // `~0.10.4` in Cargo.toml): it reads the clock on this thread before deciding, and an
-        // allowed check ends with one successful `measure_and_replace` on this thread. A
-        // governor that did otherwise would make these fall back (release) or fail (debug).
-        debug_assert!(
-            LAST_NOW.get().is_some(),
-            "governor read the clock on another thread, or not at all"
-        );
-        debug_assert!(
-            answer.is_err() || STORED.get().is_some(),
-            "governor allowed a check without storing the bucket on this thread"
-        );
-        match answer {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let reset_after = match STORED.take() {
-                    Some((tat, new)) => {
-                        if new {
-                            buckets.keys.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // The bucket is full again once its arrival time is reached.
-                        Duration::from((buckets.start + tat).duration_since(self.clock.just_now()))
-                    }
-                    None => intervals(interval, burst.saturating_sub(remaining)),
-                };
-                LimitState::allowed(remaining, reset_after)
-            }
-            Err(not_until) => refused(&not_until, &self.clock, interval, burst),
-        }
-    }
-}
-
-/// Whole time for `n` intervals.
-fn intervals(interval: Duration, n: u32) -> Duration {
-    interval.saturating_mul(n)
 }
 
 impl RateLimitStore for MemoryRateLimitStore {
@@ -398,17 +357,6 @@ impl RateLimitStore for MemoryRateLimitStore {
         };
         StoreFuture::ready(self.check_in(&buckets, check))
     }
-}
-
-/// A refusal: one request fits after the wait, the whole burst `burst - 1` intervals later.
-fn refused(
-    not_until: &NotUntil<Nanos>,
-    clock: &TokioClock,
-    interval: Duration,
-    burst: u32,
-) -> LimitState {
-    let wait = not_until.wait_time_from(clock.just_now());
-    LimitState::refused(wait, wait + intervals(interval, burst.saturating_sub(1)))
 }
 
 #[cfg(test)]
@@ -443,10 +391,62 @@ mod tests {
         assert!(!check(&store, "a", quota).await.allowed);
     }
 
-    /// A quota the layer would refuse (a store used on its own) is not counted, rather than
-    /// a panic inside governor.
+    /// A burst above the rate: the whole burst at once, then one request per interval; the
+    /// reset time is when the whole burst is back.
     #[tokio::test(start_paused = true)]
-    async fn a_quota_governor_cannot_count_with_is_not_a_panic() {
+    async fn a_burst_larger_than_the_rate_refills_one_interval_at_a_time() {
+        let store = MemoryRateLimitStore::new(10);
+        let quota = Quota::per_second(10).burst(20);
+        for left in (0..20).rev() {
+            let state = check(&store, "a", quota).await;
+            assert!(state.allowed);
+            assert_eq!(state.remaining, left);
+            assert_eq!(
+                state.reset_after,
+                Duration::from_millis(100 * (20 - u64::from(left)))
+            );
+        }
+        let refused = check(&store, "a", quota).await;
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_millis(100));
+        assert_eq!(refused.reset_after, Duration::from_millis(2_000));
+        // Half a second later five requests fit again, and no more.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for _ in 0..5 {
+            assert!(check(&store, "a", quota).await.allowed);
+        }
+        assert!(!check(&store, "a", quota).await.allowed);
+    }
+
+    /// A key that already has its bucket keeps it while the limit is full: only new keys
+    /// share the overflow bucket, until the next sweep.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_limit_keeps_counting_known_keys_in_their_own_buckets() {
+        let store = MemoryRateLimitStore::new(4);
+        let quota = Quota::per_minute(2);
+        for key in ["a", "b", "c", "d"] {
+            assert!(check(&store, key, quota).await.allowed);
+        }
+        // Full: the sweep evicts the buckets closest to full again (here all of them, with
+        // equal debts) to make room for "e".
+        assert!(check(&store, "e", quota).await.allowed);
+        for key in ["f", "g", "h"] {
+            assert!(check(&store, key, quota).await.allowed);
+        }
+        // Full again within the second: "i" and "j" share the overflow bucket.
+        assert!(check(&store, "i", quota).await.allowed);
+        assert!(check(&store, "j", quota).await.allowed);
+        assert!(!check(&store, "i", quota).await.allowed);
+        // "e" still has one request of its own.
+        assert_eq!(check(&store, "e", quota).await.remaining, 0);
+        assert!(!check(&store, "e", quota).await.allowed);
+        assert_eq!(store.len(), 5, "four buckets and the overflow bucket");
+    }
+
+    /// A quota the layer would refuse (a store used on its own) is not counted, rather than
+    /// a panic or an overflow.
+    #[tokio::test(start_paused = true)]
+    async fn a_quota_that_cannot_be_counted_is_not_a_panic() {
         let store = MemoryRateLimitStore::new(10);
         for quota in [
             Quota::new(1, Duration::MAX),

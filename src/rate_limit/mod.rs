@@ -29,7 +29,7 @@
 //! refuses nothing.
 //!
 //! The buckets live in a [`RateLimitStore`]: by default a [`MemoryRateLimitStore`] in
-//! process (`governor`'s GCRA, a bounded number of buckets per limit).
+//! process (GCRA buckets in sharded tables, a bounded number per limit).
 //!
 //! # Example
 //!

@@ -67,12 +67,12 @@ where
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         let mut evaluation = Evaluation::new();
+        let head = Head::of(&request);
         // The in-process store answers at once: decide here, without moving the request
         // into the future, while every answer is ready.
-        while let Some(check) = evaluation.next_check(config, Head::of(&request)) {
+        while let Some(check) = evaluation.next_check(config, head) {
             match check.answer.into_ready() {
                 Ok(state) => {
-                    let head = Head::of(&request);
                     if let Some(response) =
                         evaluation.absorb(config, head, check.limit, check.tier, state)
                     {
@@ -92,7 +92,7 @@ where
                 }
             }
         }
-        match evaluation.finish(config, Head::of(&request)) {
+        match evaluation.finish(config, head) {
             Ok(headers) => ResponseFuture::calling(self.inner.call(request), headers),
             Err(refusal) => ResponseFuture::answered(*refusal),
         }
