@@ -47,6 +47,8 @@ pub(super) struct Check {
 /// What the checks so far have found.
 pub(super) struct Evaluation {
     started: Instant,
+    /// When the request is counted: `started`, on tokio's clock.
+    now: tokio::time::Instant,
     /// The next limit to look at.
     next: usize,
     /// Whether any limit applied.
@@ -62,8 +64,11 @@ pub(super) struct Evaluation {
 
 impl Evaluation {
     pub(super) fn new() -> Self {
+        // One reading of the clock for the decision's timing and every check.
+        let now = tokio::time::Instant::now();
         Self {
-            started: Instant::now(),
+            started: now.into_std(),
+            now,
             next: 0,
             applied: false,
             reported: false,
@@ -114,11 +119,12 @@ impl Evaluation {
                     .position(|(tier, _)| tier.matches(principal))
             });
             self.applied = true;
-            let answer = config.store.check(&LimitCheck {
-                limit: &limit.name,
-                key: &key,
-                quota: limit.policy(tier).quota,
-            });
+            let answer = config.store.check(&LimitCheck::at(
+                &limit.name,
+                &key,
+                limit.policy(tier).quota,
+                self.now,
+            ));
             return Some(Check {
                 limit: index,
                 tier,

@@ -11,6 +11,9 @@
 //! requests, which must be whole seconds); `r` the requests that still fit now (at most
 //! `q`); `t` the seconds until the whole burst is available again.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
 use http::HeaderValue;
 use http::header::HeaderName;
 
@@ -38,7 +41,26 @@ fn ceil_seconds(duration: std::time::Duration) -> u64 {
 pub(crate) fn policy(name: &str, quota: Quota) -> Option<HeaderValue> {
     let window = window_seconds(quota)?;
     let text = format!("\"{name}\";q={};w={window}", quota.burst_size());
-    HeaderValue::from_str(&text).ok()
+    HeaderValue::from_str(&text).ok()?;
+    Some(HeaderValue::from_static(interned(text)))
+}
+
+/// `text`, kept for the life of the process: a policy's value is then static bytes, sent on
+/// every response without touching a reference count. Each distinct text is kept once, so
+/// the memory is bounded by the distinct policies ever configured (a reload with the same
+/// limits keeps nothing more).
+fn interned(text: String) -> &'static str {
+    static TEXTS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut texts = TEXTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(kept) = texts.get(text.as_str()) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(text.into_boxed_str());
+    texts.insert(kept);
+    kept
 }
 
 /// burst × period / requests in whole seconds (at least 1), when it is exactly that.
@@ -99,6 +121,10 @@ mod tests {
             policy("thirds", Quota::per_second(3)).expect("whole"),
             "\"thirds\";q=3;w=1"
         );
+        // One text kept per distinct policy, however often a layer is built.
+        let first = policy("kept", Quota::per_minute(7)).expect("whole");
+        let again = policy("kept", Quota::per_minute(7)).expect("whole");
+        assert_eq!(first.as_bytes().as_ptr(), again.as_bytes().as_ptr());
         // 10 per 500 ms refills in half a second: not a whole window, no field.
         assert_eq!(
             policy("fast", Quota::new(10, Duration::from_millis(500))),

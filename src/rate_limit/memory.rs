@@ -132,8 +132,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// limit's quota until the next sweep, so a flood of distinct IPs or keys never grows the
 /// map. Measured in `docs/benchmarks.md`.
 ///
-/// Time is tokio's clock, so a paused tokio clock drives the limits (tests advance time
-/// instead of sleeping).
+/// It counts each request at its check's [`LimitCheck::now`], on tokio's clock, so a paused
+/// tokio clock drives the limits (tests advance time instead of sleeping).
 pub struct MemoryRateLimitStore {
     limiters: RwLock<Limiters>,
     max_keys: usize,
@@ -187,9 +187,9 @@ impl MemoryRateLimitStore {
         self.limiters.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Now, on the store's clock.
-    fn now(&self) -> Nanos {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.start);
+    /// `at`, on the store's clock.
+    fn nanos(&self, at: tokio::time::Instant) -> Nanos {
+        let elapsed = at.saturating_duration_since(self.start);
         u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 
@@ -219,7 +219,7 @@ impl MemoryRateLimitStore {
 
     /// One GCRA step for `check.key` in `buckets`, at `now`.
     fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
-        let now = self.now();
+        let now = self.nanos(check.now);
         let hash = buckets.hasher.hash_one(check.key);
         {
             let mut shard = buckets.shard(hash);
@@ -365,13 +365,7 @@ mod tests {
 
     async fn check(store: &MemoryRateLimitStore, key: &str, quota: Quota) -> LimitState {
         let key = BucketKey::Text(key.into());
-        store
-            .check(&LimitCheck {
-                limit: "test",
-                key: &key,
-                quota,
-            })
-            .await
+        store.check(&LimitCheck::new("test", &key, quota)).await
     }
 
     #[tokio::test(start_paused = true)]

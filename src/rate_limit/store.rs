@@ -15,13 +15,28 @@ pub struct LimitCheck<'a> {
     pub key: &'a BucketKey,
     /// The quota that applies to this request (its tier's).
     pub quota: Quota,
+    /// When the request is counted, on tokio's clock: read once by the layer for all of a
+    /// request's checks (and its decision's timing). An in-process store counts with it; a
+    /// shared one counts with its own clock.
+    pub now: tokio::time::Instant,
 }
 
 impl<'a> LimitCheck<'a> {
-    /// A check of `key`'s bucket of `limit` under `quota` (for testing a store).
+    /// A check of `key`'s bucket of `limit` under `quota`, now (for testing a store).
     #[must_use]
     pub fn new(limit: &'a str, key: &'a BucketKey, quota: Quota) -> Self {
-        Self { limit, key, quota }
+        Self::at(limit, key, quota, tokio::time::Instant::now())
+    }
+
+    /// A check of `key`'s bucket of `limit` under `quota`, counted at `now`.
+    #[must_use]
+    pub fn at(limit: &'a str, key: &'a BucketKey, quota: Quota, now: tokio::time::Instant) -> Self {
+        Self {
+            limit,
+            key,
+            quota,
+            now,
+        }
     }
 }
 
