@@ -31,9 +31,13 @@ mod api_key {
     pub fn api_key_parse<'a>(
         format: &KeyFormat,
         key: &'a str,
-    ) -> Result<(&'a str, &'a str), &'static str> {
-        match format.parse(key) {
-            Ok(parsed) => Ok((parsed.id, parsed.secret)),
+    ) -> Result<(String, &'a str), &'static str> {
+        match format.parse(key.as_bytes()) {
+            // The secret is base62, checked by the parse: ASCII.
+            Ok(parsed) => Ok((
+                parsed.id.as_str().to_owned(),
+                std::str::from_utf8(parsed.secret).unwrap_or_default(),
+            )),
             Err(FormatError::Malformed) => Err("malformed"),
             Err(FormatError::BadChecksum) => Err("bad_checksum"),
         }
