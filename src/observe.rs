@@ -181,12 +181,23 @@ impl Decision<'_> {
 }
 
 /// Where a decision's client IP address comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) enum Client<'a> {
     /// Already worked out (by a layer that outlives the request's extensions).
     Known(Option<IpAddr>),
     /// The request's extensions, asked only when an observer wants the address.
     Request(&'a http::Extensions),
+}
+
+impl std::fmt::Debug for Client<'_> {
+    /// The address itself, wherever it comes from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = match *self {
+            Self::Known(ip) => ip,
+            Self::Request(extensions) => client_ip(extensions),
+        };
+        std::fmt::Debug::fmt(&ip, f)
+    }
 }
 
 /// Receives every decision of the layers it is installed on.

@@ -41,7 +41,13 @@ fn ceil_seconds(duration: std::time::Duration) -> u64 {
 pub(crate) fn policy(name: &str, quota: Quota) -> Option<HeaderValue> {
     let window = window_seconds(quota)?;
     let text = format!("\"{name}\";q={};w={window}", quota.burst_size());
-    HeaderValue::from_str(&text).ok()?;
+    // `from_static` takes visible ASCII only (names are checked to be tokens already).
+    if !text
+        .bytes()
+        .all(|byte| byte.is_ascii_graphic() || byte == b' ')
+    {
+        return None;
+    }
     Some(HeaderValue::from_static(interned(text)))
 }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use hashbrown::HashTable;
@@ -44,7 +44,8 @@ struct Buckets {
     /// How many buckets the shards hold: counted as they are made and set again at each
     /// sweep, so the shards are counted only when this says the limit may be full.
     keys: AtomicUsize,
-    last_sweep: Mutex<Option<tokio::time::Instant>>,
+    /// When the last sweep ran.
+    last_sweep: Mutex<Option<Nanos>>,
     warned_full: AtomicBool,
 }
 
@@ -237,6 +238,15 @@ impl MemoryRateLimitStore {
         }
         if self.make_room(buckets, check.limit, now) {
             let mut shard = buckets.shard(hash);
+            // Another request for the same key may have made its bucket meanwhile: one
+            // bucket a key, or each racing request would start with a full one.
+            if let Some((_, tat)) = shard.find_mut(hash, |(key, _)| key == check.key) {
+                let (state, next) = step(buckets, Some(*tat), now);
+                if let Some(next) = next {
+                    *tat = next;
+                }
+                return state;
+            }
             return self.insert(buckets, &mut shard, hash, check.key, now);
         }
         let mut overflow = lock(&buckets.overflow);
@@ -269,12 +279,17 @@ impl MemoryRateLimitStore {
     /// Makes room in a full limit, at most once a second: sweeps the buckets full again,
     /// then evicts those closest to full again. Whether there is room now.
     fn make_room(&self, buckets: &Buckets, limit: &str, now: Nanos) -> bool {
-        let clock = tokio::time::Instant::now();
-        if let Ok(mut last) = buckets.last_sweep.try_lock() {
-            let due =
-                last.is_none_or(|at| clock.saturating_duration_since(at) >= Duration::from_secs(1));
+        const SECOND: Nanos = 1_000_000_000;
+        // One request sweeps; the others go on (a poisoned lock holds only a time).
+        let last = match buckets.last_sweep.try_lock() {
+            Ok(last) => Some(last),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut last) = last {
+            let due = last.is_none_or(|at| now.saturating_sub(at) >= SECOND);
             if due {
-                *last = Some(clock);
+                *last = Some(now);
                 // A bucket full again is the same as no bucket.
                 buckets.retain_above(now);
                 let mut overflow = lock(&buckets.overflow);
@@ -322,7 +337,8 @@ impl MemoryRateLimitStore {
                 break;
             }
         }
-        let evicted = before - buckets.len();
+        // Other requests may have made buckets meanwhile.
+        let evicted = before.saturating_sub(buckets.len());
         if evicted > 0 {
             tracing::warn!(
                 target: "portcullis::rate_limit",
@@ -435,6 +451,46 @@ mod tests {
         assert_eq!(check(&store, "e", quota).await.remaining, 0);
         assert!(!check(&store, "e", quota).await.allowed);
         assert_eq!(store.len(), 5, "four buckets and the overflow bucket");
+    }
+
+    /// Requests racing for one new key on a full limit get one bucket between them (and at
+    /// most the overflow bucket's one request besides), never a full bucket each.
+    #[test]
+    fn racing_requests_for_a_new_key_share_one_bucket() {
+        let quota = Quota::per_hour(1);
+        for _ in 0..300 {
+            let store = MemoryRateLimitStore::new(64);
+            for i in 0..64 {
+                let key = BucketKey::Text(format!("old-{i}").into());
+                let first = store
+                    .check(&LimitCheck::new("race", &key, quota))
+                    .into_ready();
+                assert!(first.is_ok_and(|state| state.allowed));
+            }
+            let key = BucketKey::Text("new".into());
+            let barrier = std::sync::Barrier::new(8);
+            let allowed: usize = std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            let check = LimitCheck::new("race", &key, quota);
+                            usize::from(
+                                store
+                                    .check(&check)
+                                    .into_ready()
+                                    .is_ok_and(|state| state.allowed),
+                            )
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|thread| thread.join().unwrap_or(0))
+                    .sum()
+            });
+            assert!((1..=2).contains(&allowed), "{allowed} requests allowed");
+        }
     }
 
     /// A quota the layer would refuse (a store used on its own) is not counted, rather than
