@@ -8,6 +8,9 @@
 //!   key (a quota never exhausted here), `RateLimit` fields on the response (the default).
 //!   The limit's cost is this minus `bare_service`; the target is at most 0.3 µs.
 //! - `one_keyed_limit_no_fields`: the same without the response fields.
+//! - `router` and `one_keyed_limit_router`: the floor and the keyed limit with its fields
+//!   again, beside a bare axum `Router` with one route whose handler answers text: the
+//!   floor the target is stated against.
 //! - `one_ip_limit`: one limit keyed by client IP.
 //! - `text_service` and `one_keyed_limit_text_service`: the floor and the keyed limit with
 //!   its fields again, with a service that answers as an axum handler returning text does,
@@ -134,6 +137,26 @@ fn rate_limit(c: &mut Criterion) {
     let mut keyed_text = limits(per_key(), true).layer(service_fn(text));
     group.bench_function("one_keyed_limit_text_service", |b| {
         b.iter(|| send(&mut keyed_text, request(&principal, peer)).status());
+    });
+
+    // Beside a bare axum router, as the issue states the target: one route whose handler
+    // answers text.
+    let router = || {
+        axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .with_state(())
+    };
+    let mut router_floor = router();
+    group.bench_function("router", |b| {
+        b.iter(|| send(&mut router_floor, request(&principal, peer)).status());
+    });
+    let mut keyed_router = limits(per_key(), true).layer(router());
+    assert_eq!(
+        send(&mut keyed_router, request(&principal, peer)).status(),
+        StatusCode::OK
+    );
+    group.bench_function("one_keyed_limit_router", |b| {
+        b.iter(|| send(&mut keyed_router, request(&principal, peer)).status());
     });
 
     let per_ip = Limit::new("per-ip", LimitKey::ClientIp, HUGE);

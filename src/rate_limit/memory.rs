@@ -9,7 +9,7 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use hashbrown::HashTable;
@@ -24,8 +24,12 @@ type Nanos = u64;
 /// One shard of a limit's buckets: each key with its TAT.
 type Shard = HashTable<(BucketKey, Nanos)>;
 
-/// The buckets of each limit and quota: a handful, found by scanning.
-type Limiters = Vec<(Arc<str>, Quota, Arc<Buckets>)>;
+/// The buckets of one limit under one quota.
+type Limiter = (Arc<str>, Quota, Arc<Buckets>);
+
+/// How many (limit, quota) pairs are found without taking a lock: more than usual policies
+/// have (one pair per limit and tier).
+const SLOTS: usize = 32;
 
 /// The buckets of one (limit, quota), in shards that each take their own lock.
 struct Buckets {
@@ -136,7 +140,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// It counts each request at its check's [`LimitCheck::now`], on tokio's clock, so a paused
 /// tokio clock drives the limits (tests advance time instead of sleeping).
 pub struct MemoryRateLimitStore {
-    limiters: RwLock<Limiters>,
+    /// The first pairs, each set once and from then on read without a lock (found by
+    /// scanning: a handful).
+    slots: [OnceLock<Limiter>; SLOTS],
+    /// The pairs past the slots.
+    more: RwLock<Vec<Limiter>>,
+    /// Taken to make a pair, so that each is made once.
+    making: Mutex<()>,
     max_keys: usize,
     start: tokio::time::Instant,
 }
@@ -162,7 +172,9 @@ impl MemoryRateLimitStore {
     #[must_use]
     pub fn new(max_keys: usize) -> Self {
         Self {
-            limiters: RwLock::new(Vec::new()),
+            slots: [const { OnceLock::new() }; SLOTS],
+            more: RwLock::new(Vec::new()),
+            making: Mutex::new(()),
             max_keys: max_keys.max(1),
             start: tokio::time::Instant::now(),
         }
@@ -172,10 +184,11 @@ impl MemoryRateLimitStore {
     /// included).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.read()
-            .iter()
-            .map(|(_, _, buckets)| buckets.len() + usize::from(lock(&buckets.overflow).is_some()))
-            .sum()
+        let count = |(_, _, buckets): &Limiter| {
+            buckets.len() + usize::from(lock(&buckets.overflow).is_some())
+        };
+        let slots: usize = self.slots.iter().filter_map(OnceLock::get).map(count).sum();
+        slots + self.more().iter().map(count).sum::<usize>()
     }
 
     /// Whether no bucket is held.
@@ -184,8 +197,33 @@ impl MemoryRateLimitStore {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Limiters> {
-        self.limiters.read().unwrap_or_else(PoisonError::into_inner)
+    fn more(&self) -> std::sync::RwLockReadGuard<'_, Vec<Limiter>> {
+        self.more.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the buckets of `limit` under `quota`, when they exist.
+    fn with_buckets<R>(
+        &self,
+        limit: &str,
+        quota: Quota,
+        f: impl FnOnce(&Buckets) -> R,
+    ) -> Option<R> {
+        let matches = |(name, q, _): &&Limiter| **name == *limit && *q == quota;
+        let mut full = true;
+        for slot in &self.slots {
+            match slot.get() {
+                Some(found) if matches(&found) => return Some(f(&found.2)),
+                Some(_) => {}
+                None => {
+                    full = false;
+                    break;
+                }
+            }
+        }
+        if !full {
+            return None;
+        }
+        self.more().iter().find(matches).map(|found| f(&found.2))
     }
 
     /// `at`, on the store's clock.
@@ -196,25 +234,28 @@ impl MemoryRateLimitStore {
 
     /// The buckets of `limit` under `quota`, made on first use.
     fn buckets(&self, limit: &str, quota: Quota) -> Option<Arc<Buckets>> {
-        let find = |limiters: &Limiters| {
-            limiters
-                .iter()
-                .find(|(name, q, _)| **name == *limit && *q == quota)
-                .map(|(_, _, buckets)| buckets.clone())
-        };
-        if let Some(found) = find(&self.read()) {
-            return Some(found);
+        let _making = lock(&self.making);
+        // Another request may have made them meanwhile: keep the first.
+        let matches = |(name, q, _): &&Limiter| **name == *limit && *q == quota;
+        if let Some(found) = self.slots.iter().filter_map(OnceLock::get).find(matches) {
+            return Some(found.2.clone());
+        }
+        if let Some(found) = self.more().iter().find(matches) {
+            return Some(found.2.clone());
         }
         let buckets = Arc::new(Buckets::new(quota)?);
-        let mut limiters = self
-            .limiters
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Another request may have made them meanwhile: keep the first.
-        if let Some(found) = find(&limiters) {
-            return Some(found);
+        let made = (limit.into(), quota, buckets.clone());
+        match self.slots.iter().find(|slot| slot.get().is_none()) {
+            // Only this request sets slots (under `making`): the empty one stays empty.
+            Some(slot) => {
+                let _ = slot.set(made);
+            }
+            None => self
+                .more
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(made),
         }
-        limiters.push((limit.into(), quota, buckets.clone()));
         Some(buckets)
     }
 
@@ -352,14 +393,10 @@ impl MemoryRateLimitStore {
 
 impl RateLimitStore for MemoryRateLimitStore {
     fn check(&self, check: &LimitCheck<'_>) -> StoreFuture<LimitState> {
-        // The common case: the limit's buckets exist; check under the read lock, which
-        // only their creation takes for writing.
-        if let Some(state) = self
-            .read()
-            .iter()
-            .find(|(name, quota, _)| **name == *check.limit && *quota == check.quota)
-            .map(|(_, _, buckets)| self.check_in(buckets, check))
-        {
+        // The common case: the limit's buckets exist, found without a lock.
+        if let Some(state) = self.with_buckets(check.limit, check.quota, |buckets| {
+            self.check_in(buckets, check)
+        }) {
             return StoreFuture::ready(state);
         }
         let Some(buckets) = self.buckets(check.limit, check.quota) else {
@@ -491,6 +528,22 @@ mod tests {
             });
             assert!((1..=2).contains(&allowed), "{allowed} requests allowed");
         }
+    }
+
+    /// More limits than the lock-free slots: the rest are found as well.
+    #[tokio::test(start_paused = true)]
+    async fn limits_past_the_slots_are_counted_alike() {
+        let store = MemoryRateLimitStore::new(10);
+        let quota = Quota::per_minute(1);
+        let key = BucketKey::Text("a".into());
+        for round in 0..2 {
+            for limit in 0..SLOTS + 8 {
+                let name = format!("limit-{limit}");
+                let state = store.check(&LimitCheck::new(&name, &key, quota)).await;
+                assert_eq!(state.allowed, round == 0, "{name}, round {round}");
+            }
+        }
+        assert_eq!(store.len(), SLOTS + 8);
     }
 
     /// A quota the layer would refuse (a store used on its own) is not counted, rather than
