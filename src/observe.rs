@@ -167,6 +167,7 @@ impl Decision<'_> {
     #[must_use]
     pub fn client_ip(&self) -> Option<IpAddr> {
         match self.client {
+            #[cfg(feature = "oidc")]
             Client::Known(ip) => ip,
             Client::Request(extensions) => client_ip(extensions),
         }
@@ -184,6 +185,7 @@ impl Decision<'_> {
 #[derive(Clone, Copy)]
 pub(crate) enum Client<'a> {
     /// Already worked out (by a layer that outlives the request's extensions).
+    #[cfg(feature = "oidc")]
     Known(Option<IpAddr>),
     /// The request's extensions, asked only when an observer wants the address.
     Request(&'a http::Extensions),
@@ -193,6 +195,7 @@ impl std::fmt::Debug for Client<'_> {
     /// The address itself, wherever it comes from.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ip = match *self {
+            #[cfg(feature = "oidc")]
             Self::Known(ip) => ip,
             Self::Request(extensions) => client_ip(extensions),
         };
