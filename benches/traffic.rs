@@ -11,6 +11,11 @@
 //! - `router` and `one_keyed_limit_router`: the floor and the keyed limit with its fields
 //!   again, beside a bare axum `Router` with one route whose handler answers text: the
 //!   floor the target is stated against.
+//! - `one_keyed_limit_router_difference` and `one_keyed_limit_no_fields_router_difference`:
+//!   the keyed limit's cost itself beside the bare router, with and without the fields:
+//!   batches of 64 requests to each, alternating, and the layered batches' time minus the
+//!   bare ones', per request. Both see the same moments of a noisy machine, where two
+//!   separate measurements may not.
 //! - `one_ip_limit`: one limit keyed by client IP.
 //! - `text_service` and `one_keyed_limit_text_service`: the floor and the keyed limit with
 //!   its fields again, with a service that answers as an axum handler returning text does,
@@ -80,6 +85,40 @@ where
         }
     })
     .unwrap_or_else(|never| match never {})
+}
+
+/// The time `layered` takes beyond `bare` for `iterations` requests: batches of 64 requests
+/// to each, alternating, each batch timed; the layered batches' time minus the bare ones'.
+/// Both see the same moments of a noisy machine, where two separate measurements may not.
+fn difference<A, B, RA, RB>(
+    iterations: u64,
+    bare: &mut A,
+    layered: &mut B,
+    request: impl Fn() -> Request<String>,
+) -> Duration
+where
+    A: Service<Request<String>, Response = Response<RA>, Error = Infallible>,
+    B: Service<Request<String>, Response = Response<RB>, Error = Infallible>,
+{
+    const BATCH: u64 = 64;
+    let mut bare_time = Duration::ZERO;
+    let mut layered_time = Duration::ZERO;
+    let mut done = 0;
+    while done < iterations {
+        let batch = BATCH.min(iterations - done);
+        let started = std::time::Instant::now();
+        for _ in 0..batch {
+            black_box(send(bare, request()).status());
+        }
+        bare_time += started.elapsed();
+        let started = std::time::Instant::now();
+        for _ in 0..batch {
+            black_box(send(layered, request()).status());
+        }
+        layered_time += started.elapsed();
+        done += batch;
+    }
+    layered_time.saturating_sub(bare_time)
 }
 
 /// A fresh request from `peer`, carrying a clone of `principal`.
@@ -157,6 +196,25 @@ fn rate_limit(c: &mut Criterion) {
     );
     group.bench_function("one_keyed_limit_router", |b| {
         b.iter(|| send(&mut keyed_router, request(&principal, peer)).status());
+    });
+
+    // The difference itself, measured on a noisy shared machine (see `difference`).
+    let mut bare_router = router();
+    let mut layered_router = limits(per_key(), true).layer(router());
+    group.bench_function("one_keyed_limit_router_difference", |b| {
+        b.iter_custom(|iterations| {
+            difference(iterations, &mut bare_router, &mut layered_router, || {
+                request(&principal, peer)
+            })
+        });
+    });
+    let mut quiet_router = limits(per_key(), false).layer(router());
+    group.bench_function("one_keyed_limit_no_fields_router_difference", |b| {
+        b.iter_custom(|iterations| {
+            difference(iterations, &mut bare_router, &mut quiet_router, || {
+                request(&principal, peer)
+            })
+        });
     });
 
     let per_ip = Limit::new("per-ip", LimitKey::ClientIp, HUGE);
