@@ -232,7 +232,8 @@ impl KeyId {
     /// The id as text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        // ASCII by construction (`parse` is the only way in).
+        // ASCII by construction (`parse` and `KeyFormat::parse` are the only ways in, and
+        // both check the bytes).
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
@@ -293,6 +294,26 @@ mod tests {
         let parsed = format.parse(text.as_bytes()).expect("well-formed");
         assert_eq!(parsed.id, id);
         assert_eq!(parsed.secret.len(), SECRET_LEN);
+    }
+
+    /// A key with a byte that is not UTF-8 (or a character of several bytes) is malformed,
+    /// wherever the byte is: never a checksum failure, never a panic.
+    #[test]
+    fn keys_with_bytes_outside_ascii_are_malformed() {
+        let (format, _, key) = generated();
+        let bytes = key.expose_secret().as_bytes();
+        for at in 0..bytes.len() {
+            for wrong in [&[0xff_u8][..], "é".as_bytes()] {
+                let mut changed = bytes[..at].to_vec();
+                changed.extend_from_slice(wrong);
+                changed.extend_from_slice(&bytes[at + 1..]);
+                assert_eq!(
+                    format.parse(&changed),
+                    Err(FormatError::Malformed),
+                    "at {at}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -376,8 +397,11 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
             let format = KeyFormat::default();
-            let text = String::from_utf8_lossy(&bytes);
-            let _ = format.parse(text.as_bytes());
+            // The bytes as sent, not UTF-8 text: whatever passes is ASCII.
+            if let Ok(parsed) = format.parse(&bytes) {
+                prop_assert!(bytes.is_ascii());
+                prop_assert!(parsed.secret.is_ascii());
+            }
         }
 
         #[test]

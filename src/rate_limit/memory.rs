@@ -248,7 +248,8 @@ impl MemoryRateLimitStore {
         match self.slots.iter().find(|slot| slot.get().is_none()) {
             // Only this request sets slots (under `making`): the empty one stays empty.
             Some(slot) => {
-                let _ = slot.set(made);
+                let set = slot.set(made);
+                debug_assert!(set.is_ok(), "a slot is set only under `making`");
             }
             None => self
                 .more
