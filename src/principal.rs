@@ -90,6 +90,30 @@ struct Inner {
     scopes: Names,
     tenant: Option<Arc<str>>,
     claims: Arc<Map<String, Value>>,
+    /// The rate-limit buckets this principal counts in, worked out once.
+    #[cfg(feature = "rate-limit")]
+    bucket_keys: BucketKeys,
+}
+
+/// The rate-limit bucket keys of a principal, each worked out on first use: the shared part
+/// lives as long as a key record or a cached token, so the requests after the first borrow
+/// them (no allocation, no reference count touched). Derived from the principal's fields,
+/// which never change once built.
+#[cfg(feature = "rate-limit")]
+#[derive(Clone, Default)]
+pub(crate) struct BucketKeys {
+    pub(crate) api_key: std::sync::OnceLock<Option<crate::rate_limit::BucketKey>>,
+    pub(crate) subject: std::sync::OnceLock<Option<crate::rate_limit::BucketKey>>,
+    pub(crate) client_id: std::sync::OnceLock<Option<crate::rate_limit::BucketKey>>,
+    pub(crate) tenant: std::sync::OnceLock<Option<crate::rate_limit::BucketKey>>,
+}
+
+#[cfg(feature = "rate-limit")]
+impl PartialEq for BucketKeys {
+    /// A cache of what the principal's other fields say: never a difference of its own.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A sorted, duplicate-free, shared list of names (roles, scopes or permissions).
@@ -205,9 +229,17 @@ impl Principal {
                 scopes: Names::default(),
                 tenant: None,
                 claims: Arc::default(),
+                #[cfg(feature = "rate-limit")]
+                bucket_keys: BucketKeys::default(),
             },
             permissions: Names::default(),
         }
+    }
+
+    /// The rate-limit bucket keys worked out from this principal so far.
+    #[cfg(feature = "rate-limit")]
+    pub(crate) fn bucket_keys(&self) -> &BucketKeys {
+        &self.inner.bucket_keys
     }
 
     /// The caller's identifier: the API key's owner, the token's `sub`, …

@@ -1,15 +1,16 @@
 //! What a limit is: a [`Quota`], a [`LimitKey`] saying whose bucket a request counts
 //! against, [`Tier`]s choosing another quota from the caller, and the routes it covers.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::Extensions;
 
-use crate::principal::{AuthMethod, Principal};
+use crate::principal::{AuthMethod, BucketKeys, Principal};
 
 /// How many requests a bucket allows: `requests` per `period`, refilled steadily (GCRA),
 /// with bursts of up to `burst` requests (by default `requests`).
@@ -148,42 +149,62 @@ impl LimitKey {
     }
 
     /// The bucket of this request, or `None` when the key does not apply (no caller, no
-    /// API key, no tenant).
-    pub(crate) fn bucket(
+    /// API key, no tenant). A principal's keys are worked out once and borrowed after.
+    pub(crate) fn bucket<'a>(
         self,
         limit: &Arc<str>,
         extensions: &Extensions,
-        principal: Option<&Principal>,
+        principal: Option<&'a Principal>,
         route: Option<&str>,
         ipv6_prefix: u8,
-    ) -> Option<BucketKey> {
-        Some(match self {
-            Self::ApiKey => match principal?.auth_method() {
-                AuthMethod::ApiKey { key_id } => BucketKey::Text(key_id.clone()),
-                _ => return None,
-            },
-            Self::Subject => {
-                let principal = principal?;
-                let issuer = principal.issuer().unwrap_or("");
-                // The NUL cannot be in an issuer URL: no two pairs make one text.
-                BucketKey::Text(format!("{issuer}\u{0}{}", principal.subject()).into())
-            }
-            Self::ClientId => {
-                let principal = principal?;
-                let client = principal
-                    .claim("client_id")
-                    .or_else(|| principal.claim("azp"))?
-                    .as_str()?;
-                BucketKey::Text(client.into())
-            }
-            Self::Tenant => BucketKey::Text(principal?.tenant()?.into()),
-            Self::ClientIp => BucketKey::Ip(crate::shield::counting_key(
+    ) -> Option<Cow<'a, BucketKey>> {
+        let of_principal = |cell: fn(&BucketKeys) -> &OnceLock<Option<BucketKey>>,
+                            make: fn(&Principal) -> Option<BucketKey>| {
+            let principal = principal?;
+            cell(principal.bucket_keys())
+                .get_or_init(|| make(principal))
+                .as_ref()
+                .map(Cow::Borrowed)
+        };
+        match self {
+            Self::ApiKey => of_principal(
+                |keys| &keys.api_key,
+                |principal| match principal.auth_method() {
+                    AuthMethod::ApiKey { key_id } => Some(BucketKey::Text(key_id.clone())),
+                    _ => None,
+                },
+            ),
+            Self::Subject => of_principal(
+                |keys| &keys.subject,
+                |principal| {
+                    let issuer = principal.issuer().unwrap_or("");
+                    // The NUL cannot be in an issuer URL: no two pairs make one text.
+                    Some(BucketKey::Text(
+                        format!("{issuer}\u{0}{}", principal.subject()).into(),
+                    ))
+                },
+            ),
+            Self::ClientId => of_principal(
+                |keys| &keys.client_id,
+                |principal| {
+                    let client = principal
+                        .claim("client_id")
+                        .or_else(|| principal.claim("azp"))?
+                        .as_str()?;
+                    Some(BucketKey::Text(client.into()))
+                },
+            ),
+            Self::Tenant => of_principal(
+                |keys| &keys.tenant,
+                |principal| Some(BucketKey::Text(principal.tenant()?.into())),
+            ),
+            Self::ClientIp => Some(Cow::Owned(BucketKey::Ip(crate::shield::counting_key(
                 client_ip(extensions)?,
                 ipv6_prefix,
-            )),
-            Self::Route => BucketKey::Text(route?.into()),
-            Self::Shared => BucketKey::Text(limit.clone()),
-        })
+            )))),
+            Self::Route => Some(Cow::Owned(BucketKey::Text(route?.into()))),
+            Self::Shared => Some(Cow::Owned(BucketKey::Text(limit.clone()))),
+        }
     }
 }
 
@@ -339,5 +360,44 @@ impl Limit {
     #[must_use]
     pub fn key(&self) -> LimitKey {
         self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A principal's bucket keys are worked out once: later requests borrow the same key,
+    /// and a principal without the key's part has no bucket.
+    #[test]
+    fn principal_keys_are_worked_out_once() {
+        let principal = Principal::builder(
+            "vera",
+            AuthMethod::ApiKey {
+                key_id: "k_1".into(),
+            },
+        )
+        .issuer("https://issuer.example")
+        .build();
+        let limit: Arc<str> = "per-key".into();
+        let extensions = Extensions::new();
+        let bucket = |key: LimitKey| key.bucket(&limit, &extensions, Some(&principal), None, 64);
+        let first = bucket(LimitKey::ApiKey).expect("an API-key principal");
+        let again = bucket(LimitKey::ApiKey).expect("an API-key principal");
+        assert!(
+            matches!((&first, &again), (Cow::Borrowed(a), Cow::Borrowed(b)) if std::ptr::eq(*a, *b))
+        );
+        assert_eq!(*first, BucketKey::Text("k_1".into()));
+        assert_eq!(
+            *bucket(LimitKey::Subject).expect("a subject"),
+            BucketKey::Text("https://issuer.example\u{0}vera".into())
+        );
+        assert!(bucket(LimitKey::Tenant).is_none());
+        assert!(bucket(LimitKey::ClientId).is_none());
+        assert!(
+            LimitKey::ApiKey
+                .bucket(&limit, &extensions, None, None, 64)
+                .is_none()
+        );
     }
 }
