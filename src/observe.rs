@@ -166,11 +166,7 @@ impl Decision<'_> {
     /// unknown (a proxy's address is never taken for its client's).
     #[must_use]
     pub fn client_ip(&self) -> Option<IpAddr> {
-        match self.client {
-            #[cfg(feature = "oidc")]
-            Client::Known(ip) => ip,
-            Client::Request(extensions) => client_ip(extensions),
-        }
+        self.client.ip()
     }
 
     /// How long the layer took to decide (authentication: including waiting on stores
@@ -191,15 +187,20 @@ pub(crate) enum Client<'a> {
     Request(&'a http::Extensions),
 }
 
-impl std::fmt::Debug for Client<'_> {
-    /// The address itself, wherever it comes from.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ip = match *self {
+impl Client<'_> {
+    fn ip(self) -> Option<IpAddr> {
+        match self {
             #[cfg(feature = "oidc")]
             Self::Known(ip) => ip,
             Self::Request(extensions) => client_ip(extensions),
-        };
-        std::fmt::Debug::fmt(&ip, f)
+        }
+    }
+}
+
+impl std::fmt::Debug for Client<'_> {
+    /// The address itself, wherever it comes from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.ip(), f)
     }
 }
 

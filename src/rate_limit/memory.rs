@@ -201,26 +201,23 @@ impl MemoryRateLimitStore {
         self.more.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` on the buckets of `limit` under `quota`, when they exist.
+    /// Runs `f` on the buckets of `limit` under `quota`, when they exist. The slots fill in
+    /// order, so the list past them is looked at only when every slot is set.
     fn with_buckets<R>(
         &self,
         limit: &str,
         quota: Quota,
-        f: impl FnOnce(&Buckets) -> R,
+        f: impl FnOnce(&Arc<Buckets>) -> R,
     ) -> Option<R> {
         let matches = |(name, q, _): &&Limiter| **name == *limit && *q == quota;
-        let mut full = true;
-        for slot in &self.slots {
-            match slot.get() {
-                Some(found) if matches(&found) => return Some(f(&found.2)),
-                Some(_) => {}
-                None => {
-                    full = false;
-                    break;
-                }
+        let mut set = 0;
+        for found in self.slots.iter().map_while(OnceLock::get) {
+            if matches(&found) {
+                return Some(f(&found.2));
             }
+            set += 1;
         }
-        if !full {
+        if set < SLOTS {
             return None;
         }
         self.more().iter().find(matches).map(|found| f(&found.2))
@@ -235,13 +232,10 @@ impl MemoryRateLimitStore {
     /// The buckets of `limit` under `quota`, made on first use.
     fn buckets(&self, limit: &str, quota: Quota) -> Option<Arc<Buckets>> {
         let _making = lock(&self.making);
-        // Another request may have made them meanwhile: keep the first.
-        let matches = |(name, q, _): &&Limiter| **name == *limit && *q == quota;
-        if let Some(found) = self.slots.iter().filter_map(OnceLock::get).find(matches) {
-            return Some(found.2.clone());
-        }
-        if let Some(found) = self.more().iter().find(matches) {
-            return Some(found.2.clone());
+        // Another request may have made them meanwhile (under `making`, so seen here): keep
+        // the first.
+        if let Some(found) = self.with_buckets(limit, quota, Arc::clone) {
+            return Some(found);
         }
         let buckets = Arc::new(Buckets::new(quota)?);
         let made = (limit.into(), quota, buckets.clone());
@@ -264,58 +258,52 @@ impl MemoryRateLimitStore {
     fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
         let now = self.nanos(check.now);
         let hash = buckets.hasher.hash_one(check.key);
-        {
-            let mut shard = buckets.shard(hash);
-            if let Some((_, tat)) = shard.find_mut(hash, |(key, _)| key == check.key) {
-                let (state, next) = step(buckets, Some(*tat), now);
-                if let Some(next) = next {
-                    *tat = next;
-                }
-                return state;
-            }
-            // A new key: its bucket is made if the limit has room.
-            if buckets.keys.load(Ordering::Relaxed) < self.max_keys {
-                return self.insert(buckets, &mut shard, hash, check.key, now);
-            }
+        // A new key's bucket is made when the limit has room; else room is made first.
+        let has_room = || buckets.keys.load(Ordering::Relaxed) < self.max_keys;
+        if let Some(state) = self.count(buckets, hash, check.key, now, has_room) {
+            return state;
         }
-        if self.make_room(buckets, check.limit, now) {
-            let mut shard = buckets.shard(hash);
-            // Another request for the same key may have made its bucket meanwhile: one
-            // bucket a key, or each racing request would start with a full one.
-            if let Some((_, tat)) = shard.find_mut(hash, |(key, _)| key == check.key) {
-                let (state, next) = step(buckets, Some(*tat), now);
-                if let Some(next) = next {
-                    *tat = next;
-                }
-                return state;
-            }
-            return self.insert(buckets, &mut shard, hash, check.key, now);
+        // Under the shard's lock again: another request for the same key may have made
+        // its bucket meanwhile (one bucket a key, or each racing request would start with a
+        // full one).
+        if self.make_room(buckets, check.limit, now)
+            && let Some(state) = self.count(buckets, hash, check.key, now, || true)
+        {
+            return state;
         }
         let mut overflow = lock(&buckets.overflow);
         let (state, next) = step(buckets, *overflow, now);
-        if next.is_some() {
-            *overflow = next;
-        }
+        *overflow = next.or(*overflow);
         state
     }
 
-    /// The first step of a new key's bucket, made when the request is allowed.
-    fn insert(
+    /// One step in `key`'s bucket, under its shard's lock: the bucket found, or made when
+    /// `may_make` says so; `None` when there is no bucket and none may be made.
+    fn count(
         &self,
         buckets: &Buckets,
-        shard: &mut Shard,
         hash: u64,
         key: &BucketKey,
         now: Nanos,
-    ) -> LimitState {
+        may_make: impl FnOnce() -> bool,
+    ) -> Option<LimitState> {
+        let mut shard = buckets.shard(hash);
+        if let Some((_, tat)) = shard.find_mut(hash, |(stored, _)| stored == key) {
+            let (state, next) = step(buckets, Some(*tat), now);
+            *tat = next.unwrap_or(*tat);
+            return Some(state);
+        }
+        if !may_make() {
+            return None;
+        }
         let (state, next) = step(buckets, None, now);
-        if let Some(next) = next {
-            shard.insert_unique(hash, (key.clone(), next), |(key, _)| {
+        if let Some(tat) = next {
+            shard.insert_unique(hash, (key.clone(), tat), |(key, _)| {
                 buckets.hasher.hash_one(key)
             });
             buckets.keys.fetch_add(1, Ordering::Relaxed);
         }
-        state
+        Some(state)
     }
 
     /// Makes room in a full limit, at most once a second: sweeps the buckets full again,
