@@ -54,6 +54,8 @@
 
 mod audit;
 #[cfg(feature = "metrics")]
+mod handles;
+#[cfg(feature = "metrics")]
 mod metrics;
 
 use std::net::IpAddr;
@@ -397,7 +399,20 @@ impl Observe for TracingObserver {
 #[inline]
 pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(name, label => value).increment(1);
+    {
+        // Registered once per recorder (see `handles`): a token-cache lookup is counted on
+        // every request.
+        static COUNTERS: std::sync::LazyLock<
+            handles::Handles<(&'static str, &'static str), ::metrics::Counter>,
+        > = std::sync::LazyLock::new(Default::default);
+        let key = (name, value);
+        COUNTERS.with(
+            handles::LabelHasher::hash(&key),
+            |seen| *seen == key,
+            || (key, ::metrics::counter!(name, label => value)),
+            |counter| counter.increment(1),
+        );
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = (name, label, value);
 }

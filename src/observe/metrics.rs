@@ -1,8 +1,13 @@
 //! [`MetricsObserver`]: decisions as metrics, through the `metrics` facade.
 
-use metrics::{counter, histogram};
+use std::fmt;
+use std::sync::Arc;
 
+use metrics::{Counter, Histogram, counter, histogram};
+
+use super::handles::{Handles, LabelHasher};
 use super::{BlockAction, BlockEvent, Decision, Observe, Outcome, Stage};
+use crate::rejection::Reason;
 
 /// Records every decision through the [`metrics`] facade; you install the recorder (a
 /// Prometheus exporter, OpenTelemetry, StatsD, …), the library never picks one.
@@ -28,15 +33,120 @@ use super::{BlockAction, BlockEvent, Decision, Observe, Outcome, Stage};
 ///
 /// It records only: wrap it with [`TracingObserver`](super::TracingObserver) (a tuple
 /// `(TracingObserver, MetricsObserver)` is an observer) to keep the events.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MetricsObserver;
+///
+/// Each label set is registered with the recorder once, the first time it is seen, and its
+/// handles are kept (clones of an observer share them); a decision then costs a lookup in
+/// a table read without a lock, where the `metrics` macros would register the metric again
+/// on every request. When the recorder changes (one installed after the first decisions,
+/// or a thread's local recorder), the label sets are registered again with it.
+#[derive(Clone, Default)]
+pub struct MetricsObserver {
+    handles: Arc<Handles<LabelSet, DecisionHandles>>,
+}
+
+impl fmt::Debug for MetricsObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsObserver").finish_non_exhaustive()
+    }
+}
 
 impl MetricsObserver {
     /// A metrics observer.
     #[must_use]
     pub fn new() -> Self {
-        Self
+        Self::default()
     }
+}
+
+/// The labels of one decision's metrics.
+#[derive(Clone)]
+struct LabelSet {
+    stage: Stage,
+    outcome: Outcome,
+    reason: Option<Reason>,
+    method: &'static str,
+    /// The matched rule (`GET /orders/{id}`), whose path is the `http.route` label.
+    rule: Option<Box<str>>,
+    /// The limit, for a rate limit's refusal.
+    limit: Option<Box<str>>,
+}
+
+/// A decision's labels as the decision holds them: hashed like a [`LabelSet`].
+#[derive(Hash)]
+struct Seen<'a> {
+    stage: Stage,
+    outcome: Outcome,
+    reason: Option<Reason>,
+    method: &'static str,
+    rule: Option<&'a str>,
+    limit: Option<&'a str>,
+}
+
+impl Seen<'_> {
+    fn is(&self, set: &LabelSet) -> bool {
+        self.stage == set.stage
+            && self.outcome == set.outcome
+            && self.reason == set.reason
+            && self.method == set.method
+            && self.rule == set.rule.as_deref()
+            && self.limit == set.limit.as_deref()
+    }
+
+    fn owned(&self) -> LabelSet {
+        LabelSet {
+            stage: self.stage,
+            outcome: self.outcome,
+            reason: self.reason,
+            method: self.method,
+            rule: self.rule.map(Box::from),
+            limit: self.limit.map(Box::from),
+        }
+    }
+
+    /// Registers the metrics of these labels with the current recorder.
+    fn register(&self) -> DecisionHandles {
+        let stage = self.stage.name();
+        let outcome = self.outcome.name();
+        // OpenTelemetry's `http.route` is the path template; the method has its own label.
+        let route = self
+            .rule
+            .map_or("none", |rule| {
+                rule.split_once(' ').map_or(rule, |(_, path)| path)
+            })
+            .to_owned();
+        let refusals = self.limit.map(|limit| {
+            counter!(
+                "portcullis.rate_limit.refusals",
+                "limit" => limit.to_owned(),
+                "outcome" => outcome,
+            )
+        });
+        DecisionHandles {
+            decisions: counter!(
+                "portcullis.decisions",
+                "stage" => stage,
+                "outcome" => outcome,
+                "reason" => self.reason.map_or("none", |reason| reason.code()),
+                "http.route" => route,
+                "http.request.method" => self.method,
+            ),
+            duration: histogram!(
+                "portcullis.decision.duration",
+                "stage" => stage,
+                "outcome" => outcome,
+            ),
+            refusals,
+        }
+    }
+}
+
+/// The metrics one decision records.
+#[derive(Clone)]
+struct DecisionHandles {
+    decisions: Counter,
+    duration: Histogram,
+    /// A rate limit's refusals (and would-be refusals), by limit.
+    refusals: Option<Counter>,
 }
 
 /// The method as a bounded label: a standard method, or `_OTHER`.
@@ -57,41 +167,33 @@ fn method_label(method: &http::Method) -> &'static str {
 
 impl Observe for MetricsObserver {
     fn decision(&self, decision: &Decision<'_>) {
-        let stage = decision.stage.name();
-        let outcome = decision.outcome.name();
-        // OpenTelemetry's `http.route` is the path template; the method has its own label.
-        let route = decision
-            .route
-            .map_or("none", |rule| {
-                rule.split_once(' ').map_or(rule, |(_, path)| path)
-            })
-            .to_owned();
-        counter!(
-            "portcullis.decisions",
-            "stage" => stage,
-            "outcome" => outcome,
-            "reason" => decision.reason.map_or("none", |reason| reason.code()),
-            "http.route" => route,
-            "http.request.method" => method_label(decision.method),
-        )
-        .increment(1);
-        histogram!(
-            "portcullis.decision.duration",
-            "stage" => stage,
-            "outcome" => outcome,
-        )
-        .record(decision.elapsed().as_secs_f64());
-        if decision.stage == Stage::RateLimit
-            && matches!(decision.outcome, Outcome::Refused | Outcome::WouldRefuse)
-        {
-            let limit = decision.limit.unwrap_or("none").to_owned();
-            counter!(
-                "portcullis.rate_limit.refusals",
-                "limit" => limit,
-                "outcome" => outcome,
-            )
-            .increment(1);
-        }
+        let refused = decision.stage == Stage::RateLimit
+            && matches!(decision.outcome, Outcome::Refused | Outcome::WouldRefuse);
+        let seen = Seen {
+            stage: decision.stage,
+            outcome: decision.outcome,
+            reason: decision.reason,
+            method: method_label(decision.method),
+            rule: decision.route,
+            limit: if refused {
+                Some(decision.limit.unwrap_or("none"))
+            } else {
+                None
+            },
+        };
+        let elapsed = decision.elapsed().as_secs_f64();
+        self.handles.with(
+            LabelHasher::hash(&seen),
+            |set| seen.is(set),
+            || (seen.owned(), seen.register()),
+            |handles| {
+                handles.decisions.increment(1);
+                handles.duration.record(elapsed);
+                if let Some(refusals) = &handles.refusals {
+                    refusals.increment(1);
+                }
+            },
+        );
     }
 
     fn block(&self, event: &BlockEvent<'_>) {
@@ -106,5 +208,146 @@ impl Observe for MetricsObserver {
                 counter!("portcullis.shield.unblocks", "kind" => event.kind).increment(1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit, with_local_recorder};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+    use crate::observe::Client;
+
+    /// Counts registrations, records nothing.
+    #[derive(Default)]
+    struct Registrations {
+        counters: AtomicUsize,
+        histograms: AtomicUsize,
+    }
+
+    impl Recorder for Registrations {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            self.counters.fetch_add(1, Ordering::Relaxed);
+            Counter::noop()
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            self.histograms.fetch_add(1, Ordering::Relaxed);
+            Histogram::noop()
+        }
+    }
+
+    fn decision<'a>(
+        extensions: &'a http::Extensions,
+        stage: Stage,
+        outcome: Outcome,
+        route: Option<&'a str>,
+        limit: Option<&'a str>,
+    ) -> Decision<'a> {
+        Decision {
+            stage,
+            outcome,
+            reason: (outcome == Outcome::Refused).then_some(Reason::RateLimited),
+            cause: None,
+            status: None,
+            route,
+            method: &http::Method::GET,
+            path: "/orders/7",
+            principal: None,
+            client: Client::Request(extensions),
+            limit,
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn each_label_set_is_registered_once() {
+        let extensions = http::Extensions::new();
+        let recorder = Registrations::default();
+        let observer = MetricsObserver::new();
+        let shared = observer.clone();
+        with_local_recorder(&recorder, || {
+            for _ in 0..3 {
+                observer.decision(&decision(
+                    &extensions,
+                    Stage::Authorize,
+                    Outcome::Allowed,
+                    Some("GET /orders/{id}"),
+                    None,
+                ));
+                shared.decision(&decision(
+                    &extensions,
+                    Stage::Authorize,
+                    Outcome::Allowed,
+                    Some("GET /reports"),
+                    None,
+                ));
+                observer.decision(&decision(
+                    &extensions,
+                    Stage::RateLimit,
+                    Outcome::Refused,
+                    None,
+                    Some("per-key"),
+                ));
+            }
+        });
+        // Two routes, and a refusal with its limit's counter besides.
+        assert_eq!(recorder.counters.load(Ordering::Relaxed), 4);
+        assert_eq!(recorder.histograms.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn another_recorder_gets_its_own_handles() {
+        let extensions = http::Extensions::new();
+        let first = Registrations::default();
+        let second = DebuggingRecorder::new();
+        let snapshotter = second.snapshotter();
+        let observer = MetricsObserver::new();
+        let allowed = || {
+            decision(
+                &extensions,
+                Stage::Validate,
+                Outcome::Allowed,
+                Some("POST /orders"),
+                None,
+            )
+        };
+        with_local_recorder(&first, || observer.decision(&allowed()));
+        with_local_recorder(&second, || {
+            observer.decision(&allowed());
+            observer.decision(&allowed());
+        });
+        with_local_recorder(&first, || observer.decision(&allowed()));
+        assert_eq!(first.counters.load(Ordering::Relaxed), 2);
+        let counted: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "portcullis.decisions")
+            .map(|(key, _, _, value)| {
+                let route = key
+                    .key()
+                    .labels()
+                    .find(|label| label.key() == "http.route")
+                    .map(|label| label.value().to_owned());
+                (route, value)
+            })
+            .collect();
+        assert_eq!(
+            counted,
+            vec![(Some("/orders".to_owned()), DebugValue::Counter(2))]
+        );
     }
 }
