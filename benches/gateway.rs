@@ -11,6 +11,12 @@
 //! same gateway in a `ReloadableLayer` after one reload, so `reloadable` minus `gated` is what
 //! being reloadable costs.
 //!
+//! `metered` is the gateway reporting to `(TracingObserver, MetricsObserver)` with a
+//! Prometheus recorder current; `metered_macros` the same with an observer that records the
+//! same metrics through the `metrics` macros on every decision (registering each metric
+//! again every time, as the macros do): `metered` minus `gated` is what the metrics cost,
+//! and `metered_macros` minus `metered` what keeping the handles saves.
+//!
 //! Run with `cargo bench --bench gateway -- --warm-up-time 1 --measurement-time 3`.
 
 #![allow(missing_docs, clippy::expect_used)]
@@ -27,10 +33,44 @@ mod e2e_app;
 use poll::complete;
 use std::hint::black_box;
 
+use std::sync::Arc;
+
 use axum::Router;
 use criterion::{Criterion, criterion_group, criterion_main};
 use e2e_app::{Fixture, Scenario};
+use metrics::{counter, histogram};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use portcullis::observe::{Decision, MetricsObserver, Observe, TracingObserver};
 use tower::Service;
+
+/// The metrics `MetricsObserver` records, through the `metrics` macros on every decision.
+struct MacroObserver;
+
+impl Observe for MacroObserver {
+    fn decision(&self, decision: &Decision<'_>) {
+        let route = decision
+            .route
+            .map_or("none", |rule| {
+                rule.split_once(' ').map_or(rule, |(_, path)| path)
+            })
+            .to_owned();
+        counter!(
+            "portcullis.decisions",
+            "stage" => decision.stage.name(),
+            "outcome" => decision.outcome.name(),
+            "reason" => decision.reason.map_or("none", |reason| reason.code()),
+            "http.route" => route,
+            "http.request.method" => decision.method.as_str().to_owned(),
+        )
+        .increment(1);
+        histogram!(
+            "portcullis.decision.duration",
+            "stage" => decision.stage.name(),
+            "outcome" => decision.outcome.name(),
+        )
+        .record(decision.elapsed().as_secs_f64());
+    }
+}
 
 fn send(router: &mut Router, fixture: &Fixture, scenario: Scenario) {
     let response = complete(router.call(fixture.request(scenario))).expect("infallible");
@@ -48,6 +88,15 @@ fn gateway(c: &mut Criterion) {
     let (mut gated, fixture) = runtime.block_on(e2e_app::gated_router());
     let (mut reloaded, reloaded_fixture) = runtime.block_on(e2e_app::reloaded_router());
     let mut bare = e2e_app::bare_router();
+    let (mut metered, metered_fixture) = runtime.block_on(e2e_app::observed_router(Arc::new((
+        TracingObserver,
+        MetricsObserver::new(),
+    ))));
+    let (mut macros, macros_fixture) = runtime.block_on(e2e_app::observed_router(Arc::new((
+        TracingObserver,
+        MacroObserver,
+    ))));
+    let recorder = PrometheusBuilder::new().build_recorder();
     let mut group = c.benchmark_group("gateway");
     for scenario in Scenario::ALL {
         // Fills the token cache before measuring.
@@ -61,6 +110,16 @@ fn gateway(c: &mut Criterion) {
         send(&mut reloaded, &reloaded_fixture, scenario);
         group.bench_function(format!("{}/reloadable", scenario.name()), |b| {
             b.iter(|| send(&mut reloaded, &reloaded_fixture, scenario));
+        });
+        metrics::with_local_recorder(&recorder, || {
+            send(&mut metered, &metered_fixture, scenario);
+            send(&mut macros, &macros_fixture, scenario);
+            group.bench_function(format!("{}/metered", scenario.name()), |b| {
+                b.iter(|| send(&mut metered, &metered_fixture, scenario));
+            });
+            group.bench_function(format!("{}/metered_macros", scenario.name()), |b| {
+                b.iter(|| send(&mut macros, &macros_fixture, scenario));
+            });
         });
     }
     group.finish();

@@ -29,6 +29,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis::api_key::{ApiKeyAuthenticator, KeyAdmin, MemoryKeyStore, NewKey};
 use portcullis::authz::{RouteRules, permission, public};
 use portcullis::bearer::{BearerAuthenticator, IssuerRules, KeySet, VerificationKey};
+use portcullis::observe::Observe;
 use portcullis::validate::{RequestSchema, ValidatedJson, ValidationRules};
 use portcullis::{GatewaySecurity, GatewaySecurityLayer};
 use serde_json::{Value, json};
@@ -161,7 +162,18 @@ fn order_answer(order: &Value) -> &'static str {
     }
 }
 
+/// The same routes behind the gateway applied with `Router::layer`, reporting its decisions
+/// to `observer` instead of the default tracing observer.
+pub(crate) async fn observed_router(observer: Arc<dyn Observe>) -> (Router, Fixture) {
+    let (security, fixture) = gateway_with(Some(observer)).await;
+    (gated_routes().layer(security).with_state(()), fixture)
+}
+
 async fn gateway() -> (GatewaySecurityLayer, Fixture) {
+    gateway_with(None).await
+}
+
+async fn gateway_with(observer: Option<Arc<dyn Observe>>) -> (GatewaySecurityLayer, Fixture) {
     let store = Arc::new(MemoryKeyStore::new());
     let issued = store
         .issue(NewKey::for_owner("clerk-service").roles(["clerk"]))
@@ -196,7 +208,11 @@ async fn gateway() -> (GatewaySecurityLayer, Fixture) {
         )
         .build()
         .expect("validation rules");
-    let security = GatewaySecurityLayer::builder()
+    let mut builder = GatewaySecurityLayer::builder();
+    if let Some(observer) = observer {
+        builder = builder.observer(observer);
+    }
+    let security = builder
         .authenticate(ApiKeyAuthenticator::new(store))
         .authenticate(bearer)
         .rules(rules)
