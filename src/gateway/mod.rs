@@ -143,31 +143,7 @@ type WithLogin<S> = S;
 
 /// The stack inside [`GatewaySecurity`], innermost last.
 type Stack<S> =
-    WithShield<WithLimit<WithLogin<Authentication<Authorize<WithLimit<WithValidate<Boxed<S>>>>>>>>;
-
-/// The service behind the gateway, its future boxed. Each layer's future holds the one
-/// inside it, so without the box the service's future (an axum router's is 320 bytes) would
-/// be moved once per layer on every request; one allocation costs less (measured in
-/// `docs/benchmarks.md`).
-#[derive(Clone, Debug)]
-pub struct Boxed<S>(S);
-
-impl<S, R> Service<R> for Boxed<S>
-where
-    S: Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<Box<S::Future>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        Box::pin(self.0.call(request))
-    }
-}
+    WithShield<WithLimit<WithLogin<Authentication<Authorize<WithLimit<WithValidate<S>>>>>>>;
 
 /// The request body the service behind the gateway receives.
 #[cfg(feature = "validate")]
@@ -240,7 +216,6 @@ impl<S> Layer<S> for GatewaySecurityLayer {
     type Service = GatewaySecurity<S>;
 
     fn layer(&self, inner: S) -> GatewaySecurity<S> {
-        let inner = Boxed(inner);
         #[cfg(feature = "validate")]
         let inner = self.validate.layer(inner);
         #[cfg(feature = "rate-limit")]
