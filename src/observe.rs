@@ -392,29 +392,79 @@ impl Observe for TracingObserver {
     }
 }
 
-/// Counts one event of the bearer layers' remote work (JWKS fetches, cache lookups,
-/// introspection calls) through the `metrics` facade: these are not decisions, so they do
-/// not go through [`Observe`]. Nothing without the `metrics` feature.
+/// Counts one event of the bearer layers' remote work (JWKS fetches, introspection calls)
+/// through the `metrics` facade: these are not decisions, so they do not go through
+/// [`Observe`]. Nothing without the `metrics` feature. For events of every request, see
+/// [`RequestCounters`].
 #[cfg(feature = "bearer")]
 #[inline]
 pub(crate) fn count(name: &'static str, label: &'static str, value: &'static str) {
     #[cfg(feature = "metrics")]
-    {
-        // Registered once per recorder (see `handles`): a token-cache lookup is counted on
-        // every request.
-        static COUNTERS: std::sync::LazyLock<
-            handles::Handles<(&'static str, &'static str), ::metrics::Counter>,
-        > = std::sync::LazyLock::new(Default::default);
-        let key = (name, value);
-        COUNTERS.with(
-            handles::LabelHasher::hash(&key),
-            |seen| *seen == key,
-            || (key, ::metrics::counter!(name, label => value)),
-            |counter| counter.increment(1),
-        );
-    }
+    ::metrics::counter!(name, label => value).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = (name, label, value);
+}
+
+/// The bearer layers' counters of every request (token-cache and introspection-cache
+/// lookups), kept by the cache that counts: each label set is registered with the recorder
+/// once (see `observe/handles.rs`), not on every request as [`count`] does.
+#[cfg(feature = "bearer")]
+pub(crate) struct RequestCounters {
+    #[cfg(feature = "metrics")]
+    handles: handles::Handles<(&'static str, &'static str, &'static str), ::metrics::Counter>,
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
+}
+
+#[cfg(feature = "bearer")]
+impl Default for RequestCounters {
+    fn default() -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            handles: handles::Handles::default(),
+            #[cfg(feature = "metrics")]
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "bearer")]
+impl RequestCounters {
+    /// Counts one event at `second`, in seconds of any clock the caller has at hand (so
+    /// that counting reads none): [`Self::second_of`], or the seconds of the Unix epoch.
+    #[inline]
+    pub(crate) fn count(
+        &self,
+        second: u64,
+        name: &'static str,
+        label: &'static str,
+        value: &'static str,
+    ) {
+        #[cfg(feature = "metrics")]
+        {
+            let key = (name, label, value);
+            self.handles.with(
+                second,
+                handles::LabelHasher::hash(&key),
+                |seen| *seen == key,
+                || (key, ::metrics::counter!(name, label => value)),
+                |counter| counter.increment(1),
+            );
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (second, name, label, value);
+    }
+
+    /// `at`, in seconds since these counters were made.
+    pub(crate) fn second_of(&self, at: std::time::Instant) -> u64 {
+        #[cfg(feature = "metrics")]
+        return at.saturating_duration_since(self.started).as_secs();
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = at;
+            0
+        }
+    }
 }
 
 /// The client IP, for [`Decision::client_ip`]: the one a shield resolved (behind trusted

@@ -385,10 +385,6 @@ impl BearerAuthenticator {
         let cached = digest
             .as_ref()
             .and_then(|(cache, digest)| cache.get(digest, now));
-        if digest.is_some() {
-            let result = if cached.is_some() { "hit" } else { "miss" };
-            crate::observe::count("portcullis.token_cache.lookups", "result", result);
-        }
         if let Some(principal) = cached {
             // A token verified with fetched keys is not believed once no usable set is
             // left (fail closed when the keys are too stale).

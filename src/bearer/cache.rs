@@ -2,9 +2,10 @@
 //! hash and a lookup instead of a signature check.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Principal;
+use crate::observe::RequestCounters;
 use quick_cache::sync::Cache;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +22,7 @@ pub(crate) type TokenDigest = [u8; 32];
 /// is bounded; the least useful entries are evicted first.
 pub(crate) struct TokenCache {
     entries: Cache<TokenDigest, (Principal, SystemTime)>,
+    counters: RequestCounters,
 }
 
 impl fmt::Debug for TokenCache {
@@ -37,6 +39,7 @@ impl TokenCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             entries: Cache::new(capacity),
+            counters: RequestCounters::default(),
         }
     }
 
@@ -45,15 +48,24 @@ impl TokenCache {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    /// The principal of a token verified before, if it is still acceptable at `now`.
+    /// The principal of a token verified before, if it is still acceptable at `now`; the
+    /// lookup is counted (`portcullis.token_cache.lookups`).
     pub(crate) fn get(&self, digest: &TokenDigest, now: SystemTime) -> Option<Principal> {
-        let (principal, deadline) = self.entries.get(digest)?;
-        if now < deadline {
-            Some(principal)
-        } else {
-            self.entries.remove(digest);
-            None
-        }
+        let found = self.entries.get(digest).and_then(|(principal, deadline)| {
+            if now < deadline {
+                Some(principal)
+            } else {
+                self.entries.remove(digest);
+                None
+            }
+        });
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let result = if found.is_some() { "hit" } else { "miss" };
+        self.counters
+            .count(second, "portcullis.token_cache.lookups", "result", result);
+        found
     }
 
     /// Remembers a verified token until `deadline`.

@@ -19,6 +19,7 @@ use super::load::{CallBudget, LoadWarning, Overload};
 use crate::error::ConfigError;
 use crate::jwt::claims::{check_audience, push_words, roles_at, time};
 use crate::jwt::token::Failure;
+use crate::observe::RequestCounters;
 use crate::remote::introspection::{ClientAuth, IntrospectionClient};
 use crate::remote::{HttpClient, ReqwestClient, check_url};
 use crate::secret::ClientSecret;
@@ -197,6 +198,8 @@ struct Inner {
     budget_settings: (u32, Duration),
     load_warning: LoadWarning,
     counters: Counters,
+    /// The cache lookups, through the `metrics` facade.
+    lookups: RequestCounters,
 }
 
 impl fmt::Debug for Introspection {
@@ -310,19 +313,24 @@ impl Introspection {
 
     /// The cached answer for `digest`, if it still holds.
     pub(crate) fn cached(&self, digest: &TokenDigest) -> Option<Outcome> {
-        let miss = || {
-            crate::observe::count("portcullis.introspection.cache", "result", "miss");
-            None
+        let now = Instant::now();
+        let second = self.inner.lookups.second_of(now.into_std());
+        let count = |result| {
+            self.inner
+                .lookups
+                .count(second, "portcullis.introspection.cache", "result", result);
         };
         let Some((result, deadline)) = self.inner.cache.get(digest) else {
-            return miss();
+            count("miss");
+            return None;
         };
-        if Instant::now() >= deadline {
+        if now >= deadline {
             self.inner.cache.remove(digest);
-            return miss();
+            count("miss");
+            return None;
         }
         Counters::add(&self.inner.counters.cache_hits);
-        crate::observe::count("portcullis.introspection.cache", "result", "hit");
+        count("hit");
         Some(match result {
             Ok(principal) => Outcome::Active(principal),
             Err(refusal) => Outcome::Refused(refusal),
@@ -801,6 +809,7 @@ impl IntrospectionBuilder {
                 budget_settings: self.call_budget,
                 load_warning: LoadWarning::new(LOAD_WARNING_INTERVAL),
                 counters: Counters::default(),
+                lookups: RequestCounters::default(),
             }),
         })
     }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use metrics::{Counter, Histogram, counter, histogram};
 
@@ -34,14 +35,30 @@ use crate::rejection::Reason;
 /// It records only: wrap it with [`TracingObserver`](super::TracingObserver) (a tuple
 /// `(TracingObserver, MetricsObserver)` is an observer) to keep the events.
 ///
-/// Each label set is registered with the recorder once, the first time it is seen, and its
-/// handles are kept (clones of an observer share them); a decision then costs a lookup in
-/// a table read without a lock, where the `metrics` macros would register the metric again
-/// on every request. When the recorder changes (one installed after the first decisions,
-/// or a thread's local recorder), the label sets are registered again with it.
-#[derive(Clone, Default)]
+/// Each label set is registered with the recorder when it is first seen and its handles
+/// are kept (clones of an observer share them): a decision then costs a lookup in a table
+/// read without a lock, where the `metrics` macros would register the metric again on
+/// every request. The label sets are registered again with a new recorder (one installed
+/// after the first decisions, a thread's local recorder), and at least once a minute, so
+/// that a metric the recorder dropped while idle (the Prometheus exporter's
+/// `idle_timeout`) comes back within a minute of its next use. A local recorder dropped
+/// and another made at the same address is taken for the same one: in tests, give each
+/// local recorder its own observer.
+#[derive(Clone)]
 pub struct MetricsObserver {
     handles: Arc<Handles<LabelSet, DecisionHandles>>,
+    /// When the observer was made: decisions' start times are seconds since then, for the
+    /// handles' refresh (no clock read per decision).
+    made: Instant,
+}
+
+impl Default for MetricsObserver {
+    fn default() -> Self {
+        Self {
+            handles: Arc::default(),
+            made: Instant::now(),
+        }
+    }
 }
 
 impl fmt::Debug for MetricsObserver {
@@ -183,6 +200,10 @@ impl Observe for MetricsObserver {
         };
         let elapsed = decision.elapsed().as_secs_f64();
         self.handles.with(
+            decision
+                .started
+                .saturating_duration_since(self.made)
+                .as_secs(),
             LabelHasher::hash(&seen),
             |set| seen.is(set),
             || (seen.owned(), seen.register()),
@@ -306,6 +327,33 @@ mod tests {
         // Two routes, and a refusal with its limit's counter besides.
         assert_eq!(recorder.counters.load(Ordering::Relaxed), 4);
         assert_eq!(recorder.histograms.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn label_sets_are_registered_again_after_a_while() {
+        let extensions = http::Extensions::new();
+        let recorder = Registrations::default();
+        let observer = MetricsObserver::new();
+        let at = |seconds| {
+            let mut decision = decision(
+                &extensions,
+                Stage::Authenticate,
+                Outcome::Allowed,
+                None,
+                None,
+            );
+            decision.started = observer.made + std::time::Duration::from_secs(seconds);
+            decision
+        };
+        with_local_recorder(&recorder, || {
+            observer.decision(&at(0));
+            observer.decision(&at(super::super::handles::REFRESH - 1));
+            assert_eq!(recorder.counters.load(Ordering::Relaxed), 1);
+            // A recorder may have dropped the metric while it was idle: registered again.
+            observer.decision(&at(super::super::handles::REFRESH));
+            observer.decision(&at(super::super::handles::REFRESH + 1));
+        });
+        assert_eq!(recorder.counters.load(Ordering::Relaxed), 2);
     }
 
     #[test]
