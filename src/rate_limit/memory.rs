@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
@@ -31,6 +31,11 @@ type Limiter = (Arc<str>, Quota, Arc<Buckets>);
 /// have (one pair per limit and tier).
 const SLOTS: usize = 32;
 
+const SECOND: Nanos = 1_000_000_000;
+
+/// How often, in seconds, the buckets of limits no longer used are looked for and freed.
+const RELEASE_EVERY: u64 = 60;
+
 /// The buckets of one (limit, quota), in shards that each take their own lock.
 struct Buckets {
     /// The time between two requests (at least 1 ns).
@@ -51,6 +56,9 @@ struct Buckets {
     /// When the last sweep ran.
     last_sweep: Mutex<Option<Nanos>>,
     warned_full: AtomicBool,
+    /// The last second (of the store's clock) a request was counted here: written at most
+    /// once a second, so that idle buckets can be let go (see `release_idle`).
+    used: AtomicU64,
 }
 
 /// What one GCRA step decided, and the TAT to store when the request is allowed.
@@ -97,6 +105,7 @@ impl Buckets {
             keys: AtomicUsize::new(0),
             last_sweep: Mutex::new(None),
             warned_full: AtomicBool::new(false),
+            used: AtomicU64::new(0),
         })
     }
 
@@ -118,6 +127,47 @@ impl Buckets {
             lock(shard).retain(|(_, tat)| *tat > below);
         }
     }
+
+    /// Notes that a request is counted at `now`.
+    fn use_at(&self, now: Nanos) {
+        let second = now / SECOND;
+        if self.used.load(Ordering::Relaxed) != second {
+            self.used.store(second, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every bucket is full again at `now`: no request was counted since the last
+    /// one's TAT passed (the TAT is at most `interval + tolerance` after its request).
+    fn idle_at(&self, now: Nanos) -> bool {
+        let last = self.used.load(Ordering::Relaxed);
+        let full_again = (last + 1)
+            .saturating_mul(SECOND)
+            .saturating_add(self.interval)
+            .saturating_add(self.tolerance);
+        full_again < now
+    }
+
+    /// Frees the memory of buckets that are all full again (the same as no bucket), when
+    /// this (limit, quota) has not been used since: such a table stays after a reload
+    /// changes the limit's quota or name. Checked under each shard's lock, where a request
+    /// counted meanwhile is seen.
+    fn release_idle(&self, now: Nanos) {
+        let mut released = false;
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            if !self.idle_at(now) {
+                return;
+            }
+            if shard.capacity() > 0 {
+                *shard = HashTable::new();
+                released = true;
+            }
+        }
+        if released {
+            self.keys.store(0, Ordering::Relaxed);
+            *lock(&self.overflow) = None;
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,6 +187,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// limit's quota until the next sweep, so a flood of distinct IPs or keys never grows the
 /// map. Measured in `docs/benchmarks.md`.
 ///
+/// The buckets of a (limit, quota) no request has used since they were all full again are
+/// freed (looked for once a minute): after a reload changes a limit's quota or name, the old
+/// one's buckets do not stay. What stays of it is its empty table, a few kilobytes.
+///
 /// It counts each request at its check's [`LimitCheck::now`], on tokio's clock, so a paused
 /// tokio clock drives the limits (tests advance time instead of sleeping).
 pub struct MemoryRateLimitStore {
@@ -149,6 +203,8 @@ pub struct MemoryRateLimitStore {
     making: Mutex<()>,
     max_keys: usize,
     start: tokio::time::Instant,
+    /// The second (of the store's clock) idle buckets are next looked for.
+    next_release: AtomicU64,
 }
 
 impl fmt::Debug for MemoryRateLimitStore {
@@ -177,6 +233,7 @@ impl MemoryRateLimitStore {
             making: Mutex::new(()),
             max_keys: max_keys.max(1),
             start: tokio::time::Instant::now(),
+            next_release: AtomicU64::new(RELEASE_EVERY),
         }
     }
 
@@ -257,6 +314,10 @@ impl MemoryRateLimitStore {
     /// One GCRA step for `check.key` in `buckets`, at `now`.
     fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
         let now = self.nanos(check.now);
+        buckets.use_at(now);
+        if now / SECOND >= self.next_release.load(Ordering::Relaxed) {
+            self.release_idle(now);
+        }
         let hash = buckets.hasher.hash_one(check.key);
         // A new key's bucket is made when the limit has room; else room is made first.
         let has_room = || buckets.keys.load(Ordering::Relaxed) < self.max_keys;
@@ -309,7 +370,6 @@ impl MemoryRateLimitStore {
     /// Makes room in a full limit, at most once a second: sweeps the buckets full again,
     /// then evicts those closest to full again. Whether there is room now.
     fn make_room(&self, buckets: &Buckets, limit: &str, now: Nanos) -> bool {
-        const SECOND: Nanos = 1_000_000_000;
         // One request sweeps; the others go on (a poisoned lock holds only a time).
         let last = match buckets.last_sweep.try_lock() {
             Ok(last) => Some(last),
@@ -345,6 +405,28 @@ impl MemoryRateLimitStore {
             );
         }
         false
+    }
+
+    /// Frees the buckets of every (limit, quota) no request has used since they were all
+    /// full again, at most once every `RELEASE_EVERY` seconds (one request does it; the
+    /// others go on).
+    #[cold]
+    fn release_idle(&self, now: Nanos) {
+        let due = self.next_release.load(Ordering::Relaxed);
+        let next = now / SECOND + RELEASE_EVERY;
+        if self
+            .next_release
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        for found in self.slots.iter().map_while(OnceLock::get) {
+            found.2.release_idle(now);
+        }
+        for found in self.more().iter() {
+            found.2.release_idle(now);
+        }
     }
 
     /// Makes room in a full limit: evicts the buckets closest to full again (the least
@@ -452,6 +534,40 @@ mod tests {
             assert!(check(&store, "a", quota).await.allowed);
         }
         assert!(!check(&store, "a", quota).await.allowed);
+    }
+
+    /// After a reload changes a limit's quota, the old quota's buckets are freed once they
+    /// are all full again: memory does not grow with each change.
+    #[tokio::test(start_paused = true)]
+    async fn buckets_of_a_quota_no_longer_used_are_freed() {
+        let store = MemoryRateLimitStore::new(1_000);
+        let old = Quota::per_second(10);
+        for key in 0..100 {
+            assert!(check(&store, &key.to_string(), old).await.allowed);
+        }
+        let new = Quota::per_second(20);
+        assert!(check(&store, "0", new).await.allowed);
+        assert_eq!(store.len(), 101);
+        tokio::time::advance(Duration::from_secs(RELEASE_EVERY - 1)).await;
+        assert!(check(&store, "0", new).await.allowed);
+        assert_eq!(store.len(), 101, "looked for only every {RELEASE_EVERY} s");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(check(&store, "0", new).await.allowed);
+        assert_eq!(store.len(), 1);
+    }
+
+    /// Buckets still in use are kept when idle ones are freed: a key that spent a long
+    /// quota stays refused.
+    #[tokio::test(start_paused = true)]
+    async fn buckets_in_use_are_kept() {
+        let store = MemoryRateLimitStore::new(1_000);
+        let hourly = Quota::per_hour(1);
+        assert!(check(&store, "b", hourly).await.allowed);
+        for _ in 0..8 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            assert!(!check(&store, "b", hourly).await.allowed);
+        }
+        assert_eq!(store.len(), 1);
     }
 
     /// A key that already has its bucket keeps it while the limit is full: only new keys
