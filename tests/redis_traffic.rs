@@ -158,6 +158,24 @@ async fn bucket_answers_carry_what_the_ratelimit_fields_need() {
     assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(20));
 }
 
+/// Each quota of a limit counts in its own buckets, as in the in-process store: a key that
+/// spent a small quota (a lower tier, or the quota before a reload) is not refused under a
+/// larger one because of it, and the small quota's count is still there to go back to.
+#[tokio::test]
+async fn each_quota_of_a_limit_has_its_own_buckets() {
+    let redis = RedisServer::start();
+    let store = RedisRateLimitStore::new(connection(&redis.url()));
+    let key = BucketKey::Text("key-1".into());
+    let small = LimitCheck::new("per-key", &key, Quota::per_minute(1));
+    assert!(store.check(&small).await.allowed);
+    assert!(!store.check(&small).await.allowed);
+    let large = LimitCheck::new("per-key", &key, Quota::per_minute(100));
+    let state = store.check(&large).await;
+    assert!(state.allowed);
+    assert_eq!(state.remaining, 99);
+    assert!(!store.check(&small).await.allowed);
+}
+
 #[tokio::test]
 async fn a_source_blocked_through_one_instance_is_blocked_on_all() {
     let redis = RedisServer::start();

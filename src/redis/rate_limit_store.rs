@@ -38,8 +38,9 @@ return {1, math.floor((tolerance - wait) / interval), 0, wait}
 /// instance: the same GCRA as [`MemoryRateLimitStore`], computed atomically in Redis by one
 /// script, one round trip per check, on the server's clock.
 ///
-/// Each bucket is one key (`{prefix}:rl:<limit>:<bucket>`, spread over a cluster's slots)
-/// that expires once the bucket is full again. While Redis cannot answer, the store does
+/// Each bucket is one key (`{prefix}:rl:<limit>:<interval µs>x<burst>:<bucket>`, spread
+/// over a cluster's slots) that expires once the bucket is full again: each quota of a
+/// limit (a tier's, or the one before a reload changed it) counts in buckets of its own. While Redis cannot answer, the store does
 /// what its [`Fallback`] says (by default, counts in this process), with an error event at
 /// most once a second.
 #[derive(Clone)]
@@ -85,8 +86,12 @@ impl RedisRateLimitStore {
         }
     }
 
-    fn bucket_key(&self, limit: &str, key: &BucketKey) -> String {
-        format!("{}:rl:{limit}:{key}", self.inner.connection.prefix())
+    /// The bucket's key, naming the quota as the script counts it (the emission interval
+    /// and the burst), so that each quota of a limit (its tiers, or its quota before and
+    /// after a reload) has its own buckets, as in [`MemoryRateLimitStore`].
+    fn bucket_key(&self, limit: &str, interval: u64, burst: u32, key: &BucketKey) -> String {
+        let prefix = self.inner.connection.prefix();
+        format!("{prefix}:rl:{limit}:{interval}x{burst}:{key}")
     }
 }
 
@@ -95,7 +100,7 @@ impl RateLimitStore for RedisRateLimitStore {
         let quota = check.quota;
         let interval = emission_interval_micros(quota.period(), quota.requests());
         let burst = quota.burst_size().max(1);
-        let bucket = self.bucket_key(check.limit, check.key);
+        let bucket = self.bucket_key(check.limit, interval, burst, check.key);
         let this = self.clone();
         // The local answer is computed only when needed, from owned copies.
         let limit: Arc<str> = check.limit.into();
