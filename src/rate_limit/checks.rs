@@ -86,12 +86,12 @@ impl Evaluation {
             let route = match &limit.routes {
                 None => None,
                 Some(table) => match table.at(head.method, head.path) {
-                    Some(matched) => table.entry(matched.index).map(|(text, ())| text),
+                    Some(matched) => Some(matched.value),
                     None => continue,
                 },
             };
             let Some(key) = limit.key.bucket(
-                &limit.name,
+                &limit.shared,
                 head.extensions,
                 principal,
                 route,

@@ -7,7 +7,7 @@ use http::HeaderValue;
 use tower_layer::Layer;
 
 use super::RateLimitBuilder;
-use super::limit::{LimitKey, Quota, Tier};
+use super::limit::{BucketKey, LimitKey, Quota, Tier};
 use super::service::RateLimit;
 use super::store::RateLimitStore;
 use crate::observe::Observe;
@@ -27,8 +27,11 @@ pub(crate) struct Compiled {
     pub(crate) key: LimitKey,
     pub(crate) default: Policy,
     pub(crate) tiers: Vec<(Tier, Policy)>,
-    /// The routes it covers; `None` for every request.
-    pub(crate) routes: Option<RouteTable<()>>,
+    /// The routes it covers, each with its bucket key (for a limit keyed by route); `None`
+    /// for every request.
+    pub(crate) routes: Option<RouteTable<BucketKey>>,
+    /// The bucket key of a shared limit: its name.
+    pub(crate) shared: BucketKey,
 }
 
 impl Compiled {

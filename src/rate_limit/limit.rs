@@ -152,10 +152,10 @@ impl LimitKey {
     /// API key, no tenant). A principal's keys are worked out once and borrowed after.
     pub(crate) fn bucket<'a>(
         self,
-        limit: &Arc<str>,
+        shared: &'a BucketKey,
         extensions: &Extensions,
         principal: Option<&'a Principal>,
-        route: Option<&str>,
+        route: Option<&'a BucketKey>,
         ipv6_prefix: u8,
     ) -> Option<Cow<'a, BucketKey>> {
         let of_principal = |cell: fn(&BucketKeys) -> &OnceLock<Option<BucketKey>>,
@@ -202,8 +202,8 @@ impl LimitKey {
                 client_ip(extensions)?,
                 ipv6_prefix,
             )))),
-            Self::Route => Some(Cow::Owned(BucketKey::Text(route?.into()))),
-            Self::Shared => Some(Cow::Owned(BucketKey::Text(limit.clone()))),
+            Self::Route => route.map(Cow::Borrowed),
+            Self::Shared => Some(Cow::Borrowed(shared)),
         }
     }
 }
@@ -379,9 +379,9 @@ mod tests {
         )
         .issuer("https://issuer.example")
         .build();
-        let limit: Arc<str> = "per-key".into();
+        let shared = BucketKey::Text("per-key".into());
         let extensions = Extensions::new();
-        let bucket = |key: LimitKey| key.bucket(&limit, &extensions, Some(&principal), None, 64);
+        let bucket = |key: LimitKey| key.bucket(&shared, &extensions, Some(&principal), None, 64);
         let first = bucket(LimitKey::ApiKey).expect("an API-key principal");
         let again = bucket(LimitKey::ApiKey).expect("an API-key principal");
         assert!(
@@ -396,8 +396,22 @@ mod tests {
         assert!(bucket(LimitKey::ClientId).is_none());
         assert!(
             LimitKey::ApiKey
-                .bucket(&limit, &extensions, None, None, 64)
+                .bucket(&shared, &extensions, None, None, 64)
                 .is_none()
         );
+    }
+
+    /// Route and shared limits borrow the keys the layer made when it was built: nothing is
+    /// made per request.
+    #[test]
+    fn route_and_shared_keys_are_borrowed() {
+        let shared = BucketKey::Text("everyone".into());
+        let route = BucketKey::Text("POST /orders".into());
+        let extensions = Extensions::new();
+        let borrowed = |key: Option<Cow<'_, BucketKey>>, from: &BucketKey| matches!(key, Some(Cow::Borrowed(key)) if std::ptr::eq(key, from));
+        let bucket = |key: LimitKey, route| key.bucket(&shared, &extensions, None, route, 64);
+        assert!(borrowed(bucket(LimitKey::Shared, None), &shared));
+        assert!(borrowed(bucket(LimitKey::Route, Some(&route)), &route));
+        assert!(bucket(LimitKey::Route, None).is_none());
     }
 }

@@ -272,7 +272,7 @@ impl RateLimitBuilder {
             } else {
                 let mut table = RouteTable::default();
                 for rule in &limit.routes {
-                    table.insert(rule, ())?;
+                    table.insert(rule, BucketKey::Text(rule.as_str().into()))?;
                 }
                 Some(table)
             };
@@ -303,6 +303,7 @@ impl RateLimitBuilder {
                 name: limit.name.clone(),
                 key: limit.key,
                 routes,
+                shared: BucketKey::Text(limit.name.clone()),
             });
         }
         // Limits keyed by the client's address or identity first, routes' and shared ones
