@@ -30,14 +30,10 @@ mod api_key {
     /// [`KeyFormat::parse`]: the key's `(id, secret)`, or `"malformed"`/`"bad_checksum"`.
     pub fn api_key_parse<'a>(
         format: &KeyFormat,
-        key: &'a str,
-    ) -> Result<(String, &'a str), &'static str> {
-        match format.parse(key.as_bytes()) {
-            // The secret is base62, checked by the parse: ASCII.
-            Ok(parsed) => Ok((
-                parsed.id.as_str().to_owned(),
-                std::str::from_utf8(parsed.secret).unwrap_or_default(),
-            )),
+        key: &'a [u8],
+    ) -> Result<(String, &'a [u8]), &'static str> {
+        match format.parse(key) {
+            Ok(parsed) => Ok((parsed.id.as_str().to_owned(), parsed.secret)),
             Err(FormatError::Malformed) => Err("malformed"),
             Err(FormatError::BadChecksum) => Err("bad_checksum"),
         }
