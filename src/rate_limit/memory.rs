@@ -130,9 +130,11 @@ impl Buckets {
 
     /// Notes that a request is counted at `now`.
     fn use_at(&self, now: Nanos) {
+        // Only raised: a request whose time was read a little earlier than another's must
+        // not make the buckets look idle sooner.
         let second = now / SECOND;
-        if self.used.load(Ordering::Relaxed) != second {
-            self.used.store(second, Ordering::Relaxed);
+        if self.used.load(Ordering::Relaxed) < second {
+            self.used.fetch_max(second, Ordering::Relaxed);
         }
     }
 
@@ -152,20 +154,24 @@ impl Buckets {
     /// changes the limit's quota or name. Checked under each shard's lock, where a request
     /// counted meanwhile is seen.
     fn release_idle(&self, now: Nanos) {
-        let mut released = false;
         for shard in &self.shards {
             let mut shard = lock(shard);
             if !self.idle_at(now) {
                 return;
             }
-            if shard.capacity() > 0 {
-                *shard = HashTable::new();
-                released = true;
-            }
+            let released = std::mem::take(&mut *shard);
+            drop(shard);
+            // Counted down by what was there; a sweep may have counted again meanwhile.
+            let _ = self
+                .keys
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |keys| {
+                    Some(keys.saturating_sub(released.len()))
+                });
+            drop(released);
         }
-        if released {
-            self.keys.store(0, Ordering::Relaxed);
-            *lock(&self.overflow) = None;
+        let mut overflow = lock(&self.overflow);
+        if self.idle_at(now) {
+            *overflow = None;
         }
     }
 }
@@ -189,7 +195,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// The buckets of a (limit, quota) no request has used since they were all full again are
 /// freed (looked for once a minute): after a reload changes a limit's quota or name, the old
-/// one's buckets do not stay. What stays of it is its empty table, a few kilobytes.
+/// one's buckets do not stay. What stays of the pair is its empty table, about 3 KB.
 ///
 /// It counts each request at its check's [`LimitCheck::now`], on tokio's clock, so a paused
 /// tokio clock drives the limits (tests advance time instead of sleeping).
@@ -312,12 +318,8 @@ impl MemoryRateLimitStore {
     }
 
     /// One GCRA step for `check.key` in `buckets`, at `now`.
-    fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>) -> LimitState {
-        let now = self.nanos(check.now);
+    fn check_in(&self, buckets: &Buckets, check: &LimitCheck<'_>, now: Nanos) -> LimitState {
         buckets.use_at(now);
-        if now / SECOND >= self.next_release.load(Ordering::Relaxed) {
-            self.release_idle(now);
-        }
         let hash = buckets.hasher.hash_one(check.key);
         // A new key's bucket is made when the limit has room; else room is made first.
         let has_room = || buckets.keys.load(Ordering::Relaxed) < self.max_keys;
@@ -411,8 +413,7 @@ impl MemoryRateLimitStore {
     /// full again, at most once every `RELEASE_EVERY` seconds (one request does it; the
     /// others go on).
     #[cold]
-    fn release_idle(&self, now: Nanos) {
-        let due = self.next_release.load(Ordering::Relaxed);
+    fn release_idle(&self, now: Nanos, due: u64) {
         let next = now / SECOND + RELEASE_EVERY;
         if self
             .next_release
@@ -464,22 +465,33 @@ impl MemoryRateLimitStore {
 
 impl RateLimitStore for MemoryRateLimitStore {
     fn check(&self, check: &LimitCheck<'_>) -> StoreFuture<LimitState> {
+        let now = self.nanos(check.now);
         // The common case: the limit's buckets exist, found without a lock.
-        if let Some(state) = self.with_buckets(check.limit, check.quota, |buckets| {
-            self.check_in(buckets, check)
+        let state = match self.with_buckets(check.limit, check.quota, |buckets| {
+            self.check_in(buckets, check, now)
         }) {
-            return StoreFuture::ready(state);
-        }
-        let Some(buckets) = self.buckets(check.limit, check.quota) else {
-            // The layer refuses such quotas when it is built; a caller of the store may not.
-            tracing::warn!(
-                target: "portcullis::rate_limit",
-                limit = check.limit,
-                "a quota the store cannot count with (see `RateLimitBuilder::build`): not limited"
-            );
-            return StoreFuture::ready(LimitState::unknown());
+            Some(state) => state,
+            None => match self.buckets(check.limit, check.quota) {
+                Some(buckets) => self.check_in(&buckets, check, now),
+                None => {
+                    // The layer refuses such quotas when it is built; a caller of the store
+                    // may not.
+                    tracing::warn!(
+                        target: "portcullis::rate_limit",
+                        limit = check.limit,
+                        "a quota the store cannot count with (see `RateLimitBuilder::build`): \
+                         not limited"
+                    );
+                    LimitState::unknown()
+                }
+            },
         };
-        StoreFuture::ready(self.check_in(&buckets, check))
+        // Outside `with_buckets`: the release reads the list of pairs too.
+        let due = self.next_release.load(Ordering::Relaxed);
+        if now / SECOND >= due {
+            self.release_idle(now, due);
+        }
+        StoreFuture::ready(state)
     }
 }
 
@@ -556,18 +568,18 @@ mod tests {
         assert_eq!(store.len(), 1);
     }
 
-    /// Buckets still in use are kept when idle ones are freed: a key that spent a long
-    /// quota stays refused.
+    /// Buckets that are not all full again are kept when idle ones are freed: a key that
+    /// spent a long quota stays refused, even when its limit saw no request since.
     #[tokio::test(start_paused = true)]
-    async fn buckets_in_use_are_kept() {
+    async fn buckets_not_yet_full_again_are_kept() {
         let store = MemoryRateLimitStore::new(1_000);
         let hourly = Quota::per_hour(1);
         assert!(check(&store, "b", hourly).await.allowed);
-        for _ in 0..8 {
-            tokio::time::advance(Duration::from_secs(10)).await;
-            assert!(!check(&store, "b", hourly).await.allowed);
-        }
-        assert_eq!(store.len(), 1);
+        tokio::time::advance(Duration::from_secs(RELEASE_EVERY + 1)).await;
+        // Another limit's request looks for idle buckets.
+        assert!(check(&store, "c", Quota::per_second(1)).await.allowed);
+        assert_eq!(store.len(), 2);
+        assert!(!check(&store, "b", hourly).await.allowed);
     }
 
     /// A key that already has its bucket keeps it while the limit is full: only new keys
