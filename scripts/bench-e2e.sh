@@ -2,7 +2,8 @@
 # The gateway's cost through a real server: `examples/bench_server.rs` serves the same axum
 # routes bare (port 8081) and behind `GatewaySecurityLayer` (port 8082); `wrk -t1 -c16`
 # drives each scenario against both, in the same session, alternating bare and gated for
-# ROUNDS rounds, and prints requests per second and the gated/bare ratio.
+# ROUNDS rounds, and prints requests per second, the gated/bare ratio, and the server's
+# extra user CPU time per request (from /proc; steadier than the throughput on a busy host).
 #
 #   scripts/bench-e2e.sh                      # 3 rounds of 10 s per scenario and router
 #   DURATION=5s ROUNDS=2 scripts/bench-e2e.sh
@@ -61,7 +62,15 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["x-api-key"] = "$api_key"
 LUA
 
-# Prints the requests per second of one wrk run of scenario $1 against port $2.
+# The server's CPU time so far, user and system, in clock ticks.
+cpu_ticks() {
+    awk '{print $14, $15}' "/proc/$server_pid/stat"
+}
+
+# Prints the requests per second of one wrk run of scenario $1 against port $2, and the
+# server's user CPU time per request in µs (its own code, hyper's and ours, without the
+# kernel's: a steadier measure of the gateway's cost than the throughput, which also moves
+# with how often the server must wake wrk up).
 run() {
     local scenario=$1 port=$2 args=()
     case $scenario in
@@ -71,14 +80,20 @@ run() {
         post) args=(-s "$work/post.lua" "http://127.0.0.1:$port/orders") ;;
         *) echo "unknown scenario $scenario" >&2; exit 1 ;;
     esac
-    local out
+    local out before after
+    before=$(cpu_ticks)
     out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${args[@]}")
+    after=$(cpu_ticks)
     if grep -q 'Non-2xx' <<<"$out"; then
         echo "scenario $scenario on port $port got non-2xx answers:" >&2
         echo "$out" >&2
         exit 1
     fi
-    awk '/^Requests\/sec:/ {print $2}' <<<"$out"
+    local rps requests
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    awk -v rps="$rps" -v n="$requests" -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { split(b, x, " "); split(a, y, " "); printf "%s %.3f\n", rps, (y[1] - x[1]) / hz * 1e6 / n }'
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs; server on CPU $SERVER_CPU, wrk -t1 -c$CONNECTIONS on CPU $WRK_CPU, $ROUNDS x $DURATION"
@@ -90,22 +105,28 @@ for scenario in $SCENARIOS; do
     done
 done
 # gated: the gateway applied with `Router::layer`; wrapped: around the whole router.
-printf '%-8s %10s %10s %7s %9s %10s %7s %9s\n' scenario bare_rps gated_rps ratio extra_us \
-    wrapped_rps ratio extra_us
+printf '%-8s %10s %10s %7s %9s %10s %7s %9s %9s %9s\n' scenario bare_rps gated_rps ratio \
+    extra_us wrapped_rps ratio extra_us user_gated user_wrap
 for scenario in $SCENARIOS; do
-    bare_total=0 gated_total=0 wrapped_total=0
+    bare_total=0 gated_total=0 wrapped_total=0 bare_user=0 gated_user=0 wrapped_user=0
     for _ in $(seq "$ROUNDS"); do
-        bare=$(run "$scenario" "$BARE_PORT")
-        gated=$(run "$scenario" "$GATED_PORT")
-        wrapped=$(run "$scenario" "$WRAPPED_PORT")
+        read -r bare bare_us < <(run "$scenario" "$BARE_PORT")
+        read -r gated gated_us < <(run "$scenario" "$GATED_PORT")
+        read -r wrapped wrapped_us < <(run "$scenario" "$WRAPPED_PORT")
         bare_total=$(awk -v a="$bare_total" -v b="$bare" 'BEGIN {print a + b}')
         gated_total=$(awk -v a="$gated_total" -v b="$gated" 'BEGIN {print a + b}')
         wrapped_total=$(awk -v a="$wrapped_total" -v b="$wrapped" 'BEGIN {print a + b}')
+        bare_user=$(awk -v a="$bare_user" -v b="$bare_us" 'BEGIN {print a + b}')
+        gated_user=$(awk -v a="$gated_user" -v b="$gated_us" 'BEGIN {print a + b}')
+        wrapped_user=$(awk -v a="$wrapped_user" -v b="$wrapped_us" 'BEGIN {print a + b}')
     done
+    # user_*: the server's extra user CPU time per request over bare, in µs.
     awk -v s="$scenario" -v b="$bare_total" -v g="$gated_total" -v w="$wrapped_total" \
+        -v bu="$bare_user" -v gu="$gated_user" -v wu="$wrapped_user" \
         -v n="$ROUNDS" 'BEGIN {
-        printf "%-8s %10.0f %10.0f %7.3f %9.2f %10.0f %7.3f %9.2f\n", s, b / n, g / n, g / b,
-            1e6 * n / g - 1e6 * n / b, w / n, w / b, 1e6 * n / w - 1e6 * n / b
+        printf "%-8s %10.0f %10.0f %7.3f %9.2f %10.0f %7.3f %9.2f %+9.2f %+9.2f\n", s, b / n,
+            g / n, g / b, 1e6 * n / g - 1e6 * n / b, w / n, w / b, 1e6 * n / w - 1e6 * n / b,
+            (gu - bu) / n, (wu - bu) / n
     }'
 done
 echo "# after: $(uptime)"
