@@ -710,3 +710,50 @@ fn malformed_and_short_tokens_are_refused_without_a_call() {
     }
     assert_eq!(endpoint.hits.load(Ordering::SeqCst), 0);
 }
+
+/// Introspection-cache lookups are counted through the `metrics` facade (a debugging
+/// recorder, current on the one thread that runs every task here).
+#[cfg(feature = "metrics")]
+#[test]
+fn introspection_cache_hits_and_misses_are_counted() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let endpoint = Arc::new(Endpoint::default());
+            let url = serve(endpoint.clone()).await;
+            let app = app(authenticator_for(
+                &url,
+                Counting::new(Duration::from_secs(5)),
+            ));
+            for _ in 0..3 {
+                let reply = send(&app, "cached-token").await;
+                assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            }
+            assert_eq!(endpoint.hits.load(Ordering::SeqCst), 1);
+        });
+    });
+    let mut lookups = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        if key.key().name() != "portcullis.introspection.cache" {
+            continue;
+        }
+        let result = key
+            .key()
+            .labels()
+            .find(|label| label.key() == "result")
+            .map(|label| label.value().to_owned())
+            .unwrap_or_default();
+        if let DebugValue::Counter(count) = value {
+            lookups.insert(result, count);
+        }
+    }
+    assert_eq!(lookups.get("hit"), Some(&2), "{lookups:?}");
+    assert_eq!(lookups.get("miss"), Some(&1), "{lookups:?}");
+}

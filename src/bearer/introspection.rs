@@ -284,7 +284,17 @@ impl Introspection {
             return Lookup::Done(Outcome::Refused(Refusal::Shape(failure)));
         }
         let digest = TokenCache::digest(token);
-        match self.cached(&digest) {
+        let now = Instant::now();
+        let found = self.cached(&digest, now);
+        // One lookup a request: the check again after waiting for another request's call
+        // (`introspect`) is not counted.
+        self.inner.lookups.count(
+            self.inner.lookups.second_of(now.into_std()),
+            "portcullis.introspection.cache",
+            "result",
+            if found.is_some() { "hit" } else { "miss" },
+        );
+        match found {
             Some(outcome) => Lookup::Done(outcome),
             None => Lookup::Uncached(digest),
         }
@@ -311,26 +321,14 @@ impl Introspection {
         }
     }
 
-    /// The cached answer for `digest`, if it still holds.
-    pub(crate) fn cached(&self, digest: &TokenDigest) -> Option<Outcome> {
-        let now = Instant::now();
-        let second = self.inner.lookups.second_of(now.into_std());
-        let count = |result| {
-            self.inner
-                .lookups
-                .count(second, "portcullis.introspection.cache", "result", result);
-        };
-        let Some((result, deadline)) = self.inner.cache.get(digest) else {
-            count("miss");
-            return None;
-        };
+    /// The cached answer for `digest`, if it still holds at `now`.
+    pub(crate) fn cached(&self, digest: &TokenDigest, now: Instant) -> Option<Outcome> {
+        let (result, deadline) = self.inner.cache.get(digest)?;
         if now >= deadline {
             self.inner.cache.remove(digest);
-            count("miss");
             return None;
         }
         Counters::add(&self.inner.counters.cache_hits);
-        count("hit");
         Some(match result {
             Ok(principal) => Outcome::Active(principal),
             Err(refusal) => Outcome::Refused(refusal),
@@ -352,7 +350,7 @@ impl Introspection {
             .cell
             .get_or_init(|| async {
                 // Another request may have finished while this one waited for the map.
-                match self.cached(&digest) {
+                match self.cached(&digest, Instant::now()) {
                     Some(outcome) => outcome,
                     None => self.call(token, digest).await,
                 }

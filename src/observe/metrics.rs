@@ -242,6 +242,7 @@ mod tests {
 
     use super::*;
     use crate::observe::Client;
+    use crate::observe::handles::REFRESH;
 
     /// Counts registrations, records nothing.
     #[derive(Default)]
@@ -347,11 +348,11 @@ mod tests {
         };
         with_local_recorder(&recorder, || {
             observer.decision(&at(0));
-            observer.decision(&at(super::super::handles::REFRESH - 1));
+            observer.decision(&at(REFRESH - 1));
             assert_eq!(recorder.counters.load(Ordering::Relaxed), 1);
             // A recorder may have dropped the metric while it was idle: registered again.
-            observer.decision(&at(super::super::handles::REFRESH));
-            observer.decision(&at(super::super::handles::REFRESH + 1));
+            observer.decision(&at(REFRESH));
+            observer.decision(&at(REFRESH + 1));
         });
         assert_eq!(recorder.counters.load(Ordering::Relaxed), 2);
     }
