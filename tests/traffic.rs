@@ -1955,3 +1955,78 @@ mod audit_log {
         assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
     }
 }
+
+/// The gateway asks its service whether it is ready and calls the instance that said so,
+/// whether a request passes every stage or, with nothing configured before
+/// authentication, starts at authentication (where the gateway enters its stack then).
+#[tokio::test]
+async fn the_gateway_calls_the_service_it_readied_on_either_path() {
+    use std::task::{Context, Poll};
+    use tower::{Layer, Service};
+
+    /// Answers 200 when called after it said it was ready, 500 otherwise; a clone has not
+    /// said so yet.
+    #[derive(Default)]
+    struct ReadyOnce {
+        ready: bool,
+    }
+    impl Clone for ReadyOnce {
+        fn clone(&self) -> Self {
+            Self::default()
+        }
+    }
+    impl<B> Service<Request<B>> for ReadyOnce {
+        type Response = Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.ready = true;
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            let mut response = Response::new(Body::empty());
+            if !std::mem::take(&mut self.ready) {
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            std::future::ready(Ok(response))
+        }
+    }
+
+    let fixture = Fixture::new().await;
+    let shield = ShieldLayer::builder()
+        .deny(["192.0.2.0/24"])
+        .build()
+        .expect("shield");
+    let gateways = [
+        ("from authentication", fixture.gateway().build()),
+        (
+            "through the shield",
+            fixture.gateway().shield(shield).build(),
+        ),
+    ];
+    for (path, gateway) in gateways {
+        let mut service = gateway.expect("gateway").layer(ReadyOnce::default());
+        for _ in 0..3 {
+            let ready = ServiceExt::<Request<Body>>::ready(&mut service)
+                .await
+                .expect("ready");
+            let response = ready
+                .call(get_as(&fixture.viewer, PEER))
+                .await
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+        // Called without asking: the service was not readied, and says so.
+        let response = service
+            .call(get_as(&fixture.viewer, PEER))
+            .await
+            .expect("infallible");
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}"
+        );
+    }
+}

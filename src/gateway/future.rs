@@ -6,68 +6,93 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::stacked::StackFuture;
+use super::{Core, CoreBody, OuterBody, Stack};
 
 #[cfg(feature = "cors")]
 pin_project! {
     /// The response future of [`GatewaySecurity`](super::GatewaySecurity).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S, B>
+    where
+        Stack<S>: Service<Request<B>>,
+        Core<S>: Service<Request<B>>,
+    {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<S, B>,
     }
 }
 
 #[cfg(feature = "cors")]
 pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
-        Plain { #[pin] future: F },
-        Cors { #[pin] future: tower_http::cors::ResponseFuture<F> },
+    enum Kind<S, B>
+    where
+        Stack<S>: Service<Request<B>>,
+        Core<S>: Service<Request<B>>,
+    {
+        Plain { #[pin] future: StackFuture<S, B> },
+        Cors { #[pin] future: tower_http::cors::ResponseFuture<StackFuture<S, B>> },
     }
 }
 
 #[cfg(not(feature = "cors"))]
 pin_project! {
     /// The response future of [`GatewaySecurity`](super::GatewaySecurity).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S, B>
+    where
+        Stack<S>: Service<Request<B>>,
+        Core<S>: Service<Request<B>>,
+    {
         #[pin]
-        future: F,
+        future: StackFuture<S, B>,
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<S, B> ResponseFuture<S, B>
+where
+    Stack<S>: Service<Request<B>>,
+    Core<S>: Service<Request<B>>,
+{
     #[cfg(feature = "cors")]
-    pub(super) fn plain(future: F) -> Self {
+    pub(super) fn plain(future: StackFuture<S, B>) -> Self {
         Self {
             kind: Kind::Plain { future },
         }
     }
 
     #[cfg(not(feature = "cors"))]
-    pub(super) fn plain(future: F) -> Self {
+    pub(super) fn plain(future: StackFuture<S, B>) -> Self {
         Self { future }
     }
 
     #[cfg(feature = "cors")]
-    pub(super) fn cors(future: tower_http::cors::ResponseFuture<F>) -> Self {
+    pub(super) fn cors(future: tower_http::cors::ResponseFuture<StackFuture<S, B>>) -> Self {
         Self {
             kind: Kind::Cors { future },
         }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    Stack<S>: Service<Request<B>>,
+    Core<S>: Service<Request<B>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, ResBody, E> Future for ResponseFuture<F>
+impl<S, B, ResBody, E> Future for ResponseFuture<S, B>
 where
-    F: Future<Output = Result<http::Response<ResBody>, E>>,
-    ResBody: Default,
+    Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = E>,
+    Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = E>,
 {
-    type Output = Result<http::Response<ResBody>, E>;
+    type Output = Result<Response<OuterBody<ResBody>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         #[cfg(feature = "cors")]

@@ -3,6 +3,7 @@
 
 mod future;
 mod reload;
+mod stacked;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 pub use self::reload::{ReloadHandle, Reloadable, ReloadableLayer};
+use self::stacked::Stacked;
 use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer};
 use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
@@ -141,9 +143,12 @@ type WithLogin<S> = OidcService<S>;
 #[cfg(not(feature = "oidc"))]
 type WithLogin<S> = S;
 
-/// The stack inside [`GatewaySecurity`], innermost last.
-type Stack<S> =
-    WithShield<WithLimit<WithLogin<Authentication<Authorize<WithLimit<WithValidate<S>>>>>>>;
+/// The stages from authentication on, innermost last.
+type Core<S> = Authentication<Authorize<WithLimit<WithValidate<S>>>>;
+
+/// The stack inside [`GatewaySecurity`], innermost last: the stages before authentication
+/// around [`Core`].
+type Stack<S> = WithShield<WithLimit<WithLogin<Core<S>>>>;
 
 /// The request body the service behind the gateway receives.
 #[cfg(feature = "validate")]
@@ -168,9 +173,11 @@ type LoginBody<B> = ResponseBody<B>;
 #[cfg(not(feature = "oidc"))]
 type LoginBody<B> = B;
 
+/// The response body of [`Core`].
+type CoreBody<B> = ResponseBody<ResponseBody<LimitBody<ValidateBody<B>>>>;
+
 /// The response body of the gateway's service.
-type OuterBody<B> =
-    ShieldBody<LimitBody<LoginBody<ResponseBody<ResponseBody<LimitBody<ValidateBody<B>>>>>>>;
+type OuterBody<B> = ShieldBody<LimitBody<LoginBody<CoreBody<B>>>>;
 
 impl GatewaySecurityLayer {
     /// Starts a gateway configuration.
@@ -212,6 +219,21 @@ impl fmt::Debug for GatewaySecurityLayer {
     }
 }
 
+impl GatewaySecurityLayer {
+    /// Whether every stage before authentication (shield, per-IP limits, login) is a
+    /// pass-through, so that requests can go straight to authentication.
+    fn nothing_before_authentication(&self) -> bool {
+        let at_core = true;
+        #[cfg(feature = "shield")]
+        let at_core = at_core && self.shield.is_pass_through();
+        #[cfg(feature = "rate-limit")]
+        let at_core = at_core && self.limit_before_auth.is_pass_through();
+        #[cfg(feature = "oidc")]
+        let at_core = at_core && self.login.is_pass_through();
+        at_core
+    }
+}
+
 impl<S> Layer<S> for GatewaySecurityLayer {
     type Service = GatewaySecurity<S>;
 
@@ -227,6 +249,7 @@ impl<S> Layer<S> for GatewaySecurityLayer {
         let stack = self.limit_before_auth.layer(stack);
         #[cfg(feature = "shield")]
         let stack = self.shield.layer(stack);
+        let stack = Stacked::new(stack, self.nothing_before_authentication());
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             // `build()` has checked that this layer's rules are usable: no panic here.
@@ -252,9 +275,9 @@ pub struct GatewaySecurity<S> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Front<S> {
-    Plain(Stack<S>),
+    Plain(Stacked<S>),
     #[cfg(feature = "cors")]
-    Cors(Cors<Stack<S>>),
+    Cors(Cors<Stacked<S>>),
 }
 
 impl<S: fmt::Debug> fmt::Debug for GatewaySecurity<S> {
@@ -269,10 +292,11 @@ impl<S, B, ResBody> Service<Request<B>> for GatewaySecurity<S>
 where
     S: Service<Request<InnerBody<B>>, Response = Response<ResBody>> + Clone,
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = S::Error>,
+    Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = S::Error>,
 {
     type Response = Response<OuterBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<<Stack<S> as Service<Request<B>>>::Future>;
+    type Future = ResponseFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         match &mut self.inner {

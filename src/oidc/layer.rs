@@ -67,6 +67,13 @@ impl OidcLayer {
         self
     }
 
+    /// Whether this layer has no relying party and so does nothing to a request (the
+    /// gateway then leaves it out of a request's path).
+    #[cfg(feature = "authz")]
+    pub(crate) fn is_pass_through(&self) -> bool {
+        self.oidc.is_none()
+    }
+
     /// A layer without a relying party: every request goes to the inner service as it is
     /// (the gateway's slot when no login is configured).
     #[cfg(feature = "authz")]
@@ -160,12 +167,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let Some(oidc) = &self.oidc else {
-            // No relying party: the inner service, untouched.
-            let clone = self.inner.clone();
-            let mut service = mem::replace(&mut self.inner, clone);
+            // No relying party: the inner service, untouched (the one `poll_ready` readied,
+            // called here: nothing moves into the future).
             return ResponseFuture {
                 state: State::Inner {
-                    future: service.call(request),
+                    future: self.inner.call(request),
                     login: None,
                 },
             };

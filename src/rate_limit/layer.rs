@@ -89,6 +89,13 @@ impl RateLimitLayer {
         }
     }
 
+    /// Whether these limits do nothing to a request: there are none (the gateway then
+    /// leaves them out of a request's path).
+    #[cfg(feature = "authz")]
+    pub(crate) fn is_pass_through(&self) -> bool {
+        self.config.limits.is_empty()
+    }
+
     /// Limits that do nothing: the gateway's when none are configured.
     #[cfg(feature = "authz")]
     pub(crate) fn pass_through() -> Self {

@@ -82,6 +82,13 @@ impl ShieldLayer {
         Self::from_config(config)
     }
 
+    /// Whether this shield does nothing to a request (the gateway then leaves it out of a
+    /// request's path).
+    #[cfg(feature = "authz")]
+    pub(crate) fn is_pass_through(&self) -> bool {
+        !self.config.enabled
+    }
+
     /// A shield that does nothing: the gateway's when none is configured.
     #[cfg(feature = "authz")]
     pub(crate) fn pass_through() -> Self {
