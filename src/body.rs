@@ -41,6 +41,17 @@ impl<B> ResponseBody<B> {
             },
         }
     }
+
+    /// The same body with the inner service's body mapped (a rejection stays as it is).
+    #[cfg(all(feature = "rate-limit", feature = "authz"))]
+    pub(crate) fn map_inner<C>(self, f: impl FnOnce(B) -> C) -> ResponseBody<C> {
+        ResponseBody {
+            kind: match self.kind {
+                Kind::Inner { body } => Kind::Inner { body: f(body) },
+                Kind::Rejection { body } => Kind::Rejection { body },
+            },
+        }
+    }
 }
 
 impl<B> Default for ResponseBody<B> {

@@ -1957,8 +1957,8 @@ mod audit_log {
 }
 
 /// The gateway asks its service whether it is ready and calls the instance that said so,
-/// whether a request passes every stage or, with nothing configured before
-/// authentication, starts at authentication (where the gateway enters its stack then).
+/// in each of its shapes: every stage; entered at authentication (nothing configured before
+/// it); authentication, authorization and validation alone (nothing else configured).
 #[tokio::test]
 async fn the_gateway_calls_the_service_it_readied_on_either_path() {
     use std::task::{Context, Poll};
@@ -2000,7 +2000,14 @@ async fn the_gateway_calls_the_service_it_readied_on_either_path() {
         .build()
         .expect("shield");
     let gateways = [
-        ("from authentication", fixture.gateway().build()),
+        ("lean", fixture.gateway().build()),
+        (
+            "from authentication",
+            fixture
+                .gateway()
+                .rate_limit(per_key(Quota::per_minute(100)))
+                .build(),
+        ),
         (
             "through the shield",
             fixture.gateway().shield(shield).build(),

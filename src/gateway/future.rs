@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::stacked::StackFuture;
-use super::{Core, CoreBody, OuterBody, Stack};
+use super::{Core, CoreBody, Lean, LeanBody, OuterBody, Stack};
 
 #[cfg(feature = "cors")]
 pin_project! {
@@ -20,6 +20,7 @@ pin_project! {
     where
         Stack<S>: Service<Request<B>>,
         Core<S>: Service<Request<B>>,
+        Lean<S>: Service<Request<B>>,
     {
         #[pin]
         kind: Kind<S, B>,
@@ -33,6 +34,7 @@ pin_project! {
     where
         Stack<S>: Service<Request<B>>,
         Core<S>: Service<Request<B>>,
+        Lean<S>: Service<Request<B>>,
     {
         Plain { #[pin] future: StackFuture<S, B> },
         Cors { #[pin] future: tower_http::cors::ResponseFuture<StackFuture<S, B>> },
@@ -46,6 +48,7 @@ pin_project! {
     where
         Stack<S>: Service<Request<B>>,
         Core<S>: Service<Request<B>>,
+        Lean<S>: Service<Request<B>>,
     {
         #[pin]
         future: StackFuture<S, B>,
@@ -56,6 +59,7 @@ impl<S, B> ResponseFuture<S, B>
 where
     Stack<S>: Service<Request<B>>,
     Core<S>: Service<Request<B>>,
+    Lean<S>: Service<Request<B>>,
 {
     #[cfg(feature = "cors")]
     pub(super) fn plain(future: StackFuture<S, B>) -> Self {
@@ -81,6 +85,7 @@ impl<S, B> fmt::Debug for ResponseFuture<S, B>
 where
     Stack<S>: Service<Request<B>>,
     Core<S>: Service<Request<B>>,
+    Lean<S>: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
@@ -91,6 +96,7 @@ impl<S, B, ResBody, E> Future for ResponseFuture<S, B>
 where
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = E>,
     Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = E>,
+    Lean<S>: Service<Request<B>, Response = Response<LeanBody<ResBody>>, Error = E>,
 {
     type Output = Result<Response<OuterBody<ResBody>>, E>;
 

@@ -146,6 +146,10 @@ type WithLogin<S> = S;
 /// The stages from authentication on, innermost last.
 type Core<S> = Authentication<Authorize<WithLimit<WithValidate<S>>>>;
 
+/// Authentication, authorization and validation alone (see `stacked.rs`); the same as
+/// [`Core`] without the `rate-limit` feature.
+type Lean<S> = Authentication<Authorize<WithValidate<S>>>;
+
 /// The stack inside [`GatewaySecurity`], innermost last: the stages before authentication
 /// around [`Core`].
 type Stack<S> = WithShield<WithLimit<WithLogin<Core<S>>>>;
@@ -175,6 +179,9 @@ type LoginBody<B> = B;
 
 /// The response body of [`Core`].
 type CoreBody<B> = ResponseBody<ResponseBody<LimitBody<ValidateBody<B>>>>;
+
+/// The response body of [`Lean`].
+type LeanBody<B> = ResponseBody<ResponseBody<ValidateBody<B>>>;
 
 /// The response body of the gateway's service.
 type OuterBody<B> = ShieldBody<LimitBody<LoginBody<CoreBody<B>>>>;
@@ -238,18 +245,7 @@ impl<S> Layer<S> for GatewaySecurityLayer {
     type Service = GatewaySecurity<S>;
 
     fn layer(&self, inner: S) -> GatewaySecurity<S> {
-        #[cfg(feature = "validate")]
-        let inner = self.validate.layer(inner);
-        #[cfg(feature = "rate-limit")]
-        let inner = self.limit.layer(inner);
-        let stack = self.authenticate.layer(self.authorize.layer(inner));
-        #[cfg(feature = "oidc")]
-        let stack = self.login.layer(stack);
-        #[cfg(feature = "rate-limit")]
-        let stack = self.limit_before_auth.layer(stack);
-        #[cfg(feature = "shield")]
-        let stack = self.shield.layer(stack);
-        let stack = Stacked::new(stack, self.nothing_before_authentication());
+        let stack = Stacked::new(self, inner);
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             // `build()` has checked that this layer's rules are usable: no panic here.
@@ -293,6 +289,7 @@ where
     S: Service<Request<InnerBody<B>>, Response = Response<ResBody>> + Clone,
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = S::Error>,
     Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = S::Error>,
+    Lean<S>: Service<Request<B>, Response = Response<LeanBody<ResBody>>, Error = S::Error>,
 {
     type Response = Response<OuterBody<ResBody>>;
     type Error = S::Error;

@@ -1,12 +1,19 @@
-//! [`Stacked`]: the gateway's stack of layers, entered at authentication when every stage
-//! before it (shield, per-IP limits, login) is a pass-through.
+//! [`Stacked`]: the gateway's layers, without the stages that are pass-throughs where that
+//! is cheap to arrange.
 //!
 //! A pass-through stage decides nothing, yet as a layer it still takes the request, wraps
-//! the inner future in its own and the response body in its own: each level moves the
-//! request, the future and the response once more. When none of those stages is configured,
-//! the gateway calls the stack's core (authentication, authorization, the per-identity
-//! limits and validation) itself, and wraps only the response body, so the response has the
-//! same type either way.
+//! the inner future in its own and the response body in its own, and is cloned with the
+//! gateway (axum clones a route's service for every request): each level moves the request,
+//! the future and the response once more. So the gateway is one of two shapes, chosen when
+//! it is put around its service:
+//!
+//! - **lean**: authentication, authorization and validation alone, when nothing else is
+//!   configured (no shield, no rate limit, no login);
+//! - **whole**: every stage; requests enter at authentication when every stage before it
+//!   is a pass-through (only the per-identity limits configured).
+//!
+//! Either way the response has the same type: the gateway wraps the response body as the
+//! stages left out would have.
 
 use std::fmt;
 use std::future::Future;
@@ -15,43 +22,73 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Core, CoreBody, InnerBody, OuterBody, Stack};
+use super::{Core, CoreBody, GatewaySecurityLayer, InnerBody, Lean, LeanBody, OuterBody, Stack};
 
-/// The gateway's stack, and whether its requests go straight to its core.
+/// The gateway's layers in one of its shapes.
 #[derive(Clone)]
-pub(super) struct Stacked<S> {
-    stack: Stack<S>,
-    /// Every stage before authentication is a pass-through: set when the gateway is layered
-    /// around its service, never changed.
-    at_core: bool,
+pub(super) enum Stacked<S> {
+    /// Every stage. `at_core`: every stage before authentication is a pass-through, and
+    /// requests go straight to authentication.
+    Whole { stack: Stack<S>, at_core: bool },
+    /// Authentication, authorization and validation: nothing else is configured.
+    Lean { stack: Lean<S> },
 }
 
 impl<S> Stacked<S> {
-    pub(super) fn new(stack: Stack<S>, at_core: bool) -> Self {
-        Self { stack, at_core }
-    }
-
-    /// The stages from authentication on, inside the pass-through ones.
-    fn core(&mut self) -> &mut Core<S> {
-        let stack = &mut self.stack;
-        #[cfg(feature = "shield")]
-        let stack = stack.get_mut();
+    /// The gateway's layers around `inner`, in the cheapest shape that does the same.
+    pub(super) fn new(layers: &GatewaySecurityLayer, inner: S) -> Self {
+        let before = layers.nothing_before_authentication();
         #[cfg(feature = "rate-limit")]
-        let stack = stack.get_mut();
+        let lean = before && layers.limit.is_pass_through();
+        #[cfg(not(feature = "rate-limit"))]
+        let lean = before;
+        #[cfg(feature = "validate")]
+        let inner = layers.validate.layer(inner);
+        if lean {
+            return Self::Lean {
+                stack: layers.authenticate.layer(layers.authorize.layer(inner)),
+            };
+        }
+        #[cfg(feature = "rate-limit")]
+        let inner = layers.limit.layer(inner);
+        let stack = layers.authenticate.layer(layers.authorize.layer(inner));
         #[cfg(feature = "oidc")]
-        let stack = stack.get_mut();
-        stack
+        let stack = layers.login.layer(stack);
+        #[cfg(feature = "rate-limit")]
+        let stack = layers.limit_before_auth.layer(stack);
+        #[cfg(feature = "shield")]
+        let stack = layers.shield.layer(stack);
+        Self::Whole {
+            stack,
+            at_core: before,
+        }
     }
+}
+
+/// The stages from authentication on, inside the pass-through ones.
+fn core<S>(stack: &mut Stack<S>) -> &mut Core<S> {
+    #[cfg(feature = "shield")]
+    let stack = stack.get_mut();
+    #[cfg(feature = "rate-limit")]
+    let stack = stack.get_mut();
+    #[cfg(feature = "oidc")]
+    let stack = stack.get_mut();
+    stack
 }
 
 impl<S: fmt::Debug> fmt::Debug for Stacked<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stacked")
-            .field("stack", &self.stack)
-            .field("at_core", &self.at_core)
-            .finish()
+        match self {
+            Self::Whole { stack, at_core } => f
+                .debug_struct("Whole")
+                .field("stack", stack)
+                .field("at_core", at_core)
+                .finish(),
+            Self::Lean { stack } => f.debug_struct("Lean").field("stack", stack).finish(),
+        }
     }
 }
 
@@ -60,6 +97,7 @@ where
     S: Service<Request<InnerBody<B>>, Response = Response<ResBody>> + Clone,
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = S::Error>,
     Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = S::Error>,
+    Lean<S>: Service<Request<B>, Response = Response<LeanBody<ResBody>>, Error = S::Error>,
 {
     type Response = Response<OuterBody<ResBody>>;
     type Error = S::Error;
@@ -68,32 +106,42 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         // The stages before the core keep no readiness of their own: each asks the one
         // inside it, so the core is ready when the whole stack is.
-        self.stack.poll_ready(cx)
+        match self {
+            Self::Whole { stack, .. } => stack.poll_ready(cx),
+            Self::Lean { stack } => stack.poll_ready(cx),
+        }
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if self.at_core {
-            StackFuture::Core {
-                future: self.core().call(request),
-            }
-        } else {
-            StackFuture::Whole {
-                future: self.stack.call(request),
-            }
+        match self {
+            Self::Whole {
+                stack,
+                at_core: true,
+            } => StackFuture::Core {
+                future: core(stack).call(request),
+            },
+            Self::Whole { stack, .. } => StackFuture::Whole {
+                future: stack.call(request),
+            },
+            Self::Lean { stack } => StackFuture::Lean {
+                future: stack.call(request),
+            },
         }
     }
 }
 
 pin_project! {
-    /// The response future of [`Stacked`]: the whole stack's, or its core's.
+    /// The response future of [`Stacked`]: the whole stack's, its core's, or the lean one's.
     #[project = StackProj]
     pub(super) enum StackFuture<S, B>
     where
         Stack<S>: Service<Request<B>>,
         Core<S>: Service<Request<B>>,
+        Lean<S>: Service<Request<B>>,
     {
         Whole { #[pin] future: <Stack<S> as Service<Request<B>>>::Future },
         Core { #[pin] future: <Core<S> as Service<Request<B>>>::Future },
+        Lean { #[pin] future: <Lean<S> as Service<Request<B>>>::Future },
     }
 }
 
@@ -101,6 +149,7 @@ impl<S, B, ResBody, E> Future for StackFuture<S, B>
 where
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = E>,
     Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = E>,
+    Lean<S>: Service<Request<B>, Response = Response<LeanBody<ResBody>>, Error = E>,
 {
     type Output = Result<Response<OuterBody<ResBody>>, E>;
 
@@ -110,12 +159,15 @@ where
             StackProj::Core { future } => future
                 .poll(cx)
                 .map(|result| result.map(|response| response.map(outer_body))),
+            StackProj::Lean { future } => future.poll(cx).map(|result| {
+                result.map(|response| response.map(|body| outer_body(core_body(body))))
+            }),
         }
     }
 }
 
-/// The core's response body as the whole stack's: the body each pass-through stage would
-/// have wrapped it in.
+/// The core's response body as the whole stack's: the body each stage before
+/// authentication would have wrapped it in.
 fn outer_body<B>(body: CoreBody<B>) -> OuterBody<B> {
     #[cfg(feature = "oidc")]
     let body = crate::body::ResponseBody::inner(body);
@@ -123,5 +175,13 @@ fn outer_body<B>(body: CoreBody<B>) -> OuterBody<B> {
     let body = crate::body::ResponseBody::inner(body);
     #[cfg(feature = "shield")]
     let body = crate::body::ResponseBody::inner(body);
+    body
+}
+
+/// The lean stack's response body as the core's: wrapped, inside authorization's body, as
+/// the per-identity limits would have wrapped it.
+fn core_body<B>(body: LeanBody<B>) -> CoreBody<B> {
+    #[cfg(feature = "rate-limit")]
+    let body = body.map_inner(|authorized| authorized.map_inner(crate::body::ResponseBody::inner));
     body
 }
