@@ -1960,7 +1960,7 @@ mod audit_log {
 /// in each of its shapes: every stage; entered at authentication (nothing configured before
 /// it); authentication, authorization and validation alone (nothing else configured).
 #[tokio::test]
-async fn the_gateway_calls_the_service_it_readied_on_either_path() {
+async fn the_gateway_calls_the_service_it_readied_in_each_shape() {
     use std::task::{Context, Poll};
     use tower::{Layer, Service};
 
@@ -2035,5 +2035,69 @@ async fn the_gateway_calls_the_service_it_readied_on_either_path() {
             StatusCode::INTERNAL_SERVER_ERROR,
             "{path}"
         );
+    }
+}
+
+/// The gateway answers alike in each of its shapes (lean, entered at authentication, whole;
+/// see `the_gateway_calls_the_service_it_readied_in_each_shape`): leaving a pass-through
+/// stage out of a request's path changes nothing a client can see, for the service's
+/// answers and for refusals.
+#[tokio::test]
+async fn every_shape_of_the_gateway_answers_alike() {
+    let fixture = Fixture::new().await;
+    let quiet_limit = RateLimitLayer::builder()
+        .limit(Limit::new(
+            "per-key",
+            LimitKey::ApiKey,
+            Quota::per_minute(1_000),
+        ))
+        .response_headers(false)
+        .build()
+        .expect("limits");
+    let shield = ShieldLayer::builder()
+        .deny(["192.0.2.0/24"])
+        .build()
+        .expect("shield");
+    let gateways = [
+        fixture.gateway().build(),
+        fixture.gateway().rate_limit(quiet_limit).build(),
+        fixture.gateway().shield(shield).build(),
+    ];
+    let apps = gateways.map(|gateway| {
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/orders",
+                get(|| async { "orders" }).post(|| async { "created" }),
+            )
+            .layer(gateway.expect("gateway"))
+    });
+    let viewer = fixture.viewer.key.expose_secret();
+    let stranger = fixture.stranger.key.expose_secret();
+    let cases = [
+        ("GET", "/health", None, StatusCode::OK),
+        ("GET", "/orders", None, StatusCode::UNAUTHORIZED),
+        ("GET", "/orders", Some("garbage"), StatusCode::UNAUTHORIZED),
+        ("GET", "/orders", Some(stranger), StatusCode::UNAUTHORIZED),
+        ("POST", "/orders", Some(viewer), StatusCode::FORBIDDEN),
+        ("GET", "/orders", Some(viewer), StatusCode::OK),
+    ];
+    for (method, path, key, expected) in cases {
+        let headers: Vec<(&str, &str)> = key.map(|key| ("x-api-key", key)).into_iter().collect();
+        let mut answers = Vec::new();
+        for app in &apps {
+            let (status, headers, body) = send(app, request(method, path, PEER, &headers)).await;
+            let header = |name| headers.get(name).map(|value| value.as_bytes().to_vec());
+            answers.push((
+                status,
+                header(http::header::WWW_AUTHENTICATE),
+                header(http::header::CONTENT_TYPE),
+                headers.len(),
+                body,
+            ));
+        }
+        assert_eq!(answers[0].0, expected, "{method} {path} {key:?}");
+        assert_eq!(answers[0], answers[1], "{method} {path} {key:?}");
+        assert_eq!(answers[0], answers[2], "{method} {path} {key:?}");
     }
 }

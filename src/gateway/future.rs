@@ -10,7 +10,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::stacked::StackFuture;
+use super::stages::StagesFuture;
 use super::{Core, CoreBody, Lean, LeanBody, OuterBody, Stack};
 
 #[cfg(feature = "cors")]
@@ -36,8 +36,8 @@ pin_project! {
         Core<S>: Service<Request<B>>,
         Lean<S>: Service<Request<B>>,
     {
-        Plain { #[pin] future: StackFuture<S, B> },
-        Cors { #[pin] future: tower_http::cors::ResponseFuture<StackFuture<S, B>> },
+        Plain { #[pin] future: StagesFuture<S, B> },
+        Cors { #[pin] future: tower_http::cors::ResponseFuture<StagesFuture<S, B>> },
     }
 }
 
@@ -51,7 +51,7 @@ pin_project! {
         Lean<S>: Service<Request<B>>,
     {
         #[pin]
-        future: StackFuture<S, B>,
+        future: StagesFuture<S, B>,
     }
 }
 
@@ -62,19 +62,19 @@ where
     Lean<S>: Service<Request<B>>,
 {
     #[cfg(feature = "cors")]
-    pub(super) fn plain(future: StackFuture<S, B>) -> Self {
+    pub(super) fn plain(future: StagesFuture<S, B>) -> Self {
         Self {
             kind: Kind::Plain { future },
         }
     }
 
     #[cfg(not(feature = "cors"))]
-    pub(super) fn plain(future: StackFuture<S, B>) -> Self {
+    pub(super) fn plain(future: StagesFuture<S, B>) -> Self {
         Self { future }
     }
 
     #[cfg(feature = "cors")]
-    pub(super) fn cors(future: tower_http::cors::ResponseFuture<StackFuture<S, B>>) -> Self {
+    pub(super) fn cors(future: tower_http::cors::ResponseFuture<StagesFuture<S, B>>) -> Self {
         Self {
             kind: Kind::Cors { future },
         }

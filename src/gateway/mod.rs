@@ -3,7 +3,7 @@
 
 mod future;
 mod reload;
-mod stacked;
+mod stages;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tower_service::Service;
 
 pub use self::future::ResponseFuture;
 pub use self::reload::{ReloadHandle, Reloadable, ReloadableLayer};
-use self::stacked::Stacked;
+use self::stages::Stages;
 use crate::authenticate::{Authenticate, Authentication, AuthenticationLayer};
 use crate::authz::{Authorize, AuthorizeLayer, RouteRules};
 use crate::body::ResponseBody;
@@ -58,6 +58,8 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// [`AuthorizeLayer`] and (with the `validate` feature) `ValidateLayer`, so each part
 /// behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
 /// routes, credentials are not even looked at (so `/health` never touches a key store).
+/// Stages that are not configured cost (almost) nothing: with only authentication,
+/// authorization and validation, the stack is those three layers.
 ///
 /// # CORS
 ///
@@ -146,7 +148,7 @@ type WithLogin<S> = S;
 /// The stages from authentication on, innermost last.
 type Core<S> = Authentication<Authorize<WithLimit<WithValidate<S>>>>;
 
-/// Authentication, authorization and validation alone (see `stacked.rs`); the same as
+/// Authentication, authorization and validation alone (see `stages.rs`); the same as
 /// [`Core`] without the `rate-limit` feature.
 type Lean<S> = Authentication<Authorize<WithValidate<S>>>;
 
@@ -245,7 +247,7 @@ impl<S> Layer<S> for GatewaySecurityLayer {
     type Service = GatewaySecurity<S>;
 
     fn layer(&self, inner: S) -> GatewaySecurity<S> {
-        let stack = Stacked::new(self, inner);
+        let stack = Stages::new(self, inner);
         #[cfg(feature = "cors")]
         if let Some(cors) = &self.cors {
             // `build()` has checked that this layer's rules are usable: no panic here.
@@ -271,9 +273,9 @@ pub struct GatewaySecurity<S> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Front<S> {
-    Plain(Stacked<S>),
+    Plain(Stages<S>),
     #[cfg(feature = "cors")]
-    Cors(Cors<Stacked<S>>),
+    Cors(Cors<Stages<S>>),
 }
 
 impl<S: fmt::Debug> fmt::Debug for GatewaySecurity<S> {

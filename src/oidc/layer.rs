@@ -68,7 +68,8 @@ impl OidcLayer {
     }
 
     /// Whether this layer has no relying party and so does nothing to a request (the
-    /// gateway then leaves it out of a request's path).
+    /// gateway then leaves it out of a request's path). The gateway calls past it only
+    /// because `poll_ready` reserves nothing (it asks the inner service): keep it so.
     #[cfg(feature = "authz")]
     pub(crate) fn is_pass_through(&self) -> bool {
         self.oidc.is_none()

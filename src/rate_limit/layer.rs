@@ -90,7 +90,8 @@ impl RateLimitLayer {
     }
 
     /// Whether these limits do nothing to a request: there are none (the gateway then
-    /// leaves them out of a request's path).
+    /// leaves them out of a request's path). The gateway calls past them only because
+    /// `poll_ready` reserves nothing (it asks the inner service): keep it so.
     #[cfg(feature = "authz")]
     pub(crate) fn is_pass_through(&self) -> bool {
         self.config.limits.is_empty()

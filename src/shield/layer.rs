@@ -83,7 +83,8 @@ impl ShieldLayer {
     }
 
     /// Whether this shield does nothing to a request (the gateway then leaves it out of a
-    /// request's path).
+    /// request's path). The gateway calls past it only because its `poll_ready` reserves
+    /// nothing (it asks the inner service): keep it so.
     #[cfg(feature = "authz")]
     pub(crate) fn is_pass_through(&self) -> bool {
         !self.config.enabled

@@ -1,16 +1,18 @@
-//! [`Stacked`]: the gateway's layers, without the stages that are pass-throughs where that
+//! [`Stages`]: the gateway's layers, without the stages that are pass-throughs where that
 //! is cheap to arrange.
 //!
 //! A pass-through stage decides nothing, yet as a layer it still takes the request, wraps
 //! the inner future in its own and the response body in its own, and is cloned with the
 //! gateway (axum clones a route's service for every request): each level moves the request,
-//! the future and the response once more. So the gateway is one of two shapes, chosen when
-//! it is put around its service:
+//! the future and the response once more. So the gateway takes one of two shapes when it is
+//! put around its service:
 //!
 //! - **lean**: authentication, authorization and validation alone, when nothing else is
 //!   configured (no shield, no rate limit, no login);
-//! - **whole**: every stage; requests enter at authentication when every stage before it
-//!   is a pass-through (only the per-identity limits configured).
+//! - **whole**: every stage, the unconfigured ones as pass-throughs; when every stage
+//!   before authentication is a pass-through (only the per-identity limits configured),
+//!   requests enter at authentication, which the gateway calls itself (the layers before
+//!   it keep no readiness of their own: `poll_ready` still goes through all of them).
 //!
 //! Either way the response has the same type: the gateway wraps the response body as the
 //! stages left out would have.
@@ -27,9 +29,9 @@ use tower_service::Service;
 
 use super::{Core, CoreBody, GatewaySecurityLayer, InnerBody, Lean, LeanBody, OuterBody, Stack};
 
-/// The gateway's layers in one of its shapes.
+/// The gateway's layers, in one of its shapes.
 #[derive(Clone)]
-pub(super) enum Stacked<S> {
+pub(super) enum Stages<S> {
     /// Every stage. `at_core`: every stage before authentication is a pass-through, and
     /// requests go straight to authentication.
     Whole { stack: Stack<S>, at_core: bool },
@@ -37,7 +39,7 @@ pub(super) enum Stacked<S> {
     Lean { stack: Lean<S> },
 }
 
-impl<S> Stacked<S> {
+impl<S> Stages<S> {
     /// The gateway's layers around `inner`, in the cheapest shape that does the same.
     pub(super) fn new(layers: &GatewaySecurityLayer, inner: S) -> Self {
         let before = layers.nothing_before_authentication();
@@ -79,7 +81,7 @@ fn core<S>(stack: &mut Stack<S>) -> &mut Core<S> {
     stack
 }
 
-impl<S: fmt::Debug> fmt::Debug for Stacked<S> {
+impl<S: fmt::Debug> fmt::Debug for Stages<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Whole { stack, at_core } => f
@@ -92,7 +94,7 @@ impl<S: fmt::Debug> fmt::Debug for Stacked<S> {
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for Stacked<S>
+impl<S, B, ResBody> Service<Request<B>> for Stages<S>
 where
     S: Service<Request<InnerBody<B>>, Response = Response<ResBody>> + Clone,
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = S::Error>,
@@ -101,7 +103,7 @@ where
 {
     type Response = Response<OuterBody<ResBody>>;
     type Error = S::Error;
-    type Future = StackFuture<S, B>;
+    type Future = StagesFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         // The stages before the core keep no readiness of their own: each asks the one
@@ -117,13 +119,13 @@ where
             Self::Whole {
                 stack,
                 at_core: true,
-            } => StackFuture::Core {
+            } => StagesFuture::Core {
                 future: core(stack).call(request),
             },
-            Self::Whole { stack, .. } => StackFuture::Whole {
+            Self::Whole { stack, .. } => StagesFuture::Whole {
                 future: stack.call(request),
             },
-            Self::Lean { stack } => StackFuture::Lean {
+            Self::Lean { stack } => StagesFuture::Lean {
                 future: stack.call(request),
             },
         }
@@ -131,9 +133,9 @@ where
 }
 
 pin_project! {
-    /// The response future of [`Stacked`]: the whole stack's, its core's, or the lean one's.
+    /// The response future of [`Stages`]: the whole stack's, its core's, or the lean one's.
     #[project = StackProj]
-    pub(super) enum StackFuture<S, B>
+    pub(super) enum StagesFuture<S, B>
     where
         Stack<S>: Service<Request<B>>,
         Core<S>: Service<Request<B>>,
@@ -145,7 +147,7 @@ pin_project! {
     }
 }
 
-impl<S, B, ResBody, E> Future for StackFuture<S, B>
+impl<S, B, ResBody, E> Future for StagesFuture<S, B>
 where
     Stack<S>: Service<Request<B>, Response = Response<OuterBody<ResBody>>, Error = E>,
     Core<S>: Service<Request<B>, Response = Response<CoreBody<ResBody>>, Error = E>,
@@ -184,4 +186,84 @@ fn core_body<B>(body: LeanBody<B>) -> CoreBody<B> {
     #[cfg(feature = "rate-limit")]
     let body = body.map_inner(|authorized| authorized.map_inner(crate::body::ResponseBody::inner));
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use http::request::Parts;
+
+    use super::*;
+    use crate::authenticate::{AuthFuture, AuthOutcome};
+    use crate::authz::{RouteRules, public};
+
+    fn nobody(_: &Parts) -> AuthFuture {
+        AuthFuture::ready(AuthOutcome::Absent)
+    }
+
+    fn builder() -> crate::GatewaySecurityBuilder {
+        GatewaySecurityLayer::builder().authenticate(nobody).rules(
+            RouteRules::builder()
+                .route("GET /health", public())
+                .build()
+                .expect("rules"),
+        )
+    }
+
+    /// `lean`, `whole at authentication` or `whole`: the shape `layers` take.
+    fn shape(layers: &GatewaySecurityLayer) -> &'static str {
+        match Stages::new(layers, ()) {
+            Stages::Lean { .. } => "lean",
+            Stages::Whole { at_core: true, .. } => "whole at authentication",
+            Stages::Whole { .. } => "whole",
+        }
+    }
+
+    #[test]
+    fn each_configuration_takes_the_cheapest_shape_that_does_the_same() {
+        assert_eq!(shape(&builder().build().expect("gateway")), "lean");
+        #[cfg(feature = "rate-limit")]
+        {
+            use crate::rate_limit::{Limit, LimitKey, Quota, RateLimitLayer};
+            let limits = |key| {
+                RateLimitLayer::builder()
+                    .limit(Limit::new("limit", key, Quota::per_second(10)))
+                    .build()
+                    .expect("limits")
+            };
+            let per_key = builder()
+                .rate_limit(limits(LimitKey::ApiKey))
+                .build()
+                .expect("gateway");
+            assert_eq!(shape(&per_key), "whole at authentication");
+            let per_ip = builder()
+                .rate_limit_before_auth(limits(LimitKey::ClientIp))
+                .build()
+                .expect("gateway");
+            assert_eq!(shape(&per_ip), "whole");
+            // A report-only limit still counts and reports.
+            let report_only = builder()
+                .rate_limit(
+                    RateLimitLayer::builder()
+                        .limit(Limit::new("limit", LimitKey::ApiKey, Quota::per_second(1)))
+                        .dangerous_report_only()
+                        .build()
+                        .expect("limits"),
+                )
+                .build()
+                .expect("gateway");
+            assert_eq!(shape(&report_only), "whole at authentication");
+        }
+        #[cfg(feature = "shield")]
+        {
+            use crate::shield::ShieldLayer;
+            // A shield that only names the client (behind trusted proxies) still runs: it
+            // leaves the client's address for the later stages and the handlers.
+            let proxies = ShieldLayer::builder()
+                .trusted_proxies(["10.0.0.0/8"])
+                .build()
+                .expect("shield");
+            let shielded = builder().shield(proxies).build().expect("gateway");
+            assert_eq!(shape(&shielded), "whole");
+        }
+    }
 }
