@@ -178,12 +178,15 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let started = Instant::now();
         let (mut parts, body) = request.into_parts();
         let mut route = None;
-        let plan = match self.plan(&parts, &body, &mut route) {
+        let plan = self.plan(&parts, &body, &mut route);
+        // The decision's time starts once the plan is made (a route match and a few header
+        // checks): a request passed on untouched is no decision, and costs no clock reading.
+        let started = || Instant::now();
+        let plan = match plan {
             Ok(plan) => plan,
-            Err(rejection) => return self.reject(&parts, &rejection, started, route),
+            Err(rejection) => return self.reject(&parts, &rejection, started(), route),
         };
         match plan {
             Plan::PassThrough => {
@@ -201,7 +204,9 @@ where
                     },
                 }
             }
-            Plan::Rules { route, path } => self.check_rules(parts, body, route, path, started),
+            Plan::Rules { route, path } => {
+                self.check_rules(parts, body, route, path, started())
+            }
             Plan::Read {
                 route,
                 required,
@@ -233,7 +238,7 @@ where
                             settings: self.settings.clone(),
                             renderer: self.renderer.clone(),
                             observer: self.observer.clone(),
-                            started,
+                            started: started(),
                             route,
                             collected: Collected::with_capacity(capacity),
                             json,
