@@ -104,9 +104,11 @@ impl<S> Layer<S> for ValidateLayer {
     fn layer(&self, inner: S) -> Validate<S> {
         Validate {
             inner,
-            settings: self.settings.clone(),
-            renderer: self.renderer.clone(),
-            observer: self.observer.clone(),
+            shared: Arc::new(Shared {
+                settings: self.settings.clone(),
+                renderer: self.renderer.clone(),
+                observer: self.observer.clone(),
+            }),
         }
     }
 }
@@ -115,6 +117,13 @@ impl<S> Layer<S> for ValidateLayer {
 #[derive(Clone)]
 pub struct Validate<S> {
     inner: S,
+    /// One reference count for the whole configuration: the service is cloned for every
+    /// request behind an axum route.
+    shared: Arc<Shared>,
+}
+
+/// What a [`Validate`] service and its waiting states share.
+struct Shared {
     settings: Arc<Settings>,
     renderer: Arc<dyn RejectionResponse>,
     observer: Arc<dyn Observe>,
@@ -191,9 +200,9 @@ where
         match plan {
             Plan::PassThrough => {
                 // No JSON body to read: a deferred object-level rule is decided without one.
-                if let Some(rejection) = decide_deferred(&mut parts, None, &*self.observer) {
+                if let Some(rejection) = decide_deferred(&mut parts, None, &*self.shared.observer) {
                     return ResponseFuture {
-                        state: State::refused(rejection.render(&*self.renderer)),
+                        state: State::refused(rejection.render(&*self.shared.renderer)),
                     };
                 }
                 // Called at once: the ready service is used, no swap needed.
@@ -204,9 +213,7 @@ where
                     },
                 }
             }
-            Plan::Rules { route, path } => {
-                self.check_rules(parts, body, route, path, started())
-            }
+            Plan::Rules { route, path } => self.check_rules(parts, body, route, path, started()),
             Plan::Read {
                 route,
                 required,
@@ -217,7 +224,7 @@ where
             } => {
                 // Outside a tokio runtime there is no timer to arm; read without a deadline
                 // rather than panic.
-                let deadline = match self.settings.read_timeout {
+                let deadline = match self.shared.settings.read_timeout {
                     Some(timeout) if tokio::runtime::Handle::try_current().is_ok() => {
                         Deadline::At(tokio::time::Instant::now() + timeout)
                     }
@@ -235,9 +242,7 @@ where
                         reading: Some(Box::new(Reading {
                             parts,
                             service: inner,
-                            settings: self.settings.clone(),
-                            renderer: self.renderer.clone(),
-                            observer: self.observer.clone(),
+                            shared: self.shared.clone(),
                             started: started(),
                             route,
                             collected: Collected::with_capacity(capacity),
@@ -265,7 +270,7 @@ impl<S> Validate<S> {
         body: &B,
         route: &mut Option<usize>,
     ) -> Result<Plan, Rejection> {
-        let settings = &*self.settings;
+        let settings = &*self.shared.settings;
         let Some(matched) = settings.routes.at(&parts.method, parts.uri.path()) else {
             return Ok(Plan::PassThrough);
         };
@@ -381,16 +386,16 @@ impl<S> Validate<S> {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        let rule = route.and_then(|index| self.settings.routes.entry(index));
+        let rule = route.and_then(|index| self.shared.settings.routes.entry(index));
         observe(
-            &*self.observer,
+            &*self.shared.observer,
             parts,
             Some(rejection),
             started,
             rule.map(|(text, _)| text),
         );
         ResponseFuture {
-            state: State::refused(rejection.render(&*self.renderer)),
+            state: State::refused(rejection.render(&*self.shared.renderer)),
         }
     }
 }
@@ -578,9 +583,7 @@ impl Collected {
 struct Reading<S> {
     parts: Parts,
     service: S,
-    settings: Arc<Settings>,
-    renderer: Arc<dyn RejectionResponse>,
-    observer: Arc<dyn Observe>,
+    shared: Arc<Shared>,
     started: Instant,
     /// The matched rule's entry in `settings.routes`.
     route: usize,
@@ -762,7 +765,11 @@ impl<S> Reading<S> {
 
     /// The matched rule as written, for the decision's report.
     fn rule_text(&self) -> Option<&str> {
-        self.settings.routes.entry(self.route).map(|(text, _)| text)
+        self.shared
+            .settings
+            .routes
+            .entry(self.route)
+            .map(|(text, _)| text)
     }
 
     fn refuse<B>(self, rejection: &Rejection) -> State<S, B>
@@ -770,13 +777,13 @@ impl<S> Reading<S> {
         S: Service<Request<RequestBody<B>>>,
     {
         observe(
-            &*self.observer,
+            &*self.shared.observer,
             &self.parts,
             Some(rejection),
             self.started,
             self.rule_text(),
         );
-        State::refused(rejection.render(&*self.renderer))
+        State::refused(rejection.render(&*self.shared.renderer))
     }
 
     /// Refuses with a rejection already reported (by another stage's decision).
@@ -784,7 +791,7 @@ impl<S> Reading<S> {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        State::refused(rejection.render(&*self.renderer))
+        State::refused(rejection.render(&*self.shared.renderer))
     }
 
     /// The body is complete: parse it (enforcing the JSON limits in the same pass), validate,
@@ -803,7 +810,7 @@ impl<S> Reading<S> {
         }
         let mut parsed = None;
         if self.json {
-            let value = match json::parse(&bytes, &self.settings.limits) {
+            let value = match json::parse(&bytes, &self.shared.settings.limits) {
                 Ok(value) => value,
                 Err(error) => {
                     let rejection = Rejection::new(Reason::InvalidJson)
@@ -816,25 +823,28 @@ impl<S> Reading<S> {
                 schema.check(
                     "body",
                     &value,
-                    self.settings.max_violations,
+                    self.shared.settings.max_violations,
                     &mut violations,
                 );
                 if !violations.is_empty() {
                     let rejection = Rejection::new(Reason::SchemaViolation)
                         .with_violations(violations)
-                        .with_status(self.settings.violation_status);
+                        .with_status(self.shared.settings.violation_status);
                     return self.refuse(&rejection);
                 }
             }
             // Authorization's deferred object-level rule first: it reads the parsed body.
-            if let Some(rejection) = decide_deferred(&mut self.parts, Some(&value), &*self.observer)
+            if let Some(rejection) =
+                decide_deferred(&mut self.parts, Some(&value), &*self.shared.observer)
             {
                 return self.refuse_unreported(&rejection);
             }
             let value = Arc::new(value);
             self.parts.extensions.insert(ValidatedJson(value.clone()));
             parsed = Some(value);
-        } else if let Some(rejection) = decide_deferred(&mut self.parts, None, &*self.observer) {
+        } else if let Some(rejection) =
+            decide_deferred(&mut self.parts, None, &*self.shared.observer)
+        {
             return self.refuse_unreported(&rejection);
         }
         let body = RequestBody::buffered(bytes, self.trailers.take());
@@ -846,7 +856,7 @@ impl<S> Reading<S> {
             Progress::Async(next) => return self.into_checking(body, parsed, next),
         }
         observe(
-            &*self.observer,
+            &*self.shared.observer,
             &self.parts,
             None,
             self.started,
@@ -877,12 +887,12 @@ impl<S> Validate<S> {
     {
         // No JSON body to read: a deferred object-level rule is decided without one, and
         // before the business rules.
-        if let Some(rejection) = decide_deferred(&mut parts, None, &*self.observer) {
+        if let Some(rejection) = decide_deferred(&mut parts, None, &*self.shared.observer) {
             return ResponseFuture {
-                state: State::refused(rejection.render(&*self.renderer)),
+                state: State::refused(rejection.render(&*self.shared.renderer)),
             };
         }
-        let progress = match self.settings.routes.entry(route) {
+        let progress = match self.shared.settings.routes.entry(route) {
             Some((text, schemas)) => {
                 let input = RuleInput::new(None, &path, parts.uri.query(), &parts.extensions);
                 run_sync(
@@ -890,7 +900,7 @@ impl<S> Validate<S> {
                     0,
                     &input,
                     text,
-                    self.settings.max_violations,
+                    self.shared.settings.max_violations,
                 )
             }
             None => Progress::Passed,
@@ -916,9 +926,7 @@ impl<S> Validate<S> {
                             value: None,
                             path,
                             service,
-                            settings: self.settings.clone(),
-                            renderer: self.renderer.clone(),
-                            observer: self.observer.clone(),
+                            shared: self.shared.clone(),
                             started,
                             route,
                             next,
@@ -935,7 +943,7 @@ impl<S> Reading<S> {
     /// Runs the route's sync business rules on the schema-valid request, up to the first
     /// async one.
     fn run_rules(&self, body: Option<&Value>) -> Progress {
-        let Some((text, schemas)) = self.settings.routes.entry(self.route) else {
+        let Some((text, schemas)) = self.shared.settings.routes.entry(self.route) else {
             return Progress::Passed;
         };
         if schemas.rules.is_empty() {
@@ -952,7 +960,7 @@ impl<S> Reading<S> {
             0,
             &input,
             text,
-            self.settings.max_violations,
+            self.shared.settings.max_violations,
         )
     }
 
@@ -973,9 +981,7 @@ impl<S> Reading<S> {
                 value,
                 path: self.path,
                 service: self.service,
-                settings: self.settings,
-                renderer: self.renderer,
-                observer: self.observer,
+                shared: self.shared,
                 started: self.started,
                 route: self.route,
                 next,
@@ -994,9 +1000,7 @@ struct Checking<S, B> {
     value: Option<Arc<Value>>,
     path: PathParams,
     service: S,
-    settings: Arc<Settings>,
-    renderer: Arc<dyn RejectionResponse>,
-    observer: Arc<dyn Observe>,
+    shared: Arc<Shared>,
     started: Instant,
     route: usize,
     /// The next rule to run.
@@ -1008,10 +1012,10 @@ struct Checking<S, B> {
 impl<S, B> Checking<S, B> {
     /// Runs the rules from `next` on, waiting on each async one within the timeout.
     fn poll_rules(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Rejection>> {
-        let Some((text, schemas)) = self.settings.routes.entry(self.route) else {
+        let Some((text, schemas)) = self.shared.settings.routes.entry(self.route) else {
             return Poll::Ready(Ok(()));
         };
-        let max = self.settings.max_violations;
+        let max = self.shared.settings.max_violations;
         loop {
             if let Some((at, future, deadline)) = &mut self.pending {
                 let name = &schemas.rules[*at].name;
@@ -1046,7 +1050,7 @@ impl<S, B> Checking<S, B> {
             };
             // Outside a tokio runtime there is no timer to arm: the rule is not bounded.
             let deadline = if tokio::runtime::Handle::try_current().is_ok() {
-                Deadline::At(tokio::time::Instant::now() + self.settings.rule_timeout)
+                Deadline::At(tokio::time::Instant::now() + self.shared.settings.rule_timeout)
             } else {
                 Deadline::None
             };
@@ -1061,9 +1065,14 @@ impl<S, B> Checking<S, B> {
     where
         S: Service<Request<RequestBody<B>>>,
     {
-        let rule = self.settings.routes.entry(self.route).map(|(text, _)| text);
+        let rule = self
+            .shared
+            .settings
+            .routes
+            .entry(self.route)
+            .map(|(text, _)| text);
         observe(
-            &*self.observer,
+            &*self.shared.observer,
             &self.parts,
             outcome.as_ref().err(),
             self.started,
@@ -1073,7 +1082,7 @@ impl<S, B> Checking<S, B> {
             parts,
             body,
             mut service,
-            renderer,
+            shared,
             ..
         } = self;
         State::Decided {
@@ -1082,7 +1091,7 @@ impl<S, B> Checking<S, B> {
                     service.call(Request::from_parts(parts, body)),
                 ),
                 Err(rejection) => {
-                    crate::future::ResponseFuture::rejected(rejection.render(&*renderer))
+                    crate::future::ResponseFuture::rejected(rejection.render(&*shared.renderer))
                 }
             },
         }
