@@ -58,8 +58,8 @@ use crate::validate::{Validate, ValidateLayer, ValidationRules};
 /// [`AuthorizeLayer`] and (with the `validate` feature) `ValidateLayer`, so each part
 /// behaves exactly as it does alone, plus one thing only the whole can do: on `public()`
 /// routes, credentials are not even looked at (so `/health` never touches a key store).
-/// Stages that are not configured cost (almost) nothing: with only authentication,
-/// authorization and validation, the stack is those three layers.
+/// With only authentication, authorization and validation configured, the stack is those
+/// three layers: the others are not even pass-throughs.
 ///
 /// # CORS
 ///
@@ -267,7 +267,7 @@ pub struct GatewaySecurity<S> {
     inner: Front<S>,
 }
 
-/// What stands first in the gateway: the stack, or CORS in front of it.
+/// What stands first in the gateway: its stages, or CORS in front of them.
 // One is chosen per layer and never changes; boxing the large one would cost an
 // allocation on every clone (axum clones the service per request).
 #[allow(clippy::large_enum_variant)]

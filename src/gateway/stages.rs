@@ -253,6 +253,17 @@ mod tests {
                 .expect("gateway");
             assert_eq!(shape(&report_only), "whole at authentication");
         }
+        #[cfg(feature = "oidc")]
+        {
+            // A login answers its own routes before authentication.
+            let oidc = crate::oidc::Oidc::builder("https://idp.example")
+                .client_id("gateway")
+                .redirect_uri("https://app.example/callback")
+                .build()
+                .expect("relying party");
+            let login = builder().login(oidc).build().expect("gateway");
+            assert_eq!(shape(&login), "whole");
+        }
         #[cfg(feature = "shield")]
         {
             use crate::shield::ShieldLayer;

@@ -189,10 +189,10 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
         let mut route = None;
-        let plan = self.plan(&parts, &body, &mut route);
-        // The decision's time starts once the plan is made (a route match and a few header
-        // checks): a request passed on untouched is no decision, and costs no clock reading.
-        let started = || Instant::now();
+        let mut started = None;
+        let plan = self.plan(&parts, &body, &mut route, &mut started);
+        // Set once a rule matched: every path below that reports a decision has it.
+        let started = move || started.unwrap_or_else(Instant::now);
         let plan = match plan {
             Ok(plan) => plan,
             Err(rejection) => return self.reject(&parts, &rejection, started(), route),
@@ -263,17 +263,21 @@ where
 
 impl<S> Validate<S> {
     /// Checks the request head: parameters, media type, declared length. `route` is set to
-    /// the matched rule's entry, for the decision's report.
+    /// the matched rule's entry, for the decision's report, and `started` to when the
+    /// decision began: once a rule matched (a request no rule matches is no decision, and
+    /// costs no clock reading).
     fn plan<B: Body>(
         &self,
         parts: &Parts,
         body: &B,
         route: &mut Option<usize>,
+        started: &mut Option<Instant>,
     ) -> Result<Plan, Rejection> {
         let settings = &*self.shared.settings;
         let Some(matched) = settings.routes.at(&parts.method, parts.uri.path()) else {
             return Ok(Plan::PassThrough);
         };
+        *started = Some(Instant::now());
         *route = Some(matched.index);
         let route: &RouteSchemas = matched.value;
         let cap = settings.max_violations;
