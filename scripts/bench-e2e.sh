@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The gateway's cost through a real server: `examples/bench_server.rs` serves the same axum
 # routes bare (port 8081) and behind `GatewaySecurityLayer` (port 8082); `wrk -t1 -c16`
-# drives each scenario against both, in the same session, alternating bare and gated for
-# ROUNDS rounds, and prints requests per second, the gated/bare ratio, and the server's
-# extra user CPU time per request (from /proc; steadier than the throughput on a busy host).
+# drives each scenario against both, in the same session, in ROUNDS rounds of bare, gated
+# and wrapped back to back, and prints the median round's gated/bare ratio with the lowest
+# and highest round's, the extra time per request, and the server's extra user CPU time
+# per request (from /proc; steadier than the throughput on a busy host).
 #
-#   scripts/bench-e2e.sh                      # 3 rounds of 10 s per scenario and router
-#   DURATION=5s ROUNDS=2 scripts/bench-e2e.sh
+#   scripts/bench-e2e.sh                      # 9 rounds of 3 s per scenario and router
+#   DURATION=10s ROUNDS=3 scripts/bench-e2e.sh
 #
 # The server is pinned to SERVER_CPU (default 0) and wrk to WRK_CPU (default 1) with
 # taskset. Run it on a quiet machine: it prints `uptime` before and after, and a load
@@ -16,8 +17,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3s}
+ROUNDS=${ROUNDS:-9}
 CONNECTIONS=${CONNECTIONS:-16}
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
@@ -105,28 +106,38 @@ for scenario in $SCENARIOS; do
     done
 done
 # gated: the gateway applied with `Router::layer`; wrapped: around the whole router.
-printf '%-8s %10s %10s %7s %9s %10s %7s %9s %9s %9s\n' scenario bare_rps gated_rps ratio \
-    extra_us wrapped_rps ratio extra_us user_gated user_wrap
+# Each round runs the three back to back (in reverse order every other round, so that a
+# drift of the machine's speed falls on both sides alike) and gives its own gated ÷ bare
+# ratio; the table prints the median round and, in brackets, the lowest and highest: the
+# spread says how far the machine's noise reaches in this session.
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+range() { printf '%s\n' "$@" | sort -g | sed -n '1p;$p' | paste -sd- -; }
+printf '%-8s %10s %7s %-13s %9s %7s %-13s %9s %9s %9s\n' scenario bare_rps ratio range \
+    extra_us w_ratio w_range w_extra user_gated user_wrap
 for scenario in $SCENARIOS; do
-    bare_total=0 gated_total=0 wrapped_total=0 bare_user=0 gated_user=0 wrapped_user=0
-    for _ in $(seq "$ROUNDS"); do
-        read -r bare bare_us < <(run "$scenario" "$BARE_PORT")
-        read -r gated gated_us < <(run "$scenario" "$GATED_PORT")
-        read -r wrapped wrapped_us < <(run "$scenario" "$WRAPPED_PORT")
-        bare_total=$(awk -v a="$bare_total" -v b="$bare" 'BEGIN {print a + b}')
-        gated_total=$(awk -v a="$gated_total" -v b="$gated" 'BEGIN {print a + b}')
-        wrapped_total=$(awk -v a="$wrapped_total" -v b="$wrapped" 'BEGIN {print a + b}')
-        bare_user=$(awk -v a="$bare_user" -v b="$bare_us" 'BEGIN {print a + b}')
-        gated_user=$(awk -v a="$gated_user" -v b="$gated_us" 'BEGIN {print a + b}')
-        wrapped_user=$(awk -v a="$wrapped_user" -v b="$wrapped_us" 'BEGIN {print a + b}')
+    bares=() ratios=() wratios=() extras=() wextras=() users=() wusers=()
+    for round in $(seq "$ROUNDS"); do
+        if (( round % 2 )); then
+            read -r bare bare_us < <(run "$scenario" "$BARE_PORT")
+            read -r gated gated_us < <(run "$scenario" "$GATED_PORT")
+            read -r wrapped wrapped_us < <(run "$scenario" "$WRAPPED_PORT")
+        else
+            read -r wrapped wrapped_us < <(run "$scenario" "$WRAPPED_PORT")
+            read -r gated gated_us < <(run "$scenario" "$GATED_PORT")
+            read -r bare bare_us < <(run "$scenario" "$BARE_PORT")
+        fi
+        bares+=("$bare")
+        ratios+=("$(awk -v g="$gated" -v b="$bare" 'BEGIN {printf "%.3f", g / b}')")
+        wratios+=("$(awk -v w="$wrapped" -v b="$bare" 'BEGIN {printf "%.3f", w / b}')")
+        extras+=("$(awk -v g="$gated" -v b="$bare" 'BEGIN {printf "%.2f", 1e6 / g - 1e6 / b}')")
+        wextras+=("$(awk -v w="$wrapped" -v b="$bare" 'BEGIN {printf "%.2f", 1e6 / w - 1e6 / b}')")
+        users+=("$(awk -v g="$gated_us" -v b="$bare_us" 'BEGIN {printf "%.2f", g - b}')")
+        wusers+=("$(awk -v w="$wrapped_us" -v b="$bare_us" 'BEGIN {printf "%.2f", w - b}')")
     done
-    # user_*: the server's extra user CPU time per request over bare, in µs.
-    awk -v s="$scenario" -v b="$bare_total" -v g="$gated_total" -v w="$wrapped_total" \
-        -v bu="$bare_user" -v gu="$gated_user" -v wu="$wrapped_user" \
-        -v n="$ROUNDS" 'BEGIN {
-        printf "%-8s %10.0f %10.0f %7.3f %9.2f %10.0f %7.3f %9.2f %+9.2f %+9.2f\n", s, b / n,
-            g / n, g / b, 1e6 * n / g - 1e6 * n / b, w / n, w / b, 1e6 * n / w - 1e6 * n / b,
-            (gu - bu) / n, (wu - bu) / n
-    }'
+    # user_*: the server's extra user CPU time per request over bare, in µs (medians).
+    printf '%-8s %10.0f %7s %-13s %9s %7s %-13s %9s %9s %9s\n' "$scenario" \
+        "$(median "${bares[@]}")" "$(median "${ratios[@]}")" "[$(range "${ratios[@]}")]" \
+        "$(median "${extras[@]}")" "$(median "${wratios[@]}")" "[$(range "${wratios[@]}")]" \
+        "$(median "${wextras[@]}")" "$(median "${users[@]}")" "$(median "${wusers[@]}")"
 done
 echo "# after: $(uptime)"
