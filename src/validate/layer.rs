@@ -188,14 +188,16 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
-        let mut route = None;
-        let mut started = None;
-        let plan = self.plan(&parts, &body, &mut route, &mut started);
+        let mut decided = None;
+        let plan = self.plan(&parts, &body, &mut decided);
         // Set once a rule matched: every path below that reports a decision has it.
-        let started = move || started.unwrap_or_else(Instant::now);
+        let started = move || decided.map_or_else(Instant::now, |(_, started)| started);
         let plan = match plan {
             Ok(plan) => plan,
-            Err(rejection) => return self.reject(&parts, &rejection, started(), route),
+            Err(rejection) => {
+                let route = decided.map(|(route, _)| route);
+                return self.reject(&parts, &rejection, started(), route);
+            }
         };
         match plan {
             Plan::PassThrough => {
@@ -262,23 +264,21 @@ where
 }
 
 impl<S> Validate<S> {
-    /// Checks the request head: parameters, media type, declared length. `route` is set to
-    /// the matched rule's entry, for the decision's report, and `started` to when the
-    /// decision began: once a rule matched (a request no rule matches is no decision, and
-    /// costs no clock reading).
+    /// Checks the request head: parameters, media type, declared length. `decided` is set
+    /// to the matched rule's entry, for the decision's report, and to when the decision
+    /// began: once a rule matched (a request no rule matches is no decision, and costs no
+    /// clock reading).
     fn plan<B: Body>(
         &self,
         parts: &Parts,
         body: &B,
-        route: &mut Option<usize>,
-        started: &mut Option<Instant>,
+        decided: &mut Option<(usize, Instant)>,
     ) -> Result<Plan, Rejection> {
         let settings = &*self.shared.settings;
         let Some(matched) = settings.routes.at(&parts.method, parts.uri.path()) else {
             return Ok(Plan::PassThrough);
         };
-        *started = Some(Instant::now());
-        *route = Some(matched.index);
+        *decided = Some((matched.index, Instant::now()));
         let route: &RouteSchemas = matched.value;
         let cap = settings.max_violations;
         let mut violations = Vec::new();
