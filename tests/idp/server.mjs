@@ -35,7 +35,14 @@ function shutdown(reason) {
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
 
+// Each step of the start on stderr, with the time since the process began: when a start is
+// slow or never ends, the harness's failure message shows the last step reached.
+function step(what) {
+  console.error(`test idp: ${what} (${Math.round(performance.now())} ms)`);
+}
+
 const { default: Provider, errors } = await import('oidc-provider');
+step('oidc-provider loaded');
 
 // ---------------------------------------------------------------------------
 // Settings (environment)
@@ -83,12 +90,24 @@ function thumbprint(jwk) {
   return crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }
 
-function generateJwks() {
-  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
-  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+// A fresh private key as a JWK. Generated as PKCS #8 PEM and read back, never exported from
+// the KeyObject that generateKeyPairSync returns: on Node 20 that export can deadlock for good
+// when a garbage collection runs inside it (the main thread waits on a key mutex it already
+// holds, in ~KeyGenJob). A provider here stopped in exactly that frame (gdb), one in CI stopped
+// at the same step, and a loop of 3,000 such exports hangs within its first 1,500 iterations,
+// while the same loop this way finishes.
+function generatePrivateJwk(type, options) {
+  const { privateKey } = crypto.generateKeyPairSync(type, {
+    ...options,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return crypto.createPrivateKey(privateKey).export({ format: 'jwk' });
+}
 
-  const rsaJwk = rsa.privateKey.export({ format: 'jwk' });
-  const ecJwk = ec.privateKey.export({ format: 'jwk' });
+function generateJwks() {
+  const rsaJwk = generatePrivateJwk('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+  const ecJwk = generatePrivateJwk('ec', { namedCurve: 'P-256' });
 
   return {
     keys: [
@@ -132,6 +151,7 @@ function loadOrCreateJwks() {
 }
 
 const jwks = loadOrCreateJwks();
+step('signing keys ready');
 
 // ---------------------------------------------------------------------------
 // Clients, resource servers, claims
@@ -355,6 +375,7 @@ await new Promise((resolve, reject) => {
 });
 
 const { port } = server.address();
+step(`listening on port ${port}`);
 const issuer = `http://${HOST}:${port}`;
 
 const provider = new Provider(issuer, configuration);
