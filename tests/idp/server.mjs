@@ -94,7 +94,7 @@ function thumbprint(jwk) {
 // the KeyObject that generateKeyPairSync returns: on Node 20 that export can deadlock for good
 // when a garbage collection runs inside it (the main thread waits on a key mutex it already
 // holds, in ~KeyGenJob). A provider here stopped in exactly that frame (gdb), one in CI stopped
-// at the same step, and a loop of 3,000 such exports hangs within its first 1,500 iterations,
+// at the same step, and a loop of 3,000 such exports hangs within its first 2,000 iterations,
 // while the same loop this way finishes.
 function generatePrivateJwk(type, options) {
   const { privateKey } = crypto.generateKeyPairSync(type, {
