@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -685,16 +685,17 @@ console.log(JSON.stringify({
 
 #[cfg(feature = "bearer")]
 fn verify_with_jose(jwks_url: &str, token: &str, issuer: &str, audience: &str) -> Value {
-    let output = Command::new("node")
-        .args(["--input-type=module", "-e", VERIFY_WITH_JOSE])
-        .current_dir(support::peers::idp_dir())
-        .env("JWKS_URL", jwks_url)
-        .env("TOKEN", token)
-        .env("ISSUER", issuer)
-        .env("AUDIENCE", audience)
-        .stdin(Stdio::null())
-        .output()
-        .expect("node runs");
+    let output = support::process::output_within(
+        Command::new("node")
+            .args(["--input-type=module", "-e", VERIFY_WITH_JOSE])
+            .current_dir(support::peers::idp_dir())
+            .env("JWKS_URL", jwks_url)
+            .env("TOKEN", token)
+            .env("ISSUER", issuer)
+            .env("AUDIENCE", audience),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     assert!(
         output.status.success(),
         "jose refused the token: {}",
@@ -968,15 +969,17 @@ async fn the_proxy_signs_for_callers_only_and_answers_its_jwks_itself() {
 
 #[test]
 fn the_binary_needs_an_upstream_and_a_usable_upstream_section() {
+    // Bounded: a binary that accepted the policy would listen until killed.
     let run = |policy: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .arg(policy)
-            .args(["--listen", "127.0.0.1:0"])
-            .env_remove("PORTCULLIS_SURELY_UNSET_KEY")
-            .stdin(Stdio::null())
-            .output()
-            .expect("the binary runs")
+        support::process::output_within(
+            Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("serve")
+                .arg(policy)
+                .args(["--listen", "127.0.0.1:0"])
+                .env_remove("PORTCULLIS_SURELY_UNSET_KEY"),
+            BOUND,
+        )
+        .unwrap_or_else(|error| panic!("{error}"))
     };
     // No `--upstream`, no `upstream.url`: a usage error.
     let output = run(&policy_file("no-upstream.yaml", "routes: []\n"));

@@ -29,6 +29,25 @@ struct Driver {
     profile: std::path::PathBuf,
 }
 
+impl Driver {
+    /// Polls chromedriver's `/status` until it answers: `true` then, `false` when it has
+    /// exited first; panics when it neither answers nor exits in time.
+    async fn wait_ready(&mut self, http: &reqwest::Client) -> bool {
+        for _ in 0..POLLS {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(response) = http.get(format!("{}/status", self.base)).send().await
+                && response.status().is_success()
+            {
+                return true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!("chromedriver did not start on port {}", self.port);
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         if let Some(session) = &self.session {
@@ -163,39 +182,38 @@ async fn start_driver() -> (Driver, Session) {
         require_program("chromium", "chromium").unwrap_or_else(|error| panic!("{error}"));
     let chromedriver = require_program("chromedriver", "chromium-driver")
         .unwrap_or_else(|error| panic!("{error}"));
-    let port = free_port();
-    let child = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn chromedriver");
-    let profile =
-        std::env::temp_dir().join(format!("portcullis-chromium-{}-{port}", std::process::id()));
-    let mut driver = Driver {
-        child,
-        port,
-        base: format!("http://127.0.0.1:{port}"),
-        session: None,
-        profile,
-    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut ready = false;
-    for _ in 0..POLLS {
-        if let Ok(response) = http.get(format!("{}/status", driver.base)).send().await
-            && response.status().is_success()
-        {
-            ready = true;
+    // The port is picked free a moment before chromedriver binds it: when another test took
+    // it meanwhile, chromedriver exits, and starts again on another.
+    let mut driver = None;
+    for _ in 0..3 {
+        let port = free_port();
+        let child = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let profile =
+            std::env::temp_dir().join(format!("portcullis-chromium-{}-{port}", std::process::id()));
+        let mut started = Driver {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            session: None,
+            profile,
+        };
+        if started.wait_ready(&http).await {
+            driver = Some(started);
             break;
         }
-        tokio::time::sleep(POLL).await;
     }
-    assert!(ready, "chromedriver did not start on port {port}");
+    let mut driver = driver.expect("chromedriver started (it exited three times: ports taken?)");
     let capabilities = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -204,6 +222,9 @@ async fn start_driver() -> (Driver, Session) {
                 "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--disable-dev-shm-usage",
+                // Every page comes from 127.0.0.1; anything else (the provider's pages
+                // import web fonts) fails at once instead of waiting on the network.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 format!("--user-data-dir={}", driver.profile.display()),
             ],
         },

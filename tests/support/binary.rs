@@ -9,12 +9,14 @@ use std::time::Duration;
 /// Every wait on the binary ends by this.
 pub const BOUND: Duration = Duration::from_secs(20);
 
-/// Runs `portcullis` with `arguments` to its end: its exit code, standard output and error.
+/// Runs `portcullis` with `arguments` to its end (within [`BOUND`]): its exit code,
+/// standard output and error.
 pub fn run(arguments: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(arguments)
-        .output()
-        .expect("the binary runs");
+    let output = super::process::output_within(
+        Command::new(env!("CARGO_BIN_EXE_portcullis")).args(arguments),
+        BOUND,
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,6 +1,6 @@
 //! What integration tests share: the outside programs they talk to ("peers"), made
-//! available before they start ([`peers`]), the real identity provider ([`idp`]) and real
-//! Redis servers ([`redis`]).
+//! available before they start ([`peers`]), the real identity provider ([`idp`]), real
+//! Redis servers ([`redis`]), and a bounded run of any other program ([`process`]).
 //!
 //! Include it with `mod support;` from a test file in `tests/`.
 
@@ -10,4 +10,5 @@
 pub mod binary;
 pub mod idp;
 pub mod peers;
+pub mod process;
 pub mod redis;

@@ -12,9 +12,17 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use super::process::output_within;
+
+/// Bounds on the programs run here: far above what each takes (seconds), so that only a
+/// stuck one reaches them.
+const NPM_CI_LIMIT: Duration = Duration::from_secs(300);
+const APT_GET_LIMIT: Duration = Duration::from_secs(900);
+const VERSION_LIMIT: Duration = Duration::from_secs(30);
 
 /// The directory of the test identity provider.
 pub fn idp_dir() -> PathBuf {
@@ -54,12 +62,12 @@ fn npm_ci_if_stale(dir: &Path) -> Result<(), String> {
          (`npm ci` in {}; a few seconds, once)",
         dir.display()
     );
-    let output = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|error| format!("could not run `npm ci`: {error}"))?;
+    let output = output_within(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir),
+        NPM_CI_LIMIT,
+    )?;
     if !output.status.success() {
         return Err(format!(
             "`npm ci --no-audit --no-fund` in {} failed ({}); run it there by hand to see \
@@ -111,20 +119,17 @@ pub fn require_program(program: &str, package: &str) -> Result<PathBuf, String> 
 }
 
 fn apt_get(args: &[&str]) -> Result<Output, String> {
-    Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|error| format!("could not run apt-get: {error}"))
+    output_within(
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        APT_GET_LIMIT,
+    )
 }
 
 /// Fails unless `node --version` is at least `major`.
 fn require_node_version(major: u32) -> Result<(), String> {
-    let output = Command::new("node")
-        .arg("--version")
-        .output()
-        .map_err(|error| format!("could not run `node --version`: {error}"))?;
+    let output = output_within(Command::new("node").arg("--version"), VERSION_LIMIT)?;
     let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let found = version
         .strip_prefix('v')

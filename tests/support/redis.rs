@@ -4,45 +4,78 @@
 //!
 //! Servers are stopped by PID when dropped. Every wait here is bounded and only waits for
 //! a process to be ready; no test asserts on time.
+//!
+//! Ports are picked free by the OS and bound by the server a moment later, so another test
+//! may take one first: the server then exits, and is started again on other ports. A server
+//! counts as ready only when the one answering on its port is this very process.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use super::peers::require_program;
+use super::process::output_within;
+
+/// How long a server may take to answer after it starts: a bound on a stuck start.
+const START_LIMIT: Duration = Duration::from_secs(20);
+/// How many times a server is started on fresh ports when its ports were taken.
+const START_ATTEMPTS: usize = 3;
+
+/// Tells apart the working directories of the servers of this process.
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
 /// One `redis-server` process on 127.0.0.1.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// The cluster bus port of a cluster node.
+    bus_port: Option<u16>,
+    /// Its own working directory (with its log), removed when it is dropped.
     dir: PathBuf,
-    cluster: bool,
 }
 
 impl RedisServer {
     /// Starts a standalone server on a free port.
     pub fn start() -> Self {
-        Self::start_on(free_port(), false)
+        Self::start_fresh(false)
     }
 
-    fn start_on(port: u16, cluster: bool) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("redis")
-            .join(port.to_string());
-        std::fs::create_dir_all(&dir).expect("redis working directory");
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-            cluster,
-        };
-        server.spawn();
-        server
+    /// Starts a server on free ports, again on others when they were taken meanwhile.
+    fn start_fresh(cluster: bool) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join("redis")
+                .join(format!(
+                    "{}-{}",
+                    std::process::id(),
+                    SERVERS.fetch_add(1, Ordering::Relaxed)
+                ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("redis working directory");
+            let mut server = Self {
+                child: None,
+                port: free_port(),
+                bus_port: cluster.then(free_port),
+                dir,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "redis-server did not start in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        )
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits until it answers; `Err` (with its log) when it exited
+    /// first, as it does when its port is taken.
+    fn spawn(&mut self) -> Result<(), String> {
         let program =
             require_program("redis-server", "redis-server").unwrap_or_else(|e| panic!("{e}"));
         let mut command = Command::new(program);
@@ -54,17 +87,22 @@ impl RedisServer {
             .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if self.cluster {
+        if let Some(bus_port) = self.bus_port {
             let _ = std::fs::remove_file(self.dir.join("nodes.conf"));
             command
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
-                .args(["--cluster-node-timeout", "2000"]);
+                .args(["--cluster-port", &bus_port.to_string()])
+                // Far above any pause of a loaded machine: a node is never taken for failed.
+                .args(["--cluster-node-timeout", "15000"]);
         }
         self.child = Some(command.spawn().expect("redis-server starts"));
-        self.wait_ready();
+        self.wait_ready()
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -88,7 +126,12 @@ impl RedisServer {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if let Err(failure) = self.spawn() {
+            panic!(
+                "redis-server did not start again on port {}: {failure}",
+                self.port
+            );
+        }
     }
 
     /// Sends one inline command and returns the first line of the answer.
@@ -149,29 +192,71 @@ impl RedisServer {
         stream
     }
 
-    fn wait_ready(&self) {
-        // A process start, not a timing assertion: at most 10 s, then a clear failure.
-        for _ in 0..500 {
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                let mut answer = [0u8; 5];
-                if stream.write_all(b"PING\r\n").is_ok()
-                    && stream.read_exact(&mut answer).is_ok()
-                    && &answer == b"+PONG"
-                {
-                    return;
-                }
+    /// Waits (a process start, not a timing assertion: at most [`START_LIMIT`]) until this
+    /// process answers on its port. `Err` when it exits first; panics when it never answers.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let pid = self.child.as_ref().expect("spawned").id();
+        let deadline = Instant::now() + START_LIMIT;
+        while Instant::now() < deadline {
+            let exited = self.child.as_mut().expect("spawned").try_wait();
+            if let Ok(Some(status)) = exited {
+                self.child = None;
+                return Err(format!(
+                    "redis-server on port {} exited ({status}); its log:\n{}",
+                    self.port,
+                    self.log()
+                ));
+            }
+            if answers_as(self.port, pid) {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not become ready", self.port);
+        panic!(
+            "redis-server on port {} did not answer within {START_LIMIT:?}; its log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether the server answering on `port` is process `pid` (`INFO server` names it).
+fn answers_as(port: u16, pid: u32) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    let wanted = format!("process_id:{pid}\r\n");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The section is a few kilobytes; a bound on what is read all the same.
+    while answer.len() < 64 * 1024 {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => answer.extend_from_slice(&chunk[..read]),
+        }
+        if answer
+            .windows(wanted.len())
+            .any(|window| window == wanted.as_bytes())
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Three `redis-server --cluster-enabled yes` on loopback, joined with
@@ -183,20 +268,20 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts and joins the three nodes, and waits until the cluster says it is ok.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::start_on(free_port(), true))
-            .collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_fresh(true)).collect();
         let cli = require_program("redis-cli", "redis-tools").unwrap_or_else(|e| panic!("{e}"));
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
             .collect();
-        let created = Command::new(cli)
-            .args(["--cluster", "create"])
-            .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli runs");
+        let created = output_within(
+            Command::new(cli)
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"]),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
         assert!(
             created.status.success(),
             "redis-cli --cluster create failed: {}{}",
