@@ -189,9 +189,11 @@ impl Idp {
 fn opaque_tokens_from_a_real_provider_are_introspected() {
     let idp = Idp::start(Settings::default());
     let client = Counting::new(Duration::from_secs(5));
+    // Long enough that the second request below is answered from the cache however slow
+    // the machine: the cache is cleared by hand before the revocation check.
     let introspection = idp
         .introspection(Arc::clone(&client))
-        .max_cache(Duration::from_millis(500))
+        .max_cache(Duration::from_secs(60))
         .build()
         .expect("introspection settings");
     let authenticator = BearerAuthenticator::builder()
@@ -310,7 +312,8 @@ async fn introspect(State(endpoint): State<Arc<Endpoint>>) -> axum::response::Re
             Json(active).into_response()
         }
         SLOW => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // Past the client's 3 s timeout in `a_misbehaving_endpoint_…`.
+            tokio::time::sleep(Duration::from_secs(10)).await;
             Json(active).into_response()
         }
         GARBAGE => ([("content-type", "application/json")], "{\"active\": tru").into_response(),
@@ -362,7 +365,8 @@ fn a_misbehaving_endpoint_gives_503_and_cached_tokens_keep_working() {
     let rt = runtime();
     let endpoint = Arc::new(Endpoint::default());
     let url = rt.block_on(serve(Arc::clone(&endpoint)));
-    let client = Counting::new(Duration::from_millis(500));
+    // Far above the endpoint's 200 ms for a good answer, far below its slow mode's 10 s.
+    let client = Counting::new(Duration::from_secs(3));
     let app = app(authenticator_for(&url, Arc::clone(&client)));
 
     let reply = rt.block_on(send(&app, "cached-token"));
@@ -390,16 +394,20 @@ fn a_misbehaving_endpoint_gives_503_and_cached_tokens_keep_working() {
 #[test]
 fn a_down_endpoint_gives_503() {
     let rt = runtime();
-    // A port that was free a moment ago and has nobody listening now.
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
+    // A port bound for the whole test and never listened on: connections are refused, and
+    // no other test's server can take the port meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .expect("a free loopback port");
+    let address = socket.local_addr().expect("its address");
     let url = format!("http://{address}/introspect");
     let app = app(authenticator_for(
         &url,
         Counting::new(Duration::from_secs(2)),
     ));
     assert_unavailable(&rt.block_on(send(&app, "some-token")), "down");
+    drop(socket);
 }
 
 #[test]

@@ -20,13 +20,25 @@ use support::redis::{RedisCluster, RedisServer};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// The cache age of every instance: the bound on how long a revocation made elsewhere
-/// takes to be seen.
-const CACHE_AGE: Duration = Duration::from_secs(1);
+/// takes to be seen. Long, so that it never runs out on the real clock while a test runs
+/// (however slow the machine); the tests pass it on tokio's clock.
+const CACHE_AGE: Duration = Duration::from_secs(60);
 
+/// A connection whose commands succeed on a loaded machine: bounds far above a loopback
+/// round trip. Only the stall test uses a short one, [`impatient_connection`].
 fn connection(url: &str) -> RedisConnection {
+    connection_within(url, Duration::from_secs(2))
+}
+
+/// A connection that gives up after 300 ms, for a test that makes Redis stall for 5 s.
+fn impatient_connection(url: &str) -> RedisConnection {
+    connection_within(url, Duration::from_millis(300))
+}
+
+fn connection_within(url: &str, timeout: Duration) -> RedisConnection {
     RedisConnection::builder(url)
-        .command_timeout(Duration::from_millis(300))
-        .connect_timeout(Duration::from_millis(300))
+        .command_timeout(timeout)
+        .connect_timeout(timeout)
         .build()
         .expect("valid connection settings")
 }
@@ -38,7 +50,11 @@ struct Instance {
 
 impl Instance {
     fn new(url: &str) -> Self {
-        let store = CachedKeyStore::builder(RedisKeyStore::new(connection(url)))
+        Self::on(connection(url))
+    }
+
+    fn on(connection: RedisConnection) -> Self {
+        let store = CachedKeyStore::builder(RedisKeyStore::new(connection))
             .max_age(CACHE_AGE)
             .build()
             .expect("cache settings");
@@ -214,9 +230,9 @@ async fn a_stalled_redis_answers_503_within_the_command_timeout() {
         .issue(NewKey::for_owner("billing"))
         .await
         .expect("issued");
-    let fresh = Instance::new(&redis.url());
-    // Redis blocks every client for 2 s; the lookup gives up after 300 ms.
-    let _sleeping = redis.command_in_background("DEBUG SLEEP 2");
+    let fresh = Instance::on(impatient_connection(&redis.url()));
+    // Redis blocks every client for 5 s; the lookup gives up after 300 ms.
+    let _sleeping = redis.command_in_background("DEBUG SLEEP 5");
     let refused = fresh.call(secret(&issued)).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key(http::header::RETRY_AFTER));
@@ -278,7 +294,11 @@ async fn a_token_revoked_on_one_instance_is_refused_on_all_within_the_answer_age
 
     let redis = RedisServer::start();
     let one = RedisRevocations::new(connection(&redis.url()));
-    let other = RedisRevocations::new(connection(&redis.url()));
+    // An answer age that cannot run out on the real clock while the test runs; it is
+    // passed on tokio's clock.
+    let answer_age = Duration::from_secs(60);
+    let other = RedisRevocations::with_max_age(connection(&redis.url()), answer_age)
+        .expect("a valid answer age");
     let issuer = "https://issuer.example";
     assert_eq!(other.check(issuer, "token-1").await, Revocation::Valid);
 
@@ -290,10 +310,10 @@ async fn a_token_revoked_on_one_instance_is_refused_on_all_within_the_answer_age
     .await
     .expect("revoked");
     assert_eq!(one.check(issuer, "token-1").await, Revocation::Revoked);
-    // The other instance believes its answer for the answer age (1 s), then asks again.
+    // The other instance believes its answer for the answer age, then asks again.
     assert_eq!(other.check(issuer, "token-1").await, Revocation::Valid);
     tokio::time::pause();
-    tokio::time::advance(Duration::from_millis(1001)).await;
+    tokio::time::advance(answer_age + Duration::from_millis(1)).await;
     tokio::time::resume();
     assert_eq!(other.check(issuer, "token-1").await, Revocation::Revoked);
 

@@ -278,6 +278,11 @@ fn good_keys() -> Vec<Value> {
     vec![jwk(&rsa(), "rsa-1"), jwk(&es256(), "ec-1")]
 }
 
+/// The fetch timeout of the tests' clients over TCP: a bound on a hung exchange, far above
+/// what a loaded 2-core machine takes to answer on loopback (no test here waits it out: the
+/// slow server is in-process, on the paused clock).
+const FETCH_TIMEOUT_MS: u64 = 10_000;
+
 fn client(timeout_ms: u64) -> Arc<dyn HttpClient> {
     Arc::new(
         ReqwestClient::builder()
@@ -339,9 +344,9 @@ async fn send(auth: &BearerAuthenticator, token: &str) -> (StatusCode, Option<St
     (response.status(), retry)
 }
 
-/// Waits (at most 5 s, on tokio's clock: virtual in paused-clock tests) for `condition`.
+/// Waits (at most 10 s, on tokio's clock: virtual in paused-clock tests) for `condition`.
 async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
-    for _ in 0..250 {
+    for _ in 0..500 {
         if condition() {
             return true;
         }
@@ -351,7 +356,7 @@ async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
 }
 
 async fn ready_authenticator(server: &Server) -> (IssuerRules, BearerAuthenticator) {
-    let rules = rules_for(server, 300);
+    let rules = rules_for(server, FETCH_TIMEOUT_MS);
     let auth = authenticator(&rules);
     assert!(
         wait_for(|| auth.is_ready()).await,
@@ -363,7 +368,7 @@ async fn ready_authenticator(server: &Server) -> (IssuerRules, BearerAuthenticat
 #[tokio::test(start_paused = true)]
 async fn down_at_start_gives_503_then_recovers() {
     let server = Server::in_process(Mode::Down, good_keys());
-    let rules = rules_for(&server, 300);
+    let rules = rules_for(&server, FETCH_TIMEOUT_MS);
     let auth = authenticator(&rules);
     assert!(wait_for(|| server.hits() >= 1).await);
     let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "alice")).await;
@@ -429,7 +434,7 @@ async fn max_stale_bounds_the_stale_keys() {
     let rules = IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
         .jwks_url(server.url())
-        .http_client(server.client(300))
+        .http_client(server.client(FETCH_TIMEOUT_MS))
         .jwks_cooldown(Duration::from_millis(200))
         .max_stale(Duration::from_millis(400))
         .build()
@@ -499,7 +504,7 @@ async fn bad_answers_are_failed_fetches() {
 
         // With nothing loaded: 503.
         let server = Server::start(mode, good_keys()).await;
-        let rules = rules_for(&server, 300);
+        let rules = rules_for(&server, FETCH_TIMEOUT_MS);
         let auth = authenticator(&rules);
         assert!(wait_for(|| server.hits() >= 1).await, "{mode:?}");
         let (status, retry) = send(&auth, &token(&rsa(), "rsa-1", "a")).await;
@@ -512,7 +517,7 @@ async fn bad_answers_are_failed_fetches() {
 #[tokio::test]
 async fn specific_failure_kinds() {
     let server = Server::start(Mode::Html, good_keys()).await;
-    let rules = rules_for(&server, 300);
+    let rules = rules_for(&server, FETCH_TIMEOUT_MS);
     let jwks = rules.jwks().expect("remote").clone();
     assert!(matches!(
         jwks.refresh_now().await,
@@ -584,7 +589,7 @@ async fn many_requests_at_expiry_fetch_once() {
     let rules = IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
         .jwks_url(server.url())
-        .http_client(server.client(300))
+        .http_client(server.client(FETCH_TIMEOUT_MS))
         .jwks_cooldown(Duration::from_millis(200))
         .jwks_min_refresh(Duration::from_secs(2))
         .build()
@@ -611,7 +616,7 @@ async fn many_requests_at_expiry_fetch_once() {
 #[tokio::test(start_paused = true)]
 async fn key_rotation_is_picked_up_by_one_refetch() {
     let server = Server::in_process(Mode::Good, vec![jwk(&rsa(), "rsa-1")]);
-    let rules = rules_for(&server, 300);
+    let rules = rules_for(&server, FETCH_TIMEOUT_MS);
     // With the token cache on: entries verified with a removed key must go.
     let auth = BearerAuthenticator::new(rules.clone());
     assert!(wait_for(|| auth.is_ready()).await);
@@ -643,7 +648,7 @@ async fn key_rotation_is_picked_up_by_one_refetch() {
 #[tokio::test]
 async fn redirects_to_another_origin_are_refused() {
     let server = Server::start(Mode::RedirectOther, good_keys()).await;
-    let rules = rules_for(&server, 300);
+    let rules = rules_for(&server, FETCH_TIMEOUT_MS);
     let jwks = rules.jwks().expect("remote").clone();
     assert!(matches!(
         jwks.refresh_now().await,
@@ -668,7 +673,7 @@ async fn redirects_to_another_origin_are_refused() {
 async fn responses_over_the_cap_are_refused() {
     for mode in [Mode::Huge, Mode::HugeChunked] {
         let server = Server::start(mode, good_keys()).await;
-        let rules = rules_for(&server, 2000);
+        let rules = rules_for(&server, FETCH_TIMEOUT_MS);
         let jwks = rules.jwks().expect("remote").clone();
         assert!(
             matches!(jwks.refresh_now().await, Err(RemoteError::TooLarge { .. })),
@@ -780,7 +785,7 @@ async fn discovery_finds_the_jwks() {
     let rules = IssuerRules::builder(issuer.clone())
         .audience(AUDIENCE)
         .discover()
-        .http_client(client(300))
+        .http_client(client(FETCH_TIMEOUT_MS))
         .jwks_cooldown(Duration::from_millis(200))
         .build()
         .expect("rules");
@@ -795,7 +800,7 @@ async fn discovery_finds_the_jwks() {
     let rules_b = IssuerRules::builder(issuer.clone())
         .audience(AUDIENCE)
         .discover()
-        .http_client(client(300))
+        .http_client(client(FETCH_TIMEOUT_MS))
         .build()
         .expect("rules");
     rules_b
@@ -810,7 +815,7 @@ async fn discovery_finds_the_jwks() {
     let rules_c = IssuerRules::builder(issuer)
         .audience(AUDIENCE)
         .discover()
-        .http_client(client(300))
+        .http_client(client(FETCH_TIMEOUT_MS))
         .build()
         .expect("rules");
     assert!(matches!(
@@ -825,7 +830,7 @@ async fn cached_verifications_do_not_outlive_max_stale() {
     let rules = IssuerRules::builder(ISSUER)
         .audience(AUDIENCE)
         .jwks_url(server.url())
-        .http_client(server.client(300))
+        .http_client(server.client(FETCH_TIMEOUT_MS))
         .jwks_cooldown(Duration::from_millis(200))
         .max_stale(Duration::from_millis(400))
         .build()
@@ -915,7 +920,7 @@ async fn a_failed_fetch_keeps_the_discovered_metadata() {
     let rules = IssuerRules::builder(server.base.clone())
         .audience(AUDIENCE)
         .discover()
-        .http_client(client(300))
+        .http_client(client(FETCH_TIMEOUT_MS))
         .build()
         .expect("rules");
     let jwks = rules.jwks().expect("remote");
@@ -943,7 +948,7 @@ async fn max_stale_bounds_the_discovered_metadata() {
     let rules = IssuerRules::builder(server.base.clone())
         .audience(AUDIENCE)
         .discover()
-        .http_client(server.client(300))
+        .http_client(server.client(FETCH_TIMEOUT_MS))
         .jwks_cooldown(Duration::from_millis(200))
         .max_stale(Duration::from_millis(400))
         .build()

@@ -44,7 +44,10 @@ async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(support::binary::BOUND)
+        .build()
+        .expect("an HTTP client");
     let mut request = client.request(method, url);
     if let Some(key) = key {
         request = request.header("authorization", format!("ApiKey {key}"));

@@ -125,7 +125,7 @@ pub fn logout_token(forger: &Forger, jti: &str, sid: &str) -> String {
 }
 
 async fn post_logout_token(app: &App, token: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
+    let response = crate::harness::http_client()
         .post(app.url("/auth/backchannel-logout"))
         .form(&[("logout_token", token)])
         .send()
@@ -276,6 +276,7 @@ async fn requests_waiting_for_a_refresh_share_its_outcome() {
 
     // The provider is down, and slow to say so: requests pile up behind one refresh.
     let before = forger.token_requests.load(Ordering::SeqCst);
+    let arrived_before = app.arrived.load(Ordering::SeqCst);
     forger.token_status.store(503, Ordering::SeqCst);
     let held = forger.token_gate.lock().await;
     let requests: Vec<_> = (0..10)
@@ -285,8 +286,21 @@ async fn requests_waiting_for_a_refresh_share_its_outcome() {
         })
         .collect();
     token_requests_reach(&forger, before + 1).await;
-    // Let the other nine arrive and wait (on the app's side, a real server).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The other nine have reached the app, however slow the machine...
+    for _ in 0..2_000 {
+        if app.arrived.load(Ordering::SeqCst) >= arrived_before + 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.arrived.load(Ordering::SeqCst) - arrived_before,
+        10,
+        "all ten requests reached the app within 20 s"
+    );
+    // ...and, past the counter, have only in-process steps left before they wait on the
+    // refresh: a moment more lets them take those.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(held);
     for request in requests {
         assert_eq!(request.await.unwrap(), 503);

@@ -425,7 +425,7 @@ async fn forged_logout_tokens_are_refused_and_replays_too() {
     let post = |token: String| {
         let url = app.url("/auth/backchannel-logout");
         async move {
-            reqwest::Client::new()
+            crate::harness::http_client()
                 .post(url)
                 .form(&[("logout_token", token)])
                 .send()

@@ -20,6 +20,15 @@ use crate::support::idp::{API, Idp, Settings};
 /// How many redirects a navigation follows at most.
 const MAX_HOPS: usize = 15;
 
+/// A plain HTTP client whose every exchange ends within 30 s: a stuck peer fails the test
+/// that asked it, instead of hanging it.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// The provider most tests share (started once per test binary; it exits with the
 /// binary, when its stdin closes).
 pub fn shared_idp() -> &'static Idp {
@@ -265,6 +274,8 @@ pub struct App {
     pub base: String,
     pub client_id: String,
     pub client_secret: String,
+    /// How many requests have reached the application (counted before any of its layers).
+    pub arrived: Arc<AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -297,7 +308,7 @@ pub async fn register_with(issuer: &str, base: &str, auth_method: &str) -> (Stri
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method,
     });
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{issuer}/reg"))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -446,6 +457,14 @@ fn serve_app_with(
         )
         .layer(AuthenticationLayer::new(oidc.clone()).and(bearer))
         .layer(oidc.layer());
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&arrived);
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            next.run(request)
+        },
+    ));
     #[cfg(feature = "shield")]
     let server = match shield {
         Some(shield) => {
@@ -468,6 +487,7 @@ fn serve_app_with(
         base,
         client_id,
         client_secret,
+        arrived,
         server,
     }
 }
