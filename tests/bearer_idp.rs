@@ -9,9 +9,10 @@
 //! accepted, and that wrong audiences, tampering, opaque tokens, rotated keys and expired
 //! tokens are refused.
 //!
-//! The provider needs its npm packages: run `npm ci` in `tests/idp` first (the `.ci/run`
-//! script does). Every provider is killed when its test ends, passed or failed; it also
-//! exits by itself when this process dies, because its stdin (a pipe from us) closes.
+//! The provider's npm packages are installed by the test support when missing (`npm ci`).
+//! Every provider is killed when its test ends, passed or failed; it also exits by itself
+//! when this process dies, because its stdin (a pipe from us) closes. Key rotation happens
+//! in place, through the provider's `POST /test/rotate-keys`, so the issuer keeps its port.
 //!
 //! Talking to the provider needs no HTTP client crate: a few blocking HTTP/1.0 requests
 //! over `std::net::TcpStream` are enough (HTTP/1.0 so that Node answers with a
@@ -267,28 +268,21 @@ fn wrong_audience_and_tampering_are_refused() {
 /// when the provider rotates them: tokens signed with the new key are refused until then.
 #[test]
 fn a_rotated_provider_key_is_refused_until_keys_are_reloaded() {
-    let first = Idp::start(Settings::default());
-    let issuer = first.issuer.clone();
-    let port = first.port();
-    let (old_keys, old_kids) = first.key_set();
+    let idp = Idp::start(Settings::default());
+    let issuer = idp.issuer.clone();
+    let (old_keys, old_kids) = idp.key_set();
     let old_app = app(BearerAuthenticator::new(rules_for(
         &issuer,
         old_keys,
         &[API],
     )));
-    let old_token = first.token(API);
+    let old_token = idp.token(API);
     assert_eq!(call(&old_app, &old_token).status, StatusCode::OK);
 
-    // Stop it; its keys file goes with it, so the restart generates new keys (rotation).
-    drop(first);
-    let second = Idp::start(Settings {
-        port: Some(port),
-        kid_suffix: Some("-rotated"),
-        ..Settings::default()
-    });
-    assert_eq!(second.issuer, issuer, "same port, same issuer");
+    // The provider rotates its keys: new keys, new kids, the same issuer.
+    idp.rotate_keys("-rotated");
 
-    let new_token = second.token(API);
+    let new_token = idp.token(API);
     let kid = jwt_part(&new_token, 0)["kid"]
         .as_str()
         .expect("the token names its key")
@@ -303,7 +297,7 @@ fn a_rotated_provider_key_is_refused_until_keys_are_reloaded() {
     assert_eq!(challenge, invalid_token("The token is not valid."));
 
     // Reloaded keys: the new token passes, and the old key is gone with its tokens.
-    let (new_keys, new_kids) = second.key_set();
+    let (new_keys, new_kids) = idp.key_set();
     assert!(new_kids.contains(&kid), "kid {kid} not in {new_kids:?}");
     let new_app = app(BearerAuthenticator::new(rules_for(
         &issuer,
@@ -320,7 +314,6 @@ fn a_rotated_provider_key_is_refused_until_keys_are_reloaded() {
 fn expired_provider_tokens_are_refused() {
     let idp = Idp::start(Settings {
         access_token_ttl: Some(1),
-        ..Settings::default()
     });
     let (keys, _) = idp.key_set();
     let rules = IssuerRules::builder(&idp.issuer)
@@ -440,23 +433,16 @@ fn tokens_from_a_real_provider_are_accepted_with_discovered_keys() {
 /// With discovery, a rotated provider key is picked up by one refetch: no reload needed.
 #[test]
 fn a_rotated_provider_key_is_picked_up_by_a_refetch() {
-    let first = Idp::start(Settings::default());
-    let issuer = first.issuer.clone();
-    let port = first.port();
+    let idp = Idp::start(Settings::default());
+    let issuer = idp.issuer.clone();
     let rules = discovered_rules_for(&issuer, &[API]);
     let app = app(BearerAuthenticator::new(rules.clone()));
-    let old_token = first.token(API);
+    let old_token = idp.token(API);
     assert_eq!(call(&app, &old_token).status, StatusCode::OK);
     let fetches = rules.jwks().expect("remote").fetch_count();
 
-    drop(first);
-    let second = Idp::start(Settings {
-        port: Some(port),
-        kid_suffix: Some("-rotated"),
-        ..Settings::default()
-    });
-    assert_eq!(second.issuer, issuer, "same port, same issuer");
-    let new_token = second.token(API);
+    idp.rotate_keys("-rotated");
+    let new_token = idp.token(API);
     let kid = jwt_part(&new_token, 0)["kid"]
         .as_str()
         .expect("kid")

@@ -105,17 +105,17 @@ function generatePrivateJwk(type, options) {
   return crypto.createPrivateKey(privateKey).export({ format: 'jwk' });
 }
 
-function generateJwks() {
+function generateJwks(kidSuffix = KID_SUFFIX) {
   const rsaJwk = generatePrivateJwk('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
   const ecJwk = generatePrivateJwk('ec', { namedCurve: 'P-256' });
 
   return {
     keys: [
       {
-        ...rsaJwk, kid: `rs256-${thumbprint(rsaJwk).slice(0, 16)}${KID_SUFFIX}`, alg: 'RS256', use: 'sig',
+        ...rsaJwk, kid: `rs256-${thumbprint(rsaJwk).slice(0, 16)}${kidSuffix}`, alg: 'RS256', use: 'sig',
       },
       {
-        ...ecJwk, kid: `es256-${thumbprint(ecJwk).slice(0, 16)}${KID_SUFFIX}`, alg: 'ES256', use: 'sig',
+        ...ecJwk, kid: `es256-${thumbprint(ecJwk).slice(0, 16)}${kidSuffix}`, alg: 'ES256', use: 'sig',
       },
     ],
   };
@@ -141,7 +141,11 @@ function loadOrCreateJwks() {
     return validateJwks(JSON.parse(fs.readFileSync(KEYS_FILE, 'utf8')), KEYS_FILE);
   }
 
-  const jwks = generateJwks();
+  return saveJwks(generateJwks());
+}
+
+function saveJwks(jwks) {
+  if (!KEYS_FILE) return jwks;
   fs.mkdirSync(path.dirname(path.resolve(KEYS_FILE)), { recursive: true });
   // Write atomically so a concurrently starting provider never reads half a file.
   const tmp = `${KEYS_FILE}.${process.pid}.tmp`;
@@ -150,7 +154,7 @@ function loadOrCreateJwks() {
   return jwks;
 }
 
-const jwks = loadOrCreateJwks();
+let jwks = loadOrCreateJwks();
 step('signing keys ready');
 
 // ---------------------------------------------------------------------------
@@ -275,8 +279,9 @@ async function loadExistingGrant(ctx) {
 // Provider
 // ---------------------------------------------------------------------------
 
-const configuration = {
-  clients,
+// A fresh configuration object for each provider built (see the key rotation hook).
+const configuration = (jwks) => ({
+  clients: structuredClone(clients),
   jwks,
   scopes: ['openid', 'offline_access', 'profile', 'email', 'roles', 'orders:read', 'orders:write'],
   claims: {
@@ -360,7 +365,7 @@ const configuration = {
     ctx.type = 'application/json; charset=utf-8';
     ctx.body = out;
   },
-};
+});
 
 // Bind first (port 0 = any free port), then build the provider with the real
 // issuer and attach it: no window in which another process could take the port.
@@ -378,23 +383,46 @@ const { port } = server.address();
 step(`listening on port ${port}`);
 const issuer = `http://${HOST}:${port}`;
 
-const provider = new Provider(issuer, configuration);
-provider.on('server_error', (ctx, err) => {
-  console.error('oidc-provider server_error:', err);
-});
+function buildProvider(keys) {
+  const built = new Provider(issuer, configuration(keys));
+  built.on('server_error', (ctx, err) => {
+    console.error('oidc-provider server_error:', err);
+  });
+  return built;
+}
 
-// Test hook: `POST /test/backchannel-logout` with a form `client_id`, `sub`, `sid` makes the
-// provider send that client a real logout token (signed with its keys, to the client's
-// registered backchannel_logout_uri), as it does when a session ends. Answers 204 when the
-// client answered 200, 502 with the reason otherwise.
-const providerCallback = provider.callback();
+let provider = buildProvider(jwks);
+let providerCallback = provider.callback();
+
+// Reads a test hook's form body, then calls `handle` with it.
+function withForm(req, handle) {
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', () => handle(new URLSearchParams(body)));
+}
+
 server.on('request', (req, res) => {
+  // Test hook: `POST /test/rotate-keys` with a form `kid_suffix` replaces the signing keys
+  // with fresh ones (kids ending in the suffix), as a provider's key rotation does: the
+  // JWKS, new tokens and the keys file have the new keys only. The issuer (and so the port)
+  // stays, as the process does. Answers 204.
+  if (req.method === 'POST' && req.url === '/test/rotate-keys') {
+    withForm(req, (form) => {
+      jwks = saveJwks(generateJwks(form.get('kid_suffix') ?? ''));
+      provider = buildProvider(jwks);
+      providerCallback = provider.callback();
+      console.error(`test idp: keys rotated, kids ${jwks.keys.map((k) => k.kid).join(', ')}`);
+      res.writeHead(204).end();
+    });
+    return;
+  }
+  // Test hook: `POST /test/backchannel-logout` with a form `client_id`, `sub`, `sid` makes
+  // the provider send that client a real logout token (signed with its keys, to the
+  // client's registered backchannel_logout_uri), as it does when a session ends. Answers
+  // 204 when the client answered 200, 502 with the reason otherwise.
   if (req.method === 'POST' && req.url === '/test/backchannel-logout') {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk) => { body += chunk; });
-    req.on('end', async () => {
-      const form = new URLSearchParams(body);
+    withForm(req, async (form) => {
       try {
         const client = await provider.Client.find(form.get('client_id') ?? '');
         if (!client) throw new Error('unknown client');

@@ -454,7 +454,6 @@ async fn twenty_parallel_requests_at_expiry_keep_the_session() {
     // waits below are on the provider's real clock.
     let idp = Idp::start(Settings {
         access_token_ttl: Some(5),
-        ..Settings::default()
     });
     let (client, refreshes) = CountingClient::new();
     let app = start_app(&idp.issuer, |b| {

@@ -44,10 +44,6 @@ pub static PROVIDERS_STARTED: AtomicUsize = AtomicUsize::new(0);
 /// How to start a provider; `Default` is a fresh provider on any free port.
 #[derive(Default)]
 pub struct Settings {
-    /// `IDP_PORT`: listen on this port (to keep the issuer of a stopped provider).
-    pub port: Option<u16>,
-    /// `IDP_KID_SUFFIX`: appended to the kids of the keys it generates.
-    pub kid_suffix: Option<&'static str>,
     /// `IDP_AT_TTL`: access token lifetime in seconds (the provider's default is 300).
     pub access_token_ttl: Option<u32>,
 }
@@ -88,12 +84,6 @@ impl Idp {
             .env_remove("IDP_PORT")
             .env_remove("IDP_KID_SUFFIX")
             .env_remove("IDP_AT_TTL");
-        if let Some(port) = settings.port {
-            command.env("IDP_PORT", port.to_string());
-        }
-        if let Some(suffix) = settings.kid_suffix {
-            command.env("IDP_KID_SUFFIX", suffix);
-        }
         if let Some(ttl) = settings.access_token_ttl {
             command.env("IDP_AT_TTL", ttl.to_string());
         }
@@ -158,13 +148,6 @@ impl Idp {
             "unexpected issuer {:?}",
             idp.issuer
         );
-        if let Some(port) = settings.port {
-            assert_eq!(
-                idp.port(),
-                port,
-                "the provider did not keep the port asked for"
-            );
-        }
         idp
     }
 
@@ -205,6 +188,19 @@ impl Idp {
             .lock()
             .map(|text| text.clone())
             .unwrap_or_default()
+    }
+
+    /// Rotates the provider's signing keys in place (`POST /test/rotate-keys`): fresh keys
+    /// whose kids end in `kid_suffix` replace the old ones in its JWKS and in the tokens it
+    /// issues from now on; the issuer stays.
+    pub fn rotate_keys(&self, kid_suffix: &str) {
+        let response = http_request(
+            "POST",
+            &format!("{}/test/rotate-keys", self.issuer),
+            None,
+            Some(&format!("kid_suffix={}", form_encode(kid_suffix))),
+        );
+        assert_eq!(response.status, 204, "rotate keys: {}", response.text());
     }
 
     /// GETs `path` (relative to the issuer) and parses the JSON answer; expects 200.
