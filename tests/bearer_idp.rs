@@ -350,8 +350,8 @@ fn expired_provider_tokens_are_refused() {
 fn discovered_rules_for(issuer: &str, audiences: &[&str]) -> IssuerRules {
     let mut builder = IssuerRules::builder(issuer)
         .discover()
-        // Short enough that a rotation test never waits for it: starting a provider takes
-        // far longer.
+        // Short enough that a rotation test never waits for it: rotating the provider's
+        // keys and asking for a token take far longer.
         .jwks_cooldown(Duration::from_millis(1))
         .roles_claim("realm_access.roles");
     for audience in audiences {

@@ -279,9 +279,13 @@ async function loadExistingGrant(ctx) {
 // Provider
 // ---------------------------------------------------------------------------
 
+// The cookie signing keys: one set for the process, so that a key rotation (which builds a
+// new provider) leaves sessions and interactions in progress intact.
+const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')];
+
 // A fresh configuration object for each provider built (see the key rotation hook).
 const configuration = (jwks) => ({
-  clients: structuredClone(clients),
+  clients,
   jwks,
   scopes: ['openid', 'offline_access', 'profile', 'email', 'roles', 'orders:read', 'orders:write'],
   claims: {
@@ -305,7 +309,7 @@ const configuration = (jwks) => ({
   rotateRefreshToken: () => true,
   // Not used by client credentials, only set so oidc-provider does not use
   // its development-only defaults.
-  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  cookies: { keys: COOKIE_KEYS },
   features: {
     // The dev login form (any login, any password) for the OpenID Connect login tests.
     devInteractions: { enabled: true },
@@ -409,9 +413,14 @@ server.on('request', (req, res) => {
   // stays, as the process does. Answers 204.
   if (req.method === 'POST' && req.url === '/test/rotate-keys') {
     withForm(req, (form) => {
-      jwks = saveJwks(generateJwks(form.get('kid_suffix') ?? ''));
-      provider = buildProvider(jwks);
-      providerCallback = provider.callback();
+      try {
+        const rotated = saveJwks(generateJwks(form.get('kid_suffix') ?? ''));
+        const rebuilt = buildProvider(rotated);
+        [jwks, provider, providerCallback] = [rotated, rebuilt, rebuilt.callback()];
+      } catch (error) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(String(error?.message ?? error));
+        return;
+      }
       console.error(`test idp: keys rotated, kids ${jwks.keys.map((k) => k.kid).join(', ')}`);
       res.writeHead(204).end();
     });

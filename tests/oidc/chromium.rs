@@ -3,7 +3,6 @@
 //! driven over WebDriver by a tiny client on reqwest. Open a protected page, get sent to
 //! the provider's login form, fill it in, land back logged in, log out.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{shared_idp, start_app};
 use crate::support::peers::require_program;
+use crate::support::ports::unassigned_port;
 
 /// How often, and how many times, the test polls the browser for a page to arrive.
 const POLL: Duration = Duration::from_millis(100);
@@ -170,13 +170,6 @@ impl Session {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
 async fn start_driver() -> (Driver, Session) {
     let chromium =
         require_program("chromium", "chromium").unwrap_or_else(|error| panic!("{error}"));
@@ -186,11 +179,12 @@ async fn start_driver() -> (Driver, Session) {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    // The port is picked free a moment before chromedriver binds it: when another test took
-    // it meanwhile, chromedriver exits, and starts again on another.
+    // The port is picked free (below the ephemeral range) a moment before chromedriver binds
+    // it: should another pick take it meanwhile, chromedriver exits, and starts again on
+    // another.
     let mut driver = None;
     for _ in 0..3 {
-        let port = free_port();
+        let port = unassigned_port();
         let child = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")

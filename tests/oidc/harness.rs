@@ -274,8 +274,6 @@ pub struct App {
     pub base: String,
     pub client_id: String,
     pub client_secret: String,
-    /// How many requests have reached the application (counted before any of its layers).
-    pub arrived: Arc<AtomicUsize>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -457,14 +455,6 @@ fn serve_app_with(
         )
         .layer(AuthenticationLayer::new(oidc.clone()).and(bearer))
         .layer(oidc.layer());
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&arrived);
-    let app = app.layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            next.run(request)
-        },
-    ));
     #[cfg(feature = "shield")]
     let server = match shield {
         Some(shield) => {
@@ -487,7 +477,6 @@ fn serve_app_with(
         base,
         client_id,
         client_secret,
-        arrived,
         server,
     }
 }

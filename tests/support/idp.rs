@@ -1,6 +1,7 @@
 //! The real identity provider in `tests/idp/`, started and stopped by the tests that need
 //! it (its Node packages installed first by [`super::peers`]), and a tiny HTTP client to
-//! talk to it. Used by `bearer_idp.rs` and `introspection.rs`.
+//! talk to it. Used by every test that talks to a real provider (bearer tokens,
+//! introspection, the OpenID Connect login, the binary).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,7 @@
 //! What integration tests share: the outside programs they talk to ("peers"), made
 //! available before they start ([`peers`]), the real identity provider ([`idp`]), real
-//! Redis servers ([`redis`]), and a bounded run of any other program ([`process`]).
+//! Redis servers ([`redis`]), ports for peers told where to listen ([`ports`]), and a
+//! bounded run of any other program ([`process`]).
 //!
 //! Include it with `mod support;` from a test file in `tests/`.
 
@@ -10,5 +11,6 @@
 pub mod binary;
 pub mod idp;
 pub mod peers;
+pub mod ports;
 pub mod process;
 pub mod redis;

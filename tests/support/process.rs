@@ -2,54 +2,102 @@
 //! fails, naming it, instead of hanging until CI gives up.
 
 use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Runs `command` (stdin empty, stdout and stderr captured) and waits for its end at most
-/// `limit`; past that, kills it and says so.
+/// How long the output of a program that has ended may take to be read to its end: longer
+/// only when something it started still holds its output open.
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `command` (stdin empty, stdout and stderr captured, in a process group of its own)
+/// and waits for its end at most `limit`; past that, kills the group and says so.
+///
+/// A program that ends while something it started still holds its output (a daemon, say)
+/// gives what it wrote within [`OUTPUT_GRACE`], not a hang.
 pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output, String> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|error| format!("could not run {command:?}: {error}"))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
+    let stdout = Drained::start(child.stdout.take());
+    let stderr = Drained::start(child.stderr.take());
     let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
+                let grace = Instant::now() + OUTPUT_GRACE;
                 return Ok(Output {
                     status,
-                    stdout: stdout.join().unwrap_or_default(),
-                    stderr: stderr.join().unwrap_or_default(),
+                    stdout: stdout.finish(grace),
+                    stderr: stderr.finish(grace),
                 });
             }
             Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
             outcome => {
-                let _ = child.kill();
-                let _ = child.wait();
-                // The readers are left to end on their own: a child of the killed program
-                // may still hold the pipes open.
+                kill_group(&mut child);
                 return Err(match outcome {
                     Err(error) => format!("waiting for {command:?} failed: {error}"),
-                    _ => format!("{command:?} did not end within {limit:?}, and was killed"),
+                    _ => format!(
+                        "{command:?} did not end within {limit:?}, and was killed; it \
+                         printed:\nstdout:\n{}\nstderr:\n{}",
+                        String::from_utf8_lossy(&stdout.finish(Instant::now())),
+                        String::from_utf8_lossy(&stderr.finish(Instant::now()))
+                    ),
                 });
             }
         }
     }
 }
 
-/// Reads `pipe` to its end on a thread of its own, so that a chatty program never blocks
-/// on a full pipe.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
+/// Kills the child's whole process group (it leads it), then reaps the child.
+fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A pipe read to its end on a thread of its own (so a chatty program never blocks on a
+/// full pipe), into a buffer that can be taken at any time.
+struct Drained {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drained {
+    fn start(pipe: Option<impl Read + Send + 'static>) -> Self {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&bytes);
+        let reader = thread::spawn(move || {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = [0_u8; 8192];
+            while let Ok(read @ 1..) = pipe.read(&mut chunk) {
+                if let Ok(mut bytes) = sink.lock() {
+                    bytes.extend_from_slice(&chunk[..read]);
+                }
+            }
+        });
+        Self { bytes, reader }
+    }
+
+    /// What was read, once the pipe has ended or `until` has come, whichever is first (the
+    /// reader is then left to end on its own).
+    fn finish(self, until: Instant) -> Vec<u8> {
+        while !self.reader.is_finished() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
         }
-        bytes
-    })
+        self.bytes
+            .lock()
+            .map(|mut bytes| std::mem::take(&mut *bytes))
+            .unwrap_or_default()
+    }
 }

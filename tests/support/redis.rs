@@ -5,18 +5,21 @@
 //! Servers are stopped by PID when dropped. Every wait here is bounded and only waits for
 //! a process to be ready; no test asserts on time.
 //!
-//! Ports are picked free by the OS and bound by the server a moment later, so another test
-//! may take one first: the server then exits, and is started again on other ports. A server
-//! counts as ready only when the one answering on its port is this very process.
+//! Ports come from [`unassigned_port`], below the OS's ephemeral range, so no other listener
+//! or connection of the run takes one between its pick and the server's bind (or a
+//! restart's). Should one be taken all the same, the server exits and is started again on
+//! other ports (a restart cannot move: it fails, naming the port). A server counts as ready
+//! only when the one answering on its port is this very process.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::peers::require_program;
+use super::ports::unassigned_port;
 use super::process::output_within;
 
 /// How long a server may take to answer after it starts: a bound on a stuck start.
@@ -58,8 +61,8 @@ impl RedisServer {
             std::fs::create_dir_all(&dir).expect("redis working directory");
             let mut server = Self {
                 child: None,
-                port: free_port(),
-                bus_port: cluster.then(free_port),
+                port: unassigned_port(),
+                bus_port: cluster.then(unassigned_port),
                 dir,
             };
             match server.spawn() {
@@ -182,7 +185,7 @@ impl RedisServer {
         }
     }
 
-    /// Sends a command without waiting for its answer (e.g. `DEBUG SLEEP 2`), on a
+    /// Sends a command without waiting for its answer (e.g. `DEBUG SLEEP 5`), on a
     /// connection kept open until the returned stream is dropped.
     pub fn command_in_background(&self, command: &str) -> TcpStream {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
@@ -322,14 +325,6 @@ impl RedisServer {
         let read = stream.read(&mut buffer).unwrap_or(0);
         String::from_utf8_lossy(&buffer[..read]).contains("cluster_state:ok")
     }
-}
-
-/// A port nothing listens on now (the OS picks it; the server binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
 }
 
 /// One RESP line, without its `\r\n`.
