@@ -55,7 +55,8 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output, S
     }
 }
 
-/// Kills the child's whole process group (it leads it), then reaps the child.
+/// Kills the child's whole process group (it leads it) with `kill(1)`, then reaps the
+/// child. Where `kill(1)` is missing (no procps), only the child itself is killed.
 fn kill_group(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
